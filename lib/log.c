@@ -1,0 +1,182 @@
+/*
+ * log.c: maillog output to syslog, a file or standard error.
+ * Trusts its callers' format strings; escapes nothing by itself (callers use
+ * log_escape() for text from outside).
+ */
+#include "config.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+#include "compat/compat.h"
+#include "log.h"
+
+#define LOG_LINE_MAX 4096
+
+static char log_ident_buf[64] = "loft";
+static enum log_dest log_dest = LOG_DEST_STDERR;
+static int log_fd = -1;
+static int log_fatal_exit = 1;
+
+void
+log_open(const char *ident, enum log_dest dest)
+{
+	strlcpy(log_ident_buf, ident, sizeof(log_ident_buf));
+	log_dest = dest;
+	if (dest == LOG_DEST_SYSLOG)
+		openlog(log_ident_buf, LOG_PID | LOG_NDELAY, LOG_MAIL);
+}
+
+int
+log_set_file(const char *path)
+{
+	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+
+	if (fd < 0) {
+		log_warning("cannot open maillog_file %s: %s", path,
+		    strerror(errno));
+		return -1;
+	}
+	if (log_fd >= 0)
+		close(log_fd);
+	log_fd = fd;
+	log_dest = LOG_DEST_FILE;
+	return 0;
+}
+
+void
+log_set_fatal_status(int status)
+{
+	log_fatal_exit = status;
+}
+
+const char *
+log_ident(void)
+{
+	return log_ident_buf;
+}
+
+static void
+log_write_line(int fd, const char *line, size_t len)
+{
+	/* One write per line; a short write on a log is not worth a loop
+	 * that could interleave with another process's line. */
+	if (write(fd, line, len) < 0)
+		return;
+}
+
+static void
+log_vemit(int prio, const char *label, const char *fmt, va_list ap)
+{
+	char msg[LOG_LINE_MAX], line[LOG_LINE_MAX + 256];
+	int n, saved_errno = errno;
+
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	switch (log_dest) {
+	case LOG_DEST_SYSLOG:
+		syslog(prio, "%s%s", label, msg);
+		break;
+	case LOG_DEST_FILE: {
+		char stamp[64], host[256];
+		time_t now = time(NULL);
+		struct tm tm;
+
+		localtime_r(&now, &tm);
+		strftime(stamp, sizeof(stamp), "%b %e %H:%M:%S", &tm);
+		if (gethostname(host, sizeof(host)) < 0)
+			strlcpy(host, "localhost", sizeof(host));
+		host[sizeof(host) - 1] = '\0';
+		n = snprintf(line, sizeof(line), "%s %s %s[%ld]: %s%s\n",
+		    stamp, host, log_ident_buf, (long)getpid(), label, msg);
+		if (n > 0)
+			log_write_line(log_fd, line, (size_t)n < sizeof(line) ?
+			    (size_t)n : sizeof(line) - 1);
+		break;
+	}
+	case LOG_DEST_STDERR:
+		n = snprintf(line, sizeof(line), "%s: %s%s\n", log_ident_buf,
+		    label, msg);
+		if (n > 0)
+			log_write_line(STDERR_FILENO, line,
+			    (size_t)n < sizeof(line) ? (size_t)n :
+			    sizeof(line) - 1);
+		break;
+	}
+	errno = saved_errno;
+}
+
+#define LOG_DEFINE(fname, prio, label)				\
+void								\
+fname(const char *fmt, ...)					\
+{								\
+	va_list ap;						\
+	va_start(ap, fmt);					\
+	log_vemit(prio, label, fmt, ap);			\
+	va_end(ap);						\
+}
+
+LOG_DEFINE(log_info, LOG_INFO, "")
+LOG_DEFINE(log_warning, LOG_WARNING, "warning: ")
+LOG_DEFINE(log_error, LOG_ERR, "error: ")
+
+void
+log_fatal(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_vemit(LOG_CRIT, "fatal: ", fmt, ap);
+	va_end(ap);
+	exit(log_fatal_exit);
+}
+
+void
+log_fatal_status(int status, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_vemit(LOG_CRIT, "fatal: ", fmt, ap);
+	va_end(ap);
+	exit(status);
+}
+
+void
+log_panic(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_vemit(LOG_CRIT, "panic: ", fmt, ap);
+	va_end(ap);
+	abort();
+}
+
+char *
+log_escape(const char *s, char *out, size_t outsize)
+{
+	size_t o = 0;
+
+	if (outsize == 0)
+		return out;
+	for (; *s != '\0'; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c >= 0x20 && c < 0x7f && c != '\\') {
+			if (o + 1 >= outsize)
+				break;
+			out[o++] = (char)c;
+		} else {
+			if (o + 4 >= outsize)
+				break;
+			snprintf(out + o, 5, "\\%03o", c);
+			o += 4;
+		}
+	}
+	out[o] = '\0';
+	return out;
+}
