@@ -1,0 +1,15 @@
+/*
+ * ctl.h: the subcommands of loftctl. Each gets argv from its own name on
+ * (argv[0] is "config", "user", ...), runs with the configuration already
+ * loaded, and returns the process exit status (0 success, 1 failure,
+ * 64 usage).
+ */
+#ifndef LOFT_CTL_H
+#define LOFT_CTL_H
+
+int ctl_config_main(int argc, char **argv);
+int ctl_user_main(int argc, char **argv);
+int ctl_reindex_main(int argc, char **argv);
+int ctl_index_main(int argc, char **argv);
+
+#endif

@@ -1,0 +1,172 @@
+/*
+ * ctl_index.c: loftctl reindex and loftctl index (stats, compact).
+ * Runs as the invoking user, who must be able to read the user's mail:
+ * root switches to the mailbox owner first, as loft-deliver does.
+ */
+#include "config.h"
+#include <grp.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <sysexits.h>
+#include <unistd.h>
+#include "ctl.h"
+#include "mindex.h"
+#include "store.h"
+#include "user.h"
+
+/* Look a user up and, if we are root, become its owner in a child-safe way:
+ * only the effective ids, so loftctl can handle several users in turn. */
+static struct user *
+ctl_index_user(const char *name)
+{
+	struct user *u = NULL;
+	const char *err = NULL;
+	int ret = user_lookup(name, &u, &err);
+
+	if (ret <= 0) {
+		fprintf(stderr, "loftctl: %s: %s\n", name, err != NULL ? err :
+		    (ret == 0 ? "unknown user" : "user database unavailable"));
+		return NULL;
+	}
+	if (geteuid() == 0 || getuid() == 0) {
+		if (seteuid(0) < 0 || setegid(u->gid) < 0 ||
+		    setgroups(1, &u->gid) < 0 || seteuid(u->uid) < 0) {
+			fprintf(stderr, "loftctl: %s: cannot switch to the "
+			    "mailbox owner\n", name);
+			user_free(&u);
+			return NULL;
+		}
+	}
+	return u;
+}
+
+static void
+ctl_index_restore(void)
+{
+	if (getuid() == 0) {
+		if (seteuid(0) < 0 || setegid(0) < 0)
+			perror("loftctl: restoring root");
+	}
+}
+
+int
+ctl_reindex_main(int argc, char **argv)
+{
+	int status = 0;
+
+	if (argc < 2) {
+		fprintf(stderr, "usage: loftctl reindex USER ...\n");
+		return EX_USAGE;
+	}
+	for (int i = 1; i < argc; i++) {
+		struct user *u = ctl_index_user(argv[i]);
+		const char *err;
+		uint64_t n = 0;
+
+		if (u == NULL) {
+			status = 1;
+			continue;
+		}
+		if (store_reindex(u, &n, &err) < 0) {
+			fprintf(stderr, "loftctl: reindex %s: %s\n", argv[i],
+			    err);
+			status = 1;
+		} else
+			printf("%s: %" PRIu64 " messages indexed\n", argv[i],
+			    n);
+		user_free(&u);
+		ctl_index_restore();
+	}
+	return status;
+}
+
+static int
+ctl_index_folder_cb(const char *name, const struct mindex_folder *f,
+    void *ctx)
+{
+	(void)ctx;
+	printf("  %s: uidvalidity=%u uidnext=%u messages=%u unseen=%u "
+	    "size=%" PRIu64 " highestmodseq=%" PRIu64 "\n", name,
+	    f->uidvalidity, f->uidnext, f->count, f->unseen, f->vsize,
+	    f->highestmodseq);
+	return 0;
+}
+
+static int
+ctl_index_stats(struct user *u)
+{
+	struct mindex_stats stats;
+	struct mindex_txn *txn;
+	struct store *st;
+	const char *err;
+	uint64_t qb = 0, qm = 0;
+	int ret;
+
+	if (store_open(u, &st, &err) < 0 ||
+	    store_sync_all(st, false, &err) < 0) {
+		fprintf(stderr, "loftctl: %s: %s\n", u->name, err);
+		return 1;
+	}
+	ret = mindex_stats(store_index(st), &stats, &err);
+	if (ret == 0) {
+		printf("%s: index %s\n", u->name,
+		    store_location(st)->index_dir);
+		printf("  map_size=%" PRIu64 " used=%" PRIu64 " readers=%u "
+		    "messages=%" PRIu64 "\n", stats.map_size, stats.used,
+		    stats.readers, stats.entries);
+		if (mindex_begin(store_index(st), false, &txn, &err) == 0) {
+			mindex_quota_get(txn, &qb, &qm);
+			printf("  quota usage: %" PRIu64 " bytes, %" PRIu64
+			    " messages\n", qb, qm);
+			mindex_folder_iter(txn, ctl_index_folder_cb, NULL);
+			mindex_abort(&txn);
+		}
+	} else
+		fprintf(stderr, "loftctl: %s: %s\n", u->name, err);
+	store_close(&st);
+	return ret < 0 ? 1 : 0;
+}
+
+static int
+ctl_index_compact(struct user *u)
+{
+	struct store *st;
+	const char *err;
+	char dir[4096];
+
+	/* Open once so that the index exists and is in step, then close:
+	 * compaction needs it closed by everyone, us included. */
+	if (store_open(u, &st, &err) < 0) {
+		fprintf(stderr, "loftctl: %s: %s\n", u->name, err);
+		return 1;
+	}
+	snprintf(dir, sizeof(dir), "%s", store_location(st)->index_dir);
+	store_close(&st);
+	if (mindex_compact(dir, &err) < 0) {
+		fprintf(stderr, "loftctl: compact %s: %s\n", u->name, err);
+		return 1;
+	}
+	printf("%s: index compacted\n", u->name);
+	return 0;
+}
+
+int
+ctl_index_main(int argc, char **argv)
+{
+	struct user *u;
+	int status;
+
+	if (argc != 3 || (strcmp(argv[1], "stats") != 0 &&
+	    strcmp(argv[1], "compact") != 0)) {
+		fprintf(stderr, "usage: loftctl index stats|compact USER\n");
+		return EX_USAGE;
+	}
+	if ((u = ctl_index_user(argv[2])) == NULL)
+		return 1;
+	status = strcmp(argv[1], "stats") == 0 ? ctl_index_stats(u) :
+	    ctl_index_compact(u);
+	user_free(&u);
+	ctl_index_restore();
+	return status;
+}

@@ -1,0 +1,73 @@
+/*
+ * loftctl.c: the administration tool's entry point.
+ *
+ *   loftctl [-c FILE] COMMAND [ARGS]
+ *
+ * Loads the configuration (a bad one stops every command but "config",
+ * which is how an administrator finds the mistake) and dispatches to the
+ * command table. Runs with the invoking user's rights; it reads and writes
+ * only the files the configuration names.
+ */
+#include "config.h"
+#include <stdio.h>
+#include <string.h>
+#include <sysexits.h>
+#include <unistd.h>
+#include "conf.h"
+#include "ctl.h"
+#include "log.h"
+
+struct ctl_command {
+	const char *name;
+	int (*main)(int argc, char **argv);
+	const char *usage;
+};
+
+static const struct ctl_command ctl_commands[] = {
+	{ "config", ctl_config_main, "config [-n] [-x] [name ...]" },
+	{ "user", ctl_user_main, "user add|passwd|del|list|show ..." },
+	{ "reindex", ctl_reindex_main, "reindex USER ..." },
+	{ "index", ctl_index_main, "index stats|compact USER" },
+};
+
+static int
+ctl_usage(void)
+{
+	fprintf(stderr, "usage: loftctl [-c config] command [args]\n");
+	for (size_t i = 0; i < sizeof(ctl_commands) / sizeof(ctl_commands[0]);
+	    i++)
+		fprintf(stderr, "       loftctl %s\n", ctl_commands[i].usage);
+	return EX_USAGE;
+}
+
+int
+main(int argc, char **argv)
+{
+	const char *config = conf_default_path(), *err;
+	int ch;
+
+	log_open("loft/ctl", LOG_DEST_STDERR);
+	while ((ch = getopt(argc, argv, "+c:")) != -1) {
+		if (ch == 'c')
+			config = optarg;
+		else
+			return ctl_usage();
+	}
+	argc -= optind;
+	argv += optind;
+	if (argc < 1)
+		return ctl_usage();
+	if (conf_load(config, &err) < 0) {
+		fprintf(stderr, "loftctl: %s\n", err);
+		return 1;
+	}
+	for (size_t i = 0; i < sizeof(ctl_commands) / sizeof(ctl_commands[0]);
+	    i++) {
+		if (strcmp(argv[0], ctl_commands[i].name) == 0) {
+			optind = 1;
+			return ctl_commands[i].main(argc, argv);
+		}
+	}
+	fprintf(stderr, "loftctl: unknown command \"%s\"\n", argv[0]);
+	return ctl_usage();
+}

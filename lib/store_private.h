@@ -1,0 +1,72 @@
+/*
+ * store_private.h: what store.c, store_maildir.c, store_mbox.c and
+ * store_reindex.c share. Not for use outside lib/store*.c.
+ */
+#ifndef LOFT_STORE_PRIVATE_H
+#define LOFT_STORE_PRIVATE_H
+
+#include "lock.h"
+#include "store.h"
+
+/* How many new messages one write transaction indexes: keeps each LMDB
+ * transaction (and the writer lock every delivery waits on) short. */
+#define STORE_BATCH 256
+
+struct store {
+	struct mailloc ml;
+	struct mindex *ix;	/* owned */
+	char *user;		/* owned copy of the user name */
+	bool fsync;		/* mail_fsync */
+	struct lock_opts lock;	/* mailbox_delivery_lock and friends */
+	uint64_t quota_limit;	/* bytes, 0 = none */
+	/* Reindex only: the old index, to keep mbox UIDs (borrowed). */
+	struct mindex *old_ix;
+};
+
+/* What a reindex or a sync knows of a message from before. */
+struct store_prev {
+	uint32_t uid;
+	uint32_t flags;
+	uint64_t fingerprint;
+	uint8_t guid[16];
+	bool used;
+};
+
+/* store_open_index: store_open with the index in index_dir instead of
+ * the one mail_location names (NULL: that one). */
+int store_open_index(const struct user *u, const char *index_dir,
+    struct store **st_r, const char **error_r);
+int64_t store_now_ns(void);
+/* store_stamp_of: fill a stamp from st (mtime in ns); checked_ns given. */
+struct stat;
+void store_stamp_of(const struct stat *sb, int64_t checked_ns,
+    struct mindex_stamp *s_r);
+/* store_stamp_same: unchanged and trusted (quiet for a second before it
+ * was looked at, so a change in the same clock tick cannot hide). */
+bool store_stamp_same(const struct mindex_stamp *old,
+    const struct mindex_stamp *now);
+/* store_folder_ensure: get folder name in txn, creating it (with
+ * uidvalidity if non-zero) when missing. 1 created, 0 existed, -1, EFULL. */
+int store_folder_ensure(struct mindex_txn *txn, const char *name,
+    uint32_t uidvalidity, struct mindex_folder *f_r, const char **error_r);
+/* store_fill_msg: the index record of a parsed message. */
+struct msg_info;
+void store_fill_msg(struct mindex_msg *m, const struct msg_info *info,
+    uint64_t psize, time_t internal_date);
+/* store_prev_collect: the messages of folder (by name) in ix, or none. */
+int store_prev_collect(struct mindex *ix, const char *folder,
+    struct store_prev **prev_r, size_t *count_r, uint32_t *uidvalidity_r,
+    uint32_t *uidnext_r, const char **error_r);
+
+int store_maildir_sync(struct store *st, const char *folder,
+    const char *dir, bool force, bool *exists_r, const char **error_r);
+enum store_result store_maildir_deliver(struct store *st, const char *dir,
+    const struct store_delivery *d, struct store_delivered *out,
+    const char **error_r);
+int store_mbox_sync(struct store *st, const char *folder, const char *path,
+    bool force, bool *exists_r, const char **error_r);
+enum store_result store_mbox_deliver(struct store *st, const char *path,
+    const struct store_delivery *d, struct store_delivered *out,
+    const char **error_r);
+
+#endif

@@ -1,0 +1,350 @@
+/*
+ * deliver.c: loft-deliver, the local delivery agent.
+ *
+ *   loft-deliver [-c FILE] -d USER [-f SENDER] [-a RECIPIENT] [-m FOLDER]
+ *
+ * Reads one message on standard input, prepends Return-Path: and
+ * Delivered-To:, stores it in the user's mail (store.h) and exits with a
+ * sysexits(3) code that Postfix's mailbox_command (and any MTA) reads:
+ * 0 only once the message is on disk. Every other outcome prints one line
+ * on standard error that starts with an enhanced status code (RFC 3463),
+ * which Postfix copies into its DSN, and logs one maillog line.
+ *
+ * SECURITY: started as root it switches to the mailbox owner before it
+ * reads the message or touches any mailbox. The message is untrusted and
+ * is only stored (and parsed by the bounded parsers of lib/msg.c), never
+ * interpreted.
+ */
+#include "config.h"
+#include <errno.h>
+#include <grp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <sysexits.h>
+#include <time.h>
+#include <unistd.h>
+#include "buf.h"
+#include "compat/compat.h"
+#include "conf.h"
+#include "log.h"
+#include "store.h"
+#include "user.h"
+#include "xmalloc.h"
+
+struct deliver_args {
+	const char *config;
+	const char *user;
+	const char *sender;	/* NULL: none given */
+	const char *orig_rcpt;
+	const char *folder;
+};
+
+struct deliver_ctx {
+	struct deliver_args a;
+	struct timeval start;
+	char rcpt[512];		/* for the log: user@domain */
+	char sender[512];
+};
+
+static void __attribute__((noreturn))
+deliver_usage(void)
+{
+	fprintf(stderr, "usage: loft-deliver [-c config] -d user "
+	    "[-f sender] [-a original_recipient] [-m folder] < message\n");
+	exit(EX_USAGE);
+}
+
+static double
+deliver_delay(const struct deliver_ctx *c)
+{
+	struct timeval now;
+
+	gettimeofday(&now, NULL);
+	return (double)(now.tv_sec - c->start.tv_sec) +
+	    (double)(now.tv_usec - c->start.tv_usec) / 1e6;
+}
+
+/* deliver_finish: the maillog line, the standard error line and the exit.
+ * dsn is "2.0.0"-style; text is the reason shown to the sender. */
+static void __attribute__((noreturn))
+deliver_finish(struct deliver_ctx *c, int status, const char *dsn,
+    const char *text)
+{
+	const char *what = status == EX_OK ? "sent" :
+	    status == EX_TEMPFAIL ? "deferred" : "bounced";
+	char esc[1024], orig[600];
+
+	log_escape(text, esc, sizeof(esc));
+	orig[0] = '\0';
+	if (c->a.orig_rcpt != NULL) {
+		char e2[520];
+
+		snprintf(orig, sizeof(orig), ", orig_to=<%s>",
+		    log_escape(c->a.orig_rcpt, e2, sizeof(e2)));
+	}
+	log_info("to=<%s>%s, delay=%.2f, dsn=%s, status=%s (%s)", c->rcpt,
+	    orig, deliver_delay(c), dsn, what, esc);
+	if (status != EX_OK)
+		fprintf(stderr, "%s %s\n", dsn, esc);
+	exit(status);
+}
+
+static void
+deliver_parse_args(int argc, char **argv, struct deliver_args *a)
+{
+	int ch;
+
+	memset(a, 0, sizeof(*a));
+	a->config = conf_default_path();
+	while ((ch = getopt(argc, argv, "c:d:f:a:m:")) != -1) {
+		switch (ch) {
+		case 'c':
+			a->config = optarg;
+			break;
+		case 'd':
+			a->user = optarg;
+			break;
+		case 'f':
+			a->sender = optarg;
+			break;
+		case 'a':
+			a->orig_rcpt = optarg;
+			break;
+		case 'm':
+			a->folder = optarg;
+			break;
+		default:
+			deliver_usage();
+		}
+	}
+	if (a->user == NULL || optind != argc)
+		deliver_usage();
+}
+
+/* Become the mailbox owner: when root, for good (no way back), before any
+ * input is read; otherwise we can only deliver as ourselves. */
+static void
+deliver_switch_user(struct deliver_ctx *c, const struct user *u)
+{
+	if (geteuid() != 0) {
+		if (u->uid != geteuid())
+			deliver_finish(c, EX_TEMPFAIL, "4.3.0", "mailbox "
+			    "owner differs from the running user and "
+			    "loft-deliver is not running as root");
+		return;
+	}
+	if (u->uid == 0)
+		deliver_finish(c, EX_TEMPFAIL, "4.3.0",
+		    "refusing to deliver as root");
+	if (setgroups(1, &u->gid) < 0 || setresgid(u->gid, u->gid, u->gid) < 0
+	    || setresuid(u->uid, u->uid, u->uid) < 0 || getuid() != u->uid ||
+	    geteuid() != u->uid || setuid(0) == 0)
+		deliver_finish(c, EX_TEMPFAIL, "4.3.0",
+		    "cannot switch to the mailbox owner");
+}
+
+/* Look the user up, trying USER then, with recipient_delimiter, the part
+ * before the delimiter (alice+lists -> alice). */
+static struct user *
+deliver_lookup(struct deliver_ctx *c)
+{
+	const char *delim = conf_str("recipient_delimiter"), *err = NULL;
+	struct user *u = NULL;
+	char base[256];
+	int ret;
+
+	ret = user_lookup(c->a.user, &u, &err);
+	if (ret == 0 && delim[0] != '\0') {
+		size_t n = strcspn(c->a.user, delim);
+
+		if (c->a.user[n] != '\0' && n > 0 && n < sizeof(base)) {
+			memcpy(base, c->a.user, n);
+			base[n] = '\0';
+			ret = user_lookup(base, &u, &err);
+		}
+	}
+	if (ret < 0)
+		deliver_finish(c, EX_TEMPFAIL, "4.3.0", err != NULL ? err :
+		    "user database unavailable");
+	if (ret == 0)
+		deliver_finish(c, EX_NOUSER, "5.1.1", err != NULL ?
+		    err : "unknown user");
+	return u;
+}
+
+/* Read the message; more than limit bytes is a permanent refusal. */
+static void
+deliver_read(struct deliver_ctx *c, struct buf *in, size_t limit)
+{
+	unsigned char chunk[65536];
+	ssize_t n;
+
+	buf_init(in, limit);
+	for (;;) {
+		n = read(STDIN_FILENO, chunk, sizeof(chunk));
+		if (n == 0)
+			break;
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			deliver_finish(c, EX_TEMPFAIL, "4.3.0",
+			    "error reading the message");
+		}
+		if (buf_append(in, chunk, (size_t)n) < 0)
+			deliver_finish(c, EX_UNAVAILABLE, "5.3.4",
+			    "message too big for the system");
+	}
+	if (in->len == 0)
+		deliver_finish(c, EX_DATAERR, "5.6.0",
+		    "empty message refused");
+}
+
+/* A leading mbox "From " line (some MTAs and fetchmail pass one) is not
+ * part of the message; it may name the sender. */
+static size_t
+deliver_skip_from_line(const struct buf *in, char *sender, size_t size)
+{
+	const unsigned char *nl;
+	size_t n;
+
+	if (in->len < 5 || memcmp(in->data, "From ", 5) != 0)
+		return 0;
+	nl = memchr(in->data, '\n', in->len);
+	if (nl == NULL)
+		return 0;
+	n = strcspn((const char *)in->data + 5, " \t\r\n");
+	if (n > 0 && n < size && sender[0] == '\0') {
+		memcpy(sender, in->data + 5, n);
+		sender[n] = '\0';
+	}
+	return (size_t)(nl - in->data) + 1;
+}
+
+static void
+deliver_compose(struct deliver_ctx *c, const struct buf *in, size_t skip,
+    struct buf *out)
+{
+	const unsigned char *body = in->data + skip;
+	size_t len = in->len - skip;
+	const unsigned char *nl = memchr(body, '\n', len);
+	const char *eol = nl != NULL && nl > body && nl[-1] == '\r' ?
+	    "\r\n" : "\n";
+	char esc_s[600], esc_r[600];
+
+	/* Header values must not carry a line break from the command line. */
+	log_escape(c->sender, esc_s, sizeof(esc_s));
+	log_escape(c->a.orig_rcpt != NULL ? c->a.orig_rcpt : c->rcpt, esc_r,
+	    sizeof(esc_r));
+	buf_init(out, (size_t)-1);
+	if (buf_printf(out, "Return-Path: <%s>%sDelivered-To: %s%s", esc_s,
+	    eol, esc_r, eol) < 0 || buf_append(out, body, len) < 0)
+		deliver_finish(c, EX_TEMPFAIL, "4.3.0", "out of memory");
+}
+
+static void
+deliver_result(struct deliver_ctx *c, enum store_result r,
+    const struct store_delivered *d, const char *folder, const char *err)
+{
+	char text[1024];
+
+	switch (r) {
+	case STORE_OK:
+		snprintf(text, sizeof(text), "delivered to %s %s", d->format,
+		    folder);
+		deliver_finish(c, EX_OK, "2.0.0", text);
+	case STORE_OVERQUOTA:
+		if (conf_bool("quota_full_tempfail"))
+			deliver_finish(c, EX_TEMPFAIL, "4.2.2", err);
+		deliver_finish(c, EX_NOPERM, "5.2.2", err);
+	case STORE_DISKFULL:
+		deliver_finish(c, EX_TEMPFAIL, "4.3.1", err);
+	case STORE_LOCKED:
+		deliver_finish(c, EX_TEMPFAIL, "4.2.0", err);
+	case STORE_PERMFAIL:
+		deliver_finish(c, EX_CANTCREAT, "5.2.0", err);
+	case STORE_TEMPFAIL:
+		break;
+	}
+	deliver_finish(c, EX_TEMPFAIL, "4.3.0", err);
+}
+
+static void
+deliver_set_rcpt(struct deliver_ctx *c)
+{
+	char esc[300];
+
+	log_escape(c->a.user, esc, sizeof(esc));
+	if (strchr(c->a.user, '@') != NULL)
+		strlcpy(c->rcpt, esc, sizeof(c->rcpt));
+	else
+		snprintf(c->rcpt, sizeof(c->rcpt), "%s@%s", esc,
+		    conf_str("myhostname"));
+}
+
+int
+main(int argc, char **argv)
+{
+	struct deliver_ctx c;
+	struct store_delivery d;
+	struct store_delivered done;
+	struct store *st;
+	struct user *u;
+	struct buf in, msg;
+	const char *err, *folder;
+	enum store_result r;
+	size_t skip, limit;
+
+	memset(&c, 0, sizeof(c));
+	gettimeofday(&c.start, NULL);
+	log_open("loft/deliver", LOG_DEST_SYSLOG);
+	log_set_fatal_status(EX_TEMPFAIL);
+	/* A file size limit must show as EFBIG (a temporary failure), not
+	 * kill us half-way. */
+	signal(SIGXFSZ, SIG_IGN);
+	deliver_parse_args(argc, argv, &c.a);
+	strlcpy(c.rcpt, "unknown", sizeof(c.rcpt));
+	if (conf_load(c.a.config, &err) < 0) {
+		fprintf(stderr, "4.3.5 %s\n", err);
+		log_error("%s", err);
+		return EX_TEMPFAIL;
+	}
+	if (conf_str("maillog_file")[0] != '\0')
+		log_set_file(conf_str("maillog_file"));
+	deliver_set_rcpt(&c);
+	u = deliver_lookup(&c);
+	deliver_switch_user(&c, u);
+	if (c.a.sender != NULL)
+		strlcpy(c.sender, c.a.sender, sizeof(c.sender));
+	limit = conf_int("message_size_limit") > 0 ?
+	    (size_t)conf_int("message_size_limit") : (size_t)-1;
+	deliver_read(&c, &in, limit);
+	skip = deliver_skip_from_line(&in, c.sender, sizeof(c.sender));
+	if (skip == in.len)
+		deliver_finish(&c, EX_DATAERR, "5.6.0",
+		    "empty message refused");
+	deliver_compose(&c, &in, skip, &msg);
+	buf_free(&in);
+	if (store_open(u, &st, &err) < 0)
+		deliver_finish(&c, EX_TEMPFAIL, "4.3.0", err);
+	folder = c.a.folder != NULL ? c.a.folder : "INBOX";
+	d.folder = folder;
+	d.sender = c.sender;
+	d.received = time(NULL);
+	d.msg = msg.data;
+	d.len = msg.len;
+	r = store_deliver(st, &d, &done, &err);
+	if (r == STORE_PERMFAIL && c.a.folder != NULL) {
+		/* A folder that cannot be used does not lose the mail. */
+		log_warning("folder %s refused (%s); delivering to INBOX",
+		    folder, err);
+		d.folder = folder = "INBOX";
+		r = store_deliver(st, &d, &done, &err);
+	}
+	store_close(&st);
+	buf_free(&msg);
+	user_free(&u);
+	deliver_result(&c, r, &done, folder, err);
+}
