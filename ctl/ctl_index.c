@@ -8,6 +8,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <sysexits.h>
 #include <unistd.h>
 #include "ctl.h"
@@ -98,7 +99,7 @@ ctl_index_stats(struct user *u)
 {
 	struct mindex_stats stats;
 	struct mindex_txn *txn;
-	struct store *st;
+	struct store *st = NULL;
 	const char *err;
 	uint64_t qb = 0, qm = 0;
 	int ret;
@@ -131,7 +132,7 @@ ctl_index_stats(struct user *u)
 static int
 ctl_index_compact(struct user *u)
 {
-	struct store *st;
+	struct store *st = NULL;
 	const char *err;
 	char dir[4096];
 
@@ -151,15 +152,106 @@ ctl_index_compact(struct user *u)
 	return 0;
 }
 
+static void
+ctl_index_flags(uint32_t flags, char *out, size_t size)
+{
+	static const struct {
+		uint32_t bit;
+		const char *name;
+	} names[] = {
+		{ MINDEX_F_SEEN, "\\Seen" }, { MINDEX_F_ANSWERED, "\\Answered" },
+		{ MINDEX_F_FLAGGED, "\\Flagged" },
+		{ MINDEX_F_DELETED, "\\Deleted" }, { MINDEX_F_DRAFT, "\\Draft" },
+		{ MINDEX_F_FORWARDED, "$Forwarded" },
+	};
+	size_t o = 0;
+
+	out[0] = '\0';
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		if ((flags & names[i].bit) == 0)
+			continue;
+		o += (size_t)snprintf(out + o, size - o, "%s%s",
+		    o > 0 ? "," : "", names[i].name);
+		if (o >= size)
+			break;
+	}
+	if (o == 0)
+		snprintf(out, size, "-");
+}
+
+static int
+ctl_index_list_cb(const struct mindex_msg *m, void *ctx)
+{
+	char flags[128];
+
+	(void)ctx;
+	ctl_index_flags(m->flags, flags, sizeof(flags));
+	printf("%u %s vsize=%" PRIu64 " psize=%" PRIu64 " modseq=%" PRIu64
+	    " guid=", m->uid, flags, m->vsize, m->psize, m->modseq);
+	for (size_t i = 0; i < sizeof(m->guid); i++)
+		printf("%02x", m->guid[i]);
+	if (m->location_len > 0)
+		printf(" %.*s", (int)m->location_len, m->location);
+	else
+		printf(" @%" PRIu64, m->mbox_offset);
+	printf("\n");
+	return 0;
+}
+
+/* loftctl index list USER [FOLDER]: one line per message, after a sync. */
+static int
+ctl_index_list(struct user *u, const char *folder)
+{
+	struct mindex_folder f;
+	struct mindex_txn *txn;
+	struct store *st = NULL;
+	const char *err;
+	int ret;
+
+	if (store_open(u, &st, &err) < 0 ||
+	    store_sync(st, folder, false, NULL, &err) < 0) {
+		fprintf(stderr, "loftctl: %s: %s\n", u->name, err);
+		if (st != NULL)
+			store_close(&st);
+		return 1;
+	}
+	if (mindex_begin(store_index(st), false, &txn, &err) < 0) {
+		fprintf(stderr, "loftctl: %s: %s\n", u->name, err);
+		store_close(&st);
+		return 1;
+	}
+	ret = mindex_folder_get(txn, strcasecmp(folder, "INBOX") == 0 ?
+	    "INBOX" : folder, &f);
+	if (ret == 1) {
+		printf("# %s uidvalidity=%u uidnext=%u messages=%u\n", folder,
+		    f.uidvalidity, f.uidnext, f.count);
+		ret = mindex_msg_iter(txn, f.id, 1, ctl_index_list_cb, NULL);
+	} else if (ret == 0)
+		fprintf(stderr, "loftctl: %s: no folder %s\n", u->name,
+		    folder);
+	mindex_abort(&txn);
+	store_close(&st);
+	return ret < 0 || ret == 0 ? 1 : 0;
+}
+
 int
 ctl_index_main(int argc, char **argv)
 {
 	struct user *u;
 	int status;
 
+	if (argc >= 3 && strcmp(argv[1], "list") == 0 && argc <= 4) {
+		if ((u = ctl_index_user(argv[2])) == NULL)
+			return 1;
+		status = ctl_index_list(u, argc == 4 ? argv[3] : "INBOX");
+		user_free(&u);
+		ctl_index_restore();
+		return status;
+	}
 	if (argc != 3 || (strcmp(argv[1], "stats") != 0 &&
 	    strcmp(argv[1], "compact") != 0)) {
-		fprintf(stderr, "usage: loftctl index stats|compact USER\n");
+		fprintf(stderr, "usage: loftctl index stats|compact USER\n"
+		    "       loftctl index list USER [FOLDER]\n");
 		return EX_USAGE;
 	}
 	if ((u = ctl_index_user(argv[2])) == NULL)

@@ -78,9 +78,54 @@ store_stamp_same(const struct mindex_stamp *old,
 	return old->checked_ns - old->mtime_ns >= 1000000000;
 }
 
+/*
+ * ROOT/.loft-uidvalidity-last remembers the last UIDVALIDITY given to any
+ * folder of this user, outside the index: an index rebuilt from nothing
+ * (or a folder deleted and made again) within the same second as the old
+ * one must still not repeat a UIDVALIDITY, or clients would trust UIDs
+ * that now name other messages.
+ */
+static uint32_t
+store_uidvalidity_last(const struct store *st, char *path, size_t size)
+{
+	unsigned long v = 0;
+	FILE *fp;
+
+	if ((size_t)snprintf(path, size, "%s/.loft-uidvalidity-last",
+	    st->ml.root) >= size)
+		return 0;
+	if ((fp = fopen(path, "re")) != NULL) {
+		if (fscanf(fp, "%lu", &v) != 1 || v > UINT32_MAX)
+			v = 0;
+		fclose(fp);
+	}
+	return (uint32_t)v;
+}
+
+static void
+store_uidvalidity_note(const struct store *st, struct mindex_folder *f,
+    bool keep)
+{
+	char path[PATH_MAX], tmp[PATH_MAX + 32];
+	uint32_t last = store_uidvalidity_last(st, path, sizeof(path));
+	FILE *fp;
+
+	if (!keep && f->uidvalidity <= last)
+		f->uidvalidity = last + 1;
+	if (f->uidvalidity <= last)
+		return;
+	snprintf(tmp, sizeof(tmp), "%s.%ld", path, (long)getpid());
+	if ((fp = fopen(tmp, "we")) == NULL)
+		return;
+	fprintf(fp, "%u\n", f->uidvalidity);
+	if (fclose(fp) != 0 || rename(tmp, path) < 0)
+		unlink(tmp);
+}
+
 int
-store_folder_ensure(struct mindex_txn *txn, const char *name,
-    uint32_t uidvalidity, struct mindex_folder *f_r, const char **error_r)
+store_folder_ensure(struct store *st, struct mindex_txn *txn,
+    const char *name, uint32_t uidvalidity, struct mindex_folder *f_r,
+    const char **error_r)
 {
 	int ret = mindex_folder_get(txn, name, f_r);
 
@@ -97,6 +142,11 @@ store_folder_ensure(struct mindex_txn *txn, const char *name,
 		*error_r = "cannot create folder record in index";
 		return -1;
 	}
+	/* A UIDVALIDITY handed down from storage or an old index is kept;
+	 * a new one must be above every one given before. */
+	store_uidvalidity_note(st, f_r, uidvalidity != 0);
+	if ((ret = mindex_folder_put(txn, name, f_r)) < 0)
+		return ret == MINDEX_EFULL ? MINDEX_EFULL : -1;
 	return 1;
 }
 

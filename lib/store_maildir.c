@@ -299,7 +299,7 @@ static int
 md_folder_begin(struct md_sync *s, struct mindex_txn *txn,
     const char **error_r)
 {
-	int ret = store_folder_ensure(txn, s->folder, s->uidvalidity_hint,
+	int ret = store_folder_ensure(s->st, txn, s->folder, s->uidvalidity_hint,
 	    &s->f, error_r);
 
 	if (ret == 1) {
@@ -621,7 +621,7 @@ md_deliver_fn(struct mindex_txn *txn, void *ctx, const char **error_r)
 	uint32_t have;
 	int ret;
 
-	ret = store_folder_ensure(txn, c->d->folder, 0, &f, error_r);
+	ret = store_folder_ensure(c->st, txn, c->d->folder, 0, &f, error_r);
 	if (ret < 0)
 		return ret;
 	if (ret == 1 && md_uidfile_write(c->dir, f.uidvalidity, f.uidnext,

@@ -319,7 +319,7 @@ static int
 mb_folder_begin(struct mb_sync *s, struct mindex_txn *txn,
     const char **error_r)
 {
-	int ret = store_folder_ensure(txn, s->folder, s->prev_uidvalidity,
+	int ret = store_folder_ensure(s->st, txn, s->folder, s->prev_uidvalidity,
 	    &s->f, error_r);
 
 	if (ret == 1 && s->prev_uidnext > s->f.uidnext)
@@ -642,7 +642,7 @@ mb_deliver_fn(struct mindex_txn *txn, void *ctx, const char **error_r)
 	struct mindex_msg m;
 	int ret;
 
-	if ((ret = store_folder_ensure(txn, c->d->folder, 0, &f,
+	if ((ret = store_folder_ensure(c->st, txn, c->d->folder, 0, &f,
 	    error_r)) < 0)
 		return ret;
 	c->uid = f.uidnext;

@@ -47,7 +47,8 @@ bool store_stamp_same(const struct mindex_stamp *old,
     const struct mindex_stamp *now);
 /* store_folder_ensure: get folder name in txn, creating it (with
  * uidvalidity if non-zero) when missing. 1 created, 0 existed, -1, EFULL. */
-int store_folder_ensure(struct mindex_txn *txn, const char *name,
+int store_folder_ensure(struct store *st, struct mindex_txn *txn,
+    const char *name,
     uint32_t uidvalidity, struct mindex_folder *f_r, const char **error_r);
 /* store_fill_msg: the index record of a parsed message. */
 struct msg_info;

@@ -5,6 +5,7 @@ Each test script is a TAP producer run by prove; LOFT_TOP (set by
 `make check`) points at the build tree, else the tree this file is in."""
 
 import os
+import pwd
 import shutil
 import subprocess
 import sys
@@ -53,9 +54,18 @@ class Env:
     """A temporary loft setup: config file, user database, mail storage."""
 
     def __init__(self, fmt="maildir", extra="", keep=False):
-        base = os.path.join(TOP, "t", "tmp")
-        os.makedirs(base, exist_ok=True)
-        self.dir = tempfile.mkdtemp(prefix="loft-", dir=base)
+        # Under /tmp (or TMPDIR), not in the build tree: run as root, the
+        # programs switch to an unprivileged mailbox owner, who must be able
+        # to reach the mail even if the build tree sits in /root.
+        self.dir = tempfile.mkdtemp(prefix="loft-test-")
+        os.chmod(self.dir, 0o711)
+        self.root = os.geteuid() == 0
+        owner = ""
+        self.owner = None
+        if self.root:
+            pw = pwd.getpwnam("nobody")
+            self.owner = (pw.pw_uid, pw.pw_gid)
+            owner = "virtual_uid = %d\nvirtual_gid = %d\n" % self.owner
         self.keep = keep or os.environ.get("LOFT_KEEP_TMP")
         self.conf = os.path.join(self.dir, "loft.conf")
         self.maillog = os.path.join(self.dir, "maillog")
@@ -65,13 +75,28 @@ class Env:
         else:
             loc = "mbox:%s/%%u:INBOX=%s/%%u/INBOX" % (self.mail, self.mail)
         self.fmt = fmt
+        self.owner_conf = owner
+        os.makedirs(self.mail)
+        self.own(self.mail)
         self.write_conf("""
 user_database = %s/users
 mail_location = %s
 maillog_file = %s
 myhostname = test.example.org
-%s
-""" % (self.dir, loc, self.maillog, extra))
+%s%s
+""" % (self.dir, loc, self.maillog, owner, extra))
+
+    def own(self, path):
+        """Give path (recursively) to the mailbox owner when running as root,
+        as files a user's own mail programs made would be."""
+        if not self.root:
+            return
+        for d, dirs, files in os.walk(path):
+            os.chown(d, *self.owner)
+            for f in files:
+                os.chown(os.path.join(d, f), *self.owner)
+        if os.path.isfile(path):
+            os.chown(path, *self.owner)
 
     def write_conf(self, text):
         with open(self.conf, "w") as f:

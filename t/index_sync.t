@@ -1,0 +1,166 @@
+#!/usr/bin/env python3
+"""The index follows storage changed by other programs (procmail dropping
+files into new/, a mail reader moving them to cur/ with flags or deleting
+them, mbox appends and rewrites) and keeps UIDs; reindex rebuilds it."""
+import mailbox
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
+from loft import Env, Tap, message, need_binaries  # noqa: E402
+
+t = Tap()
+need_binaries(t)
+
+
+def listing(env, user, folder="INBOX"):
+    """{uid: (flags, location)} and the folder line, from loftctl."""
+    r = env.ctl("index", "list", user, folder)
+    if r.returncode != 0:
+        t.diag(r.stderr.decode())
+        return {}, None
+    out = {}
+    head = None
+    for line in r.stdout.decode().splitlines():
+        if line.startswith("#"):
+            head = dict(kv.split("=") for kv in line.split()[2:])
+            continue
+        parts = line.split()
+        out[int(parts[0])] = (parts[1], parts[-1])
+    return out, head
+
+
+# --- Maildir -------------------------------------------------------------
+env = Env("maildir")
+env.add_user("alice")
+for i in range(3):
+    env.deliver("alice", message("m%d" % i))
+root = env.user_dir("alice")
+msgs, head = listing(env, "alice")
+t.eq(sorted(msgs), [1, 2, 3], "three deliveries have UIDs 1..3")
+uv = head["uidvalidity"]
+
+# A foreign program drops a file into new/ the way procmail names them.
+foreign = os.path.join(root, "new", "1764410000.12345_0.otherhost")
+with open(foreign, "wb") as f:
+    f.write(message("foreign"))
+env.own(foreign)
+msgs, head = listing(env, "alice")
+t.eq(sorted(msgs), [1, 2, 3, 4], "foreign file indexed with UID 4")
+t.ok(msgs[4][1].startswith("new/1764410000.12345_0.otherhost,U=4"),
+     "and renamed to carry its UID (%s)" % msgs[4][1])
+t.ok(not os.path.exists(foreign), "the old name is gone")
+
+# A mail reader marks message 2 seen and flagged, moving it to cur/.
+loc2 = msgs[2][1]
+name2 = loc2.split("/", 1)[1]
+os.rename(os.path.join(root, loc2), os.path.join(root, "cur", name2 + ":2,FS"))
+msgs, _ = listing(env, "alice")
+t.eq(msgs[2][0], "\\Seen,\\Flagged", "flags read from the cur/ name")
+t.ok(msgs[2][1].startswith("cur/") and msgs[2][1].endswith(":2,FS"),
+     "record follows the file to cur/")
+
+# It deletes message 1.
+os.unlink(os.path.join(root, msgs[1][1]))
+msgs, head = listing(env, "alice")
+t.eq(sorted(msgs), [2, 3, 4], "deleted file expunged, other UIDs kept")
+t.eq(head["uidnext"], "5", "UIDNEXT stays past the expunged UID")
+
+# New delivery after all that.
+env.deliver("alice", message("m5"))
+msgs, _ = listing(env, "alice")
+t.eq(sorted(msgs), [2, 3, 4, 5], "next delivery gets UID 5")
+
+# Python's mailbox library (as a mail reader) agrees on the set.
+md = mailbox.Maildir(root, create=False)
+t.eq(sorted(m["Subject"] for m in md), ["foreign", "m1", "m2", "m5"],
+     "storage holds exactly the indexed messages")
+
+# reindex keeps every UID and the UIDVALIDITY.
+r = env.ctl("reindex", "alice")
+t.ok(r.returncode == 0, "reindex exits 0")
+after, head2 = listing(env, "alice")
+t.eq({u: v[1] for u, v in after.items()}, {u: v[1] for u, v in msgs.items()},
+     "reindex keeps UIDs and locations")
+t.eq(head2["uidvalidity"], uv, "reindex keeps UIDVALIDITY")
+
+# Rebuild from nothing: the index directory is lost.
+shutil.rmtree(os.path.join(root, "loft-index"))
+after, head3 = listing(env, "alice")
+t.eq(sorted(after), [2, 3, 4, 5], "index rebuilt from storage alone keeps UIDs")
+t.eq(head3["uidvalidity"], uv, "and UIDVALIDITY (from loft-uidvalidity)")
+t.eq(head3["uidnext"], "6", "and never reuses a UID")
+env.deliver("alice", message("m6"))
+after, _ = listing(env, "alice")
+t.ok(6 in after, "delivery after rebuild gets UID 6")
+
+# Folders made by other programs appear; folders removed disappear.
+os.makedirs(os.path.join(root, ".Archive", "cur"))
+os.makedirs(os.path.join(root, ".Archive", "new"))
+os.makedirs(os.path.join(root, ".Archive", "tmp"))
+with open(os.path.join(root, ".Archive", "cur", "1764410001.1_0.h:2,S"), "wb") as f:
+    f.write(message("archived"))
+env.own(os.path.join(root, ".Archive"))
+r = env.ctl("index", "stats", "alice")
+t.ok(b"Archive: uidvalidity=" in r.stdout and b"messages=1 unseen=0" in r.stdout,
+     "foreign folder indexed with its seen message")
+shutil.rmtree(os.path.join(root, ".Archive"))
+r = env.ctl("index", "stats", "alice")
+t.ok(b"Archive:" not in r.stdout, "removed folder dropped from the index")
+env.cleanup()
+
+# --- mbox ----------------------------------------------------------------
+env = Env("mbox")
+env.add_user("bob")
+for i in range(4):
+    env.deliver("bob", message("b%d" % i), "-f", "s@example.net")
+inbox = env.inbox("bob")
+msgs, head = listing(env, "bob")
+t.eq(sorted(msgs), [1, 2, 3, 4], "mbox deliveries have UIDs 1..4")
+uv = head["uidvalidity"]
+
+# Another program appends (as procmail would, From_ line and all).
+with open(inbox, "ab") as f:
+    f.write(b"From other@example.net Sun Nov 29 10:00:00 2026\n" +
+            message("appended") + b"\n")
+msgs, _ = listing(env, "bob")
+t.eq(sorted(msgs), [1, 2, 3, 4, 5], "appended message indexed as UID 5")
+
+# A mail reader rewrites the file: deletes b1, marks b2 read (Status: RO).
+mb = mailbox.mbox(inbox)
+mb.lock()
+for key, m in list(mb.items()):
+    if m["Subject"] == "b1":
+        mb.remove(key)
+    elif m["Subject"] == "b2":
+        m.set_flags("RO")
+        mb[key] = m
+mb.flush()
+mb.unlock()
+mb.close()
+env.own(inbox)
+msgs, head = listing(env, "bob")
+t.eq(sorted(msgs), [1, 3, 4, 5], "rewrite: deleted message expunged, UIDs kept")
+t.eq(msgs[3][0], "\\Seen", "Status: RO read as \\Seen")
+t.eq(head["uidvalidity"], uv, "UIDVALIDITY unchanged by the rewrite")
+env.deliver("bob", message("b6"))
+msgs, _ = listing(env, "bob")
+t.ok(6 in msgs, "next delivery gets UID 6")
+
+r = env.ctl("reindex", "bob")
+after, head2 = listing(env, "bob")
+t.ok(r.returncode == 0 and sorted(after) == sorted(msgs) and
+     head2["uidvalidity"] == uv, "mbox reindex keeps UIDs through the old index")
+
+shutil.rmtree(os.path.join(env.user_dir("bob"), ".loft-index"))
+after, head3 = listing(env, "bob")
+t.ok(head3 is not None and head3["uidvalidity"] != uv,
+     "mbox rebuilt without its index gets a new UIDVALIDITY")
+t.eq(len(after), 5, "and finds all 5 messages")
+env.cleanup()
+
+t.done()
