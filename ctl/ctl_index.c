@@ -225,13 +225,14 @@ ctl_index_list(struct user *u, const char *folder)
 	if (ret == 1) {
 		printf("# %s uidvalidity=%u uidnext=%u messages=%u\n", folder,
 		    f.uidvalidity, f.uidnext, f.count);
-		ret = mindex_msg_iter(txn, f.id, 1, ctl_index_list_cb, NULL);
+		ret = mindex_msg_iter(txn, f.id, 1, ctl_index_list_cb, NULL) < 0 ?
+		    -1 : 1;
 	} else if (ret == 0)
 		fprintf(stderr, "loftctl: %s: no folder %s\n", u->name,
 		    folder);
 	mindex_abort(&txn);
 	store_close(&st);
-	return ret < 0 || ret == 0 ? 1 : 0;
+	return ret == 1 ? 0 : 1;
 }
 
 int

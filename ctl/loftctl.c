@@ -27,7 +27,7 @@ static const struct ctl_command ctl_commands[] = {
 	{ "config", ctl_config_main, "config [-n] [-x] [name ...]" },
 	{ "user", ctl_user_main, "user add|passwd|del|list|show ..." },
 	{ "reindex", ctl_reindex_main, "reindex USER ..." },
-	{ "index", ctl_index_main, "index stats|compact USER" },
+	{ "index", ctl_index_main, "index stats|compact USER | index list USER [FOLDER]" },
 };
 
 static int

@@ -303,8 +303,9 @@ md_folder_begin(struct md_sync *s, struct mindex_txn *txn,
 	    &s->f, error_r);
 
 	if (ret == 1) {
-		if (s->uidnext_hint > s->f.uidnext)
-			s->f.uidnext = s->uidnext_hint;
+		/* A folder entering the index from storage: its files' own
+		 * UIDs are adopted first, and the hint applies after them
+		 * (md_next_uid), so it must not raise uidnext yet. */
 		if (md_uidfile_write(s->dir, s->f.uidvalidity, s->f.uidnext,
 		    s->st->fsync) < 0)
 			log_warning("cannot write %s/%s: %s", s->dir,
@@ -425,6 +426,16 @@ md_entry_set_uid(struct md_sync *s, struct md_entry *e, uint32_t uid)
 	return 0;
 }
 
+/* A new UID for a file that cannot keep its own: past everything the
+ * index and the folder's loft-uidvalidity file know was ever given. */
+static uint32_t
+md_next_uid(struct md_sync *s)
+{
+	if (s->uidnext_hint > s->f.uidnext)
+		s->f.uidnext = s->uidnext_hint;
+	return s->f.uidnext;
+}
+
 static int
 md_sync_batch_fn(struct mindex_txn *txn, void *ctx, const char **error_r)
 {
@@ -445,7 +456,8 @@ md_sync_batch_fn(struct mindex_txn *txn, void *ctx, const char **error_r)
 		if (mindex_loc_get(txn, s->f.id, e->loc + 4, e->base_len,
 		    &have) == 1)
 			continue;
-		uid = e->name_uid >= s->f.uidnext ? e->name_uid : s->f.uidnext;
+		uid = e->name_uid != 0 && e->name_uid >= s->f.uidnext ?
+		    e->name_uid : md_next_uid(s);
 		if (uid != e->name_uid && md_entry_set_uid(s, e, uid) < 0)
 			continue;
 		store_fill_msg(&m, &s->infos[k], (uint64_t)s->stats[k].st_size,
@@ -472,6 +484,7 @@ md_sync_stamp_fn(struct mindex_txn *txn, void *ctx, const char **error_r)
 		return ret;
 	s->f.stamp[0] = s->stamp[0];
 	s->f.stamp[1] = s->stamp[1];
+	(void)md_next_uid(s);
 	return mindex_folder_put(txn, s->folder, &s->f);
 }
 

@@ -322,8 +322,8 @@ mb_folder_begin(struct mb_sync *s, struct mindex_txn *txn,
 	int ret = store_folder_ensure(s->st, txn, s->folder, s->prev_uidvalidity,
 	    &s->f, error_r);
 
-	if (ret == 1 && s->prev_uidnext > s->f.uidnext)
-		s->f.uidnext = s->prev_uidnext;
+	/* Kept UIDs are added in increasing order from 1, so a rebuilt
+	 * folder's uidnext is raised to the old one only at the end. */
 	return ret < 0 ? ret : 0;
 }
 
@@ -442,6 +442,8 @@ mb_finish_fn(struct mindex_txn *txn, void *ctx, const char **error_r)
 		return ret;
 	store_stamp_of(&s->sb, s->checked_ns, &s->f.stamp[0]);
 	s->f.sync_offset = s->end_offset;
+	if (s->prev_uidnext > s->f.uidnext)
+		s->f.uidnext = s->prev_uidnext;
 	mb_set_tail(s, &s->f);
 	return mindex_folder_put(txn, s->folder, &s->f);
 }
@@ -580,7 +582,8 @@ store_mbox_sync(struct store *st, const char *folder, const char *path,
 		if (store_stamp_same(&s.f.stamp[0], &now))
 			return 0;
 	}
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	/* Read-write only because fcntl write locks need it. */
+	fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0) {
 		*error_r = mb_error("cannot open %s: %s", path,
 		    strerror(errno));
