@@ -88,10 +88,14 @@ else:
     env.add_user("bob")
     inbox = env.inbox("bob")
     os.makedirs(os.path.dirname(inbox), exist_ok=True)
+    env.own(os.path.dirname(inbox))
+    # procmail runs as the mailbox owner too, as it would from an MTA.
+    as_owner = {"user": env.owner[0], "group": env.owner[1]} if env.owner else {}
     rc = os.path.join(env.dir, "procmailrc")
     with open(rc, "w") as f:
         # The trailing ':' makes procmail take its locks (fcntl + dotlock).
         f.write("LOCKTIMEOUT=60\n:0:\n%s\n" % inbox)
+    os.chmod(rc, 0o644)
     n = PER // 2
 
     def pm_writer(w):
@@ -99,7 +103,8 @@ else:
         for i in range(n):
             tag = "p%d-%d" % (w, i)
             raw = b"From s@x Sun Nov 29 10:00:00 2026\n" + message(tag, body=body_for(tag))
-            r = subprocess.run([procmail, "-m", rc], input=raw, capture_output=True)
+            r = subprocess.run([procmail, "-m", rc], input=raw, capture_output=True,
+                               **as_owner)
             bad += r.returncode != 0
         return bad
 

@@ -86,6 +86,8 @@ else:
         for fmt in ("maildir", "mbox"):
             d = os.path.join(small, fmt)
             os.makedirs(d)
+            os.makedirs(os.path.join(env.dir, "idx-" + fmt))
+            env.own(os.path.join(env.dir, "idx-" + fmt))
             loc = ("maildir:%s/%%u:INDEX=%s/idx-%s/%%u" % (d, env.dir, fmt)
                    if fmt == "maildir" else
                    "mbox:%s/%%u:INBOX=%s/%%u/INBOX:INDEX=%s/idx-%s/%%u"
