@@ -133,8 +133,8 @@ struct mindex_msg {
  * environment in dir, clear stale reader slots and adopt a map another
  * process grew. Holds flock(LOCK_SH) on dir/loft.lock until close (it
  * waits while mindex_compact runs). opts may be NULL (defaults). Fails on
- * an index written by a newer version. Returns 0 or -1 with *error_r
- * (static text, valid until the next mindex call). */
+ * an index written by a newer version. Returns 0, or -1 with *ix_r NULL
+ * and *error_r (static text, valid until the next mindex call). */
 int mindex_open(const char *dir, const struct mindex_options *opts,
     struct mindex **ix_r, const char **error_r);
 /* mindex_close: aborts a transaction left open; sets *ix to NULL. */
