@@ -3,8 +3,8 @@
  *
  *   loftctl [-c FILE] COMMAND [ARGS]
  *
- * Loads the configuration (a bad one stops every command but "config",
- * which is how an administrator finds the mistake) and dispatches to the
+ * Loads the configuration (a bad one stops every command, with the file,
+ * line and expected form of the first mistake) and dispatches to the
  * command table. Runs with the invoking user's rights; it reads and writes
  * only the files the configuration names.
  */
@@ -24,7 +24,7 @@ struct ctl_command {
 };
 
 static const struct ctl_command ctl_commands[] = {
-	{ "config", ctl_config_main, "config [-n] [-x] [name ...]" },
+	{ "config", ctl_config_main, "config [-dhnvx] [name ...]" },
 	{ "user", ctl_user_main, "user add|passwd|del|list|show ..." },
 	{ "reindex", ctl_reindex_main, "reindex USER ..." },
 	{ "index", ctl_index_main, "index stats|compact USER | index list USER [FOLDER]" },

@@ -1,0 +1,185 @@
+/*
+ * conf_params.c: the table of configuration parameters: name, type,
+ * default, limits and a one-line description (shown by loftctl config -v,
+ * and repeated in conf/loft.conf and loft.conf(5), which a unit test keeps
+ * in step with this table). Postfix declares each limit once in
+ * mail_params.h; here it is one row.
+ *
+ * Trusts nothing it is given: the check functions take expanded values
+ * from the configuration file.
+ */
+#include "config.h"
+#include <limits.h>
+#include <stdbool.h>
+#include <string.h>
+#include "conf.h"
+
+static const char *const conf_lock_methods[] = {
+	"fcntl", "dotlock", "flock", NULL
+};
+
+static const char *const conf_facilities[] = {
+	"auth", "authpriv", "daemon", "mail", "user",
+	"local0", "local1", "local2", "local3",
+	"local4", "local5", "local6", "local7", NULL
+};
+
+/* conf_location_option: whether "KEY=VALUE" (len bytes) is an option the
+ * storage type allows and that was not given before (bits in *seen), with
+ * a non-empty VALUE. */
+static bool
+conf_location_option(const char *opt, size_t len, bool mbox,
+    unsigned int *seen)
+{
+	const char *eq = memchr(opt, '=', len);
+	unsigned int bit;
+
+	if (eq == NULL || eq + 1 == opt + len || eq - opt != 5)
+		return false;
+	if (strncmp(opt, "INDEX", 5) == 0)
+		bit = 1;
+	else if (mbox && strncmp(opt, "INBOX", 5) == 0)
+		bit = 2;
+	else
+		return false;
+	if (*seen & bit)
+		return false;
+	*seen |= bit;
+	return true;
+}
+
+/* conf_check_location: maildir:PATH[:INDEX=DIR] or
+ * mbox:PATH[:INBOX=FILE][:INDEX=DIR]. Only the shape is checked here, so
+ * that a typing error stops loft at start-up; mailloc.c expands %u, %n,
+ * %d, %h and ~ for each user and checks the resulting paths. */
+static int
+conf_check_location(const char *value)
+{
+	const char *p, *end;
+	unsigned int seen = 0;
+	bool mbox;
+
+	if (strncmp(value, "maildir:", 8) == 0) {
+		mbox = false;
+		p = value + 8;
+	} else if (strncmp(value, "mbox:", 5) == 0) {
+		mbox = true;
+		p = value + 5;
+	} else
+		return -1;
+	end = strchr(p, ':');
+	if (end == p || *p == '\0')
+		return -1;	/* empty PATH */
+	while (end != NULL) {
+		p = end + 1;
+		end = strchr(p, ':');
+		if (!conf_location_option(p,
+		    end != NULL ? (size_t)(end - p) : strlen(p), mbox, &seen))
+			return -1;
+	}
+	return 0;
+}
+
+#define CONF_LOCATION_FORM \
+	"maildir:PATH[:INDEX=DIR] or mbox:PATH[:INBOX=FILE][:INDEX=DIR]"
+
+/* Rows are kept in alphabetical order within each group; order does not
+ * matter to the code. TIME maxima are checked in conf.c (INT_MAX). */
+const struct conf_param conf_params[] = {
+	/* Identity. */
+	{ "config_directory", CONF_TYPE_PATH, NULL, 0, 0, 0, NULL, NULL, NULL,
+	    CONF_F_DYNAMIC | CONF_F_READONLY,
+	    "Directory of the configuration file (set from where it was "
+	    "read; read-only)" },
+	{ "mydestination", CONF_TYPE_LIST,
+	    "$myhostname, localhost.$mydomain, localhost",
+	    0, 0, 0, NULL, NULL, NULL, 0,
+	    "Domains whose mail is delivered on this machine" },
+	{ "mydomain", CONF_TYPE_STRING, NULL, 0, 0, 0, NULL, NULL, NULL,
+	    CONF_F_DYNAMIC,
+	    "Internet domain of this machine (default: myhostname without "
+	    "its first label)" },
+	{ "myhostname", CONF_TYPE_STRING, NULL, 0, 0, 0, NULL, NULL, NULL,
+	    CONF_F_DYNAMIC,
+	    "Fully qualified name of this machine (default: gethostname())" },
+	{ "myorigin", CONF_TYPE_STRING, "$myhostname",
+	    0, 0, 0, NULL, NULL, NULL, 0,
+	    "Domain appended to addresses that have none" },
+
+	/* Sizes and addresses. */
+	{ "mailbox_size_limit", CONF_TYPE_SIZE, "51200000",
+	    0, LLONG_MAX, 0, NULL, NULL, NULL, 0,
+	    "Largest size of a mailbox in bytes (0: no limit)" },
+	{ "message_size_limit", CONF_TYPE_SIZE, "10240000",
+	    0, LLONG_MAX, 0, NULL, NULL, NULL, 0,
+	    "Largest message accepted, in bytes (0: no limit)" },
+	{ "recipient_delimiter", CONF_TYPE_STRING, "",
+	    0, 0, 0, NULL, NULL, NULL, 0,
+	    "Characters that separate a user name from an address "
+	    "extension (empty: none)" },
+
+	/* Users. */
+	{ "system_users", CONF_TYPE_BOOL, "no", 0, 0, 0, NULL, NULL, NULL, 0,
+	    "Whether accounts in the system password database receive mail" },
+	{ "user_database", CONF_TYPE_PATH, "$config_directory/users",
+	    0, 0, 0, NULL, NULL, NULL, 0,
+	    "File of virtual users (format in loftctl(8))" },
+	{ "virtual_gid", CONF_TYPE_STRING, "", 0, 0, 0, NULL, NULL, NULL, 0,
+	    "Group name or number owning virtual users' mail (empty: the "
+	    "primary group of virtual_uid)" },
+	{ "virtual_uid", CONF_TYPE_STRING, "", 0, 0, 0, NULL, NULL, NULL, 0,
+	    "User name or number owning virtual users' mail (empty: the "
+	    "user running loft)" },
+
+	/* Mail storage. */
+	{ "mail_fsync", CONF_TYPE_BOOL, "yes", 0, 0, 0, NULL, NULL, NULL, 0,
+	    "Whether mail and indexes are synced to disk before delivery "
+	    "is acknowledged" },
+	{ "mail_location", CONF_TYPE_STRING, "maildir:~/Maildir",
+	    0, 0, 0, NULL, conf_check_location, CONF_LOCATION_FORM, 0,
+	    "Where virtual users' mail is stored" },
+	{ "quota_full_tempfail", CONF_TYPE_BOOL, "no",
+	    0, 0, 0, NULL, NULL, NULL, 0,
+	    "Whether a full mailbox defers delivery (4.2.2) instead of "
+	    "bouncing it (5.2.2)" },
+	{ "system_mail_location", CONF_TYPE_STRING,
+	    "mbox:~/mail:INBOX=/var/mail/%u",
+	    0, 0, 0, NULL, conf_check_location, CONF_LOCATION_FORM, 0,
+	    "Where system users' mail is stored" },
+
+	/* Locking. */
+	{ "deliver_lock_attempts", CONF_TYPE_INT, "20",
+	    1, 1000, 0, NULL, NULL, NULL, 0,
+	    "Attempts to lock a mailbox before delivery is deferred" },
+	/* An hour at most: a longer wait is a mistake, and callers may count
+	 * it in milliseconds. */
+	{ "deliver_lock_delay", CONF_TYPE_TIME, "1s",
+	    0, 3600, 's', NULL, NULL, NULL, 0,
+	    "Time between attempts to lock a mailbox" },
+	{ "mailbox_delivery_lock", CONF_TYPE_LIST, "fcntl, dotlock",
+	    0, 0, 0, conf_lock_methods, NULL, NULL, 0,
+	    "Locks taken on an mbox file during delivery, in this order" },
+	{ "stale_lock_time", CONF_TYPE_TIME, "500s",
+	    1, LLONG_MAX, 's', NULL, NULL, NULL, 0,
+	    "Age after which a dot-lock file is stale and removed" },
+
+	/* Index. */
+	{ "index_map_size", CONF_TYPE_SIZE, "1048576",
+	    65536, LLONG_MAX, 0, NULL, NULL, NULL, 0,
+	    "Initial size in bytes of each user's index map" },
+	{ "index_max_size", CONF_TYPE_SIZE, "8589934592",
+	    65536, LLONG_MAX, 0, NULL, NULL, NULL, 0,
+	    "Size in bytes up to which an index map may grow" },
+
+	/* Logging. */
+	{ "maillog_file", CONF_TYPE_PATH, "", 0, 0, 0, NULL, NULL, NULL, 0,
+	    "File the log is appended to (empty: syslog)" },
+	{ "syslog_facility", CONF_TYPE_STRING, "mail",
+	    0, 0, 0, conf_facilities, NULL, NULL, 0,
+	    "Syslog facility of the log" },
+	{ "syslog_name", CONF_TYPE_STRING, "loft",
+	    0, 0, 0, NULL, NULL, NULL, 0,
+	    "Name that starts each program's name in the log" },
+};
+
+const size_t conf_params_count = sizeof(conf_params) / sizeof(conf_params[0]);
