@@ -4,7 +4,6 @@
  * root switches to the mailbox owner first, as loft-deliver does.
  */
 #include "config.h"
-#include <grp.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -13,11 +12,12 @@
 #include <unistd.h>
 #include "ctl.h"
 #include "mindex.h"
+#include "priv.h"
 #include "store.h"
 #include "user.h"
 
-/* Look a user up and, if we are root, become its owner in a child-safe way:
- * only the effective ids, so loftctl can handle several users in turn. */
+/* Look a user up and become its mailbox owner (effective ids only, so
+ * loftctl can handle several users in turn). */
 static struct user *
 ctl_index_user(const char *name)
 {
@@ -30,14 +30,10 @@ ctl_index_user(const char *name)
 		    (ret == 0 ? "unknown user" : "user database unavailable"));
 		return NULL;
 	}
-	if (geteuid() == 0 || getuid() == 0) {
-		if (seteuid(0) < 0 || setegid(u->gid) < 0 ||
-		    setgroups(1, &u->gid) < 0 || seteuid(u->uid) < 0) {
-			fprintf(stderr, "loftctl: %s: cannot switch to the "
-			    "mailbox owner\n", name);
-			user_free(&u);
-			return NULL;
-		}
+	if (priv_become(u, false, &err) < 0) {
+		fprintf(stderr, "loftctl: %s: %s\n", name, err);
+		user_free(&u);
+		return NULL;
 	}
 	return u;
 }
@@ -45,10 +41,10 @@ ctl_index_user(const char *name)
 static void
 ctl_index_restore(void)
 {
-	if (getuid() == 0) {
-		if (seteuid(0) < 0 || setegid(0) < 0)
-			perror("loftctl: restoring root");
-	}
+	const char *err;
+
+	if (priv_restore(&err) < 0)
+		fprintf(stderr, "loftctl: %s\n", err);
 }
 
 int

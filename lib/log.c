@@ -18,6 +18,7 @@
 #define LOG_LINE_MAX 4096
 
 static char log_ident_buf[64] = "loft";
+static int log_facility = LOG_MAIL;
 static enum log_dest log_dest = LOG_DEST_STDERR;
 static int log_fd = -1;
 static int log_fatal_exit = 1;
@@ -28,7 +29,36 @@ log_open(const char *ident, enum log_dest dest)
 	strlcpy(log_ident_buf, ident, sizeof(log_ident_buf));
 	log_dest = dest;
 	if (dest == LOG_DEST_SYSLOG)
-		openlog(log_ident_buf, LOG_PID | LOG_NDELAY, LOG_MAIL);
+		openlog(log_ident_buf, LOG_PID | LOG_NDELAY, log_facility);
+}
+
+int
+log_set_syslog(const char *name, const char *program, const char *facility)
+{
+	static const struct {
+		const char *name;
+		int value;
+	} facilities[] = {
+		{ "mail", LOG_MAIL }, { "user", LOG_USER },
+		{ "daemon", LOG_DAEMON }, { "local0", LOG_LOCAL0 },
+		{ "local1", LOG_LOCAL1 }, { "local2", LOG_LOCAL2 },
+		{ "local3", LOG_LOCAL3 }, { "local4", LOG_LOCAL4 },
+		{ "local5", LOG_LOCAL5 }, { "local6", LOG_LOCAL6 },
+		{ "local7", LOG_LOCAL7 },
+	};
+	char ident[sizeof(log_ident_buf)];
+
+	for (size_t i = 0; i < sizeof(facilities) / sizeof(facilities[0]);
+	    i++) {
+		if (strcmp(facility, facilities[i].name) != 0)
+			continue;
+		snprintf(ident, sizeof(ident), "%s/%s", name, program);
+		log_facility = facilities[i].value;
+		closelog();
+		log_open(ident, LOG_DEST_SYSLOG);
+		return 0;
+	}
+	return -1;
 }
 
 int

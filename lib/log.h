@@ -20,6 +20,11 @@ enum log_dest {
 /* log_open: ident is the program name as shown in the log, e.g.
  * "loft/deliver"; it is copied. Until called, lines go to stderr. */
 void log_open(const char *ident, enum log_dest dest);
+/* log_set_syslog: ident becomes "NAME/PROGRAM" (syslog_name), facility
+ * one of mail, user, daemon, local0..local7 (syslog_facility); the
+ * destination becomes syslog. -1 for an unknown facility (nothing changes). */
+int log_set_syslog(const char *name, const char *program,
+    const char *facility);
 /* log_set_file: send lines to path (appended, created 0640). Returns 0, or
  * -1 (the previous destination stays, and a warning says why). */
 int log_set_file(const char *path);

@@ -17,11 +17,12 @@
  */
 #include "config.h"
 #include <errno.h>
-#include <grp.h>
+#include <stdbool.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/time.h>
 #include <sysexits.h>
 #include <time.h>
@@ -30,6 +31,7 @@
 #include "compat/compat.h"
 #include "conf.h"
 #include "log.h"
+#include "priv.h"
 #include "store.h"
 #include "user.h"
 #include "xmalloc.h"
@@ -47,6 +49,7 @@ struct deliver_ctx {
 	struct timeval start;
 	char rcpt[512];		/* for the log: user@domain */
 	char sender[512];
+	bool sender_given;	/* -f, possibly empty (<>, a bounce) */
 };
 
 static void __attribute__((noreturn))
@@ -124,26 +127,14 @@ deliver_parse_args(int argc, char **argv, struct deliver_args *a)
 		deliver_usage();
 }
 
-/* Become the mailbox owner: when root, for good (no way back), before any
- * input is read; otherwise we can only deliver as ourselves. */
+/* Become the mailbox owner, for good, before any input is read. */
 static void
 deliver_switch_user(struct deliver_ctx *c, const struct user *u)
 {
-	if (geteuid() != 0) {
-		if (u->uid != geteuid())
-			deliver_finish(c, EX_TEMPFAIL, "4.3.0", "mailbox "
-			    "owner differs from the running user and "
-			    "loft-deliver is not running as root");
-		return;
-	}
-	if (u->uid == 0)
-		deliver_finish(c, EX_TEMPFAIL, "4.3.0",
-		    "refusing to deliver as root");
-	if (setgroups(1, &u->gid) < 0 || setresgid(u->gid, u->gid, u->gid) < 0
-	    || setresuid(u->uid, u->uid, u->uid) < 0 || getuid() != u->uid ||
-	    geteuid() != u->uid || setuid(0) == 0)
-		deliver_finish(c, EX_TEMPFAIL, "4.3.0",
-		    "cannot switch to the mailbox owner");
+	const char *err;
+
+	if (priv_become(u, true, &err) < 0)
+		deliver_finish(c, EX_TEMPFAIL, "4.3.0", err);
 }
 
 /* Look the user up, trying USER then, with recipient_delimiter, the part
@@ -205,7 +196,8 @@ deliver_read(struct deliver_ctx *c, struct buf *in, size_t limit)
 /* A leading mbox "From " line (some MTAs and fetchmail pass one) is not
  * part of the message; it may name the sender. */
 static size_t
-deliver_skip_from_line(const struct buf *in, char *sender, size_t size)
+deliver_skip_from_line(const struct buf *in, bool keep_sender, char *sender,
+    size_t size)
 {
 	const unsigned char *nl;
 	size_t n;
@@ -216,31 +208,98 @@ deliver_skip_from_line(const struct buf *in, char *sender, size_t size)
 	if (nl == NULL)
 		return 0;
 	n = strcspn((const char *)in->data + 5, " \t\r\n");
-	if (n > 0 && n < size && sender[0] == '\0') {
+	if (n > 0 && n < size && !keep_sender) {
 		memcpy(sender, in->data + 5, n);
 		sender[n] = '\0';
 	}
 	return (size_t)(nl - in->data) + 1;
 }
 
+/* The end of the header line (with its continuation lines) at p. */
+static size_t
+deliver_field_len(const unsigned char *p, size_t len)
+{
+	size_t i = 0;
+
+	for (;;) {
+		const unsigned char *nl = memchr(p + i, '\n', len - i);
+
+		if (nl == NULL)
+			return len;
+		i = (size_t)(nl - p) + 1;
+		if (i >= len || (p[i] != ' ' && p[i] != '\t'))
+			return i;
+	}
+}
+
+static bool
+deliver_field_is(const unsigned char *p, size_t len, const char *name)
+{
+	size_t n = strlen(name);
+
+	return len > n && strncasecmp((const char *)p, name, n) == 0 &&
+	    p[n] == ':';
+}
+
+/* Does the field's value equal addr (ignoring case, blanks, <>)? */
+static bool
+deliver_field_value_is(const unsigned char *p, size_t len, const char *addr)
+{
+	const unsigned char *v = memchr(p, ':', len), *end = p + len;
+	size_t n = strlen(addr);
+
+	if (v == NULL)
+		return false;
+	for (v++; v < end && (*v == ' ' || *v == '\t' || *v == '<'); v++)
+		;
+	while (end > v && (end[-1] == '\n' || end[-1] == '\r' ||
+	    end[-1] == ' ' || end[-1] == '\t' || end[-1] == '>'))
+		end--;
+	return (size_t)(end - v) == n &&
+	    strncasecmp((const char *)v, addr, n) == 0;
+}
+
+/*
+ * The stored message: Return-Path: and Delivered-To: on top, then the
+ * message. An MTA such as Postfix's local(8) may already have prepended
+ * its own Return-Path:, Delivered-To: and X-Original-To: lines: in that
+ * leading block an old Return-Path: is dropped (RFC 5321 4.4: the final
+ * delivery sets it) and a Delivered-To: for the same address is not
+ * written twice. Everything after that block is kept byte for byte.
+ */
 static void
 deliver_compose(struct deliver_ctx *c, const struct buf *in, size_t skip,
     struct buf *out)
 {
-	const unsigned char *body = in->data + skip;
-	size_t len = in->len - skip;
-	const unsigned char *nl = memchr(body, '\n', len);
-	const char *eol = nl != NULL && nl > body && nl[-1] == '\r' ?
+	const unsigned char *p = in->data + skip;
+	size_t len = in->len - skip, i = 0, flen;
+	const unsigned char *nl = memchr(p, '\n', len);
+	const char *eol = nl != NULL && nl > p && nl[-1] == '\r' ?
 	    "\r\n" : "\n";
+	const char *dt = c->a.orig_rcpt != NULL ? c->a.orig_rcpt : c->rcpt;
 	char esc_s[600], esc_r[600];
+	bool have_dt = false;
 
 	/* Header values must not carry a line break from the command line. */
 	log_escape(c->sender, esc_s, sizeof(esc_s));
-	log_escape(c->a.orig_rcpt != NULL ? c->a.orig_rcpt : c->rcpt, esc_r,
-	    sizeof(esc_r));
+	log_escape(dt, esc_r, sizeof(esc_r));
 	buf_init(out, (size_t)-1);
-	if (buf_printf(out, "Return-Path: <%s>%sDelivered-To: %s%s", esc_s,
-	    eol, esc_r, eol) < 0 || buf_append(out, body, len) < 0)
+	if (buf_printf(out, "Return-Path: <%s>%s", esc_s, eol) < 0)
+		deliver_finish(c, EX_TEMPFAIL, "4.3.0", "out of memory");
+	for (; i < len; i += flen) {
+		flen = deliver_field_len(p + i, len - i);
+		if (deliver_field_is(p + i, flen, "Return-Path"))
+			continue;
+		if (deliver_field_is(p + i, flen, "Delivered-To")) {
+			have_dt = have_dt ||
+			    deliver_field_value_is(p + i, flen, esc_r);
+		} else if (!deliver_field_is(p + i, flen, "X-Original-To"))
+			break;
+		if (buf_append(out, p + i, flen) < 0)
+			deliver_finish(c, EX_TEMPFAIL, "4.3.0", "out of memory");
+	}
+	if ((!have_dt && buf_printf(out, "Delivered-To: %s%s", esc_r,
+	    eol) < 0) || buf_append(out, p + i, len - i) < 0)
 		deliver_finish(c, EX_TEMPFAIL, "4.3.0", "out of memory");
 }
 
@@ -313,15 +372,21 @@ main(int argc, char **argv)
 	}
 	if (conf_str("maillog_file")[0] != '\0')
 		log_set_file(conf_str("maillog_file"));
+	else
+		log_set_syslog(conf_str("syslog_name"), "deliver",
+		    conf_str("syslog_facility"));
 	deliver_set_rcpt(&c);
 	u = deliver_lookup(&c);
 	deliver_switch_user(&c, u);
-	if (c.a.sender != NULL)
+	if (c.a.sender != NULL) {
 		strlcpy(c.sender, c.a.sender, sizeof(c.sender));
+		c.sender_given = true;
+	}
 	limit = conf_int("message_size_limit") > 0 ?
 	    (size_t)conf_int("message_size_limit") : (size_t)-1;
 	deliver_read(&c, &in, limit);
-	skip = deliver_skip_from_line(&in, c.sender, sizeof(c.sender));
+	skip = deliver_skip_from_line(&in, c.sender_given, c.sender,
+	    sizeof(c.sender));
 	if (skip == in.len)
 		deliver_finish(&c, EX_DATAERR, "5.6.0",
 		    "empty message refused");

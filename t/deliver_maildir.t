@@ -99,6 +99,24 @@ new = [v for v in env.maildir_files("alice").values() if b"Subject: fromline" in
 t.ok(rc == 0 and new and new[0].startswith(b"Return-Path: <bob@example.com>\n")
      and b"From bob" not in new[0], "leading From_ line dropped, its sender used")
 
+# What Postfix's local(8) hands a mailbox_command: a From_ line and its own
+# Return-Path:, X-Original-To: and Delivered-To: on top.
+pf = (b"From MAILER-DAEMON  Sun Nov 29 10:00:00 2026\n"
+      b"Return-Path: <>\nX-Original-To: alice@example.org\n"
+      b"Delivered-To: alice@example.org\nSubject: bounce\n\nbody\n")
+rc, _ = env.deliver("alice", pf, "-f", "", "-a", "alice@example.org")
+new = [v for v in env.maildir_files("alice").values() if b"Subject: bounce" in v]
+t.ok(rc == 0 and new, "Postfix-style input delivered")
+t.eq(new[0] if new else None,
+     b"Return-Path: <>\nX-Original-To: alice@example.org\n"
+     b"Delivered-To: alice@example.org\nSubject: bounce\n\nbody\n",
+     "one Return-Path (<> for a bounce given -f \"\"), one Delivered-To")
+rc, _ = env.deliver("alice", b"Delivered-To: bob@example.org\nSubject: fwd\n\nx\n",
+                    "-a", "alice@example.org")
+new = [v for v in env.maildir_files("alice").values() if b"Subject: fwd" in v]
+t.ok(new and new[0].count(b"Delivered-To:") == 2,
+     "a Delivered-To for another address is kept beside ours")
+
 # Size limit: message_size_limit, checked at N and N+1.
 env2 = Env("maildir", extra="message_size_limit = 1000\n")
 env2.add_user("bob")
