@@ -13,6 +13,8 @@
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <errno.h>
+#include <signal.h>
+#include <sys/time.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -61,6 +63,63 @@ lock_fcntl_try(int fd, const char **error_r)
 	if (errno == EAGAIN || errno == EACCES || errno == EINTR)
 		return LOCK_TIMEOUT;
 	*error_r = lock_error("fcntl lock failed: %s", strerror(errno));
+	return -1;
+}
+
+static volatile sig_atomic_t lock_alarm_fired;
+
+static void
+lock_alarm(int sig)
+{
+	(void)sig;
+	lock_alarm_fired = 1;
+}
+
+/*
+ * lock_fcntl_wait: wait up to ms for the fcntl lock. Waiting in the kernel
+ * (F_SETLKW) rather than sleeping and polling matters under contention:
+ * a poller that sleeps a second between tries can lose every round to
+ * writers that happen to ask at the right moment. A timer without
+ * SA_RESTART interrupts the wait; the old SIGALRM disposition and timer
+ * are put back.
+ */
+static int
+lock_fcntl_wait(int fd, unsigned ms, const char **error_r)
+{
+	struct sigaction sa, old_sa;
+	struct itimerval it, old_it;
+	struct flock fl;
+	int ret, saved_errno;
+
+	if (ms == 0)
+		return lock_fcntl_try(fd, error_r);
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = lock_alarm;
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(SIGALRM, &sa, &old_sa) < 0)
+		return lock_fcntl_try(fd, error_r);
+	memset(&it, 0, sizeof(it));
+	it.it_value.tv_sec = ms / 1000;
+	it.it_value.tv_usec = (long)(ms % 1000) * 1000;
+	lock_alarm_fired = 0;
+	setitimer(ITIMER_REAL, &it, &old_it);
+	memset(&fl, 0, sizeof(fl));
+	fl.l_type = F_WRLCK;
+	fl.l_whence = SEEK_SET;
+	ret = fcntl(fd, F_SETLKW, &fl);
+	saved_errno = errno;
+	memset(&it, 0, sizeof(it));
+	setitimer(ITIMER_REAL, &it, NULL);
+	sigaction(SIGALRM, &old_sa, NULL);
+	if (ret == 0)
+		return 0;
+	/* EDEADLK: the kernel saw a cycle with another waiter; back off
+	 * like any busy lock. */
+	if (saved_errno == EINTR || saved_errno == EAGAIN ||
+	    saved_errno == EACCES || saved_errno == EDEADLK)
+		return LOCK_TIMEOUT;
+	*error_r = lock_error("fcntl lock failed: %s", strerror(saved_errno));
+	errno = saved_errno;
 	return -1;
 }
 
@@ -289,7 +348,7 @@ lock_round(struct lock_mbox *lk, const struct lock_opts *o,
 		if ((o->methods & order[i]) == 0)
 			continue;
 		if (order[i] == LOCK_M_FCNTL)
-			ret = lock_fcntl_try(lk->fd, error_r);
+			ret = lock_fcntl_wait(lk->fd, o->delay_ms, error_r);
 		else if (order[i] == LOCK_M_FLOCK)
 			ret = lock_flock_try(lk->fd, error_r);
 		else
@@ -355,7 +414,9 @@ lock_mbox_acquire(int fd, const char *path, const struct lock_opts *o,
 	if (o->methods & LOCK_M_DOTLOCK)
 		lk->dotlock = xasprintf("%s.lock", path);
 	for (i = 0; i < attempts && ret == LOCK_TIMEOUT; i++) {
-		if (i > 0)
+		/* A round that failed on the fcntl lock has already waited
+		 * for it in the kernel. */
+		if (i > 0 && strcmp(busy, "fcntl lock") != 0)
 			lock_sleep_ms(o->delay_ms);
 		ret = lock_round(lk, o, &busy, error_r);
 	}
