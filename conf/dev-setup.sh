@@ -9,6 +9,28 @@ conf=$dev/loft.conf
 mkdir -p "$dev/var/mail" "$dev/tls"
 chmod 700 "$dev/var"
 
+# Run as root, loft never works on mail as root: mail belongs to an
+# unprivileged "loft" user, who must be able to reach dev/var.
+owner_conf=
+if [ "$(id -u)" = 0 ]; then
+	if ! getent passwd loft >/dev/null; then
+		useradd --system --no-create-home --home-dir /nonexistent \
+		    --shell /usr/sbin/nologin loft
+		echo "added system user loft (owner of the development mail)"
+	fi
+	owner_conf="virtual_uid = loft
+virtual_gid = loft"
+	chown -R loft:loft "$dev/var"
+	d=$dev
+	while [ "$d" != / ]; do
+		if [ -z "$(find "$d" -maxdepth 0 -perm -o=x)" ]; then
+			chmod o+x "$d"
+			echo "let others traverse $d (o+x) so that user loft reaches dev/var"
+		fi
+		d=$(dirname "$d")
+	done
+fi
+
 if [ ! -f "$conf" ]; then
 	cat > "$conf" <<CONF
 # Development configuration written by conf/dev-setup.sh.
@@ -17,6 +39,7 @@ mydomain = localdomain
 user_database = $dev/users
 mail_location = maildir:$dev/var/mail/%u
 maillog_file = $dev/var/maillog
+$owner_conf
 CONF
 	echo "wrote $conf"
 fi
