@@ -291,7 +291,8 @@ md_sync_classify(struct md_sync *s, const char **error_r)
 			s->cand[s->ncand++] = e;
 		}
 	}
-	qsort(s->cand, s->ncand, sizeof(*s->cand), md_cand_cmp);
+	if (s->ncand > 1)
+		qsort(s->cand, s->ncand, sizeof(*s->cand), md_cand_cmp);
 	return 0;
 }
 

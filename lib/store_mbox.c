@@ -283,7 +283,8 @@ mb_match(struct mb_sync *s, uint32_t uidnext)
 	struct buf tmp;
 
 	buf_init(&tmp, (size_t)-1);
-	qsort(s->prev, s->nprev, sizeof(*s->prev), mb_fp_cmp);
+	if (s->nprev > 1)
+		qsort(s->prev, s->nprev, sizeof(*s->prev), mb_fp_cmp);
 	for (size_t i = 0; i < s->nents; i++) {
 		struct mb_ent *me = &s->ents[i];
 		const unsigned char *data;
@@ -312,7 +313,8 @@ mb_match(struct mb_sync *s, uint32_t uidnext)
 		if (s->ents[i].uid == 0)
 			s->ents[i].uid = uidnext++;
 	buf_free(&tmp);
-	qsort(s->ents, s->nents, sizeof(*s->ents), mb_ent_uid_cmp);
+	if (s->nents > 1)
+		qsort(s->ents, s->nents, sizeof(*s->ents), mb_ent_uid_cmp);
 }
 
 static int
