@@ -13,8 +13,13 @@ import tempfile
 
 TOP = os.environ.get("LOFT_TOP") or os.path.abspath(
     os.path.join(os.path.dirname(__file__), "..", ".."))
-DELIVER = os.path.join(TOP, "mda", "loft-deliver")
-LOFTCTL = os.path.join(TOP, "ctl", "loftctl")
+# `make check` installs into a DESTDIR and points LOFT_SBINDIR there, so
+# the tests run the installed programs; run by hand, the built ones.
+SBINDIR = os.environ.get("LOFT_SBINDIR")
+DELIVER = os.path.join(SBINDIR, "loft-deliver") if SBINDIR else \
+    os.path.join(TOP, "mda", "loft-deliver")
+LOFTCTL = os.path.join(SBINDIR, "loftctl") if SBINDIR else \
+    os.path.join(TOP, "ctl", "loftctl")
 
 
 class Tap:
