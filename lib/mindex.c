@@ -43,7 +43,7 @@
 #define MINDEX_MSG_FORMAT	1	/* first byte of a message record */
 #define MINDEX_FOLDER_FORMAT	1	/* first byte of a folder record */
 /* format (1), reserved (3), flags (4), eight 64-bit fields, guid (16) */
-#define MINDEX_MSG_FIXED	(1 + 3 + 4 + 8 * 8 + 16)
+#define MINDEX_MSG_FIXED	(1 + 3 + 4 + 4 + 8 * 8 + 16)
 /* format (1), reserved (3), six 32-bit and three 64-bit counters, two
  * stamps of five 64-bit fields, sync_offset */
 #define MINDEX_FOLDER_SIZE	(1 + 3 + 6 * 4 + 3 * 8 + 2 * 5 * 8 + 8)
@@ -1218,6 +1218,7 @@ mindex_msg_encode(const struct mindex_msg *m, unsigned char *out,
 
 	mindex_enc_head(&e, MINDEX_MSG_FORMAT);
 	mindex_enc_u32(&e, m->flags);
+	mindex_enc_u32(&e, m->cache_flags);
 	mindex_enc_u64(&e, m->modseq);
 	mindex_enc_u64(&e, (uint64_t)m->internal_date);
 	mindex_enc_u64(&e, (uint64_t)m->save_date);
@@ -1259,6 +1260,7 @@ mindex_dec_fields(struct mindex_dec *d, struct mindex_msg *m)
 	const unsigned char *q;
 
 	m->flags = mindex_dec_u32(d);
+	m->cache_flags = mindex_dec_u32(d);
 	m->modseq = mindex_dec_u64(d);
 	m->internal_date = (int64_t)mindex_dec_u64(d);
 	m->save_date = (int64_t)mindex_dec_u64(d);

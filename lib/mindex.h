@@ -60,6 +60,10 @@
 #define MINDEX_F_DRAFT		0x10u
 #define MINDEX_F_FORWARDED	0x20u	/* $Forwarded; Maildir "P" */
 
+/* Cache flags: HEADERS_PARTIAL means some header field was too large to
+ * cache, so a field missing from `headers` may still be in the message. */
+#define MINDEX_C_HEADERS_PARTIAL	0x01u
+
 struct mindex;
 struct mindex_txn;
 
@@ -102,6 +106,7 @@ struct mindex_folder {
 struct mindex_msg {
 	uint32_t uid;
 	uint32_t flags;		/* MINDEX_F_* */
+	uint32_t cache_flags;	/* MINDEX_C_*: what the cached fields lack */
 	uint64_t modseq;
 	int64_t internal_date;	/* seconds since the epoch */
 	int64_t save_date;	/* when it entered this folder */

@@ -57,18 +57,8 @@ mb_error(const char *fmt, ...)
 	return mb_errbuf;
 }
 
-static uint64_t
-mb_hash(uint64_t h, const unsigned char *p, size_t len)
-{
-	/* FNV-1a: enough to tell "same bytes" from "changed" here. */
-	for (size_t i = 0; i < len; i++) {
-		h ^= p[i];
-		h *= 0x100000001b3ULL;
-	}
-	return h;
-}
-
-#define MB_HASH_INIT 0xcbf29ce484222325ULL
+/* Seed of the content hashes (XXH64, msg_hash64). */
+#define MB_HASH_SEED 0x6c6f6674ULL
 
 struct mb_fp_ctx {
 	const unsigned char *msgid;
@@ -100,9 +90,9 @@ mb_fingerprint(const unsigned char *data, size_t len)
 	msg_header_iter(data, len, mb_fp_header_cb, &c, &hdr_size);
 	if (hdr_size > len)
 		hdr_size = len;
-	h = mb_hash(MB_HASH_INIT, data + hdr_size, len - hdr_size);
+	h = msg_hash64(data + hdr_size, len - hdr_size, MB_HASH_SEED);
 	if (c.msgid != NULL)
-		h = mb_hash(h, c.msgid, c.msgid_len);
+		h = msg_hash64(c.msgid, c.msgid_len, h);
 	return h;
 }
 
@@ -234,7 +224,7 @@ mb_tail_hash(const unsigned char *data, uint64_t from, uint64_t end)
 
 	if (n > MB_TAIL_HASH_MAX)
 		n = MB_TAIL_HASH_MAX;
-	return mb_hash(MB_HASH_INIT, data + from, n);
+	return msg_hash64(data + from, n, MB_HASH_SEED);
 }
 
 /* Was the file only appended to since the last sync? */

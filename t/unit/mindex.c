@@ -557,6 +557,7 @@ msg1(struct mindex_msg *m)
 	m->psize = 1000;
 	m->vsize = 1020;
 	m->fingerprint = 0xdeadbeefcafef00dull;
+	m->cache_flags = MINDEX_C_HEADERS_PARTIAL;
 	m->mbox_offset = 1ull << 40;
 	m->mbox_data_offset = (1ull << 40) + 77;
 	m->location = loc1;
@@ -573,6 +574,7 @@ static bool
 msg_eq(const struct mindex_msg *a, const struct mindex_msg *b)
 {
 	return a->uid == b->uid && a->flags == b->flags &&
+	    a->cache_flags == b->cache_flags &&
 	    a->modseq == b->modseq && a->internal_date == b->internal_date &&
 	    a->save_date == b->save_date && a->psize == b->psize &&
 	    a->vsize == b->vsize && a->fingerprint == b->fingerprint &&
@@ -1146,7 +1148,7 @@ raw_variants(MDB_txn *txn, MDB_dbi dbi, const unsigned char *rec,
     size_t len)
 {
 	unsigned char k[8], *v = malloc(len + 1);
-	size_t loc_len_off = 4 + 4 + 8 * 8 + 16;
+	size_t loc_len_off = 4 + 4 + 4 + 8 * 8 + 16;
 
 	raw_key(k, 1, 3000);
 	memcpy(v, rec, len);
@@ -1272,7 +1274,7 @@ test_corrupt(void)
 	xcommit(&txn);
 	mindex_close(&ix);
 	rec = raw_record(dir, &len);
-	is_int(len, 4 + 4 + 8 * 8 + 16 + 4 + strlen(loc1) + 1 + 4 +
+	is_int(len, 4 + 4 + 4 + 8 * 8 + 16 + 4 + strlen(loc1) + 1 + 4 +
 	    m.keywords_len + 4 + m.headers_len + 4 + m.mime_len,
 	    "record size is the documented layout");
 	is_int(rec[0], 1, "format byte 1");
