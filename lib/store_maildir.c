@@ -248,6 +248,7 @@ struct md_sync {
 	bool *parsed;
 	struct mindex_stamp stamp[2];
 	bool expunged;
+	bool renamed;		/* this batch gave files their UIDs */
 	uint32_t uidvalidity_hint, uidnext_hint;
 	struct mindex_folder f;
 };
@@ -416,9 +417,11 @@ md_entry_set_uid(struct md_sync *s, struct md_entry *e, uint32_t uid)
 	const char *err;
 	char *final;
 
-	if (maildir_rename_uid(s->dir, e->loc, uid, s->st->fsync, &final,
-	    &err) < 0)
+	/* No fsync per file: the batch fsyncs new/ and cur/ once, before
+	 * its transaction commits (md_sync_batch_fn). */
+	if (maildir_rename_uid(s->dir, e->loc, uid, false, &final, &err) < 0)
 		return -1;
+	s->renamed = true;
 	free(e->loc);
 	e->loc = final;
 	if (maildir_name_parse(e->loc + 4, &mn) == 0)
@@ -437,12 +440,28 @@ md_next_uid(struct md_sync *s)
 	return s->f.uidnext;
 }
 
+/* Make renames in new/ and cur/ durable before the index records them. */
+static int
+md_fsync_subdirs(const char *dir)
+{
+	char path[PATH_MAX];
+
+	if ((size_t)snprintf(path, sizeof(path), "%s/new", dir) >=
+	    sizeof(path) || fsutil_fsync_dir(path) < 0)
+		return -1;
+	if ((size_t)snprintf(path, sizeof(path), "%s/cur", dir) >=
+	    sizeof(path) || fsutil_fsync_dir(path) < 0)
+		return -1;
+	return 0;
+}
+
 static int
 md_sync_batch_fn(struct mindex_txn *txn, void *ctx, const char **error_r)
 {
 	struct md_sync *s = ctx;
 	int ret;
 
+	s->renamed = false;
 	if ((ret = md_folder_begin(s, txn, error_r)) < 0)
 		return ret;
 	for (size_t i = s->batch_start; i < s->batch_end; i++) {
@@ -471,6 +490,11 @@ md_sync_batch_fn(struct mindex_txn *txn, void *ctx, const char **error_r)
 		    (ret = mindex_loc_put(txn, s->f.id, e->loc + 4,
 		    e->base_len, uid)) < 0)
 			return ret == MINDEX_EFULL ? ret : -1;
+	}
+	if (s->renamed && s->st->fsync && md_fsync_subdirs(s->dir) < 0) {
+		*error_r = md_error("fsync of %s failed: %s", s->dir,
+		    strerror(errno));
+		return -1;
 	}
 	return mindex_folder_put(txn, s->folder, &s->f);
 }

@@ -162,7 +162,7 @@ struct mb_ent {
 	struct mbox_entry e;
 	uint64_t fingerprint;
 	uint32_t uid;		/* kept or new */
-	bool exists;		/* uid has a record in the index */
+	size_t prev;		/* its entry in prev, or SIZE_MAX */
 };
 
 struct mb_sync {
@@ -194,6 +194,7 @@ mb_scan_cb(const struct mbox_entry *e, void *ctx)
 	}
 	memset(&s->ents[s->nents], 0, sizeof(s->ents[0]));
 	s->ents[s->nents].e = *e;
+	s->ents[s->nents].prev = SIZE_MAX;
 	s->nents++;
 	return 0;
 }
@@ -282,6 +283,7 @@ mb_match(struct mb_sync *s, uint32_t uidnext)
 
 		mb_ent_data(s, i, &tmp, &data, &len);
 		me->fingerprint = mb_fingerprint(data, len);
+		me->prev = SIZE_MAX;
 		while (lo < hi) {
 			size_t mid = lo + (hi - lo) / 2;
 
@@ -295,6 +297,7 @@ mb_match(struct mb_sync *s, uint32_t uidnext)
 			if (!s->prev[lo].used) {
 				s->prev[lo].used = true;
 				me->uid = s->prev[lo].uid;
+				me->prev = lo;
 				break;
 			}
 		}
@@ -387,10 +390,9 @@ mb_batch_fn(struct mindex_txn *txn, void *ctx, const char **error_r)
 			} else
 				ret = mindex_msg_update(txn, &s->f, &m);
 		} else {
-			for (size_t k = 0; k < s->nprev; k++)
-				if (s->prev[k].uid == me->uid)
-					memcpy(m.guid, s->prev[k].guid,
-					    sizeof(m.guid));
+			if (me->prev != SIZE_MAX)
+				memcpy(m.guid, s->prev[me->prev].guid,
+				    sizeof(m.guid));
 			m.flags = have_flags ? flags : 0;
 			ret = mindex_msg_add(txn, &s->f, &m);
 		}
