@@ -488,6 +488,18 @@ mb_sync_locked(struct mb_sync *s, int fd, bool force, const char **error_r)
 		s->nents = 0;
 		s->full = true;
 	}
+	if (!s->full && s->nents == 0) {
+		struct mindex_stamp now;
+
+		/* Only the time stamp moved (our own last append, most
+		 * likely). While the file is too fresh for its stamp to be
+		 * trusted, recording it would not spare the next look, so
+		 * spare this one the commit; once it has settled, record
+		 * it so that later looks take the quick path. */
+		store_stamp_of(&s->sb, s->checked_ns, &now);
+		if (s->checked_ns - now.mtime_ns < 1000000000)
+			return 0;
+	}
 	if (s->full) {
 		struct mindex *src = s->st->old_ix != NULL ? s->st->old_ix :
 		    s->st->ix;
