@@ -30,10 +30,7 @@
 
 static char store_errbuf[1024];
 
-static const char *
-store_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static const char *
+const char *
 store_error(const char *fmt, ...)
 {
 	va_list ap;
@@ -42,6 +39,26 @@ store_error(const char *fmt, ...)
 	vsnprintf(store_errbuf, sizeof(store_errbuf), fmt, ap);
 	va_end(ap);
 	return store_errbuf;
+}
+
+static int
+store_forget_fn(struct mindex_txn *txn, void *ctx, const char **error_r)
+{
+	const char *folder = ctx;
+	struct mindex_folder f;
+	int ret = mindex_folder_get(txn, folder, &f);
+
+	(void)error_r;
+	if (ret != 1)
+		return ret < 0 ? -1 : 0;
+	return mindex_folder_delete(txn, folder);
+}
+
+int
+store_folder_forget(struct store *st, const char *folder,
+    const char **error_r)
+{
+	return mindex_write(st->ix, store_forget_fn, (void *)folder, error_r);
 }
 
 int64_t

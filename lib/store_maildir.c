@@ -37,22 +37,6 @@
 
 #define MD_UIDFILE "loft-uidvalidity"
 
-static char md_errbuf[1024];
-
-static const char *
-md_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static const char *
-md_error(const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(md_errbuf, sizeof(md_errbuf), fmt, ap);
-	va_end(ap);
-	return md_errbuf;
-}
-
 /*
  * The loft-uidvalidity file: "UIDVALIDITY UIDNEXT\n". It lets a rebuild
  * from nothing keep the folder's UIDVALIDITY and never hand out a UID that
@@ -492,7 +476,7 @@ md_sync_batch_fn(struct mindex_txn *txn, void *ctx, const char **error_r)
 			return ret == MINDEX_EFULL ? ret : -1;
 	}
 	if (s->renamed && s->st->fsync && md_fsync_subdirs(s->dir) < 0) {
-		*error_r = md_error("fsync of %s failed: %s", s->dir,
+		*error_r = store_error("fsync of %s failed: %s", s->dir,
 		    strerror(errno));
 		return -1;
 	}
@@ -535,19 +519,6 @@ md_sync_index_new(struct md_sync *s, const char **error_r)
 	free(s->stats);
 	free(s->parsed);
 	return ret;
-}
-
-static int
-md_folder_gone_fn(struct mindex_txn *txn, void *ctx, const char **error_r)
-{
-	struct md_sync *s = ctx;
-	struct mindex_folder f;
-	int ret = mindex_folder_get(txn, s->folder, &f);
-
-	(void)error_r;
-	if (ret != 1)
-		return ret < 0 ? -1 : 0;
-	return mindex_folder_delete(txn, s->folder);
 }
 
 /* md_sync_quick: 1 if the stamps say nothing changed. */
@@ -604,11 +575,11 @@ store_maildir_sync(struct store *st, const char *folder, const char *dir,
 	s.folder = folder;
 	s.dir = dir;
 	if (md_sync_stat(&s, exists_r) < 0) {
-		*error_r = md_error("cannot stat %s: %s", dir, strerror(errno));
+		*error_r = store_error("cannot stat %s: %s", dir, strerror(errno));
 		return -1;
 	}
 	if (!*exists_r)
-		return mindex_write(st->ix, md_folder_gone_fn, &s, error_r);
+		return store_folder_forget(st, folder, error_r);
 	if (!force && (ret = md_sync_quick(&s, error_r)) != 0)
 		return ret < 0 ? -1 : 0;
 	if (md_uidfile_read(dir, &s.uidvalidity_hint, &s.uidnext_hint) < 0) {
@@ -675,7 +646,7 @@ md_deliver_fn(struct mindex_txn *txn, void *ctx, const char **error_r)
 		if (c->st->quota_limit > 0 &&
 		    qbytes + c->d->len > c->st->quota_limit) {
 			c->result = STORE_OVERQUOTA;
-			*error_r = md_error("mailbox is full: %llu of %llu "
+			*error_r = store_error("mailbox is full: %llu of %llu "
 			    "bytes used", (unsigned long long)qbytes,
 			    (unsigned long long)c->st->quota_limit);
 			return -1;

@@ -41,22 +41,6 @@
 /* stamp[1] of an mbox folder remembers the last indexed message. */
 #define MB_TAIL_MARK 0x6d626f78u
 
-static char mb_errbuf[1024];
-
-static const char *
-mb_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static const char *
-mb_error(const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(mb_errbuf, sizeof(mb_errbuf), fmt, ap);
-	va_end(ap);
-	return mb_errbuf;
-}
-
 /* Seed of the content hashes (XXH64, msg_hash64). */
 #define MB_HASH_SEED 0x6c6f6674ULL
 
@@ -470,7 +454,7 @@ mb_sync_locked(struct mb_sync *s, int fd, bool force, const char **error_r)
 
 	s->checked_ns = store_now_ns();
 	if (fstat(fd, &s->sb) < 0 || fsutil_map_fd(fd, &s->map) < 0) {
-		*error_r = mb_error("cannot read %s: %s", s->path,
+		*error_r = store_error("cannot read %s: %s", s->path,
 		    strerror(errno));
 		return -1;
 	}
@@ -539,26 +523,13 @@ mb_sync_free(struct mb_sync *s)
 }
 
 static int
-mb_folder_gone_fn(struct mindex_txn *txn, void *ctx, const char **error_r)
-{
-	struct mb_sync *s = ctx;
-	struct mindex_folder f;
-	int ret = mindex_folder_get(txn, s->folder, &f);
-
-	(void)error_r;
-	if (ret != 1)
-		return ret < 0 ? -1 : 0;
-	return mindex_folder_delete(txn, s->folder);
-}
-
-static int
 mb_lock(struct store *st, int fd, const char *path, struct lock_mbox **lk,
     const char **error_r)
 {
 	int ret = lock_mbox_acquire(fd, path, &st->lock, lk, error_r);
 
 	if (ret == LOCK_TIMEOUT)
-		*error_r = mb_error("cannot lock %s: timed out", path);
+		*error_r = store_error("cannot lock %s: timed out", path);
 	return ret;
 }
 
@@ -578,7 +549,7 @@ store_mbox_sync(struct store *st, const char *folder, const char *path,
 	s.path = path;
 	*exists_r = stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
 	if (!*exists_r)
-		return mindex_write(st->ix, mb_folder_gone_fn, &s, error_r);
+		return store_folder_forget(st, folder, error_r);
 	if (mb_read_folder(&s, &have, error_r) < 0)
 		return -1;
 	if (!force && have && s.f.sync_offset == (uint64_t)sb.st_size) {
@@ -591,7 +562,7 @@ store_mbox_sync(struct store *st, const char *folder, const char *path,
 	/* Read-write only because fcntl write locks need it. */
 	fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0) {
-		*error_r = mb_error("cannot open %s: %s", path,
+		*error_r = store_error("cannot open %s: %s", path,
 		    strerror(errno));
 		return -1;
 	}
@@ -635,7 +606,7 @@ mb_deliver_quota(struct store *st, size_t len, const char **error_r)
 		return -1;
 	}
 	if (bytes + len > st->quota_limit) {
-		*error_r = mb_error("mailbox is full: %llu of %llu bytes used",
+		*error_r = store_error("mailbox is full: %llu of %llu bytes used",
 		    (unsigned long long)bytes,
 		    (unsigned long long)st->quota_limit);
 		return 1;
@@ -736,7 +707,7 @@ store_mbox_deliver(struct store *st, const char *path,
 	    (slash = strrchr(dir, '/')) != NULL && slash != dir) {
 		*slash = '\0';
 		if (fsutil_mkdir_p(dir, 0700) < 0) {
-			*error_r = mb_error("cannot create %s: %s", dir,
+			*error_r = store_error("cannot create %s: %s", dir,
 			    strerror(errno));
 			return STORE_TEMPFAIL;
 		}
@@ -744,7 +715,7 @@ store_mbox_deliver(struct store *st, const char *path,
 	fd = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW,
 	    0600);
 	if (fd < 0) {
-		*error_r = mb_error("cannot open %s: %s", path,
+		*error_r = store_error("cannot open %s: %s", path,
 		    strerror(errno));
 		return fsutil_is_disk_full(errno) ? STORE_DISKFULL :
 		    STORE_TEMPFAIL;
@@ -757,7 +728,7 @@ store_mbox_deliver(struct store *st, const char *path,
 	res = mb_deliver_locked(st, fd, path, d, out, error_r);
 	lock_mbox_release(&lk);
 	if (close(fd) < 0 && res == STORE_OK && st->fsync) {
-		*error_r = mb_error("close %s: %s", path, strerror(errno));
+		*error_r = store_error("close %s: %s", path, strerror(errno));
 		log_warning("%s", *error_r);
 	}
 	return res;

@@ -36,6 +36,13 @@ struct store_prev {
  * the one mail_location names (NULL: that one). */
 int store_open_index(const struct user *u, const char *index_dir,
     struct store **st_r, const char **error_r);
+/* store_error: format an error into the store's buffer (valid until the
+ * next store_error) and return it, for *error_r. */
+const char *store_error(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2)));
+/* store_folder_forget: drop folder from the index (its storage is gone). */
+int store_folder_forget(struct store *st, const char *folder,
+    const char **error_r);
 int64_t store_now_ns(void);
 /* store_stamp_of: fill a stamp from st (mtime in ns); checked_ns given. */
 struct stat;

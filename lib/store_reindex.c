@@ -23,22 +23,6 @@
 #include "store_private.h"
 #include "user.h"
 
-static char reindex_errbuf[1024];
-
-static const char *
-reindex_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static const char *
-reindex_error(const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(reindex_errbuf, sizeof(reindex_errbuf), fmt, ap);
-	va_end(ap);
-	return reindex_errbuf;
-}
-
 static int
 reindex_swap(const char *dir, const char *newdir, const char **error_r)
 {
@@ -53,7 +37,7 @@ reindex_swap(const char *dir, const char *newdir, const char **error_r)
 	}
 	fd = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (fd < 0 && errno != ENOENT) {
-		*error_r = reindex_error("cannot open %s: %s", lockpath,
+		*error_r = store_error("cannot open %s: %s", lockpath,
 		    strerror(errno));
 		return -1;
 	}
@@ -65,10 +49,10 @@ reindex_swap(const char *dir, const char *newdir, const char **error_r)
 	}
 	fsutil_remove_tree(olddir);
 	if (rename(dir, olddir) < 0 && errno != ENOENT)
-		*error_r = reindex_error("cannot move %s aside: %s", dir,
+		*error_r = store_error("cannot move %s aside: %s", dir,
 		    strerror(errno));
 	else if (rename(newdir, dir) < 0)
-		*error_r = reindex_error("cannot rename %s to %s: %s", newdir,
+		*error_r = store_error("cannot rename %s to %s: %s", newdir,
 		    dir, strerror(errno));
 	else {
 		fsutil_fsync_parent(dir);
