@@ -8,6 +8,8 @@
  * release only if it is still the very file we linked.
  */
 #include "config.h"
+#include <stdint.h>
+#include <stdbool.h>
 #include <sys/types.h>
 #include <sys/file.h>
 #include <sys/random.h>
@@ -35,6 +37,8 @@ struct lock_mbox {
 	unsigned held;		/* LOCK_M_* bits held right now */
 	char *dotlock;		/* owned: "PATH.lock", NULL without dotlock */
 	struct stat dot_st;	/* of the dotlock we linked, for release */
+	bool recovered;		/* we broke the dotlock of a dead loft */
+	uint64_t recovered_size; /* the mbox size that process noted */
 };
 
 static char lock_error_buf[PATH_MAX + 256];
@@ -182,9 +186,11 @@ lock_dotlock_tmpname(const char *dotlock, char *out, size_t outsize)
 /* Create the temporary file, holding our pid like liblockfile's. 0, busy
  * (a name collision: try again next round) or -1. */
 static int
-lock_dotlock_mktemp(const char *tmp, const char **error_r)
+lock_dotlock_mktemp(const struct lock_mbox *lk, const char *tmp,
+    const char **error_r)
 {
-	char pid[32];
+	char pid[128], host[LOCK_HOST_MAX + 1];
+	struct stat st;
 	ssize_t w;
 	int fd, n, saved_errno;
 
@@ -202,7 +208,17 @@ lock_dotlock_mktemp(const char *tmp, const char **error_r)
 			    tmp, strerror(errno));
 		return -1;
 	}
-	n = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+	/* First line: our pid, as liblockfile writes it. Second: the size
+	 * of the mbox now, before we write anything, so that whoever finds
+	 * this lock left by a dead loft can cut off what it half-wrote. */
+	if (gethostname(host, sizeof(host)) < 0)
+		host[0] = '\0';
+	host[sizeof(host) - 1] = '\0';
+	if (fstat(lk->fd, &st) == 0)
+		n = snprintf(pid, sizeof(pid), "%ld\nloft %llu %s\n",
+		    (long)getpid(), (unsigned long long)st.st_size, host);
+	else
+		n = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
 	if ((w = write(fd, pid, (size_t)n)) != n) {
 		saved_errno = w < 0 ? errno : EIO;
 		*error_r = lock_error("cannot write dotlock %s: %s", tmp,
@@ -220,25 +236,69 @@ lock_dotlock_mktemp(const char *tmp, const char **error_r)
  * the link is worth trying again), 0 if it stays. Another process may judge
  * the same lock stale and replace it between our lstat and unlink; procmail
  * and liblockfile share that window, which stale_secs keeps rare. */
+/*
+ * Was the dotlock made by a loft process of this host that has died? Then
+ * it cannot be writing any more, the lock is stale at once, and *size_r is
+ * the mbox size it noted before writing.
+ */
+static bool
+lock_dotlock_dead_loft(const char *dotlock, uint64_t *size_r)
+{
+	char buf[160], host[LOCK_HOST_MAX + 1], lhost[LOCK_HOST_MAX + 1];
+	unsigned long long size;
+	long pid;
+	ssize_t n;
+	int fd;
+
+	fd = open(dotlock, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	if (gethostname(host, sizeof(host)) < 0)
+		return false;
+	host[sizeof(host) - 1] = '\0';
+	if (sscanf(buf, "%ld\nloft %llu %32s", &pid, &size, lhost) != 3 ||
+	    pid <= 0 || strcmp(lhost, host) != 0)
+		return false;
+	if (kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+		return false;
+	*size_r = size;
+	return true;
+}
+
 static int
-lock_dotlock_unstale(const struct lock_mbox *lk, unsigned stale_secs)
+lock_dotlock_unstale(struct lock_mbox *lk, unsigned stale_secs)
 {
 	struct stat st;
 	time_t now;
+	uint64_t size;
+	bool dead;
 
 	if (lstat(lk->dotlock, &st) < 0)
 		return errno == ENOENT ? 1 : 0;
 	now = time(NULL);
-	if (stale_secs == 0 || !S_ISREG(st.st_mode) ||
-	    now - st.st_mtime <= (time_t)stale_secs)
+	dead = S_ISREG(st.st_mode) &&
+	    lock_dotlock_dead_loft(lk->dotlock, &size);
+	if (!dead && (stale_secs == 0 || !S_ISREG(st.st_mode) ||
+	    now - st.st_mtime <= (time_t)stale_secs))
 		return 0;
 	if (unlink(lk->dotlock) < 0 && errno != ENOENT) {
 		log_warning("cannot remove stale dotlock %s: %s", lk->dotlock,
 		    strerror(errno));
 		return 0;
 	}
-	log_warning("removed stale dotlock %s (%lld seconds old)", lk->dotlock,
-	    (long long)(now - st.st_mtime));
+	if (dead) {
+		lk->recovered = true;
+		lk->recovered_size = size;
+		log_warning("removed dotlock %s of a loft process that died "
+		    "holding it", lk->dotlock);
+	} else
+		log_warning("removed stale dotlock %s (%lld seconds old)",
+		    lk->dotlock, (long long)(now - st.st_mtime));
 	return 1;
 }
 
@@ -270,7 +330,7 @@ lock_dotlock_try(struct lock_mbox *lk, unsigned stale_secs,
 		errno = ENAMETOOLONG;
 		return -1;
 	}
-	if ((ret = lock_dotlock_mktemp(tmp, error_r)) != 0)
+	if ((ret = lock_dotlock_mktemp(lk, tmp, error_r)) != 0)
 		return ret;
 	ret = lock_dotlock_link(lk, tmp, &link_errno);
 	if (ret < 0 && link_errno == EEXIST &&
@@ -437,6 +497,15 @@ lock_mbox_acquire(int fd, const char *path, const struct lock_opts *o,
 	}
 	*lk_r = lk;
 	return 0;
+}
+
+bool
+lock_mbox_recovered(const struct lock_mbox *lk, uint64_t *size_r)
+{
+	if (!lk->recovered)
+		return false;
+	*size_r = lk->recovered_size;
+	return true;
 }
 
 void

@@ -5,10 +5,11 @@
  *
  * Order: fcntl, then flock, then the dotlock PATH.lock; release is the
  * reverse. Others take them in other orders (procmail: dotlock, then
- * fcntl), so a lock is never waited for while another is held: every
- * attempt tries each method without blocking, and if one is busy, drops
- * what it holds, sleeps delay_ms and starts again (Dovecot mbox-lock.c
- * documents the deadlock that waiting would cause).
+ * fcntl), so a lock is never waited for while another is held: each
+ * attempt waits up to delay_ms for the fcntl lock (in the kernel, while
+ * holding nothing), then tries the others without blocking, and if one is
+ * busy, drops what it holds, sleeps delay_ms and starts again (Dovecot
+ * mbox-lock.c documents the deadlock that waiting would cause).
  *
  * Caveat of fcntl locks, which every caller must keep: they belong to the
  * process and vanish when ANY descriptor of the file is closed by it, so
@@ -16,6 +17,9 @@
  */
 #ifndef LOFT_LOCK_H
 #define LOFT_LOCK_H
+
+#include <stdbool.h>
+#include <stdint.h>
 
 #define LOCK_M_FCNTL	0x1
 #define LOCK_M_DOTLOCK	0x2
@@ -59,6 +63,12 @@ struct lock_mbox;
  */
 int lock_mbox_acquire(int fd, const char *path, const struct lock_opts *o,
     struct lock_mbox **lk_r, const char **error_r);
+
+/* lock_mbox_recovered: true if acquiring broke the dotlock of a loft
+ * process on this host that died holding it (it cannot be writing any
+ * more); *size_r is the mbox size that process noted before it wrote, so
+ * the caller, now holding every lock, can cut off a message it half-wrote. */
+bool lock_mbox_recovered(const struct lock_mbox *lk, uint64_t *size_r);
 
 /* lock_mbox_release: release in the reverse order: the dotlock (only if it
  * is still the file we created), flock, fcntl. Frees *lk and sets it NULL;

@@ -527,10 +527,29 @@ mb_lock(struct store *st, int fd, const char *path, struct lock_mbox **lk,
     const char **error_r)
 {
 	int ret = lock_mbox_acquire(fd, path, &st->lock, lk, error_r);
+	struct stat sb;
+	uint64_t size;
 
 	if (ret == LOCK_TIMEOUT)
 		*error_r = store_error("cannot lock %s: timed out", path);
-	return ret;
+	if (ret != 0 || !lock_mbox_recovered(*lk, &size))
+		return ret;
+	/* A loft process died holding the lock, maybe half-way through an
+	 * append that was never acknowledged: cut the file back to the
+	 * size it noted before writing, so no reader sees half a message
+	 * (and the MTA's retry does not leave a second copy). */
+	if (fstat(fd, &sb) == 0 && (uint64_t)sb.st_size > size) {
+		if (ftruncate(fd, (off_t)size) < 0 || fsync(fd) < 0) {
+			*error_r = store_error("cannot cut back %s: %s", path,
+			    strerror(errno));
+			lock_mbox_release(lk);
+			return -1;
+		}
+		log_warning("%s: removed %llu bytes left by a delivery that "
+		    "was killed while writing", path,
+		    (unsigned long long)((uint64_t)sb.st_size - size));
+	}
+	return 0;
 }
 
 int
