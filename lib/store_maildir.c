@@ -18,12 +18,14 @@
  * that does not parse is skipped, never trusted as a path.
  */
 #include "config.h"
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -563,6 +565,35 @@ md_sync_stat(struct md_sync *s, bool *exists_r)
 	return 0;
 }
 
+/* Files left in tmp/ by deliveries that died: the Maildir convention
+ * (qmail, Dovecot) is to remove them once they are 36 hours old, when no
+ * live delivery can still be writing them. Done on full scans only. */
+#define MD_TMP_MAX_AGE (36 * 3600)
+
+static void
+md_clean_tmp(const char *dir)
+{
+	char path[PATH_MAX];
+	struct dirent *de;
+	struct stat sb;
+	time_t old = time(NULL) - MD_TMP_MAX_AGE;
+	DIR *d;
+
+	if ((size_t)snprintf(path, sizeof(path), "%s/tmp", dir) >=
+	    sizeof(path) || (d = opendir(path)) == NULL)
+		return;
+	while ((de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.' ||
+		    fstatat(dirfd(d), de->d_name, &sb, AT_SYMLINK_NOFOLLOW) < 0 ||
+		    !S_ISREG(sb.st_mode) || sb.st_mtime >= old)
+			continue;
+		if (unlinkat(dirfd(d), de->d_name, 0) == 0)
+			log_info("removed %s/%s left by a failed delivery",
+			    path, de->d_name);
+	}
+	closedir(d);
+}
+
 int
 store_maildir_sync(struct store *st, const char *folder, const char *dir,
     bool force, bool *exists_r, const char **error_r)
@@ -586,6 +617,7 @@ store_maildir_sync(struct store *st, const char *folder, const char *dir,
 		s.uidvalidity_hint = 0;
 		s.uidnext_hint = 0;
 	}
+	md_clean_tmp(dir);
 	if (maildir_scan(dir, md_scan_cb, &s.files, error_r) < 0)
 		ret = -1;
 	else if ((ret = md_sync_classify(&s, error_r)) == 0 &&

@@ -72,6 +72,22 @@ for fmt in ("mbox", "maildir"):
                  "mbox, kill %d: the file ends after a whole message, no lock left" % attempt)
         env.cleanup()
     t.ok(killed_any, "%s: at least one delivery was really killed mid-way" % fmt)
+    if fmt == "maildir":
+        # What a killed delivery left in tmp/ goes once it is 36 hours old.
+        env = Env(fmt)
+        env.add_user("alice")
+        env.deliver("alice", message("x"))
+        tmp = os.path.join(env.inbox("alice"), "tmp")
+        for name, age in (("old.1.host", 37 * 3600), ("young.1.host", 35 * 3600)):
+            p = os.path.join(tmp, name)
+            with open(p, "wb") as f:
+                f.write(b"partial")
+            os.utime(p, (time.time() - age, time.time() - age))
+            env.own(p)
+        env.ctl("reindex", "alice")
+        t.eq(sorted(os.listdir(tmp)), ["young.1.host"],
+             "maildir: a sync removes tmp/ files older than 36 hours only")
+        env.cleanup()
     if fmt == "mbox":
         t.ok(recovered > 0, "mbox: the next delivery cut off a half-written "
              "message (%d of 5 times)" % recovered)
