@@ -91,6 +91,23 @@ md_uidfile_write(const char *dir, uint32_t uidvalidity, uint32_t uidnext,
 	return 0;
 }
 
+/*
+ * The GUID of a Maildir message comes from its file name: the unique part
+ * before the first ',' (which renames for flags or UIDs never change), so
+ * a rebuilt index gives every message the GUID it had before.
+ */
+static void
+md_guid(const char *loc, uint8_t guid[16])
+{
+	const char *name = loc + 4;
+	size_t n = strcspn(name, ",:");
+	uint64_t a = msg_hash64((const unsigned char *)name, n, 0x4755494431ULL);
+	uint64_t b = msg_hash64((const unsigned char *)name, n, a);
+
+	memcpy(guid, &a, 8);
+	memcpy(guid + 8, &b, 8);
+}
+
 /* A file found in new/ or cur/. */
 struct md_entry {
 	char *loc;		/* "new/NAME" or "cur/NAME:2,..." (owned) */
@@ -472,6 +489,7 @@ md_sync_batch_fn(struct mindex_txn *txn, void *ctx, const char **error_r)
 		m.flags = e->flags;
 		m.location = e->loc;
 		m.location_len = strlen(e->loc);
+		md_guid(e->loc, m.guid);
 		if ((ret = mindex_msg_add(txn, &s->f, &m)) < 0 ||
 		    (ret = mindex_loc_put(txn, s->f.id, e->loc + 4,
 		    e->base_len, uid)) < 0)
@@ -715,6 +733,7 @@ md_deliver_fn(struct mindex_txn *txn, void *ctx, const char **error_r)
 	m.uid = c->uid;
 	m.location = c->final;
 	m.location_len = strlen(c->final);
+	md_guid(c->final, m.guid);
 	if (maildir_name_parse(c->final + 4, &mn) < 0) {
 		*error_r = "delivered file name does not parse";
 		return -1;

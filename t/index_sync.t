@@ -17,6 +17,12 @@ t = Tap()
 need_binaries(t)
 
 
+def guids(env, user, folder="INBOX"):
+    r = env.ctl("index", "list", user, folder)
+    return {int(ln.split()[0]): [w for w in ln.split() if w.startswith("guid=")][0]
+            for ln in r.stdout.decode().splitlines() if not ln.startswith("#")}
+
+
 def listing(env, user, folder="INBOX"):
     """{uid: (flags, location)} and the folder line, from loftctl."""
     r = env.ctl("index", "list", user, folder)
@@ -81,12 +87,15 @@ t.eq(sorted(m["Subject"] for m in md), ["foreign", "m1", "m2", "m5"],
      "storage holds exactly the indexed messages")
 
 # reindex keeps every UID and the UIDVALIDITY.
+g_before = guids(env, "alice")
 r = env.ctl("reindex", "alice")
 t.ok(r.returncode == 0, "reindex exits 0")
 after, head2 = listing(env, "alice")
 t.eq({u: v[1] for u, v in after.items()}, {u: v[1] for u, v in msgs.items()},
      "reindex keeps UIDs and locations")
 t.eq(head2["uidvalidity"], uv, "reindex keeps UIDVALIDITY")
+t.eq(guids(env, "alice"), g_before, "and every message GUID")
+t.eq(len(set(g_before.values())), len(g_before), "GUIDs are distinct")
 
 # Rebuild from nothing: the index directory is lost.
 shutil.rmtree(os.path.join(root, "loft-index"))
@@ -151,7 +160,9 @@ env.deliver("bob", message("b6"))
 msgs, _ = listing(env, "bob")
 t.ok(6 in msgs, "next delivery gets UID 6")
 
+g_before = guids(env, "bob")
 r = env.ctl("reindex", "bob")
+t.eq(guids(env, "bob"), g_before, "mbox reindex keeps message GUIDs")
 after, head2 = listing(env, "bob")
 t.ok(r.returncode == 0 and sorted(after) == sorted(msgs) and
      head2["uidvalidity"] == uv, "mbox reindex keeps UIDs through the old index")
