@@ -29,6 +29,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include "buf.h"
 #include "compat/compat.h"
 #include "fsutil.h"
 #include "log.h"
@@ -385,13 +386,50 @@ md_batch_release(struct md_sync *s)
 }
 
 /* Read and parse the files of the batch, outside any transaction. */
+/* Files up to this size are read into a buffer; larger ones are mapped.
+ * For the typical small message, read() costs less than setting up and
+ * tearing down a mapping. */
+#define MD_READ_MAX (128 * 1024)
+
+/* Parse the open file fd (whose stat is sb) into info; false if unreadable. */
+static bool
+md_parse_fd(int fd, struct stat *sb, struct buf *rbuf, struct msg_info *info)
+{
+	struct fsutil_map map;
+	size_t size = (size_t)sb->st_size, got = 0;
+	ssize_t n;
+
+	if (size > MD_READ_MAX) {
+		if (fsutil_map_fd(fd, &map) < 0)
+			return false;
+		msg_parse(map.data, map.len, info);
+		fsutil_unmap(&map);
+		return true;
+	}
+	buf_truncate(rbuf, 0);
+	if (buf_reserve(rbuf, size + 1) < 0)
+		return false;
+	/* Read one byte past the size seen, to notice a file that grew. */
+	while (got <= size && (n = read(fd, rbuf->data + got,
+	    size + 1 - got)) > 0)
+		got += (size_t)n;
+	if (got > size)
+		return false;
+	sb->st_size = (off_t)got;	/* what was parsed is what is indexed */
+	msg_parse(rbuf->data, got, info);
+	return true;
+}
+
+/* Read and parse the files of the batch, outside any transaction. */
 static void
 md_batch_parse(struct md_sync *s)
 {
+	struct buf rbuf;
+
+	buf_init(&rbuf, MD_READ_MAX + 1);
 	for (size_t i = s->batch_start; i < s->batch_end; i++) {
 		size_t k = i - s->batch_start;
 		char path[PATH_MAX];
-		struct fsutil_map map;
 		int fd;
 
 		s->parsed[k] = false;
@@ -402,14 +440,12 @@ md_batch_parse(struct md_sync *s)
 		if (fd < 0)
 			continue;	/* moved or expunged meanwhile */
 		if (fstat(fd, &s->stats[k]) == 0 &&
-		    S_ISREG(s->stats[k].st_mode) &&
-		    fsutil_map_fd(fd, &map) == 0) {
-			msg_parse(map.data, map.len, &s->infos[k]);
-			fsutil_unmap(&map);
-			s->parsed[k] = true;
-		}
+		    S_ISREG(s->stats[k].st_mode))
+			s->parsed[k] = md_parse_fd(fd, &s->stats[k], &rbuf,
+			    &s->infos[k]);
 		close(fd);
 	}
+	buf_free(&rbuf);
 }
 
 /* Give e the UID uid in its file name; 0, or -1 if the file is gone. */
