@@ -1,0 +1,84 @@
+/*
+ * pop3_mailbox.h: a user's INBOX as one POP3 session sees it (RFC 1939).
+ *
+ * At open the INBOX is synced (store_sync) and a snapshot of (uid, vsize)
+ * is taken from the index without reading any message: message N of the
+ * session is entry N-1 of that snapshot for the whole session, whatever
+ * arrives or disappears meanwhile.
+ *
+ * UIDL: "%08x%08x" of the folder's UIDVALIDITY and the message's UID, 16
+ * lower-case hex digits. A UID is never reused within a UIDVALIDITY and
+ * store.h keeps both across re-syncs and index rebuilds, so a message keeps
+ * its UIDL forever, and it matches what IMAP reports for it.
+ *
+ * Only one POP3 session per mailbox: pop3_mailbox_open takes
+ * flock(LOCK_EX|LOCK_NB) on INDEX_DIR/pop3.lock and holds it until
+ * pop3_mailbox_free.
+ */
+#ifndef LOFT_POP3_MAILBOX_H
+#define LOFT_POP3_MAILBOX_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct user;
+struct pop3_mailbox;
+struct pop3_mailbox_msg;
+
+/* Length of a UIDL, without the NUL. */
+#define POP3_UIDL_LEN 16
+
+/*
+ * pop3_mailbox_open: open the store of u (store_open: call after the uid
+ * switch), lock it for POP3, sync INBOX and take the snapshot. Returns 0
+ * and *mb_r; 1 if another POP3 session holds the mailbox (*mb_r NULL:
+ * answer [IN-USE]); -1 with *error_r (static text, valid until the next
+ * pop3_mailbox call) on any other failure.
+ */
+int pop3_mailbox_open(const struct user *u, struct pop3_mailbox **mb_r,
+    const char **error_r);
+/* pop3_mailbox_free: close without deleting anything (a dropped
+ * connection); releases the lock; sets *mb NULL; NULL is ignored. */
+void pop3_mailbox_free(struct pop3_mailbox **mb);
+
+/* Messages are numbered 0..count-1 here (the session adds 1). */
+unsigned pop3_mailbox_count(const struct pop3_mailbox *mb);
+/* vsize: the size with CRLF line ends, as RETR sends it before
+ * dot-stuffing (the index's RFC822.SIZE). i must be < count. */
+uint64_t pop3_mailbox_vsize(const struct pop3_mailbox *mb, unsigned i);
+uint32_t pop3_mailbox_uid(const struct pop3_mailbox *mb, unsigned i);
+/* uidl: the UIDL of message i into out (POP3_UIDL_LEN + 1 bytes). */
+void pop3_mailbox_uidl(const struct pop3_mailbox *mb, unsigned i,
+    char out[POP3_UIDL_LEN + 1]);
+
+/*
+ * Reading a message: open, then read chunks until it returns 0, then close.
+ * The bytes are the message as stored, unescaped for mbox (mboxrd: one
+ * '>' less on lines matching ^>+From , undone on the fly, also across
+ * chunk boundaries). mbox reads take the mailbox lock for each chunk only,
+ * never across a network wait. At most one message open at a time.
+ * msg_open: 0, or -1 with *error_r (the message vanished: a Maildir file
+ * is looked for again after a sync, so a flag rename by another reader
+ * does not fail).
+ * msg_read: up to size bytes into buf: 1 and *len_r > 0, 0 at the end,
+ * -1 with *error_r.
+ * msg_close: NULL is ignored; sets *m NULL.
+ */
+int pop3_mailbox_msg_open(struct pop3_mailbox *mb, unsigned i,
+    struct pop3_mailbox_msg **m_r, const char **error_r);
+int pop3_mailbox_msg_read(struct pop3_mailbox_msg *m, unsigned char *buf,
+    size_t size, size_t *len_r, const char **error_r);
+void pop3_mailbox_msg_close(struct pop3_mailbox_msg **m);
+
+/*
+ * pop3_mailbox_expunge: the UPDATE state: delete the messages whose
+ * deleted[i] is true (count entries). Maildir: unlink the files, then
+ * expunge them from the index in one index transaction. mbox: not done
+ * yet: returns -1 with *error_r and deletes nothing (the session answers
+ * -ERR [SYS/TEMP]). Returns 0 or -1.
+ */
+int pop3_mailbox_expunge(struct pop3_mailbox *mb, const bool *deleted,
+    const char **error_r);
+
+#endif
