@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <string.h>
 #include "conf.h"
+#include "tls.h"
 
 static const char *const conf_lock_methods[] = {
 	"fcntl", "dotlock", "flock", NULL
@@ -170,6 +171,30 @@ const struct conf_param conf_params[] = {
 	{ "index_max_size", CONF_TYPE_SIZE, "8589934592",
 	    65536, LLONG_MAX, 0, NULL, NULL, NULL, 0,
 	    "Size in bytes up to which an index map may grow" },
+
+	/* TLS. The keys are read by the daemon at start-up, as root; the
+	 * cipher settings are tried on an OpenSSL context when the
+	 * configuration is loaded, so that a typing error stops loft. */
+	{ "disable_plaintext_auth", CONF_TYPE_BOOL, "yes",
+	    0, 0, 0, NULL, NULL, NULL, 0,
+	    "Whether POP3 and IMAP refuse passwords before TLS is on" },
+	{ "tls_cert_file", CONF_TYPE_PATH, "", 0, 0, 0, NULL, NULL, NULL, 0,
+	    "PEM file of the server certificate, then any intermediate "
+	    "certificates (empty: no TLS)" },
+	{ "tls_ciphers", CONF_TYPE_STRING, "", 0, 0, 0, NULL,
+	    tls_check_ciphers, "an OpenSSL cipher list", 0,
+	    "OpenSSL cipher list for TLS 1.2 (empty: OpenSSL's default)" },
+	{ "tls_ciphersuites", CONF_TYPE_STRING, "", 0, 0, 0, NULL,
+	    tls_check_suites, "TLS 1.3 cipher suite names separated by \":\"",
+	    0,
+	    "TLS 1.3 cipher suites (empty: OpenSSL's default)" },
+	{ "tls_key_file", CONF_TYPE_PATH, "", 0, 0, 0, NULL, NULL, NULL, 0,
+	    "PEM file of the private key (empty: in tls_cert_file)" },
+	{ "tls_protocols", CONF_TYPE_LIST, "TLSv1.2, TLSv1.3", 0, 0, 0, NULL,
+	    tls_check_protocols,
+	    "a list of TLSv1.2 and TLSv1.3 (older versions are not secure)",
+	    0,
+	    "TLS versions offered" },
 
 	/* Logging. */
 	{ "maillog_file", CONF_TYPE_PATH, "", 0, 0, 0, NULL, NULL, NULL, 0,
