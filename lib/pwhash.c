@@ -5,11 +5,17 @@
  * terminal, the hash from a file an administrator may have edited by
  * hand. Both are length-checked before libxcrypt sees them, and the
  * library's scratch state (which holds password-derived data) is wiped.
+ * SCRAM secrets are derived with OpenSSL (PBKDF2, HMAC) and their
+ * intermediate keys wiped the same way.
  * Nothing here logs a password or a hash.
  */
 #include "config.h"
 #include <crypt.h>
 #include <errno.h>
+#include <strings.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -137,4 +143,123 @@ pwhash_verify_len(const char *password, size_t len, const char *hash)
 	match = pwhash_verify(copy, hash);
 	explicit_bzero(copy, sizeof(copy));
 	return match;
+}
+
+/* The digest for a SCRAM mechanism name, or NULL if unknown. */
+static const EVP_MD *
+pwhash_scram_md(const char *mech)
+{
+	if (strcasecmp(mech, "SCRAM-SHA-1") == 0)
+		return EVP_sha1();
+	if (strcasecmp(mech, "SCRAM-SHA-256") == 0)
+		return EVP_sha256();
+	return NULL;
+}
+
+/* base64 of len bytes, NUL-terminated, into out (4 * ceil(len / 3) + 1
+ * bytes: callers size it from EVP_MAX_MD_SIZE or PWHASH_SCRAM_SALT_MAX). */
+static void
+pwhash_b64(const unsigned char *in, size_t len, char *out)
+{
+	EVP_EncodeBlock((unsigned char *)out, in, (int)len);
+}
+
+/* StoredKey = H(HMAC(SaltedPassword, "Client Key")) and ServerKey =
+ * HMAC(SaltedPassword, "Server Key"), RFC 5802 section 3. */
+static int
+pwhash_scram_keys(const EVP_MD *md, const char *password,
+    const unsigned char *salt, size_t saltlen, unsigned int iterations,
+    unsigned char *stored, unsigned char *server)
+{
+	unsigned char salted[EVP_MAX_MD_SIZE], client[EVP_MAX_MD_SIZE];
+	int mdlen = EVP_MD_get_size(md);
+	unsigned int len;
+	int ok;
+
+	ok = PKCS5_PBKDF2_HMAC(password, (int)strlen(password), salt,
+	    (int)saltlen, (int)iterations, md, mdlen, salted) == 1 &&
+	    HMAC(md, salted, mdlen, (const unsigned char *)"Client Key", 10,
+	    client, &len) != NULL &&
+	    EVP_Digest(client, (size_t)mdlen, stored, &len, md, NULL) == 1 &&
+	    HMAC(md, salted, mdlen, (const unsigned char *)"Server Key", 10,
+	    server, &len) != NULL;
+	explicit_bzero(salted, sizeof(salted));
+	explicit_bzero(client, sizeof(client));
+	return ok ? 0 : -1;
+}
+
+static int
+pwhash_scram_check(const char *mech, const char *password, size_t saltlen,
+    unsigned int iterations, const EVP_MD **md_r, const char **error_r)
+{
+	if ((*md_r = pwhash_scram_md(mech)) == NULL) {
+		*error_r = "unknown SCRAM mechanism";
+		return -1;
+	}
+	if (password[0] == '\0') {
+		*error_r = "empty password";
+		return -1;
+	}
+	if (strlen(password) > PWHASH_PASSWORD_MAX) {
+		*error_r = "password longer than 511 bytes";
+		return -1;
+	}
+	if (saltlen == 0 || saltlen > PWHASH_SCRAM_SALT_MAX) {
+		*error_r = "bad SCRAM salt length";
+		return -1;
+	}
+	if (iterations < PWHASH_SCRAM_ITERATIONS_MIN ||
+	    iterations > PWHASH_SCRAM_ITERATIONS_MAX) {
+		*error_r = "bad SCRAM iteration count";
+		return -1;
+	}
+	return 0;
+}
+
+int
+pwhash_scram_make_salt(const char *mech, const char *password,
+    const unsigned char *salt, size_t saltlen, unsigned int iterations,
+    char **secret_r, const char **error_r)
+{
+	unsigned char stored[EVP_MAX_MD_SIZE], server[EVP_MAX_MD_SIZE];
+	char b_salt[(PWHASH_SCRAM_SALT_MAX + 2) / 3 * 4 + 1];
+	char b_stored[(EVP_MAX_MD_SIZE + 2) / 3 * 4 + 1];
+	char b_server[sizeof(b_stored)];
+	const EVP_MD *md;
+	size_t mdlen;
+
+	*secret_r = NULL;
+	if (pwhash_scram_check(mech, password, saltlen, iterations, &md,
+	    error_r) < 0)
+		return -1;
+	if (pwhash_scram_keys(md, password, salt, saltlen, iterations,
+	    stored, server) < 0) {
+		explicit_bzero(server, sizeof(server));
+		*error_r = "SCRAM key derivation failed";
+		return -1;
+	}
+	mdlen = (size_t)EVP_MD_get_size(md);
+	pwhash_b64(salt, saltlen, b_salt);
+	pwhash_b64(stored, mdlen, b_stored);
+	pwhash_b64(server, mdlen, b_server);
+	*secret_r = xasprintf("%u:%s$%s:%s", iterations, b_salt, b_stored,
+	    b_server);
+	explicit_bzero(server, sizeof(server));
+	explicit_bzero(b_server, sizeof(b_server));
+	return 0;
+}
+
+int
+pwhash_scram_make(const char *mech, const char *password, char **secret_r,
+    const char **error_r)
+{
+	unsigned char salt[PWHASH_SCRAM_SALT_LEN];
+
+	*secret_r = NULL;
+	if (RAND_bytes(salt, sizeof(salt)) != 1) {
+		*error_r = "no random bytes for a SCRAM salt";
+		return -1;
+	}
+	return pwhash_scram_make_salt(mech, password, salt, sizeof(salt),
+	    PWHASH_SCRAM_ITERATIONS, secret_r, error_r);
 }
