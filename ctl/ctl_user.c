@@ -286,17 +286,42 @@ ctl_user_ask(char *buf, size_t size, const char **error_r)
 	return ret;
 }
 
-/* The hash to store: "" with --no-password, else that of a password read
- * as above. *hash_r is the caller's to free. */
+/* What a password turns into: the crypt(3) hash, and the SCRAM secrets
+ * that let SCRAM-SHA-256 and SCRAM-SHA-1 log in without the password. */
+struct ctl_user_secrets {
+	char *hash;
+	char *scram[2];		/* NULL with --no-password */
+};
+
+static const struct {
+	const char *mech;	/* as pwhash_scram_make names it */
+	const char *field;	/* the user database field */
+} ctl_user_scram[2] = {
+	{ "SCRAM-SHA-256", "scram-sha-256" },
+	{ "SCRAM-SHA-1", "scram-sha-1" },
+};
+
+static void
+ctl_user_secrets_free(struct ctl_user_secrets *sec)
+{
+	free(sec->hash);
+	for (size_t i = 0; i < 2; i++)
+		free(sec->scram[i]);
+	memset(sec, 0, sizeof(*sec));
+}
+
+/* The secrets to store: an empty hash with --no-password, else those of a
+ * password read as above. */
 static int
-ctl_user_new_hash(const struct ctl_user_args *a, char **hash_r,
-    const char **error_r)
+ctl_user_new_secrets(const struct ctl_user_args *a,
+    struct ctl_user_secrets *sec, const char **error_r)
 {
 	char pw[CTL_USER_PWBUF];
 	int ret;
 
+	memset(sec, 0, sizeof(*sec));
 	if (a->no_password) {
-		*hash_r = xstrdup("");
+		sec->hash = xstrdup("");
 		return 0;
 	}
 	ret = ctl_user_ask(pw, sizeof(pw), error_r);
@@ -306,9 +331,28 @@ ctl_user_new_hash(const struct ctl_user_args *a, char **hash_r,
 		ret = -1;
 	}
 	if (ret == 0)
-		ret = pwhash_make(pw, hash_r, error_r);
+		ret = pwhash_make(pw, &sec->hash, error_r);
+	for (size_t i = 0; i < 2 && ret == 0; i++)
+		ret = pwhash_scram_make(ctl_user_scram[i].mech, pw,
+		    &sec->scram[i], error_r);
 	explicit_bzero(pw, sizeof(pw));
+	if (ret < 0)
+		ctl_user_secrets_free(sec);
 	return ret;
+}
+
+/* Store the SCRAM secrets of sec for the user of a (after the hash). */
+static int
+ctl_user_set_scram(struct userdb *db, const struct ctl_user_args *a,
+    const struct ctl_user_secrets *sec, const char **error_r)
+{
+	for (size_t i = 0; i < 2; i++) {
+		if (sec->scram[i] != NULL &&
+		    userdb_set_field(db, a->pos[0], ctl_user_scram[i].field,
+		    sec->scram[i], error_r) < 0)
+			return -1;
+	}
+	return 0;
 }
 
 /* ---- the database ---- */
@@ -328,9 +372,10 @@ ctl_user_open(const struct ctl_user_args *a, bool for_update,
 /* Apply an edit under the lock and save; the edit gets the database and
  * the arguments and returns 0 or -1 with *error_r. */
 static int
-ctl_user_edit(const struct ctl_user_args *a, const char *hash,
+ctl_user_edit(const struct ctl_user_args *a,
+    const struct ctl_user_secrets *sec,
     int (*edit)(struct userdb *, const struct ctl_user_args *,
-    const char *, const char **))
+    const struct ctl_user_secrets *, const char **))
 {
 	struct userdb *db;
 	const char *error;
@@ -338,7 +383,7 @@ ctl_user_edit(const struct ctl_user_args *a, const char *hash,
 
 	if (ctl_user_open(a, true, &db) != 0)
 		return 1;
-	ret = edit(db, a, hash, &error) < 0 || userdb_save(db, &error) < 0;
+	ret = edit(db, a, sec, &error) < 0 || userdb_save(db, &error) < 0;
 	if (ret != 0)
 		ctl_user_fail(a, error);
 	userdb_close(&db);
@@ -372,33 +417,37 @@ ctl_user_precheck(const struct ctl_user_args *a, bool want_exists)
 
 static int
 ctl_user_edit_add(struct userdb *db, const struct ctl_user_args *a,
-    const char *hash, const char **error_r)
+    const struct ctl_user_secrets *sec, const char **error_r)
 {
-	return userdb_add(db, a->pos[0], hash, a->home, a->quota,
-	    a->has_quota, error_r);
+	if (userdb_add(db, a->pos[0], sec->hash, a->home, a->quota,
+	    a->has_quota, error_r) < 0)
+		return -1;
+	return ctl_user_set_scram(db, a, sec, error_r);
 }
 
 static int
 ctl_user_edit_passwd(struct userdb *db, const struct ctl_user_args *a,
-    const char *hash, const char **error_r)
+    const struct ctl_user_secrets *sec, const char **error_r)
 {
-	return userdb_set_password(db, a->pos[0], hash, error_r);
+	if (userdb_set_password(db, a->pos[0], sec->hash, error_r) < 0)
+		return -1;
+	return ctl_user_set_scram(db, a, sec, error_r);
 }
 
 static int
 ctl_user_edit_quota(struct userdb *db, const struct ctl_user_args *a,
-    const char *hash, const char **error_r)
+    const struct ctl_user_secrets *sec, const char **error_r)
 {
-	(void)hash;
+	(void)sec;
 	return userdb_set_quota(db, a->pos[0], a->quota, a->has_quota,
 	    error_r);
 }
 
 static int
 ctl_user_edit_del(struct userdb *db, const struct ctl_user_args *a,
-    const char *hash, const char **error_r)
+    const struct ctl_user_secrets *sec, const char **error_r)
 {
-	(void)hash;
+	(void)sec;
 	return userdb_delete(db, a->pos[0], error_r);
 }
 
@@ -407,18 +456,18 @@ ctl_user_edit_del(struct userdb *db, const struct ctl_user_args *a,
 static int
 ctl_user_with_password(const struct ctl_user_args *a, bool want_exists,
     int (*edit)(struct userdb *, const struct ctl_user_args *,
-    const char *, const char **))
+    const struct ctl_user_secrets *, const char **))
 {
+	struct ctl_user_secrets sec;
 	const char *error;
-	char *hash = NULL;
 	int ret;
 
 	if (ctl_user_precheck(a, want_exists) != 0)
 		return 1;
-	if (ctl_user_new_hash(a, &hash, &error) < 0)
+	if (ctl_user_new_secrets(a, &sec, &error) < 0)
 		return ctl_user_fail(a, error);
-	ret = ctl_user_edit(a, hash, edit);
-	free(hash);
+	ret = ctl_user_edit(a, &sec, edit);
+	ctl_user_secrets_free(&sec);
 	return ret;
 }
 
@@ -491,6 +540,30 @@ ctl_user_print_id(const char *label, unsigned long id, bool resolved)
 		printf("%s: (unresolved)\n", label);
 }
 
+/* The extra fields, with the SCRAM secrets named but never shown: like
+ * the hash, they are enough for an offline guess at the password. */
+static void
+ctl_user_print_fields(const char *fields)
+{
+	const char *p = fields;
+
+	printf("fields:");
+	while (*p != '\0') {
+		size_t len = strcspn(p, " ");
+
+		if (len > 0) {
+			if (strncmp(p, "scram-", 6) == 0)
+				printf(" %.*s=(secret)", (int)strcspn(p, "="), p);
+			else
+				printf(" %.*s", (int)len, p);
+		}
+		p += len;
+		if (*p == ' ')
+			p++;
+	}
+	printf("\n");
+}
+
 /* Everything but the hash, ids and mail_location as lookups see them. */
 static int
 ctl_user_print(const struct ctl_user_args *a, struct user *u)
@@ -514,11 +587,12 @@ ctl_user_print(const struct ctl_user_args *a, struct user *u)
 		printf("quota: none\n");
 	printf("mail_location: %s\n", u->mail_location != NULL ?
 	    u->mail_location : "(unresolved)");
-	printf("fields: %s\n", u->fields);
+	ctl_user_print_fields(u->fields);
 	if (ctl_user_flush(a) != 0)
 		return 1;
 	return resolved == 1 ? 0 : ctl_user_fail(a, error);
 }
+
 
 static int
 ctl_user_show(const struct ctl_user_args *a)

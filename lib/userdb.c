@@ -797,34 +797,17 @@ userdb_add(struct userdb *db, const char *name, const char *pwhash,
 	return ret;
 }
 
-int
-userdb_set_password(struct userdb *db, const char *name, const char *pwhash,
-    const char **error_r)
-{
-	struct userdb_line *l;
-	struct user *u;
-
-	if (pwhash == NULL)
-		pwhash = "";
-	if (userdb_check_update(db, name, error_r) < 0 ||
-	    userdb_hash_ok(pwhash, strlen(pwhash), error_r) < 0 ||
-	    (l = userdb_entry(db, name, error_r)) == NULL)
-		return -1;
-	u = l->user;
-	return userdb_store(db, l, userdb_compose(u->name, pwhash, u->uid,
-	    u->gid, u->home, u->fields), name, error_r);
-}
-
-/* fields with every quota= token dropped and, if has_quota, quota=N in
- * place of the first one (or at the end). NULL if it grows too long. */
+/* fields with every KEY= token dropped and, if value is not NULL,
+ * KEY=value in place of the first one (or at the end). NULL if it grows
+ * too long. */
 static char *
-userdb_fields_quota(const char *fields, uint64_t quota, bool has_quota)
+userdb_fields_set(const char *fields, const char *key, const char *value)
 {
 	struct buf b;
 	const char *p = fields;
-	bool placed = !has_quota;
+	size_t klen = strlen(key), len;
+	bool placed = value == NULL;
 	char *result = NULL;
-	size_t len;
 
 	buf_init(&b, USERDB_LINE_MAX);
 	while (*p != '\0') {
@@ -833,25 +816,101 @@ userdb_fields_quota(const char *fields, uint64_t quota, bool has_quota)
 			continue;
 		}
 		len = strcspn(p, " ");
-		if (strncmp(p, "quota=", 6) != 0) {
+		if (len <= klen || strncmp(p, key, klen) != 0 || p[klen] != '=') {
 			if ((b.len > 0 && buf_append_byte(&b, ' ') < 0) ||
 			    buf_append(&b, p, len) < 0)
 				goto fail;
 		} else if (!placed) {
 			if ((b.len > 0 && buf_append_byte(&b, ' ') < 0) ||
-			    buf_printf(&b, "quota=%" PRIu64, quota) < 0)
+			    buf_printf(&b, "%s=%s", key, value) < 0)
 				goto fail;
 			placed = true;
 		}
 		p += len;
 	}
 	if (!placed && ((b.len > 0 && buf_append_byte(&b, ' ') < 0) ||
-	    buf_printf(&b, "quota=%" PRIu64, quota) < 0))
+	    buf_printf(&b, "%s=%s", key, value) < 0))
 		goto fail;
 	result = xstrdup(buf_cstr(&b));
 fail:
 	buf_free(&b);
 	return result;
+}
+
+/* Keys of secrets derived from the password, which a new password must
+ * not leave behind (an old SCRAM secret would still log in). */
+static const char *const userdb_password_keys[] = {
+	"scram-sha-256", "scram-sha-1",
+};
+
+int
+userdb_set_password(struct userdb *db, const char *name, const char *pwhash,
+    const char **error_r)
+{
+	struct userdb_line *l;
+	struct user *u;
+	char *fields;
+	int ret;
+
+	if (pwhash == NULL)
+		pwhash = "";
+	if (userdb_check_update(db, name, error_r) < 0 ||
+	    userdb_hash_ok(pwhash, strlen(pwhash), error_r) < 0 ||
+	    (l = userdb_entry(db, name, error_r)) == NULL)
+		return -1;
+	u = l->user;
+	fields = xstrdup(u->fields);
+	for (size_t i = 0; i < sizeof(userdb_password_keys) /
+	    sizeof(userdb_password_keys[0]) && fields != NULL; i++) {
+		char *next = userdb_fields_set(fields, userdb_password_keys[i],
+		    NULL);
+
+		free(fields);
+		fields = next;
+	}
+	if (fields == NULL) {
+		*error_r = "line too long";
+		return -1;
+	}
+	ret = userdb_store(db, l, userdb_compose(u->name, pwhash, u->uid,
+	    u->gid, u->home, fields), name, error_r);
+	free(fields);
+	return ret;
+}
+
+int
+userdb_set_field(struct userdb *db, const char *name, const char *key,
+    const char *value, const char **error_r)
+{
+	struct userdb_line *l;
+	struct user *u;
+	char *fields;
+	int ret;
+
+	if (strcmp(key, "quota") == 0 || strcmp(key, "mail") == 0 ||
+	    key[0] == '\0' || key[strcspn(key, "= :\t\r\n")] != '\0') {
+		*error_r = userdb_err("field name not allowed here: %s", key);
+		return -1;
+	}
+	for (const char *v = value; v != NULL && *v != '\0'; v++) {
+		if ((unsigned char)*v <= ' ' || *v == 0x7f) {
+			*error_r = "field value may not hold white space or "
+			    "control characters";
+			return -1;
+		}
+	}
+	if (userdb_check_update(db, name, error_r) < 0 ||
+	    (l = userdb_entry(db, name, error_r)) == NULL)
+		return -1;
+	u = l->user;
+	if ((fields = userdb_fields_set(u->fields, key, value)) == NULL) {
+		*error_r = "line too long";
+		return -1;
+	}
+	ret = userdb_store(db, l, userdb_compose(u->name, u->pwhash, u->uid,
+	    u->gid, u->home, fields), name, error_r);
+	free(fields);
+	return ret;
 }
 
 int
@@ -860,7 +919,7 @@ userdb_set_quota(struct userdb *db, const char *name, uint64_t quota,
 {
 	struct userdb_line *l;
 	struct user *u;
-	char *fields;
+	char *fields, qbuf[32];
 	int ret;
 
 	if (userdb_check_update(db, name, error_r) < 0 ||
@@ -871,8 +930,9 @@ userdb_set_quota(struct userdb *db, const char *name, uint64_t quota,
 		return -1;
 	}
 	u = l->user;
-	if ((fields = userdb_fields_quota(u->fields, quota, has_quota)) ==
-	    NULL) {
+	snprintf(qbuf, sizeof(qbuf), "%" PRIu64, quota);
+	if ((fields = userdb_fields_set(u->fields, "quota",
+	    has_quota ? qbuf : NULL)) == NULL) {
 		*error_r = "line too long";
 		return -1;
 	}

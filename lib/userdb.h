@@ -80,9 +80,15 @@ const struct user *userdb_next(struct userdb *db, size_t *pos);
  */
 int userdb_add(struct userdb *db, const char *name, const char *pwhash,
     const char *home, uint64_t quota, bool has_quota, const char **error_r);
-/* userdb_set_password: replace the hash (NULL or "" = no password). */
+/* userdb_set_password: replace the hash (NULL or "" = no password) and drop
+ * the secrets derived from the old password (scram-sha-*=). */
 int userdb_set_password(struct userdb *db, const char *name,
     const char *pwhash, const char **error_r);
+/* userdb_set_field: set KEY=value among the extra fields, or remove every
+ * KEY= if value is NULL. quota= and mail= have their own setters and are
+ * refused here; values may not hold white space or control characters. */
+int userdb_set_field(struct userdb *db, const char *name, const char *key,
+    const char *value, const char **error_r);
 /* userdb_set_quota: set quota= (quota >= 1), or remove it if !has_quota. */
 int userdb_set_quota(struct userdb *db, const char *name, uint64_t quota,
     bool has_quota, const char **error_r);

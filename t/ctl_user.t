@@ -60,8 +60,10 @@ def verifies(password, h):
 rc, out, err = ctl("add", "alice", input=b"s3cret\n")
 t.eq(rc, 0, "add alice exits 0")
 t.eq(err, "", "  nothing on stderr")
-t.ok(re.fullmatch(r"alice:" + HASH_RE + r"::::\n", content().decode()),
-     "  one line name:hash::::, hash $y$ or $6$")
+SCRAM_RE = (r"scram-sha-256=4096:[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+:[A-Za-z0-9+/=]+"
+            r" scram-sha-1=4096:[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+:[A-Za-z0-9+/=]+")
+t.ok(re.fullmatch(r"alice:" + HASH_RE + r"::::" + SCRAM_RE + r"\n", content().decode()),
+     "  one line name:hash::::scram secrets, hash $y$ or $6$")
 t.eq(mode(), 0o600, "  file mode 0600")
 h1 = hash_of("alice")
 t.ok(h1.startswith("$y$"), "  yescrypt here")
@@ -75,8 +77,13 @@ t.eq(rc, 0, "passwd alice exits 0")
 h2 = hash_of("alice")
 t.ok(h2 != h1 and re.fullmatch(HASH_RE, h2), "  hash changed, still a hash")
 t.ok(verifies("n3w", h2), "  new hash is of the password without \\r\\n")
-t.eq(content(), before.replace(h1.encode(), h2.encode()),
-     "  only the hash changed")
+scram_of = lambda text: re.findall(rb"scram-sha-[0-9]+=\S+", text)
+t.eq(re.sub(rb"scram-sha-[0-9]+=\S+", b"S", content()),
+     re.sub(rb"scram-sha-[0-9]+=\S+", b"S", before.replace(h1.encode(), h2.encode())),
+     "  only the hash and the SCRAM secrets changed")
+t.ok(len(scram_of(content())) == 2 and
+     not set(scram_of(content())) & set(scram_of(before)),
+     "  both SCRAM secrets replaced, none of the old left")
 rc, out, err = ctl("passwd", "nobody", input=b"x\n")
 t.eq(rc, 1, "passwd of unknown user exits 1")
 t.ok("no such user: nobody" in err, "  and says why")
@@ -159,7 +166,8 @@ t.ok("name: bob\n" in out and "password: set\n" in out and
      "quota: 1234\n" in out and "mail_location: " in out and
      "uid: %d\n" % (env.owner[0] if env.owner else os.geteuid()) in out,
      "  shows the fields and resolved uid")
-t.ok("$" not in out, "  but never the hash")
+t.ok("$" not in out and "scram-sha-256=(secret)" in out,
+     "  but never the hash or the SCRAM secrets")
 rc, out, err = ctl("show", "nobody")
 t.eq(rc, 1, "show of unknown user exits 1")
 
