@@ -605,6 +605,11 @@ struct mb_deliver {
 	struct stat sb;
 	uint32_t uid, uidvalidity;
 	const unsigned char *file;	/* the mapped file, after the append */
+	/* The message as a reader gets it back: mbox_append ends a message
+	 * that lacks a final newline with one, so sizes and the fingerprint
+	 * a later rescan computes must count it too. */
+	const unsigned char *stored;
+	size_t stored_len;
 };
 
 static int
@@ -648,7 +653,7 @@ mb_deliver_fn(struct mindex_txn *txn, void *ctx, const char **error_r)
 	c->uidvalidity = f.uidvalidity;
 	store_fill_msg(&m, &c->info, c->data_len, c->d->received);
 	m.uid = c->uid;
-	m.fingerprint = mb_fingerprint(c->d->msg, c->d->len);
+	m.fingerprint = mb_fingerprint(c->stored, c->stored_len);
 	m.mbox_offset = c->from_off;
 	m.mbox_data_offset = c->data_off;
 	if ((ret = mindex_msg_add(txn, &f, &m)) < 0)
@@ -672,6 +677,7 @@ mb_deliver_locked(struct store *st, int fd, const char *path,
 	struct mb_sync s;
 	struct mb_deliver c;
 	struct fsutil_map map;
+	struct buf nl;
 	int ret;
 
 	memset(&s, 0, sizeof(s));
@@ -700,11 +706,21 @@ mb_deliver_locked(struct store *st, int fd, const char *path,
 	}
 	c.end = (uint64_t)c.sb.st_size;
 	c.file = map.data;
-	msg_parse(d->msg, d->len, &c.info);
+	buf_init(&nl, (size_t)-1);
+	c.stored = d->msg;
+	c.stored_len = d->len;
+	if (d->len > 0 && d->msg[d->len - 1] != '\n') {
+		buf_append(&nl, d->msg, d->len);
+		buf_append_byte(&nl, '\n');
+		c.stored = nl.data;
+		c.stored_len = nl.len;
+	}
+	msg_parse(c.stored, c.stored_len, &c.info);
 	if (mindex_write(st->ix, mb_deliver_fn, &c, error_r) < 0)
 		log_warning("%s: message appended to %s but not indexed (%s);"
 		    " the next sync will index it", st->user, path, *error_r);
 	msg_info_free(&c.info);
+	buf_free(&nl);
 	fsutil_unmap(&map);
 	out->uid = c.uid;
 	out->uidvalidity = c.uidvalidity;

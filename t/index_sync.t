@@ -139,6 +139,11 @@ with open(inbox, "ab") as f:
 msgs, _ = listing(env, "bob")
 t.eq(sorted(msgs), [1, 2, 3, 4, 5], "appended message indexed as UID 5")
 
+# A message without a final newline (mbox adds one) keeps its UID too.
+env.deliver("bob", b"Subject: nonl\nMessage-ID: <nonl@x>\n\nno newline at the end")
+msgs, _ = listing(env, "bob")
+t.eq(sorted(msgs), [1, 2, 3, 4, 5, 6], "message without final newline is UID 6")
+
 # A mail reader rewrites the file: deletes b1, marks b2 read (Status: RO).
 mb = mailbox.mbox(inbox)
 mb.lock()
@@ -153,12 +158,12 @@ mb.unlock()
 mb.close()
 env.own(inbox)
 msgs, head = listing(env, "bob")
-t.eq(sorted(msgs), [1, 3, 4, 5], "rewrite: deleted message expunged, UIDs kept")
+t.eq(sorted(msgs), [1, 3, 4, 5, 6], "rewrite: deleted message expunged, UIDs kept")
 t.eq(msgs[3][0], "\\Seen", "Status: RO read as \\Seen")
 t.eq(head["uidvalidity"], uv, "UIDVALIDITY unchanged by the rewrite")
-env.deliver("bob", message("b6"))
+env.deliver("bob", message("b7"))
 msgs, _ = listing(env, "bob")
-t.ok(6 in msgs, "next delivery gets UID 6")
+t.ok(7 in msgs, "next delivery gets UID 7")
 
 g_before = guids(env, "bob")
 r = env.ctl("reindex", "bob")
@@ -171,7 +176,7 @@ shutil.rmtree(os.path.join(env.user_dir("bob"), ".loft-index"))
 after, head3 = listing(env, "bob")
 t.ok(head3 is not None and head3["uidvalidity"] != uv,
      "mbox rebuilt without its index gets a new UIDVALIDITY")
-t.eq(len(after), 5, "and finds all 5 messages")
+t.eq(len(after), 6, "and finds all 6 messages")
 env.cleanup()
 
 t.done()
