@@ -22,9 +22,12 @@
 
 #include "compat/compat.h"
 #include "conf.h"
+#include "fsutil.h"
 #include "lock.h"
 #include "log.h"
 #include "mailloc.h"
+#include "mbox.h"
+#include "mbox_rewrite.h"
 #include "mindex.h"
 #include "store.h"
 #include "user.h"
@@ -644,16 +647,397 @@ pop3_mailbox_unlink(struct pop3_mailbox *mb, uint32_t uid,
 	return 0;
 }
 
+/*
+ * mbox deletion. Under the mailbox lock: check that the index describes
+ * the file as it is now (its stamp, and each message to delete at its
+ * indexed offsets), copy the file without those messages beside it and
+ * rename the copy over it (mbox_rewrite.h), then expunge them from the
+ * index and record the new offsets of the others in one transaction.
+ */
+
+/* A message of the index, as the expunge needs it. */
+struct pop3_mailbox_rec {
+	uint32_t uid;
+	uint64_t from, data, psize;
+};
+
+/* A message found in the file. */
+struct pop3_mailbox_fent {
+	uint64_t from, data, len;
+	uint64_t new_from;	/* its offset in the new file (if kept) */
+	bool drop;
+};
+
+struct pop3_mailbox_rw {
+	struct pop3_mailbox *mb;
+	const bool *deleted;
+	struct fsutil_map map;
+	struct stat sb;
+	struct mindex_folder f;
+	struct pop3_mailbox_rec *recs;	/* owned, in uid order */
+	size_t nrecs;
+	struct pop3_mailbox_fent *fents;	/* owned, in file order */
+	size_t nfents, afents;
+	uint32_t *gone;			/* owned: uids to expunge */
+	size_t ngone;
+	uint64_t new_len;
+};
+
+static int
+pop3_mailbox_rec_cb(const struct mindex_msg *m, void *ctx)
+{
+	struct pop3_mailbox_rw *rw = ctx;
+
+	rw->recs = xreallocarray(rw->recs, rw->nrecs + 1, sizeof(*rw->recs));
+	rw->recs[rw->nrecs].uid = m->uid;
+	rw->recs[rw->nrecs].from = m->mbox_offset;
+	rw->recs[rw->nrecs].data = m->mbox_data_offset;
+	rw->recs[rw->nrecs].psize = m->psize;
+	rw->nrecs++;
+	return 0;
+}
+
+/* The folder record and every message record; 1 if there is no folder. */
+static int
+pop3_mailbox_rw_read_index(struct pop3_mailbox_rw *rw, const char **error_r)
+{
+	struct mindex_txn *txn;
+	int ret;
+
+	if (mindex_begin(store_index(rw->mb->st), false, &txn, error_r) < 0)
+		return -1;
+	ret = mindex_folder_get(txn, POP3_MAILBOX_FOLDER, &rw->f);
+	if (ret == 1)
+		ret = mindex_msg_iter(txn, rw->f.id, 1, pop3_mailbox_rec_cb,
+		    rw) < 0 ? -1 : 0;
+	else if (ret == 0)
+		ret = 1;
+	mindex_abort(&txn);
+	if (ret < 0)
+		*error_r = pop3_mailbox_error("cannot read the index: %s",
+		    mindex_last_error());
+	return ret;
+}
+
+static int
+pop3_mailbox_fent_cb(const struct mbox_entry *e, void *ctx)
+{
+	struct pop3_mailbox_rw *rw = ctx;
+
+	if (rw->nfents == rw->afents) {
+		rw->afents = rw->afents == 0 ? 64 : rw->afents * 2;
+		rw->fents = xreallocarray(rw->fents, rw->afents,
+		    sizeof(*rw->fents));
+	}
+	memset(&rw->fents[rw->nfents], 0, sizeof(rw->fents[0]));
+	rw->fents[rw->nfents].from = e->from_offset;
+	rw->fents[rw->nfents].data = e->data_offset;
+	rw->fents[rw->nfents].len = e->data_len;
+	rw->nfents++;
+	return 0;
+}
+
+static struct pop3_mailbox_rec *
+pop3_mailbox_rec_find(struct pop3_mailbox_rw *rw, uint32_t uid)
+{
+	size_t lo = 0, hi = rw->nrecs;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (rw->recs[mid].uid == uid)
+			return &rw->recs[mid];
+		if (rw->recs[mid].uid < uid)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+/* The file entry whose From_ line is at off, or NULL. */
+static struct pop3_mailbox_fent *
+pop3_mailbox_fent_find(struct pop3_mailbox_rw *rw, uint64_t off)
+{
+	size_t lo = 0, hi = rw->nfents;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (rw->fents[mid].from == off)
+			return &rw->fents[mid];
+		if (rw->fents[mid].from < off)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+/* Does the index describe this very file? (A sync records its stamp;
+ * mutt's rewrite or an unindexed append changes it.) */
+static bool
+pop3_mailbox_rw_stamp_ok(const struct pop3_mailbox_rw *rw)
+{
+	const struct mindex_stamp *s = &rw->f.stamp[0];
+	int64_t mtime_ns = (int64_t)rw->sb.st_mtim.tv_sec * 1000000000 +
+	    rw->sb.st_mtim.tv_nsec;
+
+	return s->dev == (uint64_t)rw->sb.st_dev &&
+	    s->ino == (uint64_t)rw->sb.st_ino &&
+	    s->size == (uint64_t)rw->sb.st_size && s->mtime_ns == mtime_ns;
+}
+
+/* Mark what to drop: 0 done, 1 the file does not match the index (sync
+ * and try again). A uid gone from the index is deleted already. */
+static int
+pop3_mailbox_rw_mark(struct pop3_mailbox_rw *rw)
+{
+	struct pop3_mailbox *mb = rw->mb;
+	struct pop3_mailbox_rec *r;
+	struct pop3_mailbox_fent *fe;
+	uint64_t dropped = 0;
+
+	rw->gone = xreallocarray(NULL, mb->count + 1, sizeof(*rw->gone));
+	for (unsigned i = 0; i < mb->count; i++) {
+		if (!rw->deleted[i] ||
+		    (r = pop3_mailbox_rec_find(rw, mb->ents[i].uid)) == NULL)
+			continue;
+		fe = pop3_mailbox_fent_find(rw, r->from);
+		if (fe == NULL || fe->data != r->data || fe->len != r->psize)
+			return 1;
+		fe->drop = true;
+		rw->gone[rw->ngone++] = r->uid;
+	}
+	for (size_t k = 0; k < rw->nfents; k++) {
+		rw->fents[k].new_from = rw->fents[k].from - dropped;
+		if (rw->fents[k].drop)
+			dropped += (k + 1 < rw->nfents ? rw->fents[k + 1].from :
+			    rw->map.len) - rw->fents[k].from;
+	}
+	rw->new_len = rw->map.len - dropped;
+	return 0;
+}
+
+/* A message runs from its From_ line to the next one (or the end), so
+ * the separator line goes with it. */
+static struct mbox_rewrite_range *
+pop3_mailbox_rw_ranges(struct pop3_mailbox_rw *rw, size_t *n_r)
+{
+	struct mbox_rewrite_range *r;
+	size_t n = 0;
+
+	r = xreallocarray(NULL, rw->nfents + 1, sizeof(*r));
+	for (size_t k = 0; k < rw->nfents; k++) {
+		if (!rw->fents[k].drop)
+			continue;
+		r[n].offset = rw->fents[k].from;
+		r[n].len = (k + 1 < rw->nfents ? rw->fents[k + 1].from :
+		    rw->map.len) - rw->fents[k].from;
+		n++;
+	}
+	*n_r = n;
+	return r;
+}
+
+/* Where old offset off is in the new file: a From_ line or the end. */
+static uint64_t
+pop3_mailbox_rw_shift(struct pop3_mailbox_rw *rw, uint64_t off)
+{
+	struct pop3_mailbox_fent *fe;
+
+	if (off == rw->map.len)
+		return rw->new_len;
+	fe = pop3_mailbox_fent_find(rw, off);
+	return fe != NULL ? fe->new_from : 0;
+}
+
+static int
+pop3_mailbox_rw_move(struct mindex_txn *txn, struct pop3_mailbox_rw *rw,
+    const struct pop3_mailbox_rec *r)
+{
+	struct pop3_mailbox_fent *fe = pop3_mailbox_fent_find(rw, r->from);
+	struct mindex_msg m;
+	int ret;
+
+	if (fe == NULL || fe->drop || fe->new_from == fe->from)
+		return 0;	/* unchanged, or left for the next sync */
+	if ((ret = mindex_msg_get(txn, rw->f.id, r->uid, &m)) <= 0)
+		return ret;
+	m.mbox_offset = fe->new_from;
+	m.mbox_data_offset = r->data - (fe->from - fe->new_from);
+	return mindex_msg_update(txn, &rw->f, &m);
+}
+
+/* The index transaction; absolute values only, so mindex_write may run
+ * it again after growing the map. */
+static int
+pop3_mailbox_rw_index_fn(struct mindex_txn *txn, void *ctx,
+    const char **error_r)
+{
+	struct pop3_mailbox_rw *rw = ctx;
+	int ret;
+
+	if ((ret = mindex_folder_get(txn, POP3_MAILBOX_FOLDER, &rw->f)) <= 0) {
+		*error_r = "INBOX is gone from the index";
+		return -1;
+	}
+	for (size_t i = 0; i < rw->ngone; i++)
+		if ((ret = mindex_msg_expunge(txn, &rw->f, rw->gone[i])) < 0)
+			return ret;
+	for (size_t i = 0; i < rw->nrecs; i++)
+		if ((ret = pop3_mailbox_rw_move(txn, rw, &rw->recs[i])) < 0)
+			return ret;
+	/* The offsets are right, but the next sync is to look at the new
+	 * file as a rewrite (a different inode): it finds every message
+	 * again by fingerprint, keeping UIDs, and indexes anything that was
+	 * in the file but not yet in the index. */
+	rw->f.sync_offset = pop3_mailbox_rw_shift(rw, rw->f.sync_offset);
+	memset(rw->f.stamp, 0, sizeof(rw->f.stamp));
+	return mindex_folder_put(txn, POP3_MAILBOX_FOLDER, &rw->f);
+}
+
+/* Rewrite and reindex, with fd locked and mapped. */
+static int
+pop3_mailbox_rw_commit(struct pop3_mailbox_rw *rw, int fd,
+    const struct lock_opts *lo, const char **error_r)
+{
+	struct mbox_rewrite_range *ranges;
+	size_t n;
+	int new_fd, ret;
+
+	ranges = pop3_mailbox_rw_ranges(rw, &n);
+	if (n == 0) {
+		free(ranges);
+		return 0;
+	}
+	ret = mbox_rewrite(fd, rw->mb->path, rw->map.data, rw->map.len,
+	    ranges, n, lo->methods, conf_bool("mail_fsync"), &new_fd,
+	    error_r);
+	free(ranges);
+	if (ret < 0)
+		return -1;
+	/* The rename was the commit: from here on, a failure only leaves
+	 * the index behind, and the next sync (new inode) catches up. */
+	*error_r = NULL;
+	if (mindex_write(store_index(rw->mb->st), pop3_mailbox_rw_index_fn, rw,
+	    error_r) < 0)
+		log_warning("%s: messages deleted but the index not updated "
+		    "(%s); the next sync will", rw->mb->path,
+		    *error_r != NULL ? *error_r : mindex_last_error());
+	close(new_fd);		/* drops the locks on the new file */
+	return 0;
+}
+
+/* Check and act with fd locked: 0 done, 1 changed underneath, -1. */
+static int
+pop3_mailbox_rw_locked(struct pop3_mailbox_rw *rw, int fd,
+    const struct lock_opts *lo, const char **error_r)
+{
+	int ret;
+
+	if (fstat(fd, &rw->sb) < 0 || fsutil_map_fd(fd, &rw->map) < 0) {
+		*error_r = pop3_mailbox_error("cannot read %s: %s",
+		    rw->mb->path, strerror(errno));
+		return -1;
+	}
+	if ((ret = pop3_mailbox_rw_read_index(rw, error_r)) != 0)
+		return ret;
+	if (!pop3_mailbox_rw_stamp_ok(rw))
+		return 1;
+	if (rw->map.len > 0 && mbox_scan(rw->map.data, rw->map.len, 0,
+	    pop3_mailbox_fent_cb, rw) < 0) {
+		*error_r = pop3_mailbox_error("%s is not in mbox format",
+		    rw->mb->path);
+		return -1;
+	}
+	if ((ret = pop3_mailbox_rw_mark(rw)) != 0)
+		return ret;
+	return pop3_mailbox_rw_commit(rw, fd, lo, error_r);
+}
+
+static void
+pop3_mailbox_rw_free(struct pop3_mailbox_rw *rw)
+{
+	fsutil_unmap(&rw->map);
+	free(rw->recs);
+	free(rw->fents);
+	free(rw->gone);
+	memset(rw, 0, sizeof(*rw));
+}
+
+/* One attempt: 0 done, 1 try again after a sync, -1 error. */
+static int
+pop3_mailbox_rw_try(struct pop3_mailbox *mb, const bool *deleted,
+    const char **error_r)
+{
+	struct pop3_mailbox_rw rw;
+	struct lock_opts lo;
+	struct lock_mbox *lk;
+	int fd, ret;
+
+	if (pop3_mailbox_lock_opts(&lo, error_r) < 0)
+		return -1;
+	/* Read-write only because fcntl's write lock needs it. */
+	if ((fd = open(mb->path, O_RDWR | O_CLOEXEC | O_NOFOLLOW)) < 0) {
+		if (errno == ENOENT)
+			return 0;	/* every message is gone */
+		*error_r = pop3_mailbox_error("cannot open %s: %s", mb->path,
+		    strerror(errno));
+		return -1;
+	}
+	ret = lock_mbox_acquire(fd, mb->path, &lo, &lk, error_r);
+	if (ret != 0) {
+		close(fd);
+		if (ret == LOCK_TIMEOUT)
+			*error_r = "mailbox is locked";
+		return ret == -1 && errno == ESTALE ? 1 : -1;
+	}
+	memset(&rw, 0, sizeof(rw));
+	rw.mb = mb;
+	rw.deleted = deleted;
+	ret = pop3_mailbox_rw_locked(&rw, fd, &lo, error_r);
+	lock_mbox_release(&lk);
+	pop3_mailbox_rw_free(&rw);
+	close(fd);
+	return ret;
+}
+
+#define POP3_MAILBOX_RW_ATTEMPTS 3
+
+static int
+pop3_mailbox_expunge_mbox(struct pop3_mailbox *mb, const bool *deleted,
+    const char **error_r)
+{
+	int ret;
+
+	/* A sync may not run while we hold the lock: it opens and closes
+	 * the mbox, which would drop our fcntl lock. So sync, then lock and
+	 * check; if the file changed meanwhile, go round again. */
+	for (int attempt = 0; attempt < POP3_MAILBOX_RW_ATTEMPTS; attempt++) {
+		if (store_sync(mb->st, POP3_MAILBOX_FOLDER, attempt > 0, NULL,
+		    error_r) < 0)
+			return -1;
+		if ((ret = pop3_mailbox_rw_try(mb, deleted, error_r)) <= 0)
+			return ret;
+	}
+	*error_r = "mailbox kept changing while deleting";
+	return -1;
+}
+
 int
 pop3_mailbox_expunge(struct pop3_mailbox *mb, const bool *deleted,
     const char **error_r)
 {
 	struct pop3_mailbox_expunge_ctx c = { mb, deleted };
+	bool any = false;
 
-	if (mb->format != MAILLOC_MAILDIR) {
-		*error_r = "deleting from an mbox is not supported yet";
-		return -1;
-	}
+	for (unsigned i = 0; i < mb->count; i++)
+		any |= deleted[i];
+	if (!any)
+		return 0;
+	if (mb->format != MAILLOC_MAILDIR)
+		return pop3_mailbox_expunge_mbox(mb, deleted, error_r);
 	for (unsigned i = 0; i < mb->count; i++) {
 		if (deleted[i] &&
 		    pop3_mailbox_unlink(mb, mb->ents[i].uid, error_r) < 0)

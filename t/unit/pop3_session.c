@@ -499,10 +499,29 @@ test_big(void)
 }
 
 static void
+t_read_inbox(struct buf *b)
+{
+	char path[PATH_MAX + 16];
+	FILE *fp;
+	unsigned char chunk[4096];
+	size_t n;
+
+	snprintf(path, sizeof(path), "%s/inbox", top);
+	buf_truncate(b, 0);
+	if ((fp = fopen(path, "r")) == NULL)
+		bail("cannot open %s", path);
+	while ((n = fread(chunk, 1, sizeof(chunk), fp)) > 0)
+		buf_append(b, chunk, n);
+	fclose(fp);
+}
+
+static void
 test_mbox(void)
 {
 	struct pop3_session *s;
-	struct buf ref;
+	struct buf ref, before, after;
+	const unsigned char *second;
+	const char *o;
 
 	free(alice.mail_location);
 	alice.mail_location = xstrdup("mbox:~/mail:INBOX=~/inbox");
@@ -517,20 +536,39 @@ test_mbox(void)
 	is_mem(out.data, out.len, ref.data, ref.len,
 	    "mbox RETR un-escapes From lines, byte by byte");
 	buf_truncate(&ref, 0);
-	/* mbox_append adds the missing final newline; the size is still
-	 * that of the message as delivered. */
-	buf_printf(&ref, "+OK %zu octets\r\n", V2);
+	/* mbox_append adds the missing final newline, and the index counts
+	 * it (as CRLF), so the size is that of the bytes a reader gets. */
+	buf_printf(&ref, "+OK %zu octets\r\n", V2 + 2);
 	t_reference(m2, sizeof(m2) - 1, &ref);
 	t_feed(s, "RETR 3\r\n", 8, false);
 	is_mem(out.data, out.len, ref.data, ref.len, "mbox RETR 3");
+	buf_init(&before, 1 << 20);
+	buf_init(&after, 1 << 20);
+	t_read_inbox(&before);
 	is_string(t_say(s, "DELE 1\r\nQUIT\r\n"),
-	    "+OK message 1 deleted\r\n-ERR [SYS/TEMP] Some deleted messages "
-	    "were not removed\r\n", "mbox deletion is refused for now");
+	    "+OK message 1 deleted\r\n+OK Logging out, 1 messages deleted\r\n",
+	    "mbox DELE 1 + QUIT");
 	pop3_session_free(&s);
+	t_read_inbox(&after);
+	/* Message 1 is the first From_ line up to the second one. */
+	second = memmem(before.data + 1, before.len - 1, "\nFrom ", 6);
+	ok(second != NULL && after.len == before.len - (size_t)(second + 1 -
+	    before.data) && memcmp(after.data, second + 1, after.len) == 0,
+	    "mbox is the old one without message 1's bytes");
 	s = t_login();
-	ok(strncmp(t_say(s, "STAT\r\n"), "+OK 3 ", 6) == 0,
-	    "nothing deleted from the mbox");
+	o = t_say(s, "STAT\r\nUIDL 1\r\n");
+	ok(strncmp(o, "+OK 2 ", 6) == 0, "two messages left");
+	o = strstr(o, "\r\n+OK 1 ");
+	ok(o != NULL && strncmp(o + 8 + 8, "00000002", 8) == 0,
+	    "message 1 is now UID 2");
+	is_string(t_say(s, "DELE 1\r\n"), "+OK message 1 deleted\r\n",
+	    "DELE, then drop");
 	pop3_session_free(&s);
+	t_read_inbox(&before);
+	is_mem(before.data, before.len, after.data, after.len,
+	    "a dropped session deleted nothing from the mbox");
+	buf_free(&before);
+	buf_free(&after);
 	buf_free(&ref);
 }
 
