@@ -1,0 +1,700 @@
+/*
+ * Unit tests for server/auth: the auth service in a forked child running
+ * its loop, this process as the login side sending auth_proto records over
+ * lib/ipc (PLAIN, SASL PLAIN/LOGIN/SCRAM-SHA-256 driven by libsasl2's
+ * client, mechanisms, TEMPFAIL, the failure delay by ordering, malformed
+ * records), and auth_server_handle called directly for the limits
+ * (failure tables, SASL sessions, delay growth, password wiping).
+ */
+#include "config.h"
+
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sasl/sasl.h>
+
+#include "conf.h"
+#include "ioloop.h"
+#include "ipc.h"
+#include "pwhash.h"
+#include "sasl.h"
+#include "xmalloc.h"
+#include "server/auth/auth_proto.h"
+#include "server/auth/auth_server.h"
+#include "tap.h"
+
+#define CB_PROC(f) ((int (*)(void))(void (*)(void))(f))
+#define ALICE_PW "alice secret"
+
+static char dir[] = "/tmp/loft-auth-XXXXXX";
+static char users_path[256], log_path[256];
+static struct ipc_msg req_m, resp_m;	/* large: off the stack */
+
+struct child {
+	pid_t pid;
+	struct ipc_chan *chan[2];
+};
+
+static void
+write_users(void)
+{
+	char *alice, *bob, *s256;
+	const char *error;
+	FILE *f;
+
+	if (pwhash_make(ALICE_PW, &alice, &error) < 0 ||
+	    pwhash_make("bob-pw", &bob, &error) < 0 ||
+	    pwhash_scram_make("SCRAM-SHA-256", ALICE_PW, &s256, &error) < 0)
+		bail("pwhash: %s", error);
+	if ((f = fopen(users_path, "w")) == NULL)
+		bail("fopen: %s", strerror(errno));
+	fprintf(f, "alice:%s:::/nonexistent:scram-sha-256=%s\n", alice, s256);
+	fprintf(f, "bob:%s:::/nonexistent:\n", bob);
+	if (fclose(f) != 0)
+		bail("fclose");
+	free(alice);
+	free(bob);
+	free(s256);
+}
+
+static void
+load_conf(const char *userdb, const char *extra)
+{
+	const char *error;
+	char *cf = xasprintf("user_database = %s\n%s", userdb, extra);
+
+	if (conf_load_buffer("auth-test.conf", cf, strlen(cf), &error) < 0)
+		bail("conf: %s", error);
+	free(cf);
+}
+
+static void
+child_idle(void *ctx)
+{
+	ioloop_stop(ctx);
+}
+
+/* The service in a child with two channels; it logs to log_path and exits
+ * 0 once both channels are closed. */
+static void
+child_start(struct child *c, unsigned int delay_ms)
+{
+	struct auth_settings set;
+	struct auth_server *srv;
+	struct ioloop *loop;
+	const char *error;
+	int sv[2][2], i, fd;
+
+	for (i = 0; i < 2; i++)
+		if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv[i]) < 0)
+			bail("socketpair: %s", strerror(errno));
+	fflush(stdout);
+	if ((c->pid = fork()) < 0)
+		bail("fork: %s", strerror(errno));
+	if (c->pid == 0) {
+		fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND, 0600);
+		if (fd < 0 || dup2(fd, 2) < 0)
+			_exit(3);
+		close(fd);
+		close(sv[0][0]);
+		close(sv[1][0]);
+		loop = ioloop_new();
+		auth_settings_default(&set);
+		set.fail_delay_ms = delay_ms;
+		if (auth_server_new(loop, &set, &srv, &error) < 0)
+			_exit(4);
+		auth_server_set_idle_cb(srv, child_idle, loop);
+		auth_conn_new(srv, sv[0][1]);
+		auth_conn_new(srv, sv[1][1]);
+		ioloop_run(loop);
+		auth_server_free(&srv);
+		ioloop_free(&loop);
+		sasl_lib_deinit();
+		_exit(0);
+	}
+	for (i = 0; i < 2; i++) {
+		close(sv[i][1]);
+		c->chan[i] = ipc_chan_new(sv[i][0]);
+	}
+}
+
+static int
+child_wait(struct child *c)
+{
+	int status;
+
+	ipc_chan_free(&c->chan[0]);
+	ipc_chan_free(&c->chan[1]);
+	if (waitpid(c->pid, &status, 0) < 0)
+		return -1;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+}
+
+/* Send req on chan, wait for its answer. */
+static int
+call(struct ipc_chan *chan, const struct auth_req *req,
+    struct auth_resp *resp)
+{
+	const char *error;
+
+	if (auth_proto_req_encode(&req_m, req, &error) < 0)
+		bail("encode: %s", error);
+	if (ipc_call(chan, &req_m, &resp_m, 20000, &error) < 0) {
+		diag("ipc_call: %s", error);
+		return -1;
+	}
+	if (auth_proto_resp_decode(&resp_m, resp, &error) < 0) {
+		diag("decode: %s", error);
+		return -1;
+	}
+	return 0;
+}
+
+static struct auth_req
+plain(uint32_t id, const char *service, bool secure, const char *user,
+    const char *pw)
+{
+	struct auth_req r;
+
+	memset(&r, 0, sizeof(r));
+	r.type = AUTH_REQ_PLAIN;
+	r.id = id;
+	r.service = service;
+	r.ip = "192.0.2.7";
+	r.secure = secure;
+	r.user = user;
+	r.password = pw;
+	return r;
+}
+
+static struct auth_req
+start(uint32_t id, const char *mech, const void *in, size_t len)
+{
+	struct auth_req r;
+
+	memset(&r, 0, sizeof(r));
+	r.type = AUTH_REQ_SASL_START;
+	r.id = id;
+	r.service = "imap";
+	r.ip = "198.51.100.1";
+	r.secure = true;
+	r.mech = mech;
+	r.has_initial = in != NULL;
+	r.initial = in;
+	r.initial_len = len;
+	return r;
+}
+
+static struct auth_req
+step(uint32_t id, uint32_t session, const void *in, size_t len)
+{
+	struct auth_req r;
+
+	memset(&r, 0, sizeof(r));
+	r.type = AUTH_REQ_SASL_STEP;
+	r.id = id;
+	r.session = session;
+	r.data = in;
+	r.data_len = len;
+	return r;
+}
+
+static const char *
+mechs(struct ipc_chan *chan, bool secure)
+{
+	static char buf[256];
+	struct auth_req r;
+	struct auth_resp a;
+
+	memset(&r, 0, sizeof(r));
+	r.type = AUTH_REQ_MECHS;
+	r.id = 7;
+	r.secure = secure;
+	if (call(chan, &r, &a) < 0 || a.mechs == NULL)
+		return "(error)";
+	snprintf(buf, sizeof(buf), "%s", a.mechs);
+	return buf;
+}
+
+/* ---- plain and mechanisms ---- */
+
+static void
+test_plain(struct ipc_chan *chan)
+{
+	struct auth_req r;
+	struct auth_resp a;
+
+	r = plain(1, "pop3", true, "alice", ALICE_PW);
+	is_int(call(chan, &r, &a), 0, "plain good: answered");
+	is_int(a.result, AUTH_RESULT_OK, "plain good: OK");
+	is_int(a.id, 1, "plain good: id echoed");
+	is_string(a.user, "alice", "plain good: canonical user");
+
+	r = plain(2, "pop3", true, "alice", "wrong-pw-XYZ");
+	is_int(call(chan, &r, &a), 0, "plain bad: answered");
+	is_int(a.result, AUTH_RESULT_FAIL, "plain bad: FAIL");
+	ok(strstr(a.reason, "wrong-pw-XYZ") == NULL,
+	    "plain bad: reason has no password");
+	is_string(a.reason, "wrong password", "plain bad: reason");
+
+	r = plain(3, "imap", true, "nobody", "x");
+	call(chan, &r, &a);
+	is_int(a.result, AUTH_RESULT_FAIL, "unknown user: FAIL");
+	is_string(a.reason, "unknown user", "unknown user: reason");
+
+	r = plain(4, "pop3", false, "alice", ALICE_PW);
+	call(chan, &r, &a);
+	is_int(a.result, AUTH_RESULT_FAIL, "plain before TLS: FAIL");
+	ok(strstr(a.reason, "TLS") != NULL, "plain before TLS: reason");
+
+	r = plain(5, "smtp", true, "../etc", "x");
+	call(chan, &r, &a);
+	is_int(a.result, AUTH_RESULT_FAIL, "invalid name: FAIL");
+
+	ok(strstr(mechs(chan, false), "PLAIN") == NULL &&
+	    strstr(mechs(chan, false), "LOGIN") == NULL,
+	    "mechs before TLS: no PLAIN or LOGIN (%s)", mechs(chan, false));
+	ok(strstr(mechs(chan, false), "SCRAM-SHA-256") != NULL,
+	    "mechs before TLS: SCRAM-SHA-256");
+	ok(strstr(mechs(chan, true), "PLAIN") != NULL &&
+	    strstr(mechs(chan, true), "LOGIN") != NULL,
+	    "mechs with TLS: PLAIN and LOGIN (%s)", mechs(chan, true));
+}
+
+/* ---- SASL ---- */
+
+static void
+test_sasl_plain_login(struct ipc_chan *chan)
+{
+	static const char ir[] = "\0alice\0" ALICE_PW;
+	struct auth_req r;
+	struct auth_resp a;
+
+	r = start(10, "PLAIN", ir, sizeof(ir) - 1);
+	call(chan, &r, &a);
+	is_int(a.result, AUTH_RESULT_OK, "SASL PLAIN with initial: OK");
+	is_string(a.user, "alice", "SASL PLAIN: user");
+
+	r = start(11, "LOGIN", NULL, 0);
+	call(chan, &r, &a);
+	is_int(a.result, AUTH_RESULT_CONTINUE, "LOGIN start: CONTINUE");
+	r = step(12, 11, "alice", 5);
+	call(chan, &r, &a);
+	is_int(a.result, AUTH_RESULT_CONTINUE, "LOGIN user: CONTINUE");
+	is_int(a.id, 12, "LOGIN step: id echoed");
+	r = step(13, 11, ALICE_PW, strlen(ALICE_PW));
+	call(chan, &r, &a);
+	is_int(a.result, AUTH_RESULT_OK, "LOGIN password: OK");
+	is_string(a.user, "alice", "LOGIN: user");
+	r = step(14, 11, "x", 1);
+	call(chan, &r, &a);
+	is_int(a.result, AUTH_RESULT_FAIL, "session freed after success");
+
+	r = start(15, "LOGIN", NULL, 0);
+	call(chan, &r, &a);
+	r = step(16, 15, "alice", 5);
+	call(chan, &r, &a);
+	r = step(17, 15, "nope", 4);
+	call(chan, &r, &a);
+	is_int(a.result, AUTH_RESULT_FAIL, "LOGIN wrong password: FAIL");
+	is_string(a.user, "alice", "LOGIN failure names the claimed user");
+	memset(&r, 0, sizeof(r));
+	r.type = AUTH_REQ_SASL_ABORT;
+	r.id = 18;
+	r.session = 15;
+	call(chan, &r, &a);
+	is_int(a.result, AUTH_RESULT_FAIL, "session freed after failure");
+}
+
+static int
+cb_simple(void *context, int id, const char **result, unsigned *len)
+{
+	(void)context;
+	(void)id;
+	*result = "alice";
+	if (len != NULL)
+		*len = 5;
+	return SASL_OK;
+}
+
+static int
+cb_pass(sasl_conn_t *conn, void *context, int id, sasl_secret_t **psecret)
+{
+	static sasl_secret_t *secret;
+	const char *pw = context;
+
+	(void)conn;
+	(void)id;
+	free(secret);
+	secret = xcalloc(1, sizeof(*secret) + strlen(pw));
+	secret->len = strlen(pw);
+	memcpy(secret->data, pw, strlen(pw));
+	*psecret = secret;
+	return SASL_OK;
+}
+
+/* SCRAM-SHA-256 through the service with libsasl2's client. */
+static uint32_t
+scram(struct ipc_chan *chan, const char *pw, struct auth_resp *a)
+{
+	sasl_callback_t cbs[] = {
+		{ SASL_CB_AUTHNAME, CB_PROC(cb_simple), NULL },
+		{ SASL_CB_USER, CB_PROC(cb_simple), NULL },
+		{ SASL_CB_PASS, CB_PROC(cb_pass), (void *)pw },
+		{ SASL_CB_LIST_END, NULL, NULL },
+	};
+	const char *out, *chosen;
+	unsigned outlen, n = 0;
+	struct auth_req r;
+	sasl_conn_t *cc;
+	int crc;
+
+	if (sasl_client_new("imap", "localhost", NULL, NULL, cbs, 0, &cc) !=
+	    SASL_OK)
+		bail("sasl_client_new");
+	crc = sasl_client_start(cc, "SCRAM-SHA-256", NULL, &out, &outlen,
+	    &chosen);
+	if (crc != SASL_CONTINUE && crc != SASL_OK)
+		bail("sasl_client_start: %s", sasl_errdetail(cc));
+	r = start(20, "SCRAM-SHA-256", out, outlen);
+	call(chan, &r, a);
+	while (a->result == AUTH_RESULT_CONTINUE && n++ < 5) {
+		crc = sasl_client_step(cc, (const char *)a->challenge,
+		    (unsigned)a->challenge_len, NULL, &out, &outlen);
+		if (crc != SASL_CONTINUE && crc != SASL_OK)
+			break;
+		r = step(21 + n, 20, out, outlen);
+		call(chan, &r, a);
+	}
+	sasl_dispose(&cc);
+	return n;
+}
+
+static void
+test_scram(struct ipc_chan *chan)
+{
+	struct auth_resp a;
+	uint32_t n;
+
+	n = scram(chan, ALICE_PW, &a);
+	is_int(a.result, AUTH_RESULT_OK, "SCRAM-SHA-256: OK");
+	is_string(a.user, "alice", "SCRAM-SHA-256: user");
+	ok(n >= 2, "SCRAM-SHA-256: took %u steps", n);
+	scram(chan, "bad password", &a);
+	is_int(a.result, AUTH_RESULT_FAIL, "SCRAM-SHA-256 bad password: FAIL");
+}
+
+/* ---- delay ordering, log ---- */
+
+static int
+recv_one(struct ipc_chan *chan, struct auth_resp *a)
+{
+	struct pollfd pfd = { ipc_chan_fd(chan), POLLIN, 0 };
+	const char *error;
+	int ret;
+
+	for (;;) {
+		ret = ipc_chan_recv(chan, &resp_m, &error);
+		if (ret < 0)
+			return -1;
+		if (ret > 0)
+			return auth_proto_resp_decode(&resp_m, a, &error);
+		if (poll(&pfd, 1, 20000) <= 0)
+			return -1;
+	}
+}
+
+static void
+send_req(struct ipc_chan *chan, const struct auth_req *r)
+{
+	const char *error;
+
+	if (auth_proto_req_encode(&req_m, r, &error) < 0 ||
+	    ipc_chan_send(chan, &req_m, &error) < 0 ||
+	    ipc_chan_flush(chan, &error) != 0)
+		bail("send: %s", error);
+}
+
+static void
+test_delay_order(struct ipc_chan *chan)
+{
+	struct auth_req r;
+	struct auth_resp a;
+
+	r = plain(50, "pop3", true, "bob", "wrong");
+	send_req(chan, &r);
+	r = plain(51, "pop3", true, "bob", "bob-pw");
+	send_req(chan, &r);
+	is_int(recv_one(chan, &a), 0, "delay: first answer");
+	is_int(a.id, 51, "delay: the later good login is answered first");
+	is_int(a.result, AUTH_RESULT_OK, "  and succeeds");
+	is_int(recv_one(chan, &a), 0, "delay: second answer");
+	is_int(a.id, 50, "delay: the failure comes after it");
+	is_int(a.result, AUTH_RESULT_FAIL, "  and fails");
+}
+
+/* Truncated record closes channel 0; channel 1 keeps working. */
+static void
+test_malformed(struct child *c)
+{
+	struct auth_resp a;
+	const char *error;
+
+	ipc_msg_init(&req_m, AUTH_REQ_PLAIN, 60);
+	ipc_add_str(&req_m, "pop3");
+	ipc_add_str(&req_m, "192.0.2.7");
+	ipc_add_u32(&req_m, 1);
+	ipc_add_str(&req_m, "alice");	/* password missing */
+	if (ipc_chan_send(c->chan[0], &req_m, &error) < 0 ||
+	    ipc_chan_flush(c->chan[0], &error) != 0)
+		bail("send: %s", error);
+	is_int(recv_one(c->chan[0], &a), -1, "truncated record: no answer");
+	ok(ipc_chan_closed(c->chan[0]), "truncated record: channel closed");
+	ok(strstr(mechs(c->chan[1], true), "PLAIN") != NULL,
+	    "the other channel still answers");
+
+	ipc_msg_init(&req_m, 77, 61);
+	if (ipc_chan_send(c->chan[1], &req_m, &error) < 0 ||
+	    ipc_chan_flush(c->chan[1], &error) != 0)
+		bail("send: %s", error);
+	is_int(recv_one(c->chan[1], &a), -1, "unknown type: no answer");
+	ok(ipc_chan_closed(c->chan[1]), "unknown type: channel closed");
+	is_int(child_wait(c), 0, "service exits 0 when no channel is left");
+}
+
+static void
+test_log(void)
+{
+	char buf[65536];
+	ssize_t n;
+	int fd;
+
+	if ((fd = open(log_path, O_RDONLY)) < 0)
+		bail("open log: %s", strerror(errno));
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	buf[n > 0 ? n : 0] = '\0';
+	ok(strstr(buf, "pop3 login failed: user=<alice>, rip=192.0.2.7, "
+	    "reason=wrong password") != NULL, "log: failure line");
+	ok(strstr(buf, "imap login failed: user=<alice>, rip=198.51.100.1")
+	    != NULL, "log: SASL failure names the user");
+	ok(strstr(buf, "wrong-pw-XYZ") == NULL && strstr(buf, "nope") == NULL
+	    && strstr(buf, ALICE_PW) == NULL, "log: no password");
+	ok(strstr(buf, "closing login channel") != NULL,
+	    "log: malformed record noted");
+}
+
+static void
+test_tempfail(void)
+{
+	struct child c;
+	struct auth_req r;
+	struct auth_resp a;
+
+	load_conf(dir, "");	/* a directory: unreadable as a user file */
+	child_start(&c, 0);
+	r = plain(70, "pop3", true, "alice", ALICE_PW);
+	is_int(call(c.chan[0], &r, &a), 0, "tempfail: answered");
+	is_int(a.result, AUTH_RESULT_TEMPFAIL, "unreadable database: TEMPFAIL");
+	is_int(child_wait(&c), 0, "tempfail service exits 0");
+	load_conf(users_path, "");
+}
+
+static void
+test_plaintext_allowed(void)
+{
+	struct child c;
+	struct auth_req r;
+	struct auth_resp a;
+
+	load_conf(users_path, "disable_plaintext_auth = no\n");
+	child_start(&c, 0);
+	ok(strstr(mechs(c.chan[0], false), "PLAIN") != NULL,
+	    "disable_plaintext_auth = no: PLAIN before TLS");
+	r = plain(80, "pop3", false, "alice", ALICE_PW);
+	call(c.chan[0], &r, &a);
+	is_int(a.result, AUTH_RESULT_OK, "  and plain login before TLS");
+	is_int(child_wait(&c), 0, "service exits 0");
+	load_conf(users_path, "");
+}
+
+/* ---- limits, in this process ---- */
+
+static int
+handle(struct auth_conn *conn, const struct auth_req *r,
+    struct auth_resp *a, unsigned int *delay)
+{
+	const char *error;
+
+	if (auth_proto_req_encode(&req_m, r, &error) < 0)
+		bail("encode: %s", error);
+	if (auth_server_handle(conn, &req_m, &resp_m, delay, &error) < 0)
+		return -1;
+	if (auth_proto_resp_decode(&resp_m, a, &error) < 0)
+		bail("resp decode: %s", error);
+	return 0;
+}
+
+static void
+test_limits(void)
+{
+	struct auth_settings set;
+	struct auth_server *srv;
+	struct auth_conn *conn;
+	struct ioloop *loop = ioloop_new();
+	struct auth_req r;
+	struct auth_resp a;
+	const char *error;
+	unsigned int d, i, delays[12];
+	char ip[64];
+	int sv[2], saved_err, devnull;
+
+	/* Thousands of failure lines: keep prove's output readable. */
+	saved_err = dup(2);
+	if ((devnull = open("/dev/null", O_WRONLY)) < 0 || saved_err < 0 ||
+	    dup2(devnull, 2) < 0)
+		bail("redirect stderr: %s", strerror(errno));
+	close(devnull);
+	auth_settings_default(&set);
+	set.fail_delay_ms = 100;
+	set.fail_delay_max_ms = 1000;
+	set.sasl_sessions_max = 4;
+	if (auth_server_new(loop, &set, &srv, &error) < 0)
+		bail("auth_server_new: %s", error);
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0)
+		bail("socketpair");
+	conn = auth_conn_new(srv, sv[0]);
+
+	/* Growth: "../x" is invalid and cheap; counted per IP. */
+	for (i = 0; i < 12; i++) {
+		r = plain(i, "pop3", true, "../x", "pw");
+		handle(conn, &r, &a, &delays[i]);
+	}
+	is_int(delays[0], 100, "first failure: 1 x delay");
+	is_int(delays[1], 200, "second failure: 2 x delay");
+	is_int(delays[9], 1000, "tenth failure: at the cap");
+	is_int(delays[10], 1000, "eleventh failure: capped");
+	is_int(auth_server_failures(srv, "192.0.2.7", NULL), 12, "IP count");
+
+	/* Per user: a good login resets it; failures from elsewhere count. */
+	r = plain(100, "pop3", true, "bob", "x");
+	r.ip = "203.0.113.9";
+	handle(conn, &r, &a, &d);
+	is_int(auth_server_failures(srv, NULL, "bob"), 1, "user count 1");
+	r.ip = "203.0.113.10";
+	handle(conn, &r, &a, &d);
+	is_int(d, 200, "second IP, same user: delay from the user count");
+	r.password = "bob-pw";
+	handle(conn, &r, &a, &d);
+	is_int(a.result, AUTH_RESULT_OK, "good login");
+	is_int(d, 0, "  not delayed");
+	is_int(auth_server_failures(srv, NULL, "bob"), 0, "  resets the user");
+
+	/* Wiping. */
+	r = plain(101, "pop3", true, "bob", "Secret-To-Wipe");
+	auth_proto_req_encode(&req_m, &r, &error);
+	auth_server_handle(conn, &req_m, &resp_m, &d, &error);
+	ok(memmem(req_m.data, sizeof(req_m.data), "Secret-To-Wipe", 14) ==
+	    NULL, "password wiped from the request");
+
+	/* Failure table: 4096 distinct IPs fit, the 4097th drops the LRU. */
+	for (i = 0; i < AUTH_FAIL_TABLE_MAX + 1; i++) {
+		snprintf(ip, sizeof(ip), "10.%u.%u.%u", i >> 16,
+		    (i >> 8) & 255, i & 255);
+		r = plain(200, "pop3", true, "../x", "pw");
+		r.ip = ip;
+		handle(conn, &r, &a, &d);
+		if (i == AUTH_FAIL_TABLE_MAX - 1) {
+			is_int(auth_server_fail_entries(srv, false),
+			    AUTH_FAIL_TABLE_MAX, "table full at N");
+			is_int(auth_server_failures(srv, "10.0.0.0", NULL), 1,
+			    "  the oldest still counted");
+		}
+	}
+	is_int(auth_server_fail_entries(srv, false), AUTH_FAIL_TABLE_MAX,
+	    "table bounded after N+1 distinct IPs");
+	is_int(auth_server_failures(srv, "10.0.0.0", NULL), 0,
+	    "  the oldest dropped");
+	is_int(auth_server_failures(srv, "10.0.16.0", NULL), 1,
+	    "  the newest counted");
+
+	/* SASL sessions: 4 fit, a 5th drops the oldest. */
+	for (i = 1; i <= 5; i++) {
+		r = start(1000 + i, "LOGIN", NULL, 0);
+		handle(conn, &r, &a, &d);
+		if (i == 4) {
+			r = step(999, 1001, "alice", 5);
+			handle(conn, &r, &a, &d);
+			is_int(a.result, AUTH_RESULT_CONTINUE,
+			    "N sessions: the oldest still open");
+		}
+	}
+	r = step(999, 1001, ALICE_PW, strlen(ALICE_PW));
+	handle(conn, &r, &a, &d);
+	is_int(a.result, AUTH_RESULT_FAIL, "N+1 sessions: the oldest dropped");
+	is_string(a.reason, "no such SASL session", "  reason");
+	r = step(999, 1002, "alice", 5);
+	handle(conn, &r, &a, &d);
+	is_int(a.result, AUTH_RESULT_CONTINUE, "  the second still open");
+
+	/* Malformed directly. */
+	ipc_msg_init(&req_m, AUTH_REQ_MECHS, 1);
+	ipc_add_u32(&req_m, 2);
+	is_int(auth_server_handle(conn, &req_m, &resp_m, &d, &error), -1,
+	    "secure = 2 refused (%s)", error);
+	ipc_msg_init(&req_m, AUTH_REQ_MECHS, 1);
+	ipc_add_u32(&req_m, 1);
+	ipc_add_u32(&req_m, 1);
+	is_int(auth_server_handle(conn, &req_m, &resp_m, &d, &error), -1,
+	    "extra field refused");
+	r = plain(1, "ftp", true, "a", "b");
+	auth_proto_req_encode(&req_m, &r, &error);
+	is_int(auth_server_handle(conn, &req_m, &resp_m, &d, &error), -1,
+	    "unknown service refused");
+
+	auth_server_free(&srv);	/* frees conn and its sessions */
+	ok(srv == NULL, "auth_server_free clears the pointer");
+	close(sv[1]);
+	ioloop_free(&loop);
+	dup2(saved_err, 2);
+	close(saved_err);
+}
+
+int
+main(void)
+{
+	struct child c;
+
+	if (mkdtemp(dir) == NULL)
+		bail("mkdtemp: %s", strerror(errno));
+	snprintf(users_path, sizeof(users_path), "%s/users", dir);
+	snprintf(log_path, sizeof(log_path), "%s/log", dir);
+	write_users();
+	load_conf(users_path, "");
+
+	child_start(&c, 300);
+	test_plain(c.chan[0]);
+	test_sasl_plain_login(c.chan[0]);
+	if (sasl_client_init(NULL) != SASL_OK)
+		bail("sasl_client_init");
+	test_scram(c.chan[0]);
+	test_delay_order(c.chan[1]);
+	test_malformed(&c);
+	test_log();
+	test_tempfail();
+	test_plaintext_allowed();
+	test_limits();
+
+	unlink(users_path);
+	unlink(log_path);
+	rmdir(dir);
+	sasl_lib_deinit();
+	done_testing();
+}
