@@ -402,9 +402,11 @@ main(int argc, char **argv)
 	d.len = msg.len;
 	r = store_deliver(st, &d, &done, &err);
 	if (r == STORE_PERMFAIL && c.a.folder != NULL) {
+		char esc[512];
+
 		/* A folder that cannot be used does not lose the mail. */
 		log_warning("folder %s refused (%s); delivering to INBOX",
-		    folder, err);
+		    log_escape(folder, esc, sizeof(esc)), err);
 		d.folder = folder = "INBOX";
 		r = store_deliver(st, &d, &done, &err);
 	}
