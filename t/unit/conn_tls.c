@@ -30,6 +30,7 @@
 #include "ioloop.h"
 #include "tls.h"
 #include "tap.h"
+#include "ossl_mem.h"
 
 #define FLOW_LINES	256
 #define FLOW_LINE_LEN	64	/* 256 x 64 = 16 KiB: one TLS record */
@@ -44,55 +45,6 @@ static char dir[] = "/tmp/loft-conn-tls-XXXXXX";
 static char cert[256], key[256];
 static struct ioloop *loop;
 static struct tls_ctx *sctx;
-
-/* Bytes OpenSSL holds in this process (CRYPTO_set_mem_functions). */
-static size_t ossl_bytes;
-#define MEM_HDR	16
-
-static void *
-mem_malloc(size_t n, const char *file, int line)
-{
-	unsigned char *p = malloc(n + MEM_HDR);
-
-	(void)file;
-	(void)line;
-	if (p == NULL)
-		return NULL;
-	memcpy(p, &n, sizeof(n));
-	ossl_bytes += n;
-	return p + MEM_HDR;
-}
-
-static void
-mem_free(void *ptr, const char *file, int line)
-{
-	unsigned char *p = ptr;
-	size_t n;
-
-	(void)file;
-	(void)line;
-	if (p == NULL)
-		return;
-	memcpy(&n, p - MEM_HDR, sizeof(n));
-	ossl_bytes -= n;
-	free(p - MEM_HDR);
-}
-
-static void *
-mem_realloc(void *ptr, size_t n, const char *file, int line)
-{
-	unsigned char *p = ptr, *q;
-	size_t old;
-
-	if (p == NULL)
-		return mem_malloc(n, file, line);
-	memcpy(&old, p - MEM_HDR, sizeof(old));
-	if ((q = realloc(p - MEM_HDR, n + MEM_HDR)) == NULL)
-		return NULL;
-	memcpy(q, &n, sizeof(n));
-	ossl_bytes += n - old;
-	return q + MEM_HDR;
-}
 
 static int
 run(const char *cmd)
@@ -662,7 +614,7 @@ main(void)
 	const char *error;
 	char cmd[512];
 
-	if (CRYPTO_set_mem_functions(mem_malloc, mem_realloc, mem_free) != 1)
+	if (ossl_mem_install() != 1)
 		bail("CRYPTO_set_mem_functions failed");
 	signal(SIGPIPE, SIG_IGN);
 	alarm(120);

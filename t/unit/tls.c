@@ -27,6 +27,7 @@
 #include "conf.h"
 #include "tls.h"
 #include "tap.h"
+#include "ossl_mem.h"
 
 #define PUMP_MAX	200000	/* rounds before a pump gives up */
 #define BIG_SIZE	(1024 * 1024)
@@ -34,57 +35,6 @@
 static char dir[] = "/tmp/loft-tls-XXXXXX";
 static char cert1[256], key1[256], cert2[256], key2[256], combined[256];
 static char garbage[256], missing[256], enckey[256];
-
-/* Bytes OpenSSL holds, counted through CRYPTO_set_mem_functions: each
- * block starts with its size. */
-static size_t ossl_bytes;
-
-#define MEM_HDR	16		/* keeps max_align_t alignment */
-
-static void *
-mem_malloc(size_t n, const char *file, int line)
-{
-	unsigned char *p = malloc(n + MEM_HDR);
-
-	(void)file;
-	(void)line;
-	if (p == NULL)
-		return NULL;
-	memcpy(p, &n, sizeof(n));
-	ossl_bytes += n;
-	return p + MEM_HDR;
-}
-
-static void
-mem_free(void *ptr, const char *file, int line)
-{
-	unsigned char *p = ptr;
-	size_t n;
-
-	(void)file;
-	(void)line;
-	if (p == NULL)
-		return;
-	memcpy(&n, p - MEM_HDR, sizeof(n));
-	ossl_bytes -= n;
-	free(p - MEM_HDR);
-}
-
-static void *
-mem_realloc(void *ptr, size_t n, const char *file, int line)
-{
-	unsigned char *p = ptr, *q;
-	size_t old;
-
-	if (p == NULL)
-		return mem_malloc(n, file, line);
-	memcpy(&old, p - MEM_HDR, sizeof(old));
-	if ((q = realloc(p - MEM_HDR, n + MEM_HDR)) == NULL)
-		return NULL;
-	memcpy(q, &n, sizeof(n));
-	ossl_bytes += n - old;		/* modular: may shrink */
-	return q + MEM_HDR;
-}
 
 struct pair {
 	int sfd, cfd;
@@ -884,7 +834,7 @@ main(void)
 {
 	char cmd[512];
 
-	if (CRYPTO_set_mem_functions(mem_malloc, mem_realloc, mem_free) != 1)
+	if (ossl_mem_install() != 1)
 		bail("CRYPTO_set_mem_functions failed");
 	signal(SIGPIPE, SIG_IGN);
 	alarm(120);
