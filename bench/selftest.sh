@@ -124,15 +124,15 @@ read -r c _ < <("$PYTHON" "$BENCH/mailcount.py" mbox "$T/two")
 ok $? "mailcount mbox: separator at offset 0 and after an empty line"
 
 # deliver.sh and reindex.sh against stand-ins
-mkdir -p "$T/stub"
-cp "$BENCH/selftest/loft-deliver" "$BENCH/selftest/loftctl" "$T/stub/"
-chmod 755 "$T/stub" "$T/stub/loft-deliver" "$T/stub/loftctl"
+mkdir -p "$T/standin"
+cp "$BENCH/selftest/loft-deliver" "$BENCH/selftest/loftctl" "$T/standin/"
+chmod 755 "$T/standin" "$T/standin/loft-deliver" "$T/standin/loftctl"
 harness() {
 	sed "s/^mode=good\$/mode=$1/" "$BENCH/selftest/loft-deliver" \
-	    >"$T/stub/loft-deliver"
+	    >"$T/standin/loft-deliver"
 	shift
 	env BENCH_QUIET=1 N=30 WARM=2 FSYNCS=on OUT="$T/out" \
-	    LOFT_DELIVER="$T/stub/loft-deliver" LOFTCTL="$T/stub/loftctl" \
+	    LOFT_DELIVER="$T/standin/loft-deliver" LOFTCTL="$T/standin/loftctl" \
 	    "$@" >/dev/null 2>>"$T/harness.log"
 }
 row() {
@@ -170,21 +170,21 @@ harness good RESULTS="$T/rgood.tsv" RN=200 "$BENCH/reindex.sh"
 [ "$(awk -F'\t' '$4 == "loft" && $8 == "ok"' "$T/rgood.tsv" | wc -l)" = 4 ]
 ok $? "reindex.sh: first and second run ok in both formats"
 # Lose a message between the two runs: the second run must be FAIL.
-cat >"$T/stub/loftctl-lose" <<EOF
+cat >"$T/standin/loftctl-lose" <<EOF
 #!/bin/bash
 # The loftctl stand-in, but the second reindex deletes one message.
 d=\$(sed -n 's/^mail_location = maildir://p' "\$2")
 d=\${d//%u/bench}
-"$T/stub/loftctl" "\$@"
+"$T/standin/loftctl" "\$@"
 if [ "\$3" = reindex ]; then
 	[ -e "\$d/.once" ] && rm -f "\$(ls -d "\$d"/cur/* | head -1)"
 	touch "\$d/.once"
 fi
 exit 0
 EOF
-chmod 755 "$T/stub/loftctl-lose"
+chmod 755 "$T/standin/loftctl-lose"
 harness good RESULTS="$T/rlose.tsv" RN=200 FORMATS=maildir \
-    LOFTCTL="$T/stub/loftctl-lose" "$BENCH/reindex.sh"
+    LOFTCTL="$T/standin/loftctl-lose" "$BENCH/reindex.sh"
 [ "$(awk -F'\t' '$4 == "loft" && $5 == "second" { print $8 }' \
     "$T/rlose.tsv")" = FAIL ] &&
     grep -q '199 messages on disk, expected 200' "$T/rlose.tsv"
