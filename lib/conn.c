@@ -309,6 +309,13 @@ conn_fill(struct conn *c)
 	for (i = 0; i < CONN_READS_PER_EVENT && conn_want_input(c); i++) {
 		room = conn_in_room(c);
 		c->read_wants_write = false;
+		/* A write waiting for input (a TLS handshake) may be able to
+		 * go on once the transport has read: SSL_read can finish the
+		 * handshake and report only "no application data yet".
+		 * Waiting for the fd to become readable again would hold
+		 * queued output (a greeting) until the client spoke, so let
+		 * the write try again. */
+		c->write_wants_read = false;
 		n = c->tops->read(c->tctx, c->fd, c->in + c->in_len, room,
 		    &want);
 		if (n > 0) {
@@ -366,6 +373,8 @@ conn_flush(struct conn *c)
 	ssize_t n;
 
 	c->write_wants_read = false;
+	/* The same the other way round (see conn_fill). */
+	c->read_wants_write = false;
 	n = c->tops->write(c->tctx, c->fd, c->out + c->out_pos, c->out_len,
 	    &want);
 	if (n < 0) {

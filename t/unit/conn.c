@@ -630,6 +630,78 @@ test_transport(void)
 	close(sv[1]);
 }
 
+/* A transport like a TLS server in its handshake: writes wait for input
+ * until a read has consumed the peer's last handshake message, and that
+ * read returns "nothing for you yet", as SSL_read does once the
+ * handshake completes. */
+struct hs {
+	bool done;
+	int writes_refused;
+};
+
+static ssize_t
+hs_read(void *tctx, int fd, unsigned char *buf, size_t size,
+    enum conn_want *want_r)
+{
+	struct hs *h = tctx;
+	unsigned char tmp[64];
+	ssize_t n;
+
+	(void)buf;
+	(void)size;
+	n = read(fd, tmp, sizeof(tmp));
+	if (n > 0)
+		h->done = true;	/* the "Finished" message */
+	*want_r = CONN_WANT_READ;
+	errno = EAGAIN;
+	return n == 0 ? 0 : -1;
+}
+
+static ssize_t
+hs_write(void *tctx, int fd, const unsigned char *buf, size_t size,
+    enum conn_want *want_r)
+{
+	struct hs *h = tctx;
+
+	if (!h->done) {
+		h->writes_refused++;
+		*want_r = CONN_WANT_READ;
+		errno = EAGAIN;
+		return -1;
+	}
+	*want_r = CONN_WANT_WRITE;
+	return write(fd, buf, size);
+}
+
+static const struct conn_transport hs_ops = {
+	hs_read, hs_write, NULL, NULL
+};
+
+static void
+test_write_after_handshake_read(void)
+{
+	struct owner o;
+	struct hs h = { 0 };
+	char buf[16];
+	int sv[2];
+
+	xsocketpair(sv);
+	owner_init(&o, sv[0], 64);
+	is_int(conn_set_transport(o.conn, &hs_ops, &h), 0, "hs transport");
+	conn_write(o.conn, "+OK hi\r\n", 8);
+	run_bounded(30);
+	ok(h.writes_refused > 0, "greeting waits for the handshake");
+	put(sv[1], "F", 1);
+	run_bounded(30);
+	run_bounded(30);
+	is_int(get(sv[1], buf, 8), 8,
+	    "greeting sent once a read finished the handshake, without more "
+	    "input from the peer");
+	is_mem(buf, 8, "+OK hi\r\n", 8, "the greeting's bytes");
+	conn_close(&o.conn);
+	close(sv[1]);
+}
+
 static void
 test_tcp(void)
 {
@@ -694,6 +766,7 @@ main(void)
 	test_peer_close();
 	test_close_after_flush();
 	test_transport();
+	test_write_after_handshake_read();
 	test_tcp();
 	ioloop_free(&loop);
 	return done_testing();
