@@ -2,7 +2,9 @@
  * auth_server.c: loftd's auth service (see auth_server.h): checks the
  * credentials login processes send over ipc channels against user_lookup
  * and lib/sasl, counts failures per client IP and per user, and holds back
- * the answer to a failure with an ioloop timeout.
+ * the answer to a failure with an ioloop timeout. It issues a one-time
+ * token for every successful login and redeems it, once, for the user
+ * record on the master's channel.
  *
  * SECURITY: this is the only process that reads the password database.
  * Its peers, the login processes, talk to the network and are not trusted:
@@ -12,6 +14,13 @@
  * logged, and passwords never reach the log and are wiped from the record
  * once checked. The failure tables and SASL sessions are bounded, so a
  * peer cannot grow this process without limit.
+ *
+ * Tokens are what the master believes instead of the login process, so
+ * they are 128 bits from the OpenSSL CSPRNG, compared in constant time,
+ * good once and for token_ttl_secs, held in a bounded table and wiped when
+ * they leave it. Only a master channel may redeem them and a master
+ * channel may do nothing else, so a login process cannot turn a token (its
+ * own or a guessed one) into a user record.
  */
 #include "config.h"
 
@@ -21,6 +30,8 @@
 #include <strings.h>
 #include <time.h>
 #include <unistd.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
 
 #include "compat/compat.h"
 #include "conf.h"
@@ -60,6 +71,17 @@ struct auth_sasl {
 	unsigned int steps;
 };
 
+/* A login token, issued and not yet redeemed; all zero when free. */
+struct auth_token {
+	bool used;
+	unsigned char token[AUTH_TOKEN_LEN];
+	char user[AUTH_KEY_MAX];	/* canonical */
+	char service[8];
+	char ip[AUTH_KEY_MAX];
+	uint64_t issued_ms;		/* the server's clock */
+	uint64_t seq;			/* issue order: oldest is lowest */
+};
+
 /* An answer held back for the failure delay. */
 struct auth_pending {
 	struct auth_pending *prev, *next;
@@ -71,6 +93,7 @@ struct auth_pending {
 struct auth_conn {
 	struct auth_conn *prev, *next;
 	struct auth_server *srv;
+	bool master;			/* the master's, not a login's */
 	struct ipc_chan *chan;		/* owned */
 	struct io *io_read, *io_write;	/* owned */
 	struct auth_sasl *sasl_head, *sasl_tail;
@@ -84,6 +107,11 @@ struct auth_server {
 	char *dummy_hash;		/* owned */
 	struct auth_fail_table ips, users;
 	uint64_t clock;
+	struct auth_token *tokens;	/* owned; tokens_max slots */
+	size_t ntokens;
+	uint64_t token_seq;
+	uint64_t (*now_ms)(void *ctx);	/* NULL: CLOCK_MONOTONIC */
+	void *now_ctx;
 	struct auth_conn *conns;	/* owned list */
 	size_t nconns;
 	void (*idle_cb)(void *ctx);
@@ -102,13 +130,17 @@ auth_settings_default(struct auth_settings *set_r)
 	set_r->fail_forget_secs = AUTH_FAIL_FORGET_SECS;
 	set_r->fail_table_max = AUTH_FAIL_TABLE_MAX;
 	set_r->sasl_sessions_max = AUTH_SASL_SESSIONS_MAX;
+	set_r->tokens_max = AUTH_TOKENS_MAX;
+	set_r->token_ttl_secs = AUTH_TOKEN_TTL_SECS;
 }
 
 static uint64_t
-auth_now_ms(void)
+auth_now_ms(struct auth_server *srv)
 {
 	struct timespec ts;
 
+	if (srv->now_ms != NULL)
+		return srv->now_ms(srv->now_ctx);
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
@@ -159,7 +191,7 @@ auth_fail_add(struct auth_server *srv, struct auth_fail_table *t,
     const char *key)
 {
 	struct auth_fail *f = auth_fail_get(srv, t, key);
-	uint64_t now = auth_now_ms();
+	uint64_t now = auth_now_ms(srv);
 
 	if (f->count > 0 && now - f->last_ms >
 	    (uint64_t)srv->set.fail_forget_secs * 1000)
@@ -216,6 +248,79 @@ auth_server_fail_entries(const struct auth_server *srv, bool users)
 }
 
 /*
+ * Login tokens.
+ */
+
+static void
+auth_token_drop(struct auth_server *srv, struct auth_token *t)
+{
+	explicit_bzero(t, sizeof(*t));
+	srv->ntokens--;
+}
+
+/* A free slot, made by dropping the oldest token when the table is full. */
+static struct auth_token *
+auth_token_slot(struct auth_server *srv)
+{
+	struct auth_token *old = NULL;
+	size_t i;
+
+	for (i = 0; i < srv->set.tokens_max; i++) {
+		if (!srv->tokens[i].used)
+			return &srv->tokens[i];
+		if (old == NULL || srv->tokens[i].seq < old->seq)
+			old = &srv->tokens[i];
+	}
+	log_warning("auth: %zu login tokens not redeemed: dropping the "
+	    "oldest", srv->ntokens);
+	auth_token_drop(srv, old);
+	return old;
+}
+
+/* Remember a new token for user; NULL if no random bytes could be had. */
+static struct auth_token *
+auth_token_issue(struct auth_server *srv, const char *user,
+    const char *service, const char *ip)
+{
+	struct auth_token *t = auth_token_slot(srv);
+
+	if (RAND_bytes(t->token, sizeof(t->token)) != 1) {
+		explicit_bzero(t->token, sizeof(t->token));
+		log_error("auth: no random bytes for a login token");
+		return NULL;
+	}
+	t->used = true;
+	(void)strlcpy(t->user, user, sizeof(t->user));
+	(void)strlcpy(t->service, service, sizeof(t->service));
+	(void)strlcpy(t->ip, ip, sizeof(t->ip));
+	t->issued_ms = auth_now_ms(srv);
+	t->seq = ++srv->token_seq;
+	srv->ntokens++;
+	return t;
+}
+
+/* The slot holding token, or NULL. Every slot is compared, in constant
+ * time each, so timing says nothing about how close a guess came. */
+static struct auth_token *
+auth_token_find(struct auth_server *srv, const unsigned char *token)
+{
+	struct auth_token *found = NULL;
+	size_t i;
+
+	for (i = 0; i < srv->set.tokens_max; i++)
+		if (CRYPTO_memcmp(srv->tokens[i].token, token,
+		    AUTH_TOKEN_LEN) == 0 && srv->tokens[i].used)
+			found = &srv->tokens[i];
+	return found;
+}
+
+size_t
+auth_server_tokens(const struct auth_server *srv)
+{
+	return srv->ntokens;
+}
+
+/*
  * Outcomes: log, count, answer.
  */
 
@@ -243,33 +348,69 @@ auth_log_failure(const char *service, const char *ip, const char *user,
 		    service, euser, eip, reason);
 }
 
+static void
+auth_encode_tempfail(struct ipc_msg *resp, uint32_t id, const char *why)
+{
+	const char *error;
+
+	(void)auth_proto_resp_encode(resp, id, AUTH_RESULT_TEMPFAIL, "", why,
+	    NULL, 0, NULL, 0, &error);
+}
+
+/* A successful login: forget its failures, log it, answer with a new
+ * token (login channels only; the master never logs anybody in). */
+static void
+auth_finish_ok(struct auth_conn *conn, uint32_t id, const char *service,
+    const char *ip, const struct auth_outcome *o, struct ipc_msg *resp)
+{
+	struct auth_server *srv = conn->srv;
+	struct auth_token *t = NULL;
+	char eip[AUTH_KEY_MAX * 4], euser[AUTH_KEY_MAX * 4];
+	const char *error;
+
+	if (!conn->master &&
+	    (t = auth_token_issue(srv, o->user, service, ip)) == NULL) {
+		auth_encode_tempfail(resp, id, "cannot issue a login token");
+		return;
+	}
+	auth_fail_forget(&srv->ips, ip);
+	auth_fail_forget(&srv->users, o->user);
+	log_info("%s login: user=<%s>, rip=%s", service,
+	    log_escape(o->user, euser, sizeof(euser)),
+	    log_escape(ip, eip, sizeof(eip)));
+	if (auth_proto_resp_encode(resp, id, o->result, o->user, o->reason,
+	    NULL, 0, t != NULL ? t->token : NULL, t != NULL ?
+	    AUTH_TOKEN_LEN : 0, &error) < 0) {
+		log_error("auth: cannot encode answer: %s", error);
+		if (t != NULL)
+			auth_token_drop(srv, t);
+		auth_encode_tempfail(resp, id, "answer too long");
+	}
+}
+
 /* Encode the outcome; count and log failures; the delay to hold it. */
 static unsigned int
-auth_finish(struct auth_server *srv, uint32_t id, const char *service,
+auth_finish(struct auth_conn *conn, uint32_t id, const char *service,
     const char *ip, const struct auth_outcome *o, bool counted,
     struct ipc_msg *resp)
 {
-	char eip[AUTH_KEY_MAX * 4], euser[AUTH_KEY_MAX * 4];
 	const char *error;
 	unsigned int delay = 0;
 
 	if (o->result == AUTH_RESULT_OK) {
-		auth_fail_forget(&srv->ips, ip);
-		auth_fail_forget(&srv->users, o->user);
-		log_info("%s login: user=<%s>, rip=%s", service,
-		    log_escape(o->user, euser, sizeof(euser)),
-		    log_escape(ip, eip, sizeof(eip)));
-	} else if (o->result != AUTH_RESULT_CONTINUE) {
+		auth_finish_ok(conn, id, service, ip, o, resp);
+		return 0;
+	}
+	if (o->result != AUTH_RESULT_CONTINUE) {
 		auth_log_failure(service, ip, o->user, o->reason,
 		    o->result == AUTH_RESULT_TEMPFAIL);
 		if (counted && o->result == AUTH_RESULT_FAIL)
-			delay = auth_fail_count(srv, ip, o->user);
+			delay = auth_fail_count(conn->srv, ip, o->user);
 	}
 	if (auth_proto_resp_encode(resp, id, o->result, o->user, o->reason,
-	    o->challenge, o->challenge_len, &error) < 0) {
+	    o->challenge, o->challenge_len, NULL, 0, &error) < 0) {
 		log_error("auth: cannot encode answer: %s", error);
-		(void)auth_proto_resp_encode(resp, id, AUTH_RESULT_TEMPFAIL,
-		    "", "answer too long", NULL, 0, &error);
+		auth_encode_tempfail(resp, id, "answer too long");
 	}
 	return delay;
 }
@@ -338,7 +479,7 @@ auth_handle_plain(struct auth_conn *conn, const struct auth_req *req,
 	memset(&o, 0, sizeof(o));
 	auth_plain_check(conn->srv, req, &o, &counted, reason,
 	    sizeof(reason));
-	return auth_finish(conn->srv, req->id, req->service, req->ip, &o,
+	return auth_finish(conn, req->id, req->service, req->ip, &o,
 	    counted, resp);
 }
 
@@ -454,7 +595,7 @@ auth_sasl_result(struct auth_conn *conn, struct auth_sasl *a, uint32_t id,
 		o.challenge_len = outlen;
 		o.reason = "";
 		a->steps++;
-		return auth_finish(conn->srv, id, a->service, a->ip, &o,
+		return auth_finish(conn, id, a->service, a->ip, &o,
 		    false, resp);
 	}
 	if (ret > 0) {
@@ -473,7 +614,7 @@ auth_sasl_result(struct auth_conn *conn, struct auth_sasl *a, uint32_t id,
 	/* a dies before the answer is encoded: keep what the log needs. */
 	(void)strlcpy(service, a->service, sizeof(service));
 	(void)strlcpy(ip, a->ip, sizeof(ip));
-	delay = auth_finish(conn->srv, id, service, ip, &o, true, resp);
+	delay = auth_finish(conn, id, service, ip, &o, true, resp);
 	auth_sasl_free(conn, a);
 	return delay;
 }
@@ -494,7 +635,7 @@ auth_handle_sasl_start(struct auth_conn *conn, const struct auth_req *req,
 	o.user = "";
 	if (auth_sasl_find(conn, req->id) != NULL) {
 		o.reason = "SASL session id already in use";
-		return auth_finish(conn->srv, req->id, req->service, req->ip,
+		return auth_finish(conn, req->id, req->service, req->ip,
 		    &o, false, resp);
 	}
 	a = xcalloc(1, sizeof(*a));
@@ -507,7 +648,7 @@ auth_handle_sasl_start(struct auth_conn *conn, const struct auth_req *req,
 		free(a);
 		o.result = AUTH_RESULT_TEMPFAIL;
 		o.reason = error;
-		return auth_finish(conn->srv, req->id, req->service, req->ip,
+		return auth_finish(conn, req->id, req->service, req->ip,
 		    &o, false, resp);
 	}
 	auth_sasl_append(conn, a);
@@ -536,7 +677,7 @@ auth_handle_sasl_step(struct auth_conn *conn, const struct auth_req *req,
 		o.reason = "no such SASL session";
 		/* Not logged as a login failure: no service or IP known. */
 		(void)auth_proto_resp_encode(resp, req->id, o.result, o.user,
-		    o.reason, NULL, 0, &error);
+		    o.reason, NULL, 0, NULL, 0, &error);
 		return 0;
 	}
 	auth_sasl_claim(a, req->data, req->data_len);
@@ -557,7 +698,7 @@ auth_handle_sasl_abort(struct auth_conn *conn, const struct auth_req *req,
 		auth_sasl_free(conn, a);
 	(void)auth_proto_resp_encode(resp, req->id, a != NULL ?
 	    AUTH_RESULT_OK : AUTH_RESULT_FAIL, "", a != NULL ? "aborted" :
-	    "no such SASL session", NULL, 0, &error);
+	    "no such SASL session", NULL, 0, NULL, 0, &error);
 }
 
 static void
@@ -576,6 +717,122 @@ auth_handle_mechs(const struct auth_req *req, struct ipc_msg *resp)
 	sasl_sess_free(&s);
 }
 
+/*
+ * AUTH_REQ_USER, from the master.
+ */
+
+static void
+auth_user_encode(struct ipc_msg *resp, uint32_t id, enum auth_result result,
+    const char *reason, const struct auth_token *t, const struct user *u)
+{
+	const char *error;
+
+	if (auth_proto_user_resp_encode(resp, id, result, reason,
+	    t != NULL ? t->service : "", t != NULL ? t->ip : "", u,
+	    &error) < 0) {
+		log_error("auth: cannot encode user answer: %s", error);
+		(void)auth_proto_user_resp_encode(resp, id,
+		    AUTH_RESULT_TEMPFAIL, "answer too long", "", "", NULL,
+		    &error);
+	}
+}
+
+/* One line per redeemed token: a session begins or is refused. */
+static void
+auth_user_log(const struct auth_token *t, enum auth_result result,
+    const char *reason)
+{
+	char euser[AUTH_KEY_MAX * 4], eip[AUTH_KEY_MAX * 4];
+
+	log_escape(t->user, euser, sizeof(euser));
+	log_escape(t->ip, eip, sizeof(eip));
+	if (result == AUTH_RESULT_OK)
+		log_info("%s session: user=<%s>, rip=%s", t->service, euser,
+		    eip);
+	else if (result == AUTH_RESULT_TEMPFAIL)
+		log_error("%s session refused: user=<%s>, rip=%s, reason=%s",
+		    t->service, euser, eip, reason);
+	else
+		log_warning("%s session refused: user=<%s>, rip=%s, "
+		    "reason=%s", t->service, euser, eip, reason);
+}
+
+/* Answer for the token t, already taken out of the table. */
+static void
+auth_user_answer(struct auth_server *srv, uint32_t id,
+    const struct auth_token *t, struct ipc_msg *resp)
+{
+	struct user *u = NULL;
+	char reason[512];
+	const char *error;
+	uint64_t now = auth_now_ms(srv);
+	int ret;
+
+	if (now < t->issued_ms || now - t->issued_ms >=
+	    (uint64_t)srv->set.token_ttl_secs * 1000) {
+		auth_user_log(t, AUTH_RESULT_FAIL, "login token expired");
+		auth_user_encode(resp, id, AUTH_RESULT_FAIL,
+		    "login token expired", t, NULL);
+		return;
+	}
+	ret = user_lookup(t->user, &u, &error);
+	if (ret < 0) {
+		snprintf(reason, sizeof(reason), AUTH_TEMPFAIL_PREFIX ": %s",
+		    error);
+		auth_user_log(t, AUTH_RESULT_TEMPFAIL, reason);
+		auth_user_encode(resp, id, AUTH_RESULT_TEMPFAIL, reason, t,
+		    NULL);
+	} else if (ret == 0) {
+		/* Deleted, or its line broken, since the login. */
+		snprintf(reason, sizeof(reason), "user no longer exists (%s)",
+		    error);
+		auth_user_log(t, AUTH_RESULT_FAIL, reason);
+		auth_user_encode(resp, id, AUTH_RESULT_FAIL, reason, t, NULL);
+	} else {
+		auth_user_log(t, AUTH_RESULT_OK, "");
+		auth_user_encode(resp, id, AUTH_RESULT_OK, "", t, u);
+	}
+	user_free(&u);
+}
+
+static void
+auth_handle_user(struct auth_conn *conn, const struct auth_req *req,
+    struct ipc_msg *resp)
+{
+	struct auth_server *srv = conn->srv;
+	struct auth_token *slot, t;
+
+	if ((slot = auth_token_find(srv, req->token)) == NULL) {
+		/* Never issued, used, or dropped: a bug or an attack. */
+		log_warning("auth: master presented an unknown login token");
+		auth_user_encode(resp, req->id, AUTH_RESULT_FAIL,
+		    "unknown or already used login token", NULL, NULL);
+		return;
+	}
+	/* One use, whatever comes of it. */
+	t = *slot;
+	auth_token_drop(srv, slot);
+	auth_user_answer(srv, req->id, &t, resp);
+	explicit_bzero(&t, sizeof(t));
+}
+
+/* Master channels redeem tokens and do nothing else; login channels
+ * never redeem them. */
+static int
+auth_request_allowed(const struct auth_conn *conn, const struct auth_req *r,
+    const char **error_r)
+{
+	if (conn->master && r->type != AUTH_REQ_USER) {
+		*error_r = "login request on the master channel";
+		return -1;
+	}
+	if (!conn->master && r->type == AUTH_REQ_USER) {
+		*error_r = "user request on a login channel";
+		return -1;
+	}
+	return 0;
+}
+
 int
 auth_server_handle(struct auth_conn *conn, struct ipc_msg *req,
     struct ipc_msg *resp, unsigned int *delay_ms_r, const char **error_r)
@@ -584,7 +841,8 @@ auth_server_handle(struct auth_conn *conn, struct ipc_msg *req,
 	int ret = 0;
 
 	*delay_ms_r = 0;
-	if (auth_proto_req_decode(req, &r, error_r) < 0) {
+	if (auth_proto_req_decode(req, &r, error_r) < 0 ||
+	    auth_request_allowed(conn, &r, error_r) < 0) {
 		ret = -1;
 	} else {
 		switch (r.type) {
@@ -600,6 +858,9 @@ auth_server_handle(struct auth_conn *conn, struct ipc_msg *req,
 		case AUTH_REQ_SASL_ABORT:
 			auth_handle_sasl_abort(conn, &r, resp);
 			break;
+		case AUTH_REQ_USER:
+			auth_handle_user(conn, &r, resp);
+			break;
 		default:
 			auth_handle_mechs(&r, resp);
 			break;
@@ -614,6 +875,12 @@ auth_server_handle(struct auth_conn *conn, struct ipc_msg *req,
  */
 
 static void auth_conn_writable(void *ctx);
+
+static const char *
+auth_conn_kind(const struct auth_conn *conn)
+{
+	return conn->master ? "master" : "login";
+}
 
 static void
 auth_conn_close(struct auth_conn *conn)
@@ -635,7 +902,8 @@ auth_conn_flush(struct auth_conn *conn)
 
 	ret = ipc_chan_flush(conn->chan, &error);
 	if (ret < 0) {
-		log_warning("auth: login channel: %s", error);
+		log_warning("auth: %s channel: %s", auth_conn_kind(conn),
+		    error);
 		auth_conn_close(conn);
 		return -1;
 	}
@@ -660,7 +928,8 @@ auth_conn_send(struct auth_conn *conn, struct ipc_msg *m)
 	const char *error;
 
 	if (ipc_chan_send(conn->chan, m, &error) < 0) {
-		log_warning("auth: login channel: %s", error);
+		log_warning("auth: %s channel: %s", auth_conn_kind(conn),
+		    error);
 		auth_conn_close(conn);
 		return -1;
 	}
@@ -725,7 +994,7 @@ auth_conn_request(struct auth_conn *conn, struct ipc_msg *req)
 	struct ipc_msg *resp = &auth_resp_msg;
 	const char *error;
 	unsigned int delay;
-	int fd;
+	int fd, ret;
 
 	if ((fd = ipc_msg_take_fd(req)) >= 0) {
 		close(fd);
@@ -735,7 +1004,8 @@ auth_conn_request(struct auth_conn *conn, struct ipc_msg *req)
 	} else if (auth_server_handle(conn, req, resp, &delay, &error) == 0)
 		fd = 0;
 	if (fd < 0) {
-		log_warning("auth: closing login channel: %s", error);
+		log_warning("auth: closing %s channel: %s",
+		    auth_conn_kind(conn), error);
 		auth_conn_close(conn);
 		return -1;
 	}
@@ -743,7 +1013,10 @@ auth_conn_request(struct auth_conn *conn, struct ipc_msg *req)
 		auth_pending_add(conn, resp, delay);
 		return 0;
 	}
-	return auth_conn_send(conn, resp);
+	ret = auth_conn_send(conn, resp);
+	/* The channel has its copy; keep no token in the scratch record. */
+	explicit_bzero(resp->data, resp->len);
+	return ret;
 }
 
 static void
@@ -759,17 +1032,19 @@ auth_conn_read(void *ctx)
 			return;
 	if (ret < 0) {
 		if (!ipc_chan_closed(conn->chan))
-			log_warning("auth: closing login channel: %s", error);
+			log_warning("auth: closing %s channel: %s",
+			    auth_conn_kind(conn), error);
 		auth_conn_close(conn);
 	}
 }
 
-struct auth_conn *
-auth_conn_new(struct auth_server *srv, int fd)
+static struct auth_conn *
+auth_conn_add(struct auth_server *srv, int fd, bool master)
 {
 	struct auth_conn *conn = xcalloc(1, sizeof(*conn));
 
 	conn->srv = srv;
+	conn->master = master;
 	conn->chan = ipc_chan_new(fd);
 	conn->io_read = io_add(srv->loop, fd, IO_READ, auth_conn_read, conn);
 	conn->next = srv->conns;
@@ -778,6 +1053,18 @@ auth_conn_new(struct auth_server *srv, int fd)
 	srv->conns = conn;
 	srv->nconns++;
 	return conn;
+}
+
+struct auth_conn *
+auth_conn_new(struct auth_server *srv, int fd)
+{
+	return auth_conn_add(srv, fd, false);
+}
+
+struct auth_conn *
+auth_conn_new_master(struct auth_server *srv, int fd)
+{
+	return auth_conn_add(srv, fd, true);
 }
 
 void
@@ -825,6 +1112,10 @@ auth_server_new(struct ioloop *loop, const struct auth_settings *set,
 		srv->set.fail_table_max = 1;
 	if (srv->set.sasl_sessions_max == 0)
 		srv->set.sasl_sessions_max = 1;
+	if (srv->set.tokens_max == 0)
+		srv->set.tokens_max = 1;
+	if (srv->set.token_ttl_secs == 0)
+		srv->set.token_ttl_secs = 1;
 	/* The dummy's password is never used: any fixed text will do. */
 	(void)strlcpy(pw, "loft-auth-dummy-password", sizeof(pw));
 	if (pwhash_make(pw, &srv->dummy_hash, error_r) < 0) {
@@ -834,6 +1125,7 @@ auth_server_new(struct ioloop *loop, const struct auth_settings *set,
 	srv->ips.max = srv->users.max = srv->set.fail_table_max;
 	srv->ips.v = xcalloc(srv->ips.max, sizeof(*srv->ips.v));
 	srv->users.v = xcalloc(srv->users.max, sizeof(*srv->users.v));
+	srv->tokens = xcalloc(srv->set.tokens_max, sizeof(*srv->tokens));
 	*srv_r = srv;
 	return 0;
 }
@@ -854,6 +1146,9 @@ auth_server_free(struct auth_server **srvp)
 	free(srv->dummy_hash);
 	free(srv->ips.v);
 	free(srv->users.v);
+	explicit_bzero(srv->tokens, srv->set.tokens_max *
+	    sizeof(*srv->tokens));
+	free(srv->tokens);
 	free(srv);
 }
 
@@ -869,4 +1164,12 @@ size_t
 auth_server_channels(const struct auth_server *srv)
 {
 	return srv->nconns;
+}
+
+void
+auth_server_set_clock(struct auth_server *srv,
+    uint64_t (*now_ms)(void *ctx), void *ctx)
+{
+	srv->now_ms = now_ms;
+	srv->now_ctx = ctx;
 }

@@ -7,6 +7,12 @@
  * that grows with the count, with an ioloop timeout, so other requests
  * keep being answered meanwhile.
  *
+ * Every successful login on a login channel is given a one-time token
+ * (auth_proto.h), remembered here with the canonical user name, service,
+ * client IP and issue time. The master redeems it once, within
+ * token_ttl_secs, on its own channel (auth_conn_new_master) for the user
+ * record, so it never takes the login process's word for who logged in.
+ *
  * Configuration read (conf.h): disable_plaintext_auth (PLAIN and LOGIN,
  * and AUTH_REQ_PLAIN, only on secure connections unless "no"), and what
  * user_lookup reads.
@@ -27,6 +33,8 @@
 #define AUTH_FAIL_FORGET_SECS		3600	/* idle counter restarts */
 #define AUTH_FAIL_TABLE_MAX		4096	/* IPs; users, separately */
 #define AUTH_SASL_SESSIONS_MAX		1024	/* per channel */
+#define AUTH_TOKENS_MAX			1024	/* not yet redeemed */
+#define AUTH_TOKEN_TTL_SECS		60
 
 struct auth_settings {
 	/* The answer to a failure waits fail_delay_ms times the larger of
@@ -42,6 +50,12 @@ struct auth_settings {
 	/* SASL exchanges open at once on one channel (>= 1); starting one
 	 * more drops the oldest, whose later steps are answered FAIL. */
 	size_t sasl_sessions_max;
+	/* Login tokens held at once (>= 1); issuing one more drops (and
+	 * wipes) the oldest, which is then unknown to the master. */
+	size_t tokens_max;
+	/* A token is redeemable for this long after it was issued (>= 1):
+	 * at an age of token_ttl_secs * 1000 ms it has expired. */
+	unsigned int token_ttl_secs;
 };
 
 struct auth_server;
@@ -75,24 +89,38 @@ size_t auth_server_channels(const struct auth_server *srv);
  * auth_conn_new: serve the login process at the other end of the UNIX
  * stream socket fd (owned from now on) from the loop: each request read
  * goes through auth_server_handle and its answer is sent at once or after
- * the failure delay. A malformed record, a clean or unclean close, or a
- * peer that stops reading past IPC_QUEUE_MAX closes this channel only: its
- * SASL sessions are freed, its held answers dropped, a warning logged for
- * a protocol error, and the other channels go on. Never NULL.
+ * the failure delay. A malformed record, a record of a type login channels
+ * may not send (AUTH_REQ_USER), a clean or unclean close, or a peer that
+ * stops reading past IPC_QUEUE_MAX closes this channel only: its SASL
+ * sessions are freed, its held answers dropped, a warning logged for a
+ * protocol error, and the other channels go on. Tokens it was given stay
+ * redeemable. Never NULL.
  */
 struct auth_conn *auth_conn_new(struct auth_server *srv, int fd);
+/*
+ * auth_conn_new_master: serve the master at the other end of fd (owned
+ * from now on), as auth_conn_new, except that AUTH_REQ_USER is the only
+ * request it may send (any other type is a protocol error that closes
+ * the channel). Answers are never delayed. Never NULL.
+ */
+struct auth_conn *auth_conn_new_master(struct auth_server *srv, int fd);
 /* auth_conn_free: close the channel as above; *conn becomes NULL. */
 void auth_conn_free(struct auth_conn **conn);
 
 /*
  * auth_server_handle: answer one request read from conn's channel into
- * resp (initialized here). Passwords and SASL responses in req's payload
- * are wiped (explicit_bzero of the whole payload) before returning, on
- * every path. Returns 0 with *delay_ms_r (0: send now; otherwise hold the
- * answer that many milliseconds: a failure), or -1 with *error_r when req
- * is malformed (see auth_proto_req_decode): the caller closes the channel.
+ * resp (initialized here). Passwords, SASL responses and tokens in req's
+ * payload are wiped (explicit_bzero of the whole payload) before
+ * returning, on every path. Returns 0 with *delay_ms_r (0: send now;
+ * otherwise hold the answer that many milliseconds: a failure), or -1
+ * with *error_r when req is malformed (see auth_proto_req_decode) or of a
+ * type conn's kind of channel may not send: the caller closes the channel.
  * Logs one line per failure:
  *	pop3 login failed: user=<alice>, rip=192.0.2.7, reason=...
+ * On a login channel an OK login answer carries a new token (if no random
+ * bytes can be had, the answer is TEMPFAIL instead). On a master channel
+ * AUTH_REQ_USER is answered with AUTH_RESP_USER and consumes the token
+ * whatever the outcome; an unknown token is logged as a warning.
  */
 int auth_server_handle(struct auth_conn *conn, struct ipc_msg *req,
     struct ipc_msg *resp, unsigned int *delay_ms_r, const char **error_r);
@@ -106,5 +134,17 @@ int auth_server_handle(struct auth_conn *conn, struct ipc_msg *req,
 unsigned int auth_server_failures(struct auth_server *srv, const char *ip,
     const char *user);
 size_t auth_server_fail_entries(const struct auth_server *srv, bool users);
+/* auth_server_tokens: tokens issued and neither redeemed nor dropped
+ * (expired ones included until then). */
+size_t auth_server_tokens(const struct auth_server *srv);
+
+/*
+ * auth_server_set_clock: read the monotonic time in milliseconds from
+ * now_ms(ctx) instead of CLOCK_MONOTONIC, for token expiry and failure
+ * forgetting (for tests: the clock is then theirs to move). NULL restores
+ * CLOCK_MONOTONIC.
+ */
+void auth_server_set_clock(struct auth_server *srv,
+    uint64_t (*now_ms)(void *ctx), void *ctx);
 
 #endif

@@ -5,6 +5,10 @@
  * client, mechanisms, TEMPFAIL, the failure delay by ordering, malformed
  * records), and auth_server_handle called directly for the limits
  * (failure tables, SASL sessions, delay growth, password wiping).
+ * Login tokens: issued on OK logins only, redeemed once for the user
+ * record on a master channel, each kind of channel closed when it sends
+ * the other kind's request; expiry (on a clock the test moves), the token
+ * table at N and N+1, TEMPFAIL and a vanished user, called directly.
  */
 #include "config.h"
 
@@ -25,6 +29,7 @@
 #include "ipc.h"
 #include "pwhash.h"
 #include "sasl.h"
+#include "user.h"
 #include "xmalloc.h"
 #include "server/auth/auth_proto.h"
 #include "server/auth/auth_server.h"
@@ -37,30 +42,40 @@ static char dir[] = "/tmp/loft-auth-XXXXXX";
 static char users_path[256], log_path[256];
 static struct ipc_msg req_m, resp_m;	/* large: off the stack */
 
+/* chan[0] and chan[1] are login channels, chan[2] (if nchan is 3) the
+ * master's. */
 struct child {
 	pid_t pid;
-	struct ipc_chan *chan[2];
+	int nchan;
+	struct ipc_chan *chan[3];
 };
 
+/* alice and bob take uid and gid from virtual_uid/gid (unset: ours);
+ * carol, unless left out, has her own ids, quota and mail location. */
 static void
-write_users(void)
+write_users(bool with_carol)
 {
-	char *alice, *bob, *s256;
+	char *alice, *bob, *carol, *s256;
 	const char *error;
 	FILE *f;
 
 	if (pwhash_make(ALICE_PW, &alice, &error) < 0 ||
 	    pwhash_make("bob-pw", &bob, &error) < 0 ||
+	    pwhash_make("carol-pw", &carol, &error) < 0 ||
 	    pwhash_scram_make("SCRAM-SHA-256", ALICE_PW, &s256, &error) < 0)
 		bail("pwhash: %s", error);
 	if ((f = fopen(users_path, "w")) == NULL)
 		bail("fopen: %s", strerror(errno));
 	fprintf(f, "alice:%s:::/nonexistent:scram-sha-256=%s\n", alice, s256);
 	fprintf(f, "bob:%s:::/nonexistent:\n", bob);
+	if (with_carol)
+		fprintf(f, "carol:%s:1234:5678:/home/carol:quota=1000000 "
+		    "mail=mbox:~/mail:INBOX=/var/mail/carol\n", carol);
 	if (fclose(f) != 0)
 		bail("fclose");
 	free(alice);
 	free(bob);
+	free(carol);
 	free(s256);
 }
 
@@ -81,18 +96,20 @@ child_idle(void *ctx)
 	ioloop_stop(ctx);
 }
 
-/* The service in a child with two channels; it logs to log_path and exits
- * 0 once both channels are closed. */
+/* The service in a child with two login channels and, with master, a
+ * master channel; it logs to log_path and exits 0 once every channel is
+ * closed. */
 static void
-child_start(struct child *c, unsigned int delay_ms)
+child_start(struct child *c, unsigned int delay_ms, bool master)
 {
 	struct auth_settings set;
 	struct auth_server *srv;
 	struct ioloop *loop;
 	const char *error;
-	int sv[2][2], i, fd;
+	int sv[3][2], i, fd;
 
-	for (i = 0; i < 2; i++)
+	c->nchan = master ? 3 : 2;
+	for (i = 0; i < c->nchan; i++)
 		if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv[i]) < 0)
 			bail("socketpair: %s", strerror(errno));
 	fflush(stdout);
@@ -103,8 +120,8 @@ child_start(struct child *c, unsigned int delay_ms)
 		if (fd < 0 || dup2(fd, 2) < 0)
 			_exit(3);
 		close(fd);
-		close(sv[0][0]);
-		close(sv[1][0]);
+		for (i = 0; i < c->nchan; i++)
+			close(sv[i][0]);
 		loop = ioloop_new();
 		auth_settings_default(&set);
 		set.fail_delay_ms = delay_ms;
@@ -113,13 +130,15 @@ child_start(struct child *c, unsigned int delay_ms)
 		auth_server_set_idle_cb(srv, child_idle, loop);
 		auth_conn_new(srv, sv[0][1]);
 		auth_conn_new(srv, sv[1][1]);
+		if (master)
+			auth_conn_new_master(srv, sv[2][1]);
 		ioloop_run(loop);
 		auth_server_free(&srv);
 		ioloop_free(&loop);
 		sasl_lib_deinit();
 		_exit(0);
 	}
-	for (i = 0; i < 2; i++) {
+	for (i = 0; i < c->nchan; i++) {
 		close(sv[i][1]);
 		c->chan[i] = ipc_chan_new(sv[i][0]);
 	}
@@ -128,10 +147,10 @@ child_start(struct child *c, unsigned int delay_ms)
 static int
 child_wait(struct child *c)
 {
-	int status;
+	int status, i;
 
-	ipc_chan_free(&c->chan[0]);
-	ipc_chan_free(&c->chan[1]);
+	for (i = 0; i < c->nchan; i++)
+		ipc_chan_free(&c->chan[i]);
 	if (waitpid(c->pid, &status, 0) < 0)
 		return -1;
 	return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
@@ -499,7 +518,7 @@ test_tempfail(void)
 	struct auth_resp a;
 
 	load_conf(dir, "");	/* a directory: unreadable as a user file */
-	child_start(&c, 0);
+	child_start(&c, 0, false);
 	r = plain(70, "pop3", true, "alice", ALICE_PW);
 	is_int(call(c.chan[0], &r, &a), 0, "tempfail: answered");
 	is_int(a.result, AUTH_RESULT_TEMPFAIL, "unreadable database: TEMPFAIL");
@@ -515,7 +534,7 @@ test_plaintext_allowed(void)
 	struct auth_resp a;
 
 	load_conf(users_path, "disable_plaintext_auth = no\n");
-	child_start(&c, 0);
+	child_start(&c, 0, false);
 	ok(strstr(mechs(c.chan[0], false), "PLAIN") != NULL,
 	    "disable_plaintext_auth = no: PLAIN before TLS");
 	r = plain(80, "pop3", false, "alice", ALICE_PW);
@@ -667,6 +686,412 @@ test_limits(void)
 	close(saved_err);
 }
 
+/* ---- login tokens ---- */
+
+static bool
+log_contains(const char *s)
+{
+	static char buf[1 << 20];
+	ssize_t n;
+	int fd;
+
+	if ((fd = open(log_path, O_RDONLY)) < 0)
+		bail("open log: %s", strerror(errno));
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	buf[n > 0 ? n : 0] = '\0';
+	return strstr(buf, s) != NULL;
+}
+
+/* A login answer's token, copied; bails unless it has one. */
+static void
+take_token(const struct auth_resp *a, unsigned char *token_r)
+{
+	if (a->token_len != AUTH_TOKEN_LEN || a->token == NULL)
+		bail("no token in the answer (%zu bytes)", a->token_len);
+	memcpy(token_r, a->token, AUTH_TOKEN_LEN);
+}
+
+static int
+redeem(struct ipc_chan *chan, uint32_t id, const unsigned char *token,
+    struct auth_user_resp *ur)
+{
+	const char *error;
+
+	if (auth_proto_user_req_encode(&req_m, id, token, AUTH_TOKEN_LEN,
+	    &error) < 0)
+		bail("encode: %s", error);
+	if (ipc_call(chan, &req_m, &resp_m, 20000, &error) < 0) {
+		diag("ipc_call: %s", error);
+		return -1;
+	}
+	if (auth_proto_user_resp_decode(&resp_m, ur, &error) < 0) {
+		diag("decode: %s", error);
+		return -1;
+	}
+	return 0;
+}
+
+/* Send a record and expect no answer but the channel closed. */
+static void
+send_expect_close(struct ipc_chan *chan, const char *what)
+{
+	struct auth_resp a;
+	const char *error;
+
+	if (ipc_chan_send(chan, &req_m, &error) < 0 ||
+	    ipc_chan_flush(chan, &error) != 0)
+		bail("send: %s", error);
+	is_int(recv_one(chan, &a), -1, "%s: no answer", what);
+	ok(ipc_chan_closed(chan), "%s: channel closed", what);
+}
+
+/* Which tokens OK, FAIL, CONTINUE and ABORT answers carry. */
+static void
+test_tokens_issued(struct child *c, unsigned char *t_alice,
+    unsigned char *t_alice2, unsigned char *t_sasl, unsigned char *t_carol)
+{
+	static const char ir[] = "\0alice\0" ALICE_PW;
+	struct auth_req r;
+	struct auth_resp a;
+
+	r = plain(300, "pop3", true, "alice", ALICE_PW);
+	call(c->chan[0], &r, &a);
+	is_int(a.result, AUTH_RESULT_OK, "token: plain login OK");
+	is_int(a.token_len, AUTH_TOKEN_LEN, "  with a %d-byte token",
+	    AUTH_TOKEN_LEN);
+	take_token(&a, t_alice);
+	call(c->chan[0], &r, &a);
+	take_token(&a, t_alice2);
+	ok(memcmp(t_alice, t_alice2, AUTH_TOKEN_LEN) != 0,
+	    "  a second login gets another token");
+
+	r = plain(301, "pop3", true, "alice", "wrong");
+	call(c->chan[0], &r, &a);
+	ok(a.result == AUTH_RESULT_FAIL && a.token == NULL &&
+	    a.token_len == 0, "FAIL: no token");
+	r = start(302, "LOGIN", NULL, 0);
+	call(c->chan[0], &r, &a);
+	ok(a.result == AUTH_RESULT_CONTINUE && a.token_len == 0,
+	    "CONTINUE: no token");
+	memset(&r, 0, sizeof(r));
+	r.type = AUTH_REQ_SASL_ABORT;
+	r.id = 303;
+	r.session = 302;
+	call(c->chan[0], &r, &a);
+	ok(a.result == AUTH_RESULT_OK && a.token_len == 0,
+	    "OK answering an ABORT: no token");
+	r = start(304, "PLAIN", ir, sizeof(ir) - 1);
+	call(c->chan[0], &r, &a);
+	is_int(a.token_len, AUTH_TOKEN_LEN, "SASL PLAIN OK: a token");
+	take_token(&a, t_sasl);
+	r = plain(305, "imap", true, "carol", "carol-pw");
+	r.ip = "203.0.113.5";
+	call(c->chan[1], &r, &a);
+	is_int(a.result, AUTH_RESULT_OK, "carol logs in on the other channel");
+	take_token(&a, t_carol);
+}
+
+static void
+test_tokens_redeemed(struct child *c, const unsigned char *t_alice,
+    const unsigned char *t_sasl, const unsigned char *t_carol)
+{
+	static const unsigned char made_up[AUTH_TOKEN_LEN] = { 0x5a, 0x5a };
+	struct auth_user_resp ur;
+	struct user *want = NULL;
+	const char *error;
+
+	if (user_lookup("alice", &want, &error) != 1)
+		bail("user_lookup: %s", error);
+	is_int(redeem(c->chan[2], 400, t_alice, &ur), 0, "redeem: answered");
+	is_int(ur.result, AUTH_RESULT_OK, "redeem: OK");
+	is_int(ur.id, 400, "  id echoed");
+	if (ur.user == NULL)
+		bail("no user record");
+	is_string(ur.user->name, "alice", "  canonical name");
+	ok(ur.user->uid == want->uid && ur.user->gid == want->gid,
+	    "  uid %u, gid %u as user_lookup resolves them",
+	    (unsigned)ur.user->uid, (unsigned)ur.user->gid);
+	is_string(ur.user->home, "/nonexistent", "  home");
+	is_string(ur.user->mail_location, want->mail_location,
+	    "  mail_location");
+	ok(!ur.user->has_quota && !ur.user->system, "  no quota, virtual");
+	is_string(ur.service, "pop3", "  service as issued");
+	is_string(ur.ip, "192.0.2.7", "  ip as issued");
+	user_free(&ur.user);
+	user_free(&want);
+
+	redeem(c->chan[2], 401, t_alice, &ur);
+	is_int(ur.result, AUTH_RESULT_FAIL, "second redeem: FAIL");
+	is_string(ur.reason, "unknown or already used login token",
+	    "  reason");
+	ok(ur.user == NULL && ur.service[0] == '\0', "  no user, no service");
+
+	redeem(c->chan[2], 402, t_sasl, &ur);
+	is_int(ur.result, AUTH_RESULT_OK, "SASL token: OK");
+	is_string(ur.service, "imap", "  service imap");
+	is_string(ur.ip, "198.51.100.1", "  its ip");
+	user_free(&ur.user);
+
+	redeem(c->chan[2], 403, t_carol, &ur);
+	is_int(ur.result, AUTH_RESULT_OK, "carol's token: OK");
+	ok(ur.user != NULL && ur.user->uid == 1234 && ur.user->gid == 5678 &&
+	    strcmp(ur.user->home, "/home/carol") == 0 && ur.user->has_quota &&
+	    ur.user->quota == 1000000 && strcmp(ur.user->mail_location,
+	    "mbox:~/mail:INBOX=/var/mail/carol") == 0,
+	    "  her uid, gid, home, quota and mail location");
+	ok(strcmp(ur.service, "imap") == 0 && strcmp(ur.ip, "203.0.113.5") ==
+	    0, "  service and ip of her login");
+	user_free(&ur.user);
+
+	redeem(c->chan[2], 404, made_up, &ur);
+	is_int(ur.result, AUTH_RESULT_FAIL, "made-up token: FAIL");
+}
+
+/* The kinds of channel keep to their requests. */
+static void
+test_tokens_channels(struct child *c, const unsigned char *t_alice2)
+{
+	struct auth_user_resp ur;
+	struct auth_req r;
+	const char *error;
+
+	auth_proto_user_req_encode(&req_m, 500, t_alice2, AUTH_TOKEN_LEN,
+	    &error);
+	send_expect_close(c->chan[1], "AUTH_REQ_USER on a login channel");
+	redeem(c->chan[2], 501, t_alice2, &ur);
+	is_int(ur.result, AUTH_RESULT_OK,
+	    "  the token it carried is still good on the master channel");
+	user_free(&ur.user);
+
+	r = plain(502, "pop3", true, "alice", ALICE_PW);
+	auth_proto_req_encode(&req_m, &r, &error);
+	send_expect_close(c->chan[2], "a login request on the master channel");
+	ok(strstr(mechs(c->chan[0], true), "PLAIN") != NULL,
+	    "the remaining login channel still answers");
+	is_int(child_wait(c), 0, "service exits 0");
+	ok(log_contains("pop3 session: user=<alice>, rip=192.0.2.7"),
+	    "log: session line");
+	ok(log_contains("master presented an unknown login token"),
+	    "log: unknown token warned about");
+	ok(log_contains("closing login channel: user request on a login "
+	    "channel"), "log: user request on a login channel");
+	ok(log_contains("closing master channel: login request on the "
+	    "master channel"), "log: login request on the master channel");
+}
+
+static void
+test_tokens_wire(void)
+{
+	unsigned char t_alice[AUTH_TOKEN_LEN], t_alice2[AUTH_TOKEN_LEN];
+	unsigned char t_sasl[AUTH_TOKEN_LEN], t_carol[AUTH_TOKEN_LEN];
+	struct child c;
+
+	child_start(&c, 0, true);
+	test_tokens_issued(&c, t_alice, t_alice2, t_sasl, t_carol);
+	test_tokens_redeemed(&c, t_alice, t_sasl, t_carol);
+	test_tokens_channels(&c, t_alice2);
+}
+
+/* ---- login tokens, called directly, on a clock the test moves ---- */
+
+static uint64_t fake_now = 1000000;
+
+static uint64_t
+fake_clock(void *ctx)
+{
+	(void)ctx;
+	return fake_now;
+}
+
+static void
+login_direct(struct auth_conn *conn, const char *user, const char *pw,
+    unsigned char *token_r)
+{
+	struct auth_req r;
+	struct auth_resp a;
+	unsigned int d;
+
+	r = plain(600, "smtp", true, user, pw);
+	r.ip = "198.51.100.77";
+	if (handle(conn, &r, &a, &d) < 0 || a.result != AUTH_RESULT_OK)
+		bail("login of %s failed", user);
+	take_token(&a, token_r);
+}
+
+static int
+redeem_direct(struct auth_conn *conn, const unsigned char *token,
+    struct auth_user_resp *ur)
+{
+	const char *error;
+	unsigned int d;
+
+	if (auth_proto_user_req_encode(&req_m, 601, token, AUTH_TOKEN_LEN,
+	    &error) < 0)
+		bail("encode: %s", error);
+	if (auth_server_handle(conn, &req_m, &resp_m, &d, &error) < 0)
+		return -1;
+	if (auth_proto_user_resp_decode(&resp_m, ur, &error) < 0)
+		bail("user resp decode: %s", error);
+	if (d != 0)
+		diag("a master answer was delayed %u ms", d);
+	return 0;
+}
+
+/* The result of redeeming token; frees the record. */
+static uint32_t
+redeem_result(struct auth_conn *conn, const unsigned char *token)
+{
+	struct auth_user_resp ur;
+
+	if (redeem_direct(conn, token, &ur) < 0)
+		return 99;
+	user_free(&ur.user);
+	return ur.result;
+}
+
+static void
+test_tokens_expiry(struct auth_server *srv, struct auth_conn *login,
+    struct auth_conn *master)
+{
+	unsigned char tk[2][AUTH_TOKEN_LEN];
+	struct auth_user_resp ur;
+
+	login_direct(login, "alice", ALICE_PW, tk[0]);
+	is_int(auth_server_tokens(srv), 1, "one token held");
+	fake_now += AUTH_TOKEN_TTL_SECS * 1000 - 1;
+	is_int(redeem_result(master, tk[0]), AUTH_RESULT_OK,
+	    "redeemed at TTL - 1 ms: OK");
+	is_int(auth_server_tokens(srv), 0, "  and gone from the table");
+	ok(memmem(req_m.data, sizeof(req_m.data), tk[0], AUTH_TOKEN_LEN) ==
+	    NULL, "  and wiped from the request");
+	login_direct(login, "alice", ALICE_PW, tk[1]);
+	fake_now += AUTH_TOKEN_TTL_SECS * 1000;
+	redeem_direct(master, tk[1], &ur);
+	is_int(ur.result, AUTH_RESULT_FAIL, "redeemed at TTL: FAIL");
+	is_string(ur.reason, "login token expired", "  reason");
+	ok(strcmp(ur.service, "smtp") == 0 &&
+	    strcmp(ur.ip, "198.51.100.77") == 0 && ur.user == NULL,
+	    "  service and ip as issued, no user");
+	redeem_direct(master, tk[1], &ur);
+	is_string(ur.reason, "unknown or already used login token",
+	    "an expired token is used up too");
+	is_int(auth_server_tokens(srv), 0, "  the table is empty");
+}
+
+/* tokens_max is 4 here. */
+static void
+test_tokens_table(struct auth_server *srv, struct auth_conn *login,
+    struct auth_conn *master)
+{
+	unsigned char tk[6][AUTH_TOKEN_LEN];
+	int i;
+
+	for (i = 0; i < 4; i++)
+		login_direct(login, "alice", ALICE_PW, tk[i]);
+	is_int(auth_server_tokens(srv), 4, "N tokens held");
+	is_int(redeem_result(master, tk[0]), AUTH_RESULT_OK,
+	    "  at N the oldest is still good");
+	login_direct(login, "alice", ALICE_PW, tk[4]);
+	is_int(auth_server_tokens(srv), 4, "N again after a redeem");
+	login_direct(login, "alice", ALICE_PW, tk[5]);
+	is_int(auth_server_tokens(srv), 4, "N + 1 issued: still N held");
+	is_int(redeem_result(master, tk[1]), AUTH_RESULT_FAIL,
+	    "  the oldest was dropped");
+	for (i = 2; i < 6; i++)
+		if (redeem_result(master, tk[i]) != AUTH_RESULT_OK)
+			break;
+	is_int(i, 6, "  the N others are good");
+	is_int(auth_server_tokens(srv), 0, "  and now used up");
+	ok(log_contains("login tokens not redeemed: dropping the oldest"),
+	    "log: dropping warned about");
+}
+
+static void
+test_tokens_refused(struct auth_conn *login, struct auth_conn *master)
+{
+	unsigned char tk[AUTH_TOKEN_LEN];
+	struct auth_user_resp ur;
+	struct auth_req r;
+	const char *error;
+	unsigned int d;
+
+	login_direct(login, "alice", ALICE_PW, tk);
+	auth_proto_user_req_encode(&req_m, 700, tk, AUTH_TOKEN_LEN, &error);
+	is_int(auth_server_handle(login, &req_m, &resp_m, &d, &error), -1,
+	    "direct: AUTH_REQ_USER on a login channel refused (%s)", error);
+	ok(memmem(req_m.data, sizeof(req_m.data), tk, AUTH_TOKEN_LEN) ==
+	    NULL, "  the token wiped from the refused request");
+	r = plain(701, "pop3", true, "alice", ALICE_PW);
+	auth_proto_req_encode(&req_m, &r, &error);
+	is_int(auth_server_handle(master, &req_m, &resp_m, &d, &error), -1,
+	    "direct: login request on the master channel refused");
+	ipc_msg_init(&req_m, AUTH_REQ_USER, 702);
+	ipc_add_data(&req_m, tk, AUTH_TOKEN_LEN - 1);
+	is_int(auth_server_handle(master, &req_m, &resp_m, &d, &error), -1,
+	    "direct: a short token is a protocol error");
+	is_int(redeem_result(master, tk), AUTH_RESULT_OK,
+	    "  none of these used the token up");
+
+	login_direct(login, "carol", "carol-pw", tk);
+	write_users(false);
+	redeem_direct(master, tk, &ur);
+	is_int(ur.result, AUTH_RESULT_FAIL, "user gone since login: FAIL");
+	is_string(ur.reason, "user no longer exists (unknown user)",
+	    "  reason");
+	write_users(true);
+
+	login_direct(login, "alice", ALICE_PW, tk);
+	load_conf(dir, "");	/* a directory: unreadable as a user file */
+	redeem_direct(master, tk, &ur);
+	is_int(ur.result, AUTH_RESULT_TEMPFAIL, "unreadable database: "
+	    "TEMPFAIL");
+	ok(strncmp(ur.reason, "temporary failure", 17) == 0 &&
+	    strcmp(ur.service, "smtp") == 0, "  reason %s", ur.reason);
+	load_conf(users_path, "");
+	is_int(redeem_result(master, tk), AUTH_RESULT_FAIL,
+	    "  and the token is used up");
+}
+
+static void
+test_tokens_direct(void)
+{
+	struct auth_settings set;
+	struct auth_server *srv;
+	struct auth_conn *login, *master;
+	struct ioloop *loop = ioloop_new();
+	const char *error;
+	int sv[2][2], saved_err, fd;
+
+	saved_err = dup(2);
+	if ((fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND, 0600)) < 0 ||
+	    saved_err < 0 || dup2(fd, 2) < 0)
+		bail("redirect stderr: %s", strerror(errno));
+	close(fd);
+	auth_settings_default(&set);
+	set.fail_delay_ms = 0;
+	set.tokens_max = 4;
+	if (auth_server_new(loop, &set, &srv, &error) < 0)
+		bail("auth_server_new: %s", error);
+	auth_server_set_clock(srv, fake_clock, NULL);
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv[0]) < 0 ||
+	    socketpair(AF_UNIX, SOCK_STREAM, 0, sv[1]) < 0)
+		bail("socketpair");
+	login = auth_conn_new(srv, sv[0][0]);
+	master = auth_conn_new_master(srv, sv[1][0]);
+
+	test_tokens_expiry(srv, login, master);
+	test_tokens_table(srv, login, master);
+	test_tokens_refused(login, master);
+
+	auth_server_free(&srv);
+	close(sv[0][1]);
+	close(sv[1][1]);
+	ioloop_free(&loop);
+	dup2(saved_err, 2);
+	close(saved_err);
+}
+
 int
 main(void)
 {
@@ -676,10 +1101,10 @@ main(void)
 		bail("mkdtemp: %s", strerror(errno));
 	snprintf(users_path, sizeof(users_path), "%s/users", dir);
 	snprintf(log_path, sizeof(log_path), "%s/log", dir);
-	write_users();
+	write_users(true);
 	load_conf(users_path, "");
 
-	child_start(&c, 300);
+	child_start(&c, 300, false);
 	test_plain(c.chan[0]);
 	test_sasl_plain_login(c.chan[0]);
 	if (sasl_client_init(NULL) != SASL_OK)
@@ -691,10 +1116,12 @@ main(void)
 	test_tempfail();
 	test_plaintext_allowed();
 	test_limits();
+	test_tokens_wire();
+	test_tokens_direct();
 
 	unlink(users_path);
 	unlink(log_path);
 	rmdir(dir);
 	sasl_lib_deinit();
-	done_testing();
+	return done_testing();
 }
