@@ -1,11 +1,15 @@
 /*
  * pop3_session.c: the POP3 state machine (RFC 1939 with RFC 2449 CAPA and
  * response codes, RFC 2595 STLS, RFC 3206 codes, RFC 5034 AUTH): line
- * splitting with the 255-octet limit, the pipeline queue, the command
- * table, and streaming of messages and listings in bounded chunks.
+ * splitting with the line limit (255 octets by default), the pipeline
+ * queue, the command table, asynchronous authentication, the hand-over
+ * of a session between processes, and streaming of messages and listings
+ * in bounded chunks, counted for the logout line.
  * Trusts nothing from the client: every line is length-checked before it
  * is stored, every argument parsed strictly; passwords and SASL data are
- * wiped after use and never logged. Trusts its callbacks and settings.
+ * wiped after use and never logged. Trusts its callbacks and settings,
+ * and the bytes handed over from the login process no more than any
+ * client input.
  */
 #include "config.h"
 
@@ -64,6 +68,7 @@ struct pop3_session {
 
 	char user[USER_NAME_MAX + 1];	/* from USER */
 	bool have_user;
+	bool auth_pending;		/* a check returned PENDING */
 	bool waiting_login;
 	char login_user[USER_NAME_MAX + 1];
 	char *sasl_mech;		/* owned; non-NULL in an exchange */
@@ -77,6 +82,7 @@ struct pop3_session {
 	unsigned cursor;		/* listing position */
 	unsigned char *raw;		/* owned, POP3_CHUNK bytes */
 	struct buf out;
+	struct pop3_stats stats;	/* dele, dele_bytes: set at QUIT */
 };
 
 struct pop3_cmd {
@@ -205,6 +211,31 @@ pop3_b64_decode(const char *in, size_t len, unsigned char *out,
 	}
 	*out_len_r = n;
 	return 0;
+}
+
+/* Decoded SASL data on the heap, sized from its line (at most line_max
+ * bytes of base64, so bounded), wiped when freed. */
+struct pop3_dec {
+	unsigned char *data;
+	size_t len, size;
+};
+
+/* Decode len bytes of base64; -1 if they are not (free d all the same). */
+static int
+pop3_dec_init(struct pop3_dec *d, const char *in, size_t len)
+{
+	d->size = len / 4 * 3 + 1;
+	d->data = xmalloc(d->size);
+	d->len = 0;
+	return pop3_b64_decode(in, len, d->data, &d->len);
+}
+
+static void
+pop3_dec_free(struct pop3_dec *d)
+{
+	explicit_bzero(d->data, d->size);
+	free(d->data);
+	d->data = NULL;
 }
 
 /* Arguments. */
@@ -375,19 +406,14 @@ pop3_sasl_end(struct pop3_session *s, bool abort)
 	s->sasl_mech = NULL;
 }
 
-/* One SASL step with a decoded response (or none on the first). */
+/* What a SASL step answered, from the callback or pop3_session_auth_reply
+ * (r is not PENDING). */
 static void
-pop3_sasl_step(struct pop3_session *s, bool first, const unsigned char *resp,
-    size_t len, bool has_resp)
+pop3_sasl_result(struct pop3_session *s, enum pop3_auth_result r,
+    const unsigned char *chal, size_t chal_len, const char *user)
 {
-	const unsigned char *chal = NULL;
-	size_t chal_len = 0;
-	const char *user = NULL;
-	enum pop3_auth_result r;
 	struct buf b;
 
-	r = s->cb->sasl(s->ctx, s->sasl_mech, first, resp, len, has_resp,
-	    &chal, &chal_len, &user);
 	if (r != POP3_AUTH_CONTINUE) {
 		pop3_sasl_end(s, false);
 		pop3_auth_result(s, r, user != NULL ? user : "");
@@ -403,24 +429,42 @@ pop3_sasl_step(struct pop3_session *s, bool first, const unsigned char *resp,
 	buf_free(&b);
 }
 
+/* One SASL step with a decoded response (or none on the first). */
+static void
+pop3_sasl_step(struct pop3_session *s, bool first, const unsigned char *resp,
+    size_t len, bool has_resp)
+{
+	const unsigned char *chal = NULL;
+	size_t chal_len = 0;
+	const char *user = NULL;
+	enum pop3_auth_result r;
+
+	r = s->cb->sasl(s->ctx, s->sasl_mech, first, resp, len, has_resp,
+	    &chal, &chal_len, &user);
+	if (r == POP3_AUTH_PENDING)
+		s->auth_pending = true;
+	else
+		pop3_sasl_result(s, r, chal, chal_len, user);
+}
+
 static void
 pop3_sasl_response(struct pop3_session *s, char *line, size_t len)
 {
-	unsigned char dec[POP3_LINE_MAX];
-	size_t dlen;
+	struct pop3_dec dec;
 
 	if (len == 1 && line[0] == '*') {
 		pop3_sasl_end(s, true);
 		pop3_reply(s, "-ERR Authentication cancelled");
 		return;
 	}
-	if (pop3_b64_decode(line, len, dec, &dlen) < 0) {
+	if (pop3_dec_init(&dec, line, len) < 0) {
+		pop3_dec_free(&dec);
 		pop3_sasl_end(s, true);
 		pop3_reply(s, "-ERR Invalid base64 data");
 		return;
 	}
-	pop3_sasl_step(s, false, dec, dlen, true);
-	explicit_bzero(dec, sizeof(dec));
+	pop3_sasl_step(s, false, dec.data, dec.len, true);
+	pop3_dec_free(&dec);
 }
 
 /* Commands, in RFC order. */
@@ -461,9 +505,13 @@ pop3_cmd_pass(struct pop3_session *s, char *args)
 		pop3_reply(s, "-ERR [AUTH] Authentication failed");
 		return;
 	}
-	/* RFC 1939: the password is the rest of the line, spaces and all. */
+	/* RFC 1939: the password is the rest of the line, spaces and all.
+	 * pop3_run wipes it when we return, pending or not. */
 	r = s->cb->check_plain(s->ctx, s->user, args);
-	pop3_auth_result(s, r, s->user);
+	if (r == POP3_AUTH_PENDING)
+		s->auth_pending = true;
+	else
+		pop3_auth_result(s, r, s->user);
 }
 
 static void
@@ -491,8 +539,8 @@ pop3_cmd_auth_list(struct pop3_session *s)
 static void
 pop3_cmd_auth(struct pop3_session *s, char *args)
 {
-	unsigned char dec[POP3_LINE_MAX];
-	size_t dlen = 0;
+	struct pop3_dec dec;
+	const char *resp;
 	char *tok[2];
 	int n;
 
@@ -516,14 +564,15 @@ pop3_cmd_auth(struct pop3_session *s, char *args)
 		return;
 	}
 	/* "=" is an empty initial response (RFC 5034 section 4). */
-	if (n == 2 && strcmp(tok[1], "=") != 0 &&
-	    pop3_b64_decode(tok[1], strlen(tok[1]), dec, &dlen) < 0) {
+	resp = n == 2 && strcmp(tok[1], "=") != 0 ? tok[1] : "";
+	if (pop3_dec_init(&dec, resp, strlen(resp)) < 0) {
+		pop3_dec_free(&dec);
 		pop3_reply(s, "-ERR Invalid base64 data");
 		return;
 	}
 	s->sasl_mech = xstrdup(tok[0]);
-	pop3_sasl_step(s, true, dec, dlen, n == 2);
-	explicit_bzero(dec, sizeof(dec));
+	pop3_sasl_step(s, true, dec.data, dec.len, n == 2);
+	pop3_dec_free(&dec);
 }
 
 static void
@@ -692,11 +741,14 @@ pop3_send_msg(struct pop3_session *s, unsigned i, bool top,
 	s->xf.bol = true;
 	s->xf.top = top;
 	s->xf.body_max = lines;
-	if (top)
+	if (top) {
+		s->stats.top++;
 		pop3_reply(s, "+OK");
-	else
+	} else {
+		s->stats.retr++;
 		pop3_reply(s, "+OK %llu octets",
 		    (unsigned long long)pop3_mailbox_vsize(s->mb, i));
+	}
 	s->raw = xmalloc(POP3_CHUNK);
 	pop3_stream_start(s, POP3_STREAM_MSG);
 }
@@ -774,25 +826,37 @@ pop3_cmd_rset(struct pop3_session *s, char *args)
 	    (unsigned long long)size);
 }
 
+/* The messages marked deleted, and their sizes. */
+static void
+pop3_deleted(const struct pop3_session *s, unsigned *n_r, uint64_t *size_r)
+{
+	*n_r = 0;
+	*size_r = 0;
+	for (unsigned i = 0; i < pop3_mailbox_count(s->mb); i++) {
+		if (!s->deleted[i])
+			continue;
+		(*n_r)++;
+		*size_r += pop3_mailbox_vsize(s->mb, i);
+	}
+}
+
 static void
 pop3_update(struct pop3_session *s)
 {
 	const char *error;
-	unsigned n = 0;
+	unsigned n;
 
 	pop3_enter_state(s, POP3_STATE_UPDATE);
-	for (unsigned i = 0; i < pop3_mailbox_count(s->mb); i++)
-		n += s->deleted[i];
+	pop3_deleted(s, &s->stats.dele, &s->stats.dele_bytes);
+	s->stats.quit = true;
+	n = s->stats.dele;
 	if (n > 0 && pop3_mailbox_expunge(s->mb, s->deleted, &error) < 0) {
 		log_error("pop3: user=<%s>, deleting %u messages failed (%s)",
 		    s->login_user, n, error);
 		pop3_reply(s, "-ERR [SYS/TEMP] Some deleted messages were "
 		    "not removed");
-	} else {
-		log_info("pop3: user=<%s>, logout, deleted=%u",
-		    s->login_user, n);
+	} else
 		pop3_reply(s, "+OK Logging out, %u messages deleted", n);
-	}
 	pop3_mailbox_free(&s->mb);
 }
 
@@ -860,11 +924,24 @@ pop3_xform_byte(struct pop3_xform *xf, unsigned char c, struct buf *out)
 	xf->prev_cr = false;
 }
 
+/* Count message bytes about to be written (listings are not counted). */
+static void
+pop3_stream_count(struct pop3_session *s)
+{
+	if (s->stream != POP3_STREAM_MSG)
+		return;
+	if (s->xf.top)
+		s->stats.top_bytes += s->out.len;
+	else
+		s->stats.retr_bytes += s->out.len;
+}
+
 static void
 pop3_stream_end(struct pop3_session *s)
 {
 	if (s->stream == POP3_STREAM_MSG && !s->xf.bol)
 		buf_append_str(&s->out, "\r\n");
+	pop3_stream_count(s);
 	buf_append_str(&s->out, ".\r\n");
 	pop3_write(s, s->out.data, s->out.len);
 	pop3_mailbox_msg_close(&s->msg);
@@ -936,8 +1013,10 @@ pop3_session_output_ready(struct pop3_session *s)
 		}
 		if (ret == 0)
 			pop3_stream_end(s);
-		else
+		else {
+			pop3_stream_count(s);
 			pop3_write(s, s->out.data, s->out.len);
+		}
 	}
 	if (s->stream == POP3_STREAM_NONE)
 		pop3_run(s);
@@ -991,7 +1070,7 @@ pop3_run(struct pop3_session *s)
 	s->running = true;
 	while (s->state != POP3_STATE_CLOSED &&
 	    s->stream == POP3_STREAM_NONE && !s->waiting_login &&
-	    s->queue_pos < s->queue.len) {
+	    !s->auth_pending && s->queue_pos < s->queue.len) {
 		unsigned char *rec = s->queue.data + s->queue_pos;
 		size_t len = (size_t)rec[1] << 8 | rec[2];
 
@@ -1047,10 +1126,10 @@ pop3_session_input(struct pop3_session *s, const unsigned char *data,
 		if (s->state == POP3_STATE_CLOSED)
 			return i;
 		if (c != '\n') {
-			/* With its LF a line may take POP3_LINE_MAX. */
+			/* With its LF a line may take line_max. */
 			if (s->skipping)
 				continue;
-			if (s->line.len + 1 >= POP3_LINE_MAX) {
+			if (s->line.len + 1 >= s->set.line_max) {
 				explicit_bzero(s->line.data, s->line.len);
 				buf_truncate(&s->line, 0);
 				s->skipping = true;
@@ -1077,15 +1156,36 @@ pop3_session_new(const struct pop3_settings *set,
     const struct pop3_callbacks *cb, void *ctx)
 {
 	struct pop3_session *s = xcalloc(1, sizeof(*s));
+	size_t line_max = set->line_max == 0 ? POP3_LINE_MAX : set->line_max;
 
+	if (line_max < POP3_LINE_MAX || line_max > POP3_LINE_MAX_LIMIT)
+		log_panic("pop3_session_new: line_max %zu", line_max);
 	s->set = *set;
+	s->set.line_max = line_max;
 	s->set.mechanisms = xstrdup(set->mechanisms != NULL ?
 	    set->mechanisms : "");
 	s->cb = cb;
 	s->ctx = ctx;
 	s->state = POP3_STATE_AUTHORIZATION;
-	buf_init(&s->line, POP3_LINE_MAX);
-	buf_init(&s->queue, POP3_QUEUE_MAX);
+	buf_init(&s->line, line_max);
+	/* Room for one longest line at least, or input could stall on a
+	 * line that never fits an empty queue; its length fits the 2-byte
+	 * record header since line_max <= 65536. */
+	buf_init(&s->queue, POP3_QUEUE_MAX > line_max + POP3_REC_HDR + 1 ?
+	    POP3_QUEUE_MAX : line_max + POP3_REC_HDR + 1);
+	return s;
+}
+
+struct pop3_session *
+pop3_session_new_authenticated(const struct pop3_settings *set,
+    const struct pop3_callbacks *cb, void *ctx, const char *user)
+{
+	struct pop3_session *s = pop3_session_new(set, cb, ctx);
+
+	if (strlcpy(s->login_user, user, sizeof(s->login_user)) >=
+	    sizeof(s->login_user))
+		log_panic("pop3_session_new_authenticated: user name too long");
+	s->waiting_login = true;
 	return s;
 }
 
@@ -1135,8 +1235,7 @@ pop3_session_login(struct pop3_session *s, const struct user *u)
 		s->deleted = xcalloc(pop3_mailbox_count(s->mb) + 1,
 		    sizeof(bool));
 		pop3_enter_state(s, POP3_STATE_TRANSACTION);
-		log_info("pop3: user=<%s>, login, messages=%u",
-		    s->login_user, pop3_mailbox_count(s->mb));
+		pop3_totals(s, &s->stats.messages, &s->stats.size);
 		pop3_reply(s, "+OK Logged in");
 	} else if (ret == 1)
 		pop3_reply(s, "-ERR [IN-USE] Mailbox is in use by another "
@@ -1157,6 +1256,107 @@ pop3_session_login_failed(struct pop3_session *s)
 	s->waiting_login = false;
 	pop3_reply(s, "-ERR [SYS/TEMP] Temporary authentication failure");
 	pop3_run(s);
+}
+
+void
+pop3_session_auth_reply(struct pop3_session *s, enum pop3_auth_result r,
+    const unsigned char *challenge, size_t challenge_len, const char *user)
+{
+	if (!s->auth_pending)
+		log_panic("pop3_session_auth_reply without a pending check");
+	if (r == POP3_AUTH_PENDING)
+		log_panic("pop3_session_auth_reply: result PENDING");
+	s->auth_pending = false;
+	if (s->sasl_mech != NULL)
+		pop3_sasl_result(s, r, challenge, challenge_len, user);
+	else
+		pop3_auth_result(s, r, user != NULL && *user != '\0' ? user :
+		    s->user);
+	pop3_run(s);
+}
+
+/* Hand-over. */
+
+static void
+pop3_export_append(struct buf *out, const void *data, size_t len)
+{
+	if (buf_append(out, data, len) < 0)
+		log_panic("pop3_session_export_pending: out is full");
+}
+
+/* n 'X' bytes: an over-long line's stand-in. */
+static void
+pop3_export_filler(struct buf *out, size_t n)
+{
+	unsigned char x[64];
+
+	memset(x, 'X', sizeof(x));
+	while (n > 0) {
+		size_t k = n < sizeof(x) ? n : sizeof(x);
+
+		pop3_export_append(out, x, k);
+		n -= k;
+	}
+}
+
+/* The queued records; false if the next engine closes within them. */
+static bool
+pop3_export_queue(struct pop3_session *s, struct buf *out)
+{
+	size_t line_max = s->set.line_max, pos = s->queue_pos;
+	unsigned toolong = 0;
+
+	while (pos < s->queue.len) {
+		const unsigned char *rec = s->queue.data + pos;
+		size_t len = (size_t)rec[1] << 8 | rec[2];
+
+		pos += POP3_REC_HDR + len + 1;
+		if (rec[0] == POP3_REC_TOOLONG) {
+			pop3_export_filler(out, line_max + 1);
+			pop3_export_append(out, "\r\n", 2);
+			/* Each one is a bad command over there. */
+			if (++toolong == POP3_BAD_MAX)
+				return false;
+			continue;
+		}
+		pop3_export_append(out, rec + POP3_REC_HDR, len);
+		/* It came with a bare LF if CRLF does not fit. */
+		if (len + 2 <= line_max)
+			pop3_export_append(out, "\r\n", 2);
+		else
+			pop3_export_append(out, "\n", 1);
+	}
+	return true;
+}
+
+void
+pop3_session_export_pending(struct pop3_session *s, struct buf *out)
+{
+	if (!s->waiting_login)
+		log_panic("pop3_session_export_pending while not waiting "
+		    "for login");
+	if (pop3_export_queue(s, out)) {
+		if (s->skipping)
+			pop3_export_filler(out, s->set.line_max + 1);
+		else
+			pop3_export_append(out, s->line.data, s->line.len);
+	}
+	if (s->queue.len > 0)
+		explicit_bzero(s->queue.data, s->queue.len);
+	buf_truncate(&s->queue, 0);
+	s->queue_pos = 0;
+	if (s->line.len > 0)
+		explicit_bzero(s->line.data, s->line.len);
+	buf_truncate(&s->line, 0);
+	s->skipping = false;
+}
+
+void
+pop3_session_stats(const struct pop3_session *s, struct pop3_stats *st_r)
+{
+	*st_r = s->stats;
+	if (s->mb != NULL && s->deleted != NULL)
+		pop3_deleted(s, &st_r->dele, &st_r->dele_bytes);
 }
 
 void

@@ -5,21 +5,28 @@
  * reference CRLF + dot-stuffing transformation (NULs, lone CR, leading
  * dots, no final newline, CRLF already there) for Maildir and mbox;
  * DELE+QUIT, DELE+drop, RSET, [IN-USE], STLS dropping pipelined input,
- * AUTH with base64 and cancel, line limits at N and N+1, NUL bytes,
- * pipelining, a 5 MB message streamed in bounded chunks.
+ * AUTH with base64 and cancel, line limits at N and N+1 (default and
+ * configured), NUL bytes, pipelining, a 5 MB message streamed in bounded
+ * chunks; authentication answered later (PENDING, auth_reply), the
+ * hand-over from a login engine to a mail engine compared with one
+ * engine, the statistics, and the bugs that panic (in a forked child).
  */
 #include "config.h"
 
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "buf.h"
+#include "compat/compat.h"
 #include "store.h"
 #include "user.h"
 #include "xmalloc.h"
@@ -33,6 +40,18 @@ static size_t max_write;		/* largest single write */
 static struct user alice;
 static struct pop3_session *cur;
 static int tls_calls, closed_calls, aborts;
+
+/* Asynchronous checks and hand-over: what the callbacks saw. */
+static bool pending_mode;		/* check_plain, sasl say PENDING */
+static bool defer_login;		/* t_auth only records the user */
+static int plain_calls, sasl_calls, auth_calls;
+static char got_user[USER_NAME_MAX + 1], got_pass[64];
+static const char *got_pass_ptr;	/* the engine's copy, to see it wiped */
+static unsigned char got_resp[2048];
+static size_t got_resp_len;
+static bool got_first;
+static char authed_user[USER_NAME_MAX + 1];
+static struct buf *export_to;		/* t_auth exports there, as loftd */
 
 static void
 t_write(void *ctx, const unsigned char *d, size_t len)
@@ -48,6 +67,12 @@ static enum pop3_auth_result
 t_plain(void *ctx, const char *user, const char *pass)
 {
 	(void)ctx;
+	plain_calls++;
+	strlcpy(got_user, user, sizeof(got_user));
+	strlcpy(got_pass, pass, sizeof(got_pass));
+	got_pass_ptr = pass;
+	if (pending_mode)
+		return POP3_AUTH_PENDING;
 	if (strcmp(pass, "temp") == 0)
 		return POP3_AUTH_TEMPFAIL;
 	return strcmp(user, "alice") == 0 && strcmp(pass, "secret word") == 0 ?
@@ -64,6 +89,13 @@ t_sasl(void *ctx, const char *mech, bool first, const unsigned char *resp,
 	static const char plain[] = "\0alice\0secret word";
 
 	(void)ctx;
+	sasl_calls++;
+	got_first = first;
+	got_resp_len = len < sizeof(got_resp) ? len : sizeof(got_resp);
+	if (got_resp_len > 0)
+		memcpy(got_resp, resp, got_resp_len);
+	if (pending_mode)
+		return POP3_AUTH_PENDING;
 	*user_r = "alice";
 	if (strcmp(mech, "PLAIN") == 0) {
 		if (first && !has_resp) {
@@ -102,6 +134,12 @@ static void
 t_auth(void *ctx, const char *user)
 {
 	(void)ctx;
+	auth_calls++;
+	strlcpy(authed_user, user, sizeof(authed_user));
+	if (export_to != NULL)
+		pop3_session_export_pending(cur, export_to);
+	if (defer_login)
+		return;
 	if (strcmp(user, "alice") != 0)
 		bail("authenticated as %s", user);
 	pop3_session_login(cur, &alice);
@@ -118,16 +156,31 @@ static const struct pop3_callbacks cbs = {
 	t_write, t_plain, t_sasl, t_abort, t_tls, t_auth, t_closed
 };
 
-static struct pop3_session *
-t_new(bool secured, bool tls)
+static struct pop3_settings
+t_settings(bool secured, bool tls, size_t line_max)
 {
-	struct pop3_settings set = { tls, secured, false, "PLAIN X-TWO" };
+	struct pop3_settings set = { tls, secured, false, "PLAIN X-TWO",
+	    line_max };
+
+	return set;
+}
+
+static struct pop3_session *
+t_new_max(bool secured, bool tls, size_t line_max)
+{
+	struct pop3_settings set = t_settings(secured, tls, line_max);
 	struct pop3_session *s = pop3_session_new(&set, &cbs, NULL);
 
 	cur = s;
 	buf_truncate(&out, 0);
 	pop3_session_greet(s);
 	return s;
+}
+
+static struct pop3_session *
+t_new(bool secured, bool tls)
+{
+	return t_new_max(secured, tls, 0);
 }
 
 /* Feed text (whole or byte by byte), drain streams, return output. */
@@ -139,14 +192,20 @@ t_feed(struct pop3_session *s, const char *in, size_t len, bool bytewise)
 	buf_truncate(&out, 0);
 	cur = s;
 	while (done < len) {
-		size_t n = bytewise ? 1 : len - done;
+		size_t n = bytewise ? 1 : len - done, took;
 
-		done += pop3_session_input(s, (const unsigned char *)in + done,
+		took = pop3_session_input(s, (const unsigned char *)in + done,
 		    n);
+		done += took;
 		while (pop3_session_want_output(s))
 			pop3_session_output_ready(s);
 		if (pop3_session_state(s) == POP3_STATE_CLOSED)
 			break;
+		/* A full queue that nothing will drain: fail, do not hang. */
+		if (took == 0) {
+			diag("input stalled after %zu of %zu bytes", done, len);
+			break;
+		}
 	}
 	return buf_cstr(&out);
 }
@@ -161,6 +220,28 @@ static const char *
 t_say(struct pop3_session *s, const char *in)
 {
 	return t_feed(s, in, strlen(in), false);
+}
+
+/* The auth process answers; drain streams, return output. */
+static const char *
+t_reply(struct pop3_session *s, enum pop3_auth_result r, const char *chal,
+    const char *user)
+{
+	buf_truncate(&out, 0);
+	cur = s;
+	pop3_session_auth_reply(s, r, (const unsigned char *)chal,
+	    chal != NULL ? strlen(chal) : 0, user);
+	while (pop3_session_want_output(s))
+		pop3_session_output_ready(s);
+	return buf_cstr(&out);
+}
+
+/* n copies of c into b. */
+static void
+t_fill(struct buf *b, char c, size_t n)
+{
+	while (n-- > 0)
+		buf_append_byte(b, (unsigned char)c);
 }
 
 static void
@@ -572,6 +653,657 @@ test_mbox(void)
 	buf_free(&ref);
 }
 
+/* ---- Authentication answered later ---- */
+
+static void
+test_async_plain(bool bytewise)
+{
+	struct pop3_session *s;
+	bool wiped = true;
+	char exp[128];
+
+	s = t_new(true, false);
+	pending_mode = true;
+	plain_calls = 0;
+	is_string(t_fs(s, "USER alice\r\nPASS secret word\r\n", bytewise),
+	    "+OK\r\n", "pending PASS: nothing answered");
+	is_int(plain_calls, 1, "check_plain called once");
+	is_string(got_pass, "secret word", "... with the password");
+	/* Nothing was queued after PASS, so its buffer is still there. */
+	for (size_t i = 0; i < strlen("secret word"); i++)
+		wiped = wiped && got_pass_ptr[i] == '\0';
+	ok(wiped, "password wiped after a PENDING return");
+	is_string(t_fs(s, "STAT\r\nNOOP\r\n", bytewise), "",
+	    "pipelined commands wait while pending");
+	is_int(pop3_session_state(s), POP3_STATE_AUTHORIZATION,
+	    "still AUTHORIZATION");
+	pending_mode = false;
+	snprintf(exp, sizeof(exp), "+OK Logged in\r\n+OK 3 %zu\r\n+OK\r\n",
+	    V1 + V2 + V3);
+	is_string(t_reply(s, POP3_AUTH_OK, NULL, NULL), exp,
+	    "reply OK: logged in, queued STAT and NOOP run");
+	is_string(authed_user, "alice", "authenticated as the USER name");
+	is_int(plain_calls, 1, "no second check");
+	pop3_session_free(&s);
+
+	s = t_new(true, false);
+	pending_mode = true;
+	is_string(t_fs(s, "USER alice\r\nPASS wrong\r\nUSER alice\r\n",
+	    bytewise), "+OK\r\n", "pending again");
+	is_string(t_reply(s, POP3_AUTH_FAIL, NULL, "alice"),
+	    "-ERR [AUTH] Authentication failed\r\n+OK\r\n",
+	    "reply FAIL, then the queued USER runs");
+	is_string(t_fs(s, "PASS temp\r\n", bytewise), "", "pending");
+	is_string(t_reply(s, POP3_AUTH_TEMPFAIL, NULL, NULL),
+	    "-ERR [SYS/TEMP] Temporary authentication failure\r\n",
+	    "reply TEMPFAIL");
+	is_string(t_fs(s, "USER alice\r\nPASS x\r\n", bytewise), "+OK\r\n",
+	    "pending");
+	is_string(t_reply(s, POP3_AUTH_CONTINUE, "who?", NULL),
+	    "-ERR [AUTH] Authentication failed\r\n",
+	    "reply CONTINUE to USER/PASS fails, as from check_plain");
+	is_string(t_fs(s, "USER ALICE\r\nPASS x\r\nNOOP\r\n", bytewise),
+	    "+OK\r\n", "pending");
+	pending_mode = false;
+	is_string(t_reply(s, POP3_AUTH_OK, NULL, "alice"),
+	    "+OK Logged in\r\n+OK\r\n", "reply OK with the canonical name");
+	is_string(authed_user, "alice", "authenticated as that name");
+	pop3_session_free(&s);
+
+	/* Free while pending: no callback, nothing written. */
+	s = t_new(true, false);
+	pending_mode = true;
+	t_fs(s, "USER alice\r\nPASS x\r\nNOOP\r\n", bytewise);
+	buf_truncate(&out, 0);
+	auth_calls = 0;
+	pop3_session_free(&s);
+	ok(s == NULL && out.len == 0 && auth_calls == 0,
+	    "free while a plain check is pending");
+	pending_mode = false;
+}
+
+static void
+test_async_sasl(bool bytewise)
+{
+	struct pop3_session *s;
+	int aborts_before;
+
+	s = t_new(true, false);
+	pending_mode = true;
+	sasl_calls = 0;
+	is_string(t_fs(s, "AUTH X-TWO\r\nYWxpY2U=\r\nNOOP\r\n", bytewise), "",
+	    "pending AUTH: nothing answered, response queued");
+	ok(sasl_calls == 1 && got_first, "first step asked once");
+	is_string(t_reply(s, POP3_AUTH_CONTINUE, "who?", NULL),
+	    "+ d2hvPw==\r\n", "reply CONTINUE sends the challenge");
+	ok(sasl_calls == 2 && !got_first, "queued line ran as the response");
+	is_mem(got_resp, got_resp_len, "alice", 5, "... decoded");
+	pending_mode = false;
+	is_string(t_reply(s, POP3_AUTH_OK, NULL, "alice"),
+	    "+OK Logged in\r\n+OK\r\n", "reply OK: logged in, NOOP runs");
+	pop3_session_free(&s);
+
+	s = t_new(true, false);
+	pending_mode = true;
+	aborts_before = aborts;
+	is_string(t_fs(s, "AUTH PLAIN AGFsaWNlAHNlY3JldCB3b3Jk\r\nCAPA\r\n",
+	    bytewise), "", "pending AUTH PLAIN with initial response");
+	is_mem(got_resp, got_resp_len, "\0alice\0secret word", 18,
+	    "initial response decoded");
+	pending_mode = false;
+	ok(strncmp(t_reply(s, POP3_AUTH_FAIL, NULL, NULL),
+	    "-ERR [AUTH] Authentication failed\r\n+OK Capability list", 54)
+	    == 0, "reply FAIL; the next line is a command again");
+	is_int(aborts, aborts_before, "no sasl_abort after a FAIL");
+
+	pending_mode = true;
+	is_string(t_fs(s, "AUTH X-TWO\r\n", bytewise), "", "pending");
+	is_string(t_reply(s, POP3_AUTH_CONTINUE, "who?", NULL),
+	    "+ d2hvPw==\r\n", "challenge");
+	is_string(t_fs(s, "*\r\n", bytewise), "-ERR Authentication cancelled\r\n",
+	    "the client cancels after a later challenge");
+	is_int(aborts, aborts_before + 1, "sasl_abort on that cancel");
+
+	is_string(t_fs(s, "AUTH X-TWO\r\n", bytewise), "", "pending");
+	buf_truncate(&out, 0);
+	pop3_session_free(&s);
+	ok(out.len == 0 && aborts == aborts_before + 2,
+	    "free in a pending SASL exchange: only sasl_abort");
+	pending_mode = false;
+}
+
+/* ---- Hand-over: login engine -> export -> mail engine ---- */
+
+/* Adds what the login engine wrote; *x gets the export. The auth answer
+ * comes later (async, like loftd) or at once; fed byte by byte or not;
+ * exported from inside cb->authenticated (async only) or after. */
+static void
+t_login_side(const struct buf *script, size_t line_max, bool async,
+    bool bytewise, bool in_cb, struct buf *said, struct buf *x)
+{
+	struct pop3_session *s = t_new_max(true, false, line_max);
+
+	pending_mode = async;
+	defer_login = true;
+	auth_calls = 0;
+	t_feed(s, (const char *)script->data, script->len, bytewise);
+	buf_append(said, out.data, out.len);
+	if (async) {
+		export_to = in_cb ? x : NULL;
+		t_reply(s, POP3_AUTH_OK, NULL, "alice");
+		export_to = NULL;
+		buf_append(said, out.data, out.len);
+	}
+	ok(auth_calls == 1 && strcmp(authed_user, "alice") == 0 &&
+	    pop3_session_state(s) == POP3_STATE_AUTHORIZATION,
+	    "login side: authenticated once, waits for login");
+	if (!in_cb)
+		pop3_session_export_pending(s, x);
+	pending_mode = false;
+	defer_login = false;
+	pop3_session_free(&s);
+}
+
+/* Adds what a mail engine writes given x, a login and then rest. */
+static void
+t_mail_side(const struct buf *x, size_t line_max, const char *rest,
+    struct buf *said)
+{
+	struct pop3_settings set = t_settings(true, false, line_max);
+	struct pop3_session *s;
+
+	buf_truncate(&out, 0);
+	s = pop3_session_new_authenticated(&set, &cbs, NULL, "alice");
+	cur = s;
+	if (out.len != 0)
+		diag("the mail engine wrote at once: %s", buf_cstr(&out));
+	t_feed(s, (const char *)x->data, x->len, true);
+	buf_append(said, out.data, out.len);
+	buf_truncate(&out, 0);
+	pop3_session_login(s, &alice);
+	while (pop3_session_want_output(s))
+		pop3_session_output_ready(s);
+	buf_append(said, out.data, out.len);
+	t_fs(s, rest, true);
+	buf_append(said, out.data, out.len);
+	pop3_session_free(&s);
+}
+
+/* What one engine says to script and then rest. */
+static void
+t_one_engine(const struct buf *script, size_t line_max, const char *rest,
+    struct buf *said)
+{
+	struct pop3_session *s = t_new_max(true, false, line_max);
+
+	t_feed(s, (const char *)script->data, script->len, true);
+	buf_append(said, out.data, out.len);
+	t_fs(s, rest, true);
+	buf_append(said, out.data, out.len);
+	pop3_session_free(&s);
+}
+
+/* The whole round trip: export must be want (if given), and the two
+ * engines must say what one does. */
+static void
+t_round_trip(const struct buf *script, size_t line_max, const char *rest,
+    const struct buf *want, const char *what)
+{
+	struct buf one, two, x;
+
+	buf_init(&one, 1 << 20);
+	buf_init(&two, 1 << 20);
+	buf_init(&x, POP3_EXPORT_MAX(line_max != 0 ? line_max :
+	    POP3_LINE_MAX));
+	t_one_engine(script, line_max, rest, &one);
+	for (int mode = 0; mode < 4; mode++) {
+		bool async = mode != 1, bytewise = mode != 2, in_cb = mode == 3;
+		char how[64];
+
+		snprintf(how, sizeof(how), "%s, %s%s", async ? "async" : "sync",
+		    bytewise ? "byte by byte" : "whole",
+		    in_cb ? ", export in the callback" : "");
+		buf_truncate(&two, 0);
+		buf_truncate(&x, 0);
+		t_login_side(script, line_max, async, bytewise, in_cb, &two,
+		    &x);
+		if (want != NULL)
+			is_mem(x.data, x.len, want->data, want->len,
+			    "%s (%s): exported bytes", what, how);
+		t_mail_side(&x, line_max, rest, &two);
+		is_mem(two.data, two.len, one.data, one.len,
+		    "%s (%s): two engines answer as one", what, how);
+	}
+	buf_free(&one);
+	buf_free(&two);
+	buf_free(&x);
+}
+
+static void
+test_handover(void)
+{
+	struct pop3_session *s;
+	struct buf script, want, x;
+	const char *login = "USER alice\r\nPASS secret word\r\n";
+
+	buf_init(&script, 1 << 16);
+	buf_init(&want, 1 << 16);
+	buf_init(&x, POP3_EXPORT_MAX(POP3_LINE_MAX));
+
+	/* The brief's example: lines, an over-long line, a partial. */
+	buf_append_str(&script, login);
+	buf_append_str(&script, "STAT\r\nLIST\r\n");
+	t_fill(&script, 'x', 300);
+	buf_append_str(&script, "\r\nNO");
+	buf_append_str(&want, "STAT\r\nLIST\r\n");
+	t_fill(&want, 'X', POP3_LINE_MAX + 1);
+	buf_append_str(&want, "\r\nNO");
+	t_round_trip(&script, 0, "OP\r\nQUIT\r\n", &want, "lines, long, partial");
+
+	/* Export wipes: a second one is empty. */
+	s = t_new(true, false);
+	defer_login = true;
+	t_say(s, "USER alice\r\nPASS secret word\r\nNOOP\r\nNO");
+	pop3_session_export_pending(s, &x);
+	is_mem(x.data, x.len, "NOOP\r\nNO", 8, "export");
+	buf_truncate(&x, 0);
+	pop3_session_export_pending(s, &x);
+	is_int(x.len, 0, "a second export is empty");
+	defer_login = false;
+	pop3_session_free(&s);
+
+	/* A partial line being skipped as over-long. */
+	buf_truncate(&script, 0);
+	buf_truncate(&want, 0);
+	buf_append_str(&script, login);
+	buf_append_str(&script, "NOOP\r\n");
+	t_fill(&script, 'y', 300);
+	buf_append_str(&want, "NOOP\r\n");
+	t_fill(&want, 'X', POP3_LINE_MAX + 1);
+	t_round_trip(&script, 0, "yyy\r\nNOOP\r\n", &want,
+	    "partial over-long line");
+
+	/* Bare LF at the limit stays bare; NUL bytes travel. */
+	buf_truncate(&script, 0);
+	buf_truncate(&want, 0);
+	buf_append_str(&script, login);
+	buf_append_str(&script, "NOOP\n");
+	buf_append_str(&script, "NOOP ");
+	t_fill(&script, 'z', POP3_LINE_MAX - 6);
+	buf_append_str(&script, "\n");
+	buf_append(&script, "QU\0T\r\n", 6);
+	buf_append_str(&want, "NOOP\r\nNOOP ");
+	t_fill(&want, 'z', POP3_LINE_MAX - 6);
+	buf_append_str(&want, "\n");
+	buf_append(&want, "QU\0T\r\n", 6);
+	t_round_trip(&script, 0, "NOOP\r\n", &want,
+	    "bare LF at the limit, NUL byte");
+
+	/* Twelve over-long lines: the next engine closes at the tenth. */
+	buf_truncate(&script, 0);
+	buf_truncate(&want, 0);
+	buf_append_str(&script, login);
+	for (int i = 0; i < 12; i++) {
+		t_fill(&script, 'x', 300);
+		buf_append_str(&script, "\r\n");
+	}
+	buf_append_str(&script, "NOOP\r\npart");
+	for (int i = 0; i < POP3_BAD_MAX; i++) {
+		t_fill(&want, 'X', POP3_LINE_MAX + 1);
+		buf_append_str(&want, "\r\n");
+	}
+	t_round_trip(&script, 0, "", &want, "over-long lines up to the tenth");
+
+	/* A configured line limit: 1000 octets pass, 1001 do not. */
+	buf_truncate(&script, 0);
+	buf_truncate(&want, 0);
+	buf_append_str(&script, login);
+	buf_append_str(&script, "NOOP ");
+	t_fill(&script, 'a', 1000 - 7);
+	buf_append_str(&script, "\r\nNOOP ");
+	t_fill(&script, 'b', 1000 - 6);
+	buf_append_str(&script, "\r\nNOOP\r\n");
+	buf_append_str(&want, "NOOP ");
+	t_fill(&want, 'a', 1000 - 7);
+	buf_append_str(&want, "\r\n");
+	t_fill(&want, 'X', 1001);
+	buf_append_str(&want, "\r\nNOOP\r\n");
+	t_round_trip(&script, 1000, "QUIT\r\n", &want, "line_max 1000");
+
+	/* Logged in by SASL. */
+	buf_truncate(&script, 0);
+	buf_append_str(&script, "AUTH PLAIN AGFsaWNlAHNlY3JldCB3b3Jk\r\n"
+	    "STAT\r\nUIDL 2\r\n");
+	t_round_trip(&script, 0, "QUIT\r\n", NULL, "AUTH PLAIN");
+
+	buf_free(&script);
+	buf_free(&want);
+	buf_free(&x);
+}
+
+/* ---- A configured line limit ---- */
+
+static void
+t_b64(const unsigned char *in, size_t len, struct buf *b)
+{
+	static const char a[] =
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+	for (size_t i = 0; i < len; i += 3) {
+		unsigned long v = (unsigned long)in[i] << 16;
+
+		if (i + 1 < len)
+			v |= (unsigned long)in[i + 1] << 8;
+		if (i + 2 < len)
+			v |= in[i + 2];
+		buf_append_byte(b, (unsigned char)a[v >> 18]);
+		buf_append_byte(b, (unsigned char)a[(v >> 12) & 63]);
+		buf_append_byte(b, i + 1 < len ? (unsigned char)a[(v >> 6) & 63]
+		    : '=');
+		buf_append_byte(b, i + 2 < len ? (unsigned char)a[v & 63] : '=');
+	}
+}
+
+/* "NOOP " padded so that the line with its terminator is n octets. */
+static void
+t_noop_line(struct buf *b, size_t n, const char *end)
+{
+	buf_truncate(b, 0);
+	buf_append_str(b, "NOOP ");
+	t_fill(b, 'x', n - 5 - strlen(end));
+	buf_append_str(b, end);
+}
+
+static void
+test_line_max(size_t n, bool bytewise)
+{
+	struct pop3_session *s = t_new_max(true, false, n);
+	struct buf l;
+	size_t k;
+	const char *noop = "NOOP\r\n";
+	const char *notallowed = "-ERR Command not allowed in this state\r\n";
+
+	buf_init(&l, n + 64);
+	t_noop_line(&l, n, "\r\n");
+	is_string(t_feed(s, (const char *)l.data, l.len, bytewise), notallowed,
+	    "line_max %zu: a line of %zu octets is parsed", n, n);
+	t_noop_line(&l, n + 1, "\r\n");
+	is_string(t_feed(s, (const char *)l.data, l.len, bytewise),
+	    "-ERR Line too long\r\n", "line_max %zu: %zu octets refused", n,
+	    n + 1);
+	t_noop_line(&l, n, "\n");
+	is_string(t_feed(s, (const char *)l.data, l.len, bytewise), notallowed,
+	    "line_max %zu: %zu octets ending in bare LF", n, n);
+	t_noop_line(&l, n + 1, "\n");
+	is_string(t_feed(s, (const char *)l.data, l.len, bytewise),
+	    "-ERR Line too long\r\n", "line_max %zu: %zu with bare LF refused",
+	    n, n + 1);
+	buf_truncate(&l, 0);
+	t_fill(&l, 'y', n + 10);
+	is_string(t_feed(s, (const char *)l.data, l.len, bytewise), "",
+	    "line_max %zu: long partial line, nothing yet", n);
+	is_string(t_say(s, "\r\nNOOP\r\n"), "-ERR Line too long\r\n"
+	    "-ERR Command not allowed in this state\r\n",
+	    "line_max %zu: excess skipped, next line works", n);
+	pop3_session_free(&s);
+
+	/* Waiting for the auth answer, one longest line fits the queue. */
+	s = t_new_max(true, false, n);
+	pending_mode = true;
+	t_say(s, "USER alice\r\nPASS x\r\n");
+	t_noop_line(&l, n, "\r\n");
+	is_int(pop3_session_input(s, l.data, l.len), l.len,
+	    "line_max %zu: a longest line is queued while pending", n);
+	/* Only a longest line of more than the usual queue fills it. */
+	k = pop3_session_input(s, (const unsigned char *)noop, 6);
+	is_int(k, n + 10 > POP3_QUEUE_MAX ? 5 : 6,
+	    "line_max %zu: the next line queued unless the queue is full", n);
+	pending_mode = false;
+	buf_truncate(&l, 0);
+	buf_append_str(&l, "-ERR [AUTH] Authentication failed\r\n");
+	buf_append_str(&l, notallowed);
+	if (k == 6)
+		buf_append_str(&l, notallowed);
+	is_string(t_reply(s, POP3_AUTH_FAIL, NULL, NULL), buf_cstr(&l),
+	    "line_max %zu: the queued lines run after the reply", n);
+	is_string(t_feed(s, noop + k, 6 - k, false),
+	    k == 6 ? "" : notallowed, "line_max %zu: the rest offered again",
+	    n);
+	pop3_session_free(&s);
+	buf_free(&l);
+}
+
+/* SASL lines at a configured limit: decoded beyond 255 octets. */
+static void
+test_sasl_line_max(void)
+{
+	const size_t n = 1002;
+	struct pop3_session *s = t_new_max(true, false, n);
+	unsigned char data[750];
+	struct buf l;
+
+	for (size_t i = 0; i < sizeof(data); i++)
+		data[i] = (unsigned char)(i * 7 + 3);
+	buf_init(&l, 2048);
+	t_b64(data, sizeof(data), &l);
+	buf_append_str(&l, "\r\n");
+	is_int(l.len, n, "the response line is %zu octets", n);
+	is_string(t_say(s, "AUTH X-TWO\r\n"), "+ d2hvPw==\r\n", "challenge");
+	is_string(t_feed(s, (const char *)l.data, l.len, true),
+	    "-ERR [AUTH] Authentication failed\r\n",
+	    "a response line of line_max octets is taken");
+	is_mem(got_resp, got_resp_len, data, sizeof(data),
+	    "... and decoded (750 bytes)");
+	is_string(t_say(s, "AUTH X-TWO\r\n"), "+ d2hvPw==\r\n", "challenge");
+	buf_truncate(&l, l.len - 2);
+	buf_append_str(&l, "A\r\n");
+	is_string(t_feed(s, (const char *)l.data, l.len, true),
+	    "-ERR Line too long\r\n", "a response of line_max + 1 is not");
+	is_string(t_say(s, "*\r\n"), "-ERR Authentication cancelled\r\n",
+	    "the exchange went on");
+	buf_truncate(&l, 0);
+	buf_append_str(&l, "AUTH X-TWO ");
+	t_b64(data, 741, &l);
+	buf_append_str(&l, "\n");
+	is_int(l.len, n - 2, "initial response line of %zu octets", n - 2);
+	is_string(t_say(s, buf_cstr(&l)), "+ d2hvPw==\r\n",
+	    "a long initial response is taken");
+	is_mem(got_resp, got_resp_len, data, 741, "... and decoded");
+	t_say(s, "*\r\n");
+	pop3_session_free(&s);
+	buf_free(&l);
+}
+
+/* ---- Statistics ---- */
+
+static void
+t_stats_is(struct pop3_session *s, unsigned retr, size_t retr_bytes,
+    unsigned top_n, size_t top_bytes, unsigned dele, size_t dele_bytes,
+    bool quit, const char *what)
+{
+	struct pop3_stats st;
+
+	pop3_session_stats(s, &st);
+	ok(st.retr == retr && st.retr_bytes == retr_bytes && st.top == top_n &&
+	    st.top_bytes == top_bytes && st.dele == dele &&
+	    st.dele_bytes == dele_bytes && st.quit == quit, "stats: %s", what);
+	if (st.retr != retr || st.retr_bytes != retr_bytes ||
+	    st.top != top_n || st.top_bytes != top_bytes ||
+	    st.dele != dele || st.dele_bytes != dele_bytes || st.quit != quit)
+		diag("retr %u/%llu top %u/%llu dele %u/%llu quit %d",
+		    st.retr, (unsigned long long)st.retr_bytes, st.top,
+		    (unsigned long long)st.top_bytes, st.dele,
+		    (unsigned long long)st.dele_bytes, st.quit);
+}
+
+static void
+test_stats(void)
+{
+	struct pop3_session *s;
+	struct pop3_stats st;
+	struct buf ref;
+	size_t r1, r2, t3;
+	char path[] = "/tmp/loft-pop3-log-XXXXXX", logged[4096];
+	int fd, saved;
+	ssize_t n;
+
+	s = t_new(true, false);
+	pop3_session_stats(s, &st);
+	ok(st.messages == 0 && st.size == 0 && st.retr == 0 && !st.quit,
+	    "stats before login: zero");
+	is_string(t_say(s, "QUIT\r\n"), "+OK Logging out\r\n", "QUIT");
+	pop3_session_stats(s, &st);
+	ok(!st.quit, "QUIT in AUTHORIZATION is not counted");
+	pop3_session_free(&s);
+
+	/* The login line is the daemon's now. */
+	if ((fd = mkstemp(path)) < 0)
+		bail("mkstemp");
+	fflush(stderr);
+	saved = dup(STDERR_FILENO);
+	dup2(fd, STDERR_FILENO);
+	s = t_login();
+	fflush(stderr);
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	n = pread(fd, logged, sizeof(logged) - 1, 0);
+	logged[n > 0 ? n : 0] = '\0';
+	close(fd);
+	unlink(path);
+	ok(strstr(logged, "login") == NULL, "login not logged by the engine");
+
+	pop3_session_stats(s, &st);
+	ok(st.messages == 3 && st.size == V1 + V2 + V3,
+	    "messages and size at login");
+	t_stats_is(s, 0, 0, 0, 0, 0, 0, false, "nothing yet");
+	buf_init(&ref, 4096);
+	t_reference(m1, sizeof(m1) - 1, &ref);
+	r1 = ref.len - 3;
+	buf_truncate(&ref, 0);
+	t_reference(m2, sizeof(m2) - 1, &ref);
+	r2 = ref.len - 3;
+	buf_free(&ref);
+	t3 = strlen("Subject: three\r\n\r\nFrom here\r\n>From there\r\n");
+	t_fs(s, "RETR 1\r\n", true);
+	t_stats_is(s, 1, r1, 0, 0, 0, 0, false, "RETR 1");
+	t_fs(s, "RETR 2\r\nRETR 9\r\nRETR x\r\nLIST\r\nUIDL\r\n", false);
+	t_stats_is(s, 2, r1 + r2, 0, 0, 0, 0, false,
+	    "RETR 2 (final CRLF added counts); failed RETR, LIST, UIDL not");
+	t_fs(s, "TOP 3 2\r\nTOP 9 1\r\n", false);
+	t_stats_is(s, 2, r1 + r2, 1, t3, 0, 0, false, "TOP 3 2");
+	t_say(s, "DELE 2\r\n");
+	t_stats_is(s, 2, r1 + r2, 1, t3, 1, V2, false, "DELE 2, now");
+	t_say(s, "RSET\r\nDELE 3\r\nDELE 1\r\n");
+	t_stats_is(s, 2, r1 + r2, 1, t3, 2, V1 + V3, false,
+	    "RSET, DELE 3, DELE 1");
+	t_say(s, "RSET\r\nQUIT\r\n");
+	t_stats_is(s, 2, r1 + r2, 1, t3, 0, 0, true, "RSET, QUIT");
+	pop3_session_stats(s, &st);
+	ok(st.messages == 3 && st.size == V1 + V2 + V3,
+	    "messages and size kept after QUIT");
+	pop3_session_free(&s);
+}
+
+/* ---- Bugs panic ---- */
+
+static void
+expect_panic(void (*fn)(void), const char *want, const char *what)
+{
+	char path[] = "/tmp/loft-pop3-panic-XXXXXX", got[2048];
+	int fd = mkstemp(path), status;
+	ssize_t n;
+	pid_t pid;
+
+	if (fd < 0)
+		bail("mkstemp");
+	fflush(stdout);
+	if ((pid = fork()) == 0) {
+		dup2(fd, STDERR_FILENO);
+		fn();
+		_exit(0);
+	}
+	waitpid(pid, &status, 0);
+	ok(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT,
+	    "%s: aborts", what);
+	n = pread(fd, got, sizeof(got) - 1, 0);
+	got[n > 0 ? n : 0] = '\0';
+	ok(strstr(got, want) != NULL, "%s: says %s", what, want);
+	close(fd);
+	unlink(path);
+}
+
+static void
+panic_reply_unasked(void)
+{
+	struct pop3_session *s = t_new(true, false);
+
+	pop3_session_auth_reply(s, POP3_AUTH_OK, NULL, 0, "alice");
+}
+
+static void
+panic_reply_pending(void)
+{
+	struct pop3_session *s = t_new(true, false);
+
+	pending_mode = true;
+	t_say(s, "USER alice\r\nPASS x\r\n");
+	pop3_session_auth_reply(s, POP3_AUTH_PENDING, NULL, 0, NULL);
+}
+
+static void
+panic_export(void)
+{
+	struct pop3_session *s = t_new(true, false);
+	struct buf x;
+
+	buf_init(&x, 1 << 20);
+	t_say(s, "CAPA\r\nNO");
+	pop3_session_export_pending(s, &x);
+}
+
+static void
+panic_line_small(void)
+{
+	t_new_max(true, false, POP3_LINE_MAX - 1);
+}
+
+static void
+panic_line_big(void)
+{
+	t_new_max(true, false, POP3_LINE_MAX_LIMIT + 1);
+}
+
+static void
+panic_long_user(void)
+{
+	struct pop3_settings set = t_settings(true, false, 0);
+	char name[USER_NAME_MAX + 2];
+
+	memset(name, 'u', sizeof(name) - 1);
+	name[sizeof(name) - 1] = '\0';
+	pop3_session_new_authenticated(&set, &cbs, NULL, name);
+}
+
+static void
+test_panics(void)
+{
+	struct pop3_session *s;
+
+	expect_panic(panic_reply_unasked, "without a pending check",
+	    "auth_reply with nothing pending");
+	expect_panic(panic_reply_pending, "result PENDING",
+	    "auth_reply(PENDING)");
+	expect_panic(panic_export, "not waiting for login",
+	    "export before authentication");
+	expect_panic(panic_line_small, "line_max 254", "line_max 254");
+	expect_panic(panic_line_big, "line_max 65537", "line_max 65537");
+	expect_panic(panic_long_user, "user name too long",
+	    "new_authenticated with a name over USER_NAME_MAX");
+	s = t_new_max(true, false, POP3_LINE_MAX);
+	ok(s != NULL, "line_max 255 accepted");
+	pop3_session_free(&s);
+}
+
 int
 main(void)
 {
@@ -590,9 +1322,19 @@ main(void)
 	alice.fields = xstrdup("");
 
 	test_auth();
+	test_panics();
+	test_line_max(1000, true);
+	test_line_max(POP3_LINE_MAX_LIMIT, false);
+	test_sasl_line_max();
+	test_async_sasl(false);
+	test_async_sasl(true);
 	t_deliver(m1, sizeof(m1) - 1);
 	t_deliver(m2, sizeof(m2) - 1);
 	t_deliver(m3, sizeof(m3) - 1);
+	test_async_plain(false);
+	test_async_plain(true);
+	test_handover();
+	test_stats();
 	test_transaction(false);
 	test_transaction(true);
 	test_dele_quit();
