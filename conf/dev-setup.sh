@@ -10,14 +10,16 @@ mkdir -p "$dev/var/mail" "$dev/tls"
 chmod 700 "$dev/var"
 
 # Run as root, loft never works on mail as root: mail belongs to an
-# unprivileged "loft" user, who must be able to reach dev/var.
+# unprivileged "loft" user, who must be able to reach dev/var; loftd's
+# login processes run as "loftnull", who owns nothing.
 owner_conf=
 if [ "$(id -u)" = 0 ]; then
-	if ! getent passwd loft >/dev/null; then
+	for u in loft loftnull; do
+		getent passwd $u >/dev/null && continue
 		useradd --system --no-create-home --home-dir /nonexistent \
-		    --shell /usr/sbin/nologin loft
-		echo "added system user loft (owner of the development mail)"
-	fi
+		    --shell /usr/sbin/nologin $u
+		echo "added system user $u"
+	done
 	owner_conf="virtual_uid = loft
 virtual_gid = loft"
 	chown -R loft:loft "$dev/var"
@@ -52,19 +54,61 @@ if [ ! -f "$dev/tls/cert.pem" ]; then
 	echo "made a self-signed certificate in $dev/tls"
 fi
 
+# The daemon's part of the configuration (added to a dev/loft.conf made
+# before loftd existed, too).
+if ! grep -q '^pop3_listen' "$conf"; then
+	cat >> "$conf" <<CONF
+# loftd: POP3 with STLS on 1110, POP3 over TLS on 1995.
+pop3_listen = 127.0.0.1:1110
+pop3s_listen = 127.0.0.1:1995
+tls_cert_file = $dev/tls/cert.pem
+tls_key_file = $dev/tls/key.pem
+login_chroot = $dev/login-root
+CONF
+	echo "added the loftd settings to $conf"
+fi
+
 if ! ctl/loftctl -c "$conf" user show demo >/dev/null 2>&1; then
 	echo demo | ctl/loftctl -c "$conf" user add demo
 	echo "added user demo (password: demo)"
-	printf 'From: loft <postmaster@localhost>\nTo: demo@localhost\nSubject: Welcome to loft\nDate: %s\nMessage-ID: <welcome.%s@localhost>\n\nThis message was delivered by loft-deliver.\n' \
-	    "$(date -R)" "$(date +%s)" |
-	    mda/loft-deliver -c "$conf" -d demo -f postmaster@localhost
+	for n in 1 2 3; do
+		case $n in
+		1) subj="Welcome to loft"
+		   body="This message was delivered by loft-deliver." ;;
+		2) subj="Reading this mail over POP3"
+		   body="Point Thunderbird or curl at 127.0.0.1 port 1110 (STARTTLS) or 1995 (SSL/TLS)." ;;
+		3) subj="A line that starts with a dot"
+		   body=".this line is dot-stuffed on the wire and restored by your client" ;;
+		esac
+		printf 'From: loft <postmaster@localhost>\nTo: demo@localhost\nSubject: %s\nDate: %s\nMessage-ID: <welcome.%s.%s@localhost>\n\n%s\n' \
+		    "$subj" "$(date -R)" "$(date +%s)" "$n" "$body" |
+		    mda/loft-deliver -c "$conf" -d demo -f postmaster@localhost
+	done
 fi
+
+# (Re)start the daemon on this configuration.
+if pkill -TERM -f "server/loftd/loftd -c $conf" 2>/dev/null; then
+	echo "stopping the loftd already running"
+	i=0
+	while pgrep -f "server/loftd/loftd -c $conf" >/dev/null && [ $i -lt 50 ]; do
+		sleep 0.2
+		i=$((i + 1))
+	done
+fi
+"$top/server/loftd/loftd" -c "$conf"
+echo "started loftd (log: $dev/var/maillog)"
 
 echo
 ctl/loftctl -c "$conf" index stats demo
-echo
-echo "Deliver more mail:   mda/loft-deliver -c $conf -d demo < message"
-echo "Read it with mutt:   mutt -f $dev/var/mail/demo"
-echo "Settings in effect:  ctl/loftctl -c $conf config -n"
-echo "Log:                 $dev/var/maillog"
-echo "The network daemon (POP3, IMAP, SMTP) is not part of this version yet."
+cat <<EOF
+
+loftd serves POP3 for user demo, password demo:
+  Thunderbird:  server 127.0.0.1, port 1110 with STARTTLS or 1995 with
+                SSL/TLS, normal password; accept the self-signed certificate.
+  curl:         curl --ssl-reqd --cacert $dev/tls/cert.pem -u demo:demo pop3://localhost:1110/
+                curl --cacert $dev/tls/cert.pem -u demo:demo pop3s://localhost:1995/1
+Deliver more mail:   mda/loft-deliver -c $conf -d demo < message
+Settings in effect:  ctl/loftctl -c $conf config -n
+Log:                 $dev/var/maillog
+Stop the daemon:     pkill -f "server/loftd/loftd -c $conf"
+EOF

@@ -196,6 +196,63 @@ const struct conf_param conf_params[] = {
 	    0,
 	    "TLS versions offered" },
 
+	/* The daemon (loftd): listeners, processes, limits. */
+	{ "client_connection_limit", CONF_TYPE_INT, "20",
+	    1, 100000, 0, NULL, NULL, NULL, 0,
+	    "Connections loftd accepts at once from one client IP address" },
+	{ "command_rate_limit", CONF_TYPE_INT, "500",
+	    0, 1000000, 0, NULL, NULL, NULL, 0,
+	    "Commands one connection may send per second before its input "
+	    "is paused (0: no limit)" },
+	{ "connection_limit", CONF_TYPE_INT, "1000",
+	    1, 1000000, 0, NULL, NULL, NULL, 0,
+	    "Client connections loftd serves at once, all protocols" },
+	{ "idle_timeout", CONF_TYPE_TIME, "10m",
+	    10, 86400, 's', NULL, NULL, NULL, 0,
+	    "Time a logged-in client may stay silent before it is "
+	    "disconnected (RFC 1939: at least 10 minutes for POP3)" },
+	{ "imap_listen", CONF_TYPE_LIST, "", 0, 0, 0, NULL, NULL, NULL, 0,
+	    "Addresses (host:port) of IMAP with STARTTLS (not served yet)" },
+	{ "imaps_listen", CONF_TYPE_LIST, "", 0, 0, 0, NULL, NULL, NULL, 0,
+	    "Addresses (host:port) of IMAP over TLS (not served yet)" },
+	{ "login_chroot", CONF_TYPE_PATH, "/run/loft/login",
+	    0, 0, 0, NULL, NULL, NULL, 0,
+	    "Empty directory the login processes are locked into when loftd "
+	    "starts as root (empty: no chroot)" },
+	{ "login_processes", CONF_TYPE_INT, "1",
+	    1, 64, 0, NULL, NULL, NULL, 0,
+	    "Processes that talk to clients before they log in" },
+	{ "login_timeout", CONF_TYPE_TIME, "60s",
+	    1, 3600, 's', NULL, NULL, NULL, 0,
+	    "Time a client may take between commands before it has logged "
+	    "in" },
+	{ "login_user", CONF_TYPE_STRING, "loftnull",
+	    0, 0, 0, NULL, NULL, NULL, 0,
+	    "Unprivileged account of the login processes when loftd starts "
+	    "as root; it must own no mail and run nothing else" },
+	{ "pop3_line_limit", CONF_TYPE_INT, "255",
+	    255, 65536, 0, NULL, NULL, NULL, 0,
+	    "Longest POP3 command line in bytes, CRLF included (RFC 2449: "
+	    "255)" },
+	{ "pop3_listen", CONF_TYPE_LIST, "", 0, 0, 0, NULL, NULL, NULL, 0,
+	    "Addresses (host:port) where loftd serves POP3, with STLS "
+	    "(empty: none)" },
+	{ "pop3s_listen", CONF_TYPE_LIST, "", 0, 0, 0, NULL, NULL, NULL, 0,
+	    "Addresses (host:port) where loftd serves POP3 over TLS "
+	    "(RFC 8314; empty: none)" },
+	{ "shutdown_timeout", CONF_TYPE_TIME, "30s",
+	    0, 3600, 's', NULL, NULL, NULL, 0,
+	    "Time sessions get to finish after SIGTERM before they are cut" },
+	{ "smtp_listen", CONF_TYPE_LIST, "", 0, 0, 0, NULL, NULL, NULL, 0,
+	    "Addresses (host:port) of SMTP, the port 25 role (not served "
+	    "yet)" },
+	{ "submission_listen", CONF_TYPE_LIST, "", 0, 0, 0, NULL, NULL, NULL,
+	    0, "Addresses (host:port) of message submission, the port 587 "
+	    "role (not served yet)" },
+	{ "submissions_listen", CONF_TYPE_LIST, "", 0, 0, 0, NULL, NULL, NULL,
+	    0, "Addresses (host:port) of submission over TLS, the port 465 "
+	    "role (not served yet)" },
+
 	/* Logging. */
 	{ "maillog_file", CONF_TYPE_PATH, "", 0, 0, 0, NULL, NULL, NULL, 0,
 	    "File the log is appended to (empty: syslog)" },

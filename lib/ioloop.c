@@ -74,7 +74,7 @@ struct ioloop {
 	struct ioloop_sig sig[NSIG];
 };
 
-static uint64_t
+uint64_t
 ioloop_now_ms(void)
 {
 	struct timespec ts;

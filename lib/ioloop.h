@@ -16,6 +16,7 @@
 #define LOFT_IOLOOP_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 struct ioloop;
 struct io;
@@ -90,5 +91,9 @@ void ioloop_stop(struct ioloop *loop);
  */
 int ioloop_signal_add(struct ioloop *loop, int signo,
     void (*cb)(int signo, void *ctx), void *ctx);
+
+/* ioloop_now_ms: the monotonic clock the timers run on, in milliseconds
+ * (for rate limits and ages that must not jump with the wall clock). */
+uint64_t ioloop_now_ms(void);
 
 #endif

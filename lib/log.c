@@ -79,6 +79,21 @@ log_set_file(const char *path)
 }
 
 void
+log_set_fd(int fd)
+{
+	if (log_fd >= 0 && log_fd != fd)
+		close(log_fd);
+	log_fd = fd;
+	log_dest = LOG_DEST_FILE;
+}
+
+int
+log_file_fd(void)
+{
+	return log_dest == LOG_DEST_FILE ? log_fd : -1;
+}
+
+void
 log_set_fatal_status(int status)
 {
 	log_fatal_exit = status;

@@ -28,6 +28,12 @@ int log_set_syslog(const char *name, const char *program,
 /* log_set_file: send lines to path (appended, created 0640). Returns 0, or
  * -1 (the previous destination stays, and a warning says why). */
 int log_set_file(const char *path);
+/* log_set_fd: send lines to the open file fd (owned from now on): a
+ * maillog_file a parent opened and passed down, so that a process that
+ * cannot open it (chrooted, or without the right) still logs to it. */
+void log_set_fd(int fd);
+/* log_file_fd: the maillog file in use, or -1 when logging elsewhere. */
+int log_file_fd(void);
 /* log_set_fatal_status: exit status for log_fatal (default 1; loft-deliver
  * sets EX_TEMPFAIL so that any fatal error defers instead of bouncing). */
 void log_set_fatal_status(int status);

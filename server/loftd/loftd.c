@@ -1,0 +1,121 @@
+/*
+ * loftd.c: the command line of loftd, and the choice of role. Run by an
+ * administrator: "loftd [-c FILE] [-f]" becomes the master. Run by the
+ * master: "loftd -c FILE -X ROLE ..." becomes one of its children (see
+ * loftd.h); those options are not for people.
+ * Trusts its arguments only as far as an administrator's.
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "conf.h"
+#include "log.h"
+#include "loftd.h"
+
+static void
+loftd_usage(void)
+{
+	fprintf(stderr, "usage: loftd [-c config_file] [-f]\n");
+	exit(64);
+}
+
+const char *
+loftd_service_name(uint32_t service)
+{
+	return service == LOFTD_SVC_POP3 ? "pop3" : "?";
+}
+
+void
+loftd_log_setup(const char *program, bool foreground, bool have_log_fd)
+{
+	char ident[64];
+
+	snprintf(ident, sizeof(ident), "%s/%s", conf_str("syslog_name"),
+	    program);
+	if (have_log_fd) {
+		log_open(ident, LOG_DEST_FILE);
+		log_set_fd(LOFTD_FD_LOG);
+	} else if (foreground)
+		log_open(ident, LOG_DEST_STDERR);
+	else if (log_set_syslog(conf_str("syslog_name"), program,
+	    conf_str("syslog_facility")) < 0)
+		log_open(ident, LOG_DEST_SYSLOG);
+}
+
+/* Read the configuration text from LOFTD_FD_CONF and load it. */
+static int
+loftd_conf_inherit(const char *path, const char **error_r)
+{
+	struct buf text;
+	unsigned char chunk[8192];
+	ssize_t n;
+	int ret;
+
+	buf_init(&text, CONF_FILE_MAX);
+	if (lseek(LOFTD_FD_CONF, 0, SEEK_SET) < 0) {
+		*error_r = "no configuration from the master";
+		buf_free(&text);
+		return -1;
+	}
+	while ((n = read(LOFTD_FD_CONF, chunk, sizeof(chunk))) > 0)
+		if (buf_append(&text, chunk, (size_t)n) < 0)
+			break;
+	close(LOFTD_FD_CONF);
+	ret = conf_load_buffer(path, text.data != NULL ?
+	    (const char *)text.data : "", text.len,
+	    error_r);
+	buf_free(&text);
+	return ret;
+}
+
+int
+main(int argc, char **argv)
+{
+	const char *conf_path = conf_default_path(), *role = NULL, *error;
+	bool foreground = false, have_log = false;
+	int ch, nchan = 0;
+
+	log_open("loftd", LOG_DEST_STDERR);
+	while ((ch = getopt(argc, argv, "c:fLn:X:")) != -1) {
+		switch (ch) {
+		case 'c':
+			conf_path = optarg;
+			break;
+		case 'f':
+			foreground = true;
+			break;
+		case 'L':
+			have_log = true;
+			break;
+		case 'n':
+			nchan = atoi(optarg);
+			break;
+		case 'X':
+			role = optarg;
+			break;
+		default:
+			loftd_usage();
+		}
+	}
+	if (optind != argc)
+		loftd_usage();
+	if (role == NULL)
+		return master_main(conf_path, foreground);
+	/* A child: the configuration is the text the master runs with. */
+	if (loftd_conf_inherit(conf_path, &error) < 0)
+		log_fatal("%s", error);
+	if (strcmp(role, "auth") == 0 && nchan >= 1 &&
+	    nchan <= LOFTD_LOGIN_MAX)
+		return authproc_main(nchan, foreground, have_log);
+	if (strcmp(role, "login") == 0)
+		return login_main(foreground, have_log);
+	if (strcmp(role, "mail") == 0)
+		return mailproc_main(foreground, have_log);
+	loftd_usage();
+	return 64;
+}

@@ -1,0 +1,91 @@
+/*
+ * loftd.h: the processes of loftd and the records they exchange
+ * (doc/design.md, "Process model"). Every process is this one binary:
+ * the master execs itself with -X ROLE for each child, so that each child
+ * starts from a fresh address space (its own ASLR layout, none of the
+ * master's memory) and loads only what its role needs.
+ *
+ *	master	root; binds, accepts, counts connections, spawns and reaps
+ *		the others; never parses client input
+ *	auth	root; checks credentials (server/auth), issues login tokens
+ *	login	login_user, chrooted; TLS and the protocol before login
+ *	mail	the mailbox owner's uid; the protocol after login
+ *
+ * Descriptors a child finds at start: LOFTD_FD_MASTER, its channel to the
+ * master (every role); for login, LOFTD_FD_AUTH, its channel to the auth
+ * process; for auth, LOFTD_FD_AUTH onwards, one channel per login
+ * process of its generation (-n COUNT); LOFTD_FD_LOG, the maillog file
+ * when logging to one (-L).
+ *
+ * Records (lib/ipc; fields in order, ipc.h types). conn_id names a client
+ * connection for the master; a stale or foreign one is ignored.
+ *
+ * master -> login
+ *	LOFTD_CONN_NEW	fd: the accepted socket. u32 conn_id, u32 service,
+ *			u32 implicit_tls, str rip, u32 rport, str lip,
+ *			u32 lport
+ *	LOFTD_LOGIN_RESULT  u32 conn_id, u32 ok (the session was handed to a
+ *			mail process; 0: answer a temporary failure)
+ *	LOFTD_RETIRE	(no fields) accept nothing new; close connections
+ *			not logged in; exit once the last relay ends
+ * login -> master
+ *	LOFTD_LOGIN	fd: the client socket (plaintext) or the mail end of
+ *			a relay socketpair (TLS). u32 conn_id, data token,
+ *			u32 relayed, u32 secured, data pending (client bytes
+ *			after the login command, at most LOFTD_PENDING_MAX)
+ *	LOFTD_CONN_DONE	u32 conn_id: this process no longer holds it
+ * master -> mail
+ *	LOFTD_SESSION	fd. u32 conn_id, u32 service, str rip, u32 rport,
+ *			u32 secured, data pending, then the user record of
+ *			auth_proto_add_user()
+ *	LOFTD_RETIRE	as above: exit once the last session ends
+ * mail -> master
+ *	LOFTD_CONN_DONE	u32 conn_id: the session ended
+ */
+#ifndef LOFT_LOFTD_H
+#define LOFT_LOFTD_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define LOFTD_FD_MASTER		3
+#define LOFTD_FD_AUTH		4
+#define LOFTD_FD_LOG		70
+/* A sealed memfd with the configuration text the master runs with, so
+ * that a child spawned after a refused reload does not read the broken
+ * file. */
+#define LOFTD_FD_CONF		71
+/* Most login processes (and so auth channels) in one generation. */
+#define LOFTD_LOGIN_MAX		64
+/* Client bytes carried over from the login to the mail process. */
+#define LOFTD_PENDING_MAX	8192
+
+enum loftd_service {
+	LOFTD_SVC_POP3 = 1
+};
+
+enum loftd_rec {
+	LOFTD_CONN_NEW = 200,
+	LOFTD_LOGIN_RESULT = 201,
+	LOFTD_RETIRE = 202,
+	LOFTD_LOGIN = 210,
+	LOFTD_CONN_DONE = 211,
+	LOFTD_SESSION = 220
+};
+
+/* The roles' entry points; each returns the process's exit status. */
+int master_main(const char *conf_path, bool foreground);
+int authproc_main(int login_channels, bool foreground, bool have_log_fd);
+int login_main(bool foreground, bool have_log_fd);
+int mailproc_main(bool foreground, bool have_log_fd);
+
+/* loftd_log_setup: log as program (e.g. "pop3-login") where the loaded
+ * configuration says: the inherited LOFTD_FD_LOG when have_log_fd, else
+ * syslog, or standard error in the foreground. */
+void loftd_log_setup(const char *program, bool foreground,
+    bool have_log_fd);
+
+/* loftd_service_name: "pop3" for LOFTD_SVC_POP3. */
+const char *loftd_service_name(uint32_t service);
+
+#endif

@@ -1,0 +1,443 @@
+/*
+ * mailproc.c: a mail process of loftd. The master starts one per mailbox
+ * owner (uid, gid) and hands it every logged-in client of that owner: the
+ * client's socket (or a relay socketpair from the login process for TLS
+ * clients), the bytes the client pipelined after logging in, and the
+ * user's record as the auth process confirmed it. Each client is one POP3
+ * engine in TRANSACTION state on the one event loop.
+ *
+ * SECURITY: runs as the mailbox owner, never root (the master refuses
+ * uid 0). Client input is parsed by the POP3 engine; the records from the
+ * master are checked field by field.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "compat/compat.h"
+#include "conf.h"
+#include "conn.h"
+#include "ioloop.h"
+#include "ipc.h"
+#include "log.h"
+#include "net.h"
+#include "user.h"
+#include "xmalloc.h"
+#include "auth_proto.h"
+#include "pop3_session.h"
+#include "chan.h"
+#include "loftd.h"
+#include "rate.h"
+
+#define MAILPROC_INPUT_MAX	4096
+#define MAILPROC_STALL_MS	(10 * 60 * 1000)
+
+struct mailproc_session {
+	struct mailproc_session *prev, *next;
+	uint32_t id;
+	uint32_t service;
+	char rip[NET_ADDR_STR_MAX];
+	bool secured;
+	struct user *user;		/* owned */
+	struct conn *conn;		/* owned */
+	struct pop3_session *pop3;	/* owned */
+	struct buf pending;		/* client bytes not yet taken */
+	uint64_t in_bytes, out_bytes;
+	struct rate rate;
+	struct timeout *rate_to;	/* owned */
+	struct timeout *end_to;		/* owned */
+	bool closing, ended;
+	const char *reason;
+	char reason_buf[160];
+};
+
+struct mailproc {
+	struct ioloop *loop;
+	struct chan *master;		/* owned */
+	struct mailproc_session *sessions;
+	size_t nsessions;
+	bool retired;
+	unsigned rate_limit;
+	unsigned idle_ms;
+	size_t line_max;
+};
+
+static struct mailproc mailproc;
+static struct ipc_msg mailproc_out;
+
+static void mailproc_feed(struct mailproc_session *s);
+
+/*
+ * Ending a session.
+ */
+
+static void
+mailproc_log_logout(struct mailproc_session *s)
+{
+	struct pop3_stats st;
+
+	pop3_session_stats(s->pop3, &st);
+	log_info("%s(%s): logout: rip=%s, reason=%s, messages=%u/%llu, "
+	    "retr=%u/%llu, top=%u/%llu, dele=%u/%llu, in=%llu, out=%llu",
+	    loftd_service_name(s->service), s->user->name, s->rip,
+	    s->reason != NULL ? s->reason : "disconnected", st.messages,
+	    (unsigned long long)st.size, st.retr,
+	    (unsigned long long)st.retr_bytes, st.top,
+	    (unsigned long long)st.top_bytes, st.dele,
+	    (unsigned long long)st.dele_bytes,
+	    (unsigned long long)s->in_bytes,
+	    (unsigned long long)s->out_bytes);
+}
+
+static void
+mailproc_session_free(struct mailproc_session *s)
+{
+	if (chan_ok(mailproc.master)) {
+		ipc_msg_init(&mailproc_out, LOFTD_CONN_DONE, 0);
+		ipc_add_u32(&mailproc_out, s->id);
+		(void)chan_send(mailproc.master, &mailproc_out);
+	}
+	/* Without QUIT, freeing the engine deletes nothing (RFC 1939). */
+	pop3_session_free(&s->pop3);
+	conn_close(&s->conn);
+	timeout_remove(&s->rate_to);
+	timeout_remove(&s->end_to);
+	buf_free(&s->pending);
+	user_free(&s->user);
+	if (s->prev != NULL)
+		s->prev->next = s->next;
+	else
+		mailproc.sessions = s->next;
+	if (s->next != NULL)
+		s->next->prev = s->prev;
+	mailproc.nsessions--;
+	free(s);
+	if (mailproc.retired && mailproc.nsessions == 0)
+		ioloop_stop(mailproc.loop);
+}
+
+static void
+mailproc_end_now(void *ctx)
+{
+	struct mailproc_session *s = ctx;
+
+	mailproc_log_logout(s);
+	mailproc_session_free(s);
+}
+
+/* End s from a callback that may still use it. */
+static void
+mailproc_end(struct mailproc_session *s, const char *reason)
+{
+	if (s->ended)
+		return;
+	s->ended = true;
+	if (s->reason == NULL)
+		s->reason = reason;
+	s->end_to = timeout_add(mailproc.loop, 0, false, mailproc_end_now, s);
+}
+
+/*
+ * The engine's callbacks.
+ */
+
+static void
+mailproc_pop3_write(void *ctx, const unsigned char *data, size_t len)
+{
+	struct mailproc_session *s = ctx;
+
+	if (s->ended)
+		return;
+	if (conn_write(s->conn, data, len) < 0) {
+		mailproc_end(s, "output buffer full");
+		return;
+	}
+	s->out_bytes += len;
+}
+
+static void
+mailproc_pop3_authenticated(void *ctx, const char *user)
+{
+	(void)ctx;
+	(void)user;
+	log_panic("mail process: authentication after login");
+}
+
+static void
+mailproc_pop3_closed(void *ctx)
+{
+	struct mailproc_session *s = ctx;
+
+	s->closing = true;
+	if (s->reason == NULL)
+		s->reason = "QUIT";
+	conn_close_after_flush(s->conn);
+}
+
+static const struct pop3_callbacks mailproc_pop3_cb = {
+	.write = mailproc_pop3_write,
+	.authenticated = mailproc_pop3_authenticated,
+	.closed = mailproc_pop3_closed,
+};
+
+/*
+ * Input.
+ */
+
+static void
+mailproc_rate_resume(void *ctx)
+{
+	struct mailproc_session *s = ctx;
+
+	timeout_remove(&s->rate_to);
+	mailproc_feed(s);
+}
+
+/* Offer data to the engine under the rate limit; returns bytes taken. */
+static size_t
+mailproc_offer(struct mailproc_session *s, const unsigned char *data,
+    size_t len)
+{
+	size_t allowed, used;
+	unsigned wait_ms;
+
+	allowed = rate_take(&s->rate, mailproc.rate_limit, ioloop_now_ms(),
+	    data, len, &wait_ms);
+	if (allowed == 0) {
+		s->rate_to = timeout_add(mailproc.loop, wait_ms, false,
+		    mailproc_rate_resume, s);
+		return 0;
+	}
+	used = pop3_session_input(s->pop3, data, allowed);
+	s->in_bytes += used;
+	return used;
+}
+
+static void
+mailproc_feed(struct mailproc_session *s)
+{
+	const unsigned char *data;
+	size_t len, used;
+
+	while (!s->ended && !s->closing && s->rate_to == NULL &&
+	    !pop3_session_want_output(s->pop3) &&
+	    !conn_output_full(s->conn)) {
+		if (s->pending.len > 0) {
+			used = mailproc_offer(s, s->pending.data,
+			    s->pending.len);
+			memmove(s->pending.data, s->pending.data + used,
+			    s->pending.len - used);
+			buf_truncate(&s->pending, s->pending.len - used);
+			if (s->pending.len > 0)
+				return;
+			continue;
+		}
+		data = conn_input_peek(s->conn, &len);
+		if (len == 0)
+			return;
+		used = mailproc_offer(s, data, len);
+		conn_input_consume(s->conn, used);
+		if (used < len)
+			return;
+	}
+}
+
+static void
+mailproc_event(struct conn *conn, enum conn_event ev, void *ctx)
+{
+	struct mailproc_session *s = ctx;
+
+	switch (ev) {
+	case CONN_EV_INPUT:
+		mailproc_feed(s);
+		break;
+	case CONN_EV_DRAINED:
+		if (pop3_session_want_output(s->pop3))
+			pop3_session_output_ready(s->pop3);
+		mailproc_feed(s);
+		break;
+	case CONN_EV_TIMEOUT:
+		/* RFC 1939 autologout: close, delete nothing, say nothing. */
+		mailproc_end(s, "idle timeout");
+		break;
+	case CONN_EV_CLOSED:
+		if (s->closing) {
+			mailproc_end(s, NULL);
+			break;
+		}
+		/* The client's last bytes (a QUIT) still count. */
+		mailproc_feed(s);
+		if (!s->closing)
+			mailproc_end(s, "disconnected");
+		break;
+	case CONN_EV_STALLED:
+		mailproc_end(s, "output stalled");
+		break;
+	case CONN_EV_ERROR:
+		if (s->closing) {
+			mailproc_end(s, NULL);
+			break;
+		}
+		snprintf(s->reason_buf, sizeof(s->reason_buf), "%s",
+		    conn_error(conn) != NULL ? conn_error(conn) : "error");
+		mailproc_end(s, s->reason_buf);
+		break;
+	}
+}
+
+/*
+ * A new session from the master.
+ */
+
+static void
+mailproc_session_new(struct ipc_msg *m)
+{
+	struct mailproc_session *s;
+	struct pop3_settings set;
+	const unsigned char *pending;
+	const char *rip, *error;
+	uint32_t id, service, rport, secured;
+	size_t pending_len;
+	struct user *u = NULL;
+	int fd = ipc_msg_take_fd(m);
+
+	ipc_get_u32(m, &id);
+	ipc_get_u32(m, &service);
+	ipc_get_str(m, &rip);
+	ipc_get_u32(m, &rport);
+	ipc_get_u32(m, &secured);
+	ipc_get_data(m, &pending, &pending_len);
+	if (m->error != NULL || auth_proto_get_user(m, &u, &error) < 0 ||
+	    ipc_get_end(m, &error) < 0 || fd < 0 ||
+	    service != LOFTD_SVC_POP3 || pending_len > LOFTD_PENDING_MAX) {
+		log_warning("bad session record from the master");
+		user_free(&u);
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	s = xcalloc(1, sizeof(*s));
+	s->id = id;
+	s->service = service;
+	s->secured = secured != 0;
+	s->user = u;
+	strlcpy(s->rip, rip, sizeof(s->rip));
+	buf_init(&s->pending, LOFTD_PENDING_MAX);
+	(void)buf_append(&s->pending, pending, pending_len);
+	s->next = mailproc.sessions;
+	if (s->next != NULL)
+		s->next->prev = s;
+	mailproc.sessions = s;
+	mailproc.nsessions++;
+	s->conn = conn_new(mailproc.loop, fd, MAILPROC_INPUT_MAX,
+	    mailproc_event, s);
+	conn_set_idle_timeout(s->conn, mailproc.idle_ms);
+	conn_set_output_timeout(s->conn, MAILPROC_STALL_MS);
+
+	memset(&set, 0, sizeof(set));
+	set.secured = s->secured;
+	set.mechanisms = "";
+	set.line_max = mailproc.line_max;
+	s->pop3 = pop3_session_new_authenticated(&set, &mailproc_pop3_cb, s,
+	    u->name);
+	/* Queue what was pipelined after the login command, so it runs
+	 * after the login's answer, in order. */
+	if (s->pending.len > 0) {
+		size_t used = pop3_session_input(s->pop3, s->pending.data,
+		    s->pending.len);
+
+		memmove(s->pending.data, s->pending.data + used,
+		    s->pending.len - used);
+		buf_truncate(&s->pending, s->pending.len - used);
+		s->in_bytes += used;
+	}
+	pop3_session_login(s->pop3, u);
+	if (!s->closing &&
+	    pop3_session_state(s->pop3) != POP3_STATE_TRANSACTION) {
+		/* [IN-USE] or a mailbox that cannot be opened: answered. */
+		s->reason = "login refused";
+		s->closing = true;
+		conn_close_after_flush(s->conn);
+		return;
+	}
+	log_info("%s(%s): login: rip=%s, %s", loftd_service_name(service),
+	    u->name, s->rip, s->secured ? "TLS" : "plaintext");
+	mailproc_feed(s);
+}
+
+static void
+mailproc_master_msg(struct chan *ch, struct ipc_msg *m, void *ctx)
+{
+	(void)ch;
+	(void)ctx;
+	if (m->type == LOFTD_SESSION)
+		mailproc_session_new(m);
+	else if (m->type == LOFTD_RETIRE) {
+		mailproc.retired = true;
+		if (mailproc.nsessions == 0)
+			ioloop_stop(mailproc.loop);
+	} else
+		log_warning("unexpected record %u from the master", m->type);
+}
+
+static void
+mailproc_master_closed(struct chan *ch, const char *error, void *ctx)
+{
+	(void)ch;
+	(void)ctx;
+	if (error != NULL)
+		log_error("master channel: %s", error);
+	ioloop_stop(mailproc.loop);
+}
+
+static const struct chan_callbacks mailproc_master_cb = {
+	.msg = mailproc_master_msg,
+	.closed = mailproc_master_closed,
+};
+
+static void
+mailproc_signal(int signo, void *ctx)
+{
+	(void)signo;
+	ioloop_stop(ctx);
+}
+
+int
+mailproc_main(bool foreground, bool have_log_fd)
+{
+	loftd_log_setup("pop3", foreground, have_log_fd);
+	signal(SIGPIPE, SIG_IGN);
+	if (geteuid() == 0)
+		log_fatal("refusing to serve mailboxes as root");
+	(void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+	mailproc.rate_limit = (unsigned)conf_int("command_rate_limit");
+	mailproc.idle_ms = (unsigned)conf_time("idle_timeout") * 1000;
+	mailproc.line_max = (size_t)conf_int("pop3_line_limit");
+	mailproc.loop = ioloop_new();
+	if (ioloop_signal_add(mailproc.loop, SIGTERM, mailproc_signal,
+	    mailproc.loop) < 0)
+		log_fatal("signals: cannot watch SIGTERM");
+	mailproc.master = chan_new(mailproc.loop, LOFTD_FD_MASTER,
+	    &mailproc_master_cb, NULL);
+	ioloop_run(mailproc.loop);
+	while (mailproc.sessions != NULL) {
+		struct mailproc_session *s = mailproc.sessions;
+
+		if (s->reason == NULL)
+			s->reason = "shutdown";
+		mailproc_log_logout(s);
+		mailproc_session_free(s);
+	}
+	chan_free(&mailproc.master);
+	ioloop_free(&mailproc.loop);
+	conf_reset();
+	return 0;
+}

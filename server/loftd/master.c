@@ -1,0 +1,1409 @@
+/*
+ * master.c: loftd's master process. It loads and checks the
+ * configuration, binds the listeners, spawns the auth and login
+ * processes (one "generation" of them per configuration), accepts client
+ * connections and hands each to a login process, counts connections in
+ * total and per client address, redeems login tokens with the auth
+ * process and hands logged-in clients to a mail process running as the
+ * mailbox owner, and reloads (SIGHUP) and stops (SIGTERM) the whole.
+ *
+ * SECURITY: this process keeps root, so it reads no byte a client sends:
+ * it accepts sockets and passes them on. From its children it takes only
+ * ipc records (length-checked by lib/ipc), and it believes a login
+ * process's claim of who logged in only after the auth process has
+ * redeemed the one-time token it issued for that login, for the same
+ * service and client address.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "compat/compat.h"
+#include "conf.h"
+#include "fsutil.h"
+#include "ioloop.h"
+#include "ipc.h"
+#include "log.h"
+#include "net.h"
+#include "priv.h"
+#include "tls.h"
+#include "user.h"
+#include "xmalloc.h"
+#include "auth_proto.h"
+#include "loftd.h"
+
+#define MASTER_ACCEPT_BATCH	64	/* accepts per listener event */
+#define MASTER_RESPAWN_MIN_MS	1000
+#define MASTER_RESPAWN_MAX_MS	30000
+#define MASTER_KILL_GRACE_MS	5000	/* SIGTERM to SIGKILL at shutdown */
+#define MASTER_SLOT_INDEX_BITS	20	/* conn_id: seq << 20 | index */
+#define MASTER_SLOTS_MAX	(1u << MASTER_SLOT_INDEX_BITS)
+
+enum master_role {
+	MASTER_ROLE_AUTH,
+	MASTER_ROLE_LOGIN,
+	MASTER_ROLE_MAIL
+};
+
+static const char *const master_role_names[] = { "auth", "login", "mail" };
+
+struct master_child {
+	struct master_child *prev, *next;
+	enum master_role role;
+	pid_t pid;			/* 0 once reaped */
+	unsigned gen;			/* AUTH, LOGIN: generation */
+	bool retired;
+	struct ipc_chan *chan;		/* owned; NULL once broken */
+	struct io *io_read, *io_write;	/* owned */
+	size_t conns;			/* slots that name it */
+	uid_t uid;			/* MAIL: the mailbox owner */
+	gid_t gid;
+	bool system;
+};
+
+/* One client connection, from accept until both its login and its mail
+ * process have let go of it. */
+struct master_slot {
+	uint32_t id;			/* 0: free */
+	uint32_t service;
+	char ip[NET_ADDR_STR_MAX];
+	unsigned rport;
+	struct master_child *login, *mail;
+	/* While a login is being redeemed: */
+	bool redeeming, relayed, secured;
+	int fd;				/* the client (or relay) socket */
+	unsigned char *pending;		/* owned */
+	size_t pending_len;
+};
+
+struct master_listener {
+	struct master_listener *next;
+	char *param;			/* "pop3_listen" */
+	char *spec;			/* one item of it */
+	uint32_t service;
+	bool tls;
+	int fd;
+	struct io *io;			/* owned; NULL while paused */
+};
+
+struct master {
+	struct ioloop *loop;
+	char *conf_path;		/* absolute */
+	unsigned char *conf_text;	/* owned: what the children run with */
+	size_t conf_len;
+	bool foreground, root, stopping;
+	char self_exe[4096];
+	struct master_listener *listeners;
+	struct master_child *children;
+	unsigned gen;			/* current generation; 0: none */
+	uint64_t gen_started_ms;
+	unsigned respawn_ms;
+	struct timeout *respawn_to, *stop_to, *kill_to;
+	struct master_slot *slots;	/* owned array */
+	size_t nslots, used, hint;
+	uint32_t seq;
+};
+
+static struct master master;
+/* Scratch records: one process, one thread, handlers never nest. */
+static struct ipc_msg master_in, master_out;
+
+static void master_child_read(void *ctx);
+static void master_child_write(void *ctx);
+static void master_gen_start(void);
+
+/*
+ * Configuration.
+ */
+
+static int
+master_read_file(const char *path, unsigned char **text_r, size_t *len_r,
+    const char **error_r)
+{
+	static char errbuf[512];
+	struct buf b;
+	unsigned char chunk[8192];
+	ssize_t n;
+	int fd;
+
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
+		snprintf(errbuf, sizeof(errbuf), "%s: %s", path,
+		    strerror(errno));
+		*error_r = errbuf;
+		return -1;
+	}
+	buf_init(&b, CONF_FILE_MAX);
+	while ((n = read(fd, chunk, sizeof(chunk))) > 0) {
+		if (buf_append(&b, chunk, (size_t)n) < 0) {
+			snprintf(errbuf, sizeof(errbuf), "%s: larger than "
+			    "%d bytes", path, CONF_FILE_MAX);
+			*error_r = errbuf;
+			close(fd);
+			buf_free(&b);
+			return -1;
+		}
+	}
+	close(fd);
+	if (n < 0) {
+		snprintf(errbuf, sizeof(errbuf), "%s: %s", path,
+		    strerror(errno));
+		*error_r = errbuf;
+		buf_free(&b);
+		return -1;
+	}
+	buf_append(&b, "", 0);
+	*text_r = buf_steal(&b, len_r);
+	if (*text_r == NULL)
+		*text_r = (unsigned char *)xstrdup("");
+	return 0;
+}
+
+/* What loftd needs beyond conf_load's checks: every listener parses, the
+ * certificate loads, the login user exists. */
+static const char *const master_listen_params[] = {
+	"pop3_listen", "pop3s_listen", "imap_listen", "imaps_listen",
+	"smtp_listen", "submission_listen", "submissions_listen", NULL
+};
+
+static bool
+master_param_served(const char *param)
+{
+	return strcmp(param, "pop3_listen") == 0 ||
+	    strcmp(param, "pop3s_listen") == 0;
+}
+
+/* login_user must exist, must not be root, and must not be the owner of
+ * virtual users' mail: a login process must reach no mailbox. */
+static int
+master_check_login_user(const char **error_r)
+{
+	static char errbuf[512];
+	const char *name = conf_str("login_user");
+	const char *vuid = conf_str("virtual_uid");
+	struct passwd *pw = getpwnam(name), *vpw;
+	uid_t login_uid;
+	char *end;
+	unsigned long n;
+
+	if (pw == NULL || pw->pw_uid == 0) {
+		snprintf(errbuf, sizeof(errbuf), "login_user %s: %s", name,
+		    pw == NULL ? "no such user (create it: useradd --system "
+		    "--no-create-home --shell /usr/sbin/nologin NAME)" :
+		    "must not be root");
+		*error_r = errbuf;
+		return -1;
+	}
+	login_uid = pw->pw_uid;
+	if (vuid[0] == '\0')
+		return 0;
+	n = strtoul(vuid, &end, 10);
+	if (*end == '\0' ? (uid_t)n == login_uid :
+	    ((vpw = getpwnam(vuid)) != NULL && vpw->pw_uid == login_uid)) {
+		snprintf(errbuf, sizeof(errbuf), "login_user %s owns the "
+		    "virtual users' mail (virtual_uid): give the login "
+		    "processes an account of their own", name);
+		*error_r = errbuf;
+		return -1;
+	}
+	return 0;
+}
+
+static int
+master_check_conf(const char **error_r)
+{
+	static char errbuf[1024];
+	struct tls_ctx *tls = NULL;
+	struct net_addr *addrs;
+	size_t count, n;
+	char **items;
+	const char *error;
+	bool want_tls = false;
+
+	for (size_t p = 0; master_listen_params[p] != NULL; p++) {
+		items = conf_list(master_listen_params[p], &n);
+		for (size_t i = 0; i < n; i++) {
+			if (net_parse_listen(items[i], &addrs, &count,
+			    &error) < 0) {
+				snprintf(errbuf, sizeof(errbuf), "%s: %s: %s",
+				    master_listen_params[p], items[i], error);
+				conf_list_free(&items);
+				*error_r = errbuf;
+				return -1;
+			}
+			free(addrs);
+		}
+		if (n > 0 && strcmp(master_listen_params[p], "pop3s_listen")
+		    == 0)
+			want_tls = true;
+		conf_list_free(&items);
+	}
+	if (conf_str("tls_cert_file")[0] != '\0') {
+		if (tls_ctx_new(conf_str("tls_cert_file"),
+		    conf_str("tls_key_file"), conf_str("tls_protocols"),
+		    conf_str("tls_ciphers"), conf_str("tls_ciphersuites"), &tls,
+		    &error) < 0) {
+			snprintf(errbuf, sizeof(errbuf), "%s", error);
+			*error_r = errbuf;
+			return -1;
+		}
+		tls_ctx_free(&tls);
+	} else if (want_tls) {
+		*error_r = "pop3s_listen needs tls_cert_file";
+		return -1;
+	}
+	if (master.root)
+		return master_check_login_user(error_r);
+	return 0;
+}
+
+/* Load text as the configuration and check it; on failure the running
+ * configuration (if any) stays. Takes text. */
+static int
+master_conf_apply(unsigned char *text, size_t len, const char **error_r)
+{
+	const char *error;
+
+	if (conf_load_buffer(master.conf_path, (const char *)text, len,
+	    error_r) < 0) {
+		free(text);
+		return -1;
+	}
+	if (master_check_conf(error_r) < 0) {
+		/* Put the old one back; it loaded before, it loads again. */
+		if (master.conf_text != NULL &&
+		    conf_load_buffer(master.conf_path,
+		    (const char *)master.conf_text, master.conf_len,
+		    &error) < 0)
+			log_fatal("cannot restore the configuration: %s",
+			    error);
+		free(text);
+		return -1;
+	}
+	free(master.conf_text);
+	master.conf_text = text;
+	master.conf_len = len;
+	return 0;
+}
+
+/* The configuration text as a sealed memfd for a child. */
+static int
+master_conf_fd(void)
+{
+	int fd = memfd_create("loft.conf", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	size_t off = 0;
+	ssize_t n;
+
+	if (fd < 0)
+		return -1;
+	while (off < master.conf_len) {
+		n = write(fd, master.conf_text + off, master.conf_len - off);
+		if (n <= 0) {
+			close(fd);
+			return -1;
+		}
+		off += (size_t)n;
+	}
+	(void)fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW |
+	    F_SEAL_WRITE | F_SEAL_SEAL);
+	return fd;
+}
+
+/*
+ * Listeners.
+ */
+
+static void master_accept(void *ctx);
+
+static void
+master_listener_free(struct master_listener *l)
+{
+	io_remove(&l->io);
+	if (l->fd >= 0)
+		close(l->fd);
+	free(l->param);
+	free(l->spec);
+	free(l);
+}
+
+/* Bind the listeners the configuration names that are not bound yet;
+ * close the ones it no longer names. Failing to bind a new one is an
+ * error when starting, a logged error on reload. */
+static int
+master_listeners_update(bool starting, const char **error_r)
+{
+	static char errbuf[512];
+	struct master_listener *old = master.listeners, *l, **lp, *keep = NULL;
+	struct net_addr *addrs;
+	size_t count, n;
+	const char *error;
+	char **items;
+	int fd;
+
+	for (size_t p = 0; master_listen_params[p] != NULL; p++) {
+		const char *param = master_listen_params[p];
+
+		items = conf_list(param, &n);
+		if (n > 0 && !master_param_served(param))
+			log_warning("%s is set, but this version of loftd "
+			    "serves only POP3: not listening there", param);
+		for (size_t i = 0; i < n && master_param_served(param); i++) {
+			/* Keep a socket bound for the same item. */
+			for (lp = &old; *lp != NULL; lp = &(*lp)->next)
+				if (strcmp((*lp)->param, param) == 0 &&
+				    strcmp((*lp)->spec, items[i]) == 0)
+					break;
+			if (*lp != NULL) {
+				l = *lp;
+				*lp = l->next;
+				l->next = keep;
+				keep = l;
+				continue;
+			}
+			if (net_parse_listen(items[i], &addrs, &count,
+			    &error) < 0) {
+				snprintf(errbuf, sizeof(errbuf), "%s: %s",
+				    param, error);
+				goto fail;
+			}
+			for (size_t a = 0; a < count; a++) {
+				if ((fd = net_listen(&addrs[a], 0,
+				    &error)) < 0) {
+					snprintf(errbuf, sizeof(errbuf),
+					    "%s: %s", param, error);
+					free(addrs);
+					goto fail;
+				}
+				l = xcalloc(1, sizeof(*l));
+				l->param = xstrdup(param);
+				l->spec = xstrdup(items[i]);
+				l->service = LOFTD_SVC_POP3;
+				l->tls = strcmp(param, "pop3s_listen") == 0;
+				l->fd = fd;
+				l->next = keep;
+				keep = l;
+			}
+			free(addrs);
+		}
+		conf_list_free(&items);
+	}
+	while (old != NULL) {
+		l = old;
+		old = l->next;
+		log_info("no longer listening on %s", l->spec);
+		master_listener_free(l);
+	}
+	master.listeners = keep;
+	return 0;
+fail:
+	conf_list_free(&items);
+	*error_r = errbuf;
+	if (starting) {
+		while (old != NULL) {
+			l = old;
+			old = l->next;
+			master_listener_free(l);
+		}
+		master.listeners = keep;
+		return -1;
+	}
+	/* On reload: keep what we had, and what is bound by now. */
+	for (l = keep; l != NULL && l->next != NULL; l = l->next)
+		;
+	if (l != NULL)
+		l->next = old;
+	else
+		keep = old;
+	master.listeners = keep;
+	return -1;
+}
+
+/* Watch the listeners while a login process can take connections. */
+static void
+master_listeners_watch(bool on)
+{
+	for (struct master_listener *l = master.listeners; l != NULL;
+	    l = l->next) {
+		if (on && l->io == NULL)
+			l->io = io_add(master.loop, l->fd, IO_READ,
+			    master_accept, l);
+		else if (!on)
+			io_remove(&l->io);
+	}
+}
+
+/*
+ * Children.
+ */
+
+static void
+master_child_close_chan(struct master_child *c)
+{
+	io_remove(&c->io_read);
+	io_remove(&c->io_write);
+	ipc_chan_free(&c->chan);
+}
+
+static void
+master_child_flush(struct master_child *c)
+{
+	const char *error;
+	int ret;
+
+	if (c->chan == NULL)
+		return;
+	ret = ipc_chan_flush(c->chan, &error);
+	if (ret < 0) {
+		log_warning("%s process %ld: %s", master_role_names[c->role],
+		    (long)c->pid, error);
+		master_child_close_chan(c);
+	} else if (ret > 0 && c->io_write == NULL)
+		c->io_write = io_add(master.loop, ipc_chan_fd(c->chan),
+		    IO_WRITE, master_child_write, c);
+	else if (ret == 0)
+		io_remove(&c->io_write);
+}
+
+static void
+master_child_write(void *ctx)
+{
+	master_child_flush(ctx);
+}
+
+static int
+master_send(struct master_child *c, struct ipc_msg *m)
+{
+	const char *error;
+
+	if (c->chan == NULL) {
+		ipc_msg_clear(m);
+		return -1;
+	}
+	if (ipc_chan_send(c->chan, m, &error) < 0) {
+		log_warning("to %s process %ld: %s",
+		    master_role_names[c->role], (long)c->pid, error);
+		ipc_msg_clear(m);
+		return -1;
+	}
+	master_child_flush(c);
+	return 0;
+}
+
+static void
+master_send_simple(struct master_child *c, uint32_t type)
+{
+	ipc_msg_init(&master_out, type, 0);
+	(void)master_send(c, &master_out);
+}
+
+/*
+ * Fork and exec ourselves as role. fds[i] becomes descriptor targets[i]
+ * in the child; the channel to the master is made here. For a mail
+ * process, u names the owner to become before exec.
+ */
+static struct master_child *
+master_spawn(enum master_role role, const int *fds, const int *targets,
+    size_t nfds, int nchan, const struct user *u)
+{
+	struct master_child *c;
+	char nbuf[16];
+	const char *argv[12], *error;
+	int sp[2], conf_fd, log_fd = log_file_fd();
+	size_t argc = 0;
+	sigset_t none;
+	pid_t pid;
+
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0) {
+		log_error("socketpair: %s", strerror(errno));
+		return NULL;
+	}
+	if ((conf_fd = master_conf_fd()) < 0) {
+		log_error("memfd_create: %s", strerror(errno));
+		close(sp[0]);
+		close(sp[1]);
+		return NULL;
+	}
+	argv[argc++] = "loftd";
+	argv[argc++] = "-c";
+	argv[argc++] = master.conf_path;
+	if (master.foreground)
+		argv[argc++] = "-f";
+	if (log_fd >= 0)
+		argv[argc++] = "-L";
+	argv[argc++] = "-X";
+	argv[argc++] = master_role_names[role];
+	if (nchan > 0) {
+		snprintf(nbuf, sizeof(nbuf), "%d", nchan);
+		argv[argc++] = "-n";
+		argv[argc++] = nbuf;
+	}
+	argv[argc] = NULL;
+
+	pid = fork();
+	if (pid < 0) {
+		log_error("fork: %s", strerror(errno));
+		close(sp[0]);
+		close(sp[1]);
+		close(conf_fd);
+		return NULL;
+	}
+	if (pid == 0) {
+		int tmp[LOFTD_LOGIN_MAX + 4], n = 0;
+
+		/* Move every descriptor out of the way, then into place;
+		 * dup2 clears close-on-exec on the targets only. */
+		tmp[n++] = fcntl(sp[1], F_DUPFD_CLOEXEC, 200);
+		tmp[n++] = fcntl(conf_fd, F_DUPFD_CLOEXEC, 200);
+		tmp[n++] = log_fd >= 0 ?
+		    fcntl(log_fd, F_DUPFD_CLOEXEC, 200) : -1;
+		for (size_t i = 0; i < nfds; i++)
+			tmp[n++] = fcntl(fds[i], F_DUPFD_CLOEXEC, 200);
+		for (int i = 0; i < n; i++)
+			if (tmp[i] < 0 && !(i == 2 && log_fd < 0))
+				_exit(71);
+		if (dup2(tmp[0], LOFTD_FD_MASTER) < 0 ||
+		    dup2(tmp[1], LOFTD_FD_CONF) < 0 ||
+		    (log_fd >= 0 && dup2(tmp[2], LOFTD_FD_LOG) < 0))
+			_exit(71);
+		for (size_t i = 0; i < nfds; i++)
+			if (dup2(tmp[3 + i], targets[i]) < 0)
+				_exit(71);
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		signal(SIGPIPE, SIG_DFL);
+		if (u != NULL && priv_become(u, true, &error) < 0) {
+			log_error("mail process for uid %lu: %s",
+			    (unsigned long)u->uid, error);
+			_exit(71);
+		}
+		execv(master.self_exe, (char *const *)argv);
+		log_error("exec %s: %s", master.self_exe, strerror(errno));
+		_exit(71);
+	}
+	close(sp[1]);
+	close(conf_fd);
+	c = xcalloc(1, sizeof(*c));
+	c->role = role;
+	c->pid = pid;
+	c->chan = ipc_chan_new(sp[0]);
+	c->io_read = io_add(master.loop, sp[0], IO_READ, master_child_read, c);
+	c->next = master.children;
+	if (c->next != NULL)
+		c->next->prev = c;
+	master.children = c;
+	return c;
+}
+
+static struct master_child *
+master_gen_auth(unsigned gen)
+{
+	for (struct master_child *c = master.children; c != NULL; c = c->next)
+		if (c->role == MASTER_ROLE_AUTH && c->gen == gen &&
+		    c->pid != 0)
+			return c;
+	return NULL;
+}
+
+static size_t
+master_gen_logins(unsigned gen)
+{
+	size_t n = 0;
+
+	for (struct master_child *c = master.children; c != NULL; c = c->next)
+		if (c->role == MASTER_ROLE_LOGIN && c->gen == gen &&
+		    c->pid != 0)
+			n++;
+	return n;
+}
+
+/* Retire every process of generation gen (0: of every generation), and
+ * every mail process: they finish what they have and exit. */
+static void
+master_retire(unsigned gen)
+{
+	for (struct master_child *c = master.children; c != NULL; c = c->next) {
+		if (c->retired || (c->role != MASTER_ROLE_MAIL && gen != 0 &&
+		    c->gen != gen))
+			continue;
+		c->retired = true;
+		if (c->role != MASTER_ROLE_AUTH)
+			master_send_simple(c, LOFTD_RETIRE);
+	}
+	/* An auth process exits when its last channel closes: ours goes
+	 * once its generation's login processes are gone. */
+	for (struct master_child *c = master.children; c != NULL; c = c->next)
+		if (c->role == MASTER_ROLE_AUTH && c->retired &&
+		    master_gen_logins(c->gen) == 0)
+			master_child_close_chan(c);
+}
+
+static void
+master_respawn_timeout(void *ctx)
+{
+	(void)ctx;
+	timeout_remove(&master.respawn_to);
+	if (!master.stopping)
+		master_gen_start();
+}
+
+static void
+master_gen_failed(void)
+{
+	if (master.stopping || master.respawn_to != NULL)
+		return;
+	if (ioloop_now_ms() - master.gen_started_ms < 5000)
+		master.respawn_ms = master.respawn_ms == 0 ?
+		    MASTER_RESPAWN_MIN_MS : master.respawn_ms * 2;
+	else
+		master.respawn_ms = 0;
+	if (master.respawn_ms > MASTER_RESPAWN_MAX_MS)
+		master.respawn_ms = MASTER_RESPAWN_MAX_MS;
+	master_listeners_watch(false);
+	master_retire(master.gen);
+	master.gen = 0;
+	if (master.respawn_ms > 0)
+		log_error("login processes keep failing: starting new ones in "
+		    "%u ms", master.respawn_ms);
+	master.respawn_to = timeout_add(master.loop, master.respawn_ms, false,
+	    master_respawn_timeout, NULL);
+}
+
+/* Start an auth process and login_processes login processes wired to it. */
+static void
+master_gen_start(void)
+{
+	int pairs[LOFTD_LOGIN_MAX][2], fds[LOFTD_LOGIN_MAX];
+	int targets[LOFTD_LOGIN_MAX];
+	struct master_child *auth, *c;
+	unsigned gen = master.gen + 1, old = master.gen;
+	int n = (int)conf_int("login_processes");
+
+	if (n > LOFTD_LOGIN_MAX)
+		n = LOFTD_LOGIN_MAX;
+	for (int i = 0; i < n; i++) {
+		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0,
+		    pairs[i]) < 0) {
+			log_error("socketpair: %s", strerror(errno));
+			while (i-- > 0) {
+				close(pairs[i][0]);
+				close(pairs[i][1]);
+			}
+			master_gen_failed();
+			return;
+		}
+		fds[i] = pairs[i][0];
+		targets[i] = LOFTD_FD_AUTH + i;
+	}
+	if (old != 0)
+		master_retire(old);
+	master.gen = gen;
+	master.gen_started_ms = ioloop_now_ms();
+	auth = master_spawn(MASTER_ROLE_AUTH, fds, targets, (size_t)n, n,
+	    NULL);
+	if (auth != NULL)
+		auth->gen = gen;
+	for (int i = 0; i < n; i++) {
+		close(pairs[i][0]);
+		targets[0] = LOFTD_FD_AUTH;
+		c = auth == NULL ? NULL : master_spawn(MASTER_ROLE_LOGIN,
+		    &pairs[i][1], targets, 1, 0, NULL);
+		close(pairs[i][1]);
+		if (c != NULL)
+			c->gen = gen;
+	}
+	if (auth == NULL || master_gen_logins(gen) != (size_t)n) {
+		master_gen_failed();
+		return;
+	}
+	master_listeners_watch(true);
+}
+
+/*
+ * Connection slots.
+ */
+
+static struct master_slot *
+master_slot_find(uint32_t id)
+{
+	uint32_t index = id & (MASTER_SLOTS_MAX - 1);
+
+	if (id == 0 || index >= master.nslots || master.slots[index].id != id)
+		return NULL;
+	return &master.slots[index];
+}
+
+static void
+master_slot_release(struct master_slot *s)
+{
+	if (s->login != NULL || s->mail != NULL || s->id == 0)
+		return;
+	if (s->fd >= 0)
+		close(s->fd);
+	free(s->pending);
+	memset(s, 0, sizeof(*s));
+	s->fd = -1;
+	master.used--;
+	if (master.stopping && master.used == 0)
+		master_retire(0);
+}
+
+static struct master_slot *
+master_slot_new(const char *ip, uint32_t service)
+{
+	size_t limit = (size_t)conf_int("connection_limit");
+	struct master_slot *s = NULL;
+
+	if (master.nslots < limit && master.nslots < MASTER_SLOTS_MAX &&
+	    master.used == master.nslots) {
+		master.slots = xreallocarray(master.slots, master.nslots + 1,
+		    sizeof(*master.slots));
+		s = &master.slots[master.nslots++];
+		memset(s, 0, sizeof(*s));
+	} else {
+		for (size_t i = 0; i < master.nslots; i++) {
+			size_t k = (master.hint + i) % master.nslots;
+
+			if (master.slots[k].id == 0) {
+				s = &master.slots[k];
+				master.hint = k + 1;
+				break;
+			}
+		}
+	}
+	if (s == NULL)
+		return NULL;
+	if (++master.seq >= (1u << (32 - MASTER_SLOT_INDEX_BITS)))
+		master.seq = 1;
+	s->id = master.seq << MASTER_SLOT_INDEX_BITS |
+	    (uint32_t)(s - master.slots);
+	s->fd = -1;
+	s->service = service;
+	strlcpy(s->ip, ip, sizeof(s->ip));
+	master.used++;
+	return s;
+}
+
+static size_t
+master_ip_count(const char *ip)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < master.nslots; i++)
+		if (master.slots[i].id != 0 &&
+		    strcmp(master.slots[i].ip, ip) == 0)
+			n++;
+	return n;
+}
+
+/* Let go of slot s for child c (its login or mail side). */
+static void
+master_slot_drop(struct master_slot *s, struct master_child *c)
+{
+	if (s->login == c) {
+		s->login = NULL;
+		c->conns--;
+	}
+	if (s->mail == c) {
+		s->mail = NULL;
+		c->conns--;
+	}
+	master_slot_release(s);
+}
+
+/*
+ * Accepting.
+ */
+
+static void
+master_refuse(int fd, const char *ip, const char *why, const char *line)
+{
+	log_info("refused connection from %s: %s", ip, why);
+	(void)send(fd, line, strlen(line), MSG_NOSIGNAL | MSG_DONTWAIT);
+	close(fd);
+}
+
+static struct master_child *
+master_pick_login(void)
+{
+	struct master_child *best = NULL;
+
+	for (struct master_child *c = master.children; c != NULL; c = c->next)
+		if (c->role == MASTER_ROLE_LOGIN && !c->retired &&
+		    c->gen == master.gen && c->pid != 0 && c->chan != NULL &&
+		    (best == NULL || c->conns < best->conns))
+			best = c;
+	return best;
+}
+
+static void
+master_accept_one(struct master_listener *l, int fd,
+    const struct net_addr *peer)
+{
+	char ip[NET_ADDR_STR_MAX], lip[NET_ADDR_STR_MAX];
+	struct net_addr local;
+	struct master_child *login;
+	struct master_slot *s;
+	size_t per_ip = (size_t)conf_int("client_connection_limit");
+
+	net_addr_str(peer, ip, sizeof(ip));
+	local.len = sizeof(local.ss);
+	if (getsockname(fd, (struct sockaddr *)&local.ss, &local.len) < 0)
+		local.ss.ss_family = AF_UNSPEC;
+	net_addr_str(&local, lip, sizeof(lip));
+	if (master.used >= (size_t)conf_int("connection_limit")) {
+		master_refuse(fd, ip, "connection_limit reached",
+		    "-ERR [SYS/TEMP] Too many connections\r\n");
+		return;
+	}
+	if (master_ip_count(ip) >= per_ip) {
+		master_refuse(fd, ip, "client_connection_limit reached",
+		    "-ERR [SYS/TEMP] Too many connections from your "
+		    "address\r\n");
+		return;
+	}
+	if ((login = master_pick_login()) == NULL ||
+	    (s = master_slot_new(ip, l->service)) == NULL) {
+		master_refuse(fd, ip, "no login process",
+		    "-ERR [SYS/TEMP] Server not ready, try again later\r\n");
+		return;
+	}
+	s->rport = net_addr_port(peer);
+	ipc_msg_init(&master_out, LOFTD_CONN_NEW, 0);
+	ipc_add_u32(&master_out, s->id);
+	ipc_add_u32(&master_out, l->service);
+	ipc_add_u32(&master_out, l->tls);
+	ipc_add_str(&master_out, ip);
+	ipc_add_u32(&master_out, net_addr_port(peer));
+	ipc_add_str(&master_out, lip);
+	ipc_add_u32(&master_out, net_addr_port(&local));
+	ipc_msg_set_fd(&master_out, fd);
+	if (master_send(login, &master_out) < 0) {
+		memset(s, 0, sizeof(*s));
+		s->fd = -1;
+		master.used--;
+		return;
+	}
+	s->login = login;
+	login->conns++;
+}
+
+static void
+master_accept(void *ctx)
+{
+	struct master_listener *l = ctx;
+	struct net_addr peer;
+	int fd;
+
+	for (int i = 0; i < MASTER_ACCEPT_BATCH; i++) {
+		fd = net_accept(l->fd, &peer);
+		if (fd >= 0) {
+			master_accept_one(l, fd, &peer);
+			continue;
+		}
+		if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+		    errno == ENOMEM)
+			log_error("accept on %s: %s", l->spec,
+			    strerror(errno));
+		break;
+	}
+}
+
+/*
+ * Logins: redeem the token, pick or start the mail process.
+ */
+
+static struct master_child *
+master_mail_for(const struct user *u)
+{
+	for (struct master_child *c = master.children; c != NULL; c = c->next)
+		if (c->role == MASTER_ROLE_MAIL && !c->retired &&
+		    c->pid != 0 && c->chan != NULL && c->uid == u->uid &&
+		    c->gid == u->gid && c->system == u->system)
+			return c;
+	if (u->uid == 0)
+		return NULL;
+	struct master_child *c = master_spawn(MASTER_ROLE_MAIL, NULL, NULL, 0,
+	    0, u);
+	if (c != NULL) {
+		c->uid = u->uid;
+		c->gid = u->gid;
+		c->system = u->system;
+	}
+	return c;
+}
+
+static void
+master_login_result(struct master_slot *s, bool ok)
+{
+	if (s->login == NULL)
+		return;
+	ipc_msg_init(&master_out, LOFTD_LOGIN_RESULT, 0);
+	ipc_add_u32(&master_out, s->id);
+	ipc_add_u32(&master_out, ok);
+	(void)master_send(s->login, &master_out);
+}
+
+static void
+master_login_fail(struct master_slot *s)
+{
+	s->redeeming = false;
+	if (s->fd >= 0)
+		close(s->fd);
+	s->fd = -1;
+	free(s->pending);
+	s->pending = NULL;
+	master_login_result(s, false);
+}
+
+static void
+master_handle_login(struct master_child *c, struct ipc_msg *m)
+{
+	const unsigned char *token, *pending;
+	size_t token_len, pending_len;
+	uint32_t id, relayed, secured;
+	struct master_child *auth;
+	struct master_slot *s;
+	const char *error;
+	int fd = ipc_msg_take_fd(m);
+
+	ipc_get_u32(m, &id);
+	ipc_get_data(m, &token, &token_len);
+	ipc_get_u32(m, &relayed);
+	ipc_get_u32(m, &secured);
+	ipc_get_data(m, &pending, &pending_len);
+	s = master_slot_find(id);
+	if (ipc_get_end(m, &error) < 0 || fd < 0 || s == NULL ||
+	    s->login != c || s->redeeming || s->mail != NULL ||
+	    pending_len > LOFTD_PENDING_MAX) {
+		log_warning("login process %ld: bad login record for "
+		    "connection %u", (long)c->pid, id);
+		if (fd >= 0)
+			close(fd);
+		if (s != NULL && s->login == c)
+			master_login_result(s, false);
+		return;
+	}
+	s->fd = fd;
+	s->relayed = relayed != 0;
+	s->secured = secured != 0;
+	s->pending = pending_len > 0 ? xmalloc(pending_len) : NULL;
+	if (pending_len > 0)
+		memcpy(s->pending, pending, pending_len);
+	s->pending_len = pending_len;
+	s->redeeming = true;
+	auth = master_gen_auth(c->gen);
+	if (auth == NULL ||
+	    auth_proto_user_req_encode(&master_out, id, token, token_len,
+	    &error) < 0 || master_send(auth, &master_out) < 0)
+		master_login_fail(s);
+}
+
+static void
+master_handle_user(struct master_child *auth, struct ipc_msg *m)
+{
+	struct auth_user_resp r;
+	struct master_child *mail;
+	struct master_slot *s;
+	const char *error;
+
+	if (auth_proto_user_resp_decode(m, &r, &error) < 0) {
+		log_warning("auth process %ld: %s", (long)auth->pid, error);
+		master_child_close_chan(auth);
+		return;
+	}
+	s = master_slot_find(r.id);
+	if (s == NULL || !s->redeeming) {
+		user_free(&r.user);
+		return;
+	}
+	if (r.result != AUTH_RESULT_OK || r.user == NULL ||
+	    strcmp(r.service, loftd_service_name(s->service)) != 0 ||
+	    strcmp(r.ip, s->ip) != 0) {
+		log_warning("login from %s not confirmed by auth: %s", s->ip,
+		    r.result == AUTH_RESULT_OK ? "service or address differ" :
+		    r.reason);
+		user_free(&r.user);
+		master_login_fail(s);
+		return;
+	}
+	mail = master.stopping ? NULL : master_mail_for(r.user);
+	if (mail == NULL) {
+		log_error("user=<%s>: no mail process", r.user->name);
+		user_free(&r.user);
+		master_login_fail(s);
+		return;
+	}
+	ipc_msg_init(&master_out, LOFTD_SESSION, 0);
+	ipc_add_u32(&master_out, s->id);
+	ipc_add_u32(&master_out, s->service);
+	ipc_add_str(&master_out, s->ip);
+	ipc_add_u32(&master_out, s->rport);
+	ipc_add_u32(&master_out, s->secured);
+	ipc_add_data(&master_out, s->pending, s->pending_len);
+	auth_proto_add_user(&master_out, r.user);
+	user_free(&r.user);
+	ipc_msg_set_fd(&master_out, s->fd);
+	s->fd = -1;
+	if (master_send(mail, &master_out) < 0) {
+		master_login_fail(s);
+		return;
+	}
+	free(s->pending);
+	s->pending = NULL;
+	s->redeeming = false;
+	s->mail = mail;
+	mail->conns++;
+	master_login_result(s, true);
+	if (!s->relayed && s->login != NULL) {
+		s->login->conns--;
+		s->login = NULL;
+	}
+}
+
+static void
+master_handle_done(struct master_child *c, struct ipc_msg *m)
+{
+	struct master_slot *s;
+	const char *error;
+	uint32_t id;
+
+	ipc_get_u32(m, &id);
+	if (ipc_get_end(m, &error) < 0) {
+		log_warning("%s process %ld: %s", master_role_names[c->role],
+		    (long)c->pid, error);
+		return;
+	}
+	if ((s = master_slot_find(id)) != NULL &&
+	    (s->login == c || s->mail == c)) {
+		if (s->login == c && s->redeeming)
+			master_login_fail(s);
+		master_slot_drop(s, c);
+	}
+}
+
+static void
+master_child_read(void *ctx)
+{
+	struct master_child *c = ctx;
+	const char *error;
+	int ret;
+
+	while (c->chan != NULL &&
+	    (ret = ipc_chan_recv(c->chan, &master_in, &error)) == 1) {
+		if (c->role == MASTER_ROLE_AUTH)
+			master_handle_user(c, &master_in);
+		else if (master_in.type == LOFTD_LOGIN &&
+		    c->role == MASTER_ROLE_LOGIN)
+			master_handle_login(c, &master_in);
+		else if (master_in.type == LOFTD_CONN_DONE)
+			master_handle_done(c, &master_in);
+		else
+			log_warning("%s process %ld: unexpected record %u",
+			    master_role_names[c->role], (long)c->pid,
+			    master_in.type);
+		ipc_msg_clear(&master_in);
+	}
+	if (c->chan != NULL && ret < 0) {
+		if (!ipc_chan_closed(c->chan))
+			log_warning("%s process %ld: %s",
+			    master_role_names[c->role], (long)c->pid, error);
+		master_child_close_chan(c);
+	}
+}
+
+/*
+ * Reaping.
+ */
+
+static void
+master_child_gone(struct master_child *c, int status)
+{
+	bool current = c->role != MASTER_ROLE_MAIL && !c->retired &&
+	    c->gen == master.gen;
+
+	if (WIFSIGNALED(status))
+		log_error("%s process %ld killed by signal %d",
+		    master_role_names[c->role], (long)c->pid,
+		    WTERMSIG(status));
+	else if (WEXITSTATUS(status) != 0)
+		log_error("%s process %ld exited with status %d",
+		    master_role_names[c->role], (long)c->pid,
+		    WEXITSTATUS(status));
+	master_child_close_chan(c);
+	for (size_t i = 0; i < master.nslots && c->conns > 0; i++) {
+		struct master_slot *s = &master.slots[i];
+
+		if (s->id != 0 && (s->login == c || s->mail == c)) {
+			if (s->login == c && s->redeeming)
+				master_login_fail(s);
+			master_slot_drop(s, c);
+		}
+	}
+	if (c->prev != NULL)
+		c->prev->next = c->next;
+	else
+		master.children = c->next;
+	if (c->next != NULL)
+		c->next->prev = c->prev;
+	if (c->role == MASTER_ROLE_LOGIN) {
+		struct master_child *auth = master_gen_auth(c->gen);
+
+		if (auth != NULL && auth->retired &&
+		    master_gen_logins(c->gen) == 0)
+			master_child_close_chan(auth);
+	}
+	free(c);
+	if (current)
+		master_gen_failed();
+	if (master.stopping && master.children == NULL)
+		ioloop_stop(master.loop);
+}
+
+static void
+master_sigchld(int signo, void *ctx)
+{
+	struct master_child *c;
+	int status;
+	pid_t pid;
+
+	(void)signo;
+	(void)ctx;
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		for (c = master.children; c != NULL; c = c->next)
+			if (c->pid == pid)
+				break;
+		if (c != NULL)
+			master_child_gone(c, status);
+	}
+}
+
+/*
+ * Reload and stop.
+ */
+
+static void
+master_sighup(int signo, void *ctx)
+{
+	unsigned char *text;
+	size_t len;
+	const char *error;
+
+	(void)signo;
+	(void)ctx;
+	if (master.stopping)
+		return;
+	if (master_read_file(master.conf_path, &text, &len, &error) < 0 ||
+	    master_conf_apply(text, len, &error) < 0) {
+		log_error("reload refused, still running the previous "
+		    "configuration: %s", error);
+		return;
+	}
+	if (master_listeners_update(false, &error) < 0)
+		log_error("reload: %s", error);
+	log_info("reloaded %s", master.conf_path);
+	timeout_remove(&master.respawn_to);
+	master.respawn_ms = 0;
+	master_gen_start();
+}
+
+static void
+master_kill_all(int sig)
+{
+	for (struct master_child *c = master.children; c != NULL; c = c->next)
+		if (c->pid != 0)
+			kill(c->pid, sig);
+}
+
+static void
+master_kill_timeout(void *ctx)
+{
+	(void)ctx;
+	timeout_remove(&master.kill_to);
+	master_kill_all(SIGKILL);
+}
+
+static void
+master_stop_timeout(void *ctx)
+{
+	(void)ctx;
+	timeout_remove(&master.stop_to);
+	log_info("shutdown_timeout reached: ending the remaining sessions");
+	master_kill_all(SIGTERM);
+	master.kill_to = timeout_add(master.loop, MASTER_KILL_GRACE_MS, false,
+	    master_kill_timeout, NULL);
+}
+
+static void
+master_sigterm(int signo, void *ctx)
+{
+	(void)ctx;
+	if (master.stopping)
+		return;
+	log_info("stopping on signal %d", signo);
+	master.stopping = true;
+	timeout_remove(&master.respawn_to);
+	while (master.listeners != NULL) {
+		struct master_listener *l = master.listeners;
+
+		master.listeners = l->next;
+		master_listener_free(l);
+	}
+	master_retire(0);
+	if (master.used == 0) {
+		/* Nothing to wait for: close the auth channels too. */
+		for (struct master_child *c = master.children; c != NULL;
+		    c = c->next)
+			if (c->role == MASTER_ROLE_AUTH)
+				master_child_close_chan(c);
+	}
+	if (master.children == NULL) {
+		ioloop_stop(master.loop);
+		return;
+	}
+	master.stop_to = timeout_add(master.loop,
+	    (unsigned)conf_time("shutdown_timeout") * 1000, false,
+	    master_stop_timeout, NULL);
+}
+
+/*
+ * Start.
+ */
+
+static void
+master_raise_nofile(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		(void)setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
+static int
+master_prepare_chroot(const char **error_r)
+{
+	static char errbuf[512];
+	const char *dir = conf_str("login_chroot");
+	struct stat st;
+
+	if (!master.root || dir[0] == '\0')
+		return 0;
+	if (fsutil_mkdir_p(dir, 0755) < 0 || stat(dir, &st) < 0) {
+		snprintf(errbuf, sizeof(errbuf), "login_chroot %s: %s", dir,
+		    strerror(errno));
+		*error_r = errbuf;
+		return -1;
+	}
+	if (st.st_uid != 0 || (st.st_mode & 022) != 0) {
+		snprintf(errbuf, sizeof(errbuf), "login_chroot %s must be "
+		    "owned by root and writable by nobody else", dir);
+		*error_r = errbuf;
+		return -1;
+	}
+	return 0;
+}
+
+static void
+master_free(void)
+{
+	while (master.listeners != NULL) {
+		struct master_listener *l = master.listeners;
+
+		master.listeners = l->next;
+		master_listener_free(l);
+	}
+	while (master.children != NULL) {
+		struct master_child *c = master.children;
+
+		master.children = c->next;
+		master_child_close_chan(c);
+		free(c);
+	}
+	for (size_t i = 0; i < master.nslots; i++) {
+		if (master.slots[i].fd >= 0)
+			close(master.slots[i].fd);
+		free(master.slots[i].pending);
+	}
+	free(master.slots);
+	timeout_remove(&master.respawn_to);
+	timeout_remove(&master.stop_to);
+	timeout_remove(&master.kill_to);
+	free(master.conf_text);
+	free(master.conf_path);
+}
+
+int
+master_main(const char *conf_path, bool foreground)
+{
+	unsigned char *text;
+	const char *error;
+	size_t len;
+	ssize_t n;
+	char *abs;
+
+	master.foreground = foreground;
+	master.root = geteuid() == 0;
+	n = readlink("/proc/self/exe", master.self_exe,
+	    sizeof(master.self_exe) - 1);
+	if (n <= 0 || (size_t)n >= sizeof(master.self_exe) - 1)
+		log_fatal("cannot find my own program: /proc/self/exe");
+	master.self_exe[n] = '\0';
+	if ((abs = realpath(conf_path, NULL)) == NULL)
+		log_fatal("%s: %s", conf_path, strerror(errno));
+	master.conf_path = abs;
+	if (master_read_file(abs, &text, &len, &error) < 0 ||
+	    master_conf_apply(text, len, &error) < 0)
+		log_fatal("%s", error);
+	if (!foreground && conf_str("maillog_file")[0] != '\0') {
+		char ident[64];
+
+		snprintf(ident, sizeof(ident), "%s/master",
+		    conf_str("syslog_name"));
+		if (log_set_file(conf_str("maillog_file")) < 0)
+			return 1;
+		log_open(ident, LOG_DEST_FILE);
+	} else
+		loftd_log_setup("master", foreground, false);
+	if (master_prepare_chroot(&error) < 0 ||
+	    master_listeners_update(true, &error) < 0)
+		log_fatal("%s", error);
+	if (master.listeners == NULL)
+		log_warning("no listener configured (pop3_listen, "
+		    "pop3s_listen): serving nothing");
+	if (!master.root)
+		log_warning("not started as root: every process runs as uid "
+		    "%lu, without chroot", (unsigned long)geteuid());
+	if (!foreground && daemon(0, 0) < 0)
+		log_fatal("daemon: %s", strerror(errno));
+	master_raise_nofile();
+	signal(SIGPIPE, SIG_IGN);
+	master.loop = ioloop_new();
+	if (ioloop_signal_add(master.loop, SIGCHLD, master_sigchld, NULL) < 0 ||
+	    ioloop_signal_add(master.loop, SIGHUP, master_sighup, NULL) < 0 ||
+	    ioloop_signal_add(master.loop, SIGTERM, master_sigterm, NULL) < 0 ||
+	    ioloop_signal_add(master.loop, SIGINT, master_sigterm, NULL) < 0)
+		log_fatal("signals: %s", strerror(errno));
+	log_info("starting (pid %ld, configuration %s)", (long)getpid(),
+	    master.conf_path);
+	master_gen_start();
+	ioloop_run(master.loop);
+	log_info("stopped");
+	master_free();
+	ioloop_free(&master.loop);
+	conf_reset();
+	return 0;
+}
