@@ -75,10 +75,33 @@ struct mindex_txn {
 	bool full;		/* hit MDB_MAP_FULL: only abort is left */
 };
 
+/*
+ * One open environment of this process. LMDB forbids opening the same
+ * environment twice in one process (closing either would drop the other's
+ * fcntl locks on lock.mdb: MDB_BAD_RSLOT and worse), and loftd's mail
+ * process serves several sessions of one user at once. So every
+ * mindex_open of a directory already open here shares its environment,
+ * counted, and the last mindex_close closes it.
+ */
+struct mindex_shared {
+	struct mindex_shared *next;
+	dev_t dev;		/* of the index directory */
+	ino_t ino;
+	unsigned refs;
+	MDB_env *env;		/* owned */
+	int lock_fd;		/* owned */
+	MDB_dbi dbi[MINDEX_DB_COUNT];
+	size_t psize;
+	uint64_t max_map_size;
+};
+
+static struct mindex_shared *mindex_shared_list;
+
 struct mindex {
-	MDB_env *env;		/* owned; closed by mindex_close */
+	MDB_env *env;		/* owned, or borrowed from shared */
 	MDB_dbi dbi[MINDEX_DB_COUNT];
 	int lock_fd;		/* dir/loft.lock, LOCK_SH held while open */
+	struct mindex_shared *shared;	/* NULL until the open is done */
 	size_t psize;		/* LMDB page size */
 	uint64_t max_map_size;
 	bool txn_active;	/* txn below is in use */
@@ -658,7 +681,10 @@ static int
 mindex_open_env(struct mindex *ix, const char *dir,
     const struct mindex_options *opts, const char **error_r)
 {
-	unsigned flags = opts != NULL && opts->nosync ? MDB_NOSYNC : 0;
+	/* MDB_NOTLS: reader slots belong to transactions, not threads, so
+	 * two handles sharing the environment in one thread may both read. */
+	unsigned flags = MDB_NOTLS |
+	    (opts != NULL && opts->nosync ? MDB_NOSYNC : 0);
 	uint64_t map;
 	MDB_stat ms;
 	int rc, dead = 0;
@@ -766,22 +792,92 @@ mindex_open_dbs(struct mindex *ix, const char **error_r)
 	return mindex_attach(ix, MDB_CREATE, error_r);
 }
 
+/* The environment of dir if this process has it open already. */
+static struct mindex_shared *
+mindex_shared_find(const char *dir)
+{
+	struct stat st;
+
+	if (stat(dir, &st) < 0)
+		return NULL;
+	for (struct mindex_shared *sh = mindex_shared_list; sh != NULL;
+	    sh = sh->next)
+		if (sh->dev == st.st_dev && sh->ino == st.st_ino)
+			return sh;
+	return NULL;
+}
+
+static void
+mindex_share(struct mindex *ix, const char *dir)
+{
+	struct mindex_shared *sh = xcalloc(1, sizeof(*sh));
+	struct stat st;
+
+	if (stat(dir, &st) == 0) {
+		sh->dev = st.st_dev;
+		sh->ino = st.st_ino;
+	}
+	sh->refs = 1;
+	sh->env = ix->env;
+	sh->lock_fd = ix->lock_fd;
+	memcpy(sh->dbi, ix->dbi, sizeof(sh->dbi));
+	sh->psize = ix->psize;
+	sh->max_map_size = ix->max_map_size;
+	sh->next = mindex_shared_list;
+	mindex_shared_list = sh;
+	ix->shared = sh;
+}
+
 int
 mindex_open(const char *dir, const struct mindex_options *opts,
     struct mindex **ix_r, const char **error_r)
 {
 	struct mindex *ix = xcalloc(1, sizeof(*ix));
+	struct mindex_shared *sh;
 
 	*ix_r = NULL;
 	ix->lock_fd = -1;
+	if ((sh = mindex_shared_find(dir)) != NULL) {
+		sh->refs++;
+		ix->shared = sh;
+		ix->env = sh->env;
+		ix->lock_fd = sh->lock_fd;
+		memcpy(ix->dbi, sh->dbi, sizeof(ix->dbi));
+		ix->psize = sh->psize;
+		ix->max_map_size = sh->max_map_size;
+		*ix_r = ix;
+		return 0;
+	}
 	if (mindex_open_dir(ix, dir, error_r) < 0 ||
 	    mindex_open_env(ix, dir, opts, error_r) < 0 ||
 	    mindex_open_dbs(ix, error_r) < 0) {
 		mindex_close(&ix);
 		return -1;
 	}
+	mindex_share(ix, dir);
 	*ix_r = ix;
 	return 0;
+}
+
+/* Let go of ix's environment: close it if nobody else here uses it. */
+static void
+mindex_unshare(struct mindex *ix)
+{
+	struct mindex_shared *sh = ix->shared, **pp;
+
+	ix->env = NULL;
+	ix->lock_fd = -1;
+	if (--sh->refs > 0)
+		return;
+	for (pp = &mindex_shared_list; *pp != NULL; pp = &(*pp)->next)
+		if (*pp == sh) {
+			*pp = sh->next;
+			break;
+		}
+	mdb_env_close(sh->env);
+	if (sh->lock_fd >= 0)
+		close(sh->lock_fd);
+	free(sh);
 }
 
 void
@@ -798,6 +894,8 @@ mindex_close(struct mindex **ixp)
 		txn = &ix->txn;
 		mindex_abort(&txn);
 	}
+	if (ix->shared != NULL)
+		mindex_unshare(ix);
 	if (ix->env != NULL)
 		mdb_env_close(ix->env);
 	if (ix->lock_fd >= 0)

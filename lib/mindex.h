@@ -136,7 +136,8 @@ struct mindex_msg {
 
 /* mindex_open: open (creating, mode 0700; the parent must exist) the
  * environment in dir, clear stale reader slots and adopt a map another
- * process grew. Holds flock(LOCK_SH) on dir/loft.lock until close (it
+ * process grew. A directory this process has open already shares that
+ * environment (LMDB allows one per process): the last close closes it. Holds flock(LOCK_SH) on dir/loft.lock until close (it
  * waits while mindex_compact runs). opts may be NULL (defaults). Fails on
  * an index written by a newer version. Returns 0, or -1 with *ix_r NULL
  * and *error_r (static text, valid until the next mindex call). */
@@ -248,8 +249,9 @@ int mindex_quota_set(struct mindex_txn *txn, uint64_t bytes,
  * its data.mdb into place. Takes flock(LOCK_EX|LOCK_NB) on dir/loft.lock
  * itself and fails ("index in use") while any struct mindex, in this or
  * another process, has dir open; mindex_open waits while it runs.
- * stats: map size, bytes in use, reader slots in use (by processes that
- * have read the index and not closed it), messages. */
+ * stats: map size, bytes in use, reader slots in use (read transactions
+ * open now, in any process, and slots of dead processes not yet cleared),
+ * messages. */
 int mindex_compact(const char *dir, const char **error_r);
 struct mindex_stats {
 	uint64_t map_size;
