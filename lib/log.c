@@ -40,6 +40,7 @@ log_set_syslog(const char *name, const char *program, const char *facility)
 		int value;
 	} facilities[] = {
 		{ "mail", LOG_MAIL }, { "user", LOG_USER },
+		{ "auth", LOG_AUTH }, { "authpriv", LOG_AUTHPRIV },
 		{ "daemon", LOG_DAEMON }, { "local0", LOG_LOCAL0 },
 		{ "local1", LOG_LOCAL1 }, { "local2", LOG_LOCAL2 },
 		{ "local3", LOG_LOCAL3 }, { "local4", LOG_LOCAL4 },

@@ -26,8 +26,8 @@
  *			u32 lport
  *	LOFTD_LOGIN_RESULT  u32 conn_id, u32 ok (the session was handed to a
  *			mail process; 0: answer a temporary failure)
- *	LOFTD_RETIRE	(no fields) accept nothing new; close connections
- *			not logged in; exit once the last relay ends
+ *	LOFTD_RETIRE	(no fields) no new connections will come; exit once
+ *			the last client (logging in, or relayed) is gone
  * login -> master
  *	LOFTD_LOGIN	fd: the client socket (plaintext) or the mail end of
  *			a relay socketpair (TLS). u32 conn_id, data token,

@@ -13,6 +13,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,6 +40,10 @@
 
 #define MAILPROC_INPUT_MAX	4096
 #define MAILPROC_STALL_MS	(10 * 60 * 1000)
+/* A session quiet for this long closes its mailbox index until the
+ * client speaks again: an idle session costs kilobytes, not an LMDB
+ * environment. */
+#define MAILPROC_RELEASE_MS	1000
 
 struct mailproc_session {
 	struct mailproc_session *prev, *next;
@@ -54,6 +59,7 @@ struct mailproc_session {
 	struct rate rate;
 	struct timeout *rate_to;	/* owned */
 	struct timeout *end_to;		/* owned */
+	struct timeout *release_to;	/* owned */
 	bool closing, ended;
 	const char *reason;
 	char reason_buf[160];
@@ -110,6 +116,7 @@ mailproc_session_free(struct mailproc_session *s)
 	conn_close(&s->conn);
 	timeout_remove(&s->rate_to);
 	timeout_remove(&s->end_to);
+	timeout_remove(&s->release_to);
 	buf_free(&s->pending);
 	user_free(&s->user);
 	if (s->prev != NULL)
@@ -251,10 +258,20 @@ mailproc_feed(struct mailproc_session *s)
 }
 
 static void
+mailproc_release(void *ctx)
+{
+	struct mailproc_session *s = ctx;
+
+	pop3_session_idle(s->pop3);
+}
+
+static void
 mailproc_event(struct conn *conn, enum conn_event ev, void *ctx)
 {
 	struct mailproc_session *s = ctx;
 
+	if (s->release_to != NULL)
+		timeout_reset(s->release_to);
 	switch (ev) {
 	case CONN_EV_INPUT:
 		mailproc_feed(s);
@@ -370,6 +387,8 @@ mailproc_session_new(struct ipc_msg *m)
 	}
 	log_info("%s(%s): login: rip=%s, %s", loftd_service_name(service),
 	    u->name, s->rip, s->secured ? "TLS" : "plaintext");
+	s->release_to = timeout_add(mailproc.loop, MAILPROC_RELEASE_MS, false,
+	    mailproc_release, s);
 	mailproc_feed(s);
 }
 
@@ -418,6 +437,11 @@ mailproc_main(bool foreground, bool have_log_fd)
 	if (geteuid() == 0)
 		log_fatal("refusing to serve mailboxes as root");
 	(void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+	/* Large blocks (LMDB's per-environment lists, message chunks) come
+	 * from mmap and go back to the system when freed, instead of raising
+	 * the heap for good after a busy moment. A fixed threshold also
+	 * keeps LMDB's calloc'd 2 MiB dirty list untouched until used. */
+	(void)mallopt(M_MMAP_THRESHOLD, 64 * 1024);
 	mailproc.rate_limit = (unsigned)conf_int("command_rate_limit");
 	mailproc.idle_ms = (unsigned)conf_time("idle_timeout") * 1000;
 	mailproc.line_max = (size_t)conf_int("pop3_line_limit");

@@ -223,6 +223,30 @@ master_check_login_user(const char **error_r)
 }
 
 static int
+master_prepare_chroot(const char **error_r)
+{
+	static char errbuf[512];
+	const char *dir = conf_str("login_chroot");
+	struct stat st;
+
+	if (!master.root || dir[0] == '\0')
+		return 0;
+	if (fsutil_mkdir_p(dir, 0755) < 0 || stat(dir, &st) < 0) {
+		snprintf(errbuf, sizeof(errbuf), "login_chroot %s: %s", dir,
+		    strerror(errno));
+		*error_r = errbuf;
+		return -1;
+	}
+	if (st.st_uid != 0 || (st.st_mode & 022) != 0) {
+		snprintf(errbuf, sizeof(errbuf), "login_chroot %s must be "
+		    "owned by root and writable by nobody else", dir);
+		*error_r = errbuf;
+		return -1;
+	}
+	return 0;
+}
+
+static int
 master_check_conf(const char **error_r)
 {
 	static char errbuf[1024];
@@ -265,8 +289,10 @@ master_check_conf(const char **error_r)
 		*error_r = "pop3s_listen needs tls_cert_file";
 		return -1;
 	}
-	if (master.root)
-		return master_check_login_user(error_r);
+	if (master.root &&
+	    (master_check_login_user(error_r) < 0 ||
+	    master_prepare_chroot(error_r) < 0))
+		return -1;
 	return 0;
 }
 
@@ -1293,30 +1319,6 @@ master_raise_nofile(void)
 	}
 }
 
-static int
-master_prepare_chroot(const char **error_r)
-{
-	static char errbuf[512];
-	const char *dir = conf_str("login_chroot");
-	struct stat st;
-
-	if (!master.root || dir[0] == '\0')
-		return 0;
-	if (fsutil_mkdir_p(dir, 0755) < 0 || stat(dir, &st) < 0) {
-		snprintf(errbuf, sizeof(errbuf), "login_chroot %s: %s", dir,
-		    strerror(errno));
-		*error_r = errbuf;
-		return -1;
-	}
-	if (st.st_uid != 0 || (st.st_mode & 022) != 0) {
-		snprintf(errbuf, sizeof(errbuf), "login_chroot %s must be "
-		    "owned by root and writable by nobody else", dir);
-		*error_r = errbuf;
-		return -1;
-	}
-	return 0;
-}
-
 static void
 master_free(void)
 {
@@ -1378,8 +1380,7 @@ master_main(const char *conf_path, bool foreground)
 		log_open(ident, LOG_DEST_FILE);
 	} else
 		loftd_log_setup("master", foreground, false);
-	if (master_prepare_chroot(&error) < 0 ||
-	    master_listeners_update(true, &error) < 0)
+	if (master_listeners_update(true, &error) < 0)
 		log_fatal("%s", error);
 	if (master.listeners == NULL)
 		log_warning("no listener configured (pop3_listen, "

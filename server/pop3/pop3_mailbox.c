@@ -43,7 +43,8 @@ struct pop3_mailbox_ent {
 };
 
 struct pop3_mailbox {
-	struct store *st;		/* owned */
+	struct store *st;		/* owned; NULL while released */
+	struct user *user;		/* owned copy, to open st again */
 	int lock_fd;			/* pop3.lock, flock held */
 	enum mailloc_format format;
 	char path[PATH_MAX];		/* Maildir dir or mbox file */
@@ -186,6 +187,7 @@ pop3_mailbox_open(const struct user *u, struct pop3_mailbox **mb_r,
 
 	*mb_r = NULL;
 	mb->lock_fd = -1;
+	mb->user = user_dup(u);
 	if (store_open(u, &mb->st, error_r) < 0) {
 		pop3_mailbox_free(&mb);
 		return -1;
@@ -215,9 +217,26 @@ pop3_mailbox_free(struct pop3_mailbox **mbp)
 	store_close(&mb->st);
 	if (mb->lock_fd >= 0)
 		close(mb->lock_fd);	/* releases the flock */
+	user_free(&mb->user);
 	free(mb->ents);
 	free(mb);
 	*mbp = NULL;
+}
+
+void
+pop3_mailbox_release(struct pop3_mailbox *mb)
+{
+	if (mb->open_msg == NULL)
+		store_close(&mb->st);
+}
+
+/* The store, opened again if it was released. */
+static int
+pop3_mailbox_store(struct pop3_mailbox *mb, const char **error_r)
+{
+	if (mb->st != NULL)
+		return 0;
+	return store_open(mb->user, &mb->st, error_r);
 }
 
 unsigned
@@ -405,6 +424,8 @@ pop3_mailbox_msg_open(struct pop3_mailbox *mb, unsigned i,
 
 	if (mb->open_msg != NULL)
 		log_panic("pop3_mailbox_msg_open: one is already open");
+	if (pop3_mailbox_store(mb, error_r) < 0)
+		return -1;
 	m = xcalloc(1, sizeof(*m));
 	m->mb = mb;
 	m->fd = -1;
@@ -1036,6 +1057,8 @@ pop3_mailbox_expunge(struct pop3_mailbox *mb, const bool *deleted,
 		any |= deleted[i];
 	if (!any)
 		return 0;
+	if (pop3_mailbox_store(mb, error_r) < 0)
+		return -1;
 	if (mb->format != MAILLOC_MAILDIR)
 		return pop3_mailbox_expunge_mbox(mb, deleted, error_r);
 	for (unsigned i = 0; i < mb->count; i++) {

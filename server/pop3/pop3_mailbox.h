@@ -42,6 +42,12 @@ int pop3_mailbox_open(const struct user *u, struct pop3_mailbox **mb_r,
  * connection); releases the lock; sets *mb NULL; NULL is ignored. */
 void pop3_mailbox_free(struct pop3_mailbox **mb);
 
+/* pop3_mailbox_release: close the store and its index while the session
+ * waits for the client (an idle session then costs its snapshot, not an
+ * LMDB environment); the next message read or the expunge opens it
+ * again. The POP3 lock stays held. Does nothing while a message is open. */
+void pop3_mailbox_release(struct pop3_mailbox *mb);
+
 /* Messages are numbered 0..count-1 here (the session adds 1). */
 unsigned pop3_mailbox_count(const struct pop3_mailbox *mb);
 /* vsize: the size with CRLF line ends, as RETR sends it before

@@ -1366,6 +1366,14 @@ pop3_session_tls_started(struct pop3_session *s)
 	s->have_user = false;
 }
 
+void
+pop3_session_idle(struct pop3_session *s)
+{
+	if (s->state == POP3_STATE_TRANSACTION && s->mb != NULL &&
+	    s->stream == POP3_STREAM_NONE)
+		pop3_mailbox_release(s->mb);
+}
+
 enum pop3_state
 pop3_session_state(const struct pop3_session *s)
 {

@@ -239,6 +239,11 @@ void pop3_session_stats(const struct pop3_session *s, struct pop3_stats *st_r);
 /* pop3_session_tls_started: the connection is now TLS. */
 void pop3_session_tls_started(struct pop3_session *s);
 
+/* pop3_session_idle: the client has been quiet for a while: let go of
+ * what can be opened again (the mailbox's index, pop3_mailbox_release),
+ * so that idle sessions stay small. Harmless at any time. */
+void pop3_session_idle(struct pop3_session *s);
+
 enum pop3_state pop3_session_state(const struct pop3_session *s);
 
 #endif
