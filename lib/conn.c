@@ -49,6 +49,7 @@ struct conn {
 
 	bool read_wants_write, write_wants_read;
 	bool eof;			/* peer closed: no more reading */
+	bool paused;			/* conn_pause_input() */
 	bool dead;			/* failed or closed: no more io */
 	bool closing;			/* conn_close_after_flush() */
 	bool freed;			/* conn_close() inside a callback */
@@ -131,7 +132,7 @@ static bool
 conn_want_input(const struct conn *c)
 {
 	return c->fd >= 0 && !c->dead && !c->eof && !c->closing &&
-	    !conn_output_full(c) && c->in_len < c->in_max;
+	    !c->paused && !conn_output_full(c) && c->in_len < c->in_max;
 }
 
 static void conn_io_cb(void *ctx);
@@ -611,6 +612,13 @@ conn_input_consume(struct conn *c, size_t n)
 	c->in_len -= n;
 	if (c->in_len == 0)
 		c->in_pos = 0;
+	conn_update(c);
+}
+
+void
+conn_pause_input(struct conn *c, bool pause)
+{
+	c->paused = pause;
 	conn_update(c);
 }
 

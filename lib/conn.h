@@ -155,6 +155,10 @@ const unsigned char *conn_input_peek(struct conn *conn, size_t *len_r);
 /* conn_input_consume: drop the first n buffered bytes; n larger than
  * what is buffered is a bug (panic). */
 void conn_input_consume(struct conn *conn, size_t n);
+/* conn_pause_input: stop reading from the fd (true) until called with
+ * false; bytes already buffered stay. For a socket about to be handed to
+ * another process, whose next bytes must stay in the kernel for it. */
+void conn_pause_input(struct conn *conn, bool pause);
 /* conn_input_discard: drop everything buffered, and any pending skip of
  * an over-long line (STARTTLS: no pipelined plaintext may survive). */
 void conn_input_discard(struct conn *conn);

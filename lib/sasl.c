@@ -24,6 +24,9 @@
 #include <string.h>
 #include <sasl/sasl.h>
 #include <sasl/saslplug.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
 #include "log.h"
 #include "pwhash.h"
 #include "sasl.h"
@@ -143,36 +146,97 @@ static sasl_callback_t sasl_global_callbacks[] = {
  * The auxprop plugin.
  */
 
-/* Add "MECH$VALUE" for each scram-sha-*=VALUE field to the property. */
+static const struct {
+	const char *key, *mech;
+	size_t keylen;		/* StoredKey and ServerKey bytes */
+} sasl_scram_map[] = {
+	{ "scram-sha-256=", "SCRAM-SHA-256", 32 },
+	{ "scram-sha-1=", "SCRAM-SHA-1", 20 },
+};
+
+/* Key of the made-up SCRAM secrets below; random per process. */
+static unsigned char sasl_dummy_key[32];
+static bool sasl_dummy_key_set;
+
+/* b64 of the first len bytes of HMAC-SHA256(dummy key, what|mech|name). */
 static void
+sasl_dummy_part(const char *what, const char *mech, const char *name,
+    size_t len, char *out)
+{
+	unsigned char mac[EVP_MAX_MD_SIZE], msg[USER_NAME_MAX + 64];
+	unsigned maclen = 0;
+	int n;
+
+	n = snprintf((char *)msg, sizeof(msg), "%s|%s|%s", what, mech, name);
+	if (n < 0 || (size_t)n >= sizeof(msg))
+		n = (int)sizeof(msg) - 1;
+	HMAC(EVP_sha256(), sasl_dummy_key, sizeof(sasl_dummy_key), msg,
+	    (size_t)n, mac, &maclen);
+	EVP_EncodeBlock((unsigned char *)out, mac, (int)(len < maclen ?
+	    len : maclen));
+}
+
+/*
+ * A user with no SCRAM secret (unknown, or stored before SCRAM) gets a
+ * made-up one, stable for the name: the exchange then goes on to the
+ * client's proof and fails there, as for a wrong password, instead of
+ * telling at the first message whether the name exists (RFC 5802
+ * section 9). HMAC, not PBKDF2: a real user's secret is stored ready, so
+ * this costs about what a lookup of one does.
+ */
+static void
+sasl_aux_dummy(const sasl_utils_t *utils, struct propctx *ctx,
+    const char *name)
+{
+	char salt[64], stored[64], server[64], *v;
+
+	for (size_t i = 0; i < sizeof(sasl_scram_map) /
+	    sizeof(sasl_scram_map[0]); i++) {
+		const char *mech = sasl_scram_map[i].mech;
+
+		sasl_dummy_part("salt", mech, name, PWHASH_SCRAM_SALT_LEN,
+		    salt);
+		sasl_dummy_part("stored", mech, name,
+		    sasl_scram_map[i].keylen, stored);
+		sasl_dummy_part("server", mech, name,
+		    sasl_scram_map[i].keylen, server);
+		v = xasprintf("%s$%u:%s$%s:%s", mech, PWHASH_SCRAM_ITERATIONS,
+		    salt, stored, server);
+		utils->prop_set(ctx, SASL_PROP_AUTHPASSWORD, v, 0);
+		free(v);
+	}
+}
+
+/* Add "MECH$VALUE" for each scram-sha-*=VALUE field to the property;
+ * returns how many. */
+static int
 sasl_aux_fields(const sasl_utils_t *utils, struct propctx *ctx,
     const char *fields)
 {
-	static const struct {
-		const char *key, *mech;
-	} map[] = {
-		{ "scram-sha-256=", "SCRAM-SHA-256" },
-		{ "scram-sha-1=", "SCRAM-SHA-1" },
-	};
 	const char *p = fields;
 	size_t len, i, klen;
 	char *v;
+	int n = 0;
 
 	for (; *p != '\0'; p += len) {
 		len = strcspn(p, " ");
-		for (i = 0; len > 0 && i < sizeof(map) / sizeof(map[0]); i++) {
-			klen = strlen(map[i].key);
-			if (len <= klen || strncmp(p, map[i].key, klen) != 0)
+		for (i = 0; len > 0 && i < sizeof(sasl_scram_map) /
+		    sizeof(sasl_scram_map[0]); i++) {
+			klen = strlen(sasl_scram_map[i].key);
+			if (len <= klen ||
+			    strncmp(p, sasl_scram_map[i].key, klen) != 0)
 				continue;
-			v = xasprintf("%s$%.*s", map[i].mech,
+			v = xasprintf("%s$%.*s", sasl_scram_map[i].mech,
 			    (int)(len - klen), p + klen);
 			utils->prop_set(ctx, SASL_PROP_AUTHPASSWORD, v, 0);
 			explicit_bzero(v, strlen(v));
 			free(v);
+			n++;
 		}
 		if (len == 0)
 			len = 1;
 	}
+	return n;
 }
 
 static bool
@@ -216,11 +280,11 @@ sasl_aux_lookup(void *glob_context, sasl_server_params_t *sparams,
 	ret = user_lookup(name, &u, &error);
 	if (ret < 0)
 		log_error("sasl: user lookup failed: %s", error);
-	else if (ret > 0)
-		sasl_aux_fields(utils, sparams->propctx, u->fields);
+	else if (ret == 0 ||
+	    sasl_aux_fields(utils, sparams->propctx, u->fields) == 0)
+		sasl_aux_dummy(utils, sparams->propctx, name);
 	user_free(&u);
 	free(name);
-	/* An unknown user just has no secret; the mechanism says so. */
 	return ret < 0 ? SASL_UNAVAIL : SASL_OK;
 }
 
@@ -330,6 +394,13 @@ sasl_lib_init(const char *appname, const char **error_r)
 
 	if (sasl_initialised)
 		return 0;
+	if (!sasl_dummy_key_set) {
+		if (RAND_bytes(sasl_dummy_key, sizeof(sasl_dummy_key)) != 1) {
+			*error_r = "no random bytes for the SCRAM dummy key";
+			return -1;
+		}
+		sasl_dummy_key_set = true;
+	}
 	if (sasl_dummy_hash == NULL &&
 	    pwhash_make(SASL_DUMMY_PASSWORD, &sasl_dummy_hash, error_r) < 0)
 		return -1;

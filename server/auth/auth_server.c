@@ -653,7 +653,10 @@ auth_handle_sasl_start(struct auth_conn *conn, const struct auth_req *req,
 	}
 	auth_sasl_append(conn, a);
 	auth_sasl_claim(a, req->initial, req->initial_len);
-	ret = sasl_sess_start(a->sess, req->mech, req->initial,
+	/* An empty initial response ("AUTH PLAIN =") is a response, not
+	 * none (RFC 4422 section 5): libsasl2 tells them apart by NULL. */
+	ret = sasl_sess_start(a->sess, req->mech, req->has_initial &&
+	    req->initial == NULL ? (const unsigned char *)"" : req->initial,
 	    req->initial_len, &out, &outlen, &error);
 	return auth_sasl_result(conn, a, req->id, ret, out, outlen, error,
 	    resp);

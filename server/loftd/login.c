@@ -338,10 +338,15 @@ login_pop3_authenticated(void *ctx, const char *user)
 			c->relay_fd = sp[0];
 			fd = sp[1];
 		}
-	} else
+	} else {
+		/* What the client sends from now on stays in the socket for
+		 * the mail process. */
+		conn_pause_input(c->conn, true);
 		fd = fcntl(conn_fd(c->conn), F_DUPFD_CLOEXEC, 0);
+	}
 	if (fd < 0) {
 		buf_free(&pending);
+		conn_pause_input(c->conn, false);
 		pop3_session_login_failed(c->pop3);
 		return;
 	}
@@ -360,6 +365,7 @@ login_pop3_authenticated(void *ctx, const char *user)
 		if (c->relay_fd >= 0)
 			close(c->relay_fd);
 		c->relay_fd = -1;
+		conn_pause_input(c->conn, false);
 		pop3_session_login_failed(c->pop3);
 		return;
 	}
@@ -372,10 +378,13 @@ static void
 login_pop3_closed(void *ctx)
 {
 	struct login_client *c = ctx;
+	struct pop3_stats st;
 
+	pop3_session_stats(c->pop3, &st);
 	c->quit = true;
 	if (c->reason == NULL)
-		c->reason = "QUIT";
+		c->reason = st.bad >= POP3_BAD_MAX ? "too many bad commands" :
+		    "QUIT";
 	conn_close_after_flush(c->conn);
 }
 
@@ -664,6 +673,7 @@ login_login_result(struct ipc_msg *m)
 			close(c->relay_fd);
 		c->relay_fd = -1;
 		conn_set_idle_timeout(c->conn, login.timeout_ms);
+		conn_pause_input(c->conn, false);
 		pop3_session_login_failed(c->pop3);
 		if (c->eof)
 			login_client_kill(c, "client closed");

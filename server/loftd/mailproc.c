@@ -183,9 +183,13 @@ mailproc_pop3_closed(void *ctx)
 {
 	struct mailproc_session *s = ctx;
 
+	struct pop3_stats st;
+
+	pop3_session_stats(s->pop3, &st);
 	s->closing = true;
 	if (s->reason == NULL)
-		s->reason = "QUIT";
+		s->reason = st.bad >= POP3_BAD_MAX ? "too many bad commands" :
+		    "QUIT";
 	conn_close_after_flush(s->conn);
 }
 

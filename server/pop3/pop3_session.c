@@ -1355,6 +1355,7 @@ void
 pop3_session_stats(const struct pop3_session *s, struct pop3_stats *st_r)
 {
 	*st_r = s->stats;
+	st_r->bad = s->bad;
 	if (s->mb != NULL && s->deleted != NULL)
 		pop3_deleted(s, &st_r->dele, &st_r->dele_bytes);
 }

@@ -138,6 +138,8 @@ struct pop3_stats {
 	uint64_t retr_bytes, top_bytes;
 	uint64_t dele_bytes;	/* CRLF sizes of the dele messages */
 	bool quit;		/* QUIT received in TRANSACTION */
+	unsigned bad;		/* bad commands; POP3_BAD_MAX or more: the
+				   engine closed the session for them */
 };
 
 /* pop3_session_new: nothing is written yet (call pop3_session_greet).

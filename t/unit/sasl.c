@@ -457,14 +457,22 @@ test_scram(void)
 	auth_fail("SCRAM-SHA-256", "alice", "bob", "alice secret",
 	    "authzid of another user",
 	    "authorization identity differs from <alice>");
+	/* No secret, or no user: a made-up secret carries the exchange to
+	 * the proof, which fails as a wrong password's does (RFC 5802 9). */
 	auth_fail("SCRAM-SHA-256", "bob", "", "bob-pw", "user without secret",
-	    "user not found (SASL(-13): user not found: no secret in "
-	    "database)");
+	    "authentication failure (SASL(-13): authentication failure: "
+	    "StoredKey mismatch)");
 	auth_fail("SCRAM-SHA-256", "nobody", "", "x", "unknown user",
-	    "user not found (SASL(-13): user not found: no secret in "
-	    "database)");
+	    "authentication failure (SASL(-13): authentication failure: "
+	    "StoredKey mismatch)");
+	auth_fail("SCRAM-SHA-1", "nobody", "", "x", "unknown user",
+	    "authentication failure (SASL(-13): authentication failure: "
+	    "StoredKey mismatch)");
 	r = auth("SCRAM-SHA-256", "alice", "", "alice secret");
 	is_int(r.steps, 2, "SCRAM-SHA-256: server-first, then signature");
+	r = auth("SCRAM-SHA-256", "nobody", "", "x");
+	is_int(r.steps, 1, "unknown user: a server-first message, like a "
+	    "known one, then the proof fails");
 }
 
 int
