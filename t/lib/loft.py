@@ -4,12 +4,17 @@ configuration with users, and running the built programs.
 Each test script is a TAP producer run by prove; LOFT_TOP (set by
 `make check`) points at the build tree, else the tree this file is in."""
 
+import atexit
 import os
 import pwd
 import shutil
+import signal
+import socket
+import ssl
 import subprocess
 import sys
 import tempfile
+import time
 
 TOP = os.environ.get("LOFT_TOP") or os.path.abspath(
     os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -20,6 +25,8 @@ DELIVER = os.path.join(SBINDIR, "loft-deliver") if SBINDIR else \
     os.path.join(TOP, "mda", "loft-deliver")
 LOFTCTL = os.path.join(SBINDIR, "loftctl") if SBINDIR else \
     os.path.join(TOP, "ctl", "loftctl")
+LOFTD = os.path.join(SBINDIR, "loftd") if SBINDIR else \
+    os.path.join(TOP, "server", "loftd", "loftd")
 
 
 class Tap:
@@ -29,16 +36,20 @@ class Tap:
         self.n = 0
         self.failed = 0
 
-    def ok(self, cond, name):
+    def ok(self, cond, name, todo=None):
+        """todo: a known gap, said why; its failure is reported as TAP
+        TODO (not counted), and prove shows it passing unexpectedly once
+        the gap is closed."""
         self.n += 1
-        if not cond:
+        if not cond and todo is None:
             self.failed += 1
-        print("%sok %d - %s" % ("" if cond else "not ", self.n, name))
+        print("%sok %d - %s%s" % ("" if cond else "not ", self.n, name,
+                                  " # TODO " + todo if todo else ""))
         sys.stdout.flush()
         return cond
 
-    def eq(self, got, want, name):
-        if not self.ok(got == want, name):
+    def eq(self, got, want, name, todo=None):
+        if not self.ok(got == want, name, todo):
             self.diag("got:  %r" % (got,))
             self.diag("want: %r" % (want,))
 
@@ -156,6 +167,24 @@ myhostname = test.example.org
         if not self.keep:
             shutil.rmtree(self.dir, ignore_errors=True)
 
+    def start_loftd(self, extra_conf="", **kw):
+        """Start loftd on this Env's configuration (see Loftd); the
+        daemon is self.loftd. Raises RuntimeError if it does not come up."""
+        if self not in _envs:
+            _envs.append(self)
+        self.loftd = Loftd(self, extra_conf, **kw)
+        self.loftd.start()
+        return self.loftd
+
+    def stop_loftd(self, timeout=40):
+        """SIGTERM loftd and wait; returns its exit status (None: it had
+        to be killed)."""
+        d = getattr(self, "loftd", None)
+        if d is None:
+            return None
+        self.loftd = None
+        return d.stop(timeout=timeout)
+
 
 def need_binaries(tap):
     for p in (DELIVER, LOFTCTL):
@@ -169,3 +198,468 @@ def message(subject="hello", body="Hello, world.\n", extra="", eol="\n"):
             "Date: Sun, 29 Nov 2026 10:00:00 +0000\n%s\n%s" %
             (subject, subject.replace(" ", "."), extra, body))
     return text.replace("\n", eol).encode()
+
+
+# loftd: the daemon, run in the foreground on free loopback ports.
+
+def free_port(host="127.0.0.1"):
+    """A TCP port nobody listens on now (the kernel's pick; another
+    program may take it before loftd binds, so Loftd.start retries)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+    finally:
+        s.close()
+
+
+def port_listening(port, host="127.0.0.1"):
+    """Whether something listens on host:port, read from /proc/net/tcp so
+    that asking makes no connection the daemon would have to count; falls
+    back to connect() where /proc is missing."""
+    want = "%s:%04X" % ("".join("%02X" % int(b) for b in reversed(host.split("."))),
+                        port)
+    try:
+        with open("/proc/net/tcp") as f:
+            for line in f.readlines()[1:]:
+                fields = line.split()
+                if fields[1] == want and fields[3] == "0A":
+                    return True
+        return False
+    except OSError:
+        try:
+            socket.create_connection((host, port), timeout=1).close()
+            return True
+        except OSError:
+            return False
+
+
+def wait_port(port, host="127.0.0.1", timeout=15.0, proc=None):
+    """Poll until host:port listens (True), the process proc exited, or
+    timeout seconds passed (False)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if port_listening(port, host):
+            return True
+        if proc is not None and proc.poll() is not None:
+            return False
+        time.sleep(0.05)
+    return False
+
+
+def ensure_login_user(name="loft"):
+    """Run as root, loftd's login processes need their system user
+    (login_user: see Loftd.login_user)."""
+    if os.geteuid() != 0:
+        return
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--no-create-home",
+                        "--shell", "/usr/sbin/nologin", name], check=True)
+
+
+def make_cert(directory, cn="localhost", prefix=""):
+    """A throw-away self-signed certificate valid for localhost and
+    127.0.0.1 (so clients can check the name): DIR/PREFIXcert.pem and
+    DIR/PREFIXkey.pem (0600). Returns (cert, key) paths."""
+    cert = os.path.join(directory, prefix + "cert.pem")
+    key = os.path.join(directory, prefix + "key.pem")
+    old = os.umask(0o077)
+    try:
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048",
+                        "-nodes", "-days", "2", "-subj", "/CN=" + cn,
+                        "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+                        "-keyout", key, "-out", cert],
+                       check=True, capture_output=True)
+    finally:
+        os.umask(old)
+    return cert, key
+
+
+def cert_der(cert):
+    """The DER bytes of the PEM certificate file cert."""
+    with open(cert) as f:
+        return ssl.PEM_cert_to_DER_cert(f.read())
+
+
+def tls_client_context(cafile):
+    """A client context that trusts only cafile and checks the name."""
+    ctx = ssl.create_default_context(cafile=cafile)
+    ctx.check_hostname = True
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    return ctx
+
+
+_daemons = []
+_envs = []
+
+
+@atexit.register
+def _kill_daemons():
+    """A test that dies half-way must leave no loftd running and no test
+    directory behind (Env.cleanup keeps it under LOFT_KEEP_TMP)."""
+    for d in list(_daemons):
+        d.kill()
+    for e in _envs:
+        e.cleanup()
+
+
+class Loftd:
+    """loftd -f on env's configuration plus the daemon's part: POP3 and
+    POP3S on free 127.0.0.1 ports, a fresh self-signed certificate in the
+    test directory, the login chroot inside the test directory, and
+    extra_conf. Standard error (the log under -f) goes to DIR/loftd.log.
+    The daemon runs in a process group of its own, so that whatever it
+    forked can be killed if a test dies."""
+
+    def __init__(self, env, extra_conf="", pop3=True, pop3s=True, tls=True):
+        self.env = env
+        self.extra = extra_conf
+        self.pop3 = pop3
+        self.pop3s = pop3s and tls
+        self.tls = tls
+        self.proc = None
+        self.pop3_port = None
+        self.pop3s_port = None
+        self.logfile = os.path.join(env.dir, "loftd.log")
+        self.chroot = os.path.join(env.dir, "login-chroot")
+        if tls:
+            self.cert, self.key = make_cert(env.dir)
+        else:
+            self.cert = self.key = None
+        with open(env.conf) as f:
+            self.base_conf = f.read()
+
+    def conf_text(self, extra=None):
+        """The configuration text loftd runs with (extra replaces the
+        extra_conf given at creation if not None)."""
+        lines = ["", "# loftd (t/lib/loft.py)"]
+        lines.append("pop3_listen = %s" % ("127.0.0.1:%d" % self.pop3_port
+                                           if self.pop3 else ""))
+        lines.append("pop3s_listen = %s" % ("127.0.0.1:%d" % self.pop3s_port
+                                            if self.pop3s else ""))
+        if self.tls:
+            lines.append("tls_cert_file = " + self.cert)
+            lines.append("tls_key_file = " + self.key)
+        lines.append("login_chroot = " + self.chroot)
+        lines.append("shutdown_timeout = 5s")
+        return (self.base_conf + "\n".join(lines) + "\n" +
+                (self.extra if extra is None else extra) + "\n")
+
+    def write_conf(self, extra=None, text=None):
+        """Rewrite the configuration file (for SIGHUP tests): the daemon's
+        part with extra, or the given text as it is."""
+        tmp = self.env.conf + ".new"
+        with open(tmp, "w") as f:
+            f.write(text if text is not None else self.conf_text(extra))
+        os.rename(tmp, self.env.conf)
+
+    def login_user(self):
+        """login_user as the configuration resolves it (loftctl config)."""
+        r = self.env.ctl("config", "login_user")
+        out = r.stdout.decode().strip()
+        return out.split("=", 1)[1].strip() if "=" in out else "loft"
+
+    def ports(self):
+        return [p for p in (self.pop3_port, self.pop3s_port) if p]
+
+    def start(self, tries=3):
+        if not os.access(LOFTD, os.X_OK):
+            raise RuntimeError("%s not built" % LOFTD)
+        for _ in range(tries):
+            self.pop3_port = free_port() if self.pop3 else None
+            self.pop3s_port = free_port() if self.pop3s else None
+            if self.pop3_port is not None and self.pop3_port == self.pop3s_port:
+                continue
+            self.write_conf()
+            ensure_login_user(self.login_user())
+            log = open(self.logfile, "ab")
+            self.proc = subprocess.Popen([LOFTD, "-c", self.env.conf, "-f"],
+                                         stdin=subprocess.DEVNULL,
+                                         stdout=log, stderr=log,
+                                         start_new_session=True)
+            log.close()
+            _daemons.append(self)
+            if all(wait_port(p, proc=self.proc) for p in self.ports()):
+                return
+            self.kill()
+            if "in use" not in self.log():
+                break
+        raise RuntimeError("loftd did not start: %s" % self.log()[-2000:])
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def signal(self, sig):
+        if self.alive():
+            self.proc.send_signal(sig)
+
+    def hup(self):
+        self.signal(signal.SIGHUP)
+
+    def stop(self, timeout=40):
+        """SIGTERM, wait up to timeout s; returns the exit status, or None
+        if it had to be killed."""
+        if self.proc is None:
+            return None
+        self.signal(signal.SIGTERM)
+        try:
+            rc = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            rc = None
+        self.kill()
+        return rc
+
+    def kill(self):
+        """SIGKILL the daemon's process group (only ours: its id is the
+        pid of the loftd we started) and reap the master."""
+        if self.proc is None:
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+        if self in _daemons:
+            _daemons.remove(self)
+
+    def _logs(self):
+        try:
+            with open(self.logfile, "rb") as f:
+                text = f.read().decode("utf-8", "replace")
+        except FileNotFoundError:
+            text = ""
+        return text, self.env.log()
+
+    def mark(self):
+        """A place in the logs: log(since=mark()) is what came after."""
+        return tuple(len(x) for x in self._logs())
+
+    def log(self, since=(0, 0)):
+        """What the daemon logged (its standard error), and the maillog
+        file in case the daemon writes there too; since: a mark()."""
+        err, maillog = self._logs()
+        return err[since[0]:] + maillog[since[1]:]
+
+    def wait_log(self, pattern, timeout=10.0, since=(0, 0)):
+        """Poll the log (after the mark since) until the regular
+        expression pattern matches; returns the match or None."""
+        import re
+        deadline = time.monotonic() + timeout
+        while True:
+            m = re.search(pattern, self.log(since))
+            if m or time.monotonic() >= deadline:
+                return m
+            time.sleep(0.05)
+
+    def processes(self):
+        """Every live process of the daemon (the master and what it
+        forked, found by parent links in /proc): list of dicts with pid,
+        ppid, uid and gid (real, effective, saved, fs), name, cmdline,
+        root (the process's root directory, readable when we are root),
+        state, status (all of /proc/PID/status)."""
+        procs = {}
+        for d in os.listdir("/proc"):
+            if not d.isdigit():
+                continue
+            try:
+                with open("/proc/%s/status" % d) as f:
+                    st = dict(line.rstrip("\n").split(":\t", 1)
+                              for line in f if ":\t" in line)
+                with open("/proc/%s/cmdline" % d, "rb") as f:
+                    cmd = f.read().replace(b"\0", b" ").decode("utf-8", "replace")
+            except OSError:
+                continue
+            try:
+                root = os.readlink("/proc/%s/root" % d)
+            except OSError:
+                root = None
+            procs[int(d)] = {
+                "pid": int(d), "ppid": int(st.get("PPid", "0")),
+                "uid": tuple(int(x) for x in st.get("Uid", "-1 -1 -1 -1").split()),
+                "gid": tuple(int(x) for x in st.get("Gid", "-1 -1 -1 -1").split()),
+                "name": st.get("Name", ""), "cmdline": cmd.strip(), "root": root,
+                "state": st.get("State", ""), "status": st}
+        if self.proc is None or self.proc.pid not in procs:
+            return []
+        out, todo = [], [self.proc.pid]
+        while todo:
+            pid = todo.pop()
+            if procs[pid]["state"].startswith("Z"):
+                continue
+            out.append(procs[pid])
+            todo.extend(p for p in procs if procs[p]["ppid"] == pid)
+        return out
+
+    def socket_owners(self, client_sock):
+        """Pids of the daemon's processes holding the server end of the
+        TCP connection client_sock (matched through /proc/net/tcp)."""
+        lip, lport = client_sock.getsockname()[:2]
+        rip, rport = client_sock.getpeername()[:2]
+
+        def hexaddr(ip, port):
+            return "%s:%04X" % ("".join("%02X" % int(b) for b in
+                                        reversed(ip.split("."))), port)
+        inodes = set()
+        with open("/proc/net/tcp") as f:
+            for line in f.readlines()[1:]:
+                fl = line.split()
+                if fl[1] == hexaddr(rip, rport) and fl[2] == hexaddr(lip, lport):
+                    inodes.add("socket:[%s]" % fl[9])
+        owners = []
+        for p in self.processes():
+            fd_dir = "/proc/%d/fd" % p["pid"]
+            try:
+                fds = os.listdir(fd_dir)
+            except OSError:
+                continue
+            for fd in fds:
+                try:
+                    if os.readlink(os.path.join(fd_dir, fd)) in inodes:
+                        owners.append(p)
+                        break
+                except OSError:
+                    pass
+        return owners
+
+
+def need_loftd(tap):
+    """Skip the whole test unless loftd, loft-deliver and loftctl exist."""
+    need_binaries(tap)
+    if not os.access(LOFTD, os.X_OK):
+        tap.skip_all("%s not built" % LOFTD)
+
+
+class Pop3:
+    """A raw POP3 client on a socket, for byte-exact checks and for
+    what poplib refuses to send. Every read has a timeout (socket.timeout
+    is raised), so a server bug cannot hang the test. Lines are bytes
+    without their CRLF; line() returns None at end of file."""
+
+    def __init__(self, port, host="127.0.0.1", ctx=None, source=None,
+                 timeout=10.0, greet=True, rcvbuf=None):
+        if rcvbuf is None:
+            self.sock = socket.create_connection(
+                (host, port), timeout=timeout,
+                source_address=(source, 0) if source else None)
+        else:
+            # A small receive window, set before connect so that it holds:
+            # a client that reads slowly, for flow-control tests.
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            self.sock.settimeout(timeout)
+            if source:
+                self.sock.bind((source, 0))
+            self.sock.connect((host, port))
+        self.raw_sock = self.sock
+        if ctx is not None:
+            self.sock = ctx.wrap_socket(self.sock, server_hostname="localhost")
+        self.buf = b""
+        self.eof = False
+        self.greeting = self.line() if greet else None
+
+    def _fill(self):
+        data = self.sock.recv(65536)
+        if not data:
+            self.eof = True
+        self.buf += data
+        return bool(data)
+
+    def line(self):
+        while b"\r\n" not in self.buf:
+            if self.eof or not self._fill():
+                if self.buf:
+                    rest, self.buf = self.buf, b""
+                    return rest
+                return None
+        ln, self.buf = self.buf.split(b"\r\n", 1)
+        return ln
+
+    def text(self):
+        """line() as text (latin-1), "" at end of file."""
+        ln = self.line()
+        return "" if ln is None else ln.decode("latin-1")
+
+    def send(self, data):
+        if isinstance(data, str):
+            data = data.encode()
+        self.sock.sendall(data)
+
+    def cmd(self, command):
+        """Send one command line; return the first line of the answer."""
+        self.send(command + "\r\n" if isinstance(command, str)
+                  else command + b"\r\n")
+        return self.text()
+
+    def multi_raw(self):
+        """The rest of a multi-line answer, as sent, up to and including
+        the terminating ".\\r\\n"; None if the connection ended first."""
+        start = 0
+        while True:
+            if self.buf.startswith(b".\r\n"):
+                i = 0
+            else:
+                i = self.buf.find(b"\r\n.\r\n", max(0, start - 4))
+                if i >= 0:
+                    i += 2
+            if i >= 0:
+                out, self.buf = self.buf[:i + 3], self.buf[i + 3:]
+                return out
+            start = len(self.buf)
+            if self.eof or not self._fill():
+                return None
+
+    def multi(self):
+        """The rest of a multi-line answer as lines, dot-unstuffed."""
+        raw = self.multi_raw()
+        if raw is None:
+            return None
+        return [ln[1:] if ln.startswith(b".") else ln
+                for ln in raw[:-3].split(b"\r\n")[:-1]]
+
+    def login(self, user="demo", password="secret"):
+        """USER/PASS; returns the answer to PASS (or USER's -ERR)."""
+        r = self.cmd("USER " + user)
+        if not r.startswith("+OK"):
+            return r
+        return self.cmd("PASS " + password)
+
+    def starttls(self, ctx):
+        """STLS; returns its answer; on +OK the handshake is done. Any
+        byte the server sent in plaintext after the +OK line stays in
+        self.leftover (it must be empty)."""
+        r = self.cmd("STLS")
+        self.leftover = self.buf
+        if r.startswith("+OK") and not self.buf:
+            self.sock = ctx.wrap_socket(self.sock, server_hostname="localhost")
+        return r
+
+    def wait_closed(self, timeout=10.0):
+        """Read (and drop) until end of file; True if the server closed
+        within timeout seconds."""
+        deadline = time.monotonic() + timeout
+        self.buf = b""
+        try:
+            while not self.eof:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self.sock.settimeout(left)
+                if not self._fill():
+                    return True
+                self.buf = b""
+        except socket.timeout:
+            return False
+        except (ConnectionResetError, ssl.SSLError, OSError):
+            return True
+        return True
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
