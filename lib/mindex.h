@@ -63,6 +63,9 @@
 /* Cache flags: HEADERS_PARTIAL means some header field was too large to
  * cache, so a field missing from `headers` may still be in the message. */
 #define MINDEX_C_HEADERS_PARTIAL	0x01u
+/* NO_FINAL_LF: the message does not end with a line end, so a POP3 RETR,
+ * which must end its last line before the ".", sends vsize + 2 bytes. */
+#define MINDEX_C_NO_FINAL_LF		0x02u
 
 struct mindex;
 struct mindex_txn;

@@ -733,6 +733,7 @@ msg_parse(const unsigned char *data, size_t len, struct msg_info *info)
 	msg_header_iter(data, (size_t)hdr_size, msg_parse_field, &ctx, NULL);
 	info->psize = len;
 	info->vsize = root->hdr_vsize + root->body_vsize;
+	info->no_final_lf = len > 0 && data[len - 1] != '\n';
 	/* The header block ends with its LF unless it runs to the end. */
 	lines = msg_count_lf(data, (size_t)hdr_size) + root->body_lines;
 	if (root->body_psize == 0 && len > 0 && data[len - 1] != '\n')

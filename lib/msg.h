@@ -97,6 +97,7 @@ struct msg_info {
 	struct buf headers;	/* owned: raw fields (msg_header_cb's raw) of
 				   the top-level header whose names are in the
 				   cached list, in message order */
+	bool no_final_lf;	/* not empty, and the last byte is not LF */
 	bool headers_partial;	/* a cached field was left out of headers
 				   (over MSG_CACHE_FIELD_MAX, or the block would
 				   pass MSG_CACHE_MAX): the reader must then go

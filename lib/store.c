@@ -177,7 +177,8 @@ store_fill_msg(struct mindex_msg *m, const struct msg_info *info,
 	m->psize = psize;
 	m->vsize = info->vsize;
 	m->fingerprint = info->fingerprint;
-	m->cache_flags = info->headers_partial ? MINDEX_C_HEADERS_PARTIAL : 0;
+	m->cache_flags = (info->headers_partial ? MINDEX_C_HEADERS_PARTIAL :
+	    0) | (info->no_final_lf ? MINDEX_C_NO_FINAL_LF : 0);
 	m->headers = info->headers.data;
 	m->headers_len = info->headers.len;
 	m->mime = info->mime.data;

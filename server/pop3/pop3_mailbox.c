@@ -146,7 +146,9 @@ pop3_mailbox_snap_cb(const struct mindex_msg *m, void *ctx)
 		    sizeof(*sn->ents));
 	}
 	sn->ents[sn->count].uid = m->uid;
-	sn->ents[sn->count].vsize = m->vsize;
+	/* As RETR sends it: with the CRLF it adds to end the last line. */
+	sn->ents[sn->count].vsize = m->vsize +
+	    ((m->cache_flags & MINDEX_C_NO_FINAL_LF) != 0 ? 2 : 0);
 	sn->count++;
 	return 0;
 }
