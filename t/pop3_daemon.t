@@ -225,9 +225,14 @@ def part_processes():
         t.ok(logins and all(set(p["uid"]) == {login_uid} and 0 not in p["gid"]
                             for p in logins),
              "real, effective, saved uid all %s, no gid 0" % login_user)
+        # An AddressSanitizer build leaves out the chroot and
+        # RLIMIT_NPROC (LeakSanitizer needs /proc and a thread at exit).
+        with open("/proc/%d/maps" % logins[0]["pid"]) as f:
+            sanitized = "libasan" in f.read()
+        why = "AddressSanitizer build" if sanitized else None
         t.ok(logins and all(p["root"] == d.chroot for p in logins),
              "login processes are chrooted to login_chroot (%r)"
-             % [p["root"] for p in logins])
+             % [p["root"] for p in logins], todo=why)
         t.ok(logins and all(p["status"].get("NoNewPrivs", "").strip() == "1"
                             for p in logins),
              "login processes run with no_new_privs")
@@ -239,7 +244,7 @@ def part_processes():
                         return ln.split()[2]
             return None
         t.ok(logins and all(nproc(p["pid"]) == "0" for p in logins),
-             "login processes cannot fork (RLIMIT_NPROC 0)")
+             "login processes cannot fork (RLIMIT_NPROC 0)", todo=why)
         t.ok(os.path.isdir(d.chroot) and os.stat(d.chroot).st_uid == 0
              and not os.listdir(d.chroot),
              "login_chroot was made by loftd: root's, empty")
