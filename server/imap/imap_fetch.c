@@ -1,0 +1,251 @@
+/*
+ * imap_fetch.c: FETCH and UID FETCH of what the index answers without
+ * reading a message: UID, FLAGS, RFC822.SIZE, INTERNALDATE, ENVELOPE (from
+ * the cached header fields), BODY and BODYSTRUCTURE (from the serialized
+ * MIME tree), and the macros ALL, FAST, FULL. Body sections (BODY[...],
+ * RFC822, BINARY) are answered "NO [CANNOT]" by this version, before any
+ * response is written.
+ *
+ * Trusts nothing from the client (items through the parser's accessors,
+ * sequence sets through imap_seqset with their bounds); trusts the index,
+ * whose variable fields the writers re-check anyway.
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "log.h"
+#include "mindex.h"
+#include "store.h"
+#include "server/imap/imap_bodystruct.h"
+#include "server/imap/imap_envelope.h"
+#include "server/imap/imap_private.h"
+#include "server/imap/imap_seqset.h"
+#include "server/imap/imap_write.h"
+
+#define IMAP_FETCH_UID		0x01u
+#define IMAP_FETCH_FLAGS	0x02u
+#define IMAP_FETCH_SIZE		0x04u
+#define IMAP_FETCH_DATE		0x08u
+#define IMAP_FETCH_ENVELOPE	0x10u
+#define IMAP_FETCH_BODY		0x20u
+#define IMAP_FETCH_BODYSTRUCT	0x40u
+
+void imap_fetch_flags_text(uint32_t flags, struct buf *b);
+
+/* One item name into bits; -1 unknown, -2 known but not served yet. */
+static int
+imap_fetch_item(const char *item, unsigned *want)
+{
+	static const struct {
+		const char *name;
+		unsigned bits;
+	} items[] = {
+		{ "UID", IMAP_FETCH_UID },
+		{ "FLAGS", IMAP_FETCH_FLAGS },
+		{ "RFC822.SIZE", IMAP_FETCH_SIZE },
+		{ "INTERNALDATE", IMAP_FETCH_DATE },
+		{ "ENVELOPE", IMAP_FETCH_ENVELOPE },
+		{ "BODY", IMAP_FETCH_BODY },
+		{ "BODYSTRUCTURE", IMAP_FETCH_BODYSTRUCT },
+		{ "FAST", IMAP_FETCH_FLAGS | IMAP_FETCH_DATE | IMAP_FETCH_SIZE },
+		{ "ALL", IMAP_FETCH_FLAGS | IMAP_FETCH_DATE | IMAP_FETCH_SIZE |
+		    IMAP_FETCH_ENVELOPE },
+		{ "FULL", IMAP_FETCH_FLAGS | IMAP_FETCH_DATE | IMAP_FETCH_SIZE |
+		    IMAP_FETCH_ENVELOPE | IMAP_FETCH_BODY },
+	};
+
+	for (size_t i = 0; i < sizeof(items) / sizeof(items[0]); i++)
+		if (strcasecmp(item, items[i].name) == 0) {
+			*want |= items[i].bits;
+			return 0;
+		}
+	if (strncasecmp(item, "BODY[", 5) == 0 ||
+	    strncasecmp(item, "BODY.PEEK[", 10) == 0 ||
+	    strncasecmp(item, "BINARY", 6) == 0 ||
+	    strncasecmp(item, "RFC822", 6) == 0)
+		return -2;
+	return -1;
+}
+
+/* The items argument: one atom or a list of atoms (macros only alone). */
+static int
+imap_fetch_items(struct imap_session *s, const struct imap_arg *arg,
+    unsigned *want_r)
+{
+	const struct imap_arg *list = arg;
+	const char *item, *error;
+	unsigned count = 1;
+	int r;
+
+	*want_r = 0;
+	if (arg->type == IMAP_ARG_LIST &&
+	    imap_arg_list(arg, &list, &count, &error) < 0) {
+		imap_bad(s, error);
+		return -1;
+	}
+	if (count == 0) {
+		imap_bad(s, "Empty FETCH item list");
+		return -1;
+	}
+	for (unsigned i = 0; i < count; i++) {
+		if (imap_arg_atom(&list[i], &item, &error) < 0) {
+			imap_bad(s, error);
+			return -1;
+		}
+		if ((r = imap_fetch_item(item, want_r)) == -2) {
+			imap_tagged(s, "NO", "[CANNOT] Message bodies cannot "
+			    "be fetched by this version yet");
+			return -1;
+		}
+		if (r < 0) {
+			imap_bad(s, "Unknown FETCH item");
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static void
+imap_fetch_date(int64_t t, struct buf *b)
+{
+	static const char mon[][4] = { "Jan", "Feb", "Mar", "Apr", "May",
+	    "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
+	time_t tt = (time_t)t;
+	struct tm tm;
+
+	if (gmtime_r(&tt, &tm) == NULL)
+		memset(&tm, 0, sizeof(tm));
+	buf_printf(b, "\"%02d-%s-%04d %02d:%02d:%02d +0000\"", tm.tm_mday,
+	    mon[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
+	    tm.tm_sec);
+}
+
+/* One message's response into s->out. */
+static void
+imap_fetch_one(struct imap_session *s, unsigned msn,
+    const struct mindex_msg *m, unsigned want)
+{
+	struct imap_write w;
+	const char *error;
+	bool sp = false;
+
+	buf_printf(&s->out, "* %u FETCH (", msn);
+#define SEP() do { if (sp) buf_append_byte(&s->out, ' '); sp = true; } \
+	while (0)
+	if (want & IMAP_FETCH_UID) {
+		SEP();
+		buf_printf(&s->out, "UID %u", m->uid);
+	}
+	if (want & IMAP_FETCH_FLAGS) {
+		SEP();
+		buf_append_str(&s->out, "FLAGS ");
+		imap_fetch_flags_text(m->flags, &s->out);
+	}
+	if (want & IMAP_FETCH_SIZE) {
+		SEP();
+		buf_printf(&s->out, "RFC822.SIZE %llu",
+		    (unsigned long long)m->vsize);
+	}
+	if (want & IMAP_FETCH_DATE) {
+		SEP();
+		buf_append_str(&s->out, "INTERNALDATE ");
+		imap_fetch_date(m->internal_date, &s->out);
+	}
+	if (want & IMAP_FETCH_ENVELOPE) {
+		SEP();
+		buf_append_str(&s->out, "ENVELOPE ");
+		imap_write_init(&w, &s->out, 0);
+		(void)imap_envelope_write(&w, m->headers, m->headers_len);
+		(void)imap_write_finish(&w);
+	}
+	if (want & (IMAP_FETCH_BODY | IMAP_FETCH_BODYSTRUCT)) {
+		for (int ext = 0; ext < 2; ext++) {
+			if (!(want & (ext ? IMAP_FETCH_BODYSTRUCT :
+			    IMAP_FETCH_BODY)))
+				continue;
+			SEP();
+			buf_append_str(&s->out, ext ? "BODYSTRUCTURE " :
+			    "BODY ");
+			imap_write_init(&w, &s->out, 0);
+			if (imap_bodystruct_write_blob(&w, m->mime, m->mime_len,
+			    ext != 0, &error) < 0 ||
+			    imap_write_finish(&w) < 0) {
+				log_warning("imap: user=<%s>, uid %u: %s",
+				    s->user, m->uid, error);
+				/* A structure, however poor, rather than
+				 * a malformed response. */
+				buf_append_str(&s->out, "(\"text\" \"plain\" "
+				    "NIL NIL NIL \"7bit\" 0 0)");
+			}
+		}
+	}
+#undef SEP
+	buf_append_str(&s->out, ")\r\n");
+}
+
+void
+imap_cmd_fetch(struct imap_session *s, const struct imap_cmd *cmd)
+{
+	struct imap_seqset set;
+	struct mindex_txn *txn;
+	struct mindex_msg m;
+	struct store *st;
+	const char *text, *error;
+	unsigned want;
+	uint32_t max;
+
+	if (cmd->argc != 2 ||
+	    imap_arg_atom(&cmd->args[0], &text, &error) < 0) {
+		imap_bad(s, "FETCH sequence-set items");
+		return;
+	}
+	if (imap_fetch_items(s, &cmd->args[1], &want) < 0)
+		return;
+	if (cmd->uid)
+		want |= IMAP_FETCH_UID;
+	max = cmd->uid ? (s->view.count > 0 ?
+	    s->view.msgs[s->view.count - 1].uid : 0) : s->view.count;
+	imap_seqset_init(&set);
+	if (imap_seqset_parse(&set, text, max, &error) < 0 || set.searchres) {
+		imap_seqset_deinit(&set);
+		imap_bad(s, set.searchres ? "$ is not supported" : error);
+		return;
+	}
+	if (!cmd->uid && imap_seqset_last(&set) > s->view.count) {
+		imap_seqset_deinit(&set);
+		imap_bad(s, "Message sequence number out of range");
+		return;
+	}
+	if ((st = imap_store(s)) == NULL ||
+	    mindex_begin(store_index(st), false, &txn, &error) < 0) {
+		imap_seqset_deinit(&set);
+		if (st != NULL)
+			imap_tagged(s, "NO", "[UNAVAILABLE] Index unavailable");
+		return;
+	}
+	s->stats.fetches++;
+	for (unsigned i = 0; i < s->view.count; i++) {
+		const struct imap_msgref *r = &s->view.msgs[i];
+
+		if (!imap_seqset_contains(&set, cmd->uid ? r->uid : i + 1))
+			continue;
+		/* A message expunged by another session and not reported
+		 * yet has no record: RFC 3501 allows answering without it. */
+		if (mindex_msg_get(txn, s->view.folder_id, r->uid, &m) <= 0)
+			continue;
+		imap_fetch_one(s, i + 1, &m, want);
+		s->stats.fetched++;
+		/* Keep memory bounded on large folders. */
+		if (s->out.len >= 64 * 1024)
+			imap_send(s);
+	}
+	mindex_abort(&txn);
+	imap_seqset_deinit(&set);
+	imap_send(s);
+	imap_tagged(s, "OK", "%sFETCH completed", cmd->uid ? "UID " : "");
+}

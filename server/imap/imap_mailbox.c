@@ -1,0 +1,594 @@
+/*
+ * imap_mailbox.c: mailbox names on the wire, the selected folder's view
+ * and its updates (EXISTS, EXPUNGE, FETCH FLAGS), and the commands SELECT,
+ * EXAMINE, CLOSE, UNSELECT, LIST, LSUB, STATUS and NAMESPACE.
+ *
+ * Trusts nothing the client sends: names come through the parser's
+ * accessors and lib/utf7, and the store refuses names that would leave the
+ * user's storage. Trusts the index.
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "compat/compat.h"
+#include "log.h"
+#include "mindex.h"
+#include "store.h"
+#include "utf7.h"
+#include "xmalloc.h"
+#include "server/imap/imap_private.h"
+
+#define IMAP_NAME_MAX		1024	/* a mailbox name, decoded */
+#define IMAP_LIST_MAX		10000	/* folders one LIST reports */
+
+/*
+ * Names.
+ */
+
+int
+imap_mailbox_from_wire(struct imap_session *s, const char *wire,
+    struct buf *out)
+{
+	buf_truncate(out, 0);
+	if (strcasecmp(wire, "INBOX") == 0) {
+		buf_append_str(out, "INBOX");
+		return 0;
+	}
+	if (wire[0] == '\0' || utf7_decode(wire, out) < 0 ||
+	    out->len > IMAP_NAME_MAX) {
+		imap_tagged(s, "NO", "[CANNOT] Invalid mailbox name");
+		return -1;
+	}
+	(void)buf_cstr(out);
+	return 0;
+}
+
+int
+imap_mailbox_to_wire(const char *name, struct buf *out)
+{
+	buf_truncate(out, 0);
+	if (utf7_encode(name, out) < 0)
+		return -1;
+	(void)buf_cstr(out);
+	return 0;
+}
+
+/* Append name as an IMAP mailbox (astring) to b. */
+static void
+imap_put_mailbox(struct buf *b, const char *name)
+{
+	struct buf w;
+	const char *p;
+
+	buf_init(&w, IMAP_NAME_MAX * 4);
+	if (imap_mailbox_to_wire(name, &w) < 0) {
+		buf_free(&w);
+		buf_append_str(b, "\"\"");
+		return;
+	}
+	buf_append_byte(b, '"');
+	for (p = buf_cstr(&w); *p != '\0'; p++) {
+		if (*p == '"' || *p == '\\')
+			buf_append_byte(b, '\\');
+		buf_append_byte(b, (unsigned char)*p);
+	}
+	buf_append_byte(b, '"');
+	buf_free(&w);
+}
+
+/*
+ * The view.
+ */
+
+void
+imap_view_free(struct imap_view *v)
+{
+	free(v->name);
+	free(v->msgs);
+	memset(v, 0, sizeof(*v));
+}
+
+struct imap_load {
+	struct imap_msgref *msgs;
+	unsigned count, cap;
+};
+
+static int
+imap_load_cb(const struct mindex_msg *m, void *ctx)
+{
+	struct imap_load *l = ctx;
+
+	if (l->count == l->cap) {
+		l->cap = l->cap == 0 ? 64 : l->cap * 2;
+		l->msgs = xreallocarray(l->msgs, l->cap, sizeof(*l->msgs));
+	}
+	l->msgs[l->count].uid = m->uid;
+	l->msgs[l->count].flags = m->flags;
+	l->msgs[l->count].modseq = m->modseq;
+	l->count++;
+	return 0;
+}
+
+/* The folder's messages as the index has them now. 1 loaded, 0 no such
+ * folder, -1 error (logged). */
+static int
+imap_load(struct store *st, const char *name, struct mindex_folder *f_r,
+    struct imap_load *l)
+{
+	struct mindex_txn *txn;
+	const char *error;
+	int ret;
+
+	memset(l, 0, sizeof(*l));
+	if (mindex_begin(store_index(st), false, &txn, &error) < 0) {
+		log_error("imap: index: %s", error);
+		return -1;
+	}
+	ret = mindex_folder_get(txn, name, f_r);
+	if (ret > 0 && mindex_msg_iter(txn, f_r->id, 1, imap_load_cb, l) < 0)
+		ret = -1;
+	mindex_abort(&txn);
+	if (ret < 0) {
+		log_error("imap: index: %s", mindex_last_error());
+		free(l->msgs);
+		l->msgs = NULL;
+	}
+	return ret;
+}
+
+static void
+imap_flags_text(uint32_t flags, struct buf *b)
+{
+	static const struct {
+		uint32_t bit;
+		const char *name;
+	} map[] = {
+		{ MINDEX_F_ANSWERED, "\\Answered" },
+		{ MINDEX_F_FLAGGED, "\\Flagged" },
+		{ MINDEX_F_DELETED, "\\Deleted" },
+		{ MINDEX_F_SEEN, "\\Seen" },
+		{ MINDEX_F_DRAFT, "\\Draft" },
+		{ MINDEX_F_FORWARDED, "$Forwarded" },
+	};
+	bool sp = false;
+
+	buf_append_byte(b, '(');
+	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
+		if ((flags & map[i].bit) == 0)
+			continue;
+		if (sp)
+			buf_append_byte(b, ' ');
+		buf_append_str(b, map[i].name);
+		sp = true;
+	}
+	buf_append_byte(b, ')');
+}
+
+void imap_fetch_flags_text(uint32_t flags, struct buf *b);
+
+void
+imap_fetch_flags_text(uint32_t flags, struct buf *b)
+{
+	imap_flags_text(flags, b);
+}
+
+/* Report what changed between the view and l, and make l the view. */
+static void
+imap_view_apply(struct imap_session *s, struct imap_load *l, bool expunges)
+{
+	struct imap_view *v = &s->view;
+	struct imap_msgref *merged;
+	unsigned i = 0, j = 0, n = 0;
+	struct buf b;
+
+	/* Expunges first, highest sequence number first, so each number
+	 * is right when the client reads it. */
+	if (expunges) {
+		for (i = v->count; i-- > 0;) {
+			uint32_t uid = v->msgs[i].uid;
+			bool found = false;
+
+			for (unsigned a = 0, z = l->count; a < z;) {
+				unsigned mid = a + (z - a) / 2;
+
+				if (l->msgs[mid].uid == uid) {
+					found = true;
+					break;
+				}
+				if (l->msgs[mid].uid < uid)
+					a = mid + 1;
+				else
+					z = mid;
+			}
+			if (found)
+				continue;
+			imap_untagged(s, "%u EXPUNGE", i + 1);
+			memmove(&v->msgs[i], &v->msgs[i + 1],
+			    (v->count - i - 1) * sizeof(*v->msgs));
+			v->count--;
+		}
+	}
+	/* Flag changes of the messages both know; keep the expunged ones
+	 * we may not report yet. */
+	merged = xreallocarray(NULL, v->count + l->count + 1,
+	    sizeof(*merged));
+	buf_init(&b, 256);
+	for (i = 0, j = 0; i < v->count; i++) {
+		while (j < l->count && l->msgs[j].uid < v->msgs[i].uid)
+			j++;
+		merged[n] = v->msgs[i];
+		if (j < l->count && l->msgs[j].uid == v->msgs[i].uid) {
+			if (l->msgs[j].flags != v->msgs[i].flags) {
+				buf_truncate(&b, 0);
+				imap_flags_text(l->msgs[j].flags, &b);
+				imap_untagged(s, "%u FETCH (UID %u FLAGS %s)",
+				    n + 1, l->msgs[j].uid, buf_cstr(&b));
+			}
+			merged[n] = l->msgs[j];
+		}
+		n++;
+	}
+	/* New messages: above the view's highest UID. */
+	for (j = 0; j < l->count; j++)
+		if (v->count == 0 || l->msgs[j].uid > v->msgs[v->count - 1].uid)
+			merged[n++] = l->msgs[j];
+	buf_free(&b);
+	if (n != v->count)
+		imap_untagged(s, "%u EXISTS", n);
+	free(v->msgs);
+	v->msgs = merged;
+	v->count = v->cap = n;
+}
+
+int
+imap_view_sync(struct imap_session *s, bool expunges)
+{
+	struct store *st = imap_store(s);
+	struct mindex_folder f;
+	struct imap_load l;
+	const char *error;
+	int ret;
+
+	if (st == NULL)
+		return -1;
+	if (store_sync(st, s->view.name, false, NULL, &error) < 0) {
+		log_error("imap: user=<%s>, sync %s: %s", s->user,
+		    s->view.name, error);
+		imap_tagged(s, "NO", "[UNAVAILABLE] Cannot read the mailbox");
+		return -1;
+	}
+	ret = imap_load(st, s->view.name, &f, &l);
+	if (ret <= 0 || f.uidvalidity != s->view.uidvalidity) {
+		/* Gone, or rebuilt under a new UIDVALIDITY: nothing this
+		 * session knows is valid any more. */
+		free(l.msgs);
+		imap_untagged(s, "BYE Mailbox was deleted or rebuilt");
+		imap_view_free(&s->view);
+		s->state = IMAP_STATE_LOGOUT;
+		if (s->cb->closed != NULL)
+			s->cb->closed(s->ctx);
+		s->closed = true;
+		return -1;
+	}
+	imap_view_apply(s, &l, expunges);
+	free(l.msgs);
+	s->view.uidnext = f.uidnext;
+	s->view.highestmodseq = f.highestmodseq;
+	s->view.dirty = false;
+	return 0;
+}
+
+/*
+ * SELECT, EXAMINE, CLOSE, UNSELECT.
+ */
+
+static void
+imap_unselect(struct imap_session *s)
+{
+	imap_view_free(&s->view);
+	s->state = IMAP_STATE_AUTH;
+	if (s->cb->selected != NULL)
+		s->cb->selected(s->ctx);
+}
+
+void
+imap_cmd_select(struct imap_session *s, const struct imap_cmd *cmd)
+{
+	struct mindex_folder f;
+	struct imap_load l;
+	struct store *st;
+	struct buf name;
+	const char *wire, *error;
+	bool exists = false;
+	unsigned unseen = 0;
+	int ret;
+
+	if (cmd->argc != 1 ||
+	    imap_arg_astring(&cmd->args[0], &wire, &error) < 0) {
+		imap_bad(s, "SELECT mailbox");
+		return;
+	}
+	if (s->state == IMAP_STATE_SELECTED)
+		imap_unselect(s);
+	buf_init(&name, IMAP_NAME_MAX * 4);
+	if (imap_mailbox_from_wire(s, wire, &name) < 0 ||
+	    (st = imap_store(s)) == NULL) {
+		buf_free(&name);
+		return;
+	}
+	if (store_sync(st, buf_cstr(&name), false, &exists, &error) < 0) {
+		imap_tagged(s, "NO", "[NONEXISTENT] %s",
+		    strstr(error, "refused") != NULL ? "Invalid mailbox name" :
+		    "No such mailbox");
+		buf_free(&name);
+		return;
+	}
+	ret = exists ? imap_load(st, buf_cstr(&name), &f, &l) : 0;
+	if (ret <= 0) {
+		imap_tagged(s, ret < 0 ? "NO" : "NO", "%s", ret < 0 ?
+		    "[UNAVAILABLE] Cannot read the mailbox" :
+		    "[NONEXISTENT] No such mailbox");
+		buf_free(&name);
+		return;
+	}
+	s->view.name = xstrdup(buf_cstr(&name));
+	buf_free(&name);
+	/* Flags cannot be changed by this version yet: every folder is
+	 * read-only, and says so. */
+	s->view.readonly = true;
+	s->view.folder_id = f.id;
+	s->view.uidvalidity = f.uidvalidity;
+	s->view.uidnext = f.uidnext;
+	s->view.highestmodseq = f.highestmodseq;
+	s->view.msgs = l.msgs;
+	s->view.count = s->view.cap = l.count;
+	for (unsigned i = 0; i < l.count; i++)
+		if ((l.msgs[i].flags & MINDEX_F_SEEN) == 0) {
+			unseen = i + 1;
+			break;
+		}
+	s->state = IMAP_STATE_SELECTED;
+	imap_untagged(s, "%u EXISTS", l.count);
+	imap_untagged(s, "0 RECENT");
+	imap_untagged(s, "FLAGS (%s $Forwarded)", IMAP_SYSTEM_FLAGS);
+	imap_untagged(s, "OK [PERMANENTFLAGS ()] Flags cannot be changed "
+	    "yet");
+	if (unseen > 0)
+		imap_untagged(s, "OK [UNSEEN %u] First unseen", unseen);
+	imap_untagged(s, "OK [UIDVALIDITY %u] UIDs valid", f.uidvalidity);
+	imap_untagged(s, "OK [UIDNEXT %u] Predicted next UID", f.uidnext);
+	if (s->cb->selected != NULL)
+		s->cb->selected(s->ctx);
+	imap_tagged(s, "OK", "[READ-ONLY] %s completed", cmd->name);
+}
+
+void
+imap_cmd_close(struct imap_session *s, const struct imap_cmd *cmd)
+{
+	/* Read-only folders: CLOSE expunges nothing, like UNSELECT. */
+	imap_unselect(s);
+	imap_tagged(s, "OK", "%s completed", cmd->name);
+}
+
+/*
+ * LIST, LSUB.
+ */
+
+/* IMAP LIST pattern match: '*' anything, '%' anything but '/'. */
+static bool
+imap_match(const char *pat, const char *name)
+{
+	for (; *pat != '\0'; pat++, name++) {
+		if (*pat == '*' || *pat == '%') {
+			for (const char *p = name;; p++) {
+				if (imap_match(pat + 1, p))
+					return true;
+				if (*p == '\0' || (*pat == '%' && *p == '/'))
+					return false;
+			}
+		}
+		if (*name == '\0' || *pat != *name)
+			return false;
+	}
+	return *name == '\0';
+}
+
+struct imap_list_ctx {
+	char **names;
+	size_t count;
+};
+
+static int
+imap_list_cb(const char *name, const struct mindex_folder *f, void *ctx)
+{
+	struct imap_list_ctx *c = ctx;
+
+	(void)f;
+	if (c->count >= IMAP_LIST_MAX)
+		return 1;
+	c->names = xreallocarray(c->names, c->count + 1, sizeof(char *));
+	c->names[c->count++] = xstrdup(name);
+	return 0;
+}
+
+static bool
+imap_has_children(const struct imap_list_ctx *c, const char *name)
+{
+	size_t len = strlen(name);
+
+	for (size_t i = 0; i < c->count; i++)
+		if (strncmp(c->names[i], name, len) == 0 &&
+		    c->names[i][len] == '/')
+			return true;
+	return false;
+}
+
+void
+imap_cmd_list(struct imap_session *s, const struct imap_cmd *cmd)
+{
+	struct imap_list_ctx c = { NULL, 0 };
+	struct mindex_txn *txn;
+	struct store *st;
+	struct buf ref, pat, full, line;
+	const char *ref_w, *pat_w, *error;
+	bool inbox = false;
+
+	if (cmd->argc != 2 ||
+	    imap_arg_astring(&cmd->args[0], &ref_w, &error) < 0 ||
+	    imap_arg_list_mailbox(&cmd->args[1], &pat_w, &error) < 0) {
+		imap_bad(s, "LIST reference pattern");
+		return;
+	}
+	if (pat_w[0] == '\0') {
+		imap_untagged(s, "%s (\\Noselect) \"/\" \"\"", cmd->name);
+		imap_tagged(s, "OK", "%s completed", cmd->name);
+		return;
+	}
+	if ((st = imap_store(s)) == NULL)
+		return;
+	buf_init(&ref, IMAP_NAME_MAX * 4);
+	buf_init(&pat, IMAP_NAME_MAX * 4);
+	buf_init(&full, IMAP_NAME_MAX * 8);
+	/* The pattern's wildcards survive modified UTF-7 decoding. */
+	if ((ref_w[0] != '\0' && utf7_decode(ref_w, &ref) < 0) ||
+	    utf7_decode(pat_w, &pat) < 0) {
+		imap_tagged(s, "NO", "[CANNOT] Invalid mailbox name");
+		goto out;
+	}
+	buf_printf(&full, "%s%s", buf_cstr(&ref), buf_cstr(&pat));
+	if (store_sync_all(st, false, &error) < 0)
+		log_warning("imap: user=<%s>, LIST: %s", s->user, error);
+	if (mindex_begin(store_index(st), false, &txn, &error) < 0 ||
+	    mindex_folder_iter(txn, imap_list_cb, &c) < 0) {
+		mindex_abort(&txn);
+		imap_tagged(s, "NO", "[UNAVAILABLE] Cannot list mailboxes");
+		goto out;
+	}
+	mindex_abort(&txn);
+	buf_init(&line, IMAP_NAME_MAX * 8);
+	for (size_t i = 0; i < c.count; i++) {
+		const char *n = c.names[i];
+		bool is_inbox = strcmp(n, "INBOX") == 0;
+
+		if (!(is_inbox ? imap_match(buf_cstr(&full), n) ||
+		    (strncasecmp(buf_cstr(&full), "INBOX", 5) == 0 &&
+		    imap_match(buf_cstr(&full) + 5, "")) :
+		    imap_match(buf_cstr(&full), n)))
+			continue;
+		inbox |= is_inbox;
+		buf_truncate(&line, 0);
+		buf_printf(&line, "%s (%s) \"/\" ", cmd->name,
+		    imap_has_children(&c, n) ? "\\HasChildren" :
+		    "\\HasNoChildren");
+		imap_put_mailbox(&line, n);
+		imap_untagged(s, "%s", buf_cstr(&line));
+	}
+	if (!inbox && (imap_match(buf_cstr(&full), "INBOX") ||
+	    strcasecmp(buf_cstr(&full), "INBOX") == 0))
+		imap_untagged(s, "%s (\\HasNoChildren) \"/\" \"INBOX\"",
+		    cmd->name);
+	buf_free(&line);
+	imap_tagged(s, "OK", "%s completed", cmd->name);
+out:
+	for (size_t i = 0; i < c.count; i++)
+		free(c.names[i]);
+	free(c.names);
+	buf_free(&ref);
+	buf_free(&pat);
+	buf_free(&full);
+}
+
+/*
+ * STATUS, NAMESPACE.
+ */
+
+void
+imap_cmd_status(struct imap_session *s, const struct imap_cmd *cmd)
+{
+	const struct imap_arg *items;
+	struct mindex_folder f;
+	struct mindex_txn *txn;
+	struct store *st;
+	struct buf name, line;
+	const char *wire, *item, *error;
+	unsigned count;
+	bool exists = false;
+	int ret;
+
+	if (cmd->argc != 2 ||
+	    imap_arg_astring(&cmd->args[0], &wire, &error) < 0 ||
+	    imap_arg_list(&cmd->args[1], &items, &count, &error) < 0 ||
+	    count == 0) {
+		imap_bad(s, "STATUS mailbox (items)");
+		return;
+	}
+	buf_init(&name, IMAP_NAME_MAX * 4);
+	if (imap_mailbox_from_wire(s, wire, &name) < 0 ||
+	    (st = imap_store(s)) == NULL) {
+		buf_free(&name);
+		return;
+	}
+	ret = store_sync(st, buf_cstr(&name), false, &exists, &error);
+	if (ret == 0 && exists) {
+		if (mindex_begin(store_index(st), false, &txn, &error) < 0)
+			ret = -1;
+		else {
+			ret = mindex_folder_get(txn, buf_cstr(&name), &f);
+			mindex_abort(&txn);
+		}
+	} else if (ret == 0)
+		ret = 0;
+	if (ret <= 0) {
+		imap_tagged(s, "NO", "[NONEXISTENT] No such mailbox");
+		buf_free(&name);
+		return;
+	}
+	buf_init(&line, 1024);
+	buf_append_str(&line, "STATUS ");
+	imap_put_mailbox(&line, buf_cstr(&name));
+	buf_append_str(&line, " (");
+	for (unsigned i = 0; i < count; i++) {
+		const struct {
+			const char *name;
+			unsigned long long v;
+		} st_items[] = {
+			{ "MESSAGES", f.count }, { "UIDNEXT", f.uidnext },
+			{ "UIDVALIDITY", f.uidvalidity },
+			{ "UNSEEN", f.unseen }, { "RECENT", 0 },
+			{ "DELETED", f.deleted }, { "SIZE", f.vsize },
+		};
+		size_t k;
+
+		if (imap_arg_atom(&items[i], &item, &error) < 0)
+			goto bad;
+		for (k = 0; k < sizeof(st_items) / sizeof(st_items[0]); k++)
+			if (strcasecmp(item, st_items[k].name) == 0)
+				break;
+		if (k == sizeof(st_items) / sizeof(st_items[0]))
+			goto bad;
+		buf_printf(&line, "%s%s %llu", i > 0 ? " " : "",
+		    st_items[k].name, st_items[k].v);
+	}
+	buf_append_byte(&line, ')');
+	imap_untagged(s, "%s", buf_cstr(&line));
+	imap_tagged(s, "OK", "STATUS completed");
+	buf_free(&line);
+	buf_free(&name);
+	return;
+bad:
+	buf_free(&line);
+	buf_free(&name);
+	imap_bad(s, "Unknown STATUS item");
+}
+
+void
+imap_cmd_namespace(struct imap_session *s, const struct imap_cmd *cmd)
+{
+	(void)cmd;
+	imap_untagged(s, "NAMESPACE ((\"\" \"/\")) NIL NIL");
+	imap_tagged(s, "OK", "NAMESPACE completed");
+}

@@ -1,0 +1,108 @@
+/*
+ * imap_private.h: what the files of the IMAP engine share: the session,
+ * the selected folder's view, reply helpers, and the command handlers.
+ * Not for use outside server/imap.
+ */
+#ifndef LOFT_IMAP_PRIVATE_H
+#define LOFT_IMAP_PRIVATE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "user.h"
+#include "server/imap/imap_parser.h"
+#include "server/imap/imap_session.h"
+
+struct store;
+struct mindex_msg;
+
+/* Flags this version keeps (the index's MINDEX_F_* system flags). */
+#define IMAP_SYSTEM_FLAGS	"\\Answered \\Flagged \\Deleted \\Seen \\Draft"
+
+/* One message of the selected folder; its sequence number is its place
+ * in the array plus one. */
+struct imap_msgref {
+	uint32_t uid;
+	uint32_t flags;		/* MINDEX_F_* as last reported */
+	uint64_t modseq;
+};
+
+/* The selected folder as this session sees it (RFC 3501 section 5.2):
+ * sequence numbers change only when this session reports them. */
+struct imap_view {
+	char *name;		/* owned, UTF-8 ("INBOX", "A/B") */
+	bool readonly;
+	uint32_t folder_id;
+	uint32_t uidvalidity;
+	uint32_t uidnext;
+	uint64_t highestmodseq;
+	struct imap_msgref *msgs;	/* owned */
+	unsigned count, cap;
+	bool dirty;		/* a change notification came */
+};
+
+struct imap_session {
+	enum imap_state state;
+	struct imap_settings set;	/* mechanisms: owned copy */
+	const struct imap_callbacks *cb;
+	void *ctx;
+	struct imap_parser *parser;	/* owned */
+	char tag[IMAP_PARSER_TAG_MAX + 1];	/* command in progress */
+	char user[USER_NAME_MAX + 1];
+
+	struct user *u;			/* owned, after login */
+	struct store *st;		/* owned; NULL while released */
+	struct imap_view view;		/* in SELECTED */
+
+	/* A line read outside the parser: a SASL response or IDLE's DONE. */
+	struct buf line;
+	bool line_skipping;
+	char *sasl_mech;		/* owned, in an AUTHENTICATE */
+	bool waiting_auth;		/* the check answers later */
+	bool handed_over;		/* authenticated: input is not ours */
+	bool idling;
+	bool closed;
+	bool tls_reset;			/* STARTTLS: drop the rest of input */
+	unsigned bad;
+	struct imap_stats stats;
+	struct buf out;			/* response being built */
+	char watch_dirs[2][4096];	/* imap_session_watches' memory */
+	char watch_name[256];
+};
+
+/* Replies (imap_session.c). The text is ours, never client bytes
+ * unquoted. */
+void imap_untagged(struct imap_session *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void imap_tagged(struct imap_session *s, const char *status,
+    const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* imap_send: write s->out (a built response) and empty it. */
+void imap_send(struct imap_session *s);
+void imap_bad(struct imap_session *s, const char *text);
+/* imap_store: the store, opened again if released; NULL after a "NO"
+ * (the command is answered). */
+struct store *imap_store(struct imap_session *s);
+
+/* Mailbox names (imap_mailbox.c): the wire form (modified UTF-7) to the
+ * store's (UTF-8, "/" separated) and back. -1 after answering BAD/NO. */
+int imap_mailbox_from_wire(struct imap_session *s, const char *wire,
+    struct buf *out);
+int imap_mailbox_to_wire(const char *name, struct buf *out);
+
+/* The view (imap_mailbox.c). */
+void imap_view_free(struct imap_view *v);
+/* imap_view_sync: sync the folder and report changes as untagged
+ * responses; expunges only when allowed (not during FETCH, STORE,
+ * SEARCH by sequence number, RFC 3501 section 7.4.1). */
+int imap_view_sync(struct imap_session *s, bool expunges);
+
+/* Command handlers. */
+void imap_cmd_select(struct imap_session *s, const struct imap_cmd *cmd);
+void imap_cmd_close(struct imap_session *s, const struct imap_cmd *cmd);
+void imap_cmd_list(struct imap_session *s, const struct imap_cmd *cmd);
+void imap_cmd_status(struct imap_session *s, const struct imap_cmd *cmd);
+void imap_cmd_namespace(struct imap_session *s, const struct imap_cmd *cmd);
+void imap_cmd_fetch(struct imap_session *s, const struct imap_cmd *cmd);
+
+#endif

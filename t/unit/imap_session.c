@@ -1,0 +1,357 @@
+/*
+ * Unit tests for the IMAP engine (server/imap/imap_session.c and its
+ * mailbox and fetch files), driven by bytes against a real Maildir and
+ * index: greeting and capabilities before and after TLS, LOGIN and
+ * AUTHENTICATE (SASL-IR, continuation, cancel, asynchronous answers),
+ * the hand-over to an authenticated session, SELECT, FETCH of index
+ * items by sequence number and UID, STATUS, LIST, NAMESPACE, NOOP and
+ * IDLE reporting a new delivery, unknown and unserved commands, too many
+ * bad commands, LOGOUT.
+ */
+#include "config.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "compat/compat.h"
+#include "store.h"
+#include "user.h"
+#include "xmalloc.h"
+#include "server/imap/imap_session.h"
+#include "tap.h"
+
+static char top[PATH_MAX];
+static struct buf out;
+static struct user alice;
+static bool pending;
+static int closed_calls, tls_calls, selected_calls;
+static char authed[USER_NAME_MAX + 1];
+
+static void
+t_write(void *ctx, const unsigned char *d, size_t len)
+{
+	(void)ctx;
+	if (buf_append(&out, d, len) < 0)
+		bail("output too large");
+}
+
+static enum imap_auth_result
+t_plain(void *ctx, const char *user, const char *pass)
+{
+	(void)ctx;
+	if (pending)
+		return IMAP_AUTH_PENDING;
+	return strcmp(user, "alice") == 0 && strcmp(pass, "secret") == 0 ?
+	    IMAP_AUTH_OK : IMAP_AUTH_FAIL;
+}
+
+static enum imap_auth_result
+t_sasl(void *ctx, const char *mech, bool first, const unsigned char *resp,
+    size_t len, bool has_resp, const unsigned char **chal_r,
+    size_t *chal_len_r, const char **user_r)
+{
+	static const char plain[] = "\0alice\0secret";
+
+	(void)ctx;
+	(void)mech;
+	*user_r = "alice";
+	if (first && !has_resp) {
+		*chal_r = (const unsigned char *)"";
+		*chal_len_r = 0;
+		return IMAP_AUTH_CONTINUE;
+	}
+	return len == sizeof(plain) - 1 && memcmp(resp, plain, len) == 0 ?
+	    IMAP_AUTH_OK : IMAP_AUTH_FAIL;
+}
+
+static void
+t_tls(void *ctx)
+{
+	(void)ctx;
+	tls_calls++;
+}
+
+static void
+t_authenticated(void *ctx, const char *user)
+{
+	(void)ctx;
+	strlcpy(authed, user, sizeof(authed));
+}
+
+static void
+t_closed(void *ctx)
+{
+	(void)ctx;
+	closed_calls++;
+}
+
+static void
+t_selected(void *ctx)
+{
+	(void)ctx;
+	selected_calls++;
+}
+
+static const struct imap_callbacks cb = {
+	.write = t_write, .check_plain = t_plain, .sasl = t_sasl,
+	.start_tls = t_tls, .authenticated = t_authenticated,
+	.closed = t_closed, .selected = t_selected,
+};
+
+/* Feed text (byte by byte if bytewise); return what was written. */
+static const char *
+t_say(struct imap_session *s, const char *text, bool bytewise)
+{
+	size_t len = strlen(text), used = 0;
+
+	buf_truncate(&out, 0);
+	if (bytewise) {
+		for (size_t i = 0; i < len; i++)
+			used += imap_session_input(s,
+			    (const unsigned char *)text + i, 1);
+	} else
+		used = imap_session_input(s, (const unsigned char *)text, len);
+	(void)used;
+	return buf_cstr(&out);
+}
+
+static bool
+has(const char *hay, const char *needle)
+{
+	return strstr(hay, needle) != NULL;
+}
+
+static void
+t_deliver(const char *msg)
+{
+	struct store *st;
+	struct store_delivery d = { "INBOX", "bob@example.net", 1700000000,
+	    (const unsigned char *)msg, strlen(msg) };
+	struct store_delivered r;
+	const char *err;
+
+	if (store_open(&alice, &st, &err) < 0)
+		bail("store_open: %s", err);
+	if (store_deliver(st, &d, &r, &err) != STORE_OK)
+		bail("store_deliver: %s", err);
+	store_close(&st);
+}
+
+static struct imap_session *
+t_new(bool secured, bool plaintext)
+{
+	struct imap_settings set = { true, secured, plaintext, "PLAIN LOGIN "
+	    "SCRAM-SHA-256", 0 };
+
+	return imap_session_new(&set, &cb, NULL);
+}
+
+static void
+test_preauth(bool bytewise)
+{
+	struct imap_session *s = t_new(false, false);
+	const char *o;
+
+	tls_calls = 0;
+	buf_truncate(&out, 0);
+	imap_session_greet(s);
+	o = buf_cstr(&out);
+	ok(strncmp(o, "* OK [CAPABILITY IMAP4rev1 ", 27) == 0,
+	    "greeting carries the capabilities");
+	ok(has(o, "STARTTLS") && has(o, "LOGINDISABLED") &&
+	    has(o, "AUTH=SCRAM-SHA-256") && !has(o, "AUTH=PLAIN"),
+	    "before TLS: STARTTLS, LOGINDISABLED, no plaintext mechanism");
+	o = t_say(s, "a1 CAPABILITY\r\n", bytewise);
+	ok(has(o, "* CAPABILITY IMAP4rev1") && has(o, "a1 OK CAPABILITY"),
+	    "CAPABILITY");
+	o = t_say(s, "a2 LOGIN alice secret\r\n", bytewise);
+	ok(has(o, "a2 NO [PRIVACYREQUIRED]"), "LOGIN refused before TLS");
+	o = t_say(s, "a3 AUTHENTICATE PLAIN\r\n", bytewise);
+	ok(has(o, "a3 NO [PRIVACYREQUIRED]"),
+	    "AUTHENTICATE PLAIN refused before TLS");
+	o = t_say(s, "a4 SELECT INBOX\r\n", bytewise);
+	ok(has(o, "a4 BAD"), "SELECT before login: BAD");
+	o = t_say(s, "a5 FOO\r\n", bytewise);
+	ok(has(o, "a5 BAD"), "an unknown command: BAD");
+	o = t_say(s, "a6 NOOP\r\na7 STARTTLS\r\na8 NOOP\r\n", bytewise);
+	ok(has(o, "a6 OK") && has(o, "a7 OK Begin TLS") && !has(o, "a8"),
+	    "STARTTLS: what was pipelined behind it is not run");
+	is_int(tls_calls, 1, "start_tls called");
+	imap_session_tls_started(s);
+	o = t_say(s, "b1 CAPABILITY\r\n", bytewise);
+	ok(!has(o, "STARTTLS") && !has(o, "LOGINDISABLED") &&
+	    has(o, "AUTH=PLAIN"), "after TLS: LOGIN and PLAIN offered");
+	o = t_say(s, "b2 LOGIN alice wrong\r\n", bytewise);
+	ok(has(o, "b2 NO [AUTHENTICATIONFAILED]"), "wrong password");
+	o = t_say(s, "b3 AUTHENTICATE PLAIN\r\n", bytewise);
+	ok(strcmp(o, "+ \r\n") == 0, "AUTHENTICATE without SASL-IR: \"+ \"");
+	o = t_say(s, "*\r\n", bytewise);
+	ok(has(o, "b3 BAD"), "\"*\" cancels");
+	o = t_say(s, "b4 AUTHENTICATE PLAIN !!!!\r\n", bytewise);
+	ok(has(o, "b4 BAD"), "bogus base64 initial response: BAD");
+	authed[0] = '\0';
+	o = t_say(s, "b5 AUTHENTICATE PLAIN AGFsaWNlAHNlY3JldA==\r\n"
+	    "b6 SELECT INBOX\r\n", bytewise);
+	ok(has(o, "b5 OK [CAPABILITY IMAP4rev1") && has(o, "Logged in") &&
+	    !has(o, "b6"), "SASL-IR PLAIN logs in; the next command waits");
+	is_string(authed, "alice", "authenticated callback");
+	ok(imap_session_waiting(s), "hand-over: the engine takes no input");
+	imap_session_free(&s);
+}
+
+static void
+test_async(void)
+{
+	struct imap_session *s = t_new(true, false);
+	const char *o;
+
+	pending = true;
+	authed[0] = '\0';
+	o = t_say(s, "c1 LOGIN alice secret\r\nc2 NOOP\r\n", false);
+	ok(strcmp(o, "") == 0, "a pending check answers nothing yet");
+	ok(imap_session_waiting(s), "and waits");
+	buf_truncate(&out, 0);
+	imap_session_auth_reply(s, IMAP_AUTH_FAIL, NULL, 0, NULL);
+	ok(has(buf_cstr(&out), "c1 NO [AUTHENTICATIONFAILED]"),
+	    "the late FAIL is answered");
+	o = t_say(s, "c2 NOOP\r\nc3 LOGIN alice secret\r\n", false);
+	ok(has(o, "c2 OK"), "the queued command runs after the answer");
+	buf_truncate(&out, 0);
+	imap_session_auth_reply(s, IMAP_AUTH_OK, NULL, 0, "alice");
+	ok(has(buf_cstr(&out), "c3 OK [CAPABILITY"), "the late OK logs in");
+	is_string(authed, "alice", "with the canonical user");
+	pending = false;
+	imap_session_free(&s);
+}
+
+static void
+test_mailbox(bool bytewise)
+{
+	struct imap_settings set = { false, true, false, "", 0 };
+	struct imap_session *s;
+	const char *o;
+	char exp[128];
+
+	s = imap_session_new_authenticated(&set, &cb, NULL, "alice");
+	is_int(imap_session_login(s, &alice), 0, "mail side: login");
+	selected_calls = 0;
+	o = t_say(s, "d1 SELECT INBOX\r\n", bytewise);
+	ok(has(o, "* 2 EXISTS") && has(o, "* OK [UIDVALIDITY ") &&
+	    has(o, "* OK [UIDNEXT 3]") && has(o, "* OK [UNSEEN 1]") &&
+	    has(o, "d1 OK [READ-ONLY]"), "SELECT INBOX");
+	is_int(selected_calls, 1, "the daemon hears of the selection");
+	o = t_say(s, "d2 FETCH 1:* (UID FLAGS RFC822.SIZE)\r\n", bytewise);
+	/* 47 bytes with 4 bare LFs; 22 with 3. */
+	ok(has(o, "* 1 FETCH (UID 1 FLAGS () RFC822.SIZE 51)") &&
+	    has(o, "* 2 FETCH (UID 2 FLAGS () RFC822.SIZE 25)") &&
+	    has(o, "d2 OK FETCH"), "FETCH 1:* UID FLAGS RFC822.SIZE");
+	o = t_say(s, "d3 UID FETCH 2 (FLAGS)\r\n", bytewise);
+	ok(has(o, "* 2 FETCH (UID 2 FLAGS ())") && has(o, "d3 OK UID FETCH"),
+	    "UID FETCH adds UID");
+	o = t_say(s, "d4 FETCH 1 (ENVELOPE BODYSTRUCTURE INTERNALDATE)\r\n",
+	    bytewise);
+	ok(has(o, "ENVELOPE (") && has(o, "\"Hello\"") &&
+	    has(o, "BODYSTRUCTURE (\"text\" \"plain\"") &&
+	    has(o, "INTERNALDATE \"14-Nov-2023 22:13:20 +0000\""),
+	    "ENVELOPE, BODYSTRUCTURE, INTERNALDATE from the index");
+	o = t_say(s, "d5 FETCH 3 FLAGS\r\n", bytewise);
+	ok(has(o, "d5 BAD"), "FETCH past the last message: BAD");
+	o = t_say(s, "d6 FETCH 1 BODY[]\r\n", bytewise);
+	ok(has(o, "d6 NO [CANNOT]") && !has(o, "* 1 FETCH"),
+	    "body sections: NO before any response");
+	o = t_say(s, "d7 STATUS INBOX (MESSAGES UIDNEXT UNSEEN SIZE)\r\n",
+	    bytewise);
+	ok(has(o, "* STATUS \"INBOX\" (MESSAGES 2 UIDNEXT 3 UNSEEN 2 SIZE "),
+	    "STATUS");
+	o = t_say(s, "d8 LIST \"\" *\r\n", bytewise);
+	ok(has(o, "* LIST (\\HasNoChildren) \"/\" \"INBOX\"") &&
+	    has(o, "d8 OK"), "LIST");
+	o = t_say(s, "d9 LIST \"\" \"\"\r\n", bytewise);
+	ok(has(o, "* LIST (\\Noselect) \"/\" \"\""),
+	    "LIST with an empty pattern: the separator");
+	o = t_say(s, "e1 NAMESPACE\r\n", bytewise);
+	ok(has(o, "* NAMESPACE ((\"\" \"/\")) NIL NIL"), "NAMESPACE");
+	t_deliver("Subject: third\n\nnew\n");
+	o = t_say(s, "e2 NOOP\r\n", bytewise);
+	ok(has(o, "* 3 EXISTS") && has(o, "e2 OK"),
+	    "NOOP reports a new delivery");
+	o = t_say(s, "e3 IDLE\r\n", bytewise);
+	ok(strncmp(o, "+ ", 2) == 0, "IDLE: continuation");
+	t_deliver("Subject: fourth\n\nnew\n");
+	buf_truncate(&out, 0);
+	imap_session_changed(s);
+	ok(has(buf_cstr(&out), "* 4 EXISTS"),
+	    "in IDLE a change notification reports at once");
+	o = t_say(s, "DONE\r\n", bytewise);
+	ok(has(o, "e3 OK IDLE"), "DONE ends IDLE");
+	o = t_say(s, "e4 STORE 1 +FLAGS (\\Seen)\r\n", bytewise);
+	ok(has(o, "e4 NO [CANNOT]"), "STORE: not served yet, NO not BAD");
+	o = t_say(s, "e5 SELECT Nowhere\r\n", bytewise);
+	ok(has(o, "e5 NO [NONEXISTENT]"), "SELECT of a missing folder");
+	is_int(imap_session_state(s), IMAP_STATE_AUTH,
+	    "a failed SELECT leaves nothing selected");
+	o = t_say(s, "e6 SELECT ../../etc\r\n", bytewise);
+	ok(has(o, "e6 NO"), "a name leaving the storage is refused");
+	o = t_say(s, "e7 SELECT inbox\r\ne8 CLOSE\r\n", bytewise);
+	ok(has(o, "e7 OK") && has(o, "e8 OK"), "inbox in any case; CLOSE");
+	snprintf(exp, sizeof(exp), "f1 OK LOGOUT");
+	closed_calls = 0;
+	o = t_say(s, "f1 LOGOUT\r\n", bytewise);
+	ok(has(o, "* BYE") && has(o, exp), "LOGOUT");
+	is_int(closed_calls, 1, "closed callback");
+	imap_session_free(&s);
+}
+
+static void
+test_bad_limit(void)
+{
+	struct imap_session *s = t_new(true, true);
+	const char *o = "";
+
+	for (int i = 0; i < 20; i++)
+		o = t_say(s, "x FOO\r\n", false);
+	ok(has(o, "* BYE Too many bad commands"),
+	    "twenty bad commands in a row: BYE");
+	imap_session_free(&s);
+}
+
+int
+main(void)
+{
+	char cmd[PATH_MAX + 16];
+
+	snprintf(top, sizeof(top), "/tmp/loft-imap-XXXXXX");
+	if (mkdtemp(top) == NULL)
+		bail("mkdtemp");
+	buf_init(&out, 1 << 22);
+	alice.name = xstrdup("alice");
+	alice.pwhash = xstrdup("");
+	alice.uid = getuid();
+	alice.gid = getgid();
+	alice.home = xstrdup(top);
+	alice.mail_location = xstrdup("maildir:~/Maildir");
+	alice.fields = xstrdup("");
+
+	test_preauth(false);
+	test_preauth(true);
+	test_async();
+	t_deliver("From: Bob <bob@example.net>\nSubject: Hello\n\nhi\n");
+	t_deliver("Subject: second\n\nbody\n");
+	test_mailbox(false);
+	test_bad_limit();
+
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", top);
+	if (system(cmd) != 0)
+		diag("cleanup failed");
+	free(alice.name);
+	free(alice.pwhash);
+	free(alice.home);
+	free(alice.mail_location);
+	free(alice.fields);
+	buf_free(&out);
+	return done_testing();
+}
