@@ -22,6 +22,7 @@
 
 #include "compat/compat.h"
 #include "log.h"
+#include "mailloc.h"
 #include "store.h"
 #include "xmalloc.h"
 #include "server/imap/imap_private.h"
@@ -941,6 +942,43 @@ void
 imap_session_idle_release(struct imap_session *s)
 {
 	store_close(&s->st);
+}
+
+unsigned
+imap_session_watches(struct imap_session *s, struct imap_watch out[2])
+{
+	char path[4096], *slash;
+	const char *error;
+	struct store *st;
+
+	if (s->state != IMAP_STATE_SELECTED || s->u == NULL ||
+	    (st = imap_store(s)) == NULL ||
+	    store_folder_path(st, s->view.name, path, sizeof(path),
+	    &error) < 0)
+		return 0;
+	if (store_location(st)->format == MAILLOC_MAILDIR) {
+		if (strlen(path) + 5 > sizeof(s->watch_dirs[0]))
+			return 0;
+		strlcpy(s->watch_dirs[0], path, sizeof(s->watch_dirs[0]));
+		strlcat(s->watch_dirs[0], "/new", sizeof(s->watch_dirs[0]));
+		strlcpy(s->watch_dirs[1], path, sizeof(s->watch_dirs[1]));
+		strlcat(s->watch_dirs[1], "/cur", sizeof(s->watch_dirs[1]));
+		out[0].dir = s->watch_dirs[0];
+		out[0].name = NULL;
+		out[1].dir = s->watch_dirs[1];
+		out[1].name = NULL;
+		return 2;
+	}
+	/* mbox: its entry in its directory, so a rewrite is seen too. */
+	if ((slash = strrchr(path, '/')) == NULL)
+		return 0;
+	strlcpy(s->watch_name, slash + 1, sizeof(s->watch_name));
+	*slash = '\0';
+	strlcpy(s->watch_dirs[0], path[0] != '\0' ? path : "/",
+	    sizeof(s->watch_dirs[0]));
+	out[0].dir = s->watch_dirs[0];
+	out[0].name = s->watch_name;
+	return 1;
 }
 
 enum imap_state

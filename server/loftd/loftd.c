@@ -27,7 +27,8 @@ loftd_usage(void)
 const char *
 loftd_service_name(uint32_t service)
 {
-	return service == LOFTD_SVC_POP3 ? "pop3" : "?";
+	return service == LOFTD_SVC_POP3 ? "pop3" :
+	    service == LOFTD_SVC_IMAP ? "imap" : "?";
 }
 
 void

@@ -61,7 +61,8 @@
 #define LOFTD_PENDING_MAX	8192
 
 enum loftd_service {
-	LOFTD_SVC_POP3 = 1
+	LOFTD_SVC_POP3 = 1,
+	LOFTD_SVC_IMAP = 2
 };
 
 enum loftd_rec {

@@ -44,6 +44,7 @@
 #include "xmalloc.h"
 #include "auth_proto.h"
 #include "pop3_session.h"
+#include "server/imap/imap_session.h"
 #include "chan.h"
 #include "loftd.h"
 #include "rate.h"
@@ -62,7 +63,8 @@ struct login_client {
 	char rip[NET_ADDR_STR_MAX];
 	char user[USER_NAME_MAX + 1];	/* as claimed, for the log */
 	struct conn *conn;		/* owned: the client */
-	struct pop3_session *pop3;	/* owned until handed over */
+	struct pop3_session *pop3;	/* owned until handed over (POP3) */
+	struct imap_session *imap;	/* owned until handed over (IMAP) */
 	bool secured, starting_tls, quit, dying, eof;
 	uint32_t auth_id;		/* request awaiting an answer, or 0 */
 	uint32_t sasl_id;		/* the SASL session, or 0 */
@@ -145,6 +147,7 @@ login_client_free(struct login_client *c, bool notify)
 		(void)chan_send(login.master, &login_out);
 	}
 	pop3_session_free(&c->pop3);
+	imap_session_free(&c->imap);
 	conn_close(&c->conn);
 	conn_close(&c->peer);
 	if (c->relay_fd >= 0)
@@ -202,7 +205,8 @@ login_pop3_write(void *ctx, const unsigned char *data, size_t len)
 		login_client_kill(c, "output buffer full");
 }
 
-static enum pop3_auth_result
+/* Send req to the auth process: 0 (the answer comes later), or -1. */
+static int
 login_auth_send(struct login_client *c, struct auth_req *req)
 {
 	const char *error;
@@ -222,15 +226,14 @@ login_auth_send(struct login_client *c, struct auth_req *req)
 	/* The record held the password: gone from here at least. */
 	explicit_bzero(login_out.data, sizeof(login_out.data));
 	if (ret < 0)
-		return POP3_AUTH_TEMPFAIL;
+		return -1;
 	c->auth_id = req->id;
-	return POP3_AUTH_PENDING;
+	return 0;
 }
 
-static enum pop3_auth_result
-login_pop3_check_plain(void *ctx, const char *user, const char *pass)
+static int
+login_check_plain(struct login_client *c, const char *user, const char *pass)
 {
-	struct login_client *c = ctx;
 	struct auth_req req;
 
 	strlcpy(c->user, user, sizeof(c->user));
@@ -241,19 +244,13 @@ login_pop3_check_plain(void *ctx, const char *user, const char *pass)
 	return login_auth_send(c, &req);
 }
 
-static enum pop3_auth_result
-login_pop3_sasl(void *ctx, const char *mech, bool first,
-    const unsigned char *resp, size_t resp_len, bool has_resp,
-    const unsigned char **challenge_r, size_t *challenge_len_r,
-    const char **user_r)
+static int
+login_sasl(struct login_client *c, const char *mech, bool first,
+    const unsigned char *resp, size_t resp_len, bool has_resp)
 {
-	struct login_client *c = ctx;
 	struct auth_req req;
-	enum pop3_auth_result r;
+	int r;
 
-	(void)challenge_r;
-	(void)challenge_len_r;
-	(void)user_r;
 	memset(&req, 0, sizeof(req));
 	if (first) {
 		req.type = AUTH_REQ_SASL_START;
@@ -268,9 +265,49 @@ login_pop3_sasl(void *ctx, const char *mech, bool first,
 		req.data_len = resp_len;
 	}
 	r = login_auth_send(c, &req);
-	if (first && r == POP3_AUTH_PENDING)
+	if (first && r == 0)
 		c->sasl_id = c->auth_id;
 	return r;
+}
+
+static enum pop3_auth_result
+login_pop3_check_plain(void *ctx, const char *user, const char *pass)
+{
+	return login_check_plain(ctx, user, pass) < 0 ? POP3_AUTH_TEMPFAIL :
+	    POP3_AUTH_PENDING;
+}
+
+static enum pop3_auth_result
+login_pop3_sasl(void *ctx, const char *mech, bool first,
+    const unsigned char *resp, size_t resp_len, bool has_resp,
+    const unsigned char **challenge_r, size_t *challenge_len_r,
+    const char **user_r)
+{
+	(void)challenge_r;
+	(void)challenge_len_r;
+	(void)user_r;
+	return login_sasl(ctx, mech, first, resp, resp_len, has_resp) < 0 ?
+	    POP3_AUTH_TEMPFAIL : POP3_AUTH_PENDING;
+}
+
+static enum imap_auth_result
+login_imap_check_plain(void *ctx, const char *user, const char *pass)
+{
+	return login_check_plain(ctx, user, pass) < 0 ? IMAP_AUTH_TEMPFAIL :
+	    IMAP_AUTH_PENDING;
+}
+
+static enum imap_auth_result
+login_imap_sasl(void *ctx, const char *mech, bool first,
+    const unsigned char *resp, size_t resp_len, bool has_resp,
+    const unsigned char **challenge_r, size_t *challenge_len_r,
+    const char **user_r)
+{
+	(void)challenge_r;
+	(void)challenge_len_r;
+	(void)user_r;
+	return login_sasl(ctx, mech, first, resp, resp_len, has_resp) < 0 ?
+	    IMAP_AUTH_TEMPFAIL : IMAP_AUTH_PENDING;
 }
 
 static void
@@ -301,10 +338,25 @@ login_pop3_start_tls(void *ctx)
 	c->starting_tls = true;
 }
 
+/* The hand-over did not happen: POP3 answers and goes on; IMAP has
+ * answered its tagged OK already, so the session ends with BYE. */
 static void
-login_pop3_authenticated(void *ctx, const char *user)
+login_engine_login_failed(struct login_client *c)
 {
-	struct login_client *c = ctx;
+	if (c->pop3 != NULL) {
+		pop3_session_login_failed(c->pop3);
+		return;
+	}
+	(void)conn_printf(c->conn, "* BYE [UNAVAILABLE] Cannot start the "
+	    "session, try again\r\n");
+	c->quit = true;
+	c->reason = "session could not start";
+	conn_close_after_flush(c->conn);
+}
+
+static void
+login_authenticated(struct login_client *c, const char *user)
+{
 	const unsigned char *rest;
 	struct buf pending;
 	size_t rest_len;
@@ -314,15 +366,19 @@ login_pop3_authenticated(void *ctx, const char *user)
 	/* Room for all the engine may hold; what goes to the mail process
 	 * must fit one record. */
 	buf_init(&pending, POP3_EXPORT_MAX(login.line_max) + LOGIN_INPUT_MAX);
-	pop3_session_export_pending(c->pop3, &pending);
+	/* IMAP stops consuming at the end of the login command: what
+	 * follows is all in the connection's buffer. */
+	if (c->pop3 != NULL)
+		pop3_session_export_pending(c->pop3, &pending);
 	rest = conn_input_peek(c->conn, &rest_len);
 	if (buf_append(&pending, rest, rest_len) < 0 ||
 	    pending.len > LOFTD_PENDING_MAX) {
 		if (pending.data != NULL)
 			explicit_bzero(pending.data, pending.len);
 		buf_free(&pending);
-		(void)conn_printf(c->conn, "-ERR [SYS/TEMP] Too much "
-		    "pipelined input at login\r\n");
+		(void)conn_printf(c->conn, c->pop3 != NULL ? "-ERR [SYS/TEMP] "
+		    "Too much pipelined input at login\r\n" : "* BYE Too "
+		    "much pipelined input at login\r\n");
 		c->quit = true;
 		c->reason = "too much pipelined input at login";
 		conn_close_after_flush(c->conn);
@@ -347,7 +403,7 @@ login_pop3_authenticated(void *ctx, const char *user)
 	if (fd < 0) {
 		buf_free(&pending);
 		conn_pause_input(c->conn, false);
-		pop3_session_login_failed(c->pop3);
+		login_engine_login_failed(c);
 		return;
 	}
 	ipc_msg_init(&login_out, LOFTD_LOGIN, 0);
@@ -366,12 +422,18 @@ login_pop3_authenticated(void *ctx, const char *user)
 			close(c->relay_fd);
 		c->relay_fd = -1;
 		conn_pause_input(c->conn, false);
-		pop3_session_login_failed(c->pop3);
+		login_engine_login_failed(c);
 		return;
 	}
 	c->handing_over = true;
 	/* From here the mail process's idle_timeout applies. */
 	conn_set_idle_timeout(c->conn, 0);
+}
+
+static void
+login_pop3_authenticated(void *ctx, const char *user)
+{
+	login_authenticated(ctx, user);
 }
 
 static void
@@ -398,6 +460,52 @@ static const struct pop3_callbacks login_pop3_cb = {
 	.closed = login_pop3_closed,
 };
 
+static void
+login_imap_closed(void *ctx)
+{
+	struct login_client *c = ctx;
+	struct imap_stats st;
+
+	imap_session_stats(c->imap, &st);
+	c->quit = true;
+	if (c->reason == NULL)
+		c->reason = st.logout ? "LOGOUT" : st.bad >= IMAP_BAD_MAX ?
+		    "too many bad commands" : "closed by the server";
+	conn_close_after_flush(c->conn);
+}
+
+static const struct imap_callbacks login_imap_cb = {
+	.write = login_pop3_write,
+	.check_plain = login_imap_check_plain,
+	.sasl = login_imap_sasl,
+	.sasl_abort = login_pop3_sasl_abort,
+	.start_tls = login_pop3_start_tls,
+	.authenticated = login_pop3_authenticated,
+	.closed = login_imap_closed,
+};
+
+/*
+ * The engine of the client's protocol.
+ */
+
+static size_t
+login_engine_input(struct login_client *c, const unsigned char *data,
+    size_t len)
+{
+	if (c->imap != NULL)
+		return imap_session_input(c->imap, data, len);
+	return pop3_session_input(c->pop3, data, len);
+}
+
+static void
+login_engine_tls_started(struct login_client *c)
+{
+	if (c->imap != NULL)
+		imap_session_tls_started(c->imap);
+	else
+		pop3_session_tls_started(c->pop3);
+}
+
 /*
  * Client input.
  */
@@ -419,7 +527,8 @@ login_feed(struct login_client *c)
 	unsigned wait_ms;
 
 	while (!c->dying && !c->quit && !c->handing_over && !c->starting_tls &&
-	    c->auth_id == 0 && c->rate_to == NULL && c->pop3 != NULL &&
+	    c->auth_id == 0 && c->rate_to == NULL &&
+	    (c->pop3 != NULL || c->imap != NULL) &&
 	    !conn_output_full(c->conn)) {
 		data = conn_input_peek(c->conn, &len);
 		if (len == 0)
@@ -431,7 +540,7 @@ login_feed(struct login_client *c)
 			    login_rate_resume, c);
 			return;
 		}
-		used = pop3_session_input(c->pop3, data, allowed);
+		used = login_engine_input(c, data, allowed);
 		conn_input_consume(c->conn, used);
 		if (c->starting_tls) {
 			/* Plaintext after STLS is never read as a command. */
@@ -457,7 +566,7 @@ login_start_tls(struct login_client *c)
 		return;
 	}
 	c->secured = true;
-	pop3_session_tls_started(c->pop3);
+	login_engine_tls_started(c);
 }
 
 /*
@@ -526,6 +635,7 @@ login_relay_start(struct login_client *c)
 	/* Reuse the client connection's callback for the relay. */
 	c->reason = NULL;
 	pop3_session_free(&c->pop3);
+	imap_session_free(&c->imap);
 	c->handing_over = false;
 	login_relay_pump(c->conn, c->peer);
 	if (c->eof) {
@@ -592,9 +702,35 @@ login_client_event(struct conn *conn, enum conn_event ev, void *ctx)
  */
 
 static void
+login_engine_new(struct login_client *c)
+{
+	if (c->service == LOFTD_SVC_IMAP) {
+		struct imap_settings set;
+
+		memset(&set, 0, sizeof(set));
+		set.tls_available = login.tls != NULL;
+		set.secured = c->secured;
+		set.allow_plaintext = !conf_bool("disable_plaintext_auth");
+		set.mechanisms = login.mechs;
+		c->imap = imap_session_new(&set, &login_imap_cb, c);
+		imap_session_greet(c->imap);
+	} else {
+		struct pop3_settings set;
+
+		memset(&set, 0, sizeof(set));
+		set.tls_available = login.tls != NULL;
+		set.secured = c->secured;
+		set.allow_plaintext = !conf_bool("disable_plaintext_auth");
+		set.mechanisms = login.mechs;
+		set.line_max = login.line_max;
+		c->pop3 = pop3_session_new(&set, &login_pop3_cb, c);
+		pop3_session_greet(c->pop3);
+	}
+}
+
+static void
 login_conn_new(struct ipc_msg *m)
 {
-	struct pop3_settings set;
 	struct login_client *c;
 	const char *rip, *lip, *error;
 	uint32_t id, service, tls, rport, lport;
@@ -608,7 +744,8 @@ login_conn_new(struct ipc_msg *m)
 	ipc_get_str(m, &lip);
 	ipc_get_u32(m, &lport);
 	if (ipc_get_end(m, &error) < 0 || fd < 0 ||
-	    service != LOFTD_SVC_POP3 || (tls && login.tls == NULL)) {
+	    (service != LOFTD_SVC_POP3 && service != LOFTD_SVC_IMAP) ||
+	    (tls && login.tls == NULL)) {
 		log_warning("bad connection record from the master");
 		if (fd >= 0)
 			close(fd);
@@ -630,20 +767,14 @@ login_conn_new(struct ipc_msg *m)
 	login.nclients++;
 	if (tls) {
 		if (conn_tls_start(c->conn, login.tls, &error) < 0) {
-			log_error("pop3s: cannot start TLS: %s", error);
+			log_error("%s: cannot start TLS: %s",
+			    loftd_service_name(service), error);
 			login_client_kill(c, "TLS failed to start");
 			return;
 		}
 		c->secured = true;
 	}
-	memset(&set, 0, sizeof(set));
-	set.tls_available = login.tls != NULL;
-	set.secured = c->secured;
-	set.allow_plaintext = !conf_bool("disable_plaintext_auth");
-	set.mechanisms = login.mechs;
-	set.line_max = login.line_max;
-	c->pop3 = pop3_session_new(&set, &login_pop3_cb, c);
-	pop3_session_greet(c->pop3);
+	login_engine_new(c);
 }
 
 static struct login_client *
@@ -674,7 +805,7 @@ login_login_result(struct ipc_msg *m)
 		c->relay_fd = -1;
 		conn_set_idle_timeout(c->conn, login.timeout_ms);
 		conn_pause_input(c->conn, false);
-		pop3_session_login_failed(c->pop3);
+		login_engine_login_failed(c);
 		if (c->eof)
 			login_client_kill(c, "client closed");
 		else
@@ -737,7 +868,7 @@ login_auth_msg(struct chan *ch, struct ipc_msg *m, void *ctx)
 	struct auth_resp r;
 	struct login_client *c;
 	const char *error;
-	enum pop3_auth_result pr;
+	enum auth_result res;
 
 	(void)ch;
 	(void)ctx;
@@ -749,33 +880,31 @@ login_auth_msg(struct chan *ch, struct ipc_msg *m, void *ctx)
 	if (r.id == 0 || (c = login_client_find(r.id, true)) == NULL)
 		return;	/* an ABORT's answer, or the client left */
 	c->auth_id = 0;
-	switch (r.result) {
-	case AUTH_RESULT_OK:
-		pr = POP3_AUTH_OK;
+	res = (enum auth_result)r.result;
+	if (res == AUTH_RESULT_OK) {
 		if (r.token_len > sizeof(c->token))
-			pr = POP3_AUTH_TEMPFAIL;
+			res = AUTH_RESULT_TEMPFAIL;
 		else {
 			memcpy(c->token, r.token, r.token_len);
 			c->token_len = r.token_len;
 		}
-		c->sasl_id = 0;
-		break;
-	case AUTH_RESULT_CONTINUE:
-		pr = POP3_AUTH_CONTINUE;
-		break;
-	case AUTH_RESULT_TEMPFAIL:
-		pr = POP3_AUTH_TEMPFAIL;
-		c->sasl_id = 0;
-		break;
-	default:
-		pr = POP3_AUTH_FAIL;
-		c->sasl_id = 0;
-		break;
 	}
+	if (res != AUTH_RESULT_CONTINUE)
+		c->sasl_id = 0;
 	if (r.user[0] != '\0')
 		strlcpy(c->user, r.user, sizeof(c->user));
-	pop3_session_auth_reply(c->pop3, pr, r.challenge, r.challenge_len,
-	    r.user);
+	if (c->imap != NULL)
+		imap_session_auth_reply(c->imap, res == AUTH_RESULT_OK ?
+		    IMAP_AUTH_OK : res == AUTH_RESULT_CONTINUE ?
+		    IMAP_AUTH_CONTINUE : res == AUTH_RESULT_TEMPFAIL ?
+		    IMAP_AUTH_TEMPFAIL : IMAP_AUTH_FAIL, r.challenge,
+		    r.challenge_len, r.user);
+	else if (c->pop3 != NULL)
+		pop3_session_auth_reply(c->pop3, res == AUTH_RESULT_OK ?
+		    POP3_AUTH_OK : res == AUTH_RESULT_CONTINUE ?
+		    POP3_AUTH_CONTINUE : res == AUTH_RESULT_TEMPFAIL ?
+		    POP3_AUTH_TEMPFAIL : POP3_AUTH_FAIL, r.challenge,
+		    r.challenge_len, r.user);
 	if (!c->handing_over)
 		login_feed(c);
 }
@@ -886,7 +1015,7 @@ login_main(bool foreground, bool have_log_fd)
 {
 	const char *error;
 
-	loftd_log_setup("pop3-login", foreground, have_log_fd);
+	loftd_log_setup("login", foreground, have_log_fd);
 	signal(SIGPIPE, SIG_IGN);
 	if (conf_str("tls_cert_file")[0] != '\0' &&
 	    tls_ctx_new(conf_str("tls_cert_file"), conf_str("tls_key_file"),

@@ -33,7 +33,9 @@
 #include "user.h"
 #include "xmalloc.h"
 #include "auth_proto.h"
+#include "notify.h"
 #include "pop3_session.h"
+#include "server/imap/imap_session.h"
 #include "chan.h"
 #include "loftd.h"
 #include "rate.h"
@@ -53,7 +55,9 @@ struct mailproc_session {
 	bool secured;
 	struct user *user;		/* owned */
 	struct conn *conn;		/* owned */
-	struct pop3_session *pop3;	/* owned */
+	struct pop3_session *pop3;	/* owned (POP3) */
+	struct imap_session *imap;	/* owned (IMAP) */
+	struct notify_watch *watch[2];	/* owned: the selected folder */
 	struct buf pending;		/* client bytes not yet taken */
 	uint64_t in_bytes, out_bytes;
 	struct rate rate;
@@ -70,6 +74,7 @@ struct mailproc {
 	struct chan *master;		/* owned */
 	struct mailproc_session *sessions;
 	size_t nsessions;
+	struct notify *notify;		/* owned; NULL if inotify failed */
 	bool retired;
 	unsigned rate_limit;
 	unsigned idle_ms;
@@ -90,6 +95,18 @@ mailproc_log_logout(struct mailproc_session *s)
 {
 	struct pop3_stats st;
 
+	if (s->imap != NULL) {
+		struct imap_stats ist;
+
+		imap_session_stats(s->imap, &ist);
+		log_info("imap(%s): logout: rip=%s, reason=%s, fetches=%u/%llu, "
+		    "in=%llu, out=%llu", s->user->name, s->rip,
+		    s->reason != NULL ? s->reason : "disconnected",
+		    ist.fetches, (unsigned long long)ist.fetched,
+		    (unsigned long long)s->in_bytes,
+		    (unsigned long long)s->out_bytes);
+		return;
+	}
 	pop3_session_stats(s->pop3, &st);
 	log_info("%s(%s): logout: rip=%s, reason=%s, messages=%u/%llu, "
 	    "retr=%u/%llu, top=%u/%llu, dele=%u/%llu, in=%llu, out=%llu",
@@ -113,6 +130,9 @@ mailproc_session_free(struct mailproc_session *s)
 	}
 	/* Without QUIT, freeing the engine deletes nothing (RFC 1939). */
 	pop3_session_free(&s->pop3);
+	notify_remove(&s->watch[0]);
+	notify_remove(&s->watch[1]);
+	imap_session_free(&s->imap);
 	conn_close(&s->conn);
 	timeout_remove(&s->rate_to);
 	timeout_remove(&s->end_to);
@@ -178,11 +198,56 @@ mailproc_pop3_authenticated(void *ctx, const char *user)
 	log_panic("mail process: authentication after login");
 }
 
+static void mailproc_feed(struct mailproc_session *s);
+
+static void
+mailproc_imap_closed(void *ctx)
+{
+	struct mailproc_session *s = ctx;
+	struct imap_stats st;
+
+	imap_session_stats(s->imap, &st);
+	s->closing = true;
+	if (s->reason == NULL)
+		s->reason = st.logout ? "LOGOUT" : st.bad >= IMAP_BAD_MAX ?
+		    "too many bad commands" : "closed by the server";
+	conn_close_after_flush(s->conn);
+}
+
+static void
+mailproc_folder_changed(void *ctx)
+{
+	struct mailproc_session *s = ctx;
+
+	imap_session_changed(s->imap);
+}
+
+/* The session selected another folder: watch it instead. */
+static void
+mailproc_imap_selected(void *ctx)
+{
+	struct mailproc_session *s = ctx;
+	struct imap_watch w[2];
+	const char *error;
+	unsigned n;
+
+	notify_remove(&s->watch[0]);
+	notify_remove(&s->watch[1]);
+	if (mailproc.notify == NULL)
+		return;
+	n = imap_session_watches(s->imap, w);
+	for (unsigned i = 0; i < n; i++)
+		if (notify_add(mailproc.notify, w[i].dir, w[i].name,
+		    mailproc_folder_changed, s, &s->watch[i], &error) < 0)
+			log_warning("imap(%s): %s (IDLE falls back to "
+			    "reporting at the next command)", s->user->name,
+			    error);
+}
+
 static void
 mailproc_pop3_closed(void *ctx)
 {
 	struct mailproc_session *s = ctx;
-
 	struct pop3_stats st;
 
 	pop3_session_stats(s->pop3, &st);
@@ -197,6 +262,13 @@ static const struct pop3_callbacks mailproc_pop3_cb = {
 	.write = mailproc_pop3_write,
 	.authenticated = mailproc_pop3_authenticated,
 	.closed = mailproc_pop3_closed,
+};
+
+static const struct imap_callbacks mailproc_imap_cb = {
+	.write = mailproc_pop3_write,
+	.authenticated = mailproc_pop3_authenticated,
+	.closed = mailproc_imap_closed,
+	.selected = mailproc_imap_selected,
 };
 
 /*
@@ -227,7 +299,8 @@ mailproc_offer(struct mailproc_session *s, const unsigned char *data,
 		    mailproc_rate_resume, s);
 		return 0;
 	}
-	used = pop3_session_input(s->pop3, data, allowed);
+	used = s->imap != NULL ? imap_session_input(s->imap, data, allowed) :
+	    pop3_session_input(s->pop3, data, allowed);
 	s->in_bytes += used;
 	return used;
 }
@@ -239,7 +312,8 @@ mailproc_feed(struct mailproc_session *s)
 	size_t len, used;
 
 	while (!s->ended && !s->closing && s->rate_to == NULL &&
-	    !pop3_session_want_output(s->pop3) &&
+	    (s->imap != NULL ? !imap_session_waiting(s->imap) :
+	    !pop3_session_want_output(s->pop3)) &&
 	    !conn_output_full(s->conn)) {
 		if (s->pending.len > 0) {
 			used = mailproc_offer(s, s->pending.data,
@@ -266,7 +340,10 @@ mailproc_release(void *ctx)
 {
 	struct mailproc_session *s = ctx;
 
-	pop3_session_idle(s->pop3);
+	if (s->imap != NULL)
+		imap_session_idle_release(s->imap);
+	else
+		pop3_session_idle(s->pop3);
 }
 
 static void
@@ -281,7 +358,9 @@ mailproc_event(struct conn *conn, enum conn_event ev, void *ctx)
 		mailproc_feed(s);
 		break;
 	case CONN_EV_DRAINED:
-		if (pop3_session_want_output(s->pop3))
+		if (s->imap != NULL)
+			imap_session_output_ready(s->imap);
+		else if (pop3_session_want_output(s->pop3))
 			pop3_session_output_ready(s->pop3);
 		mailproc_feed(s);
 		break;
@@ -318,50 +397,10 @@ mailproc_event(struct conn *conn, enum conn_event ev, void *ctx)
  * A new session from the master.
  */
 
-static void
-mailproc_session_new(struct ipc_msg *m)
+static int
+mailproc_pop3_start(struct mailproc_session *s, const struct user *u)
 {
-	struct mailproc_session *s;
 	struct pop3_settings set;
-	const unsigned char *pending;
-	const char *rip, *error;
-	uint32_t id, service, rport, secured;
-	size_t pending_len;
-	struct user *u = NULL;
-	int fd = ipc_msg_take_fd(m);
-
-	ipc_get_u32(m, &id);
-	ipc_get_u32(m, &service);
-	ipc_get_str(m, &rip);
-	ipc_get_u32(m, &rport);
-	ipc_get_u32(m, &secured);
-	ipc_get_data(m, &pending, &pending_len);
-	if (m->error != NULL || auth_proto_get_user(m, &u, &error) < 0 ||
-	    ipc_get_end(m, &error) < 0 || fd < 0 ||
-	    service != LOFTD_SVC_POP3 || pending_len > LOFTD_PENDING_MAX) {
-		log_warning("bad session record from the master");
-		user_free(&u);
-		if (fd >= 0)
-			close(fd);
-		return;
-	}
-	s = xcalloc(1, sizeof(*s));
-	s->id = id;
-	s->service = service;
-	s->secured = secured != 0;
-	s->user = u;
-	strlcpy(s->rip, rip, sizeof(s->rip));
-	buf_init(&s->pending, LOFTD_PENDING_MAX);
-	(void)buf_append(&s->pending, pending, pending_len);
-	s->next = mailproc.sessions;
-	if (s->next != NULL)
-		s->next->prev = s;
-	mailproc.sessions = s;
-	mailproc.nsessions++;
-	s->conn = conn_new(mailproc.loop, fd, MAILPROC_INPUT_MAX,
-	    mailproc_event, s);
-	conn_set_idle_timeout(s->conn, mailproc.idle_ms);
-	conn_set_output_timeout(s->conn, MAILPROC_STALL_MS);
 
 	memset(&set, 0, sizeof(set));
 	set.secured = s->secured;
@@ -387,8 +426,71 @@ mailproc_session_new(struct ipc_msg *m)
 		s->reason = "login refused";
 		s->closing = true;
 		conn_close_after_flush(s->conn);
+		return -1;
+	}
+	return 0;
+}
+
+static void
+mailproc_session_new(struct ipc_msg *m)
+{
+	struct mailproc_session *s;
+	const unsigned char *pending;
+	const char *rip, *error;
+	uint32_t id, service, rport, secured;
+	size_t pending_len;
+	struct user *u = NULL;
+	int fd = ipc_msg_take_fd(m);
+
+	ipc_get_u32(m, &id);
+	ipc_get_u32(m, &service);
+	ipc_get_str(m, &rip);
+	ipc_get_u32(m, &rport);
+	ipc_get_u32(m, &secured);
+	ipc_get_data(m, &pending, &pending_len);
+	if (m->error != NULL || auth_proto_get_user(m, &u, &error) < 0 ||
+	    ipc_get_end(m, &error) < 0 || fd < 0 ||
+	    (service != LOFTD_SVC_POP3 && service != LOFTD_SVC_IMAP) ||
+	    pending_len > LOFTD_PENDING_MAX) {
+		log_warning("bad session record from the master");
+		user_free(&u);
+		if (fd >= 0)
+			close(fd);
 		return;
 	}
+	s = xcalloc(1, sizeof(*s));
+	s->id = id;
+	s->service = service;
+	s->secured = secured != 0;
+	s->user = u;
+	strlcpy(s->rip, rip, sizeof(s->rip));
+	buf_init(&s->pending, LOFTD_PENDING_MAX);
+	(void)buf_append(&s->pending, pending, pending_len);
+	s->next = mailproc.sessions;
+	if (s->next != NULL)
+		s->next->prev = s;
+	mailproc.sessions = s;
+	mailproc.nsessions++;
+	s->conn = conn_new(mailproc.loop, fd, MAILPROC_INPUT_MAX,
+	    mailproc_event, s);
+	conn_set_idle_timeout(s->conn, mailproc.idle_ms);
+	conn_set_output_timeout(s->conn, MAILPROC_STALL_MS);
+
+	if (service == LOFTD_SVC_IMAP) {
+		struct imap_settings iset;
+
+		memset(&iset, 0, sizeof(iset));
+		iset.secured = s->secured;
+		iset.mechanisms = "";
+		s->imap = imap_session_new_authenticated(&iset,
+		    &mailproc_imap_cb, s, u->name);
+		if (imap_session_login(s->imap, u) < 0) {
+			/* "* BYE" written, closed callback called. */
+			s->reason = "mail store unavailable";
+			return;
+		}
+	} else if (mailproc_pop3_start(s, u) < 0)
+		return;
 	log_info("%s(%s): login: rip=%s, %s", loftd_service_name(service),
 	    u->name, s->rip, s->secured ? "TLS" : "plaintext");
 	s->release_to = timeout_add(mailproc.loop, MAILPROC_RELEASE_MS, false,
@@ -436,7 +538,9 @@ mailproc_signal(int signo, void *ctx)
 int
 mailproc_main(bool foreground, bool have_log_fd)
 {
-	loftd_log_setup("pop3", foreground, have_log_fd);
+	const char *error;
+
+	loftd_log_setup("mail", foreground, have_log_fd);
 	signal(SIGPIPE, SIG_IGN);
 	if (geteuid() == 0)
 		log_fatal("refusing to serve mailboxes as root");
@@ -450,6 +554,9 @@ mailproc_main(bool foreground, bool have_log_fd)
 	mailproc.idle_ms = (unsigned)conf_time("idle_timeout") * 1000;
 	mailproc.line_max = (size_t)conf_int("pop3_line_limit");
 	mailproc.loop = ioloop_new();
+	if (notify_new(mailproc.loop, &mailproc.notify, &error) < 0)
+		log_warning("%s: IMAP IDLE reports changes at the next "
+		    "command only", error);
 	if (ioloop_signal_add(mailproc.loop, SIGTERM, mailproc_signal,
 	    mailproc.loop) < 0)
 		log_fatal("signals: cannot watch SIGTERM");
@@ -465,6 +572,7 @@ mailproc_main(bool foreground, bool have_log_fd)
 		mailproc_session_free(s);
 	}
 	chan_free(&mailproc.master);
+	notify_free(&mailproc.notify);
 	ioloop_free(&mailproc.loop);
 	conf_reset();
 	return 0;

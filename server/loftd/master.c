@@ -179,11 +179,32 @@ static const char *const master_listen_params[] = {
 	"smtp_listen", "submission_listen", "submissions_listen", NULL
 };
 
+/* The listeners this version serves: service and implicit TLS. */
+static const struct {
+	const char *param;
+	uint32_t service;
+	bool tls;
+} master_served[] = {
+	{ "pop3_listen", LOFTD_SVC_POP3, false },
+	{ "pop3s_listen", LOFTD_SVC_POP3, true },
+	{ "imap_listen", LOFTD_SVC_IMAP, false },
+	{ "imaps_listen", LOFTD_SVC_IMAP, true },
+};
+
+static int
+master_param_served_index(const char *param)
+{
+	for (size_t i = 0; i < sizeof(master_served) /
+	    sizeof(master_served[0]); i++)
+		if (strcmp(param, master_served[i].param) == 0)
+			return (int)i;
+	return -1;
+}
+
 static bool
 master_param_served(const char *param)
 {
-	return strcmp(param, "pop3_listen") == 0 ||
-	    strcmp(param, "pop3s_listen") == 0;
+	return master_param_served_index(param) >= 0;
 }
 
 /* login_user must exist, must not be root, and must not be the owner of
@@ -270,8 +291,9 @@ master_check_conf(const char **error_r)
 			}
 			free(addrs);
 		}
-		if (n > 0 && strcmp(master_listen_params[p], "pop3s_listen")
-		    == 0)
+		if (n > 0 && master_param_served(master_listen_params[p]) &&
+		    master_served[master_param_served_index(
+		    master_listen_params[p])].tls)
 			want_tls = true;
 		conf_list_free(&items);
 	}
@@ -286,7 +308,7 @@ master_check_conf(const char **error_r)
 		}
 		tls_ctx_free(&tls);
 	} else if (want_tls) {
-		*error_r = "pop3s_listen needs tls_cert_file";
+		*error_r = "pop3s_listen and imaps_listen need tls_cert_file";
 		return -1;
 	}
 	if (master.root &&
@@ -385,7 +407,8 @@ master_listeners_update(bool starting, const char **error_r)
 		items = conf_list(param, &n);
 		if (n > 0 && !master_param_served(param))
 			log_warning("%s is set, but this version of loftd "
-			    "serves only POP3: not listening there", param);
+			    "serves only POP3 and IMAP: not listening there",
+			    param);
 		for (size_t i = 0; i < n && master_param_served(param); i++) {
 			/* Keep a socket bound for the same item. */
 			for (lp = &old; *lp != NULL; lp = &(*lp)->next)
@@ -416,8 +439,10 @@ master_listeners_update(bool starting, const char **error_r)
 				l = xcalloc(1, sizeof(*l));
 				l->param = xstrdup(param);
 				l->spec = xstrdup(items[i]);
-				l->service = LOFTD_SVC_POP3;
-				l->tls = strcmp(param, "pop3s_listen") == 0;
+				l->service = master_served[
+				    master_param_served_index(param)].service;
+				l->tls = master_served[
+				    master_param_served_index(param)].tls;
 				l->fd = fd;
 				l->next = keep;
 				keep = l;
@@ -883,6 +908,7 @@ master_accept_one(struct master_listener *l, int fd,
 	struct master_child *login;
 	struct master_slot *s;
 	size_t per_ip = (size_t)conf_int("client_connection_limit");
+	bool imap = l->service == LOFTD_SVC_IMAP;
 
 	net_addr_str(peer, ip, sizeof(ip));
 	local.len = sizeof(local.ss);
@@ -890,20 +916,24 @@ master_accept_one(struct master_listener *l, int fd,
 		local.ss.ss_family = AF_UNSPEC;
 	net_addr_str(&local, lip, sizeof(lip));
 	if (master.used >= (size_t)conf_int("connection_limit")) {
-		master_refuse(fd, ip, "connection_limit reached",
+		master_refuse(fd, ip, "connection_limit reached", imap ?
+		    "* BYE [UNAVAILABLE] Too many connections\r\n" :
 		    "-ERR [SYS/TEMP] Too many connections\r\n");
 		return;
 	}
 	if (master_ip_count(ip) >= per_ip) {
-		master_refuse(fd, ip, "client_connection_limit reached",
-		    "-ERR [SYS/TEMP] Too many connections from your "
-		    "address\r\n");
+		master_refuse(fd, ip, "client_connection_limit reached", imap ?
+		    "* BYE [UNAVAILABLE] Too many connections from your "
+		    "address\r\n" : "-ERR [SYS/TEMP] Too many connections "
+		    "from your address\r\n");
 		return;
 	}
 	if ((login = master_pick_login()) == NULL ||
 	    (s = master_slot_new(ip, l->service)) == NULL) {
-		master_refuse(fd, ip, "no login process",
-		    "-ERR [SYS/TEMP] Server not ready, try again later\r\n");
+		master_refuse(fd, ip, "no login process", imap ?
+		    "* BYE [UNAVAILABLE] Server not ready, try again "
+		    "later\r\n" : "-ERR [SYS/TEMP] Server not ready, try "
+		    "again later\r\n");
 		return;
 	}
 	s->rport = net_addr_port(peer);
@@ -1384,7 +1414,8 @@ master_main(const char *conf_path, bool foreground)
 		log_fatal("%s", error);
 	if (master.listeners == NULL)
 		log_warning("no listener configured (pop3_listen, "
-		    "pop3s_listen): serving nothing");
+		    "pop3s_listen, imap_listen, imaps_listen): serving "
+		    "nothing");
 	if (!master.root)
 		log_warning("not started as root: every process runs as uid "
 		    "%lu, without chroot", (unsigned long)geteuid());

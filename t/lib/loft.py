@@ -313,15 +313,20 @@ class Loftd:
     The daemon runs in a process group of its own, so that whatever it
     forked can be killed if a test dies."""
 
-    def __init__(self, env, extra_conf="", pop3=True, pop3s=True, tls=True):
+    def __init__(self, env, extra_conf="", pop3=True, pop3s=True, tls=True,
+                 imap=False, imaps=False):
         self.env = env
         self.extra = extra_conf
         self.pop3 = pop3
         self.pop3s = pop3s and tls
+        self.imap = imap
+        self.imaps = imaps and tls
         self.tls = tls
         self.proc = None
         self.pop3_port = None
         self.pop3s_port = None
+        self.imap_port = None
+        self.imaps_port = None
         self.logfile = os.path.join(env.dir, "loftd.log")
         self.chroot = os.path.join(env.dir, "login-chroot")
         if tls:
@@ -339,6 +344,10 @@ class Loftd:
                                            if self.pop3 else ""))
         lines.append("pop3s_listen = %s" % ("127.0.0.1:%d" % self.pop3s_port
                                             if self.pop3s else ""))
+        lines.append("imap_listen = %s" % ("127.0.0.1:%d" % self.imap_port
+                                           if self.imap else ""))
+        lines.append("imaps_listen = %s" % ("127.0.0.1:%d" % self.imaps_port
+                                            if self.imaps else ""))
         if self.tls:
             lines.append("tls_cert_file = " + self.cert)
             lines.append("tls_key_file = " + self.key)
@@ -362,7 +371,8 @@ class Loftd:
         return out.split("=", 1)[1].strip() if "=" in out else "loft"
 
     def ports(self):
-        return [p for p in (self.pop3_port, self.pop3s_port) if p]
+        return [p for p in (self.pop3_port, self.pop3s_port, self.imap_port,
+                            self.imaps_port) if p]
 
     def start(self, tries=3):
         if not os.access(LOFTD, os.X_OK):
@@ -370,7 +380,11 @@ class Loftd:
         for _ in range(tries):
             self.pop3_port = free_port() if self.pop3 else None
             self.pop3s_port = free_port() if self.pop3s else None
-            if self.pop3_port is not None and self.pop3_port == self.pop3s_port:
+            self.imap_port = free_port() if self.imap else None
+            self.imaps_port = free_port() if self.imaps else None
+            taken = [p for p in (self.pop3_port, self.pop3s_port,
+                                 self.imap_port, self.imaps_port) if p]
+            if len(set(taken)) != len(taken):
                 continue
             self.write_conf()
             ensure_login_user(self.login_user())
