@@ -95,4 +95,290 @@ enum store_result store_deliver(struct store *st,
 int store_reindex(const struct user *u, uint64_t *messages_r,
     const char **error_r);
 
+/*
+ * Mailbox operations, for IMAP and POP3 alike: folders (store_folder.c),
+ * flags (store_flags.c), expunge (store_expunge.c), append and copy
+ * (store_append.c), reading a message (store_read.c).
+ *
+ * Folder names are taken as IMAP sends them after decoding: UTF-8 with
+ * '/' between levels ("INBOX", "Archive/2024", "Entwürfe"); "INBOX" in
+ * any case is the inbox, also as the first level ("inbox/x" is
+ * "INBOX/x"). Every operation checks its names (store_folder_name) and
+ * syncs the folder it works on first, so what another program changed is
+ * seen (a reader only when a file is not where the index says). Every
+ * operation that changes something has it on disk (fsynced when
+ * mail_fsync is on) and in the index before it returns STORE_OP_OK, as a
+ * delivery does; a crash before that leaves the old state or the new one,
+ * which the next sync brings the index in step with. Error texts are in
+ * the store's buffer (store_error), valid until the next store call.
+ */
+
+/* The outcome of a mailbox operation, as IMAP answers it (RFC 5530). */
+enum store_op {
+	STORE_OP_OK = 0,
+	STORE_OP_BADNAME,	/* the name breaks the rules: [CANNOT] */
+	STORE_OP_EXISTS,	/* [ALREADYEXISTS] */
+	STORE_OP_NONEXISTENT,	/* no such folder (APPEND, COPY: [TRYCREATE];
+				   else [NONEXISTENT]) or no such message */
+	STORE_OP_CANNOT,	/* refused by the rules of RFC 3501 or of the
+				   format: [CANNOT] */
+	STORE_OP_OVERQUOTA,	/* [OVERQUOTA] */
+	STORE_OP_INUSE,		/* the mailbox lock was not had in time */
+	STORE_OP_TEMPFAIL	/* anything else: [UNAVAILABLE] */
+};
+
+/* Longest folder name, bytes of UTF-8 (so also of each part). */
+#define STORE_FOLDER_NAME_MAX	255
+
+/*
+ * store_folder_name: check name against the folder name rules and write
+ * its canonical spelling (the first part "INBOX" in upper case) to out
+ * (outsize bytes; STORE_FOLDER_NAME_MAX + 1 always suffice). Refused,
+ * with STORE_OP_BADNAME and *error_r saying why: an empty name, more than
+ * STORE_FOLDER_NAME_MAX bytes, a leading or trailing '/', an empty, "."
+ * or ".." part, NUL (the name ends there) or control characters (C0, DEL,
+ * C1), '%' and '*' (LIST wildcards), invalid UTF-8, a '.' anywhere
+ * (Maildir++: the separator on disk; mbox: a part starting with '.' would
+ * be a hidden file, and store_folder_path keeps both formats to one rule
+ * set), a name longer than 255 bytes on disk (Maildir++'s ".A.B" in
+ * modified UTF-7, so at most 254 bytes of ASCII; mbox shares the rule),
+ * and a name whose path would resolve outside the mail root (through a
+ * symbolic link).
+ */
+enum store_op store_folder_name(struct store *st, const char *name,
+    char *out, size_t outsize, const char **error_r);
+
+/* store_folder_exists: 1 if folder (any spelling) holds messages or can:
+ * a Maildir++ folder with new/ and cur/, an mbox file; INBOX always.
+ * 0 if not (a parent that only holds folders is not), -1 with *error_r
+ * for a refused name or a system error. */
+int store_folder_exists(struct store *st, const char *folder,
+    const char **error_r);
+
+/* LIST attributes (RFC 3501, RFC 3348). */
+#define STORE_FOLDER_NOSELECT	0x01u	/* holds no messages, only folders */
+#define STORE_FOLDER_CHILDREN	0x02u	/* has folders below it */
+#define STORE_FOLDER_NOINFERIORS 0x04u	/* can never have any (mbox file) */
+
+/*
+ * store_folder_list: every folder in storage, INBOX included, in byte
+ * order of the names, with its attributes: cb(name, attrs, ctx) returns
+ * 0 to go on, 1 to stop, -1 to fail (store_folder_list then returns
+ * STORE_OP_TEMPFAIL with *error_r "stopped by the callback"). A parent
+ * with no directory or file of its own (Maildir++ "A" when only ".A.B"
+ * exists; mbox directories) is listed \Noselect. Entries whose names
+ * break the rules (another program's files) are not listed.
+ */
+enum store_op store_folder_list(struct store *st,
+    int (*cb)(const char *name, unsigned attrs, void *ctx), void *ctx,
+    const char **error_r);
+
+/*
+ * store_folder_create: make folder, empty, with a new UIDVALIDITY (above
+ * every one this user has had). Parents are not created as folders of
+ * their own: Maildir++ needs none, mbox makes directories (\Noselect).
+ * EXISTS for INBOX and for a name in use; a Maildir++ \Noselect parent
+ * can be created (it becomes a folder), an mbox directory cannot (EXISTS).
+ * CANNOT for an mbox folder below an mbox file.
+ */
+enum store_op store_folder_create(struct store *st, const char *folder,
+    const char **error_r);
+
+/*
+ * store_folder_delete: remove folder with its messages. INBOX: CANNOT.
+ * A folder with children (RFC 3501 DELETE): Maildir++ removes the
+ * folder's own directory, so its messages are gone and the name stays
+ * in LIST as a \Noselect parent of its children; deleting such a
+ * \Noselect parent, or an mbox directory that still has children, is
+ * CANNOT; an empty mbox directory is removed. Maildir++: the directory
+ * is renamed out of sight under the index writer lock (so no delivery
+ * can be half-way into it), then removed; mbox: unlinked under the
+ * mailbox lock.
+ */
+enum store_op store_folder_delete(struct store *st, const char *folder,
+    const char **error_r);
+
+/*
+ * store_folder_rename: rename folder from to to, its children with it
+ * (RFC 3501 RENAME), keeping UIDVALIDITY, UIDs and flags; every message
+ * gets a new MODSEQ above the folder's old HIGHESTMODSEQ (the expunge
+ * history of the old name is not carried over). EXISTS if to, or the new
+ * name of a child, is in use; CANNOT for a rename into the folder's own
+ * subtree or below an mbox file; NONEXISTENT if from has neither storage
+ * nor children. Renaming INBOX moves its messages into the new folder,
+ * which takes INBOX's UIDVALIDITY and UIDs, and leaves INBOX empty (its
+ * children stay where they are); for mbox the messages are copied
+ * (fsynced) and INBOX then cut to zero, so a crash in between leaves them
+ * in both, never in neither.
+ */
+enum store_op store_folder_rename(struct store *st, const char *from,
+    const char *to, const char **error_r);
+
+/* A set of UIDs: ranges in any order, overlapping or not, each given
+ * either way round (5:3 is 3:5). An IMAP "*" is passed as UINT32_MAX. */
+struct store_uid_range {
+	uint32_t first;
+	uint32_t last;
+};
+
+struct store_uidset {
+	const struct store_uid_range *ranges;
+	size_t count;
+};
+
+/*
+ * store_flags_uids: sync folder, then the UIDs of set (NULL: all) that
+ * are in it and have every flag of need (0: any), sorted, each once, into
+ * *uids_r (caller frees; NULL when *count_r is 0). NONEXISTENT for a
+ * folder that is not there.
+ */
+enum store_op store_flags_uids(struct store *st, const char *folder,
+    const struct store_uidset *set, uint32_t need, uint32_t **uids_r,
+    size_t *count_r, const char **error_r);
+
+/* The flags store_flags_change sets and clears. */
+#define STORE_FLAGS_SYSTEM	(MINDEX_F_SEEN | MINDEX_F_ANSWERED | \
+    MINDEX_F_FLAGGED | MINDEX_F_DELETED | MINDEX_F_DRAFT | \
+    MINDEX_F_FORWARDED)
+/* unchangedsince when the client gave none (CONDSTORE allows 0). */
+#define STORE_MODSEQ_NONE	UINT64_MAX
+
+enum store_flags_how {
+	STORE_FLAGS_ADD,	/* +FLAGS */
+	STORE_FLAGS_REMOVE,	/* -FLAGS */
+	STORE_FLAGS_REPLACE	/* FLAGS */
+};
+
+struct store_flags_change {
+	const struct store_uidset *uids;
+	enum store_flags_how how;
+	uint32_t flags;			/* STORE_FLAGS_SYSTEM bits only */
+	uint64_t unchangedsince;	/* or STORE_MODSEQ_NONE */
+};
+
+/* What a STORE did to one message. */
+struct store_flag_result {
+	uint32_t uid;
+	uint32_t flags;		/* as they are now */
+	uint64_t modseq;	/* as it is now */
+	bool changed;		/* flags changed (and MODSEQ with them) */
+	bool modified;		/* refused: MODSEQ > unchangedsince
+				   (RFC 7162 MODIFIED) */
+};
+
+/*
+ * store_flags_change: set, clear or replace system flags of the messages
+ * of c->uids in folder. Each message whose flags change gets a new MODSEQ
+ * (CONDSTORE); one whose MODSEQ is above c->unchangedsince is left alone
+ * and reported modified. Maildir: the file is renamed into cur/ with the
+ * new ":2,FLAGS" (other letters, Dovecot keywords, kept) and its record
+ * updated in the same index transaction, the directories fsynced before
+ * the commit; a file another program renamed meanwhile is found again
+ * after a sync. mbox: flags live in the index only (the file is not
+ * rewritten). *res_r (caller frees; NULL when *count_r is 0) has one entry
+ * per message of the set still in the folder, in UID order. CANNOT for
+ * flags outside STORE_FLAGS_SYSTEM.
+ */
+enum store_op store_flags_change(struct store *st, const char *folder,
+    const struct store_flags_change *c, struct store_flag_result **res_r,
+    size_t *count_r, const char **error_r);
+
+/*
+ * store_expunge: remove from folder the messages of set (NULL: all) that
+ * have \Deleted, or, with any_flags, whatever their flags (POP3 DELE,
+ * MOVE). Each expunge is recorded with its MODSEQ (mindex_expunged_iter,
+ * QRESYNC). *uids_r (caller frees; NULL when *count_r is 0): the UIDs of
+ * the set that were in the folder and are no longer, sorted.
+ * Maildir: the files are unlinked and the directories fsynced, then a
+ * sync drops their records (and writes loft-uidvalidity). mbox: under the
+ * mailbox lock, if the index describes the file as it is (else sync and
+ * try again, at most 3 times), a copy without those messages is written
+ * beside it, fsynced and renamed over it (mbox_rewrite.h), then one index
+ * transaction expunges them and records the new offsets of the others,
+ * with their flags; messages delivered meanwhile (after the lock is let
+ * go) are kept.
+ */
+enum store_op store_expunge(struct store *st, const char *folder,
+    const struct store_uidset *set, bool any_flags, uint32_t **uids_r,
+    size_t *count_r, const char **error_r);
+
+struct store_append {
+	const char *folder;
+	const unsigned char *msg;	/* as it is to be stored, LF or CRLF */
+	size_t len;			/* > 0 */
+	uint32_t flags;			/* STORE_FLAGS_SYSTEM bits */
+	time_t internal_date;		/* 0: now */
+};
+
+struct store_appended {
+	uint32_t uidvalidity;
+	uint32_t uid;
+};
+
+/*
+ * store_append: store a message in an existing folder through the path
+ * deliveries take (store_deliver: same fsyncs, same quota check), then
+ * give it its flags (store_flags_change) and, Maildir, the internal date
+ * as the file's mtime (what a rebuild reads it from). NONEXISTENT (IMAP
+ * [TRYCREATE]) if the folder does not exist; OVERQUOTA; CANNOT for an
+ * empty message. If the flags cannot be set after the message is stored,
+ * that is logged and the result is still OK (the client must not append
+ * it again). out->uid is 0 if the message is stored but its indexing
+ * failed (the next sync indexes it): then there is no APPENDUID to give.
+ */
+enum store_op store_append(struct store *st, const struct store_append *a,
+    struct store_appended *out, const char **error_r);
+
+/* UIDPLUS COPYUID: src_uids[i] was copied to dst_uids[i] (0 for a copy
+ * stored but not indexed yet, see store_append: then give no COPYUID). */
+struct store_copied {
+	uint32_t uidvalidity;	/* of the destination */
+	uint32_t *src_uids;	/* owned, sorted */
+	uint32_t *dst_uids;	/* owned */
+	size_t count;
+};
+
+/*
+ * store_append_copy: copy the messages of set in from to to (another
+ * folder of the same user, or the same one), with their flags and
+ * internal dates, in UID order, each through store_append. move: then
+ * expunge them from from (RFC 6851), whatever their flags. If any step
+ * fails, the copies made so far are expunged again (RFC 3501: a failed
+ * COPY leaves the destination as it was) and *out is empty. out is
+ * freed with store_copied_free. NONEXISTENT if to does not exist
+ * ([TRYCREATE]) or from does not.
+ */
+enum store_op store_append_copy(struct store *st, const char *from,
+    const struct store_uidset *set, const char *to, bool move,
+    struct store_copied *out, const char **error_r);
+/* store_copied_free: free the arrays and zero *c. */
+void store_copied_free(struct store_copied *c);
+
+/*
+ * Reading a message: open, read chunks until 0, seek for a partial fetch,
+ * close. The bytes are the message as stored: the Maildir file, or the
+ * mbox message unescaped (mboxrd: one '>' less on each line matching
+ * ^>+From , undone on the fly, also across chunk boundaries). mbox reads
+ * take the mailbox lock for each chunk only (never across a network wait)
+ * and check at open that the message is where the index says.
+ */
+struct store_read;
+
+/* store_read_open: NONEXISTENT if folder or message is not there (a
+ * Maildir file renamed by another program is looked for again after a
+ * sync). The reader keeps nothing of st: st may be closed while it is
+ * open. */
+enum store_op store_read_open(struct store *st, const char *folder,
+    uint32_t uid, struct store_read **r_r, const char **error_r);
+/* store_read_next: up to size bytes into buf: 1 and *len_r > 0, 0 at the
+ * end, -1 with *error_r. */
+int store_read_next(struct store_read *r, unsigned char *buf, size_t size,
+    size_t *len_r, const char **error_r);
+/* store_read_seek: the next read starts offset bytes into the stream
+ * (BODY[]<offset.n>); past the end is the end. 0, or -1 with *error_r. */
+int store_read_seek(struct store_read *r, uint64_t offset,
+    const char **error_r);
+/* store_read_close: NULL is ignored; sets *r NULL. */
+void store_read_close(struct store_read **r);
+
 #endif
