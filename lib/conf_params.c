@@ -212,9 +212,11 @@ const struct conf_param conf_params[] = {
 	    "Time a logged-in client may stay silent before it is "
 	    "disconnected (RFC 1939: at least 10 minutes for POP3)" },
 	{ "imap_listen", CONF_TYPE_LIST, "", 0, 0, 0, NULL, NULL, NULL, 0,
-	    "Addresses (host:port) of IMAP with STARTTLS (not served yet)" },
+	    "Addresses (host:port) where loftd serves IMAP, with STARTTLS "
+	    "(empty: none)" },
 	{ "imaps_listen", CONF_TYPE_LIST, "", 0, 0, 0, NULL, NULL, NULL, 0,
-	    "Addresses (host:port) of IMAP over TLS (not served yet)" },
+	    "Addresses (host:port) where loftd serves IMAP over TLS "
+	    "(RFC 8314; empty: none)" },
 	{ "login_chroot", CONF_TYPE_PATH, "/run/loft/login",
 	    0, 0, 0, NULL, NULL, NULL, 0,
 	    "Empty directory the login processes are locked into when loftd "
