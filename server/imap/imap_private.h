@@ -104,5 +104,6 @@ void imap_cmd_list(struct imap_session *s, const struct imap_cmd *cmd);
 void imap_cmd_status(struct imap_session *s, const struct imap_cmd *cmd);
 void imap_cmd_namespace(struct imap_session *s, const struct imap_cmd *cmd);
 void imap_cmd_fetch(struct imap_session *s, const struct imap_cmd *cmd);
+void imap_cmd_search(struct imap_session *s, const struct imap_cmd *cmd);
 
 #endif

@@ -628,6 +628,7 @@ static const struct imap_command imap_commands[] = {
 	{ "CLOSE", ST_SEL, false, imap_cmd_close },
 	{ "UNSELECT", ST_SEL, false, imap_cmd_close },
 	{ "FETCH", ST_SEL, true, imap_cmd_fetch },
+	{ "SEARCH", ST_SEL, true, imap_cmd_search },
 };
 
 static const struct imap_command *
@@ -646,7 +647,7 @@ imap_command_known(const char *name)
 {
 	static const char *const later[] = {
 		"CREATE", "DELETE", "RENAME", "SUBSCRIBE", "UNSUBSCRIBE",
-		"APPEND", "EXPUNGE", "SEARCH", "STORE", "COPY", "MOVE",
+		"APPEND", "EXPUNGE", "STORE", "COPY", "MOVE",
 		"SORT", "THREAD", "GETQUOTA", "GETQUOTAROOT", "COMPRESS",
 		"XLIST", "ESEARCH", NULL
 	};
