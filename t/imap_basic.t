@@ -130,8 +130,17 @@ def run(env, d, ctx, msgs):
     t.eq(typ, "OK", "NAMESPACE")
     typ, data = M.xatom("ID", '("name" "imaplib")')
     t.eq(typ, "OK", "ID")
-    typ, data = M.fetch("1", "(BODY[])")
-    t.eq(typ, "NO", "BODY[] is not served yet: NO, not BAD")
+    stored = env_messages(env)
+    for i in (1, 2):
+        typ, data = M.fetch(str(i), "(BODY.PEEK[])")
+        t.ok(typ == "OK" and data[0][1] == stored[i - 1].replace(b"\n", b"\r\n"),
+             "BODY.PEEK[] of message %d: the stored bytes with CRLF" % i)
+    typ, data = M.fetch("2", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)] BODY.PEEK[TEXT])")
+    t.ok(typ == "OK" and data[0][1] == b"Subject: second\r\n\r\n" and
+         data[1][1] == b"two\r\n.dotted\r\n",
+         "HEADER.FIELDS and TEXT (%r)" % (data,))
+    typ, data = M.fetch("1", "(BINARY[])")
+    t.eq(typ, "NO", "BINARY is not served yet: NO, not BAD")
     M.close()
     M.logout()
 

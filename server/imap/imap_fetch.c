@@ -19,6 +19,7 @@
 #include <time.h>
 
 #include "log.h"
+#include "xmalloc.h"
 #include "mindex.h"
 #include "store.h"
 #include "server/imap/imap_bodystruct.h"
@@ -37,7 +38,8 @@
 
 void imap_fetch_flags_text(uint32_t flags, struct buf *b);
 
-/* One item name into bits; -1 unknown, -2 known but not served yet. */
+/* One item name into bits; 1 a body section (imap_fetch_body.c), -1
+ * unknown, -2 known but not served yet. */
 static int
 imap_fetch_item(const char *item, unsigned *want)
 {
@@ -66,8 +68,11 @@ imap_fetch_item(const char *item, unsigned *want)
 		}
 	if (strncasecmp(item, "BODY[", 5) == 0 ||
 	    strncasecmp(item, "BODY.PEEK[", 10) == 0 ||
-	    strncasecmp(item, "BINARY", 6) == 0 ||
-	    strncasecmp(item, "RFC822", 6) == 0)
+	    strcasecmp(item, "RFC822") == 0 ||
+	    strcasecmp(item, "RFC822.HEADER") == 0 ||
+	    strcasecmp(item, "RFC822.TEXT") == 0)
+		return 1;
+	if (strncasecmp(item, "BINARY", 6) == 0)
 		return -2;
 	return -1;
 }
@@ -75,7 +80,7 @@ imap_fetch_item(const char *item, unsigned *want)
 /* The items argument: one atom or a list of atoms (macros only alone). */
 static int
 imap_fetch_items(struct imap_session *s, const struct imap_arg *arg,
-    unsigned *want_r)
+    unsigned *want_r, const char ***sections_r, unsigned *nsections_r)
 {
 	const struct imap_arg *list = arg;
 	const char *item, *error;
@@ -83,6 +88,8 @@ imap_fetch_items(struct imap_session *s, const struct imap_arg *arg,
 	int r;
 
 	*want_r = 0;
+	*sections_r = NULL;
+	*nsections_r = 0;
 	if (arg->type == IMAP_ARG_LIST &&
 	    imap_arg_list(arg, &list, &count, &error) < 0) {
 		imap_bad(s, error);
@@ -98,13 +105,20 @@ imap_fetch_items(struct imap_session *s, const struct imap_arg *arg,
 			return -1;
 		}
 		if ((r = imap_fetch_item(item, want_r)) == -2) {
-			imap_tagged(s, "NO", "[CANNOT] Message bodies cannot "
-			    "be fetched by this version yet");
+			free(*sections_r);
+			imap_tagged(s, "NO", "[CANNOT] BINARY is not supported "
+			    "yet");
 			return -1;
 		}
 		if (r < 0) {
+			free(*sections_r);
 			imap_bad(s, "Unknown FETCH item");
 			return -1;
+		}
+		if (r == 1) {
+			*sections_r = xreallocarray(*sections_r,
+			    *nsections_r + 1, sizeof(char *));
+			(*sections_r)[(*nsections_r)++] = item;
 		}
 	}
 	return 0;
@@ -125,18 +139,24 @@ imap_fetch_date(int64_t t, struct buf *b)
 	    tm.tm_sec);
 }
 
-/* One message's response into s->out. */
-static void
-imap_fetch_one(struct imap_session *s, unsigned msn,
+/* The index items of one message's response into s->out, after
+ * "* n FETCH (", without the closing parenthesis; returns how many items
+ * were written. */
+int imap_fetch_index_items(struct imap_session *s, unsigned msn,
+    const struct mindex_msg *m, unsigned want);
+
+int
+imap_fetch_index_items(struct imap_session *s, unsigned msn,
     const struct mindex_msg *m, unsigned want)
 {
 	struct imap_write w;
 	const char *error;
 	bool sp = false;
+	int n = 0;
 
 	buf_printf(&s->out, "* %u FETCH (", msn);
-#define SEP() do { if (sp) buf_append_byte(&s->out, ' '); sp = true; } \
-	while (0)
+#define SEP() do { if (sp) buf_append_byte(&s->out, ' '); sp = true; \
+	n++; } while (0)
 	if (want & IMAP_FETCH_UID) {
 		SEP();
 		buf_printf(&s->out, "UID %u", m->uid);
@@ -185,6 +205,14 @@ imap_fetch_one(struct imap_session *s, unsigned msn,
 		}
 	}
 #undef SEP
+	return n;
+}
+
+static void
+imap_fetch_one(struct imap_session *s, unsigned msn,
+    const struct mindex_msg *m, unsigned want)
+{
+	(void)imap_fetch_index_items(s, msn, m, want);
 	buf_append_str(&s->out, ")\r\n");
 }
 
@@ -195,8 +223,8 @@ imap_cmd_fetch(struct imap_session *s, const struct imap_cmd *cmd)
 	struct mindex_txn *txn;
 	struct mindex_msg m;
 	struct store *st;
-	const char *text, *error;
-	unsigned want;
+	const char *text, *error, **sections;
+	unsigned want, nsections;
 	uint32_t max;
 
 	if (cmd->argc != 2 ||
@@ -204,7 +232,8 @@ imap_cmd_fetch(struct imap_session *s, const struct imap_cmd *cmd)
 		imap_bad(s, "FETCH sequence-set items");
 		return;
 	}
-	if (imap_fetch_items(s, &cmd->args[1], &want) < 0)
+	if (imap_fetch_items(s, &cmd->args[1], &want, &sections,
+	    &nsections) < 0)
 		return;
 	if (cmd->uid)
 		want |= IMAP_FETCH_UID;
@@ -213,12 +242,27 @@ imap_cmd_fetch(struct imap_session *s, const struct imap_cmd *cmd)
 	imap_seqset_init(&set);
 	if (imap_seqset_parse(&set, text, max, &error) < 0 || set.searchres) {
 		imap_seqset_deinit(&set);
+		free(sections);
 		imap_bad(s, set.searchres ? "$ is not supported" : error);
 		return;
 	}
 	if (!cmd->uid && imap_seqset_last(&set) > s->view.count) {
 		imap_seqset_deinit(&set);
+		free(sections);
 		imap_bad(s, "Message sequence number out of range");
+		return;
+	}
+	if (nsections > 0) {
+		/* Bodies: a job that streams, across loop iterations. */
+		int r = imap_fetch_job_new(s, &set, cmd->uid, want, sections,
+		    nsections);
+
+		free(sections);
+		imap_seqset_deinit(&set);
+		if (r == 0) {
+			s->stats.fetches++;
+			(void)imap_fetch_job_run(s);
+		}
 		return;
 	}
 	if ((st = imap_store(s)) == NULL ||

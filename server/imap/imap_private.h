@@ -54,6 +54,7 @@ struct imap_session {
 	struct user *u;			/* owned, after login */
 	struct store *st;		/* owned; NULL while released */
 	struct imap_view view;		/* in SELECTED */
+	struct imap_fetch_job *fetch;	/* owned: a FETCH streaming bodies */
 
 	/* A line read outside the parser: a SASL response or IDLE's DONE. */
 	struct buf line;
@@ -105,5 +106,12 @@ void imap_cmd_status(struct imap_session *s, const struct imap_cmd *cmd);
 void imap_cmd_namespace(struct imap_session *s, const struct imap_cmd *cmd);
 void imap_cmd_fetch(struct imap_session *s, const struct imap_cmd *cmd);
 void imap_cmd_search(struct imap_session *s, const struct imap_cmd *cmd);
+
+/* FETCH of body sections (imap_fetch_body.c). */
+struct imap_seqset;
+int imap_fetch_job_new(struct imap_session *s, struct imap_seqset *set,
+    bool uid, unsigned want, const char *const *items, unsigned count);
+bool imap_fetch_job_run(struct imap_session *s);
+void imap_fetch_job_free(struct imap_fetch_job **j);
 
 #endif

@@ -774,7 +774,8 @@ imap_aux_line(struct imap_session *s, const unsigned char *data, size_t len,
 static bool
 imap_blocked(const struct imap_session *s)
 {
-	return s->closed || s->waiting_auth || s->handed_over || s->tls_reset;
+	return s->closed || s->waiting_auth || s->handed_over || s->tls_reset ||
+	    s->fetch != NULL;
 }
 
 size_t
@@ -821,10 +822,12 @@ imap_session_input(struct imap_session *s, const unsigned char *data,
 	return used;
 }
 
+/* The output drained: go on with what waits for it. */
 static void
 imap_run(struct imap_session *s)
 {
-	(void)s;
+	if (s->fetch != NULL && !s->closed)
+		(void)imap_fetch_job_run(s);
 }
 
 void
@@ -919,6 +922,7 @@ imap_session_free(struct imap_session **sp)
 	*sp = NULL;
 	if (s->sasl_mech != NULL)
 		imap_sasl_end(s, true);
+	imap_fetch_job_free(&s->fetch);
 	imap_view_free(&s->view);
 	store_close(&s->st);
 	user_free(&s->u);
