@@ -29,7 +29,7 @@
 #include "server/imap/imap_write.h"
 
 #define IMAP_FETCH_UID		0x01u
-#define IMAP_FETCH_FLAGS	0x02u
+#define IMAP_FETCH_FLAGS	0x02u	/* imap_fetch_body.c relies on 0x02 */
 #define IMAP_FETCH_SIZE		0x04u
 #define IMAP_FETCH_DATE		0x08u
 #define IMAP_FETCH_ENVELOPE	0x10u

@@ -80,6 +80,8 @@ struct imap_fetch_job {
 	size_t burst;
 };
 
+/* From imap_fetch.c: the FLAGS item's bit there. */
+#define IMAP_FETCH_FLAGS_BIT	0x02u
 /* From imap_fetch.c. */
 int imap_fetch_index_items(struct imap_session *s, unsigned msn,
     const struct mindex_msg *m, unsigned want);
@@ -574,6 +576,42 @@ imap_stream_step(struct imap_session *s, struct imap_fetch_job *j)
 	return false;
 }
 
+/* A body fetched without PEEK sets \Seen (RFC 3501 6.4.5) in a folder
+ * opened read-write; the response then carries the new FLAGS. Returns
+ * whether it did. */
+static bool
+imap_job_set_seen(struct imap_session *s, struct imap_fetch_job *j,
+    struct imap_msgref *r)
+{
+	struct store_uid_range range = { r->uid, r->uid };
+	struct store_uidset set = { &range, 1 };
+	struct store_flags_change c = { &set, STORE_FLAGS_ADD, MINDEX_F_SEEN,
+	    STORE_MODSEQ_NONE };
+	struct store_flag_result *res = NULL;
+	const char *error;
+	size_t n = 0;
+	bool any_body = false;
+
+	for (unsigned i = 0; i < j->nsecs; i++)
+		any_body |= !j->secs[i].peek;
+	if (!any_body || s->view.readonly ||
+	    (r->flags & MINDEX_F_SEEN) != 0 || imap_store(s) == NULL)
+		return false;
+	if (store_flags_change(s->st, s->view.name, &c, &res, &n,
+	    &error) != STORE_OP_OK) {
+		log_warning("imap: user=<%s>, uid %u: setting \\Seen: %s",
+		    s->user, r->uid, error);
+		free(res);
+		return false;
+	}
+	if (n == 1) {
+		r->flags = res[0].flags;
+		r->modseq = res[0].modseq;
+	}
+	free(res);
+	return n == 1;
+}
+
 /* Open the next message of the job; false when there is none. */
 static bool
 imap_job_next_msg(struct imap_session *s, struct imap_fetch_job *j)
@@ -583,11 +621,14 @@ imap_job_next_msg(struct imap_session *s, struct imap_fetch_job *j)
 	const char *error;
 
 	for (; j->next < s->view.count; j->next++) {
-		const struct imap_msgref *r = &s->view.msgs[j->next];
+		struct imap_msgref *r = &s->view.msgs[j->next];
 		unsigned msn = j->next + 1;
+		unsigned want = j->want;
 
 		if (!imap_seqset_contains(&j->set, j->uid ? r->uid : msn))
 			continue;
+		if (imap_job_set_seen(s, j, r))
+			want |= IMAP_FETCH_FLAGS_BIT;
 		if (imap_store(s) == NULL ||
 		    mindex_begin(store_index(s->st), false, &txn,
 		    &error) < 0)
@@ -601,7 +642,9 @@ imap_job_next_msg(struct imap_session *s, struct imap_fetch_job *j)
 		if (m.mime_len == 0 ||
 		    mime_deserialize(m.mime, m.mime_len, &j->tree) < 0)
 			j->tree = NULL;
-		j->need_sp = imap_fetch_index_items(s, msn, &m, j->want) > 0;
+		if ((want & IMAP_FETCH_FLAGS_BIT) != 0)
+			m.flags = r->flags;
+		j->need_sp = imap_fetch_index_items(s, msn, &m, want) > 0;
 		mindex_abort(&txn);
 		j->in_msg = true;
 		j->sec_i = 0;
