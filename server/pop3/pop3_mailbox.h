@@ -80,24 +80,12 @@ void pop3_mailbox_msg_close(struct pop3_mailbox_msg **m);
 /*
  * pop3_mailbox_expunge: the UPDATE state: delete the messages whose
  * deleted[i] is true (count entries); nothing to delete is 0 at once.
- * Maildir: unlink the files, then expunge them from the index in one
- * index transaction.
- * mbox: sync, then under the mailbox lock (lock.h, as deliveries take it)
- * check that the index describes the file as it is (its stamp, and each
- * message to delete with its From_ line at the indexed offsets; if not,
- * release, sync with force and try again, at most 3 times), write a copy
- * without those messages (From_ line through the separator line) beside
- * it, fsync, rename it over the mbox (the commit point: after a crash
- * the mbox is the old file or the new one) and fsync the directory
- * (mbox_rewrite.h); then, in one index transaction, expunge their UIDs
- * and record the new offsets of the others. The folder's stamps are
- * cleared, so the next store_sync treats the new file as a rewrite (it
- * matches messages by fingerprint and keeps their UIDs). Messages the
- * session did not see (delivered after the snapshot, or not yet indexed)
- * are kept; a message already gone from the index counts as deleted. If
- * the index update fails after the rename, that is logged and 0 returned:
- * the next sync catches up. Returns 0, or -1 with *error_r and the mbox
- * unchanged.
+ * This is store_expunge of their UIDs whatever their flags (lib/store.h:
+ * Maildir unlinks and fsyncs, mbox is rewritten beside itself under the
+ * delivery lock and renamed into place, the index follows). Messages the
+ * session did not see (delivered after the snapshot) are kept; a message
+ * already gone counts as deleted. Returns 0, or -1 with *error_r and the
+ * mailbox unchanged.
  */
 int pop3_mailbox_expunge(struct pop3_mailbox *mb, const bool *deleted,
     const char **error_r);
