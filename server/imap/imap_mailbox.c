@@ -337,9 +337,7 @@ imap_cmd_select(struct imap_session *s, const struct imap_cmd *cmd)
 	}
 	s->view.name = xstrdup(buf_cstr(&name));
 	buf_free(&name);
-	/* Flags cannot be changed by this version yet: every folder is
-	 * read-only, and says so. */
-	s->view.readonly = true;
+	s->view.readonly = strcmp(cmd->name, "EXAMINE") == 0;
 	s->view.folder_id = f.id;
 	s->view.uidvalidity = f.uidvalidity;
 	s->view.uidnext = f.uidnext;
@@ -355,21 +353,29 @@ imap_cmd_select(struct imap_session *s, const struct imap_cmd *cmd)
 	imap_untagged(s, "%u EXISTS", l.count);
 	imap_untagged(s, "0 RECENT");
 	imap_untagged(s, "FLAGS (%s $Forwarded)", IMAP_SYSTEM_FLAGS);
-	imap_untagged(s, "OK [PERMANENTFLAGS ()] Flags cannot be changed "
-	    "yet");
+	/* Keywords are not stored: no \* (see imap_cmd_write.c). */
+	if (s->view.readonly)
+		imap_untagged(s, "OK [PERMANENTFLAGS ()] Read-only mailbox");
+	else
+		imap_untagged(s, "OK [PERMANENTFLAGS (%s $Forwarded)] "
+		    "Permanent flags", IMAP_SYSTEM_FLAGS);
 	if (unseen > 0)
 		imap_untagged(s, "OK [UNSEEN %u] First unseen", unseen);
 	imap_untagged(s, "OK [UIDVALIDITY %u] UIDs valid", f.uidvalidity);
 	imap_untagged(s, "OK [UIDNEXT %u] Predicted next UID", f.uidnext);
 	if (s->cb->selected != NULL)
 		s->cb->selected(s->ctx);
-	imap_tagged(s, "OK", "[READ-ONLY] %s completed", cmd->name);
+	imap_tagged(s, "OK", "[%s] %s completed", s->view.readonly ?
+	    "READ-ONLY" : "READ-WRITE", cmd->name);
 }
 
 void
 imap_cmd_close(struct imap_session *s, const struct imap_cmd *cmd)
 {
-	/* Read-only folders: CLOSE expunges nothing, like UNSELECT. */
+	/* CLOSE of a read-write folder expunges \Deleted messages
+	 * without a word (RFC 3501 6.4.2); UNSELECT and EXAMINE do not. */
+	if (strcmp(cmd->name, "CLOSE") == 0)
+		(void)imap_expunge_silent(s);
 	imap_unselect(s);
 	imap_tagged(s, "OK", "%s completed", cmd->name);
 }
@@ -397,41 +403,55 @@ imap_match(const char *pat, const char *name)
 	return *name == '\0';
 }
 
+/* LSUB answers as LIST: every folder counts as subscribed (see
+ * imap_cmd_write.c, SUBSCRIBE). */
 struct imap_list_ctx {
 	char **names;
+	unsigned *attrs;
 	size_t count;
 };
 
 static int
-imap_list_cb(const char *name, const struct mindex_folder *f, void *ctx)
+imap_list_cb(const char *name, unsigned attrs, void *ctx)
 {
 	struct imap_list_ctx *c = ctx;
 
-	(void)f;
 	if (c->count >= IMAP_LIST_MAX)
 		return 1;
 	c->names = xreallocarray(c->names, c->count + 1, sizeof(char *));
-	c->names[c->count++] = xstrdup(name);
+	c->attrs = xreallocarray(c->attrs, c->count + 1, sizeof(unsigned));
+	c->names[c->count] = xstrdup(name);
+	c->attrs[c->count++] = attrs;
 	return 0;
 }
 
-static bool
-imap_has_children(const struct imap_list_ctx *c, const char *name)
+static void
+imap_list_attrs(unsigned attrs, struct buf *b)
 {
-	size_t len = strlen(name);
+	buf_append_byte(b, '(');
+	if (attrs & STORE_FOLDER_NOSELECT)
+		buf_append_str(b, "\\Noselect ");
+	if (attrs & STORE_FOLDER_NOINFERIORS)
+		buf_append_str(b, "\\Noinferiors ");
+	buf_append_str(b, attrs & STORE_FOLDER_CHILDREN ? "\\HasChildren" :
+	    "\\HasNoChildren");
+	buf_append_byte(b, ')');
+}
 
-	for (size_t i = 0; i < c->count; i++)
-		if (strncmp(c->names[i], name, len) == 0 &&
-		    c->names[i][len] == '/')
-			return true;
-	return false;
+static bool
+imap_list_matches(const char *full, const char *n)
+{
+	if (strcmp(n, "INBOX") != 0)
+		return imap_match(full, n);
+	/* INBOX matches its pattern in any case. */
+	return imap_match(full, n) || (strncasecmp(full, "INBOX", 5) == 0 &&
+	    imap_match(full + 5, ""));
 }
 
 void
 imap_cmd_list(struct imap_session *s, const struct imap_cmd *cmd)
 {
-	struct imap_list_ctx c = { NULL, 0 };
-	struct mindex_txn *txn;
+	struct imap_list_ctx c = { NULL, NULL, 0 };
 	struct store *st;
 	struct buf ref, pat, full, line;
 	const char *ref_w, *pat_w, *error;
@@ -460,35 +480,25 @@ imap_cmd_list(struct imap_session *s, const struct imap_cmd *cmd)
 		goto out;
 	}
 	buf_printf(&full, "%s%s", buf_cstr(&ref), buf_cstr(&pat));
-	if (store_sync_all(st, false, &error) < 0)
-		log_warning("imap: user=<%s>, LIST: %s", s->user, error);
-	if (mindex_begin(store_index(st), false, &txn, &error) < 0 ||
-	    mindex_folder_iter(txn, imap_list_cb, &c) < 0) {
-		mindex_abort(&txn);
+	if (store_folder_list(st, imap_list_cb, &c, &error) != STORE_OP_OK &&
+	    c.count < IMAP_LIST_MAX) {
+		log_error("imap: user=<%s>, LIST: %s", s->user, error);
 		imap_tagged(s, "NO", "[UNAVAILABLE] Cannot list mailboxes");
 		goto out;
 	}
-	mindex_abort(&txn);
 	buf_init(&line, IMAP_NAME_MAX * 8);
 	for (size_t i = 0; i < c.count; i++) {
-		const char *n = c.names[i];
-		bool is_inbox = strcmp(n, "INBOX") == 0;
-
-		if (!(is_inbox ? imap_match(buf_cstr(&full), n) ||
-		    (strncasecmp(buf_cstr(&full), "INBOX", 5) == 0 &&
-		    imap_match(buf_cstr(&full) + 5, "")) :
-		    imap_match(buf_cstr(&full), n)))
+		if (!imap_list_matches(buf_cstr(&full), c.names[i]))
 			continue;
-		inbox |= is_inbox;
+		inbox |= strcmp(c.names[i], "INBOX") == 0;
 		buf_truncate(&line, 0);
-		buf_printf(&line, "%s (%s) \"/\" ", cmd->name,
-		    imap_has_children(&c, n) ? "\\HasChildren" :
-		    "\\HasNoChildren");
-		imap_put_mailbox(&line, n);
+		buf_printf(&line, "%s ", cmd->name);
+		imap_list_attrs(c.attrs[i], &line);
+		buf_append_str(&line, " \"/\" ");
+		imap_put_mailbox(&line, c.names[i]);
 		imap_untagged(s, "%s", buf_cstr(&line));
 	}
-	if (!inbox && (imap_match(buf_cstr(&full), "INBOX") ||
-	    strcasecmp(buf_cstr(&full), "INBOX") == 0))
+	if (!inbox && imap_list_matches(buf_cstr(&full), "INBOX"))
 		imap_untagged(s, "%s (\\HasNoChildren) \"/\" \"INBOX\"",
 		    cmd->name);
 	buf_free(&line);
@@ -497,6 +507,7 @@ out:
 	for (size_t i = 0; i < c.count; i++)
 		free(c.names[i]);
 	free(c.names);
+	free(c.attrs);
 	buf_free(&ref);
 	buf_free(&pat);
 	buf_free(&full);

@@ -16,6 +16,7 @@
 
 struct store;
 struct mindex_msg;
+struct imap_append;
 
 /* Flags this version keeps (the index's MINDEX_F_* system flags). */
 #define IMAP_SYSTEM_FLAGS	"\\Answered \\Flagged \\Deleted \\Seen \\Draft"
@@ -55,6 +56,8 @@ struct imap_session {
 	struct store *st;		/* owned; NULL while released */
 	struct imap_view view;		/* in SELECTED */
 	struct imap_fetch_job *fetch;	/* owned: a FETCH streaming bodies */
+	struct imap_append *append;	/* owned: APPEND's message being
+					   received (imap_cmd_write.c) */
 
 	/* A line read outside the parser: a SASL response or IDLE's DONE. */
 	struct buf line;
@@ -91,6 +94,10 @@ int imap_mailbox_from_wire(struct imap_session *s, const char *wire,
     struct buf *out);
 int imap_mailbox_to_wire(const char *name, struct buf *out);
 
+/* imap_fetch_flags_text: flags as an IMAP flag list "(\Seen ...)"
+ * (imap_mailbox.c). */
+void imap_fetch_flags_text(uint32_t flags, struct buf *b);
+
 /* The view (imap_mailbox.c). */
 void imap_view_free(struct imap_view *v);
 /* imap_view_sync: sync the folder and report changes as untagged
@@ -113,5 +120,46 @@ int imap_fetch_job_new(struct imap_session *s, struct imap_seqset *set,
     bool uid, unsigned want, const char *const *items, unsigned count);
 bool imap_fetch_job_run(struct imap_session *s);
 void imap_fetch_job_free(struct imap_fetch_job **j);
+
+/*
+ * The commands that change mail (imap_cmd_write.c): STORE, EXPUNGE,
+ * COPY, MOVE (and their UID forms), APPEND, CREATE, DELETE, RENAME,
+ * SUBSCRIBE, UNSUBSCRIBE.
+ */
+void imap_cmd_store(struct imap_session *s, const struct imap_cmd *cmd);
+void imap_cmd_expunge(struct imap_session *s, const struct imap_cmd *cmd);
+void imap_cmd_copy(struct imap_session *s, const struct imap_cmd *cmd);
+void imap_cmd_append(struct imap_session *s, const struct imap_cmd *cmd);
+void imap_cmd_create(struct imap_session *s, const struct imap_cmd *cmd);
+void imap_cmd_delete(struct imap_session *s, const struct imap_cmd *cmd);
+void imap_cmd_rename(struct imap_session *s, const struct imap_cmd *cmd);
+void imap_cmd_subscribe(struct imap_session *s, const struct imap_cmd *cmd);
+/* imap_expunge_silent: CLOSE of a read-write folder: expunge what the
+ * view knows with \Deleted, without untagged responses. 0, or -1 (logged;
+ * CLOSE goes on, RFC 3501 gives it no failure). */
+int imap_expunge_silent(struct imap_session *s);
+
+/*
+ * APPEND's message literal is streamed (IMAP_PARSER_CMD_STREAM) into an
+ * unlinked temporary file, never held in memory; the parser's literal
+ * callbacks in imap_session.c call these. Messages over
+ * IMAP_APPEND_LIMIT bytes are refused before any continuation.
+ */
+#define IMAP_APPEND_LIMIT	(50 * 1024 * 1024)
+/* imap_append_literal_start: 0 to take size bytes, -1 to refuse (over
+ * the limit, a second message, literal8, no temporary file): the
+ * parser fails the command with IMAP_PARSE_ERR_REFUSED, answered by
+ * imap_append_refused. */
+int imap_append_literal_start(struct imap_session *s, uint64_t size,
+    bool literal8);
+void imap_append_literal_data(struct imap_session *s,
+    const unsigned char *data, size_t len);
+/* imap_append_refused: answer a REFUSED APPEND as literal_start decided
+ * ("NO [TOOBIG]" ...) and free the state; false if APPEND refused
+ * nothing (the caller answers). */
+bool imap_append_refused(struct imap_session *s);
+/* imap_append_free: drop a half-received message (parse error, end of
+ * session). */
+void imap_append_free(struct imap_session *s);
 
 #endif

@@ -174,7 +174,8 @@ static void
 imap_caps(const struct imap_session *s, bool after_login, struct buf *b)
 {
 	buf_append_str(b, "IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE "
-	    "NAMESPACE UNSELECT");
+	    "NAMESPACE UNSELECT UIDPLUS MOVE");
+	buf_printf(b, " APPENDLIMIT=%u", (unsigned)IMAP_APPEND_LIMIT);
 	if (after_login || s->state != IMAP_STATE_NOT_AUTH)
 		return;
 	if (s->set.tls_available && !s->set.secured)
@@ -629,6 +630,16 @@ static const struct imap_command imap_commands[] = {
 	{ "UNSELECT", ST_SEL, false, imap_cmd_close },
 	{ "FETCH", ST_SEL, true, imap_cmd_fetch },
 	{ "SEARCH", ST_SEL, true, imap_cmd_search },
+	{ "STORE", ST_SEL, true, imap_cmd_store },
+	{ "EXPUNGE", ST_SEL, true, imap_cmd_expunge },
+	{ "COPY", ST_SEL, true, imap_cmd_copy },
+	{ "MOVE", ST_SEL, true, imap_cmd_copy },
+	{ "APPEND", ST_AUTH | ST_SEL, false, imap_cmd_append },
+	{ "CREATE", ST_AUTH | ST_SEL, false, imap_cmd_create },
+	{ "DELETE", ST_AUTH | ST_SEL, false, imap_cmd_delete },
+	{ "RENAME", ST_AUTH | ST_SEL, false, imap_cmd_rename },
+	{ "SUBSCRIBE", ST_AUTH | ST_SEL, false, imap_cmd_subscribe },
+	{ "UNSUBSCRIBE", ST_AUTH | ST_SEL, false, imap_cmd_subscribe },
 };
 
 static const struct imap_command *
@@ -646,8 +657,6 @@ static bool
 imap_command_known(const char *name)
 {
 	static const char *const later[] = {
-		"CREATE", "DELETE", "RENAME", "SUBSCRIBE", "UNSUBSCRIBE",
-		"APPEND", "EXPUNGE", "STORE", "COPY", "MOVE",
 		"SORT", "THREAD", "GETQUOTA", "GETQUOTAROOT", "COMPRESS",
 		"XLIST", "ESEARCH", NULL
 	};
@@ -661,11 +670,29 @@ imap_command_known(const char *name)
 static unsigned
 imap_parser_command_cb(void *ctx, const struct imap_cmd *cmd)
 {
-	(void)ctx;
+	struct imap_session *s = ctx;
+
 	if (imap_command_find(cmd->name) == NULL &&
 	    !imap_command_known(cmd->name))
 		return IMAP_PARSER_CMD_UNKNOWN;
+	/* Only a logged-in user may make us write a message to disk. */
+	if (strcmp(cmd->name, "APPEND") == 0 && !cmd->uid &&
+	    (s->state == IMAP_STATE_AUTH || s->state == IMAP_STATE_SELECTED))
+		return IMAP_PARSER_CMD_STREAM;
 	return 0;
+}
+
+static int
+imap_parser_literal_start_cb(void *ctx, uint64_t size, bool literal8)
+{
+	return imap_append_literal_start(ctx, size, literal8);
+}
+
+static void
+imap_parser_literal_data_cb(void *ctx, const unsigned char *data,
+    size_t len)
+{
+	imap_append_literal_data(ctx, data, len);
 }
 
 static int
@@ -681,6 +708,8 @@ imap_parser_continuation_cb(void *ctx, uint64_t size)
 static const struct imap_parser_callbacks imap_parser_cb = {
 	.command = imap_parser_command_cb,
 	.need_continuation = imap_parser_continuation_cb,
+	.literal_start = imap_parser_literal_start_cb,
+	.literal_data = imap_parser_literal_data_cb,
 };
 
 static void
@@ -710,6 +739,9 @@ static void
 imap_parse_failed(struct imap_session *s, const struct imap_cmd *cmd)
 {
 	strlcpy(s->tag, cmd->tag != NULL ? cmd->tag : "*", sizeof(s->tag));
+	if (cmd->error == IMAP_PARSE_ERR_REFUSED && imap_append_refused(s))
+		return;
+	imap_append_free(s);
 	switch (cmd->error) {
 	case IMAP_PARSE_ERR_UNKNOWN:
 		imap_bad(s, "Unknown command");
@@ -923,6 +955,7 @@ imap_session_free(struct imap_session **sp)
 	if (s->sasl_mech != NULL)
 		imap_sasl_end(s, true);
 	imap_fetch_job_free(&s->fetch);
+	imap_append_free(s);
 	imap_view_free(&s->view);
 	store_close(&s->st);
 	user_free(&s->u);

@@ -242,7 +242,7 @@ test_mailbox(bool bytewise)
 	o = t_say(s, "d1 SELECT INBOX\r\n", bytewise);
 	ok(has(o, "* 2 EXISTS") && has(o, "* OK [UIDVALIDITY ") &&
 	    has(o, "* OK [UIDNEXT 3]") && has(o, "* OK [UNSEEN 1]") &&
-	    has(o, "d1 OK [READ-ONLY]"), "SELECT INBOX");
+	    has(o, "d1 OK [READ-WRITE]"), "SELECT INBOX");
 	is_int(selected_calls, 1, "the daemon hears of the selection");
 	o = t_say(s, "d2 FETCH 1:* (UID FLAGS RFC822.SIZE)\r\n", bytewise);
 	/* 47 bytes with 4 bare LFs; 22 with 3. */

@@ -1,0 +1,1002 @@
+/*
+ * imap_cmd_write.c: the IMAP commands that change mail: STORE, EXPUNGE,
+ * COPY, MOVE (each also as UID command; UID EXPUNGE of RFC 4315), APPEND
+ * (its message streamed into an unlinked temporary file), CREATE, DELETE,
+ * RENAME, SUBSCRIBE and UNSUBSCRIBE, and CLOSE's silent expunge. The
+ * storage work is lib/store.h's; this file turns the client's sets into
+ * UIDs of the view, store_op outcomes into RFC 5530 response codes, and
+ * reports what changed (FETCH FLAGS, EXPUNGE, EXISTS, COPYUID,
+ * APPENDUID).
+ *
+ * Choices: keywords cannot be stored (PERMANENTFLAGS has no \*), so a
+ * keyword in STORE or APPEND is ignored, as RFC 3501 allows; \Recent is
+ * ignored too; any other "\X" is BAD. $Forwarded is stored (Maildir
+ * "P"). Every folder counts as subscribed: SUBSCRIBE and UNSUBSCRIBE
+ * check the name and change nothing, and LSUB answers as LIST.
+ * MULTIAPPEND is not offered: a second message literal is refused.
+ *
+ * Trusts nothing from the client: arguments come through the parser's
+ * accessors, sets through imap_seqset and are cut to the view, names
+ * through imap_mailbox_from_wire and the store's name rules, the APPEND
+ * literal's size is checked against IMAP_APPEND_LIMIT before any
+ * continuation. Trusts the store and the index.
+ */
+#include "config.h"
+
+#include <sys/mman.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "compat/compat.h"
+#include "log.h"
+#include "mindex.h"
+#include "store.h"
+#include "xmalloc.h"
+#include "server/imap/imap_private.h"
+#include "server/imap/imap_seqset.h"
+
+#define IMAP_WRITE_NAME_MAX	1024	/* a decoded mailbox name */
+/* Where APPEND's message waits: unlinked at once, so only this process
+ * ever sees it. */
+#define IMAP_APPEND_TMPDIR	"/tmp"
+/* Output built before it is written, for long responses. */
+#define IMAP_WRITE_FLUSH	(64 * 1024)
+/* The longest COPYUID response code; past it, none is given (RFC 4315
+ * lets a server leave it out). */
+#define IMAP_COPYUID_MAX	(1024 * 1024)
+
+enum imap_append_refusal {
+	IMAP_APPEND_TAKEN,
+	IMAP_APPEND_TOOBIG,
+	IMAP_APPEND_TWICE,
+	IMAP_APPEND_LITERAL8,
+	IMAP_APPEND_NOTMP
+};
+
+struct imap_append {
+	int fd;				/* the unlinked file, or -1 */
+	uint64_t size;			/* announced */
+	uint64_t got;			/* written so far */
+	enum imap_append_refusal refused;
+	int write_errno;		/* a write failed: the error */
+};
+
+/*
+ * Replies.
+ */
+
+/* Answer a failed store operation with its RFC 5530 code. trycreate:
+ * NONEXISTENT is about a target folder (APPEND, COPY, MOVE). */
+static void
+imap_op_no(struct imap_session *s, enum store_op op, bool trycreate,
+    const char *error)
+{
+	switch (op) {
+	case STORE_OP_BADNAME:
+		imap_tagged(s, "NO", "[CANNOT] Invalid mailbox name");
+		break;
+	case STORE_OP_EXISTS:
+		imap_tagged(s, "NO", "[ALREADYEXISTS] Mailbox already exists");
+		break;
+	case STORE_OP_NONEXISTENT:
+		imap_tagged(s, "NO", trycreate ? "[TRYCREATE] Mailbox does "
+		    "not exist" : "[NONEXISTENT] Mailbox does not exist");
+		break;
+	case STORE_OP_CANNOT:
+		imap_tagged(s, "NO", "[CANNOT] Not allowed for this mailbox");
+		break;
+	case STORE_OP_OVERQUOTA:
+		imap_tagged(s, "NO", "[OVERQUOTA] Quota exceeded");
+		break;
+	case STORE_OP_INUSE:
+		imap_tagged(s, "NO", "[INUSE] Mailbox is locked, try again");
+		break;
+	default:
+		log_error("imap: user=<%s>, mailbox operation failed (%s)",
+		    s->user, error != NULL ? error : "unknown error");
+		imap_tagged(s, "NO", "[UNAVAILABLE] Mail store error, try "
+		    "again later");
+		break;
+	}
+}
+
+/*
+ * Flags.
+ */
+
+/* One flag into *bits: 0 (keywords and \Recent ignored), -1 for an
+ * unknown system flag. */
+static int
+imap_flag_bit(const char *flag, uint32_t *bits)
+{
+	static const struct {
+		const char *name;
+		uint32_t bit;
+	} map[] = {
+		{ "\\Seen", MINDEX_F_SEEN },
+		{ "\\Answered", MINDEX_F_ANSWERED },
+		{ "\\Flagged", MINDEX_F_FLAGGED },
+		{ "\\Deleted", MINDEX_F_DELETED },
+		{ "\\Draft", MINDEX_F_DRAFT },
+		{ "$Forwarded", MINDEX_F_FORWARDED },
+	};
+
+	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+		if (strcasecmp(flag, map[i].name) == 0) {
+			*bits |= map[i].bit;
+			return 0;
+		}
+	if (flag[0] != '\\' || strcasecmp(flag, "\\Recent") == 0)
+		return 0;
+	return -1;
+}
+
+/* Flags as n atoms, or one list when list is set; -1 after BAD. */
+static int
+imap_flags_parse(struct imap_session *s, const struct imap_arg *args,
+    unsigned n, bool list, uint32_t *bits_r)
+{
+	const char *flag, *error;
+	unsigned count = n;
+
+	*bits_r = 0;
+	if (list && imap_arg_list(args, &args, &count, &error) < 0) {
+		imap_bad(s, error);
+		return -1;
+	}
+	for (unsigned i = 0; i < count; i++) {
+		if (imap_arg_atom(&args[i], &flag, &error) < 0) {
+			imap_bad(s, error);
+			return -1;
+		}
+		if (imap_flag_bit(flag, bits_r) < 0) {
+			imap_bad(s, "Invalid system flag");
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/*
+ * Sets: the client's sequence or UID set, cut to the messages of the
+ * view, as UID ranges for the store.
+ */
+
+struct imap_uids {
+	struct store_uid_range *r;	/* owned */
+	size_t count, cap;
+};
+
+static void
+imap_uids_add(struct imap_uids *u, uint32_t uid)
+{
+	if (u->count > 0 && u->r[u->count - 1].last + 1 == uid) {
+		u->r[u->count - 1].last = uid;
+		return;
+	}
+	if (u->count == u->cap) {
+		u->cap = u->cap == 0 ? 16 : u->cap * 2;
+		u->r = xreallocarray(u->r, u->cap, sizeof(*u->r));
+	}
+	u->r[u->count].first = u->r[u->count].last = uid;
+	u->count++;
+}
+
+/* text NULL: every message of the view. -1 after BAD. */
+static int
+imap_uids_from(struct imap_session *s, const char *text, bool uid,
+    struct imap_uids *u)
+{
+	const struct imap_view *v = &s->view;
+	struct imap_seqset set;
+	const char *error;
+	uint32_t max;
+
+	memset(u, 0, sizeof(*u));
+	if (text == NULL) {
+		for (unsigned i = 0; i < v->count; i++)
+			imap_uids_add(u, v->msgs[i].uid);
+		return 0;
+	}
+	max = uid ? (v->count > 0 ? v->msgs[v->count - 1].uid : 0) : v->count;
+	imap_seqset_init(&set);
+	if (imap_seqset_parse(&set, text, max, &error) < 0 || set.searchres) {
+		imap_seqset_deinit(&set);
+		imap_bad(s, set.searchres ? "$ is not supported" : error);
+		return -1;
+	}
+	if (!uid && imap_seqset_last(&set) > v->count) {
+		imap_seqset_deinit(&set);
+		imap_bad(s, "Message sequence number out of range");
+		return -1;
+	}
+	for (unsigned i = 0; i < v->count; i++)
+		if (imap_seqset_contains(&set, uid ? v->msgs[i].uid : i + 1))
+			imap_uids_add(u, v->msgs[i].uid);
+	imap_seqset_deinit(&set);
+	return 0;
+}
+
+/* The view's index of uid, or -1. */
+static long
+imap_view_find(const struct imap_view *v, uint32_t uid)
+{
+	unsigned a = 0, z = v->count;
+
+	while (a < z) {
+		unsigned mid = a + (z - a) / 2;
+
+		if (v->msgs[mid].uid == uid)
+			return (long)mid;
+		if (v->msgs[mid].uid < uid)
+			a = mid + 1;
+		else
+			z = mid;
+	}
+	return -1;
+}
+
+/*
+ * STORE.
+ */
+
+/* "+FLAGS.SILENT" and friends. -1 if it is none of them. */
+static int
+imap_store_item(const char *item, enum store_flags_how *how_r,
+    bool *silent_r)
+{
+	*how_r = STORE_FLAGS_REPLACE;
+	if (*item == '+' || *item == '-') {
+		*how_r = *item == '+' ? STORE_FLAGS_ADD : STORE_FLAGS_REMOVE;
+		item++;
+	}
+	*silent_r = strcasecmp(item, "FLAGS.SILENT") == 0;
+	return *silent_r || strcasecmp(item, "FLAGS") == 0 ? 0 : -1;
+}
+
+/* Record what the store did in the view and, unless silent, tell. */
+static void
+imap_store_report(struct imap_session *s, const struct store_flag_result *res,
+    size_t count, bool uid, bool silent)
+{
+	for (size_t i = 0; i < count; i++) {
+		long at = imap_view_find(&s->view, res[i].uid);
+
+		if (at < 0)
+			continue;
+		s->view.msgs[at].flags = res[i].flags;
+		s->view.msgs[at].modseq = res[i].modseq;
+		if (silent)
+			continue;
+		buf_printf(&s->out, "* %ld FETCH (", at + 1);
+		if (uid)
+			buf_printf(&s->out, "UID %u ", res[i].uid);
+		buf_append_str(&s->out, "FLAGS ");
+		imap_fetch_flags_text(res[i].flags, &s->out);
+		buf_append_str(&s->out, ")\r\n");
+		if (s->out.len >= IMAP_WRITE_FLUSH)
+			imap_send(s);
+	}
+	imap_send(s);
+}
+
+void
+imap_cmd_store(struct imap_session *s, const struct imap_cmd *cmd)
+{
+	struct store_flags_change c;
+	struct store_uidset set;
+	struct store_flag_result *res = NULL;
+	struct imap_uids u;
+	struct store *st;
+	const char *text, *item, *error;
+	size_t count = 0;
+	bool silent, list;
+	enum store_op op;
+
+	if (cmd->argc < 3 ||
+	    imap_arg_atom(&cmd->args[0], &text, &error) < 0 ||
+	    imap_arg_atom(&cmd->args[1], &item, &error) < 0 ||
+	    imap_store_item(item, &c.how, &silent) < 0) {
+		imap_bad(s, "STORE sequence-set [+-]FLAGS[.SILENT] (flags)");
+		return;
+	}
+	list = cmd->args[2].type == IMAP_ARG_LIST;
+	if (list && cmd->argc != 3) {
+		imap_bad(s, "STORE takes one flag list");
+		return;
+	}
+	if (imap_flags_parse(s, &cmd->args[2], cmd->argc - 2, list,
+	    &c.flags) < 0)
+		return;
+	if (s->view.readonly) {
+		imap_tagged(s, "NO", "[CANNOT] Mailbox is read-only");
+		return;
+	}
+	/* Others' changes first, so ours are reported on top of them. */
+	if (imap_view_sync(s, false) < 0 ||
+	    imap_uids_from(s, text, cmd->uid, &u) < 0 ||
+	    (st = imap_store(s)) == NULL)
+		return;
+	if (u.count > 0) {
+		set.ranges = u.r;
+		set.count = u.count;
+		c.uids = &set;
+		c.unchangedsince = STORE_MODSEQ_NONE;
+		op = store_flags_change(st, s->view.name, &c, &res, &count,
+		    &error);
+		if (op != STORE_OP_OK) {
+			free(u.r);
+			imap_op_no(s, op, false, error);
+			return;
+		}
+		imap_store_report(s, res, count, cmd->uid, silent);
+	}
+	free(res);
+	free(u.r);
+	imap_tagged(s, "OK", "%sSTORE completed", cmd->uid ? "UID " : "");
+}
+
+/*
+ * EXPUNGE, UID EXPUNGE, CLOSE.
+ */
+
+/* Expunge the \Deleted messages of text (NULL: the whole view). */
+static enum store_op
+imap_expunge_run(struct imap_session *s, const struct imap_uids *u,
+    const char **error_r)
+{
+	struct store_uidset set = { u->r, u->count };
+	struct store *st;
+	uint32_t *gone = NULL;
+	size_t count = 0;
+	enum store_op op;
+
+	if (u->count == 0)
+		return STORE_OP_OK;
+	if ((st = imap_store(s)) == NULL)
+		return STORE_OP_TEMPFAIL;
+	op = store_expunge(st, s->view.name, &set, false, &gone, &count,
+	    error_r);
+	free(gone);
+	return op;
+}
+
+void
+imap_cmd_expunge(struct imap_session *s, const struct imap_cmd *cmd)
+{
+	struct imap_uids u;
+	const char *text = NULL, *error = NULL;
+	enum store_op op;
+
+	if (cmd->argc != (cmd->uid ? 1u : 0u) || (cmd->uid &&
+	    imap_arg_atom(&cmd->args[0], &text, &error) < 0)) {
+		imap_bad(s, cmd->uid ? "UID EXPUNGE uid-set" :
+		    "EXPUNGE takes no arguments");
+		return;
+	}
+	if (s->view.readonly) {
+		imap_tagged(s, "NO", "[CANNOT] Mailbox is read-only");
+		return;
+	}
+	if (imap_uids_from(s, text, true, &u) < 0)
+		return;
+	op = imap_expunge_run(s, &u, &error);
+	free(u.r);
+	if (op != STORE_OP_OK) {
+		if (s->st != NULL)
+			imap_op_no(s, op, false, error);
+		return;
+	}
+	/* The sync reports our expunges and anyone else's, each with the
+	 * sequence number right at the time it is read. */
+	if (imap_view_sync(s, true) < 0)
+		return;
+	imap_tagged(s, "OK", "%sEXPUNGE completed", cmd->uid ? "UID " : "");
+}
+
+int
+imap_expunge_silent(struct imap_session *s)
+{
+	struct imap_uids u;
+	const char *error = NULL;
+	enum store_op op;
+
+	if (s->view.readonly || s->view.name == NULL)
+		return 0;
+	(void)imap_uids_from(s, NULL, true, &u);
+	if (u.count == 0)
+		return 0;
+	if ((op = imap_expunge_run(s, &u, &error)) != STORE_OP_OK)
+		log_warning("imap: user=<%s>, CLOSE of %s expunged nothing "
+		    "(%s)", s->user, s->view.name, error != NULL ? error :
+		    "store unavailable");
+	free(u.r);
+	return op == STORE_OP_OK ? 0 : -1;
+}
+
+/*
+ * COPY, MOVE.
+ */
+
+/* "[COPYUID v src dst] " into b, or nothing when it cannot be given. */
+static void
+imap_copyuid(const struct store_copied *c, struct buf *b)
+{
+	size_t start = b->len;
+
+	if (c->count == 0)
+		return;
+	for (size_t i = 0; i < c->count; i++)
+		if (c->dst_uids[i] == 0)
+			return;
+	if (buf_printf(b, "[COPYUID %u ", c->uidvalidity) < 0 ||
+	    imap_seqset_format_nums(c->src_uids, c->count, b) < 0 ||
+	    buf_append_byte(b, ' ') < 0 ||
+	    imap_seqset_format_nums(c->dst_uids, c->count, b) < 0 ||
+	    buf_append_str(b, "] ") < 0)
+		buf_truncate(b, start);
+}
+
+void
+imap_cmd_copy(struct imap_session *s, const struct imap_cmd *cmd)
+{
+	bool move = strcmp(cmd->name, "MOVE") == 0;
+	struct store_copied out;
+	struct store_uidset set;
+	struct imap_uids u;
+	struct store *st;
+	struct buf name, code;
+	const char *text, *wire, *error;
+	enum store_op op = STORE_OP_OK;
+
+	if (cmd->argc != 2 ||
+	    imap_arg_atom(&cmd->args[0], &text, &error) < 0 ||
+	    imap_arg_astring(&cmd->args[1], &wire, &error) < 0) {
+		imap_bad(s, move ? "MOVE sequence-set mailbox" :
+		    "COPY sequence-set mailbox");
+		return;
+	}
+	if (move && s->view.readonly) {
+		imap_tagged(s, "NO", "[CANNOT] Mailbox is read-only");
+		return;
+	}
+	buf_init(&name, IMAP_WRITE_NAME_MAX * 4);
+	if (imap_mailbox_from_wire(s, wire, &name) < 0 ||
+	    imap_uids_from(s, text, cmd->uid, &u) < 0) {
+		buf_free(&name);
+		return;
+	}
+	if ((st = imap_store(s)) == NULL) {
+		free(u.r);
+		buf_free(&name);
+		return;
+	}
+	memset(&out, 0, sizeof(out));
+	set.ranges = u.r;
+	set.count = u.count;
+	if (u.count > 0)
+		op = store_append_copy(st, s->view.name, &set,
+		    buf_cstr(&name), move, &out, &error);
+	else if (store_folder_exists(st, buf_cstr(&name), &error) == 0)
+		op = STORE_OP_NONEXISTENT;
+	free(u.r);
+	buf_free(&name);
+	if (op != STORE_OP_OK) {
+		imap_op_no(s, op, true, error);
+		return;
+	}
+	buf_init(&code, IMAP_COPYUID_MAX);
+	imap_copyuid(&out, &code);
+	store_copied_free(&out);
+	if (move) {
+		/* RFC 6851: COPYUID untagged, then the EXPUNGEs. */
+		if (code.len > 0)
+			buf_printf(&s->out, "* OK %sMoved\r\n",
+			    buf_cstr(&code));
+		imap_send(s);
+		if (imap_view_sync(s, true) == 0)
+			imap_tagged(s, "OK", "%sMOVE completed",
+			    cmd->uid ? "UID " : "");
+	} else if (imap_view_sync(s, cmd->uid) == 0) {
+		/* The tag is ours; the code may pass IMAP_REPLY_MAX. */
+		buf_printf(&s->out, "%s OK %s%sCOPY completed\r\n", s->tag,
+		    buf_cstr(&code), cmd->uid ? "UID " : "");
+		imap_send(s);
+	}
+	buf_free(&code);
+}
+
+/*
+ * APPEND: the literal.
+ */
+
+static struct imap_append *
+imap_append_get(struct imap_session *s)
+{
+	if (s->append == NULL) {
+		s->append = xcalloc(1, sizeof(*s->append));
+		s->append->fd = -1;
+	}
+	return s->append;
+}
+
+static int
+imap_append_tmpfile(void)
+{
+	char path[] = IMAP_APPEND_TMPDIR "/loft-append-XXXXXX";
+	int fd;
+
+	if ((fd = mkstemp(path)) < 0)
+		return -1;
+	(void)unlink(path);
+	return fd;
+}
+
+int
+imap_append_literal_start(struct imap_session *s, uint64_t size,
+    bool literal8)
+{
+	struct imap_append *a = imap_append_get(s);
+
+	if (a->refused != IMAP_APPEND_TAKEN)
+		return -1;
+	if (a->fd >= 0)
+		a->refused = IMAP_APPEND_TWICE;
+	else if (literal8)
+		a->refused = IMAP_APPEND_LITERAL8;
+	else if (size > IMAP_APPEND_LIMIT)
+		a->refused = IMAP_APPEND_TOOBIG;
+	else if ((a->fd = imap_append_tmpfile()) < 0) {
+		log_error("imap: user=<%s>, APPEND: temporary file in %s: %s",
+		    s->user, IMAP_APPEND_TMPDIR, strerror(errno));
+		a->refused = IMAP_APPEND_NOTMP;
+	}
+	if (a->refused != IMAP_APPEND_TAKEN)
+		return -1;
+	a->size = size;
+	a->got = 0;
+	return 0;
+}
+
+void
+imap_append_literal_data(struct imap_session *s, const unsigned char *data,
+    size_t len)
+{
+	struct imap_append *a = s->append;
+	ssize_t n;
+
+	if (a == NULL || a->fd < 0)
+		log_panic("imap: literal data without a literal");
+	a->got += len;
+	/* After a failed write, keep reading the client's bytes: the
+	 * command is answered NO at its end. */
+	while (len > 0 && a->write_errno == 0) {
+		if ((n = write(a->fd, data, len)) < 0) {
+			if (errno == EINTR)
+				continue;
+			a->write_errno = errno;
+			break;
+		}
+		data += n;
+		len -= (size_t)n;
+	}
+}
+
+bool
+imap_append_refused(struct imap_session *s)
+{
+	struct imap_append *a = s->append;
+	enum imap_append_refusal why;
+
+	if (a == NULL || a->refused == IMAP_APPEND_TAKEN)
+		return false;
+	why = a->refused;
+	imap_append_free(s);
+	switch (why) {
+	case IMAP_APPEND_TOOBIG:
+		imap_tagged(s, "NO", "[TOOBIG] Message is larger than "
+		    "APPENDLIMIT=%u", (unsigned)IMAP_APPEND_LIMIT);
+		break;
+	case IMAP_APPEND_TWICE:
+		imap_bad(s, "One message per APPEND (no MULTIAPPEND)");
+		break;
+	case IMAP_APPEND_LITERAL8:
+		imap_bad(s, "APPEND takes no literal8 (no BINARY)");
+		break;
+	default:
+		imap_tagged(s, "NO", "[UNAVAILABLE] Cannot take the message "
+		    "now");
+		break;
+	}
+	return true;
+}
+
+void
+imap_append_free(struct imap_session *s)
+{
+	if (s->append == NULL)
+		return;
+	if (s->append->fd >= 0)
+		(void)close(s->append->fd);
+	free(s->append);
+	s->append = NULL;
+}
+
+/*
+ * APPEND: the command.
+ */
+
+static int
+imap_date_num(const char *p, size_t n, int *v)
+{
+	*v = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (p[i] < '0' || p[i] > '9')
+			return -1;
+		*v = *v * 10 + (p[i] - '0');
+	}
+	return 0;
+}
+
+/* date-time of RFC 3501: "dd-Mon-yyyy hh:mm:ss +zzzz", the day maybe
+ * " d". -1 if it is not one. */
+static int
+imap_date_parse(const char *text, time_t *t_r)
+{
+	static const char mon[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
+	const char *m;
+	struct tm tm;
+	int zh, zm, off;
+	time_t t;
+
+	if (strlen(text) != 26 || text[2] != '-' || text[6] != '-' ||
+	    text[11] != ' ' || text[14] != ':' || text[17] != ':' ||
+	    text[20] != ' ' || (text[21] != '+' && text[21] != '-'))
+		return -1;
+	memset(&tm, 0, sizeof(tm));
+	if (imap_date_num(text[0] == ' ' ? text + 1 : text,
+	    text[0] == ' ' ? 1 : 2, &tm.tm_mday) < 0 ||
+	    imap_date_num(text + 7, 4, &tm.tm_year) < 0 ||
+	    imap_date_num(text + 12, 2, &tm.tm_hour) < 0 ||
+	    imap_date_num(text + 15, 2, &tm.tm_min) < 0 ||
+	    imap_date_num(text + 18, 2, &tm.tm_sec) < 0 ||
+	    imap_date_num(text + 22, 2, &zh) < 0 ||
+	    imap_date_num(text + 24, 2, &zm) < 0)
+		return -1;
+	for (m = mon; *m != '\0'; m += 3)
+		if (strncasecmp(m, text + 3, 3) == 0)
+			break;
+	if (*m == '\0' || tm.tm_mday < 1 || tm.tm_mday > 31 ||
+	    tm.tm_year < 1970 || tm.tm_hour > 23 || tm.tm_min > 59 ||
+	    tm.tm_sec > 60 || zm > 59)
+		return -1;
+	tm.tm_mon = (int)((m - mon) / 3);
+	tm.tm_year -= 1900;
+	if ((t = timegm(&tm)) == (time_t)-1)
+		return -1;
+	off = (zh * 60 + zm) * 60;
+	*t_r = text[21] == '+' ? t - off : t + off;
+	return 0;
+}
+
+/* mailbox [(flags)] [date-time] message: -1 after BAD. */
+static int
+imap_append_args(struct imap_session *s, const struct imap_cmd *cmd,
+    const char **wire_r, struct store_append *ap)
+{
+	const struct imap_arg *last = imap_cmd_arg(cmd, cmd->argc - 1);
+	const char *date, *error;
+	unsigned i = 1;
+
+	memset(ap, 0, sizeof(*ap));
+	if (cmd->argc < 2 || cmd->argc > 4 || last->type != IMAP_ARG_STREAMED ||
+	    imap_arg_astring(&cmd->args[0], wire_r, &error) < 0) {
+		imap_bad(s, "APPEND mailbox [(flags)] [date-time] literal");
+		return -1;
+	}
+	if (i < cmd->argc - 1 && cmd->args[i].type == IMAP_ARG_LIST) {
+		if (imap_flags_parse(s, &cmd->args[i], 1, true,
+		    &ap->flags) < 0)
+			return -1;
+		i++;
+	}
+	if (i < cmd->argc - 1) {
+		if (imap_arg_string(&cmd->args[i], &date, &error) < 0 ||
+		    imap_date_parse(date, &ap->internal_date) < 0) {
+			imap_bad(s, "Invalid date-time");
+			return -1;
+		}
+		i++;
+	}
+	if (i != cmd->argc - 1) {
+		imap_bad(s, "APPEND mailbox [(flags)] [date-time] literal");
+		return -1;
+	}
+	return 0;
+}
+
+/* Store the received message; the file is mapped, never read whole
+ * into memory. */
+static enum store_op
+imap_append_store(struct imap_session *s, struct store *st,
+    struct store_append *ap, struct store_appended *out,
+    const char **error_r)
+{
+	struct imap_append *a = s->append;
+	static const unsigned char empty[1];
+	void *map = NULL;
+	enum store_op op;
+
+	ap->msg = empty;
+	ap->len = (size_t)a->size;
+	if (a->size > 0) {
+		map = mmap(NULL, ap->len, PROT_READ, MAP_PRIVATE, a->fd, 0);
+		if (map == MAP_FAILED) {
+			*error_r = strerror(errno);
+			return STORE_OP_TEMPFAIL;
+		}
+		ap->msg = map;
+	}
+	op = store_append(st, ap, out, error_r);
+	if (map != NULL)
+		(void)munmap(map, ap->len);
+	return op;
+}
+
+void
+imap_cmd_append(struct imap_session *s, const struct imap_cmd *cmd)
+{
+	struct store_append ap;
+	struct store_appended out;
+	struct store *st;
+	struct buf name;
+	const char *wire, *error = NULL;
+	enum store_op op;
+
+	if (s->append == NULL || s->append->fd < 0 ||
+	    s->append->got != s->append->size) {
+		imap_append_free(s);
+		imap_bad(s, "APPEND mailbox [(flags)] [date-time] literal");
+		return;
+	}
+	if (imap_append_args(s, cmd, &wire, &ap) < 0) {
+		imap_append_free(s);
+		return;
+	}
+	if (s->append->write_errno != 0) {
+		log_error("imap: user=<%s>, APPEND: temporary file: %s",
+		    s->user, strerror(s->append->write_errno));
+		imap_append_free(s);
+		imap_tagged(s, "NO", "[UNAVAILABLE] Cannot take the message "
+		    "now");
+		return;
+	}
+	buf_init(&name, IMAP_WRITE_NAME_MAX * 4);
+	if (imap_mailbox_from_wire(s, wire, &name) < 0 ||
+	    (st = imap_store(s)) == NULL) {
+		imap_append_free(s);
+		buf_free(&name);
+		return;
+	}
+	ap.folder = buf_cstr(&name);
+	op = imap_append_store(s, st, &ap, &out, &error);
+	imap_append_free(s);
+	buf_free(&name);
+	if (op == STORE_OP_CANNOT && ap.len == 0)
+		imap_tagged(s, "NO", "[CANNOT] Empty message");
+	else if (op != STORE_OP_OK)
+		imap_op_no(s, op, true, error);
+	else if (s->state == IMAP_STATE_SELECTED &&
+	    imap_view_sync(s, true) < 0)
+		return;
+	else if (out.uid != 0)
+		imap_tagged(s, "OK", "[APPENDUID %u %u] APPEND completed",
+		    out.uidvalidity, out.uid);
+	else
+		imap_tagged(s, "OK", "APPEND completed");
+}
+
+/*
+ * CREATE, DELETE, RENAME, SUBSCRIBE, UNSUBSCRIBE.
+ */
+
+/* The one mailbox argument, decoded into name; -1 after BAD or NO. */
+static int
+imap_name_arg(struct imap_session *s, const struct imap_cmd *cmd,
+    unsigned i, struct buf *name)
+{
+	const char *wire, *error;
+
+	if (imap_arg_astring(&cmd->args[i], &wire, &error) < 0) {
+		imap_bad(s, error);
+		return -1;
+	}
+	return imap_mailbox_from_wire(s, wire, name);
+}
+
+/* The store's spelling of name into out; false if it is refused. */
+static bool
+imap_canonical(struct store *st, const char *name, char *out, size_t size)
+{
+	const char *error;
+
+	return store_folder_name(st, name, out, size, &error) ==
+	    STORE_OP_OK;
+}
+
+void
+imap_cmd_create(struct imap_session *s, const struct imap_cmd *cmd)
+{
+	struct store *st;
+	struct buf name;
+	const char *error = NULL;
+	enum store_op op;
+
+	buf_init(&name, IMAP_WRITE_NAME_MAX * 4);
+	if (cmd->argc != 1) {
+		imap_bad(s, "CREATE mailbox");
+		goto out;
+	}
+	if (imap_name_arg(s, cmd, 0, &name) < 0 ||
+	    (st = imap_store(s)) == NULL)
+		goto out;
+	/* RFC 3501: a trailing separator says the client means to put
+	 * folders below it; the name is created without it. */
+	if (name.len > 1 && name.data[name.len - 1] == '/')
+		buf_truncate(&name, name.len - 1);
+	op = store_folder_create(st, buf_cstr(&name), &error);
+	if (op != STORE_OP_OK)
+		imap_op_no(s, op, false, error);
+	else
+		imap_tagged(s, "OK", "CREATE completed");
+out:
+	buf_free(&name);
+}
+
+void
+imap_cmd_delete(struct imap_session *s, const struct imap_cmd *cmd)
+{
+	char canon[STORE_FOLDER_NAME_MAX + 1], sel[STORE_FOLDER_NAME_MAX + 1];
+	struct store *st;
+	struct buf name;
+	const char *error = NULL;
+	bool selected;
+	enum store_op op;
+
+	buf_init(&name, IMAP_WRITE_NAME_MAX * 4);
+	if (cmd->argc != 1) {
+		imap_bad(s, "DELETE mailbox");
+		goto out;
+	}
+	if (imap_name_arg(s, cmd, 0, &name) < 0 ||
+	    (st = imap_store(s)) == NULL)
+		goto out;
+	selected = s->state == IMAP_STATE_SELECTED &&
+	    imap_canonical(st, buf_cstr(&name), canon, sizeof(canon)) &&
+	    imap_canonical(st, s->view.name, sel, sizeof(sel)) &&
+	    strcmp(canon, sel) == 0;
+	op = store_folder_delete(st, buf_cstr(&name), &error);
+	if (op != STORE_OP_OK) {
+		imap_op_no(s, op, false, error);
+		goto out;
+	}
+	if (selected) {
+		/* Its view means nothing now: leave it as CLOSE would,
+		 * and say so (RFC 7162's CLOSED). */
+		imap_view_free(&s->view);
+		s->state = IMAP_STATE_AUTH;
+		if (s->cb->selected != NULL)
+			s->cb->selected(s->ctx);
+		imap_untagged(s, "OK [CLOSED] The selected mailbox was "
+		    "deleted");
+	}
+	imap_tagged(s, "OK", "DELETE completed");
+out:
+	buf_free(&name);
+}
+
+/* The renamed view's folder may have a new id in the index; a later
+ * sync finds it under its name, this keeps FETCH on it until then. */
+static void
+imap_rename_id(struct imap_session *s, struct store *st)
+{
+	struct mindex_folder f;
+	struct mindex_txn *txn;
+	const char *error;
+
+	if (mindex_begin(store_index(st), false, &txn, &error) < 0) {
+		log_warning("imap: user=<%s>, index: %s", s->user, error);
+		return;
+	}
+	if (mindex_folder_get(txn, s->view.name, &f) > 0 &&
+	    f.uidvalidity == s->view.uidvalidity)
+		s->view.folder_id = f.id;
+	mindex_abort(&txn);
+}
+
+/* The selected folder, or one of its parents, was renamed: follow it. */
+static void
+imap_rename_view(struct imap_session *s, struct store *st, const char *from,
+    const char *to)
+{
+	char f[STORE_FOLDER_NAME_MAX + 1], t[STORE_FOLDER_NAME_MAX + 1];
+	char sel[STORE_FOLDER_NAME_MAX + 1];
+	size_t flen;
+
+	if (s->state != IMAP_STATE_SELECTED ||
+	    !imap_canonical(st, from, f, sizeof(f)) ||
+	    !imap_canonical(st, to, t, sizeof(t)) ||
+	    !imap_canonical(st, s->view.name, sel, sizeof(sel)) ||
+	    strcmp(f, "INBOX") == 0)
+		return;
+	flen = strlen(f);
+	if (strncmp(sel, f, flen) != 0 || (sel[flen] != '\0' &&
+	    sel[flen] != '/'))
+		return;
+	free(s->view.name);
+	s->view.name = xasprintf("%s%s", t, sel + flen);
+	imap_rename_id(s, st);
+	if (s->cb->selected != NULL)
+		s->cb->selected(s->ctx);
+}
+
+void
+imap_cmd_rename(struct imap_session *s, const struct imap_cmd *cmd)
+{
+	struct store *st;
+	struct buf from, to;
+	const char *error = NULL;
+	enum store_op op;
+
+	buf_init(&from, IMAP_WRITE_NAME_MAX * 4);
+	buf_init(&to, IMAP_WRITE_NAME_MAX * 4);
+	if (cmd->argc != 2) {
+		imap_bad(s, "RENAME mailbox new-name");
+		goto out;
+	}
+	if (imap_name_arg(s, cmd, 0, &from) < 0 ||
+	    imap_name_arg(s, cmd, 1, &to) < 0 ||
+	    (st = imap_store(s)) == NULL)
+		goto out;
+	op = store_folder_rename(st, buf_cstr(&from), buf_cstr(&to), &error);
+	if (op != STORE_OP_OK) {
+		imap_op_no(s, op, false, error);
+		goto out;
+	}
+	imap_rename_view(s, st, buf_cstr(&from), buf_cstr(&to));
+	imap_tagged(s, "OK", "RENAME completed");
+out:
+	buf_free(&from);
+	buf_free(&to);
+}
+
+/* Every folder is subscribed (see the top): check the name only. */
+void
+imap_cmd_subscribe(struct imap_session *s, const struct imap_cmd *cmd)
+{
+	char canon[STORE_FOLDER_NAME_MAX + 1];
+	struct store *st;
+	struct buf name;
+
+	buf_init(&name, IMAP_WRITE_NAME_MAX * 4);
+	if (cmd->argc != 1) {
+		imap_bad(s, "SUBSCRIBE mailbox");
+		goto out;
+	}
+	if (imap_name_arg(s, cmd, 0, &name) < 0 ||
+	    (st = imap_store(s)) == NULL)
+		goto out;
+	if (!imap_canonical(st, buf_cstr(&name), canon, sizeof(canon)))
+		imap_tagged(s, "NO", "[CANNOT] Invalid mailbox name");
+	else
+		imap_tagged(s, "OK", "%s completed (every mailbox is "
+		    "subscribed)", cmd->name);
+out:
+	buf_free(&name);
+}
