@@ -17,13 +17,13 @@
  * opens the user's store -> authenticated / selected -> LOGOUT.
  *
  * This version serves: CAPABILITY, NOOP, LOGOUT, STARTTLS, LOGIN,
- * AUTHENTICATE, ID, ENABLE (IMAP4rev2, UTF8=ACCEPT, CONDSTORE), SELECT,
+ * AUTHENTICATE, ID, ENABLE (accepting names, enabling none yet), SELECT,
  * EXAMINE, CLOSE, UNSELECT, LIST, LSUB, STATUS, NAMESPACE, CHECK, IDLE
- * (with the daemon's change notification), and FETCH / UID FETCH of the
- * items the index answers (UID, FLAGS, RFC822.SIZE, INTERNALDATE,
- * ENVELOPE, BODY, BODYSTRUCTURE, MODSEQ). Commands it does not serve yet
- * are answered "NO [CANNOT] ... not supported yet" and are not
- * advertised.
+ * (with the daemon's change notification), FETCH / UID FETCH (index items
+ * and streamed body sections), STORE, EXPUNGE, COPY, MOVE (UIDPLUS),
+ * APPEND, CREATE, DELETE, RENAME, SUBSCRIBE, UNSUBSCRIBE, SEARCH / UID
+ * SEARCH. Commands it does not serve yet are answered "NO [CANNOT] ...
+ * not supported yet" and are not advertised.
  */
 #ifndef LOFT_IMAP_SESSION_H
 #define LOFT_IMAP_SESSION_H

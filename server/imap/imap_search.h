@@ -1,0 +1,132 @@
+/*
+ * imap_search.h: the SEARCH program of RFC 3501 section 6.4.4 (RFC 9051
+ * 6.4.4 without the ESEARCH forms): parse the search keys of a command
+ * into a tree, then match messages against it in two steps, so a message
+ * file is opened only when the index cannot decide:
+ *
+ *  1. imap_search_match_index: flags, sequence numbers, UIDs, sizes,
+ *     internal dates, keywords, and header keys on the header fields the
+ *     index caches (msg_cache_field) answer at once; a key that needs the
+ *     message (BODY, TEXT, a header field that is not cached, or one
+ *     missing from a cache marked MINDEX_C_HEADERS_PARTIAL) leaves the
+ *     answer open (IMAP_SEARCH_NEED) unless the other keys decide it.
+ *  2. imap_search_match_message: the message is read once, in chunks,
+ *     through the caller's reader, and only the keys left open are
+ *     matched against it (memory is bounded whatever the message size).
+ *
+ * Matching: strings are case-insensitive substrings (ASCII letters, and
+ * the Latin-1 letters of UTF-8 U+00C0..U+00DE); an empty string matches
+ * any message (HEADER name "": any message with that field). Header keys
+ * match the unfolded value with RFC 2047 encoded words decoded (UTF-8,
+ * US-ASCII and ISO-8859-1 to UTF-8; other charsets stay as sent). BODY
+ * matches the body after the top-level header, with base64 and
+ * quoted-printable "text" parts decoded (other parts raw); TEXT matches
+ * the raw header, every decoded header value, and the body as BODY does.
+ * Dates: BEFORE, ON, SINCE compare the day of the internal date in UTC
+ * (as FETCH INTERNALDATE reports it); SENT* the day of the Date: field in
+ * its own time zone (numeric zones; names count as +0000). \Recent is not
+ * kept by this version (SELECT reports 0 RECENT): RECENT and NEW match
+ * nothing, OLD everything.
+ *
+ * Trusts nothing in the arguments (they come from the client through the
+ * parser's accessors) nor in the message bytes; trusts the index.
+ */
+#ifndef LOFT_IMAP_SEARCH_H
+#define LOFT_IMAP_SEARCH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "server/imap/imap_parser.h"
+
+struct buf;
+struct mindex_msg;
+struct imap_search;
+
+/* Most NOT, OR and parenthesized levels around one key: a key inside
+ * IMAP_SEARCH_DEPTH_MAX of them parses, one more is BAD. */
+#define IMAP_SEARCH_DEPTH_MAX	64
+/* Bytes of one header field kept for matching while a message is read;
+ * the rest of a longer field is not matched. */
+#define IMAP_SEARCH_FIELD_MAX	(64 * 1024)
+/* Chunk size of imap_search_match_message's reads. */
+#define IMAP_SEARCH_CHUNK	8192
+
+/* Results of imap_search_parse. */
+#define IMAP_SEARCH_PARSE_OK		0
+#define IMAP_SEARCH_PARSE_BAD		(-1)	/* answer BAD *error_r */
+#define IMAP_SEARCH_PARSE_BADCHARSET	(-2)	/* answer NO [BADCHARSET
+						   (US-ASCII UTF-8)] */
+
+/* Results of imap_search_match_index (besides 1 match, 0 no match). */
+#define IMAP_SEARCH_NEED	2
+
+/*
+ * imap_search_parse: the arguments of SEARCH (args[0..argc), optionally
+ * starting with CHARSET name) into *search_r (free with
+ * imap_search_free). msgs is the number of messages in the view and
+ * uid_max its highest UID, for "*" in sequence sets; numbers above them
+ * are kept and simply match nothing. CHARSET may be US-ASCII or UTF-8 (any
+ * case). Returns IMAP_SEARCH_PARSE_OK, or _BAD / _BADCHARSET with
+ * *search_r NULL and *error_r a static text fit for "tag BAD <text>"
+ * (valid until the next call).
+ */
+int imap_search_parse(const struct imap_arg *args, unsigned argc,
+    uint32_t msgs, uint32_t uid_max, struct imap_search **search_r,
+    const char **error_r);
+/* imap_search_free: NULL is ignored; sets *search NULL. */
+void imap_search_free(struct imap_search **search);
+
+/* imap_search_needs_message: whether any key may need message bytes
+ * (BODY, TEXT, or a header key on a field the index does not cache). */
+bool imap_search_needs_message(const struct imap_search *search);
+
+/*
+ * imap_search_match_index: whether message m, sequence number msn, matches,
+ * from the index record alone: 1, 0, or IMAP_SEARCH_NEED (then call
+ * imap_search_match_message). m's fields are only read during the call.
+ */
+int imap_search_match_index(struct imap_search *search, uint32_t msn,
+    const struct mindex_msg *m);
+
+/*
+ * How imap_search_match_message reads a message: open once, read until
+ * 0, close once (also after an error of read). open: 0, or -1 with
+ * *error_r. read: up to size bytes into buf (it may return fewer, even
+ * one at a time): 1 with *len_r > 0, 0 at the end, -1 with *error_r.
+ */
+struct imap_search_reader {
+	int (*open)(void *ctx, const char **error_r);
+	int (*read)(void *ctx, unsigned char *buf, size_t size, size_t *len_r,
+	    const char **error_r);
+	void (*close)(void *ctx);
+};
+
+/*
+ * imap_search_match_message: as imap_search_match_index, but reading the
+ * message through rd when the index cannot decide (it is not opened
+ * otherwise; reading stops after the header when no key needs the
+ * body). m->mime (the serialized MIME tree) tells which parts to decode;
+ * a tree that does not decode means every body byte is matched raw.
+ * Returns 1, 0, or -1 with *error_r (the reader's text) if the message
+ * could not be read.
+ */
+int imap_search_match_message(struct imap_search *search, uint32_t msn,
+    const struct mindex_msg *m, const struct imap_search_reader *rd,
+    void *rd_ctx, const char **error_r);
+
+/*
+ * imap_search_decode_header: append the value of a raw header field
+ * value (unfolded already) to out with RFC 2047 encoded words decoded as
+ * described above; white space between two encoded words is dropped.
+ * Bytes past out's maximum are dropped. Exposed for the unit tests.
+ */
+void imap_search_decode_header(const unsigned char *value, size_t len,
+    struct buf *out);
+
+/* imap_search_files_read: messages opened by SEARCH commands in this
+ * process (through the engine's store reader), for tests and logging. */
+uint64_t imap_search_files_read(void);
+
+#endif

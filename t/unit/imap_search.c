@@ -1,0 +1,855 @@
+/*
+ * Unit tests for server/imap/imap_search.c: the key parser (every key of
+ * RFC 3501 6.4.4, CHARSET, syntax errors, the nesting limit at N and
+ * N + 1), the matcher against index records built by msg_parse and
+ * messages read through a counting reader in chunks of every small size
+ * (so matches across chunk boundaries, base64 and quoted-printable text
+ * parts, encoded words, the partial header cache), a 100,000-message run
+ * proving header keys never open a message, and SEARCH / UID SEARCH
+ * driven by bytes through the engine against a real Maildir.
+ */
+#include "config.h"
+
+#include <dirent.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "compat/compat.h"
+#include "mindex.h"
+#include "msg.h"
+#include "store.h"
+#include "user.h"
+#include "xmalloc.h"
+#include "server/imap/imap_parser.h"
+#include "server/imap/imap_search.h"
+#include "server/imap/imap_session.h"
+#include "tap.h"
+
+/*
+ * Parsing through the real command parser.
+ */
+
+static int
+t_cont(void *ctx, uint64_t size)
+{
+	(void)ctx;
+	(void)size;
+	return 0;
+}
+
+static const struct imap_parser_callbacks t_pcb = { .need_continuation =
+    t_cont };
+static struct imap_parser *parser;
+
+/* Parse "t SEARCH keys": the imap_search_parse result; *s_r on success. */
+static int
+t_parse(const char *keys, uint32_t msgs, uint32_t uid_max,
+    struct imap_search **s_r, const char **error_r)
+{
+	struct imap_cmd *cmd;
+	struct buf line;
+	size_t used = 0;
+	int r;
+
+	buf_init(&line, 1 << 20);
+	buf_printf(&line, "t SEARCH %s\r\n", keys);
+	r = 0;
+	while (used < line.len && r == 0) {
+		used += imap_parser_input(parser, line.data + used,
+		    line.len - used);
+		r = imap_parser_next(parser, &cmd);
+	}
+	buf_free(&line);
+	if (r != 1) {
+		*s_r = NULL;
+		*error_r = "command parser refused it";
+		return -99;
+	}
+	return imap_search_parse(cmd->args, cmd->argc, msgs, uid_max, s_r,
+	    error_r);
+}
+
+/*
+ * Messages: an index record from msg_parse, and a reader in chunks.
+ */
+
+struct t_msg {
+	struct msg_info info;
+	struct mindex_msg m;
+	const char *data;
+	size_t len;
+	size_t chunk;		/* bytes per read */
+	size_t off;
+	int opens, closes;
+	bool fail;
+};
+
+static void
+t_msg_init(struct t_msg *t, const char *data, uint32_t uid, uint32_t flags)
+{
+	memset(t, 0, sizeof(*t));
+	t->data = data;
+	t->len = strlen(data);
+	msg_parse((const unsigned char *)data, t->len, &t->info);
+	t->m.uid = uid;
+	t->m.flags = flags;
+	t->m.vsize = t->info.vsize;
+	t->m.internal_date = 1700000000;	/* 2023-11-14 22:13:20 UTC */
+	t->m.cache_flags = t->info.headers_partial ?
+	    MINDEX_C_HEADERS_PARTIAL : 0;
+	t->m.headers = t->info.headers.data;
+	t->m.headers_len = t->info.headers.len;
+	t->m.mime = t->info.mime.data;
+	t->m.mime_len = t->info.mime.len;
+	t->m.keywords = "";
+	t->chunk = IMAP_SEARCH_CHUNK;
+}
+
+static int
+t_open(void *ctx, const char **error_r)
+{
+	struct t_msg *t = ctx;
+
+	t->opens++;
+	t->off = 0;
+	if (t->fail) {
+		*error_r = "cannot open";
+		return -1;
+	}
+	return 0;
+}
+
+static int
+t_read(void *ctx, unsigned char *buf, size_t size, size_t *len_r,
+    const char **error_r)
+{
+	struct t_msg *t = ctx;
+	size_t n = t->len - t->off;
+
+	(void)error_r;
+	if (n == 0)
+		return 0;
+	if (n > t->chunk)
+		n = t->chunk;
+	if (n > size)
+		n = size;
+	memcpy(buf, t->data + t->off, n);
+	t->off += n;
+	*len_r = n;
+	return 1;
+}
+
+static void
+t_close(void *ctx)
+{
+	struct t_msg *t = ctx;
+
+	t->closes++;
+}
+
+static const struct imap_search_reader t_reader = { t_open, t_read,
+    t_close };
+
+/* keys against t: 1, 0, -1 read error, -2 parse error. */
+static int
+t_match(const char *keys, struct t_msg *t, uint32_t msn)
+{
+	struct imap_search *s;
+	const char *error;
+	int r;
+
+	if (t_parse(keys, 10, 100, &s, &error) != IMAP_SEARCH_PARSE_OK) {
+		diag("parse of %s: %s", keys, error);
+		return -2;
+	}
+	r = imap_search_match_message(s, msn, &t->m, &t_reader, t, &error);
+	imap_search_free(&s);
+	return r;
+}
+
+static const char msg1[] =
+    "Date: Tue, 14 Nov 2023 23:30:00 -0500\r\n"
+    "From: Bob Example <bob@example.net>\r\n"
+    "To: Carol <carol@example.org>\r\n"
+    "Cc: dave@example.com\r\n"
+    "Bcc: eve@example.com\r\n"
+    "Subject: =?ISO-8859-1?Q?Caf=E9?= =?UTF-8?B?IG3DvHNsaQ==?= menu\r\n"
+    "X-Custom: Zebra stripes\r\n"
+    "\r\n"
+    "Hello World, this is the body.\r\n";
+
+static void
+test_keys(void)
+{
+	struct t_msg t;
+	int v;
+
+	t_msg_init(&t, msg1, 7, MINDEX_F_SEEN | MINDEX_F_FLAGGED);
+	t.m.keywords = "work\0$Junk\0";
+	t.m.keywords_len = 11;
+	v = (int)t.m.vsize;
+
+	is_int(t_match("ALL", &t, 3), 1, "ALL");
+	is_int(t_match("SEEN", &t, 3), 1, "SEEN");
+	is_int(t_match("UNSEEN", &t, 3), 0, "UNSEEN");
+	is_int(t_match("FLAGGED", &t, 3), 1, "FLAGGED");
+	is_int(t_match("UNFLAGGED", &t, 3), 0, "UNFLAGGED");
+	is_int(t_match("ANSWERED", &t, 3), 0, "ANSWERED");
+	is_int(t_match("UNANSWERED", &t, 3), 1, "UNANSWERED");
+	is_int(t_match("DELETED", &t, 3), 0, "DELETED");
+	is_int(t_match("UNDELETED", &t, 3), 1, "UNDELETED");
+	is_int(t_match("DRAFT", &t, 3), 0, "DRAFT");
+	is_int(t_match("UNDRAFT", &t, 3), 1, "UNDRAFT");
+	is_int(t_match("RECENT", &t, 3), 0, "RECENT: nothing is recent");
+	is_int(t_match("NEW", &t, 3), 0, "NEW");
+	is_int(t_match("OLD", &t, 3), 1, "OLD");
+	is_int(t_match("KEYWORD work", &t, 3), 1, "KEYWORD present");
+	is_int(t_match("KEYWORD $JUNK", &t, 3), 1, "KEYWORD any case");
+	is_int(t_match("KEYWORD play", &t, 3), 0, "KEYWORD absent");
+	is_int(t_match("UNKEYWORD play", &t, 3), 1, "UNKEYWORD absent");
+	is_int(t_match("UNKEYWORD work", &t, 3), 0, "UNKEYWORD present");
+	is_int(t_match("KEYWORD $Forwarded", &t, 3), 0,
+	    "KEYWORD $Forwarded without the flag");
+	t.m.flags |= MINDEX_F_FORWARDED;
+	is_int(t_match("KEYWORD $Forwarded", &t, 3), 1,
+	    "KEYWORD $Forwarded is the flag bit");
+	t.m.flags &= ~MINDEX_F_FORWARDED;
+	{
+		char k[64];
+
+		snprintf(k, sizeof(k), "LARGER %d", v - 1);
+		is_int(t_match(k, &t, 3), 1, "LARGER size-1");
+		snprintf(k, sizeof(k), "LARGER %d", v);
+		is_int(t_match(k, &t, 3), 0, "LARGER size");
+		snprintf(k, sizeof(k), "SMALLER %d", v + 1);
+		is_int(t_match(k, &t, 3), 1, "SMALLER size+1");
+		snprintf(k, sizeof(k), "SMALLER %d", v);
+		is_int(t_match(k, &t, 3), 0, "SMALLER size");
+	}
+	is_int(t_match("ON 14-Nov-2023", &t, 3), 1, "ON the day (UTC)");
+	is_int(t_match("ON 15-Nov-2023", &t, 3), 0, "ON the next day");
+	is_int(t_match("BEFORE 15-Nov-2023", &t, 3), 1, "BEFORE next day");
+	is_int(t_match("BEFORE 14-Nov-2023", &t, 3), 0, "BEFORE the day");
+	is_int(t_match("SINCE 14-Nov-2023", &t, 3), 1, "SINCE the day");
+	is_int(t_match("SINCE \"15-nov-2023\"", &t, 3), 0,
+	    "SINCE the next day (quoted, any case)");
+	/* 23:30 -0500 is 04:30 UTC on the 15th: the zone is disregarded. */
+	is_int(t_match("SENTON 14-Nov-2023", &t, 3), 1, "SENTON local day");
+	is_int(t_match("SENTON 15-Nov-2023", &t, 3), 0, "SENTON UTC day");
+	is_int(t_match("SENTBEFORE 15-Nov-2023", &t, 3), 1, "SENTBEFORE");
+	is_int(t_match("SENTBEFORE 14-Nov-2023", &t, 3), 0, "SENTBEFORE day");
+	is_int(t_match("SENTSINCE 14-Nov-2023", &t, 3), 1, "SENTSINCE");
+	is_int(t_match("SENTSINCE 15-Nov-2023", &t, 3), 0, "SENTSINCE next");
+	is_int(t_match("FROM BOB@example", &t, 3), 1, "FROM any case");
+	is_int(t_match("FROM carol", &t, 3), 0, "FROM other");
+	is_int(t_match("TO carol", &t, 3), 1, "TO");
+	is_int(t_match("TO bob", &t, 3), 0, "TO other");
+	is_int(t_match("CC dave", &t, 3), 1, "CC");
+	is_int(t_match("CC carol", &t, 3), 0, "CC other");
+	is_int(t_match("BCC eve", &t, 3), 1, "BCC");
+	is_int(t_match("BCC dave", &t, 3), 0, "BCC other");
+	is_int(t_match("SUBJECT menu", &t, 3), 1, "SUBJECT");
+	is_int(t_match("SUBJECT dinner", &t, 3), 0, "SUBJECT other");
+	is_int(t_match("HEADER Subject MENU", &t, 3), 1, "HEADER cached");
+	is_int(t.opens, 0, "no key so far opened the message");
+	is_int(t_match("HEADER X-Custom stripe", &t, 3), 1,
+	    "HEADER on a field the index does not cache");
+	is_int(t.opens, 1, "which read the message");
+	is_int(t.closes, 1, "and closed it");
+	is_int(t_match("HEADER X-Custom tiger", &t, 3), 0, "HEADER no match");
+	is_int(t_match("HEADER X-Custom \"\"", &t, 3), 1,
+	    "HEADER with an empty string: the field exists");
+	is_int(t_match("HEADER X-Missing \"\"", &t, 3), 0,
+	    "HEADER with an empty string: no such field");
+	is_int(t_match("BODY \"world, THIS\"", &t, 3), 1, "BODY");
+	is_int(t_match("BODY carol", &t, 3), 0, "BODY does not see headers");
+	is_int(t_match("TEXT carol", &t, 3), 1, "TEXT sees headers");
+	is_int(t_match("TEXT \"the body\"", &t, 3), 1, "TEXT sees the body");
+	is_int(t_match("TEXT giraffe", &t, 3), 0, "TEXT no match");
+	is_int(t_match("3", &t, 3), 1, "sequence number");
+	is_int(t_match("1:2,4:*", &t, 3), 0, "sequence set without it");
+	is_int(t_match("2:*", &t, 3), 1, "sequence set with *");
+	is_int(t_match("UID 7", &t, 3), 1, "UID");
+	is_int(t_match("UID 1:6,8:*", &t, 3), 0, "UID set without it");
+	is_int(t_match("NOT SEEN", &t, 3), 0, "NOT");
+	is_int(t_match("NOT NOT SEEN", &t, 3), 1, "NOT NOT");
+	is_int(t_match("OR ANSWERED DRAFT", &t, 3), 0, "OR neither");
+	is_int(t_match("OR ANSWERED FLAGGED", &t, 3), 1, "OR second");
+	is_int(t_match("(SEEN FLAGGED) (UID 7)", &t, 3), 1, "lists: AND");
+	is_int(t_match("(SEEN DRAFT)", &t, 3), 0, "list with a miss");
+	is_int(t_match("CHARSET UTF-8 SUBJECT {5+}\r\ncaf\xc3\xa9", &t, 3), 1,
+	    "CHARSET UTF-8; ISO-8859-1 encoded word decoded");
+	is_int(t_match("charset us-ascii FROM bob", &t, 3), 1,
+	    "CHARSET US-ASCII, any case");
+	is_int(t_match("SUBJECT {12+}\r\nCAF\xc3\x89 M\xc3\x9cSLI", &t, 3), 1,
+	    "Latin-1 letters of UTF-8 match in any case; adjacent encoded "
+	    "words joined");
+	t.opens = 0;
+	is_int(t_match("SEEN UNSEEN BODY hello", &t, 3), 0,
+	    "cheap keys decide first");
+	is_int(t_match("OR SEEN BODY hello", &t, 3), 1, "OR decided by SEEN");
+	is_int(t.opens, 0, "without reading the message");
+	is_int(t_match("NOT BODY hello", &t, 3), 0, "NOT BODY");
+	is_int(t_match("UNSEEN OR BODY x TEXT y", &t, 3), 0,
+	    "AND with a no before the body keys (any order)");
+	is_int(t.opens, 1, "only NOT BODY read the message");
+	t.fail = true;
+	t.opens = t.closes = 0;
+	is_int(t_match("BODY hello", &t, 3), -1, "a read error is -1");
+	ok(t.opens == 1 && t.closes == 0, "a failed open is not closed");
+	t.fail = false;
+	msg_info_free(&t.info);
+}
+
+/* A needle across every chunk boundary: chunk sizes 1 to 9. */
+static void
+test_chunks(void)
+{
+	static const char b64[] =
+	    "Subject: parts\n"
+	    "MIME-Version: 1.0\n"
+	    "Content-Type: multipart/mixed; boundary=XX\n"
+	    "\n"
+	    "--XX\n"
+	    "Content-Type: text/plain; charset=utf-8\n"
+	    "Content-Transfer-Encoding: base64\n"
+	    "\n"
+	    "VGhlIHNlY3JldCB3b3JkIGlz\n"
+	    "IHh5bG9waG9uZS4=\n"
+	    "--XX\n"
+	    "Content-Type: text/plain\n"
+	    "Content-Transfer-Encoding: quoted-printable\n"
+	    "\n"
+	    "A soft break in the middle: marim=\n"
+	    "ba, and an escape: =47lockenspiel=3D.\n"
+	    "--XX\n"
+	    "Content-Type: application/octet-stream\n"
+	    "Content-Transfer-Encoding: base64\n"
+	    "\n"
+	    "dHJpYW5nbGU=\n"
+	    "--XX--\n";
+	static const char *const yes[] = { "xylophone", "\"secret word\"",
+	    "marimba", "glockenspiel=", "dHJpYW5nbGU", "\"is xylo\"", NULL };
+	static const char *const no[] = { "VGhl", "marim=", "=47lock",
+	    "triangle", NULL };
+	struct t_msg t;
+	char keys[128];
+	bool good = true;
+
+	t_msg_init(&t, b64, 1, 0);
+	for (size_t c = 1; c <= 9; c++) {
+		t.chunk = c;
+		for (size_t i = 0; yes[i] != NULL; i++) {
+			snprintf(keys, sizeof(keys), "BODY %s", yes[i]);
+			if (t_match(keys, &t, 1) != 1) {
+				diag("chunk %zu: %s not found", c, keys);
+				good = false;
+			}
+		}
+		for (size_t i = 0; no[i] != NULL; i++) {
+			snprintf(keys, sizeof(keys), "BODY %s", no[i]);
+			if (t_match(keys, &t, 1) != 0) {
+				diag("chunk %zu: %s found", c, keys);
+				good = false;
+			}
+		}
+	}
+	ok(good, "base64 and quoted-printable text parts decoded, others "
+	    "raw, with every chunk size from 1 to 9");
+	msg_info_free(&t.info);
+
+	t_msg_init(&t, "Subject: x\n\n0123456789abcdefghij\n", 1, 0);
+	good = true;
+	for (size_t c = 1; c <= 12; c++) {
+		t.chunk = c;
+		for (size_t start = 0; start < 15; start++) {
+			snprintf(keys, sizeof(keys), "BODY %.6s",
+			    "0123456789abcdefghij" + start);
+			good = good && t_match(keys, &t, 1) == 1;
+		}
+		good = good && t_match("BODY 0123456789abcdefghik", &t, 1) == 0;
+	}
+	ok(good, "raw body: every 6-byte window found at every chunk size");
+	t.chunk = 1;
+	is_int(t_match("BODY aaab", &t, 1), 0, "no false match");
+	msg_info_free(&t.info);
+
+	t_msg_init(&t, "Subject: x\n\naaaab\n", 1, 0);
+	t.chunk = 1;
+	is_int(t_match("BODY aaab", &t, 1), 1,
+	    "overlapping prefix (KMP fallback) found byte by byte");
+	msg_info_free(&t.info);
+
+	t_msg_init(&t, "Subject: no body, no blank line\nX-A: tail", 1, 0);
+	t.chunk = 1;
+	is_int(t_match("HEADER X-A tail", &t, 1), 1,
+	    "a last field without a line end");
+	msg_info_free(&t.info);
+
+	t_msg_init(&t, "X-Folded: one\r\n two\r\n\tthree\r\n\r\nbody\r\n", 1,
+	    0);
+	t.chunk = 1;
+	is_int(t_match("HEADER x-folded \"one two\tthree\"", &t, 1), 1,
+	    "folded field unfolded");
+	is_int(t_match("HEADER x-folded body", &t, 1), 0,
+	    "the body is not part of the field");
+	msg_info_free(&t.info);
+}
+
+static void
+t_decode_is(const char *in, const char *want, const char *name)
+{
+	struct buf out;
+
+	buf_init(&out, 1024);
+	imap_search_decode_header((const unsigned char *)in, strlen(in),
+	    &out);
+	is_string(buf_cstr(&out), want, "%s", name);
+	buf_free(&out);
+}
+
+static void
+test_encoded_words(void)
+{
+	t_decode_is("=?UTF-8?B?w6RiYw==?=", "\xc3\xa4" "bc", "B, UTF-8");
+	t_decode_is("=?utf-8?q?a_b=3Dc?=", "a b=c", "Q, underscore, escape");
+	t_decode_is("=?ISO-8859-1?Q?caf=E9?=", "caf\xc3\xa9",
+	    "ISO-8859-1 to UTF-8");
+	t_decode_is("=?us-ascii*en?Q?plain?=", "plain", "RFC 2231 language");
+	t_decode_is("=?UTF-8?Q?a?= \t =?UTF-8?Q?b?=", "ab",
+	    "white space between encoded words dropped");
+	t_decode_is("=?UTF-8?Q?a?= x =?UTF-8?Q?b?=", "a x b",
+	    "text between encoded words kept");
+	t_decode_is("=?KOI8-R?B?8NLJ18XU?=", "=?KOI8-R?B?8NLJ18XU?=",
+	    "another charset stays as sent");
+	t_decode_is("=?UTF-8?X?abc?=", "=?UTF-8?X?abc?=", "unknown encoding");
+	t_decode_is("=?UTF-8?Q?no end", "=?UTF-8?Q?no end", "unterminated");
+	t_decode_is("=?UTF-8?Q?a b?=", "=?UTF-8?Q?a b?=", "space inside");
+	t_decode_is("x =?UTF-8?Q?y?=", "x y", "text then a word");
+	t_decode_is("a = b ?= c", "a = b ?= c", "not a word");
+}
+
+static void
+test_syntax(void)
+{
+	static const struct {
+		const char *keys;
+		int want;
+		const char *name;
+	} cases[] = {
+		{ "FOO", IMAP_SEARCH_PARSE_BAD, "unknown key" },
+		{ "FROM", IMAP_SEARCH_PARSE_BAD, "FROM without a string" },
+		{ "HEADER Subject", IMAP_SEARCH_PARSE_BAD, "HEADER w/o string" },
+		{ "BEFORE 32-Jan-2020", IMAP_SEARCH_PARSE_BAD, "day 32" },
+		{ "BEFORE 29-Feb-2023", IMAP_SEARCH_PARSE_BAD, "29 Feb 2023" },
+		{ "BEFORE 29-Feb-2024", IMAP_SEARCH_PARSE_OK, "29 Feb 2024" },
+		{ "ON 1-Foo-2020", IMAP_SEARCH_PARSE_BAD, "bad month" },
+		{ "ON 1-Jan-20", IMAP_SEARCH_PARSE_BAD, "two-digit year" },
+		{ "ON 01-Jan-2020", IMAP_SEARCH_PARSE_OK, "two-digit day" },
+		{ "LARGER x", IMAP_SEARCH_PARSE_BAD, "LARGER not a number" },
+		{ "SMALLER", IMAP_SEARCH_PARSE_BAD, "SMALLER w/o number" },
+		{ "UID", IMAP_SEARCH_PARSE_BAD, "UID w/o set" },
+		{ "UID 0", IMAP_SEARCH_PARSE_BAD, "UID 0" },
+		{ "1:x", IMAP_SEARCH_PARSE_BAD, "bad sequence set" },
+		{ "$", IMAP_SEARCH_PARSE_BAD, "$ unsupported" },
+		{ "NOT", IMAP_SEARCH_PARSE_BAD, "NOT w/o key" },
+		{ "OR SEEN", IMAP_SEARCH_PARSE_BAD, "OR with one key" },
+		{ "()", IMAP_SEARCH_PARSE_BAD, "empty list" },
+		{ "\"SEEN\"", IMAP_SEARCH_PARSE_BAD, "a string as a key" },
+		{ "KEYWORD \"x y\"", IMAP_SEARCH_PARSE_BAD, "keyword string" },
+		{ "CHARSET", IMAP_SEARCH_PARSE_BAD, "CHARSET w/o name" },
+		{ "CHARSET UTF-8", IMAP_SEARCH_PARSE_BAD, "CHARSET w/o key" },
+		{ "CHARSET ISO-8859-2 ALL", IMAP_SEARCH_PARSE_BADCHARSET,
+		    "another charset: BADCHARSET" },
+		{ "ALL CHARSET UTF-8", IMAP_SEARCH_PARSE_BAD,
+		    "CHARSET not first" },
+		{ "SEEN (UNSEEN (FLAGGED OR DRAFT 1:*))", IMAP_SEARCH_PARSE_OK,
+		    "nested lists" },
+	};
+	struct imap_search *s;
+	const char *error;
+	int r;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		r = t_parse(cases[i].keys, 10, 100, &s, &error);
+		is_int(r, cases[i].want, "%s", cases[i].name);
+		ok(r == IMAP_SEARCH_PARSE_OK ? s != NULL : s == NULL &&
+		    error != NULL && error[0] != '\0', "%s: result and error",
+		    cases[i].name);
+		imap_search_free(&s);
+	}
+	r = t_parse("", 10, 100, &s, &error);
+	ok(r != IMAP_SEARCH_PARSE_OK && s == NULL, "no key at all");
+}
+
+/* NOT^n ALL and (^n ... ) deep, at the limit and one past it. */
+static void
+test_depth(void)
+{
+	struct imap_search *s;
+	const char *error;
+	struct buf k;
+	int r;
+
+	for (int extra = 0; extra <= 1; extra++) {
+		buf_init(&k, 1 << 16);
+		for (int i = 0; i < IMAP_SEARCH_DEPTH_MAX + extra; i++)
+			buf_append_str(&k, i % 2 ? "NOT " : "OR ALL ");
+		buf_append_str(&k, "SEEN");
+		r = t_parse(buf_cstr(&k), 10, 100, &s, &error);
+		is_int(r, extra ? IMAP_SEARCH_PARSE_BAD : IMAP_SEARCH_PARSE_OK,
+		    "%d levels of NOT and OR: %s", IMAP_SEARCH_DEPTH_MAX +
+		    extra, extra ? "BAD" : "parses");
+		if (extra)
+			is_string(error, "Search keys nested too deeply",
+			    "the error says why");
+		else {
+			struct t_msg t;
+			/* 64 levels, alternating OR ALL and NOT: the
+			 * innermost NOT SEEN is under 32 NOTs (even). */
+			t_msg_init(&t, msg1, 1, MINDEX_F_SEEN);
+			is_int(imap_search_match_index(s, 1, &t.m), 1,
+			    "and evaluates");
+			msg_info_free(&t.info);
+		}
+		imap_search_free(&s);
+		buf_free(&k);
+	}
+	buf_init(&k, 1 << 16);
+	for (int i = 0; i < 2000; i++)
+		buf_append_str(&k, "NOT ");
+	buf_append_str(&k, "ALL");
+	r = t_parse(buf_cstr(&k), 10, 100, &s, &error);
+	is_int(r, IMAP_SEARCH_PARSE_BAD, "2000 NOTs: BAD, no deep recursion");
+	buf_free(&k);
+}
+
+/* A field over MSG_CACHE_FIELD_MAX leaves the cache partial: a field
+ * missing from it is looked for in the message. */
+static void
+test_partial(void)
+{
+	struct buf m;
+	struct t_msg t;
+
+	buf_init(&m, 1 << 20);
+	buf_append_str(&m, "Subject: short\nTo: ");
+	for (int i = 0; i < 1000; i++)
+		buf_printf(&m, "user%d@example.org, ", i);
+	buf_append_str(&m, "zed@example.org\nCc: cached@example.org\n\nbody\n");
+	t_msg_init(&t, buf_cstr(&m), 1, 0);
+	ok(t.m.cache_flags & MINDEX_C_HEADERS_PARTIAL,
+	    "a long To: makes the cache partial");
+	t.chunk = 7;
+	is_int(t_match("CC cached", &t, 1), 1, "a cached field still matches");
+	is_int(t.opens, 0, "from the cache");
+	is_int(t_match("TO zed@", &t, 1), 1, "the uncached To: is found");
+	is_int(t.opens, 1, "in the message");
+	is_int(t_match("SUBJECT long", &t, 1), 0,
+	    "a cached field without a match: no");
+	is_int(t.opens, 1, "decided by the cache");
+	is_int(t_match("FROM nobody", &t, 1), 0, "a field in neither");
+	is_int(t.opens, 2, "needed the message (the cache is partial)");
+	msg_info_free(&t.info);
+	buf_free(&m);
+}
+
+/* 100,000 messages, header keys on cached fields: no message opened. */
+static void
+test_many(void)
+{
+	static const char *const keys[] = {
+		"FROM bob SUBJECT menu UNSEEN",
+		"OR TO carol CC nobody",
+		"NOT HEADER Message-ID x SENTSINCE 1-Jan-2020 LARGER 10",
+	};
+	static const unsigned want[] = { 50000, 100000, 100000 };
+	struct imap_search *s;
+	struct t_msg t;
+	const char *error;
+	unsigned hits;
+	int r;
+	bool all = true;
+
+	t_msg_init(&t, msg1, 1, 0);
+	for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++) {
+		clock_t c0 = clock();
+
+		if (t_parse(keys[k], 100000, 100000, &s, &error) != 0)
+			bail("parse: %s", error);
+		ok(!imap_search_needs_message(s), "%s: index only", keys[k]);
+		hits = 0;
+		t.opens = 0;
+		for (uint32_t i = 1; i <= 100000; i++) {
+			t.m.uid = i;
+			t.m.flags = i % 2 ? MINDEX_F_SEEN : 0;
+			r = imap_search_match_message(s, i, &t.m, &t_reader,
+			    &t, &error);
+			all = all && r >= 0;
+			hits += r == 1;
+		}
+		is_int(hits, want[k], "%s: %u of 100000 match", keys[k],
+		    want[k]);
+		is_int(t.opens, 0, "%s: no message opened", keys[k]);
+		diag("%s: %.2f s of CPU", keys[k],
+		    (double)(clock() - c0) / CLOCKS_PER_SEC);
+		imap_search_free(&s);
+	}
+	ok(all, "no errors");
+	if (t_parse("HEADER X-Custom zebra", 1, 1, &s, &error) != 0)
+		bail("parse: %s", error);
+	ok(imap_search_needs_message(s), "an uncached field needs the message");
+	imap_search_free(&s);
+	msg_info_free(&t.info);
+}
+
+/*
+ * Through the engine, against a real Maildir.
+ */
+
+static char top[PATH_MAX];
+static struct buf out;
+static struct user alice;
+
+static void
+t_write(void *ctx, const unsigned char *d, size_t len)
+{
+	(void)ctx;
+	if (buf_append(&out, d, len) < 0)
+		bail("output too large");
+}
+
+static const struct imap_callbacks cb = { .write = t_write };
+
+static const char *
+t_say(struct imap_session *s, const char *text, bool bytewise)
+{
+	size_t len = strlen(text);
+
+	buf_truncate(&out, 0);
+	if (bytewise) {
+		for (size_t i = 0; i < len; i++)
+			(void)imap_session_input(s,
+			    (const unsigned char *)text + i, 1);
+	} else
+		(void)imap_session_input(s, (const unsigned char *)text, len);
+	return buf_cstr(&out);
+}
+
+static bool
+has(const char *hay, const char *needle)
+{
+	return strstr(hay, needle) != NULL;
+}
+
+static void
+t_deliver(const char *msg)
+{
+	struct store *st;
+	struct store_delivery d = { "INBOX", "bob@example.net", 1700000000,
+	    (const unsigned char *)msg, strlen(msg) };
+	struct store_delivered r;
+	const char *err;
+
+	if (store_open(&alice, &st, &err) < 0)
+		bail("store_open: %s", err);
+	if (store_deliver(st, &d, &r, &err) != STORE_OK)
+		bail("store_deliver: %s", err);
+	store_close(&st);
+}
+
+/* Remove the Maildir file of the message with ",U=uid" in its name. */
+static void
+t_remove_uid(unsigned uid)
+{
+	static const char *const sub[] = { "new", "cur" };
+	char dir[PATH_MAX + 32], path[PATH_MAX * 2], tag[32];
+	struct dirent *e;
+	DIR *d;
+
+	snprintf(tag, sizeof(tag), ",U=%u", uid);
+	for (int i = 0; i < 2; i++) {
+		snprintf(dir, sizeof(dir), "%s/Maildir/%s", top, sub[i]);
+		if ((d = opendir(dir)) == NULL)
+			continue;
+		while ((e = readdir(d)) != NULL) {
+			const char *p = strstr(e->d_name, tag);
+
+			if (p == NULL || (p[strlen(tag)] >= '0' &&
+			    p[strlen(tag)] <= '9'))
+				continue;
+			snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+			if (unlink(path) < 0)
+				bail("unlink %s", path);
+		}
+		closedir(d);
+	}
+}
+
+static void
+test_engine(bool bytewise)
+{
+	struct imap_settings set = { false, true, false, "", 0 };
+	struct imap_session *s;
+	const char *o;
+	uint64_t reads;
+
+	s = imap_session_new_authenticated(&set, &cb, NULL, "alice");
+	if (imap_session_login(s, &alice) < 0)
+		bail("login");
+	o = t_say(s, "a1 SELECT INBOX\r\n", bytewise);
+	ok(has(o, "* 4 EXISTS") && has(o, "a1 OK"), "SELECT: 4 messages");
+	reads = imap_search_files_read();
+	o = t_say(s, "a2 SEARCH FROM bob\r\n", bytewise);
+	is_string(o, "* SEARCH 1 3\r\na2 OK SEARCH completed\r\n",
+	    "SEARCH FROM: exact answer");
+	o = t_say(s, "a3 UID SEARCH SUBJECT caf\xc3\xa9\r\n", bytewise);
+	ok(has(o, "a3 BAD"), "8-bit in an atom: BAD from the parser");
+	o = t_say(s, "a4 UID SEARCH CHARSET UTF-8 SUBJECT {5+}\r\n"
+	    "CAF\xc3\x89\r\n", bytewise);
+	is_string(o, "* SEARCH 2\r\na4 OK UID SEARCH completed\r\n",
+	    "UID SEARCH with a literal and an encoded word: UIDs");
+	o = t_say(s, "a5 SEARCH NOT SUBJECT x UNSEEN SMALLER 100000\r\n",
+	    bytewise);
+	is_string(o, "* SEARCH 1 2 3 4\r\na5 OK SEARCH completed\r\n",
+	    "SEARCH with NOT and flags");
+	o = t_say(s, "a6 SEARCH 2:* TO carol\r\n", bytewise);
+	is_string(o, "* SEARCH 3\r\na6 OK SEARCH completed\r\n",
+	    "sequence set and TO");
+	is_int(imap_search_files_read() - reads, 0,
+	    "header and flag keys read no message file");
+	o = t_say(s, "a7 SEARCH BODY needle\r\n", bytewise);
+	is_string(o, "* SEARCH 2 4\r\na7 OK SEARCH completed\r\n",
+	    "BODY (one of them base64)");
+	is_int(imap_search_files_read() - reads, 4, "BODY read each message");
+	o = t_say(s, "a8 SEARCH TEXT carol\r\n", bytewise);
+	is_string(o, "* SEARCH 3\r\na8 OK SEARCH completed\r\n", "TEXT");
+	o = t_say(s, "a9 SEARCH HEADER X-Tag blue\r\n", bytewise);
+	is_string(o, "* SEARCH 4\r\na9 OK SEARCH completed\r\n",
+	    "HEADER on an uncached field");
+	o = t_say(s, "b1 SEARCH UID 3:4 OR SUBJECT nothing BODY needle\r\n",
+	    bytewise);
+	is_string(o, "* SEARCH 4\r\nb1 OK SEARCH completed\r\n", "UID, OR");
+	o = t_say(s, "b2 SEARCH DELETED\r\n", bytewise);
+	is_string(o, "* SEARCH\r\nb2 OK SEARCH completed\r\n",
+	    "no match: an empty SEARCH response");
+	o = t_say(s, "b3 SEARCH CHARSET KOI8-R ALL\r\n", bytewise);
+	is_string(o, "b3 NO [BADCHARSET (US-ASCII UTF-8)] Unsupported "
+	    "charset\r\n", "another charset: NO [BADCHARSET]");
+	o = t_say(s, "b4 SEARCH FOO\r\n", bytewise);
+	ok(has(o, "b4 BAD") && !has(o, "* SEARCH"), "unknown key: BAD");
+	o = t_say(s, "b5 SEARCH 5\r\n", bytewise);
+	is_string(o, "* SEARCH\r\nb5 OK SEARCH completed\r\n",
+	    "a number past the last matches nothing");
+	o = t_say(s, "b6 SEARCH ((((((((((((((((((((((((((((((((((ALL"
+	    "))))))))))))))))))))))))))))))))))\r\n", bytewise);
+	ok(has(o, "b6 BAD"), "lists nested past the parser's limit: BAD");
+	o = t_say(s, "b7 SEARCH ON 14-Nov-2023 SINCE 1-Jan-2000\r\n",
+	    bytewise);
+	is_string(o, "* SEARCH 1 2 3 4\r\nb7 OK SEARCH completed\r\n",
+	    "internal dates");
+	/* Another program expunges message 2 and delivers one. */
+	t_remove_uid(2);
+	t_deliver("Subject: fifth\n\nneedle\n");
+	o = t_say(s, "c1 SEARCH BODY needle\r\n", bytewise);
+	ok(!has(o, "EXPUNGE") && has(o, "* 5 EXISTS") &&
+	    has(o, "* SEARCH 4 5\r\n"), "SEARCH: no EXPUNGE, the new "
+	    "message is reported and found, the gone one not matched");
+	o = t_say(s, "c2 UID SEARCH ALL\r\n", bytewise);
+	ok(has(o, "* 2 EXPUNGE") && has(o, "* SEARCH 1 3 4 5\r\n") &&
+	    has(o, "c2 OK UID SEARCH"), "UID SEARCH reports the expunge");
+	o = t_say(s, "c3 SEARCH ALL\r\n", bytewise);
+	is_string(o, "* SEARCH 1 2 3 4\r\nc3 OK SEARCH completed\r\n",
+	    "sequence numbers after the expunge");
+	imap_session_free(&s);
+}
+
+static void
+test_engine_unselected(void)
+{
+	struct imap_settings set = { false, true, false, "", 0 };
+	struct imap_session *s;
+	const char *o;
+
+	s = imap_session_new_authenticated(&set, &cb, NULL, "alice");
+	if (imap_session_login(s, &alice) < 0)
+		bail("login");
+	o = t_say(s, "z1 SEARCH ALL\r\n", false);
+	ok(has(o, "z1 BAD"), "SEARCH without a selected folder: BAD");
+	imap_session_free(&s);
+}
+
+static void
+setup_maildir(void)
+{
+	snprintf(top, sizeof(top), "/tmp/loft-isearch-XXXXXX");
+	if (mkdtemp(top) == NULL)
+		bail("mkdtemp");
+	alice.name = xstrdup("alice");
+	alice.pwhash = xstrdup("");
+	alice.uid = getuid();
+	alice.gid = getgid();
+	alice.home = xstrdup(top);
+	alice.mail_location = xstrdup("maildir:~/Maildir");
+	alice.fields = xstrdup("");
+	t_deliver("From: Bob <bob@example.net>\nSubject: Hello\n\nhi\n");
+	t_deliver("From: Alice <alice@example.org>\n"
+	    "Subject: =?UTF-8?Q?caf=C3=A9?=\n\nthe needle is here\n");
+	t_deliver("From: bob@example.net\nTo: Carol <carol@example.org>\n"
+	    "Subject: third\n\nnothing\n");
+	t_deliver("From: x@example.com\nSubject: fourth\nX-Tag: Blue\n"
+	    "MIME-Version: 1.0\nContent-Type: text/plain\n"
+	    "Content-Transfer-Encoding: base64\n\n"
+	    "aGF5c3RhY2sgd2l0aCBhIG5lZWRsZQ==\n");
+}
+
+static void
+teardown_maildir(void)
+{
+	char cmd[PATH_MAX + 16];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", top);
+	if (system(cmd) != 0)
+		diag("cleanup failed");
+	free(alice.name);
+	free(alice.pwhash);
+	free(alice.home);
+	free(alice.mail_location);
+	free(alice.fields);
+}
+
+int
+main(void)
+{
+	struct imap_parser_settings ps = { .literal_plus = true };
+
+	parser = imap_parser_new(&ps, &t_pcb, NULL);
+	buf_init(&out, 1 << 22);
+
+	test_keys();
+	test_chunks();
+	test_encoded_words();
+	test_syntax();
+	test_depth();
+	test_partial();
+	test_many();
+
+	setup_maildir();
+	test_engine(false);
+	teardown_maildir();
+	setup_maildir();
+	test_engine(true);
+	teardown_maildir();
+	setup_maildir();
+	test_engine_unselected();
+	teardown_maildir();
+
+	imap_parser_free(&parser);
+	buf_free(&out);
+	return done_testing();
+}
