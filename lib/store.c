@@ -332,6 +332,25 @@ store_close(struct store **stp)
 	*stp = NULL;
 }
 
+int
+store_quota(struct store *st, uint64_t *bytes_r, uint64_t *messages_r,
+    uint64_t *limit_r, const char **error_r)
+{
+	struct mindex_txn *txn;
+	int ret;
+
+	*limit_r = st->quota_limit;
+	if (mindex_begin(st->ix, false, &txn, error_r) < 0)
+		return -1;
+	ret = mindex_quota_get(txn, bytes_r, messages_r);
+	mindex_abort(&txn);
+	if (ret < 0) {
+		*error_r = mindex_last_error();
+		return -1;
+	}
+	return 0;
+}
+
 const struct mailloc *
 store_location(const struct store *st)
 {

@@ -50,6 +50,11 @@ int store_open(const struct user *u, struct store **st_r,
     const char **error_r);
 void store_close(struct store **st);
 const struct mailloc *store_location(const struct store *st);
+/* store_quota: the user's usage as the index counts it (bytes of all
+ * messages, and their number) and the limit deliveries enforce (bytes,
+ * the user's quota or mailbox_size_limit; 0: none). 0, or -1. */
+int store_quota(struct store *st, uint64_t *bytes_r, uint64_t *messages_r,
+    uint64_t *limit_r, const char **error_r);
 struct mindex *store_index(struct store *st);
 
 /* store_folder_path: the directory (Maildir) or file (mbox) of folder.
