@@ -423,6 +423,13 @@ class Loftd:
         except subprocess.TimeoutExpired:
             rc = None
         self.kill()
+        # A sanitizer report from any of loftd's processes (a sanitizer
+        # build logs them to the same standard error) fails the stop.
+        for bad in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+                    "runtime error:"):
+            if bad in self.log():
+                sys.stdout.write("# loftd log holds %r\n" % bad)
+                return -1
         return rc
 
     def kill(self):
