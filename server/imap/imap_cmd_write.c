@@ -6,7 +6,9 @@
  * storage work is lib/store.h's; this file turns the client's sets into
  * UIDs of the view, store_op outcomes into RFC 5530 response codes, and
  * reports what changed (FETCH FLAGS, EXPUNGE, EXISTS, COPYUID,
- * APPENDUID).
+ * APPENDUID). STORE takes RFC 7162's (UNCHANGEDSINCE n) and answers
+ * [MODIFIED set]; with CONDSTORE on its FETCH responses carry MODSEQ;
+ * with QRESYNC on, expunges are told as VANISHED (imap_mailbox.c).
  *
  * Choices: keywords cannot be stored (PERMANENTFLAGS has no \*), so a
  * keyword in STORE or APPEND is ignored, as RFC 3501 allows; \Recent is
@@ -260,29 +262,103 @@ imap_store_item(const char *item, enum store_flags_how *how_r,
 	return *silent_r || strcasecmp(item, "FLAGS") == 0 ? 0 : -1;
 }
 
-/* Record what the store did in the view and, unless silent, tell. */
+/* One message's FETCH after STORE: FLAGS unless silent, MODSEQ once
+ * CONDSTORE is on (even silent, for a message that changed: RFC 7162
+ * section 3.1.3). */
+static void
+imap_store_fetch(struct imap_session *s, long at,
+    const struct store_flag_result *r, bool uid, bool silent)
+{
+	bool modseq = s->condstore && (r->changed || !silent);
+
+	if (silent && !modseq)
+		return;
+	buf_printf(&s->out, "* %ld FETCH (", at + 1);
+	if (uid)
+		buf_printf(&s->out, "UID %u ", r->uid);
+	if (!silent) {
+		buf_append_str(&s->out, "FLAGS ");
+		imap_fetch_flags_text(r->flags, &s->out);
+		if (modseq)
+			buf_append_byte(&s->out, ' ');
+	}
+	if (modseq)
+		buf_printf(&s->out, "MODSEQ (%llu)",
+		    (unsigned long long)imap_modseq_out(r->modseq));
+	buf_append_str(&s->out, ")\r\n");
+}
+
+/* Record what the store did in the view and tell; the messages that
+ * failed UNCHANGEDSINCE go to modified (as UIDs or sequence numbers),
+ * unchanged. */
 static void
 imap_store_report(struct imap_session *s, const struct store_flag_result *res,
-    size_t count, bool uid, bool silent)
+    size_t count, bool uid, bool silent, struct imap_seqset *modified)
 {
+	const char *error;
+
 	for (size_t i = 0; i < count; i++) {
 		long at = imap_view_find(&s->view, res[i].uid);
 
 		if (at < 0)
 			continue;
+		if (res[i].modified) {
+			(void)imap_seqset_add(modified, uid ? res[i].uid :
+			    (uint32_t)at + 1, uid ? res[i].uid :
+			    (uint32_t)at + 1, &error);
+			continue;
+		}
 		s->view.msgs[at].flags = res[i].flags;
 		s->view.msgs[at].modseq = res[i].modseq;
-		if (silent)
-			continue;
-		buf_printf(&s->out, "* %ld FETCH (", at + 1);
-		if (uid)
-			buf_printf(&s->out, "UID %u ", res[i].uid);
-		buf_append_str(&s->out, "FLAGS ");
-		imap_fetch_flags_text(res[i].flags, &s->out);
-		buf_append_str(&s->out, ")\r\n");
+		imap_store_fetch(s, at, &res[i], uid, silent);
 		if (s->out.len >= IMAP_WRITE_FLUSH)
 			imap_send(s);
 	}
+	imap_send(s);
+}
+
+/* STORE's optional (UNCHANGEDSINCE n) at args[1]: 1 given, 0 not, -1
+ * after BAD. */
+static int
+imap_store_unchangedsince(struct imap_session *s, const struct imap_cmd *cmd,
+    uint64_t *since_r)
+{
+	const struct imap_arg *l;
+	const char *name, *error;
+	unsigned n;
+
+	*since_r = STORE_MODSEQ_NONE;
+	if (cmd->argc < 2 || cmd->args[1].type != IMAP_ARG_LIST)
+		return 0;
+	if (imap_arg_list(&cmd->args[1], &l, &n, &error) < 0 || n != 2 ||
+	    imap_arg_atom(&l[0], &name, &error) < 0 ||
+	    strcasecmp(name, "UNCHANGEDSINCE") != 0 ||
+	    imap_arg_number64(&l[1], since_r, &error) < 0) {
+		imap_bad(s, "STORE modifier: (UNCHANGEDSINCE mod-sequence)");
+		return -1;
+	}
+	return 1;
+}
+
+/* The tagged OK, with [MODIFIED set] when some failed UNCHANGEDSINCE. */
+static void
+imap_store_done(struct imap_session *s, bool uid,
+    const struct imap_seqset *modified)
+{
+	struct buf b;
+
+	if (modified->count == 0) {
+		imap_tagged(s, "OK", "%sSTORE completed", uid ? "UID " : "");
+		return;
+	}
+	/* The set may be longer than a reply line allows: built here. */
+	buf_init(&b, 4 * 1024 * 1024);
+	buf_printf(&b, "%s OK [MODIFIED ", s->tag);
+	(void)imap_seqset_format(modified, &b);
+	buf_printf(&b, "] Conditional %sSTORE failed\r\n", uid ? "UID " :
+	    "");
+	buf_append(&s->out, b.data, b.len);
+	buf_free(&b);
 	imap_send(s);
 }
 
@@ -292,42 +368,50 @@ imap_cmd_store(struct imap_session *s, const struct imap_cmd *cmd)
 	struct store_flags_change c;
 	struct store_uidset set;
 	struct store_flag_result *res = NULL;
+	struct imap_seqset modified;
 	struct imap_uids u;
 	struct store *st;
 	const char *text, *item, *error;
 	size_t count = 0;
 	bool silent, list;
 	enum store_op op;
+	int cond;
+	unsigned a;
 
 	if (cmd->argc < 3 ||
 	    imap_arg_atom(&cmd->args[0], &text, &error) < 0 ||
-	    imap_arg_atom(&cmd->args[1], &item, &error) < 0 ||
-	    imap_store_item(item, &c.how, &silent) < 0) {
-		imap_bad(s, "STORE sequence-set [+-]FLAGS[.SILENT] (flags)");
-		return;
-	}
-	list = cmd->args[2].type == IMAP_ARG_LIST;
-	if (list && cmd->argc != 3) {
+	    (cond = imap_store_unchangedsince(s, cmd,
+	    &c.unchangedsince)) < 0)
+		goto bad;
+	a = cond > 0 ? 2 : 1;
+	if (cmd->argc < a + 2 ||
+	    imap_arg_atom(&cmd->args[a], &item, &error) < 0 ||
+	    imap_store_item(item, &c.how, &silent) < 0)
+		goto bad;
+	list = cmd->args[a + 1].type == IMAP_ARG_LIST;
+	if (list && cmd->argc != a + 2) {
 		imap_bad(s, "STORE takes one flag list");
 		return;
 	}
-	if (imap_flags_parse(s, &cmd->args[2], cmd->argc - 2, list,
+	if (imap_flags_parse(s, &cmd->args[a + 1], cmd->argc - a - 1, list,
 	    &c.flags) < 0)
 		return;
 	if (s->view.readonly) {
 		imap_tagged(s, "NO", "[CANNOT] Mailbox is read-only");
 		return;
 	}
+	if (cond > 0)
+		imap_condstore_on(s);
 	/* Others' changes first, so ours are reported on top of them. */
 	if (imap_view_sync(s, false) < 0 ||
 	    imap_uids_from(s, text, cmd->uid, &u) < 0 ||
 	    (st = imap_store(s)) == NULL)
 		return;
+	imap_seqset_init(&modified);
 	if (u.count > 0) {
 		set.ranges = u.r;
 		set.count = u.count;
 		c.uids = &set;
-		c.unchangedsince = STORE_MODSEQ_NONE;
 		op = store_flags_change(st, s->view.name, &c, &res, &count,
 		    &error);
 		if (op != STORE_OP_OK) {
@@ -335,11 +419,16 @@ imap_cmd_store(struct imap_session *s, const struct imap_cmd *cmd)
 			imap_op_no(s, op, false, error);
 			return;
 		}
-		imap_store_report(s, res, count, cmd->uid, silent);
+		imap_store_report(s, res, count, cmd->uid, silent, &modified);
 	}
 	free(res);
 	free(u.r);
-	imap_tagged(s, "OK", "%sSTORE completed", cmd->uid ? "UID " : "");
+	imap_store_done(s, cmd->uid, &modified);
+	imap_seqset_deinit(&modified);
+	return;
+bad:
+	imap_bad(s, "STORE sequence-set [(UNCHANGEDSINCE n)] "
+	    "[+-]FLAGS[.SILENT] (flags)");
 }
 
 /*

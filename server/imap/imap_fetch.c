@@ -2,7 +2,9 @@
  * imap_fetch.c: FETCH and UID FETCH of what the index answers without
  * reading a message: UID, FLAGS, RFC822.SIZE, INTERNALDATE, ENVELOPE (from
  * the cached header fields), BODY and BODYSTRUCTURE (from the serialized
- * MIME tree), and the macros ALL, FAST, FULL. Body sections (BODY[...],
+ * MIME tree), MODSEQ (RFC 7162), the macros ALL, FAST, FULL, and the
+ * modifiers (CHANGEDSINCE n) and, for UID FETCH under QRESYNC,
+ * (CHANGEDSINCE n VANISHED). Body sections (BODY[...],
  * RFC822, BINARY) are answered "NO [CANNOT]" by this version, before any
  * response is written.
  *
@@ -35,6 +37,14 @@
 #define IMAP_FETCH_ENVELOPE	0x10u
 #define IMAP_FETCH_BODY		0x20u
 #define IMAP_FETCH_BODYSTRUCT	0x40u
+#define IMAP_FETCH_MODSEQ	0x80u	/* imap_fetch_body.c relies on it */
+
+/* FETCH's modifiers (RFC 7162): (CHANGEDSINCE n [VANISHED]). */
+struct imap_fetch_mods {
+	bool changedsince;
+	uint64_t since;
+	bool vanished;
+};
 
 void imap_fetch_flags_text(uint32_t flags, struct buf *b);
 
@@ -54,6 +64,7 @@ imap_fetch_item(const char *item, unsigned *want)
 		{ "ENVELOPE", IMAP_FETCH_ENVELOPE },
 		{ "BODY", IMAP_FETCH_BODY },
 		{ "BODYSTRUCTURE", IMAP_FETCH_BODYSTRUCT },
+		{ "MODSEQ", IMAP_FETCH_MODSEQ },
 		{ "FAST", IMAP_FETCH_FLAGS | IMAP_FETCH_DATE | IMAP_FETCH_SIZE },
 		{ "ALL", IMAP_FETCH_FLAGS | IMAP_FETCH_DATE | IMAP_FETCH_SIZE |
 		    IMAP_FETCH_ENVELOPE },
@@ -204,6 +215,11 @@ imap_fetch_index_items(struct imap_session *s, unsigned msn,
 			}
 		}
 	}
+	if (want & IMAP_FETCH_MODSEQ) {
+		SEP();
+		buf_printf(&s->out, "MODSEQ (%llu)",
+		    (unsigned long long)imap_modseq_out(m->modseq));
+	}
 #undef SEP
 	return n;
 }
@@ -216,9 +232,116 @@ imap_fetch_one(struct imap_session *s, unsigned msn,
 	buf_append_str(&s->out, ")\r\n");
 }
 
+/* The modifier list, argument 3. -1 after BAD. */
+static int
+imap_fetch_mods(struct imap_session *s, const struct imap_cmd *cmd,
+    struct imap_fetch_mods *mods)
+{
+	const struct imap_arg *l;
+	const char *name, *error;
+	unsigned n;
+
+	memset(mods, 0, sizeof(*mods));
+	if (cmd->argc == 2)
+		return 0;
+	if (imap_arg_list(&cmd->args[2], &l, &n, &error) < 0) {
+		imap_bad(s, error);
+		return -1;
+	}
+	for (unsigned i = 0; i < n; i++) {
+		if (imap_arg_atom(&l[i], &name, &error) < 0) {
+			imap_bad(s, error);
+			return -1;
+		}
+		if (strcasecmp(name, "CHANGEDSINCE") == 0 &&
+		    !mods->changedsince && i + 1 < n) {
+			if (imap_arg_number64(&l[++i], &mods->since,
+			    &error) < 0) {
+				imap_bad(s, error);
+				return -1;
+			}
+			mods->changedsince = true;
+		} else if (strcasecmp(name, "VANISHED") == 0 &&
+		    !mods->vanished)
+			mods->vanished = true;
+		else {
+			imap_bad(s, "Unknown FETCH modifier");
+			return -1;
+		}
+	}
+	/* RFC 7162 section 3.2.6: VANISHED only in UID FETCH, with
+	 * CHANGEDSINCE, once QRESYNC is enabled. */
+	if (mods->vanished && (!cmd->uid || !mods->changedsince ||
+	    !s->qresync)) {
+		imap_bad(s, "VANISHED needs UID FETCH, CHANGEDSINCE and "
+		    "QRESYNC enabled");
+		return -1;
+	}
+	return 0;
+}
+
+/* CHANGEDSINCE: keep in set only the messages whose MODSEQ is above
+ * since. -1 after NO. */
+static int
+imap_fetch_changed(struct imap_session *s, struct imap_seqset *set,
+    bool uid, uint64_t since)
+{
+	struct imap_seqset keep;
+	struct mindex_txn *txn;
+	struct mindex_msg m;
+	struct store *st;
+	const char *error;
+
+	if ((st = imap_store(s)) == NULL)
+		return -1;
+	if (mindex_begin(store_index(st), false, &txn, &error) < 0) {
+		imap_tagged(s, "NO", "[UNAVAILABLE] Index unavailable");
+		return -1;
+	}
+	imap_seqset_init(&keep);
+	for (unsigned i = 0; i < s->view.count; i++) {
+		uint32_t num = uid ? s->view.msgs[i].uid : i + 1;
+
+		/* Added in ascending order: never more ranges than set
+		 * had numbers, so the add cannot fail on the limit. */
+		if (imap_seqset_contains(set, num) &&
+		    mindex_msg_get(txn, s->view.folder_id,
+		    s->view.msgs[i].uid, &m) > 0 && m.modseq > since)
+			(void)imap_seqset_add(&keep, num, num, &error);
+	}
+	mindex_abort(&txn);
+	imap_seqset_deinit(set);
+	*set = keep;
+	return 0;
+}
+
+/* VANISHED: the UIDs of text that were expunged after since. "*" here
+ * reaches past the highest UID left, so "1:*" still names an expunged
+ * last message. -1 after NO. */
+static int
+imap_fetch_vanished(struct imap_session *s, const char *text,
+    uint64_t since)
+{
+	struct imap_seqset known;
+	const char *error;
+	int ret;
+
+	if (imap_store(s) == NULL)
+		return -1;
+	imap_seqset_init(&known);
+	/* text parsed once already with the same syntax: cannot fail. */
+	(void)imap_seqset_parse(&known, text, UINT32_MAX, &error);
+	ret = imap_vanished_earlier(s, since, &known);
+	imap_seqset_deinit(&known);
+	if (ret < 0)
+		imap_tagged(s, "NO", "[UNAVAILABLE] Index unavailable");
+	return ret;
+}
+
 void
 imap_cmd_fetch(struct imap_session *s, const struct imap_cmd *cmd)
 {
+	struct imap_fetch_mods mods;
 	struct imap_seqset set;
 	struct mindex_txn *txn;
 	struct mindex_msg m;
@@ -227,16 +350,21 @@ imap_cmd_fetch(struct imap_session *s, const struct imap_cmd *cmd)
 	unsigned want, nsections;
 	uint32_t max;
 
-	if (cmd->argc != 2 ||
+	if (cmd->argc < 2 || cmd->argc > 3 ||
 	    imap_arg_atom(&cmd->args[0], &text, &error) < 0) {
-		imap_bad(s, "FETCH sequence-set items");
+		imap_bad(s, "FETCH sequence-set items [(modifiers)]");
 		return;
 	}
-	if (imap_fetch_items(s, &cmd->args[1], &want, &sections,
+	if (imap_fetch_mods(s, cmd, &mods) < 0 ||
+	    imap_fetch_items(s, &cmd->args[1], &want, &sections,
 	    &nsections) < 0)
 		return;
 	if (cmd->uid)
 		want |= IMAP_FETCH_UID;
+	if (mods.changedsince)
+		want |= IMAP_FETCH_MODSEQ;
+	if (want & IMAP_FETCH_MODSEQ)
+		imap_condstore_on(s);
 	max = cmd->uid ? (s->view.count > 0 ?
 	    s->view.msgs[s->view.count - 1].uid : 0) : s->view.count;
 	imap_seqset_init(&set);
@@ -250,6 +378,18 @@ imap_cmd_fetch(struct imap_session *s, const struct imap_cmd *cmd)
 		imap_seqset_deinit(&set);
 		free(sections);
 		imap_bad(s, "Message sequence number out of range");
+		return;
+	}
+	/* VANISHED (EARLIER) comes before the FETCH responses. */
+	if (mods.vanished && imap_fetch_vanished(s, text, mods.since) < 0) {
+		imap_seqset_deinit(&set);
+		free(sections);
+		return;
+	}
+	if (mods.changedsince &&
+	    imap_fetch_changed(s, &set, cmd->uid, mods.since) < 0) {
+		imap_seqset_deinit(&set);
+		free(sections);
 		return;
 	}
 	if (nsections > 0) {

@@ -80,8 +80,9 @@ struct imap_fetch_job {
 	size_t burst;
 };
 
-/* From imap_fetch.c: the FLAGS item's bit there. */
+/* From imap_fetch.c: the FLAGS and MODSEQ items' bits there. */
 #define IMAP_FETCH_FLAGS_BIT	0x02u
+#define IMAP_FETCH_MODSEQ_BIT	0x80u
 /* From imap_fetch.c. */
 int imap_fetch_index_items(struct imap_session *s, unsigned msn,
     const struct mindex_msg *m, unsigned want);
@@ -627,8 +628,11 @@ imap_job_next_msg(struct imap_session *s, struct imap_fetch_job *j)
 
 		if (!imap_seqset_contains(&j->set, j->uid ? r->uid : msn))
 			continue;
+		/* \Seen set here is a flag change the client did not ask
+		 * to see: with CONDSTORE it carries MODSEQ (RFC 7162). */
 		if (imap_job_set_seen(s, j, r))
-			want |= IMAP_FETCH_FLAGS_BIT;
+			want |= IMAP_FETCH_FLAGS_BIT | (s->condstore ?
+			    IMAP_FETCH_MODSEQ_BIT : 0);
 		if (imap_store(s) == NULL ||
 		    mindex_begin(store_index(s->st), false, &txn,
 		    &error) < 0)

@@ -1,7 +1,10 @@
 /*
  * imap_mailbox.c: mailbox names on the wire, the selected folder's view
- * and its updates (EXISTS, EXPUNGE, FETCH FLAGS), and the commands SELECT,
- * EXAMINE, CLOSE, UNSELECT, LIST, LSUB, STATUS and NAMESPACE.
+ * and its updates (EXISTS, EXPUNGE, FETCH FLAGS; with RFC 7162 on,
+ * MODSEQ in FETCH and VANISHED for EXPUNGE), and the commands SELECT,
+ * EXAMINE (with CONDSTORE and QRESYNC parameters: HIGHESTMODSEQ,
+ * VANISHED (EARLIER) from the index's expunge records, [CLOSED]), CLOSE,
+ * UNSELECT, LIST, LSUB, STATUS (HIGHESTMODSEQ too) and NAMESPACE.
  *
  * Trusts nothing the client sends: names come through the parser's
  * accessors and lib/utf7, and the store refuses names that would leave the
@@ -21,6 +24,7 @@
 #include "utf7.h"
 #include "xmalloc.h"
 #include "server/imap/imap_private.h"
+#include "server/imap/imap_seqset.h"
 
 #define IMAP_NAME_MAX		1024	/* a mailbox name, decoded */
 #define IMAP_LIST_MAX		10000	/* folders one LIST reports */
@@ -176,6 +180,63 @@ imap_fetch_flags_text(uint32_t flags, struct buf *b)
 	imap_flags_text(flags, b);
 }
 
+void
+imap_condstore_on(struct imap_session *s)
+{
+	/* Enabled in a selected folder by a command other than SELECT:
+	 * the client learns where MODSEQs stand (RFC 7162 section 3.1). */
+	if (!s->condstore && s->state == IMAP_STATE_SELECTED)
+		imap_untagged(s, "OK [HIGHESTMODSEQ %llu] Highest",
+		    (unsigned long long)imap_modseq_out(
+		    s->view.highestmodseq));
+	s->condstore = true;
+}
+
+uint64_t
+imap_modseq_out(uint64_t modseq)
+{
+	return modseq == 0 ? 1 : modseq;
+}
+
+/* Under QRESYNC the expunged UIDs of the view are said at once, as one
+ * "* VANISHED" (RFC 7162 section 3.2.10), in ascending order. */
+static void
+imap_vanished_send(struct imap_session *s, uint32_t *uids, size_t count)
+{
+	size_t a = 0, z = count;
+
+	if (count == 0)
+		return;
+	/* Collected from the highest down: reverse to ascending. */
+	while (z > a + 1) {
+		uint32_t t = uids[a];
+
+		uids[a++] = uids[--z];
+		uids[z] = t;
+	}
+	buf_append_str(&s->out, "* VANISHED ");
+	(void)imap_seqset_format_nums(uids, count, &s->out);
+	buf_append_str(&s->out, "\r\n");
+	imap_send(s);
+}
+
+/* Flag change of message msn for the client, with MODSEQ once CONDSTORE
+ * is on. */
+static void
+imap_view_flags_changed(struct imap_session *s, unsigned msn,
+    const struct imap_msgref *m, struct buf *b)
+{
+	buf_truncate(b, 0);
+	imap_flags_text(m->flags, b);
+	if (s->condstore)
+		imap_untagged(s, "%u FETCH (UID %u FLAGS %s MODSEQ (%llu))",
+		    msn, m->uid, buf_cstr(b),
+		    (unsigned long long)imap_modseq_out(m->modseq));
+	else
+		imap_untagged(s, "%u FETCH (UID %u FLAGS %s)", msn, m->uid,
+		    buf_cstr(b));
+}
+
 /* Report what changed between the view and l, and make l the view. */
 static void
 imap_view_apply(struct imap_session *s, struct imap_load *l, bool expunges)
@@ -183,6 +244,8 @@ imap_view_apply(struct imap_session *s, struct imap_load *l, bool expunges)
 	struct imap_view *v = &s->view;
 	struct imap_msgref *merged;
 	unsigned i = 0, j = 0, n = 0;
+	uint32_t *gone = NULL;
+	size_t ngone = 0;
 	struct buf b;
 
 	/* Expunges first, highest sequence number first, so each number
@@ -206,11 +269,18 @@ imap_view_apply(struct imap_session *s, struct imap_load *l, bool expunges)
 			}
 			if (found)
 				continue;
-			imap_untagged(s, "%u EXPUNGE", i + 1);
+			if (s->qresync) {
+				gone = xreallocarray(gone, ngone + 1,
+				    sizeof(*gone));
+				gone[ngone++] = uid;
+			} else
+				imap_untagged(s, "%u EXPUNGE", i + 1);
 			memmove(&v->msgs[i], &v->msgs[i + 1],
 			    (v->count - i - 1) * sizeof(*v->msgs));
 			v->count--;
 		}
+		imap_vanished_send(s, gone, ngone);
+		free(gone);
 	}
 	/* Flag changes of the messages both know; keep the expunged ones
 	 * we may not report yet. */
@@ -222,12 +292,14 @@ imap_view_apply(struct imap_session *s, struct imap_load *l, bool expunges)
 			j++;
 		merged[n] = v->msgs[i];
 		if (j < l->count && l->msgs[j].uid == v->msgs[i].uid) {
-			if (l->msgs[j].flags != v->msgs[i].flags) {
-				buf_truncate(&b, 0);
-				imap_flags_text(l->msgs[j].flags, &b);
-				imap_untagged(s, "%u FETCH (UID %u FLAGS %s)",
-				    n + 1, l->msgs[j].uid, buf_cstr(&b));
-			}
+			/* A new MODSEQ with the same flags is news too
+			 * for a CONDSTORE client (another session's STORE
+			 * that changed nothing visible still moved it). */
+			if (l->msgs[j].flags != v->msgs[i].flags ||
+			    (s->condstore &&
+			    l->msgs[j].modseq != v->msgs[i].modseq))
+				imap_view_flags_changed(s, n + 1, &l->msgs[j],
+				    &b);
 			merged[n] = l->msgs[j];
 		}
 		n++;
@@ -283,6 +355,97 @@ imap_view_sync(struct imap_session *s, bool expunges)
 }
 
 /*
+ * QRESYNC's look back: expunges since a MODSEQ.
+ */
+
+static bool
+imap_view_has(const struct imap_view *v, uint32_t uid)
+{
+	unsigned a = 0, z = v->count;
+
+	while (a < z) {
+		unsigned mid = a + (z - a) / 2;
+
+		if (v->msgs[mid].uid == uid)
+			return true;
+		if (v->msgs[mid].uid < uid)
+			a = mid + 1;
+		else
+			z = mid;
+	}
+	return false;
+}
+
+struct imap_vanished {
+	struct imap_session *s;
+	uint64_t since;
+	const struct imap_seqset *known;
+	struct imap_seqset set;
+};
+
+static void
+imap_vanished_flush(struct imap_vanished *vc)
+{
+	struct imap_session *s = vc->s;
+
+	if (vc->set.count == 0)
+		return;
+	buf_append_str(&s->out, "* VANISHED (EARLIER) ");
+	(void)imap_seqset_format(&vc->set, &s->out);
+	buf_append_str(&s->out, "\r\n");
+	imap_send(s);
+	imap_seqset_clear(&vc->set);
+}
+
+static int
+imap_vanished_cb(uint32_t uid, uint64_t modseq, void *ctx)
+{
+	struct imap_vanished *vc = ctx;
+	const char *error;
+
+	/* A UID still in the view has not been reported expunged yet:
+	 * saying it vanished would put the client's count out of step. */
+	if (modseq <= vc->since || (vc->known != NULL &&
+	    !imap_seqset_contains(vc->known, uid)) ||
+	    imap_view_has(&vc->s->view, uid))
+		return 0;
+	/* A set too large for one line goes out as several. */
+	if (imap_seqset_add(&vc->set, uid, uid, &error) < 0) {
+		imap_vanished_flush(vc);
+		(void)imap_seqset_add(&vc->set, uid, uid, &error);
+	}
+	return 0;
+}
+
+int
+imap_vanished_earlier(struct imap_session *s, uint64_t since,
+    const struct imap_seqset *known)
+{
+	struct imap_vanished vc = { s, since, known, { NULL, 0, 0, false } };
+	struct mindex_txn *txn;
+	struct store *st;
+	const char *error;
+	int ret;
+
+	if ((st = s->st) == NULL)
+		return -1;
+	if (mindex_begin(store_index(st), false, &txn, &error) < 0) {
+		log_error("imap: index: %s", error);
+		return -1;
+	}
+	imap_seqset_init(&vc.set);
+	ret = mindex_expunged_iter(txn, s->view.folder_id, 1,
+	    imap_vanished_cb, &vc);
+	mindex_abort(&txn);
+	if (ret < 0)
+		log_error("imap: index: %s", mindex_last_error());
+	else
+		imap_vanished_flush(&vc);
+	imap_seqset_deinit(&vc.set);
+	return ret < 0 ? -1 : 0;
+}
+
+/*
  * SELECT, EXAMINE, CLOSE, UNSELECT.
  */
 
@@ -295,9 +458,145 @@ imap_unselect(struct imap_session *s)
 		s->cb->selected(s->ctx);
 }
 
+/* SELECT's parameters (RFC 7162): CONDSTORE, or QRESYNC (uidvalidity
+ * modseq [known-uids [(seqs uids)]]). */
+struct imap_select_params {
+	bool qresync;
+	uint32_t uidvalidity;
+	uint64_t modseq;
+	bool have_known;
+	struct imap_seqset known;	/* owned */
+};
+
+/* The optional (seqs uids) of QRESYNC: checked, then not used, since
+ * the index keeps every expunge and needs no hint. */
+static int
+imap_select_seqmatch(const struct imap_arg *arg, const char **error_r)
+{
+	const struct imap_arg *l;
+	struct imap_seqset tmp;
+	const char *text;
+	unsigned n;
+	int ret = 0;
+
+	if (imap_arg_list(arg, &l, &n, error_r) < 0)
+		return -1;
+	if (n != 2) {
+		*error_r = "QRESYNC: (known-sequence-set known-uid-set)";
+		return -1;
+	}
+	imap_seqset_init(&tmp);
+	for (unsigned i = 0; i < 2 && ret == 0; i++)
+		if (imap_arg_atom(&l[i], &text, error_r) < 0 ||
+		    imap_seqset_parse(&tmp, text, UINT32_MAX, error_r) < 0 ||
+		    tmp.searchres)
+			ret = -1;
+	imap_seqset_deinit(&tmp);
+	if (ret < 0 && *error_r == NULL)
+		*error_r = "QRESYNC: bad sequence set";
+	return ret;
+}
+
+static int
+imap_select_qresync(struct imap_session *s, const struct imap_arg *arg,
+    struct imap_select_params *p, const char **error_r)
+{
+	const struct imap_arg *l;
+	const char *text;
+	unsigned n;
+
+	if (!s->qresync) {
+		*error_r = "QRESYNC is not enabled";
+		return -1;
+	}
+	if (imap_arg_list(arg, &l, &n, error_r) < 0)
+		return -1;
+	if (n < 2 || n > 4) {
+		*error_r = "QRESYNC (uidvalidity modseq [known-uids "
+		    "[seq-match]])";
+		return -1;
+	}
+	if (imap_arg_number(&l[0], &p->uidvalidity, error_r) < 0 ||
+	    imap_arg_number64(&l[1], &p->modseq, error_r) < 0)
+		return -1;
+	if (p->uidvalidity == 0 || p->modseq == 0) {
+		*error_r = "QRESYNC: zero UIDVALIDITY or MODSEQ";
+		return -1;
+	}
+	*error_r = NULL;
+	if (n >= 3) {
+		if (imap_arg_atom(&l[2], &text, error_r) < 0 ||
+		    imap_seqset_parse(&p->known, text, UINT32_MAX,
+		    error_r) < 0 || p->known.searchres) {
+			if (*error_r == NULL)
+				*error_r = "QRESYNC: bad known-uids";
+			return -1;
+		}
+		p->have_known = true;
+	}
+	if (n == 4 && imap_select_seqmatch(&l[3], error_r) < 0)
+		return -1;
+	p->qresync = true;
+	return 0;
+}
+
+/* 0, or -1 with *error_r for a BAD. */
+static int
+imap_select_params(struct imap_session *s, const struct imap_cmd *cmd,
+    struct imap_select_params *p, const char **error_r)
+{
+	const struct imap_arg *l;
+	const char *name;
+	unsigned n;
+
+	memset(p, 0, sizeof(*p));
+	imap_seqset_init(&p->known);
+	if (cmd->argc == 1)
+		return 0;
+	if (imap_arg_list(&cmd->args[1], &l, &n, error_r) < 0)
+		return -1;
+	for (unsigned i = 0; i < n; i++) {
+		if (imap_arg_atom(&l[i], &name, error_r) < 0)
+			return -1;
+		if (strcasecmp(name, "CONDSTORE") == 0)
+			s->condstore = true;
+		else if (strcasecmp(name, "QRESYNC") == 0 && !p->qresync &&
+		    i + 1 < n) {
+			if (imap_select_qresync(s, &l[++i], p, error_r) < 0)
+				return -1;
+		} else {
+			*error_r = "Unknown SELECT parameter";
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* QRESYNC's answer after SELECT (RFC 7162 section 3.2.5.1): what was
+ * expunged and whose flags changed since the client's MODSEQ, if its
+ * UIDVALIDITY is still ours. */
+static void
+imap_select_resync(struct imap_session *s,
+    const struct imap_select_params *p)
+{
+	struct buf b;
+
+	if (!p->qresync || p->uidvalidity != s->view.uidvalidity)
+		return;
+	(void)imap_vanished_earlier(s, p->modseq, p->have_known ?
+	    &p->known : NULL);
+	buf_init(&b, 256);
+	for (unsigned i = 0; i < s->view.count; i++)
+		if (s->view.msgs[i].modseq > p->modseq)
+			imap_view_flags_changed(s, i + 1, &s->view.msgs[i],
+			    &b);
+	buf_free(&b);
+}
+
 void
 imap_cmd_select(struct imap_session *s, const struct imap_cmd *cmd)
 {
+	struct imap_select_params p;
 	struct mindex_folder f;
 	struct imap_load l;
 	struct store *st;
@@ -307,17 +606,26 @@ imap_cmd_select(struct imap_session *s, const struct imap_cmd *cmd)
 	unsigned unseen = 0;
 	int ret;
 
-	if (cmd->argc != 1 ||
+	if (cmd->argc < 1 || cmd->argc > 2 ||
 	    imap_arg_astring(&cmd->args[0], &wire, &error) < 0) {
-		imap_bad(s, "SELECT mailbox");
+		imap_bad(s, "SELECT mailbox [(parameters)]");
 		return;
 	}
-	if (s->state == IMAP_STATE_SELECTED)
+	if (imap_select_params(s, cmd, &p, &error) < 0) {
+		imap_seqset_deinit(&p.known);
+		imap_bad(s, error);
+		return;
+	}
+	if (s->state == IMAP_STATE_SELECTED) {
 		imap_unselect(s);
+		if (s->qresync)
+			imap_untagged(s, "OK [CLOSED] Previous mailbox closed");
+	}
 	buf_init(&name, IMAP_NAME_MAX * 4);
 	if (imap_mailbox_from_wire(s, wire, &name) < 0 ||
 	    (st = imap_store(s)) == NULL) {
 		buf_free(&name);
+		imap_seqset_deinit(&p.known);
 		return;
 	}
 	if (store_sync(st, buf_cstr(&name), false, &exists, &error) < 0) {
@@ -325,6 +633,7 @@ imap_cmd_select(struct imap_session *s, const struct imap_cmd *cmd)
 		    strstr(error, "refused") != NULL ? "Invalid mailbox name" :
 		    "No such mailbox");
 		buf_free(&name);
+		imap_seqset_deinit(&p.known);
 		return;
 	}
 	ret = exists ? imap_load(st, buf_cstr(&name), &f, &l) : 0;
@@ -333,6 +642,7 @@ imap_cmd_select(struct imap_session *s, const struct imap_cmd *cmd)
 		    "[UNAVAILABLE] Cannot read the mailbox" :
 		    "[NONEXISTENT] No such mailbox");
 		buf_free(&name);
+		imap_seqset_deinit(&p.known);
 		return;
 	}
 	s->view.name = xstrdup(buf_cstr(&name));
@@ -363,6 +673,10 @@ imap_cmd_select(struct imap_session *s, const struct imap_cmd *cmd)
 		imap_untagged(s, "OK [UNSEEN %u] First unseen", unseen);
 	imap_untagged(s, "OK [UIDVALIDITY %u] UIDs valid", f.uidvalidity);
 	imap_untagged(s, "OK [UIDNEXT %u] Predicted next UID", f.uidnext);
+	imap_untagged(s, "OK [HIGHESTMODSEQ %llu] Highest",
+	    (unsigned long long)imap_modseq_out(f.highestmodseq));
+	imap_select_resync(s, &p);
+	imap_seqset_deinit(&p.known);
 	if (s->cb->selected != NULL)
 		s->cb->selected(s->ctx);
 	imap_tagged(s, "OK", "[%s] %s completed", s->view.readonly ?
@@ -571,6 +885,8 @@ imap_cmd_status(struct imap_session *s, const struct imap_cmd *cmd)
 			{ "UIDVALIDITY", f.uidvalidity },
 			{ "UNSEEN", f.unseen }, { "RECENT", 0 },
 			{ "DELETED", f.deleted }, { "SIZE", f.vsize },
+			{ "HIGHESTMODSEQ",
+			    imap_modseq_out(f.highestmodseq) },
 		};
 		size_t k;
 
@@ -581,6 +897,8 @@ imap_cmd_status(struct imap_session *s, const struct imap_cmd *cmd)
 				break;
 		if (k == sizeof(st_items) / sizeof(st_items[0]))
 			goto bad;
+		if (strcasecmp(item, "HIGHESTMODSEQ") == 0)
+			imap_condstore_on(s);
 		buf_printf(&line, "%s%s %llu", i > 0 ? " " : "",
 		    st_items[k].name, st_items[k].v);
 	}

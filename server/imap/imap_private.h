@@ -67,6 +67,11 @@ struct imap_session {
 	bool handed_over;		/* authenticated: input is not ours */
 	bool idling;
 	bool closed;
+	/* RFC 7162, for the rest of the session once on: condstore puts
+	 * MODSEQ in unsolicited FETCH and STORE's FETCH; qresync (implies
+	 * condstore): VANISHED for EXPUNGE, SELECT's QRESYNC parameter. */
+	bool condstore;
+	bool qresync;
 	bool tls_reset;			/* STARTTLS: drop the rest of input */
 	unsigned bad;
 	struct imap_stats stats;
@@ -104,6 +109,20 @@ void imap_view_free(struct imap_view *v);
  * responses; expunges only when allowed (not during FETCH, STORE,
  * SEARCH by sequence number, RFC 3501 section 7.4.1). */
 int imap_view_sync(struct imap_session *s, bool expunges);
+
+/* imap_condstore_on: CONDSTORE enabled by a command that uses it (FETCH
+ * MODSEQ, CHANGEDSINCE, STORE UNCHANGEDSINCE, SELECT (CONDSTORE)); from
+ * now on flag changes carry MODSEQ (imap_mailbox.c). */
+void imap_condstore_on(struct imap_session *s);
+/* imap_modseq_out: a mod-sequence as sent: never 0, which RFC 7162's
+ * mod-sequence-value does not allow (an empty new folder has 0). */
+uint64_t imap_modseq_out(uint64_t modseq);
+/* imap_vanished_earlier: "* VANISHED (EARLIER) uids" for the expunge
+ * records of the selected folder with a MODSEQ above since whose UID is
+ * in known (NULL: any), into s->out. 0, or -1 (logged). */
+struct imap_seqset;
+int imap_vanished_earlier(struct imap_session *s, uint64_t since,
+    const struct imap_seqset *known);
 
 /* Command handlers. */
 void imap_cmd_select(struct imap_session *s, const struct imap_cmd *cmd);

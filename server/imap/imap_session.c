@@ -174,7 +174,7 @@ static void
 imap_caps(const struct imap_session *s, bool after_login, struct buf *b)
 {
 	buf_append_str(b, "IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE "
-	    "NAMESPACE UNSELECT UIDPLUS MOVE");
+	    "NAMESPACE UNSELECT UIDPLUS MOVE CONDSTORE QRESYNC");
 	buf_printf(b, " APPENDLIMIT=%u", (unsigned)IMAP_APPEND_LIMIT);
 	if (after_login || s->state != IMAP_STATE_NOT_AUTH)
 		return;
@@ -262,12 +262,14 @@ imap_cmd_id(struct imap_session *s, const struct imap_cmd *cmd)
 	imap_tagged(s, "OK", "ID completed");
 }
 
-/* ENABLE (RFC 5161): nothing this version can enable yet is offered,
- * so every name is accepted and none is enabled. */
+/* ENABLE (RFC 5161): CONDSTORE and QRESYNC (RFC 7162; QRESYNC brings
+ * CONDSTORE with it); other names are accepted and not enabled.
+ * "* ENABLED" names what this command turned on. */
 static void
 imap_cmd_enable(struct imap_session *s, const struct imap_cmd *cmd)
 {
 	const char *atom, *error;
+	struct buf b;
 
 	if (cmd->argc == 0) {
 		imap_bad(s, "ENABLE needs capability names");
@@ -278,7 +280,22 @@ imap_cmd_enable(struct imap_session *s, const struct imap_cmd *cmd)
 			imap_bad(s, error);
 			return;
 		}
-	imap_untagged(s, "ENABLED");
+	buf_init(&b, 256);
+	buf_append_str(&b, "ENABLED");
+	for (unsigned i = 0; i < cmd->argc; i++) {
+		(void)imap_arg_atom(&cmd->args[i], &atom, &error);
+		if (strcasecmp(atom, "QRESYNC") == 0 && !s->qresync) {
+			s->qresync = true;
+			buf_append_str(&b, " QRESYNC");
+		}
+		if ((strcasecmp(atom, "CONDSTORE") == 0 ||
+		    strcasecmp(atom, "QRESYNC") == 0) && !s->condstore) {
+			s->condstore = true;
+			buf_append_str(&b, " CONDSTORE");
+		}
+	}
+	imap_untagged(s, "%s", buf_cstr(&b));
+	buf_free(&b);
 	imap_tagged(s, "OK", "ENABLE completed");
 }
 
