@@ -132,6 +132,10 @@ void imap_cmd_status(struct imap_session *s, const struct imap_cmd *cmd);
 void imap_cmd_namespace(struct imap_session *s, const struct imap_cmd *cmd);
 void imap_cmd_fetch(struct imap_session *s, const struct imap_cmd *cmd);
 void imap_cmd_search(struct imap_session *s, const struct imap_cmd *cmd);
+void imap_cmd_getquotaroot(struct imap_session *s,
+    const struct imap_cmd *cmd);
+void imap_cmd_getquota(struct imap_session *s, const struct imap_cmd *cmd);
+void imap_cmd_setquota(struct imap_session *s, const struct imap_cmd *cmd);
 
 /* FETCH of body sections (imap_fetch_body.c). */
 struct imap_seqset;

@@ -174,7 +174,8 @@ static void
 imap_caps(const struct imap_session *s, bool after_login, struct buf *b)
 {
 	buf_append_str(b, "IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE "
-	    "NAMESPACE UNSELECT UIDPLUS MOVE CONDSTORE QRESYNC");
+	    "NAMESPACE UNSELECT UIDPLUS MOVE CONDSTORE QRESYNC QUOTA "
+	    "QUOTA=RES-STORAGE STATUS=SIZE");
 	buf_printf(b, " APPENDLIMIT=%u", (unsigned)IMAP_APPEND_LIMIT);
 	if (after_login || s->state != IMAP_STATE_NOT_AUTH)
 		return;
@@ -647,6 +648,9 @@ static const struct imap_command imap_commands[] = {
 	{ "UNSELECT", ST_SEL, false, imap_cmd_close },
 	{ "FETCH", ST_SEL, true, imap_cmd_fetch },
 	{ "SEARCH", ST_SEL, true, imap_cmd_search },
+	{ "GETQUOTAROOT", ST_AUTH | ST_SEL, false, imap_cmd_getquotaroot },
+	{ "GETQUOTA", ST_AUTH | ST_SEL, false, imap_cmd_getquota },
+	{ "SETQUOTA", ST_AUTH | ST_SEL, false, imap_cmd_setquota },
 	{ "STORE", ST_SEL, true, imap_cmd_store },
 	{ "EXPUNGE", ST_SEL, true, imap_cmd_expunge },
 	{ "COPY", ST_SEL, true, imap_cmd_copy },
@@ -674,7 +678,7 @@ static bool
 imap_command_known(const char *name)
 {
 	static const char *const later[] = {
-		"SORT", "THREAD", "GETQUOTA", "GETQUOTAROOT", "COMPRESS",
+		"SORT", "THREAD", "COMPRESS",
 		"XLIST", "ESEARCH", NULL
 	};
 

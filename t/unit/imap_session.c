@@ -273,6 +273,14 @@ test_mailbox(bool bytewise)
 	o = t_say(s, "d9 LIST \"\" \"\"\r\n", bytewise);
 	ok(has(o, "* LIST (\\Noselect) \"/\" \"\""),
 	    "LIST with an empty pattern: the separator");
+	o = t_say(s, "q1 GETQUOTAROOT INBOX\r\n", bytewise);
+	ok(has(o, "* QUOTAROOT INBOX \"\"\r\n") &&
+	    has(o, "* QUOTA \"\" (STORAGE 1 50000)") && has(o, "q1 OK"),
+	    "GETQUOTAROOT: the root, usage in KiB, the default limit");
+	o = t_say(s, "q2 GETQUOTA \"\"\r\nq3 GETQUOTA other\r\n"
+	    "q4 SETQUOTA \"\" (STORAGE 1)\r\n", bytewise);
+	ok(has(o, "q2 OK") && has(o, "q3 NO [NONEXISTENT]") &&
+	    has(o, "q4 NO [NOPERM]"), "GETQUOTA; SETQUOTA refused");
 	o = t_say(s, "e1 NAMESPACE\r\n", bytewise);
 	ok(has(o, "* NAMESPACE ((\"\" \"/\")) NIL NIL"), "NAMESPACE");
 	t_deliver("Subject: third\n\nnew\n");
