@@ -123,6 +123,13 @@ def run(env, d, ctx, msgs):
          "UID FETCH BODYSTRUCTURE (%r)" % data)
     typ, data = M.list()
     t.ok(typ == "OK" and any(b'"INBOX"' in x for x in data), "LIST has INBOX")
+    for name, use in (("Sent", b"\\Sent"), ("Drafts", b"\\Drafts"),
+                      ("Trash", b"\\Trash"), ("Junk", b"\\Junk"),
+                      ("Archive", b"\\Archive")):
+        t.ok(any(b'"%s"' % name.encode() in x and use in x for x in data),
+             "the first login made %s, listed with %s" % (name, use.decode()))
+        t.ok(os.path.isdir(os.path.join(env.mail, "alice", "." + name)),
+             "%s is a Maildir++ folder on disk" % name)
     typ, data = M.status("INBOX", "(MESSAGES UNSEEN UIDNEXT)")
     t.ok(typ == "OK" and b"MESSAGES 2 UNSEEN 2 UIDNEXT 3" in data[0],
          "STATUS (%r)" % data)

@@ -60,21 +60,21 @@ def run(env, d, ctx, fmt):
     typ, data = M2.store("1", "+FLAGS", "(\\Flagged)")
     t.eq(typ, "NO", "%s: STORE after EXAMINE: NO" % fmt)
 
-    typ, _ = M.create("Archive")
-    t.eq(typ, "OK", "%s: CREATE Archive" % fmt)
-    typ, data = M.copy("1:2", "Archive")
+    typ, _ = M.create("Saved")
+    t.eq(typ, "OK", "%s: CREATE Saved" % fmt)
+    typ, data = M.copy("1:2", "Saved")
     code = M.untagged_responses.get("COPYUID") or []
     t.ok(typ == "OK", "%s: COPY (%r %r)" % (fmt, data, code))
-    t.eq(len(disk(env, "Archive")), 2, "%s: two copies on disk" % fmt)
+    t.eq(len(disk(env, "Saved")), 2, "%s: two copies on disk" % fmt)
     typ, data = M.copy("1", "Nowhere")
     t.ok(typ == "NO" and b"TRYCREATE" in data[0],
          "%s: COPY to a missing folder: TRYCREATE" % fmt)
-    typ, data = M.uid("MOVE", "3", "Archive")
+    typ, data = M.uid("MOVE", "3", "Saved")
     t.eq(typ, "OK", "%s: UID MOVE" % fmt)
     t.eq(M.untagged_responses.pop("EXPUNGE", None), [b"3"],
          "%s: MOVE reports * 3 EXPUNGE" % fmt)
     t.eq(len(disk(env)), 2, "%s: INBOX has two left on disk" % fmt)
-    t.eq(len(disk(env, "Archive")), 3, "%s: Archive has three" % fmt)
+    t.eq(len(disk(env, "Saved")), 3, "%s: Saved has three" % fmt)
 
     M.store("1", "+FLAGS", "(\\Deleted)")
     typ, data = M.expunge()
@@ -90,17 +90,17 @@ def run(env, d, ctx, fmt):
          (fmt, data))
 
     msg = message("appended", "via APPEND\n", eol="\r\n")
-    typ, data = M.append("Archive", "(\\Flagged)", None, msg)
+    typ, data = M.append("Saved", "(\\Flagged)", None, msg)
     t.ok(typ == "OK" and b"APPENDUID" in data[0],
          "%s: APPEND with APPENDUID (%r)" % (fmt, data))
-    t.ok(any(b"via APPEND" in m for _, m in disk(env, "Archive")),
+    t.ok(any(b"via APPEND" in m for _, m in disk(env, "Saved")),
          "%s: the appended message is on disk" % fmt)
     if fmt == "maildir":
-        t.ok(any(n.endswith(":2,F") for n, _ in disk(env, "Archive")),
+        t.ok(any(n.endswith(":2,F") for n, _ in disk(env, "Saved")),
              "maildir: with its flag")
-    typ, data = M2.status("Archive", "(MESSAGES)")
+    typ, data = M2.status("Saved", "(MESSAGES)")
     t.ok(typ == "OK" and b"MESSAGES 4" in data[0],
-         "%s: a second session counts 4 in Archive (%r)" % (fmt, data))
+         "%s: a second session counts 4 in Saved (%r)" % (fmt, data))
     typ, data = M._simple_command("APPEND", "INBOX", "{52428801}")
     t.eq(typ, "NO", "%s: over APPENDLIMIT: NO" % fmt)
     t.ok(b"TOOBIG" in data[0] if data and data[0] else False,
@@ -108,7 +108,7 @@ def run(env, d, ctx, fmt):
     typ, _ = M.noop()
     t.eq(typ, "OK", "%s: the session goes on" % fmt)
 
-    typ, _ = M.rename("Archive", "Old")
+    typ, _ = M.rename("Saved", "Old")
     t.eq(typ, "OK", "%s: RENAME" % fmt)
     t.eq(len(disk(env, "Old")), 4, "%s: the messages went along" % fmt)
     typ, _ = M.delete("Old")

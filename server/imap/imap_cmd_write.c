@@ -975,6 +975,9 @@ imap_cmd_delete(struct imap_session *s, const struct imap_cmd *cmd)
 		imap_op_no(s, op, false, error);
 		goto out;
 	}
+	/* A special use given at CREATE goes with the folder. */
+	if (imap_canonical(st, buf_cstr(&name), canon, sizeof(canon)))
+		(void)imap_special_use_rename(s, canon, NULL);
 	if (selected) {
 		/* Its view means nothing now: leave it as CLOSE would,
 		 * and say so (RFC 7162's CLOSED). */
@@ -1057,6 +1060,13 @@ imap_cmd_rename(struct imap_session *s, const struct imap_cmd *cmd)
 	if (op != STORE_OP_OK) {
 		imap_op_no(s, op, false, error);
 		goto out;
+	}
+	{
+		char cf[1024], ct[1024];
+
+		if (imap_canonical(st, buf_cstr(&from), cf, sizeof(cf)) &&
+		    imap_canonical(st, buf_cstr(&to), ct, sizeof(ct)))
+			(void)imap_special_use_rename(s, cf, ct);
 	}
 	imap_rename_view(s, st, buf_cstr(&from), buf_cstr(&to));
 	imap_tagged(s, "OK", "RENAME completed");

@@ -127,7 +127,20 @@ int imap_vanished_earlier(struct imap_session *s, uint64_t since,
 /* Command handlers. */
 void imap_cmd_select(struct imap_session *s, const struct imap_cmd *cmd);
 void imap_cmd_close(struct imap_session *s, const struct imap_cmd *cmd);
-void imap_cmd_list(struct imap_session *s, const struct imap_cmd *cmd);
+/* LIST (RFC 3501, RFC 5258 selection SUBSCRIBED REMOTE RECURSIVEMATCH
+ * SPECIAL-USE; return CHILDREN SUBSCRIBED SPECIAL-USE STATUS (RFC 5819);
+ * one pattern or a list of up to 32), LSUB, XLIST (imap_list.c). */
+void imap_cmd_list_ext(struct imap_session *s, const struct imap_cmd *cmd);
+/* CREATE name [(USE (\Sent ...))] (RFC 6154): without the parameter, as
+ * imap_cmd_create; an attribute not kept: NO [USEATTR], nothing made. */
+void imap_cmd_create_ext(struct imap_session *s, const struct imap_cmd *cmd);
+/* imap_special_use_rename: after a RENAME from -> to (children too), or
+ * a DELETE (to NULL), keep the special-use file in step. 0 or -1. */
+int imap_special_use_rename(struct imap_session *s, const char *from,
+    const char *to);
+/* imap_default_folders: Sent, Drafts, Trash, Junk, Archive for a user
+ * who has nothing but INBOX. 0, or -1 (logged; login goes on). */
+int imap_default_folders(struct imap_session *s);
 void imap_cmd_status(struct imap_session *s, const struct imap_cmd *cmd);
 void imap_cmd_namespace(struct imap_session *s, const struct imap_cmd *cmd);
 void imap_cmd_fetch(struct imap_session *s, const struct imap_cmd *cmd);

@@ -175,7 +175,8 @@ imap_caps(const struct imap_session *s, bool after_login, struct buf *b)
 {
 	buf_append_str(b, "IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE "
 	    "NAMESPACE UNSELECT UIDPLUS MOVE CONDSTORE QRESYNC QUOTA "
-	    "QUOTA=RES-STORAGE STATUS=SIZE");
+	    "QUOTA=RES-STORAGE STATUS=SIZE LIST-EXTENDED LIST-STATUS "
+	    "SPECIAL-USE CREATE-SPECIAL-USE XLIST CHILDREN");
 	buf_printf(b, " APPENDLIMIT=%u", (unsigned)IMAP_APPEND_LIMIT);
 	if (after_login || s->state != IMAP_STATE_NOT_AUTH)
 		return;
@@ -638,8 +639,9 @@ static const struct imap_command imap_commands[] = {
 	{ "ENABLE", ST_AUTH, false, imap_cmd_enable },
 	{ "SELECT", ST_AUTH | ST_SEL, false, imap_cmd_select },
 	{ "EXAMINE", ST_AUTH | ST_SEL, false, imap_cmd_select },
-	{ "LIST", ST_AUTH | ST_SEL, false, imap_cmd_list },
-	{ "LSUB", ST_AUTH | ST_SEL, false, imap_cmd_list },
+	{ "LIST", ST_AUTH | ST_SEL, false, imap_cmd_list_ext },
+	{ "XLIST", ST_AUTH | ST_SEL, false, imap_cmd_list_ext },
+	{ "LSUB", ST_AUTH | ST_SEL, false, imap_cmd_list_ext },
 	{ "STATUS", ST_AUTH | ST_SEL, false, imap_cmd_status },
 	{ "NAMESPACE", ST_AUTH | ST_SEL, false, imap_cmd_namespace },
 	{ "IDLE", ST_AUTH | ST_SEL, false, imap_cmd_idle },
@@ -656,7 +658,7 @@ static const struct imap_command imap_commands[] = {
 	{ "COPY", ST_SEL, true, imap_cmd_copy },
 	{ "MOVE", ST_SEL, true, imap_cmd_copy },
 	{ "APPEND", ST_AUTH | ST_SEL, false, imap_cmd_append },
-	{ "CREATE", ST_AUTH | ST_SEL, false, imap_cmd_create },
+	{ "CREATE", ST_AUTH | ST_SEL, false, imap_cmd_create_ext },
 	{ "DELETE", ST_AUTH | ST_SEL, false, imap_cmd_delete },
 	{ "RENAME", ST_AUTH | ST_SEL, false, imap_cmd_rename },
 	{ "SUBSCRIBE", ST_AUTH | ST_SEL, false, imap_cmd_subscribe },
@@ -679,7 +681,7 @@ imap_command_known(const char *name)
 {
 	static const char *const later[] = {
 		"SORT", "THREAD", "COMPRESS",
-		"XLIST", "ESEARCH", NULL
+		"ESEARCH", NULL
 	};
 
 	for (size_t i = 0; later[i] != NULL; i++)
@@ -962,6 +964,9 @@ imap_session_login(struct imap_session *s, const struct user *u)
 		imap_close_session(s);
 		return -1;
 	}
+	/* Sent, Drafts, Trash, Junk, Archive for a new user. */
+	if (s->set.default_folders)
+		(void)imap_default_folders(s);
 	return 0;
 }
 

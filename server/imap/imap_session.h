@@ -88,6 +88,8 @@ struct imap_settings {
 	bool allow_plaintext;	/* LOGIN and PLAIN/LOGIN without TLS */
 	const char *mechanisms;	/* SASL mechanisms, space separated */
 	size_t line_max;	/* 0: the parser's default */
+	bool default_folders;	/* at login, make Sent, Drafts, Trash, Junk
+				   and Archive for a user with only INBOX */
 };
 
 struct imap_stats {

@@ -482,6 +482,7 @@ mailproc_session_new(struct ipc_msg *m)
 		memset(&iset, 0, sizeof(iset));
 		iset.secured = s->secured;
 		iset.mechanisms = "";
+		iset.default_folders = true;
 		s->imap = imap_session_new_authenticated(&iset,
 		    &mailproc_imap_cb, s, u->name);
 		if (imap_session_login(s->imap, u) < 0) {

@@ -155,7 +155,7 @@ t_files(const char *want)
 static struct imap_session *
 t_session(void)
 {
-	struct imap_settings set = { false, true, false, "", 0 };
+	struct imap_settings set = { false, true, false, "", 0, false };
 	struct imap_session *s;
 
 	s = imap_session_new_authenticated(&set, &cb, NULL, "alice");

@@ -694,7 +694,7 @@ t_remove_uid(unsigned uid)
 static void
 test_engine(bool bytewise)
 {
-	struct imap_settings set = { false, true, false, "", 0 };
+	struct imap_settings set = { false, true, false, "", 0, false };
 	struct imap_session *s;
 	const char *o;
 	uint64_t reads;
@@ -772,7 +772,7 @@ test_engine(bool bytewise)
 static void
 test_engine_unselected(void)
 {
-	struct imap_settings set = { false, true, false, "", 0 };
+	struct imap_settings set = { false, true, false, "", 0, false };
 	struct imap_session *s;
 	const char *o;
 

@@ -145,7 +145,7 @@ static struct imap_session *
 t_new(bool secured, bool plaintext)
 {
 	struct imap_settings set = { true, secured, plaintext, "PLAIN LOGIN "
-	    "SCRAM-SHA-256", 0 };
+	    "SCRAM-SHA-256", 0, false };
 
 	return imap_session_new(&set, &cb, NULL);
 }
@@ -231,7 +231,7 @@ test_async(void)
 static void
 test_mailbox(bool bytewise)
 {
-	struct imap_settings set = { false, true, false, "", 0 };
+	struct imap_settings set = { false, true, false, "", 0, false };
 	struct imap_session *s;
 	const char *o;
 	char exp[128];
@@ -368,7 +368,7 @@ static const char h1_start[] =
 static void
 test_body(void)
 {
-	struct imap_settings set = { false, true, false, "", 0 };
+	struct imap_settings set = { false, true, false, "", 0, false };
 	struct imap_session *s;
 	struct buf lit, want;
 	const char *o;
