@@ -56,11 +56,19 @@ fi
 
 # The daemon's part of the configuration (added to a dev/loft.conf made
 # before loftd existed, too).
+if ! grep -q '^imap_listen' "$conf" && grep -q '^pop3_listen' "$conf"; then
+	printf '%s\n' "imap_listen = 127.0.0.1:1143" \
+	    "imaps_listen = 127.0.0.1:1993" >> "$conf"
+	echo "added the IMAP listeners to $conf"
+fi
 if ! grep -q '^pop3_listen' "$conf"; then
 	cat >> "$conf" <<CONF
-# loftd: POP3 with STLS on 1110, POP3 over TLS on 1995.
+# loftd: POP3 with STLS on 1110, POP3 over TLS on 1995, IMAP with
+# STARTTLS on 1143, IMAP over TLS on 1993.
 pop3_listen = 127.0.0.1:1110
 pop3s_listen = 127.0.0.1:1995
+imap_listen = 127.0.0.1:1143
+imaps_listen = 127.0.0.1:1993
 tls_cert_file = $dev/tls/cert.pem
 tls_key_file = $dev/tls/key.pem
 login_chroot = $dev/login-root
@@ -102,11 +110,12 @@ echo
 ctl/loftctl -c "$conf" index stats demo
 cat <<EOF
 
-loftd serves POP3 for user demo, password demo:
-  Thunderbird:  server 127.0.0.1, port 1110 with STARTTLS or 1995 with
-                SSL/TLS, normal password; accept the self-signed certificate.
+loftd serves POP3 and IMAP for user demo, password demo:
+  Thunderbird:  server 127.0.0.1; IMAP port 1143 with STARTTLS or 1993
+                with SSL/TLS (POP3: 1110 or 1995); normal password; accept
+                the self-signed certificate.
   curl:         curl --ssl-reqd --cacert $dev/tls/cert.pem -u demo:demo pop3://localhost:1110/
-                curl --cacert $dev/tls/cert.pem -u demo:demo pop3s://localhost:1995/1
+                curl --cacert $dev/tls/cert.pem -u demo:demo 'imaps://localhost:1993/INBOX;UID=1'
 Deliver more mail:   mda/loft-deliver -c $conf -d demo < message
 Settings in effect:  ctl/loftctl -c $conf config -n
 Log:                 $dev/var/maillog
