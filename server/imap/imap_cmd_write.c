@@ -41,6 +41,7 @@
 #include "store.h"
 #include "xmalloc.h"
 #include "server/imap/imap_private.h"
+#include "server/imap/imap_search.h"
 #include "server/imap/imap_seqset.h"
 
 #define IMAP_WRITE_NAME_MAX	1024	/* a decoded mailbox name */
@@ -208,11 +209,17 @@ imap_uids_from(struct imap_session *s, const char *text, bool uid,
 	}
 	max = uid ? (v->count > 0 ? v->msgs[v->count - 1].uid : 0) : v->count;
 	imap_seqset_init(&set);
-	if (imap_seqset_parse(&set, text, max, &error) < 0 || set.searchres) {
+	if (imap_seqset_parse(&set, text, max, &error) < 0 ||
+	    (set.searchres && set.count > 0)) {
+		if (set.searchres)
+			error = "$ must stand alone";
 		imap_seqset_deinit(&set);
-		imap_bad(s, set.searchres ? "$ is not supported" : error);
+		imap_bad(s, error);
 		return -1;
 	}
+	/* "$": the result SEARCH saved (RFC 5182), empty if none. */
+	if (set.searchres)
+		imap_search_saved_set(s, uid, &set);
 	if (!uid && imap_seqset_last(&set) > v->count) {
 		imap_seqset_deinit(&set);
 		imap_bad(s, "Message sequence number out of range");
@@ -982,6 +989,7 @@ imap_cmd_delete(struct imap_session *s, const struct imap_cmd *cmd)
 		/* Its view means nothing now: leave it as CLOSE would,
 		 * and say so (RFC 7162's CLOSED). */
 		imap_view_free(&s->view);
+		imap_seqset_deinit(&s->searchres);
 		s->state = IMAP_STATE_AUTH;
 		if (s->cb->selected != NULL)
 			s->cb->selected(s->ctx);

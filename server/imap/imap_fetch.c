@@ -27,6 +27,7 @@
 #include "server/imap/imap_bodystruct.h"
 #include "server/imap/imap_envelope.h"
 #include "server/imap/imap_private.h"
+#include "server/imap/imap_search.h"
 #include "server/imap/imap_seqset.h"
 #include "server/imap/imap_write.h"
 
@@ -331,6 +332,10 @@ imap_fetch_vanished(struct imap_session *s, const char *text,
 	imap_seqset_init(&known);
 	/* text parsed once already with the same syntax: cannot fail. */
 	(void)imap_seqset_parse(&known, text, UINT32_MAX, &error);
+	/* "$": the saved UIDs, expunged ones included (RFC 5182). */
+	for (unsigned i = 0; known.searchres && i < s->searchres.count; i++)
+		(void)imap_seqset_add(&known, s->searchres.ranges[i].lo,
+		    s->searchres.ranges[i].hi, &error);
 	ret = imap_vanished_earlier(s, since, &known);
 	imap_seqset_deinit(&known);
 	if (ret < 0)
@@ -368,12 +373,19 @@ imap_cmd_fetch(struct imap_session *s, const struct imap_cmd *cmd)
 	max = cmd->uid ? (s->view.count > 0 ?
 	    s->view.msgs[s->view.count - 1].uid : 0) : s->view.count;
 	imap_seqset_init(&set);
-	if (imap_seqset_parse(&set, text, max, &error) < 0 || set.searchres) {
+	if (imap_seqset_parse(&set, text, max, &error) < 0 ||
+	    (set.searchres && set.count > 0)) {
+		/* Parsed: "$" with more; deinit would forget which. */
+		if (set.searchres)
+			error = "$ must stand alone";
 		imap_seqset_deinit(&set);
 		free(sections);
-		imap_bad(s, set.searchres ? "$ is not supported" : error);
+		imap_bad(s, error);
 		return;
 	}
+	/* "$": the result SEARCH saved (RFC 5182), empty if none. */
+	if (set.searchres)
+		imap_search_saved_set(s, cmd->uid, &set);
 	if (!cmd->uid && imap_seqset_last(&set) > s->view.count) {
 		imap_seqset_deinit(&set);
 		free(sections);

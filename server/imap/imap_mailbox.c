@@ -340,6 +340,7 @@ imap_view_sync(struct imap_session *s, bool expunges)
 		free(l.msgs);
 		imap_untagged(s, "BYE Mailbox was deleted or rebuilt");
 		imap_view_free(&s->view);
+		imap_seqset_deinit(&s->searchres);
 		s->state = IMAP_STATE_LOGOUT;
 		if (s->cb->closed != NULL)
 			s->cb->closed(s->ctx);
@@ -453,6 +454,7 @@ static void
 imap_unselect(struct imap_session *s)
 {
 	imap_view_free(&s->view);
+	imap_seqset_deinit(&s->searchres);
 	s->state = IMAP_STATE_AUTH;
 	if (s->cb->selected != NULL)
 		s->cb->selected(s->ctx);

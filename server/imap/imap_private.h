@@ -13,6 +13,7 @@
 #include "user.h"
 #include "server/imap/imap_parser.h"
 #include "server/imap/imap_session.h"
+#include "server/imap/imap_seqset.h"
 
 struct store;
 struct mindex_msg;
@@ -73,6 +74,10 @@ struct imap_session {
 	bool condstore;
 	bool qresync;
 	bool tls_reset;			/* STARTTLS: drop the rest of input */
+	/* RFC 5182: the result saved by SEARCH RETURN (SAVE), as UIDs so
+	 * expunges do not shift it; "$" in later commands. Empty (all
+	 * zero) until saved; imap_search.c owns it. */
+	struct imap_seqset searchres;
 	unsigned bad;
 	struct imap_stats stats;
 	struct buf out;			/* response being built */

@@ -3,7 +3,10 @@
  * are parsed into a tree (imap_search_parse); each message of the view is
  * matched against the index record first, and its file is read only when
  * the index cannot decide (imap_search.h says which keys need it). The
- * answer is one "* SEARCH" line, numbers ascending, flushed in pieces.
+ * answer is one "* SEARCH" line, numbers ascending, flushed in pieces,
+ * or with RETURN (RFC 4731) one "* ESEARCH" line. RETURN (SAVE) keeps
+ * the matches' UIDs in the session for "$" (RFC 5182), so expunges do not
+ * shift it.
  *
  * Trusts nothing from the client: keys come through the parser's
  * accessors, nesting is bounded by IMAP_SEARCH_DEPTH_MAX, strings by the
@@ -433,6 +436,7 @@ struct isk_parser {
 	unsigned argc, i;
 	uint32_t msgs, uid_max;
 	bool failed;
+	const struct imap_seqset *saved;	/* "$": UIDs, or NULL */
 };
 
 static int
@@ -473,6 +477,28 @@ isk_arg_date(struct isk_parser *p, int64_t *day_r)
 	return 0;
 }
 
+/* "$" (RFC 5182) as a key or after UID: the saved result, which holds
+ * UIDs, whichever way it was written; no saved result is an empty set. */
+static int
+isk_parse_saved(struct isk_parser *p, struct isk_node *n)
+{
+	const struct imap_seq_range *r;
+	const char *error;
+
+	if (n->set.count > 0)
+		return isk_fail(p, "$ must stand alone");
+	n->op = ISK_UID;
+	n->set.searchres = false;
+	if (p->saved == NULL)
+		return 0;
+	for (unsigned i = 0; i < p->saved->count; i++) {
+		r = &p->saved->ranges[i];
+		if (imap_seqset_add(&n->set, r->lo, r->hi, &error) < 0)
+			return isk_fail(p, error);
+	}
+	return 0;
+}
+
 static int
 isk_parse_set(struct isk_parser *p, struct isk_node *n, enum isk_op op,
     const char *text)
@@ -485,7 +511,7 @@ isk_parse_set(struct isk_parser *p, struct isk_node *n, enum isk_op op,
 	    p->msgs, &error) < 0)
 		return isk_fail(p, error);
 	if (n->set.searchres)
-		return isk_fail(p, "$ is not supported");
+		return isk_parse_saved(p, n);
 	return 0;
 }
 
@@ -817,7 +843,16 @@ imap_search_parse(const struct imap_arg *args, unsigned argc,
     uint32_t msgs, uint32_t uid_max, struct imap_search **search_r,
     const char **error_r)
 {
-	struct isk_parser p = { args, argc, 0, msgs, uid_max, false };
+	return imap_search_parse_saved(args, argc, msgs, uid_max, NULL,
+	    search_r, error_r);
+}
+
+int
+imap_search_parse_saved(const struct imap_arg *args, unsigned argc,
+    uint32_t msgs, uint32_t uid_max, const struct imap_seqset *saved,
+    struct imap_search **search_r, const char **error_r)
+{
+	struct isk_parser p = { args, argc, 0, msgs, uid_max, false, saved };
 	struct imap_search *search;
 	unsigned cap = 0;
 	int r;
@@ -1558,22 +1593,189 @@ isk_pass_messages(struct imap_session *s, struct store *st,
 	buf_free(&copy);
 }
 
+/*
+ * ESEARCH (RFC 4731) and SEARCHRES (RFC 5182).
+ */
+
+int
+imap_search_parse_return(const struct imap_arg *args, unsigned argc,
+    unsigned *ret_r, unsigned *used_r, const char **error_r)
+{
+	static const struct { const char *name; unsigned bit; } opts[] = {
+		{ "MIN", IMAP_SEARCH_RET_MIN }, { "MAX", IMAP_SEARCH_RET_MAX },
+		{ "ALL", IMAP_SEARCH_RET_ALL },
+		{ "COUNT", IMAP_SEARCH_RET_COUNT },
+		{ "SAVE", IMAP_SEARCH_RET_SAVE }
+	};
+	const struct imap_arg *list;
+	const char *word, *error;
+	unsigned count, k;
+
+	*ret_r = 0;
+	*used_r = 0;
+	*error_r = isk_error;
+	if (argc == 0 || args[0].type != IMAP_ARG_ATOM ||
+	    imap_arg_atom(&args[0], &word, &error) < 0 ||
+	    strcasecmp(word, "RETURN") != 0)
+		return 0;
+	if (argc < 2 || imap_arg_list(&args[1], &list, &count, &error) < 0) {
+		snprintf(isk_error, sizeof(isk_error),
+		    "RETURN needs a list of options");
+		return -1;
+	}
+	for (unsigned i = 0; i < count; i++) {
+		if (imap_arg_atom(&list[i], &word, &error) < 0)
+			word = "";
+		for (k = 0; k < sizeof(opts) / sizeof(opts[0]); k++)
+			if (strcasecmp(word, opts[k].name) == 0)
+				break;
+		if (k == sizeof(opts) / sizeof(opts[0])) {
+			snprintf(isk_error, sizeof(isk_error),
+			    "Unknown RETURN option %u", i + 1);
+			return -1;
+		}
+		*ret_r |= opts[k].bit;
+	}
+	/* "RETURN ()" is "RETURN (ALL)" (RFC 4731 section 3.1). */
+	if (count == 0)
+		*ret_r = IMAP_SEARCH_RET_ALL;
+	*ret_r |= IMAP_SEARCH_RET_ESEARCH;
+	*used_r = 2;
+	return 0;
+}
+
+int
+imap_search_esearch(const char *tag, bool uid, unsigned ret,
+    const uint32_t *nums, size_t count, struct buf *out)
+{
+	size_t start = out->len;
+	int r = 0;
+
+	r |= buf_append_str(out, "* ESEARCH (TAG \"");
+	/* A tag is atom characters, which exclude '"' and '\'; escaped
+	 * anyway so the reply stays well formed whatever it holds. */
+	for (const char *t = tag; *t != '\0'; t++) {
+		if (*t == '"' || *t == '\\')
+			r |= buf_append_byte(out, '\\');
+		r |= buf_append_byte(out, (unsigned char)*t);
+	}
+	r |= buf_append_str(out, "\")");
+	if (uid)
+		r |= buf_append_str(out, " UID");
+	/* MIN, MAX and ALL are left out when nothing matched (4731 3.1). */
+	if ((ret & IMAP_SEARCH_RET_MIN) && count > 0)
+		r |= buf_printf(out, " MIN %u", nums[0]);
+	if ((ret & IMAP_SEARCH_RET_MAX) && count > 0)
+		r |= buf_printf(out, " MAX %u", nums[count - 1]);
+	if (ret & IMAP_SEARCH_RET_COUNT)
+		r |= buf_printf(out, " COUNT %zu", count);
+	if ((ret & IMAP_SEARCH_RET_ALL) && count > 0) {
+		r |= buf_append_str(out, " ALL ");
+		r |= imap_seqset_format_nums(nums, count, out);
+	}
+	r |= buf_append_str(out, "\r\n");
+	if (r != 0) {
+		buf_truncate(out, start);
+		return -1;
+	}
+	return 0;
+}
+
+void
+imap_search_saved_set(struct imap_session *s, bool uid,
+    struct imap_seqset *set)
+{
+	const struct imap_seqset *saved = &s->searchres;
+	const char *error;
+
+	imap_seqset_clear(set);
+	for (unsigned i = 0; i < s->view.count; i++) {
+		uint32_t u = s->view.msgs[i].uid;
+
+		if (!imap_seqset_contains(saved, u))
+			continue;
+		/* Ascending either way, so each add is O(1); a set past
+		 * the range limit keeps what fitted. */
+		if (imap_seqset_add(set, uid ? u : i + 1, uid ? u : i + 1,
+		    &error) < 0)
+			break;
+	}
+}
+
+/* RFC 5182 section 2.4: with MIN or MAX but neither ALL nor COUNT, only
+ * those are saved; otherwise every match. nums are UIDs. */
+static void
+isk_save(struct imap_session *s, unsigned ret, const uint32_t *uids,
+    size_t count)
+{
+	const char *error;
+
+	/* Freed, not only emptied: an empty result holds no memory. */
+	imap_seqset_deinit(&s->searchres);
+	if (count == 0)
+		return;
+	if ((ret & (IMAP_SEARCH_RET_ALL | IMAP_SEARCH_RET_COUNT)) == 0 &&
+	    (ret & (IMAP_SEARCH_RET_MIN | IMAP_SEARCH_RET_MAX)) != 0) {
+		if (ret & IMAP_SEARCH_RET_MIN)
+			(void)imap_seqset_add(&s->searchres, uids[0], uids[0],
+			    &error);
+		if (ret & IMAP_SEARCH_RET_MAX)
+			(void)imap_seqset_add(&s->searchres, uids[count - 1],
+			    uids[count - 1], &error);
+		return;
+	}
+	for (size_t i = 0; i < count; i++)
+		if (imap_seqset_add(&s->searchres, uids[i], uids[i],
+		    &error) < 0)
+			break;
+}
+
 static void
 isk_reply(struct imap_session *s, const struct imap_cmd *cmd,
-    const unsigned char *state)
+    const unsigned char *state, unsigned ret)
 {
-	buf_append_str(&s->out, "* SEARCH");
+	uint32_t *nums, *uids;
+	size_t n = 0;
+
+	nums = xreallocarray(NULL, (size_t)s->view.count + 1, sizeof(*nums));
+	uids = xreallocarray(NULL, (size_t)s->view.count + 1, sizeof(*uids));
 	for (unsigned i = 0; i < s->view.count; i++) {
 		if (state[i] != ISK_YES)
 			continue;
-		buf_printf(&s->out, " %u", cmd->uid ? s->view.msgs[i].uid :
-		    i + 1);
-		if (s->out.len >= ISK_OUT_FLUSH)
-			imap_send(s);
+		uids[n] = s->view.msgs[i].uid;
+		nums[n++] = cmd->uid ? s->view.msgs[i].uid : i + 1;
 	}
-	buf_append_str(&s->out, "\r\n");
+	if (ret & IMAP_SEARCH_RET_SAVE)
+		isk_save(s, ret, uids, n);
+	if (ret == 0) {
+		buf_append_str(&s->out, "* SEARCH");
+		for (size_t i = 0; i < n; i++) {
+			buf_printf(&s->out, " %u", nums[i]);
+			if (s->out.len >= ISK_OUT_FLUSH)
+				imap_send(s);
+		}
+		buf_append_str(&s->out, "\r\n");
+	} else if ((ret & ~(IMAP_SEARCH_RET_ESEARCH | IMAP_SEARCH_RET_SAVE))
+	    != 0) {
+		/* SAVE alone answers no ESEARCH (RFC 5182 section 2.4). */
+		if (imap_search_esearch(s->tag, cmd->uid, ret, nums, n,
+		    &s->out) < 0)
+			log_warning("imap: user=<%s>, ESEARCH answer too large",
+			    s->user);
+	}
+	free(nums);
+	free(uids);
 	imap_send(s);
 	imap_tagged(s, "OK", "%sSEARCH completed", cmd->uid ? "UID " : "");
+}
+
+/* A SEARCH with SAVE answered NO empties the saved result (RFC 5182
+ * section 2.1); one answered BAD leaves it as it was. */
+static void
+isk_failed(struct imap_session *s, unsigned ret)
+{
+	if (ret & IMAP_SEARCH_RET_SAVE)
+		imap_seqset_deinit(&s->searchres);
 }
 
 void
@@ -1583,16 +1785,26 @@ imap_cmd_search(struct imap_session *s, const struct imap_cmd *cmd)
 	unsigned char *state;
 	struct store *st;
 	const char *error;
+	unsigned ret, used;
 	int r;
 
+	if (imap_search_parse_return(cmd->args, cmd->argc, &ret, &used,
+	    &error) < 0) {
+		imap_bad(s, error);
+		return;
+	}
 	/* Expunges only for UID SEARCH: sequence numbers in the answer
 	 * must mean what the client thinks they mean (RFC 3501 7.4.1). */
-	if (imap_view_sync(s, cmd->uid) < 0)
+	if (imap_view_sync(s, cmd->uid) < 0) {
+		isk_failed(s, ret);
 		return;
-	r = imap_search_parse(cmd->args, cmd->argc, s->view.count,
-	    s->view.count > 0 ? s->view.msgs[s->view.count - 1].uid : 0,
-	    &search, &error);
+	}
+	r = imap_search_parse_saved(cmd->args + used, cmd->argc - used,
+	    s->view.count, s->view.count > 0 ?
+	    s->view.msgs[s->view.count - 1].uid : 0, &s->searchres, &search,
+	    &error);
 	if (r == IMAP_SEARCH_PARSE_BADCHARSET) {
+		isk_failed(s, ret);
 		imap_tagged(s, "NO", "[BADCHARSET (US-ASCII UTF-8)] %s", error);
 		return;
 	}
@@ -1601,14 +1813,16 @@ imap_cmd_search(struct imap_session *s, const struct imap_cmd *cmd)
 		return;
 	}
 	if ((st = imap_store(s)) == NULL) {
+		isk_failed(s, ret);
 		imap_search_free(&search);
 		return;
 	}
 	state = xcalloc((size_t)s->view.count + 1, 1);
 	if (isk_pass_index(s, st, search, state) == 0) {
 		isk_pass_messages(s, st, search, state);
-		isk_reply(s, cmd, state);
-	}
+		isk_reply(s, cmd, state, ret);
+	} else
+		isk_failed(s, ret);
 	free(state);
 	imap_search_free(&search);
 }

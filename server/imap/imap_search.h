@@ -1,6 +1,7 @@
 /*
  * imap_search.h: the SEARCH program of RFC 3501 section 6.4.4 (RFC 9051
- * 6.4.4 without the ESEARCH forms): parse the search keys of a command
+ * 6.4.4), with the RETURN options of ESEARCH (RFC 4731) and the saved
+ * result "$" of SEARCHRES (RFC 5182): parse the search keys of a command
  * into a tree, then match messages against it in two steps, so a message
  * file is opened only when the index cannot decide:
  *
@@ -43,6 +44,8 @@
 struct buf;
 struct mindex_msg;
 struct imap_search;
+struct imap_seqset;
+struct imap_session;
 
 /* Most NOT, OR and parenthesized levels around one key: a key inside
  * IMAP_SEARCH_DEPTH_MAX of them parses, one more is BAD. */
@@ -75,6 +78,14 @@ struct imap_search;
 int imap_search_parse(const struct imap_arg *args, unsigned argc,
     uint32_t msgs, uint32_t uid_max, struct imap_search **search_r,
     const char **error_r);
+/*
+ * imap_search_parse_saved: as imap_search_parse, with "$" (as a key, or
+ * after UID) meaning the messages whose UIDs are in saved (the session's
+ * saved result; NULL or empty: no message). saved is copied.
+ */
+int imap_search_parse_saved(const struct imap_arg *args, unsigned argc,
+    uint32_t msgs, uint32_t uid_max, const struct imap_seqset *saved,
+    struct imap_search **search_r, const char **error_r);
 /* imap_search_free: NULL is ignored; sets *search NULL. */
 void imap_search_free(struct imap_search **search);
 
@@ -128,5 +139,44 @@ void imap_search_decode_header(const unsigned char *value, size_t len,
 /* imap_search_files_read: messages opened by SEARCH commands in this
  * process (through the engine's store reader), for tests and logging. */
 uint64_t imap_search_files_read(void);
+
+/* RETURN options (RFC 4731, SAVE of RFC 5182), as bits. */
+#define IMAP_SEARCH_RET_MIN	0x01
+#define IMAP_SEARCH_RET_MAX	0x02
+#define IMAP_SEARCH_RET_ALL	0x04
+#define IMAP_SEARCH_RET_COUNT	0x08
+#define IMAP_SEARCH_RET_SAVE	0x10
+#define IMAP_SEARCH_RET_ESEARCH	0x100	/* RETURN was given: answer
+					   ESEARCH, not SEARCH */
+
+/*
+ * imap_search_parse_return: "RETURN (options)" at the start of SEARCH's
+ * arguments. Without it: *ret_r 0, *used_r 0. With it: *used_r 2 and
+ * *ret_r IMAP_SEARCH_RET_ESEARCH plus the options given (any case,
+ * repeats allowed; "RETURN ()" means ALL). Returns 0, or -1 with *error_r
+ * (static, for BAD) for a missing list or an unknown option.
+ */
+int imap_search_parse_return(const struct imap_arg *args, unsigned argc,
+    unsigned *ret_r, unsigned *used_r, const char **error_r);
+
+/*
+ * imap_search_esearch: append the line "* ESEARCH (TAG "tag") [UID]
+ * [MIN n] [MAX n] [COUNT n] [ALL set]\r\n" for the options in ret, nums
+ * being the count matches in ascending order (UIDs when uid). MIN, MAX
+ * and ALL are left out when nothing matched; COUNT 0 is given. ALL is a
+ * compact set ("2:4,9"). Returns 0, or -1 with out unchanged if out's
+ * maximum would be passed.
+ */
+int imap_search_esearch(const char *tag, bool uid, unsigned ret,
+    const uint32_t *nums, size_t count, struct buf *out);
+
+/*
+ * imap_search_saved_set: set (parsed from "$") becomes the session's
+ * saved result (s->searchres, UIDs): the UIDs still in the view when
+ * uid, else their sequence numbers; empty when nothing was saved. For
+ * FETCH, STORE, COPY, MOVE and their UID forms.
+ */
+void imap_search_saved_set(struct imap_session *s, bool uid,
+    struct imap_seqset *set);
 
 #endif

@@ -176,7 +176,8 @@ imap_caps(const struct imap_session *s, bool after_login, struct buf *b)
 	buf_append_str(b, "IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE "
 	    "NAMESPACE UNSELECT UIDPLUS MOVE CONDSTORE QRESYNC QUOTA "
 	    "QUOTA=RES-STORAGE STATUS=SIZE LIST-EXTENDED LIST-STATUS "
-	    "SPECIAL-USE CREATE-SPECIAL-USE XLIST CHILDREN");
+	    "SPECIAL-USE CREATE-SPECIAL-USE XLIST CHILDREN ESEARCH "
+	    "SEARCHRES");
 	buf_printf(b, " APPENDLIMIT=%u", (unsigned)IMAP_APPEND_LIMIT);
 	if (after_login || s->state != IMAP_STATE_NOT_AUTH)
 		return;
@@ -983,6 +984,7 @@ imap_session_free(struct imap_session **sp)
 	imap_fetch_job_free(&s->fetch);
 	imap_append_free(s);
 	imap_view_free(&s->view);
+	imap_seqset_deinit(&s->searchres);
 	store_close(&s->st);
 	user_free(&s->u);
 	imap_parser_free(&s->parser);

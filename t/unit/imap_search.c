@@ -74,6 +74,105 @@ t_parse(const char *keys, uint32_t msgs, uint32_t uid_max,
 	    error_r);
 }
 
+/* The command "t SEARCH text" through the real parser, or NULL. */
+static struct imap_cmd *
+t_command(const char *text)
+{
+	struct imap_cmd *cmd = NULL;
+	struct buf line;
+	size_t used = 0;
+	int r = 0;
+
+	buf_init(&line, 1 << 20);
+	buf_printf(&line, "t SEARCH %s\r\n", text);
+	while (used < line.len && r == 0) {
+		used += imap_parser_input(parser, line.data + used,
+		    line.len - used);
+		r = imap_parser_next(parser, &cmd);
+	}
+	buf_free(&line);
+	return r == 1 ? cmd : NULL;
+}
+
+static void
+test_return(void)
+{
+	static const struct {
+		const char *text;
+		int r;
+		unsigned ret, used;
+	} cases[] = {
+		{ "ALL", 0, 0, 0 },
+		{ "RETURN () ALL", 0, IMAP_SEARCH_RET_ESEARCH |
+		    IMAP_SEARCH_RET_ALL, 2 },
+		{ "return (min Max) ALL", 0, IMAP_SEARCH_RET_ESEARCH |
+		    IMAP_SEARCH_RET_MIN | IMAP_SEARCH_RET_MAX, 2 },
+		{ "RETURN (COUNT SAVE COUNT) CHARSET UTF-8 ALL", 0,
+		    IMAP_SEARCH_RET_ESEARCH | IMAP_SEARCH_RET_COUNT |
+		    IMAP_SEARCH_RET_SAVE, 2 },
+		{ "RETURN (SAVE)", 0, IMAP_SEARCH_RET_ESEARCH |
+		    IMAP_SEARCH_RET_SAVE, 2 },
+		{ "RETURN (ALL MIN MAX COUNT SAVE) 1", 0, 0x11f, 2 },
+		{ "RETURN ALL", -1, 0, 0 },
+		{ "RETURN", -1, 0, 0 },
+		{ "RETURN (PARTIAL 1:5) ALL", -1, 0, 0 },
+		{ "RETURN (\"MIN\") ALL", -1, 0, 0 },
+		{ "RETURN ((MIN)) ALL", -1, 0, 0 },
+		{ "\"RETURN\" (MIN) ALL", 0, 0, 0 },
+	};
+	const char *error;
+	unsigned ret, used;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct imap_cmd *cmd = t_command(cases[i].text);
+		int r;
+
+		if (cmd == NULL) {
+			ok(0, "RETURN: %s: parses", cases[i].text);
+			continue;
+		}
+		r = imap_search_parse_return(cmd->args, cmd->argc, &ret, &used,
+		    &error);
+		ok(r == cases[i].r && (r < 0 || (ret == cases[i].ret &&
+		    used == cases[i].used)), "RETURN: %s", cases[i].text);
+	}
+}
+
+static void
+test_esearch_format(void)
+{
+	static const uint32_t nums[] = { 2, 3, 4, 9, 11, 12 };
+	struct buf b;
+
+	buf_init(&b, 4096);
+	(void)imap_search_esearch("a1", false, IMAP_SEARCH_RET_ESEARCH |
+	    IMAP_SEARCH_RET_ALL | IMAP_SEARCH_RET_MIN | IMAP_SEARCH_RET_MAX |
+	    IMAP_SEARCH_RET_COUNT, nums, 6, &b);
+	is_string(buf_cstr(&b), "* ESEARCH (TAG \"a1\") MIN 2 MAX 12 "
+	    "COUNT 6 ALL 2:4,9,11:12\r\n", "ESEARCH: every option");
+	buf_truncate(&b, 0);
+	(void)imap_search_esearch("t", true, IMAP_SEARCH_RET_ESEARCH |
+	    IMAP_SEARCH_RET_ALL | IMAP_SEARCH_RET_MIN | IMAP_SEARCH_RET_MAX |
+	    IMAP_SEARCH_RET_COUNT, nums, 0, &b);
+	is_string(buf_cstr(&b), "* ESEARCH (TAG \"t\") UID COUNT 0\r\n",
+	    "ESEARCH: no match keeps COUNT 0 only");
+	buf_truncate(&b, 0);
+	(void)imap_search_esearch("q\"\\", false, IMAP_SEARCH_RET_ESEARCH |
+	    IMAP_SEARCH_RET_MAX, nums, 1, &b);
+	is_string(buf_cstr(&b), "* ESEARCH (TAG \"q\\\"\\\\\") MAX 2\r\n",
+	    "ESEARCH: quote and backslash escaped in the tag");
+	buf_free(&b);
+	/* A maximum exactly the line's length fits; one byte less not. */
+	buf_init(&b, strlen("* ESEARCH (TAG \"a\") ALL 2:4\r\n"));
+	is_int(imap_search_esearch("a", false, IMAP_SEARCH_RET_ALL, nums, 3,
+	    &b), 0, "ESEARCH: line of exactly the maximum fits");
+	buf_free(&b);
+	buf_init(&b, strlen("* ESEARCH (TAG \"a\") ALL 2:4\r\n") - 1);
+	ok(imap_search_esearch("a", false, IMAP_SEARCH_RET_ALL, nums, 3,
+	    &b) < 0 && b.len == 0, "ESEARCH: one byte over: -1, out as before");
+	buf_free(&b);
+}
+
 /*
  * Messages: an index record from msg_parse, and a reader in chunks.
  */
@@ -456,7 +555,10 @@ test_syntax(void)
 		{ "UID", IMAP_SEARCH_PARSE_BAD, "UID w/o set" },
 		{ "UID 0", IMAP_SEARCH_PARSE_BAD, "UID 0" },
 		{ "1:x", IMAP_SEARCH_PARSE_BAD, "bad sequence set" },
-		{ "$", IMAP_SEARCH_PARSE_BAD, "$ unsupported" },
+		{ "$", IMAP_SEARCH_PARSE_OK, "$ with nothing saved" },
+		{ "UID $", IMAP_SEARCH_PARSE_OK, "UID $" },
+		{ "$,1", IMAP_SEARCH_PARSE_BAD, "$ with more: BAD" },
+		{ "UID 1,$", IMAP_SEARCH_PARSE_BAD, "UID 1,$: BAD" },
 		{ "NOT", IMAP_SEARCH_PARSE_BAD, "NOT w/o key" },
 		{ "OR SEEN", IMAP_SEARCH_PARSE_BAD, "OR with one key" },
 		{ "()", IMAP_SEARCH_PARSE_BAD, "empty list" },
@@ -770,6 +872,105 @@ test_engine(bool bytewise)
 }
 
 static void
+test_engine_esearch(bool bytewise)
+{
+	struct imap_settings set = { false, true, false, "", 0, false };
+	struct imap_session *s;
+	const char *o;
+
+	s = imap_session_new_authenticated(&set, &cb, NULL, "alice");
+	if (imap_session_login(s, &alice) < 0)
+		bail("login");
+	o = t_say(s, "e0 SELECT INBOX\r\n", bytewise);
+	ok(has(o, "* 4 EXISTS") && has(o, "e0 OK"), "SELECT: 4 messages");
+	o = t_say(s, "e1 SEARCH RETURN (MIN MAX COUNT ALL) FROM bob\r\n",
+	    bytewise);
+	is_string(o, "* ESEARCH (TAG \"e1\") MIN 1 MAX 3 COUNT 2 ALL 1,3\r\n"
+	    "e1 OK SEARCH completed\r\n", "ESEARCH with every option");
+	o = t_say(s, "e2 UID SEARCH RETURN () ALL\r\n", bytewise);
+	is_string(o, "* ESEARCH (TAG \"e2\") UID ALL 1:4\r\n"
+	    "e2 OK UID SEARCH completed\r\n", "RETURN () is ALL, UID form");
+	o = t_say(s, "e3 SEARCH RETURN (COUNT MIN) DELETED\r\n", bytewise);
+	is_string(o, "* ESEARCH (TAG \"e3\") COUNT 0\r\n"
+	    "e3 OK SEARCH completed\r\n", "no match: COUNT 0, no MIN");
+	o = t_say(s, "e4 SEARCH RETURN (FOO) ALL\r\n", bytewise);
+	ok(has(o, "e4 BAD") && !has(o, "ESEARCH"), "unknown option: BAD");
+	o = t_say(s, "e5 SEARCH RETURN ALL\r\n", bytewise);
+	ok(has(o, "e5 BAD"), "RETURN without a list: BAD");
+	o = t_say(s, "e6 FETCH $ (UID)\r\n", bytewise);
+	is_string(o, "e6 OK FETCH completed\r\n", "FETCH $, nothing saved: "
+	    "no message");
+	o = t_say(s, "e7 SEARCH $\r\n", bytewise);
+	is_string(o, "* SEARCH\r\ne7 OK SEARCH completed\r\n",
+	    "SEARCH $, nothing saved: empty");
+	o = t_say(s, "e8 SEARCH RETURN (SAVE) FROM bob\r\n", bytewise);
+	is_string(o, "e8 OK SEARCH completed\r\n", "SAVE alone: no ESEARCH");
+	o = t_say(s, "e9 FETCH $ (UID)\r\n", bytewise);
+	is_string(o, "* 1 FETCH (UID 1)\r\n* 3 FETCH (UID 3)\r\n"
+	    "e9 OK FETCH completed\r\n", "FETCH $: the saved messages");
+	o = t_say(s, "f1 UID FETCH $ (UID)\r\n", bytewise);
+	is_string(o, "* 1 FETCH (UID 1)\r\n* 3 FETCH (UID 3)\r\n"
+	    "f1 OK UID FETCH completed\r\n", "UID FETCH $");
+	o = t_say(s, "f2 SEARCH $ NOT 1\r\n", bytewise);
+	is_string(o, "* SEARCH 3\r\nf2 OK SEARCH completed\r\n",
+	    "SEARCH $ with another key");
+	o = t_say(s, "f3 UID SEARCH OR UID $ 4\r\n", bytewise);
+	is_string(o, "* SEARCH 1 3 4\r\nf3 OK UID SEARCH completed\r\n",
+	    "UID SEARCH UID $");
+	o = t_say(s, "f4 FETCH $,2 (UID)\r\n", bytewise);
+	ok(has(o, "f4 BAD") && !has(o, "FETCH ("), "FETCH $,2: BAD");
+	o = t_say(s, "f5 SEARCH RETURN (SAVE) FOO\r\n", bytewise);
+	ok(has(o, "f5 BAD"), "SAVE with a bad key: BAD");
+	o = t_say(s, "f6 SEARCH $\r\n", bytewise);
+	is_string(o, "* SEARCH 1 3\r\nf6 OK SEARCH completed\r\n",
+	    "after BAD the saved result stays");
+	o = t_say(s, "f7 SEARCH RETURN (SAVE MIN) NOT FROM bob\r\n",
+	    bytewise);
+	is_string(o, "* ESEARCH (TAG \"f7\") MIN 2\r\n"
+	    "f7 OK SEARCH completed\r\n", "SAVE MIN answers MIN");
+	o = t_say(s, "f8 SEARCH $\r\n", bytewise);
+	is_string(o, "* SEARCH 2\r\nf8 OK SEARCH completed\r\n",
+	    "SAVE MIN saves only the minimum");
+	o = t_say(s, "f9 SEARCH RETURN (SAVE MAX MIN) ALL\r\n", bytewise);
+	o = t_say(s, "g1 SEARCH $\r\n", bytewise);
+	is_string(o, "* SEARCH 1 4\r\ng1 OK SEARCH completed\r\n",
+	    "SAVE MIN MAX saves both ends");
+	o = t_say(s, "g2 SEARCH RETURN (SAVE MIN COUNT) NOT 2\r\n", bytewise);
+	is_string(o, "* ESEARCH (TAG \"g2\") MIN 1 COUNT 3\r\n"
+	    "g2 OK SEARCH completed\r\n", "SAVE MIN COUNT answers");
+	o = t_say(s, "g3 SEARCH $\r\n", bytewise);
+	is_string(o, "* SEARCH 1 3 4\r\ng3 OK SEARCH completed\r\n",
+	    "SAVE with COUNT saves every match");
+	o = t_say(s, "g4 SEARCH RETURN (SAVE ALL) $ FROM bob\r\n", bytewise);
+	is_string(o, "* ESEARCH (TAG \"g4\") ALL 1,3\r\n"
+	    "g4 OK SEARCH completed\r\n", "SAVE from a search of $");
+	/* Another program expunges message 1: the saved UIDs do not
+	 * shift, the gone one drops out. */
+	t_remove_uid(1);
+	o = t_say(s, "g5 UID SEARCH RETURN (COUNT) ALL\r\n", bytewise);
+	ok(has(o, "* 1 EXPUNGE\r\n") && has(o, "* ESEARCH (TAG \"g5\") UID "
+	    "COUNT 3\r\n"), "expunge reported before UID ESEARCH");
+	o = t_say(s, "g6 FETCH $ (UID)\r\n", bytewise);
+	is_string(o, "* 2 FETCH (UID 3)\r\ng6 OK FETCH completed\r\n",
+	    "FETCH $ after the expunge: UID 3, now message 2");
+	o = t_say(s, "g7 UID FETCH $ (UID)\r\n", bytewise);
+	is_string(o, "* 2 FETCH (UID 3)\r\ng7 OK UID FETCH completed\r\n",
+	    "UID FETCH $ after the expunge");
+	o = t_say(s, "g8 SEARCH RETURN (SAVE) CHARSET KOI8-R ALL\r\n",
+	    bytewise);
+	ok(has(o, "g8 NO [BADCHARSET"), "SAVE with another charset: NO");
+	o = t_say(s, "g9 UID SEARCH $\r\n", bytewise);
+	is_string(o, "* SEARCH\r\ng9 OK UID SEARCH completed\r\n",
+	    "after NO the saved result is empty");
+	o = t_say(s, "h1 SEARCH RETURN (SAVE) ALL\r\n", bytewise);
+	o = t_say(s, "h2 SEARCH RETURN (SAVE) DELETED\r\n", bytewise);
+	o = t_say(s, "h3 FETCH $ (UID)\r\n", bytewise);
+	is_string(o, "h3 OK FETCH completed\r\n",
+	    "an empty result saved replaces a full one");
+	imap_session_free(&s);
+}
+
+static void
 test_engine_unselected(void)
 {
 	struct imap_settings set = { false, true, false, "", 0, false };
@@ -838,12 +1039,20 @@ main(void)
 	test_depth();
 	test_partial();
 	test_many();
+	test_return();
+	test_esearch_format();
 
 	setup_maildir();
 	test_engine(false);
 	teardown_maildir();
 	setup_maildir();
 	test_engine(true);
+	teardown_maildir();
+	setup_maildir();
+	test_engine_esearch(false);
+	teardown_maildir();
+	setup_maildir();
+	test_engine_esearch(true);
 	teardown_maildir();
 	setup_maildir();
 	test_engine_unselected();
