@@ -14,8 +14,11 @@ BENCH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 TOP=$(dirname "$BENCH")
 LOFT_DELIVER=${LOFT_DELIVER:-$TOP/mda/loft-deliver}
 LOFTCTL=${LOFTCTL:-$TOP/ctl/loftctl}
+LOFTD=${LOFTD:-$TOP/server/loftd/loftd}
 DOVECOT_LDA=${DOVECOT_LDA:-/usr/lib/dovecot/dovecot-lda}
 DOVEADM=${DOVEADM:-doveadm}
+DOVECOT=${DOVECOT:-dovecot}
+DOVECOT_POP3=${DOVECOT_POP3:-/usr/lib/dovecot/pop3}
 PYTHON=${PYTHON:-python3}
 BENCH_TMP=${BENCH_TMP:-${TMPDIR:-/tmp}}
 OUT=${OUT:-$BENCH/out}
@@ -57,23 +60,38 @@ user_env() {
 	    USER=bench HOME="$home" "$@"
 }
 
-# ensure_dovecot: dovecot-lda is there, or apt-get installed it.
-ensure_dovecot() {
-	[ -x "$DOVECOT_LDA" ] && return 0
+# ensure_installed FILE PACKAGE: FILE is executable, or apt-get installed
+# the Debian PACKAGE that has it (only when running as root).
+ensure_installed() {
+	[ -x "$1" ] && return 0
 	if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-		say "dovecot-lda missing: installing dovecot-core"
+		say "${1##*/} missing: installing $2"
 		export DEBIAN_FRONTEND=noninteractive
-		apt-get install -y -q dovecot-core >&2 ||
+		apt-get install -y -q "$2" >&2 ||
 		    { apt-get update -q >&2 &&
-		      apt-get install -y -q dovecot-core >&2; }
+		      apt-get install -y -q "$2" >&2; }
 	fi
-	[ -x "$DOVECOT_LDA" ]
+	[ -x "$1" ]
 }
 
-# loft_built: both loft binaries exist; the reason on stdout if not.
+# ensure_dovecot: dovecot-lda is there, or apt-get installed it.
+ensure_dovecot() {
+	ensure_installed "$DOVECOT_LDA" dovecot-core
+}
+
+# ensure_dovecot_pop3: Dovecot's POP3 server (dovecot-pop3d, which pulls
+# in dovecot-core) is there, or apt-get installed it.
+ensure_dovecot_pop3() {
+	ensure_installed "$DOVECOT_POP3" dovecot-pop3d &&
+	    command -v "$DOVECOT" >/dev/null 2>&1
+}
+
+# loft_built [FILE...]: the loft binaries exist (by default loft-deliver
+# and loftctl); the reason on stdout if not.
 loft_built() {
 	local f
-	for f in "$LOFT_DELIVER" "$LOFTCTL"; do
+	[ $# -gt 0 ] || set -- "$LOFT_DELIVER" "$LOFTCTL"
+	for f in "$@"; do
 		if [ ! -x "$f" ]; then
 			echo "${f#"$TOP"/} not built"
 			return 1
@@ -91,10 +109,12 @@ make_workdir() {
 	chmod 755 "$W"
 	mkdir -p "$W/bin"
 	cp "$BENCH/deliver-loop.sh" "$W/bin/"
-	if loft_built >/dev/null; then
-		cp "$LOFT_DELIVER" "$W/bin/loft-deliver"
-		cp "$LOFTCTL" "$W/bin/loftctl"
-	fi
+	# Those that exist; the benchmarks check loft_built before using them.
+	# (loftd execs its children from /proc/self/exe: the copy is what
+	# runs.)
+	[ ! -x "$LOFT_DELIVER" ] || cp "$LOFT_DELIVER" "$W/bin/loft-deliver"
+	[ ! -x "$LOFTCTL" ] || cp "$LOFTCTL" "$W/bin/loftctl"
+	[ ! -x "$LOFTD" ] || cp "$LOFTD" "$W/bin/loftd"
 	chown -R "$RUN_UID:$RUN_GID" "$W"
 	trap cleanup_workdir EXIT
 	trap 'exit 130' INT TERM
@@ -144,7 +164,101 @@ mail_location = $(mail_location "$fmt" "$d")
 mail_fsync = $fsync
 postmaster_address = postmaster@example.org
 EOF
-	chown -R "$RUN_UID:$RUN_GID" "$d"
+	# Not recursive: mail already in DIR keeps its owners.
+	chown "$RUN_UID:$RUN_GID" "$d" "$d/run" "$d/state" "$d/home" \
+	    "$d/mail" "$d/dovecot.conf"
+}
+
+# dovecot_pop3_conf FORMAT DIR PORT [TLS_PORT CERT KEY]: dovecot_conf plus
+# what Dovecot needs to serve POP3 itself, started as root in the
+# foreground (bench/pop3.sh): listeners on 127.0.0.1 only, users from the
+# passwd-file DIR/dovecot.passwd (written by the caller: same users, same
+# password hashes as loft's user database), plaintext login allowed, and
+# limits raised so that 200 + 200 idle connections from one address fit.
+# Dovecot's login processes stay in their default mode (one process per
+# connection, "high-security"); TLS only when TLS_PORT is given.
+dovecot_pop3_conf() {
+	local fmt=$1 d=$2 port=$3 tls_port=${4:-0} cert=${5:-} key=${6:-}
+	dovecot_conf "$fmt" "$d" optimized
+	# The master wants its base_dir to itself.
+	chown root:root "$d/run"
+	chmod 755 "$d/run"
+	cat >>"$d/dovecot.conf" <<EOF
+
+# POP3 server for bench/pop3.sh (these settings override the ones above).
+protocols = pop3
+listen = 127.0.0.1
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+passdb {
+  driver = passwd-file
+  args = scheme=CRYPT $d/dovecot.passwd
+}
+userdb {
+  driver = passwd-file
+  args = $d/dovecot.passwd
+}
+# loft's UIDL: UIDVALIDITY and UID, 8 hex digits each.
+pop3_uidl_format = %08Xv%08Xu
+# Defaults: 100 processes per service, 10 sessions per user and address;
+# the idle-connection measurement opens 200 of each kind.
+default_process_limit = 1000
+default_client_limit = 5000
+protocol pop3 {
+  mail_max_userip_connections = 1000
+}
+service pop3-login {
+  inet_listener pop3 {
+    port = $port
+  }
+  inet_listener pop3s {
+    port = $tls_port
+  }
+}
+EOF
+	if [ "$tls_port" != 0 ]; then
+		cat >>"$d/dovecot.conf" <<EOF
+ssl = yes
+ssl_cert = <$cert
+ssl_key = <$key
+EOF
+	fi
+}
+
+# loft_pop3_conf FORMAT DIR PORT [TLS_PORT CERT KEY]: loft.conf in DIR for
+# loftd serving POP3 on 127.0.0.1:PORT (and POP3S on TLS_PORT), set up as
+# Dovecot is: plaintext login allowed, limits raised for 400 connections
+# from one address, the login chroot inside DIR.  LOFT_POP3_CONF (lines)
+# is appended, to try other settings.  Users are added by the caller.
+loft_pop3_conf() {
+	local fmt=$1 d=$2 port=$3 tls_port=${4:-0} cert=${5:-} key=${6:-}
+	mkdir -p "$d/home" "$d/mail"
+	cat >"$d/loft.conf" <<EOF
+# Written by bench/common.sh; used only by this benchmark run.
+user_database = $d/users
+mail_location = $(mail_location "$fmt" "$d")
+maillog_file = $d/maillog
+mailbox_size_limit = 0
+virtual_uid = $RUN_UID
+virtual_gid = $RUN_GID
+pop3_listen = 127.0.0.1:$port
+disable_plaintext_auth = no
+login_chroot = $d/login-chroot
+connection_limit = 2000
+client_connection_limit = 1000
+EOF
+	if [ "$tls_port" != 0 ]; then
+		cat >>"$d/loft.conf" <<EOF
+pop3s_listen = 127.0.0.1:$tls_port
+tls_cert_file = $cert
+tls_key_file = $key
+EOF
+	fi
+	if [ -n "${LOFT_POP3_CONF:-}" ]; then
+		printf '%s\n' "$LOFT_POP3_CONF" >>"$d/loft.conf"
+	fi
+	# Nothing is chowned here: loftd refuses a login_chroot that is not
+	# root's, and makes it itself on the first start.
 }
 
 # loft_conf FORMAT DIR MAIL_FSYNC: loft.conf in DIR and user bench in it.

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""report.py: turn the rows deliver.sh and reindex.sh wrote into tables.
+"""report.py: turn the rows deliver.sh, reindex.sh and pop3.sh wrote into
+tables.
 
   report.py [--info FILE] RESULTS.tsv...
 
@@ -7,6 +8,10 @@ Each row is tab-separated: BENCH FORMAT FSYNC MDA STEP N SECONDS STATUS
 NOTE, where STATUS is ok, FAIL or n/a and SECONDS is "-" unless ok.  With
 several rows for one cell (REPEAT > 1) the median is shown.  A cell with
 any failed pass shows FAIL: a number from a broken run would mislead.
+pop3.sh's rows (BENCH "pop3", see pop3_client.py) use the FSYNC column
+for a variant (plain or tls, the mailbox size, "-") and MDA for the
+server; SECONDS is KiB or processes per connection in its idle-* steps,
+and N is bytes in its retr* steps.
 The --info file holds "key<TAB>value" lines printed above the tables.
 Input trusted: files the harness wrote.
 """
@@ -162,6 +167,139 @@ def reindex(cells, out):
 	out.append("")
 
 
+def pop3_ratio(lo, d):
+	"""loft / dovecot of one measured quantity; "-" unless both are
+	above zero (memory growth can be noise around zero)."""
+	if lo is None or d is None or lo < 0 or d <= 0:
+		return "-"
+	return ratio(lo, d)
+
+
+def pop3_cells(cells, fmt, variant, step):
+	d = cells.get(("pop3", fmt, variant, "dovecot", step))
+	lo = cells.get(("pop3", fmt, variant, "loft", step))
+	return d, lo
+
+
+def pop3_row(cells, fmt, variant, step, show, first):
+	"""[first..., dovecot, loft, loft/dovecot] for one measured step;
+	show(cell) is the text of a number."""
+	d, lo = pop3_cells(cells, fmt, variant, step)
+	dv = d.seconds() if d else None
+	lv = lo.seconds() if lo else None
+	# What stays after the sessions is near zero on one side: no ratio.
+	r = "-" if step.endswith("-kept") else pop3_ratio(lv, dv)
+	return first + [show(d) if d else "-", show(lo) if lo else "-", r]
+
+
+def pop3_show(digits):
+	def show(c):
+		v = c.seconds()
+		return "%.*f" % (digits, v) if v is not None else c.status
+	return show
+
+
+def pop3_mb(c):
+	v = c.seconds()
+	return "%.1f" % (c.n / v / 1e6) if v else c.status
+
+
+def pop3(cells, out):
+	keys = [k for k in cells if k[0] == "pop3"]
+	for fmt in ordered({k[1] for k in keys}, ["maildir", "mbox"]):
+		fk = [k for k in keys if k[1] == fmt]
+		has = {(k[2], k[4]) for k in fk}
+		out.append("POP3, %s: loftd against Dovecot, same run; "
+		           "loft/dovecot is loft's number divided by "
+		           "Dovecot's" % fmt)
+		out.append("")
+		rows = [["login", "measure", "dovecot", "loft", "loft/dovecot"]]
+		n = 0
+		for variant in ("plain", "tls"):
+			for step, name in (("login-median", "median"),
+			                   ("login-p90", "90th percentile")):
+				if (variant, step) in has:
+					rows.append(pop3_row(cells, fmt, variant, step,
+					                     pop3_show(4),
+					                     [variant, name]))
+					n = max(n, max(cells[k].n for k in fk
+					               if k[4] == step))
+		if len(rows) > 1:
+			out.append("Login latency, %d sequential sessions "
+			           "(connect, greeting, USER, PASS, QUIT): seconds, "
+			           "lower is better (loft/dovecot below 1: loft is "
+			           "faster)" % n)
+			out.append(table(rows, 2))
+			out.append("")
+		rows = [["messages", "run", "step", "dovecot", "loft",
+		         "loft/dovecot"]]
+		sizes = sorted({k[2] for k in fk if k[2].isdigit()}, key=int)
+		for variant in sizes:
+			for run, name in (("first", "first, no index"),
+			                  ("second", "second")):
+				for step in ("login", "uidl", "list", "total"):
+					if (variant, run + "-" + step) not in has:
+						continue
+					rows.append(pop3_row(
+					    cells, fmt, variant, run + "-" + step,
+					    pop3_show(3), [variant, name, step]))
+					name = ""
+		if len(rows) > 1:
+			out.append("UIDL and LIST, one session each (login, UIDL, "
+			           "LIST, QUIT; the first login builds the index): "
+			           "seconds, lower is better (below 1: loft is "
+			           "faster)")
+			out.append(table(rows, 3))
+			out.append("")
+		rows = [["messages", "commands", "dovecot", "loft",
+		         "loft/dovecot"]]
+		for variant in sizes:
+			steps = sorted({k[4] for k in fk if k[2] == variant
+			                and k[4].startswith("retr")}, key=len)
+			for step in steps:
+				d, lo = pop3_cells(cells, fmt, variant, step)
+				rate = [c.rate() if c else None for c in (d, lo)]
+				how = ("one at a time" if step == "retr" else
+				       step[len("retr-window"):] + " in flight")
+				rows.append([variant, how,
+				             pop3_mb(d) if d else "-",
+				             pop3_mb(lo) if lo else "-",
+				             pop3_ratio(rate[1], rate[0])])
+		if len(rows) > 1:
+			out.append("RETR of every message in one session: MB/s "
+			           "of message data, higher is better (above 1: "
+			           "loft is faster)")
+			out.append(table(rows, 2))
+			out.append("")
+		rows = [["connections", "measure", "dovecot", "loft",
+		         "loft/dovecot"]]
+		n = 0
+		for mode, name in (("noauth", "not logged in"),
+		                   ("auth", "logged in"),
+		                   ("owners", "logged in, own uids")):
+			for m, what, digits in (("pss", "PSS KiB", 1),
+			                        ("anon", "of which anon", 1),
+			                        ("rss", "RSS KiB", 1),
+			                        ("procs", "processes", 2),
+			                        ("kept", "PSS KiB kept after", 1)):
+				step = "idle-%s-%s" % (mode, m)
+				if ("-", step) not in has:
+					continue
+				rows.append(pop3_row(cells, fmt, "-", step,
+				                     pop3_show(digits), [name, what]))
+				name = ""
+				n = max(n, max(cells[k].n for k in fk
+				               if k[4] == step))
+		if len(rows) > 1:
+			out.append("Memory per idle connection, %d connections: "
+			           "growth of the whole process tree divided by "
+			           "%d, lower is better (below 1: loft uses less); "
+			           "target for loft: 64 KiB PSS per logged-in "
+			           "session" % (n, n))
+			out.append(table(rows, 2))
+			out.append("")
+
+
 def notes(cells, out):
 	"""Why a cell has no number, each reason once."""
 	why = {}
@@ -177,7 +315,9 @@ def notes(cells, out):
 		for x in reasons or c.notes or [""]:
 			why.setdefault((c.status, x), []).append(
 			    "%s %s%s %s%s" % (k[0], k[1],
-			                      "" if k[2] == "-" else " fsync " + k[2],
+			                      "" if k[2] == "-" else
+			                      (" " if k[0] == "pop3" else " fsync ")
+			                      + k[2],
 			                      k[3], "" if k[4] == k[0] else
 			                      " " + k[4]))
 	if not why:
@@ -205,6 +345,7 @@ def main():
 	delivery(cells, "on", out)
 	delivery(cells, "off", out)
 	reindex(cells, out)
+	pop3(cells, out)
 	notes(cells, out)
 	sys.stdout.write("\n".join(out))
 	return 0

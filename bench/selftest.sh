@@ -1,6 +1,6 @@
 #!/bin/bash
 # selftest.sh: checks that the benchmark tools measure what they claim and
-# that their checks can fail.  Prints TAP; takes about half a minute.
+# that their checks can fail.  Prints TAP; takes about two minutes.
 #
 #   bench/selftest.sh
 #
@@ -14,6 +14,11 @@
 #   delivers everything and FAIL for one that loses every fifth message or
 #   refuses it with 75.  The delivery part needs dovecot-lda, like
 #   deliver.sh; without it those tests are skipped.
+# - rss.py sums the memory of a process tree;
+# - pop3.sh, run as root against a stand-in loftd (bench/selftest/loftd),
+#   reports ok for a good server and FAIL for one that loses a message,
+#   changes bytes or is too slow, sees memory held per session, and runs
+#   Dovecot's POP3 server standalone (skipped without dovecot-pop3d).
 # Trusted input: none beyond this tree.
 
 set -u
@@ -189,6 +194,92 @@ harness good RESULTS="$T/rlose.tsv" RN=200 FORMATS=maildir \
     "$T/rlose.tsv")" = FAIL ] &&
     grep -q '199 messages on disk, expected 200' "$T/rlose.tsv"
 ok $? "reindex.sh: a reindex that loses a message is FAIL"
+
+# rss.py: a tree of a parent and three children, each child holding 8 MiB
+# of its own.
+"$PYTHON" -B - "$BENCH" <<'EOF'
+import os, subprocess, sys, time
+sys.path.insert(0, sys.argv[1])
+import rss
+parent = subprocess.Popen([sys.executable, "-c", """
+import os, time
+for _ in range(3):
+	if os.fork() == 0:
+		hold = b"\\x01" * (8 << 20)
+		time.sleep(30)
+		os._exit(0)
+time.sleep(30)
+"""])
+time.sleep(1.5)
+procs, rss_kib, pss_kib, anon_kib, _ = rss.usage(parent.pid)
+parent.kill()
+print("# rss.py: %d processes, RSS %d KiB, PSS %d KiB" % (procs, rss_kib,
+                                                        pss_kib))
+sys.exit(0 if procs == 4 and anon_kib >= 3 * 8192 and
+         pss_kib >= anon_kib and rss_kib >= pss_kib else 1)
+EOF
+ok $? "rss.py sums a process tree (4 processes, 3 x 8 MiB)"
+
+# pop3.sh and pop3_client.py, against a stand-in loftd (and Dovecot's own
+# POP3 server, if installed): they need root, as pop3.sh does.
+pop3() {
+	sed "s/^mode = \"good\"\$/mode = \"$1\"/" "$BENCH/selftest/loftd" \
+	    >"$T/standin/loftd"
+	chmod 755 "$T/standin/loftd"
+	shift
+	env BENCH_QUIET=1 POP3_N=300 LOGIN_N=3 IDLE_N=4 POP3_TLS=0 \
+	    POP3_SERVERS=loft OUT="$T/out" LOFTD="$T/standin/loftd" "$@" \
+	    "$BENCH/pop3.sh" >/dev/null 2>>"$T/harness.log"
+}
+# cell FILE SERVER FORMAT STEP: "STATUS NOTE" of one row.
+cell() {
+	awk -F'\t' -v s="$2" -v f="$3" -v t="$4" \
+	    '$4 == s && $2 == f && $5 == t { print $8, $9 }' "$1"
+}
+if [ "$(id -u)" != 0 ]; then
+	for i in 1 2 3 4 5 6 7; do
+		skip "pop3.sh needs root"
+	done
+else
+	pop3 good RESULTS="$T/p-good.tsv" POP3_FORMATS="maildir mbox"
+	[ "$(cut -f8 "$T/p-good.tsv" | sort -u)" = ok ] &&
+	    [ "$(wc -l <"$T/p-good.tsv")" = 49 ]
+	ok $? "pop3.sh: every step ok against a good server, both formats"
+	pop3 lose RESULTS="$T/p-lose.tsv" POP3_FORMATS=maildir
+	cell "$T/p-lose.tsv" loft maildir first-total |
+	    grep -q '^FAIL .*UIDL lists 299 messages, expected 300'
+	ok $? "pop3.sh: a server that loses a message is FAIL"
+	pop3 corrupt,bloat RESULTS="$T/p-bad.tsv" POP3_FORMATS=mbox
+	cell "$T/p-bad.tsv" loft mbox retr |
+	    grep -q '^FAIL 42 messages of the corpus did not come back'
+	ok $? "pop3.sh: RETR of changed bytes is FAIL"
+	kib=$(awk -F'\t' '$5 == "idle-auth-pss" && $8 == "ok" {
+	    print int($7) }' "$T/p-bad.tsv")
+	[ "${kib:-0}" -ge 900 ] && [ "$kib" -le 1400 ]
+	ok $? "pop3.sh: 1 MiB held per session shows as 1 MiB ($kib KiB)"
+	pop3 slow RESULTS="$T/p-slow.tsv" POP3_FORMATS=maildir IDLE_OWNERS=0 \
+	    RETR_LIMIT=1
+	cell "$T/p-slow.tsv" loft maildir retr |
+	    grep -q '^FAIL stopped after 1 s (RETR_LIMIT) at message [1-9]'
+	ok $? "pop3.sh: RETR slower than RETR_LIMIT is FAIL, with the rate"
+	"$PYTHON" "$BENCH/report.py" "$T/p-good.tsv" "$T/p-bad.tsv" \
+	    >"$T/p-report.txt"
+	grep -q '^  300  *one at a time  *-  *FAIL ' "$T/p-report.txt" &&
+	    grep -q 'did not come back' "$T/p-report.txt" &&
+	    grep -q '^  plain  median ' "$T/p-report.txt"
+	ok $? "report.py: POP3 tables, FAIL and why instead of a number"
+	if [ -x "${DOVECOT_POP3:-/usr/lib/dovecot/pop3}" ]; then
+		pop3 good RESULTS="$T/p-dovecot.tsv" POP3_SERVERS=dovecot \
+		    POP3_TLS=1 POP3_FORMATS="mbox maildir"
+		[ "$(cut -f8 "$T/p-dovecot.tsv" | sort -u)" = ok ] &&
+		    [ "$(wc -l <"$T/p-dovecot.tsv")" = 51 ] &&
+		    grep -q 'with body lines ">From " as escaped' \
+		    "$T/p-dovecot.tsv"
+		ok $? "pop3.sh: Dovecot's POP3 server, standalone, TLS too"
+	else
+		skip "dovecot-pop3d not installed"
+	fi
+fi
 
 echo "1..$n"
 if [ "$failed" != 0 ]; then
