@@ -232,6 +232,10 @@ const struct conf_param conf_params[] = {
 	    0, 0, 0, NULL, NULL, NULL, 0,
 	    "Unprivileged account of the login processes when loftd starts "
 	    "as root; it must own no mail and run nothing else" },
+	{ "mail_process_idle_time", CONF_TYPE_TIME, "60s",
+	    1, 86400, 's', NULL, NULL, NULL, 0,
+	    "Time a mail process of loftd stays without sessions before it "
+	    "exits" },
 	{ "pop3_line_limit", CONF_TYPE_INT, "255",
 	    255, 65536, 0, NULL, NULL, NULL, 0,
 	    "Longest POP3 command line in bytes, CRLF included (RFC 2449: "

@@ -365,6 +365,28 @@ def part_idle_timeout():
     env.cleanup()
 
 
+def part_mail_idle():
+    """A mail process without sessions for mail_process_idle_time exits;
+    the next login starts another."""
+    env = setup("mail_process_idle_time = 2s\n")
+    d = env.loftd
+
+    def mail_procs():
+        return [p for p in d.processes() if "-X mail" in p["cmdline"]]
+    t.ok(login_works(d), "mail_process_idle_time = 2s: a session")
+    t.ok(len(mail_procs()) == 1, "one mail process after it")
+    gone = False
+    for _ in range(100):
+        if not mail_procs():
+            gone = True
+            break
+        time.sleep(0.1)
+    t.ok(gone, "without sessions, the mail process exits (within 10 s)")
+    t.ok(login_works(d), "the next login starts another and works")
+    t.eq(env.stop_loftd(), 0, "SIGTERM: exit status 0")
+    env.cleanup()
+
+
 def part_bad_start():
     """Refusing to start is loud and quick: a bad configuration or a
     port in use ends loftd with a non-zero status and a reason."""
@@ -393,5 +415,6 @@ guard("reload certificate", part_reload_cert)
 guard("processes", part_processes)
 guard("sigterm", part_sigterm)
 guard("idle timeout", part_idle_timeout)
+guard("mail process idle", part_mail_idle)
 guard("bad start", part_bad_start)
 t.done()

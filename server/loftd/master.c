@@ -53,6 +53,10 @@
 #define MASTER_RESPAWN_MAX_MS	30000
 #define MASTER_KILL_GRACE_MS	5000	/* SIGTERM to SIGKILL at shutdown */
 #define MASTER_SLOT_INDEX_BITS	20	/* conn_id: seq << 20 | index */
+/* How often mail processes are checked against mail_process_idle_time:
+ * without sessions for that long, one is retired (with system users, one
+ * per owner who ever logged in would otherwise stay). */
+#define MASTER_MAIL_CHECK_MS	1000
 #define MASTER_SLOTS_MAX	(1u << MASTER_SLOT_INDEX_BITS)
 
 enum master_role {
@@ -75,6 +79,7 @@ struct master_child {
 	uid_t uid;			/* MAIL: the mailbox owner */
 	gid_t gid;
 	bool system;
+	uint64_t idle_since_ms;		/* MAIL: when conns fell to 0 */
 };
 
 /* One client connection, from accept until both its login and its mail
@@ -115,6 +120,7 @@ struct master {
 	uint64_t gen_started_ms;
 	unsigned respawn_ms;
 	struct timeout *respawn_to, *stop_to, *kill_to;
+	struct timeout *mail_idle_to;	/* owned: retires idle mail processes */
 	struct master_slot *slots;	/* owned array */
 	size_t nslots, used, hint;
 	uint32_t seq;
@@ -871,9 +877,28 @@ master_slot_drop(struct master_slot *s, struct master_child *c)
 	}
 	if (s->mail == c) {
 		s->mail = NULL;
-		c->conns--;
+		if (--c->conns == 0)
+			c->idle_since_ms = ioloop_now_ms();
 	}
 	master_slot_release(s);
+}
+
+/* Retire the mail processes that have had no session for a while; the
+ * master sends them no new one, so none is lost on the way. */
+static void
+master_mail_idle_check(void *ctx)
+{
+	uint64_t now = ioloop_now_ms();
+	uint64_t idle_ms = (uint64_t)conf_time("mail_process_idle_time") * 1000;
+
+	(void)ctx;
+	for (struct master_child *c = master.children; c != NULL; c = c->next)
+		if (c->role == MASTER_ROLE_MAIL && !c->retired &&
+		    c->conns == 0 && c->idle_since_ms != 0 &&
+		    now - c->idle_since_ms >= idle_ms) {
+			c->retired = true;
+			master_send_simple(c, LOFTD_RETIRE);
+		}
 }
 
 /*
@@ -1004,6 +1029,7 @@ master_mail_for(const struct user *u)
 		c->uid = u->uid;
 		c->gid = u->gid;
 		c->system = u->system;
+		c->idle_since_ms = ioloop_now_ms();
 	}
 	return c;
 }
@@ -1381,6 +1407,7 @@ master_free(void)
 	timeout_remove(&master.respawn_to);
 	timeout_remove(&master.stop_to);
 	timeout_remove(&master.kill_to);
+	timeout_remove(&master.mail_idle_to);
 	free(master.conf_text);
 	free(master.conf_path);
 }
@@ -1439,6 +1466,8 @@ master_main(const char *conf_path, bool foreground)
 	log_info("starting (pid %ld, configuration %s)", (long)getpid(),
 	    master.conf_path);
 	master_gen_start();
+	master.mail_idle_to = timeout_add(master.loop, MASTER_MAIL_CHECK_MS,
+	    true, master_mail_idle_check, NULL);
 	ioloop_run(master.loop);
 	log_info("stopped");
 	master_free();
