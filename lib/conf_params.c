@@ -200,7 +200,7 @@ const struct conf_param conf_params[] = {
 	{ "client_connection_limit", CONF_TYPE_INT, "20",
 	    1, 100000, 0, NULL, NULL, NULL, 0,
 	    "Connections loftd accepts at once from one client IP address" },
-	{ "command_rate_limit", CONF_TYPE_INT, "5000",
+	{ "command_rate_limit", CONF_TYPE_INT, "50000",
 	    0, 1000000, 0, NULL, NULL, NULL, 0,
 	    "Commands one connection may send per second before its input "
 	    "is paused (0: no limit)" },
