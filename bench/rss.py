@@ -50,11 +50,11 @@ def children_map():
 def tree(pid):
 	"""pid and all its descendants."""
 	kids = children_map()
-	out, todo = [], [pid]
-	while todo:
-		p = todo.pop()
+	out, stack = [], [pid]
+	while stack:
+		p = stack.pop()
 		out.append(p)
-		todo.extend(kids.get(p, ()))
+		stack.extend(kids.get(p, ()))
 	return out
 
 

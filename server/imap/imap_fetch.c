@@ -31,14 +31,6 @@
 #include "server/imap/imap_seqset.h"
 #include "server/imap/imap_write.h"
 
-#define IMAP_FETCH_UID		0x01u
-#define IMAP_FETCH_FLAGS	0x02u	/* imap_fetch_body.c relies on 0x02 */
-#define IMAP_FETCH_SIZE		0x04u
-#define IMAP_FETCH_DATE		0x08u
-#define IMAP_FETCH_ENVELOPE	0x10u
-#define IMAP_FETCH_BODY		0x20u
-#define IMAP_FETCH_BODYSTRUCT	0x40u
-#define IMAP_FETCH_MODSEQ	0x80u	/* imap_fetch_body.c relies on it */
 
 /* FETCH's modifiers (RFC 7162): (CHANGEDSINCE n [VANISHED]). */
 struct imap_fetch_mods {

@@ -80,9 +80,6 @@ struct imap_fetch_job {
 	size_t burst;
 };
 
-/* From imap_fetch.c: the FLAGS and MODSEQ items' bits there. */
-#define IMAP_FETCH_FLAGS_BIT	0x02u
-#define IMAP_FETCH_MODSEQ_BIT	0x80u
 /* From imap_fetch.c. */
 int imap_fetch_index_items(struct imap_session *s, unsigned msn,
     const struct mindex_msg *m, unsigned want);
@@ -631,8 +628,8 @@ imap_job_next_msg(struct imap_session *s, struct imap_fetch_job *j)
 		/* \Seen set here is a flag change the client did not ask
 		 * to see: with CONDSTORE it carries MODSEQ (RFC 7162). */
 		if (imap_job_set_seen(s, j, r))
-			want |= IMAP_FETCH_FLAGS_BIT | (s->condstore ?
-			    IMAP_FETCH_MODSEQ_BIT : 0);
+			want |= IMAP_FETCH_FLAGS | (s->condstore ?
+			    IMAP_FETCH_MODSEQ : 0);
 		if (imap_store(s) == NULL ||
 		    mindex_begin(store_index(s->st), false, &txn,
 		    &error) < 0)
@@ -646,7 +643,7 @@ imap_job_next_msg(struct imap_session *s, struct imap_fetch_job *j)
 		if (m.mime_len == 0 ||
 		    mime_deserialize(m.mime, m.mime_len, &j->tree) < 0)
 			j->tree = NULL;
-		if ((want & IMAP_FETCH_FLAGS_BIT) != 0)
+		if ((want & IMAP_FETCH_FLAGS) != 0)
 			m.flags = r->flags;
 		j->need_sp = imap_fetch_index_items(s, msn, &m, want) > 0;
 		mindex_abort(&txn);

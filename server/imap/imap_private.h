@@ -155,6 +155,17 @@ void imap_cmd_getquotaroot(struct imap_session *s,
 void imap_cmd_getquota(struct imap_session *s, const struct imap_cmd *cmd);
 void imap_cmd_setquota(struct imap_session *s, const struct imap_cmd *cmd);
 
+/* The FETCH items the index answers, as bits (imap_fetch.c, and
+ * imap_fetch_body.c for the FLAGS and MODSEQ a body fetch adds). */
+#define IMAP_FETCH_UID		0x01u
+#define IMAP_FETCH_FLAGS	0x02u
+#define IMAP_FETCH_SIZE		0x04u
+#define IMAP_FETCH_DATE		0x08u
+#define IMAP_FETCH_ENVELOPE	0x10u
+#define IMAP_FETCH_BODY		0x20u
+#define IMAP_FETCH_BODYSTRUCT	0x40u
+#define IMAP_FETCH_MODSEQ	0x80u
+
 /* FETCH of body sections (imap_fetch_body.c). */
 struct imap_seqset;
 int imap_fetch_job_new(struct imap_session *s, struct imap_seqset *set,

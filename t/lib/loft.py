@@ -507,13 +507,13 @@ class Loftd:
                 "state": st.get("State", ""), "status": st}
         if self.proc is None or self.proc.pid not in procs:
             return []
-        out, todo = [], [self.proc.pid]
-        while todo:
-            pid = todo.pop()
+        out, stack = [], [self.proc.pid]
+        while stack:
+            pid = stack.pop()
             if procs[pid]["state"].startswith("Z"):
                 continue
             out.append(procs[pid])
-            todo.extend(p for p in procs if procs[p]["ppid"] == pid)
+            stack.extend(p for p in procs if procs[p]["ppid"] == pid)
         return out
 
     def socket_owners(self, client_sock):
