@@ -139,4 +139,29 @@ int maildir_list_folders(const char *root,
     int (*cb)(const char *folder, void *ctx), void *ctx,
     const char **error_r);
 
+/*
+ * loft-uidlist (maildir_uidlist.c): the UIDs given to files whose names
+ * carry none, as lines "UID BASE\n" in the folder directory, so that a
+ * rebuild of the index from storage alone keeps them; the last line of a
+ * base name wins. These return 0, or -1 with errno (no *error_r).
+ */
+struct buf;
+/* add: one line for uid and the base name into b (nothing is written);
+ * a name holding a line end is left out. */
+void maildir_uidlist_add(struct buf *b, uint32_t uid, const char *base,
+    size_t base_len);
+/* append: add the lines of b to dir's list (created if missing). */
+int maildir_uidlist_append(const char *dir, const struct buf *b,
+    bool do_fsync);
+/* replace: make b the whole list, atomically (a temporary file renamed). */
+int maildir_uidlist_replace(const char *dir, const struct buf *b,
+    bool do_fsync);
+/* size: of the list in bytes, 0 if there is none. */
+int64_t maildir_uidlist_size(const char *dir);
+/* read: cb for each line that parses, in file order; a missing list is 0.
+ * base (not NUL-terminated) holds no '/' and no NUL. */
+int maildir_uidlist_read(const char *dir,
+    void (*cb)(uint32_t uid, const char *base, size_t base_len, void *ctx),
+    void *ctx);
+
 #endif

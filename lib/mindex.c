@@ -41,12 +41,14 @@
 
 #define MINDEX_VERSION		1	/* of the index: meta "version" */
 #define MINDEX_MSG_FORMAT	1	/* first byte of a message record */
-#define MINDEX_FOLDER_FORMAT	1	/* first byte of a folder record */
+#define MINDEX_FOLDER_FORMAT	2	/* first byte of a folder record */
 /* format (1), reserved (3), flags (4), eight 64-bit fields, guid (16) */
 #define MINDEX_MSG_FIXED	(1 + 3 + 4 + 4 + 8 * 8 + 16)
 /* format (1), reserved (3), six 32-bit and three 64-bit counters, two
- * stamps of five 64-bit fields, sync_offset */
-#define MINDEX_FOLDER_SIZE	(1 + 3 + 6 * 4 + 3 * 8 + 2 * 5 * 8 + 8)
+ * stamps of five 64-bit fields, sync_offset, then (format 2) unparsed.
+ * Format 1 records, without unparsed, are still read (as 0). */
+#define MINDEX_FOLDER_SIZE_1	(1 + 3 + 6 * 4 + 3 * 8 + 2 * 5 * 8 + 8)
+#define MINDEX_FOLDER_SIZE	(MINDEX_FOLDER_SIZE_1 + 4)
 #define MINDEX_QUOTA_SIZE	16
 #define MINDEX_MAXDBS		8	/* five used; room for a new one */
 #define MINDEX_MAP_SIZE_MIN	(64u * 1024u)
@@ -1036,15 +1038,17 @@ mindex_folder_encode(const struct mindex_folder *f,
 		mindex_enc_u64(&e, (uint64_t)f->stamp[i].checked_ns);
 	}
 	mindex_enc_u64(&e, f->sync_offset);
+	mindex_enc_u32(&e, f->unparsed);
 }
 
 static int
 mindex_folder_decode(const MDB_val *v, struct mindex_folder *f)
 {
 	struct mindex_dec d = { v->mv_data, v->mv_size, 0, false };
+	bool v1 = v->mv_size == MINDEX_FOLDER_SIZE_1;
 	int i;
 
-	mindex_dec_head(&d, MINDEX_FOLDER_FORMAT);
+	mindex_dec_head(&d, v1 ? 1 : MINDEX_FOLDER_FORMAT);
 	f->id = mindex_dec_u32(&d);
 	f->uidvalidity = mindex_dec_u32(&d);
 	f->uidnext = mindex_dec_u32(&d);
@@ -1062,6 +1066,7 @@ mindex_folder_decode(const MDB_val *v, struct mindex_folder *f)
 		f->stamp[i].checked_ns = (int64_t)mindex_dec_u64(&d);
 	}
 	f->sync_offset = mindex_dec_u64(&d);
+	f->unparsed = v1 ? 0 : mindex_dec_u32(&d);
 	if (!mindex_dec_done(&d) || f->id == 0)
 		return mindex_fail(NULL, "corrupt index record (folder)");
 	return 0;
@@ -1489,6 +1494,8 @@ mindex_folder_tally(struct mindex_folder *f, const struct mindex_msg *m,
 		f->unseen = mindex_step(f->unseen, add);
 	if ((m->flags & MINDEX_F_DELETED) != 0)
 		f->deleted = mindex_step(f->deleted, add);
+	if ((m->cache_flags & MINDEX_C_UNPARSED) != 0)
+		f->unparsed = mindex_step(f->unparsed, add);
 	f->vsize = add ? f->vsize + m->vsize : mindex_sub(f->vsize, m->vsize);
 	f->psize = add ? f->psize + m->psize : mindex_sub(f->psize, m->psize);
 }

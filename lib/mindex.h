@@ -66,6 +66,11 @@
 /* NO_FINAL_LF: the message does not end with a line end, so a POP3 RETR,
  * which must end its last line before the ".", sends vsize + 2 bytes. */
 #define MINDEX_C_NO_FINAL_LF		0x02u
+/* UNPARSED: a Maildir file adopted from its name alone, unread: psize
+ * comes from the name's ",S=" (or a stat), vsize is psize, internal_date
+ * the time in the name, and the header and MIME fields are empty, until
+ * store_complete() reads the file and rewrites the record. */
+#define MINDEX_C_UNPARSED		0x04u
 
 struct mindex;
 struct mindex_txn;
@@ -104,6 +109,7 @@ struct mindex_folder {
 	uint64_t highestmodseq;
 	struct mindex_stamp stamp[2];	/* maildir: new/, cur/; mbox: [0] */
 	uint64_t sync_offset;	/* mbox: end of the last indexed message */
+	uint32_t unparsed;	/* messages with MINDEX_C_UNPARSED */
 };
 
 struct mindex_msg {

@@ -412,21 +412,54 @@ store_folder_key(const char *folder)
 	return store_is_inbox(folder) ? "INBOX" : folder;
 }
 
-int
-store_sync(struct store *st, const char *folder, bool force, bool *exists_r,
-    const char **error_r)
+static int
+store_sync_folder(struct store *st, const char *folder, bool force,
+    bool complete, bool *exists_r, const char **error_r)
 {
 	char path[PATH_MAX];
 	bool exists;
 
+	if (exists_r == NULL)
+		exists_r = &exists;
 	if (store_folder_path(st, folder, path, sizeof(path), error_r) < 0)
 		return -1;
 	folder = store_folder_key(folder);
-	if (st->ml.format == MAILLOC_MAILDIR)
-		return store_maildir_sync(st, folder, path, force,
-		    exists_r != NULL ? exists_r : &exists, error_r);
-	return store_mbox_sync(st, folder, path, force,
-	    exists_r != NULL ? exists_r : &exists, error_r);
+	if (st->ml.format != MAILLOC_MAILDIR)
+		return store_mbox_sync(st, folder, path, force, exists_r,
+		    error_r);
+	if (store_maildir_sync(st, folder, path, force, exists_r,
+	    error_r) < 0)
+		return -1;
+	if (!complete || !*exists_r)
+		return 0;
+	return store_maildir_complete(st, folder, path, error_r);
+}
+
+int
+store_sync_lazy(struct store *st, const char *folder, bool *exists_r,
+    const char **error_r)
+{
+	return store_sync_folder(st, folder, false, false, exists_r, error_r);
+}
+
+int
+store_sync(struct store *st, const char *folder, bool force, bool *exists_r,
+    const char **error_r)
+{
+	return store_sync_folder(st, folder, force, true, exists_r, error_r);
+}
+
+int
+store_complete(struct store *st, const char *folder, const char **error_r)
+{
+	char path[PATH_MAX];
+
+	if (st->ml.format != MAILLOC_MAILDIR)
+		return 0;	/* an mbox sync reads every message it adds */
+	if (store_folder_path(st, folder, path, sizeof(path), error_r) < 0)
+		return -1;
+	return store_maildir_complete(st, store_folder_key(folder), path,
+	    error_r);
 }
 
 struct store_names {

@@ -67,6 +67,18 @@ int store_folder_path(struct store *st, const char *folder, char *out,
  * A folder that exists in neither is not an error: *exists_r = false. */
 int store_sync(struct store *st, const char *folder, bool force,
     bool *exists_r, const char **error_r);
+/* store_sync_lazy: store_sync without store_complete: a Maildir file the
+ * index has not seen is adopted from its name alone (MINDEX_C_UNPARSED),
+ * so that a login to a large mailbox filled by another program answers at
+ * once. For POP3, whose first answers need only UIDs. */
+int store_sync_lazy(struct store *st, const char *folder, bool *exists_r,
+    const char **error_r);
+/* store_complete: read the files of folder's MINDEX_C_UNPARSED records
+ * and fill in their sizes, dates, cached headers and MIME trees. Cheap
+ * when there are none (one folder lookup). A file that moved meanwhile
+ * stays unparsed until the next call. 0, or -1. */
+int store_complete(struct store *st, const char *folder,
+    const char **error_r);
 /* store_sync_all: store_sync of every folder found in storage, and
  * removal from the index of folders whose storage is gone. */
 int store_sync_all(struct store *st, bool force, const char **error_r);

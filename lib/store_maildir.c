@@ -12,10 +12,18 @@
  * Sync lists new/ and cur/ only when their stamps changed, maps each file
  * to its UID through the locs table (keyed by the base name, the part
  * before ":2,"), updates records whose flags or directory changed, expunges
- * records whose file is gone and indexes files it has not seen, giving
- * each a UID (its own ",U=" if that is still free, else a new one written
- * into its name). Files come from the user's own mail programs: a name
- * that does not parse is skipped, never trusted as a path.
+ * records whose file is gone and adopts files it has not seen, giving
+ * each a UID: its own ",U=" if that is still free (else a new one, written
+ * into its name so that a rebuild cannot trust the stale one), the one the
+ * old index had during a rebuild, or the next. Adoption reads no file: the
+ * record takes its size from the name's ",S=" (or a stat) and is marked
+ * MINDEX_C_UNPARSED, and the name of a file without ",U=" is left alone
+ * (its UID lives in the locs table). A POP3 login to 10,000 messages
+ * another program left therefore lists directories and writes records,
+ * and nothing more; store_maildir_complete reads and parses those files
+ * when a reader first needs what is in them. Files come from the user's
+ * own mail programs: a name that does not parse is skipped, never trusted
+ * as a path.
  */
 #include "config.h"
 #include <dirent.h>
@@ -114,8 +122,12 @@ struct md_entry {
 	char *loc;		/* "new/NAME" or "cur/NAME:2,..." (owned) */
 	size_t base_len;	/* of the base name, which starts at loc + 4 */
 	uint32_t name_uid;	/* ",U=" in its name, 0 if none */
+	uint32_t want_uid;	/* name_uid, or the old index's in a rebuild */
 	uint32_t uid;		/* its record, 0 if not indexed */
 	uint32_t flags;
+	uint64_t size;		/* from ",S=" or a stat, once sized */
+	int64_t mtime;		/* from the stat, or the time in the name */
+	bool sized;
 };
 
 struct md_list {
@@ -140,8 +152,12 @@ md_scan_cb(const char *sub, const char *name, void *ctx)
 	e->loc = xasprintf("%s/%s", sub, name);
 	e->base_len = mn.base_len;
 	e->name_uid = mn.uid;
+	e->want_uid = mn.uid;
 	e->uid = 0;
 	e->flags = mn.flags;
+	e->size = mn.size;
+	e->sized = mn.has_size;
+	e->mtime = 0;
 	return 0;
 }
 
@@ -221,7 +237,7 @@ md_loc_base(const char *loc, const char **base_r)
 	return colon != NULL ? (size_t)(colon - base) : strlen(base);
 }
 
-/* Candidates first by the UID their names carry (so that those can be
+/* Candidates first by the UID they should keep (so that those can be
  * adopted in increasing order), then files without one by name, which for
  * Maildir names is delivery order. */
 static int
@@ -230,11 +246,11 @@ md_cand_cmp(const void *a, const void *b)
 	const struct md_entry *x = *(struct md_entry * const *)a;
 	const struct md_entry *y = *(struct md_entry * const *)b;
 
-	if ((x->name_uid == 0) != (y->name_uid == 0))
-		return x->name_uid == 0 ? 1 : -1;
-	if (x->name_uid != y->name_uid)
-		return x->name_uid < y->name_uid ? -1 : 1;
-	return strcmp(x->loc, y->loc);
+	if ((x->want_uid == 0) != (y->want_uid == 0))
+		return x->want_uid == 0 ? 1 : -1;
+	if (x->want_uid != y->want_uid)
+		return x->want_uid < y->want_uid ? -1 : 1;
+	return strcmp(x->loc + 4, y->loc + 4);	/* after "new/", "cur/" */
 }
 
 struct md_sync {
@@ -245,17 +261,118 @@ struct md_sync {
 	struct md_recs recs;
 	struct md_entry **cand;		/* files without a record */
 	size_t ncand;
-	/* the batch being indexed */
-	size_t batch_start, batch_end;
-	struct msg_info *infos;
-	struct stat *stats;
-	bool *parsed;
+	size_t batch_start, batch_end;	/* of cand, being adopted */
+	struct buf uidlist;		/* lines for loft-uidlist */
+	bool in_index;			/* the index had the folder */
 	struct mindex_stamp stamp[2];
 	bool expunged;
 	bool renamed;		/* this batch gave files their UIDs */
 	uint32_t uidvalidity_hint, uidnext_hint;
 	struct mindex_folder f;
 };
+
+/* A rebuild keeps the UIDs of files whose names carry none: from the
+ * old index (its locs table) while it still opens, else from the folder's
+ * loft-uidlist. */
+static int
+md_sync_old_uids(struct md_sync *s)
+{
+	struct mindex_txn *txn;
+	struct mindex_folder f;
+	const char *err;
+	int ret;
+
+	if (mindex_begin(s->st->old_ix, false, &txn, &err) < 0)
+		return -1;
+	ret = mindex_folder_get(txn, s->folder, &f);
+	for (size_t i = 0; ret == 1 && i < s->files.count; i++) {
+		struct md_entry *e = &s->files.e[i];
+		uint32_t uid;
+
+		if (e->want_uid == 0 && mindex_loc_get(txn, f.id, e->loc + 4,
+		    e->base_len, &uid) == 1)
+			e->want_uid = uid;
+	}
+	mindex_abort(&txn);
+	return ret < 0 ? -1 : 0;
+}
+
+/* Files by base name, to look up loft-uidlist lines. */
+static int
+md_base_cmp(const void *a, const void *b)
+{
+	const struct md_entry *x = *(struct md_entry * const *)a;
+	const struct md_entry *y = *(struct md_entry * const *)b;
+	size_t n = x->base_len < y->base_len ? x->base_len : y->base_len;
+	int c = memcmp(x->loc + 4, y->loc + 4, n);
+
+	if (c != 0)
+		return c;
+	return x->base_len < y->base_len ? -1 : x->base_len > y->base_len;
+}
+
+struct md_uidlist_ctx {
+	struct md_entry **byname;
+	size_t count;
+};
+
+static void
+md_uidlist_cb(uint32_t uid, const char *base, size_t base_len, void *ctx)
+{
+	struct md_uidlist_ctx *u = ctx;
+	size_t lo = 0, hi = u->count;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		struct md_entry *e = u->byname[mid];
+		size_t n = e->base_len < base_len ? e->base_len : base_len;
+		int c = memcmp(e->loc + 4, base, n);
+
+		if (c == 0)
+			c = e->base_len < base_len ? -1 : e->base_len > base_len;
+		if (c == 0) {
+			e->want_uid = uid;	/* the last line wins */
+			return;
+		}
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+}
+
+static int
+md_sync_listed_uids(struct md_sync *s)
+{
+	struct md_uidlist_ctx u = { NULL, 0 };
+	int ret;
+
+	if (maildir_uidlist_size(s->dir) == 0)
+		return 0;
+	u.byname = xreallocarray(NULL, s->files.count + 1, sizeof(*u.byname));
+	for (size_t i = 0; i < s->files.count; i++)
+		if (s->files.e[i].name_uid == 0)
+			u.byname[u.count++] = &s->files.e[i];
+	if (u.count > 1)
+		qsort(u.byname, u.count, sizeof(*u.byname), md_base_cmp);
+	ret = u.count == 0 ? 0 :
+	    maildir_uidlist_read(s->dir, md_uidlist_cb, &u);
+	free(u.byname);
+	if (ret < 0)
+		log_warning("cannot read %s/loft-uidlist: %s", s->dir,
+		    strerror(errno));
+	return 0;
+}
+
+static int
+md_sync_known_uids(struct md_sync *s)
+{
+	if (s->in_index)
+		return 0;	/* its locs table knows them */
+	if (s->st->old_ix != NULL)
+		return md_sync_old_uids(s);
+	return md_sync_listed_uids(s);
+}
 
 /* Phase 1: which files have records, and which records lost their file. */
 static int
@@ -268,6 +385,7 @@ md_sync_classify(struct md_sync *s, const char **error_r)
 	if (mindex_begin(s->st->ix, false, &txn, error_r) < 0)
 		return -1;
 	ret = mindex_folder_get(txn, s->folder, &f);
+	s->in_index = ret == 1;
 	if (ret == 1) {
 		for (size_t i = 0; i < s->files.count; i++) {
 			struct md_entry *e = &s->files.e[i];
@@ -279,7 +397,7 @@ md_sync_classify(struct md_sync *s, const char **error_r)
 		ret = mindex_msg_iter(txn, f.id, 1, md_rec_cb, &s->recs);
 	}
 	mindex_abort(&txn);
-	if (ret < 0) {
+	if (ret < 0 || md_sync_known_uids(s) < 0) {
 		*error_r = "cannot read the index";
 		return -1;
 	}
@@ -377,15 +495,6 @@ md_sync_apply_fn(struct mindex_txn *txn, void *ctx, const char **error_r)
 	return 0;
 }
 
-static void
-md_batch_release(struct md_sync *s)
-{
-	for (size_t i = s->batch_start; i < s->batch_end; i++)
-		if (s->parsed[i - s->batch_start])
-			msg_info_free(&s->infos[i - s->batch_start]);
-}
-
-/* Read and parse the files of the batch, outside any transaction. */
 /* Files up to this size are read into a buffer; larger ones are mapped.
  * For the typical small message, read() costs less than setting up and
  * tearing down a mapping. */
@@ -420,32 +529,164 @@ md_parse_fd(int fd, struct stat *sb, struct buf *rbuf, struct msg_info *info)
 	return true;
 }
 
-/* Read and parse the files of the batch, outside any transaction. */
+/*
+ * Completion: records adopted unread get what is in their files.
+ */
+struct md_todo {
+	uint32_t uid;
+	char *loc;		/* as the record had it (owned) */
+	bool parsed;
+	struct stat sb;
+	struct msg_info info;
+};
+
+struct md_complete {
+	struct store *st;
+	const char *folder;
+	const char *dir;
+	struct md_todo *t;
+	size_t count, alloc;
+	size_t start, end;	/* the batch being parsed and written */
+	struct mindex_folder f;
+};
+
+static int
+md_todo_cb(const struct mindex_msg *m, void *ctx)
+{
+	struct md_complete *c = ctx;
+
+	if ((m->cache_flags & MINDEX_C_UNPARSED) == 0)
+		return 0;
+	if (c->count == c->alloc) {
+		c->alloc = c->alloc == 0 ? 256 : c->alloc * 2;
+		c->t = xreallocarray(c->t, c->alloc, sizeof(*c->t));
+	}
+	memset(&c->t[c->count], 0, sizeof(c->t[c->count]));
+	c->t[c->count].uid = m->uid;
+	c->t[c->count].loc = xstrndup(m->location, m->location_len);
+	c->count++;
+	return 0;
+}
+
+/* The unparsed records of the folder; none (one lookup) if its count
+ * says so. */
+static int
+md_complete_collect(struct md_complete *c, const char **error_r)
+{
+	struct mindex_txn *txn;
+	struct mindex_folder f;
+	int ret;
+
+	if (mindex_begin(c->st->ix, false, &txn, error_r) < 0)
+		return -1;
+	ret = mindex_folder_get(txn, c->folder, &f);
+	if (ret == 1 && f.unparsed > 0)
+		ret = mindex_msg_iter(txn, f.id, 1, md_todo_cb, c);
+	mindex_abort(&txn);
+	if (ret < 0) {
+		*error_r = "cannot read the index";
+		return -1;
+	}
+	return 0;
+}
+
+/* Read and parse the batch's files, outside any transaction. */
 static void
-md_batch_parse(struct md_sync *s)
+md_complete_parse(struct md_complete *c)
 {
 	struct buf rbuf;
 
 	buf_init(&rbuf, MD_READ_MAX + 1);
-	for (size_t i = s->batch_start; i < s->batch_end; i++) {
-		size_t k = i - s->batch_start;
+	for (size_t i = c->start; i < c->end; i++) {
+		struct md_todo *t = &c->t[i];
 		char path[PATH_MAX];
 		int fd;
 
-		s->parsed[k] = false;
-		if ((size_t)snprintf(path, sizeof(path), "%s/%s", s->dir,
-		    s->cand[i]->loc) >= sizeof(path))
+		if ((size_t)snprintf(path, sizeof(path), "%s/%s", c->dir,
+		    t->loc) >= sizeof(path))
 			continue;
 		fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 		if (fd < 0)
 			continue;	/* moved or expunged meanwhile */
-		if (fstat(fd, &s->stats[k]) == 0 &&
-		    S_ISREG(s->stats[k].st_mode))
-			s->parsed[k] = md_parse_fd(fd, &s->stats[k], &rbuf,
-			    &s->infos[k]);
+		if (fstat(fd, &t->sb) == 0 && S_ISREG(t->sb.st_mode))
+			t->parsed = md_parse_fd(fd, &t->sb, &rbuf, &t->info);
 		close(fd);
 	}
 	buf_free(&rbuf);
+}
+
+static void
+md_complete_release(struct md_complete *c)
+{
+	for (size_t i = c->start; i < c->end; i++)
+		if (c->t[i].parsed) {
+			msg_info_free(&c->t[i].info);
+			c->t[i].parsed = false;
+		}
+}
+
+/* Rewrite the records of the batch's parsed files, if they still are
+ * unparsed and at the place the file was read from. */
+static int
+md_complete_fn(struct mindex_txn *txn, void *ctx, const char **error_r)
+{
+	struct md_complete *c = ctx;
+	int ret;
+
+	(void)error_r;
+	if ((ret = mindex_folder_get(txn, c->folder, &c->f)) <= 0)
+		return ret;
+	for (size_t i = c->start; i < c->end; i++) {
+		struct md_todo *t = &c->t[i];
+		struct mindex_msg old, m;
+
+		if (!t->parsed ||
+		    mindex_msg_get(txn, c->f.id, t->uid, &old) != 1 ||
+		    (old.cache_flags & MINDEX_C_UNPARSED) == 0 ||
+		    strcmp(old.location, t->loc) != 0)
+			continue;
+		/* old's fields point into the map; update copies them
+		 * before it writes (mindex.h). */
+		store_fill_msg(&m, &t->info, (uint64_t)t->sb.st_size,
+		    t->sb.st_mtim.tv_sec);
+		m.uid = old.uid;
+		m.flags = old.flags;
+		m.save_date = old.save_date;
+		memcpy(m.guid, old.guid, sizeof(m.guid));
+		m.location = old.location;
+		m.location_len = old.location_len;
+		m.keywords = old.keywords;
+		m.keywords_len = old.keywords_len;
+		if ((ret = mindex_msg_update(txn, &c->f, &m)) < 0)
+			return ret == MINDEX_EFULL ? ret : -1;
+	}
+	return mindex_folder_put(txn, c->folder, &c->f);
+}
+
+int
+store_maildir_complete(struct store *st, const char *folder,
+    const char *dir, const char **error_r)
+{
+	struct md_complete c;
+	int ret;
+
+	memset(&c, 0, sizeof(c));
+	c.st = st;
+	c.folder = folder;
+	c.dir = dir;
+	ret = md_complete_collect(&c, error_r);
+	for (c.start = 0; ret == 0 && c.start < c.count; c.start = c.end) {
+		c.end = c.start + STORE_BATCH;
+		if (c.end > c.count)
+			c.end = c.count;
+		md_complete_parse(&c);
+		ret = mindex_write(st->ix, md_complete_fn, &c, error_r);
+		md_complete_release(&c);
+	}
+	for (size_t i = 0; i < c.count; i++)
+		free(c.t[i].loc);
+	free(c.t);
+	return ret;
 }
 
 /* Give e the UID uid in its file name; 0, or -1 if the file is gone. */
@@ -469,7 +710,7 @@ md_entry_set_uid(struct md_sync *s, struct md_entry *e, uint32_t uid)
 	return 0;
 }
 
-/* A new UID for a file that cannot keep its own: past everything the
+/* A new UID for a file that cannot keep the one it should: past everything the
  * index and the folder's loft-uidvalidity file know was ever given. */
 static uint32_t
 md_next_uid(struct md_sync *s)
@@ -494,46 +735,103 @@ md_fsync_subdirs(const char *dir)
 	return 0;
 }
 
+/* The time at the start of a Maildir name ("SECS.something"), or now. */
+static int64_t
+md_name_time(const char *base)
+{
+	int64_t t = 0;
+	int n = 0;
+
+	for (; *base >= '0' && *base <= '9' && n < 12; base++, n++)
+		t = t * 10 + (*base - '0');
+	return n >= 9 && *base == '.' ? t : (int64_t)time(NULL);
+}
+
+/* Size the batch's files whose names do not say their size: one stat
+ * each, outside any transaction. A file gone meanwhile stays unsized and
+ * is not adopted. */
+static void
+md_adopt_stat(struct md_sync *s)
+{
+	for (size_t i = s->batch_start; i < s->batch_end; i++) {
+		struct md_entry *e = s->cand[i];
+		char path[PATH_MAX];
+		struct stat sb;
+
+		if (e->sized)
+			continue;
+		if ((size_t)snprintf(path, sizeof(path), "%s/%s", s->dir,
+		    e->loc) >= sizeof(path) || lstat(path, &sb) < 0 ||
+		    !S_ISREG(sb.st_mode))
+			continue;
+		e->size = (uint64_t)sb.st_size;
+		e->mtime = sb.st_mtim.tv_sec;
+		e->sized = true;
+	}
+}
+
+/* The record of a file adopted unread (MINDEX_C_UNPARSED). */
+static void
+md_adopt_msg(const struct md_entry *e, uint32_t uid, struct mindex_msg *m)
+{
+	memset(m, 0, sizeof(*m));
+	m->uid = uid;
+	m->flags = e->flags;
+	m->cache_flags = MINDEX_C_UNPARSED;
+	m->internal_date = e->mtime != 0 ? e->mtime : md_name_time(e->loc + 4);
+	m->save_date = time(NULL);
+	m->psize = e->size;
+	m->vsize = e->size;
+	m->location = e->loc;
+	m->location_len = strlen(e->loc);
+	md_guid(e->loc, m->guid);
+}
+
 static int
-md_sync_batch_fn(struct mindex_txn *txn, void *ctx, const char **error_r)
+md_sync_adopt_fn(struct mindex_txn *txn, void *ctx, const char **error_r)
 {
 	struct md_sync *s = ctx;
 	int ret;
 
 	s->renamed = false;
+	buf_truncate(&s->uidlist, 0);
 	if ((ret = md_folder_begin(s, txn, error_r)) < 0)
 		return ret;
 	for (size_t i = s->batch_start; i < s->batch_end; i++) {
-		size_t k = i - s->batch_start;
 		struct md_entry *e = s->cand[i];
 		struct mindex_msg m;
 		uint32_t uid, have;
 
-		if (!s->parsed[k])
+		if (!e->sized)
 			continue;
 		/* Indexed meanwhile by a delivery or another sync? */
 		if (mindex_loc_get(txn, s->f.id, e->loc + 4, e->base_len,
 		    &have) == 1)
 			continue;
-		uid = e->name_uid != 0 && e->name_uid >= s->f.uidnext ?
-		    e->name_uid : md_next_uid(s);
-		if (uid != e->name_uid && md_entry_set_uid(s, e, uid) < 0)
+		uid = e->want_uid != 0 && e->want_uid >= s->f.uidnext ?
+		    e->want_uid : md_next_uid(s);
+		if (e->name_uid != 0 && uid != e->name_uid &&
+		    md_entry_set_uid(s, e, uid) < 0)
 			continue;
-		store_fill_msg(&m, &s->infos[k], (uint64_t)s->stats[k].st_size,
-		    s->stats[k].st_mtim.tv_sec);
-		m.uid = uid;
-		m.flags = e->flags;
-		m.location = e->loc;
-		m.location_len = strlen(e->loc);
-		md_guid(e->loc, m.guid);
+		md_adopt_msg(e, uid, &m);
 		if ((ret = mindex_msg_add(txn, &s->f, &m)) < 0 ||
 		    (ret = mindex_loc_put(txn, s->f.id, e->loc + 4,
 		    e->base_len, uid)) < 0)
 			return ret == MINDEX_EFULL ? ret : -1;
+		e->uid = uid;
+		if (e->name_uid == 0)
+			maildir_uidlist_add(&s->uidlist, uid, e->loc + 4,
+			    e->base_len);
 	}
 	if (s->renamed && s->st->fsync && md_fsync_subdirs(s->dir) < 0) {
 		*error_r = store_error("fsync of %s failed: %s", s->dir,
 		    strerror(errno));
+		return -1;
+	}
+	/* Before the commit: a UID the index gives is in the list first. */
+	if (maildir_uidlist_append(s->dir, &s->uidlist, s->st->fsync) < 0) {
+		*error_r = store_error("cannot write %s/loft-uidlist: %s",
+		    s->dir, strerror(errno));
 		return -1;
 	}
 	return mindex_folder_put(txn, s->folder, &s->f);
@@ -553,27 +851,51 @@ md_sync_stamp_fn(struct mindex_txn *txn, void *ctx, const char **error_r)
 	return mindex_folder_put(txn, s->folder, &s->f);
 }
 
-static int
-md_sync_index_new(struct md_sync *s, const char **error_r)
+/* Rewrite loft-uidlist without the lines of files that are gone once
+ * they make up most of it: the live lines are those of the files found
+ * without ",U=" that have a record. */
+static void
+md_uidlist_compact(struct md_sync *s)
 {
-	size_t n = s->ncand < STORE_BATCH ? s->ncand : STORE_BATCH;
+	struct buf b;
+	size_t live = 0;
+
+	for (size_t i = 0; i < s->files.count; i++)
+		if (s->files.e[i].name_uid == 0 && s->files.e[i].uid != 0)
+			live += s->files.e[i].base_len + 12;
+	if (maildir_uidlist_size(s->dir) <= (int64_t)(2 * live + 65536))
+		return;
+	buf_init(&b, (size_t)-1);
+	for (size_t i = 0; i < s->files.count; i++) {
+		struct md_entry *e = &s->files.e[i];
+
+		if (e->name_uid == 0 && e->uid != 0)
+			maildir_uidlist_add(&b, e->uid, e->loc + 4,
+			    e->base_len);
+	}
+	if (maildir_uidlist_replace(s->dir, &b, s->st->fsync) < 0)
+		log_warning("cannot rewrite %s/loft-uidlist: %s", s->dir,
+		    strerror(errno));
+	buf_free(&b);
+}
+
+static int
+md_sync_adopt(struct md_sync *s, const char **error_r)
+{
 	int ret = 0;
 
-	s->infos = xcalloc(n + 1, sizeof(*s->infos));
-	s->stats = xcalloc(n + 1, sizeof(*s->stats));
-	s->parsed = xcalloc(n + 1, sizeof(*s->parsed));
+	buf_init(&s->uidlist, (size_t)-1);
 	for (s->batch_start = 0; s->batch_start < s->ncand && ret == 0;
 	    s->batch_start = s->batch_end) {
-		s->batch_end = s->batch_start + STORE_BATCH;
+		s->batch_end = s->batch_start + STORE_ADOPT_BATCH;
 		if (s->batch_end > s->ncand)
 			s->batch_end = s->ncand;
-		md_batch_parse(s);
-		ret = mindex_write(s->st->ix, md_sync_batch_fn, s, error_r);
-		md_batch_release(s);
+		md_adopt_stat(s);
+		ret = mindex_write(s->st->ix, md_sync_adopt_fn, s, error_r);
 	}
-	free(s->infos);
-	free(s->stats);
-	free(s->parsed);
+	buf_free(&s->uidlist);
+	if (ret == 0)
+		md_uidlist_compact(s);
 	return ret;
 }
 
@@ -676,7 +998,7 @@ store_maildir_sync(struct store *st, const char *folder, const char *dir,
 		ret = -1;
 	else if ((ret = md_sync_classify(&s, error_r)) == 0 &&
 	    (ret = mindex_write(st->ix, md_sync_apply_fn, &s, error_r)) == 0)
-		ret = md_sync_index_new(&s, error_r);
+		ret = md_sync_adopt(&s, error_r);
 	if (ret == 0 && s.expunged &&
 	    md_uidfile_write(dir, s.f.uidvalidity, s.f.uidnext, st->fsync) < 0)
 		log_warning("cannot write %s/%s: %s", dir, MD_UIDFILE,

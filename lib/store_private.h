@@ -11,6 +11,9 @@
 /* How many new messages one write transaction indexes: keeps each LMDB
  * transaction (and the writer lock every delivery waits on) short. */
 #define STORE_BATCH 256
+/* How many files one write transaction adopts by name (no file is read
+ * inside it, so a larger batch still keeps the writer lock short). */
+#define STORE_ADOPT_BATCH 4096
 
 struct store {
 	struct mailloc ml;
@@ -66,8 +69,12 @@ int store_prev_collect(struct mindex *ix, const char *folder,
     struct store_prev **prev_r, size_t *count_r, uint32_t *uidvalidity_r,
     uint32_t *uidnext_r, const char **error_r);
 
+/* store_maildir_sync adopts new files unparsed (MINDEX_C_UNPARSED);
+ * store_maildir_complete parses them. */
 int store_maildir_sync(struct store *st, const char *folder,
     const char *dir, bool force, bool *exists_r, const char **error_r);
+int store_maildir_complete(struct store *st, const char *folder,
+    const char *dir, const char **error_r);
 enum store_result store_maildir_deliver(struct store *st, const char *dir,
     const struct store_delivery *d, struct store_delivered *out,
     const char **error_r);

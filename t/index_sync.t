@@ -57,9 +57,26 @@ with open(foreign, "wb") as f:
 env.own(foreign)
 msgs, head = listing(env, "alice")
 t.eq(sorted(msgs), [1, 2, 3, 4], "foreign file indexed with UID 4")
-t.ok(msgs[4][1].startswith("new/1764410000.12345_0.otherhost,U=4"),
-     "and renamed to carry its UID (%s)" % msgs[4][1])
-t.ok(not os.path.exists(foreign), "the old name is gone")
+t.eq(msgs[4][1], "new/1764410000.12345_0.otherhost",
+     "and left under its own name (no rename per adopted file)")
+t.ok(os.path.exists(foreign), "the file is where the other program put it")
+with open(os.path.join(root, "loft-uidlist"), "rb") as f:
+    t.eq(f.read(), b"4 1764410000.12345_0.otherhost\n",
+         "its UID is in loft-uidlist, for a rebuild from storage alone")
+
+# A copied file whose ",U=" another message already has is renamed, so
+# that a rebuild cannot trust the stale UID.
+with open(os.path.join(root, msgs[1][1]), "rb") as f:
+    dup = f.read()
+dupname = os.path.join(root, "new", "1764410000.999_0.copy,U=1")
+with open(dupname, "wb") as f:
+    f.write(dup)
+env.own(dupname)
+msgs, _ = listing(env, "alice")
+t.eq(msgs.get(5, ("", ""))[1], "new/1764410000.999_0.copy,U=5",
+     "a file named with a UID that is taken gets a new one in its name")
+os.unlink(os.path.join(root, msgs[5][1]))
+msgs, _ = listing(env, "alice")
 
 # A mail reader marks message 2 seen and flagged, moving it to cur/.
 loc2 = msgs[2][1]
@@ -74,12 +91,12 @@ t.ok(msgs[2][1].startswith("cur/") and msgs[2][1].endswith(":2,FS"),
 os.unlink(os.path.join(root, msgs[1][1]))
 msgs, head = listing(env, "alice")
 t.eq(sorted(msgs), [2, 3, 4], "deleted file expunged, other UIDs kept")
-t.eq(head["uidnext"], "5", "UIDNEXT stays past the expunged UID")
+t.eq(head["uidnext"], "6", "UIDNEXT stays past the expunged UIDs")
 
 # New delivery after all that.
 env.deliver("alice", message("m5"))
 msgs, _ = listing(env, "alice")
-t.eq(sorted(msgs), [2, 3, 4, 5], "next delivery gets UID 5")
+t.eq(sorted(msgs), [2, 3, 4, 6], "next delivery gets UID 6")
 
 # Python's mailbox library (as a mail reader) agrees on the set.
 md = mailbox.Maildir(root, create=False)
@@ -100,12 +117,13 @@ t.eq(len(set(g_before.values())), len(g_before), "GUIDs are distinct")
 # Rebuild from nothing: the index directory is lost.
 shutil.rmtree(os.path.join(root, "loft-index"))
 after, head3 = listing(env, "alice")
-t.eq(sorted(after), [2, 3, 4, 5], "index rebuilt from storage alone keeps UIDs")
+t.eq({u: v[1] for u, v in after.items()}, {u: v[1] for u, v in msgs.items()},
+     "index rebuilt from storage alone keeps UIDs (names and loft-uidlist)")
 t.eq(head3["uidvalidity"], uv, "and UIDVALIDITY (from loft-uidvalidity)")
-t.eq(head3["uidnext"], "6", "and never reuses a UID")
+t.eq(head3["uidnext"], "7", "and never reuses a UID")
 env.deliver("alice", message("m6"))
 after, _ = listing(env, "alice")
-t.ok(6 in after, "delivery after rebuild gets UID 6")
+t.ok(7 in after, "delivery after rebuild gets UID 7")
 
 # Folders made by other programs appear; folders removed disappear.
 os.makedirs(os.path.join(root, ".Archive", "cur"))

@@ -43,6 +43,7 @@ struct pop3_mailbox {
 	uint32_t uidvalidity;
 	struct pop3_mailbox_ent *ents;	/* owned: the snapshot */
 	unsigned count;
+	bool estimates;			/* some vsize is from a file name */
 	struct pop3_mailbox_msg *open_msg;	/* borrowed, at most one */
 };
 
@@ -98,7 +99,16 @@ pop3_mailbox_lock(struct pop3_mailbox *mb, const char **error_r)
 struct pop3_mailbox_snap {
 	struct pop3_mailbox_ent *ents;
 	size_t count, alloc;
+	bool estimates;
 };
+
+/* As RETR sends it: with the CRLF it adds to end the last line. */
+static uint64_t
+pop3_mailbox_retr_size(const struct mindex_msg *m)
+{
+	return m->vsize + ((m->cache_flags & MINDEX_C_NO_FINAL_LF) != 0 ?
+	    2 : 0);
+}
 
 static int
 pop3_mailbox_snap_cb(const struct mindex_msg *m, void *ctx)
@@ -113,9 +123,9 @@ pop3_mailbox_snap_cb(const struct mindex_msg *m, void *ctx)
 		    sizeof(*sn->ents));
 	}
 	sn->ents[sn->count].uid = m->uid;
-	/* As RETR sends it: with the CRLF it adds to end the last line. */
-	sn->ents[sn->count].vsize = m->vsize +
-	    ((m->cache_flags & MINDEX_C_NO_FINAL_LF) != 0 ? 2 : 0);
+	sn->ents[sn->count].vsize = pop3_mailbox_retr_size(m);
+	if ((m->cache_flags & MINDEX_C_UNPARSED) != 0)
+		sn->estimates = true;
 	sn->count++;
 	return 0;
 }
@@ -123,7 +133,7 @@ pop3_mailbox_snap_cb(const struct mindex_msg *m, void *ctx)
 static int
 pop3_mailbox_snapshot(struct pop3_mailbox *mb, const char **error_r)
 {
-	struct pop3_mailbox_snap sn = { NULL, 0, 0 };
+	struct pop3_mailbox_snap sn = { NULL, 0, 0, false };
 	struct mindex_txn *txn;
 	struct mindex_folder f;
 	int ret;
@@ -144,6 +154,7 @@ pop3_mailbox_snapshot(struct pop3_mailbox *mb, const char **error_r)
 	}
 	mb->ents = sn.ents;
 	mb->count = (unsigned)sn.count;
+	mb->estimates = sn.estimates;
 	return 0;
 }
 
@@ -162,7 +173,7 @@ pop3_mailbox_open(const struct user *u, struct pop3_mailbox **mb_r,
 		return -1;
 	}
 	if ((ret = pop3_mailbox_lock(mb, error_r)) != 0 ||
-	    store_sync(mb->st, POP3_MAILBOX_FOLDER, false, NULL,
+	    store_sync_lazy(mb->st, POP3_MAILBOX_FOLDER, NULL,
 	    error_r) < 0 || pop3_mailbox_snapshot(mb, error_r) < 0) {
 		pop3_mailbox_free(&mb);
 		return ret == 1 ? 1 : -1;
@@ -203,6 +214,62 @@ pop3_mailbox_store(struct pop3_mailbox *mb, const char **error_r)
 	if (mb->st != NULL)
 		return 0;
 	return store_open(mb->user, &mb->st, error_r);
+}
+
+/* The exact sizes of the snapshot's messages, merged by UID (both lists
+ * are in UID order). */
+struct pop3_mailbox_resize {
+	struct pop3_mailbox *mb;
+	unsigned next;
+	bool estimates;
+};
+
+static int
+pop3_mailbox_resize_cb(const struct mindex_msg *m, void *ctx)
+{
+	struct pop3_mailbox_resize *rz = ctx;
+	struct pop3_mailbox *mb = rz->mb;
+
+	while (rz->next < mb->count && mb->ents[rz->next].uid < m->uid)
+		rz->next++;
+	if (rz->next == mb->count)
+		return 1;
+	if (mb->ents[rz->next].uid == m->uid) {
+		mb->ents[rz->next].vsize = pop3_mailbox_retr_size(m);
+		if ((m->cache_flags & MINDEX_C_UNPARSED) != 0)
+			rz->estimates = true;
+	}
+	return 0;
+}
+
+int
+pop3_mailbox_sizes(struct pop3_mailbox *mb, const char **error_r)
+{
+	struct pop3_mailbox_resize rz = { mb, 0, false };
+	struct mindex_txn *txn;
+	struct mindex_folder f;
+	int ret;
+
+	if (!mb->estimates)
+		return 0;
+	if (pop3_mailbox_store(mb, error_r) < 0 ||
+	    store_complete(mb->st, POP3_MAILBOX_FOLDER, error_r) < 0 ||
+	    mindex_begin(store_index(mb->st), false, &txn, error_r) < 0)
+		return -1;
+	ret = mindex_folder_get(txn, POP3_MAILBOX_FOLDER, &f);
+	if (ret == 1 && mb->count > 0)
+		ret = mindex_msg_iter(txn, f.id, mb->ents[0].uid,
+		    pop3_mailbox_resize_cb, &rz);
+	mindex_abort(&txn);
+	if (ret < 0) {
+		*error_r = pop3_mailbox_error("cannot read the index: %s",
+		    mindex_last_error());
+		return -1;
+	}
+	/* A file moved while it was being read stays an estimate: its
+	 * size is looked for again on the next call. */
+	mb->estimates = rz.estimates;
+	return 0;
 }
 
 unsigned

@@ -1,10 +1,12 @@
 /*
  * pop3_mailbox.h: a user's INBOX as one POP3 session sees it (RFC 1939).
  *
- * At open the INBOX is synced (store_sync) and a snapshot of (uid, vsize)
- * is taken from the index without reading any message: message N of the
- * session is entry N-1 of that snapshot for the whole session, whatever
- * arrives or disappears meanwhile.
+ * At open the INBOX is synced (store_sync_lazy) and a snapshot of (uid,
+ * vsize) is taken from the index without reading any message: message N
+ * of the session is entry N-1 of that snapshot for the whole session,
+ * whatever arrives or disappears meanwhile. Files another program left in
+ * a Maildir are adopted unread, so their sizes stay estimates until
+ * pop3_mailbox_sizes.
  *
  * UIDL: "%08x%08x" of the folder's UIDVALIDITY and the message's UID, 16
  * lower-case hex digits. A UID is never reused within a UIDVALIDITY and
@@ -48,6 +50,11 @@ void pop3_mailbox_free(struct pop3_mailbox **mb);
  * again. The POP3 lock stays held. Does nothing while a message is open. */
 void pop3_mailbox_release(struct pop3_mailbox *mb);
 
+/* pop3_mailbox_sizes: make the sizes of the snapshot exact. Until it is
+ * called they may be estimates (from file names), for messages the index
+ * adopted without reading them (store_complete); a session that only asks
+ * UIDL never pays for reading them. 0, or -1 with *error_r. */
+int pop3_mailbox_sizes(struct pop3_mailbox *mb, const char **error_r);
 /* Messages are numbered 0..count-1 here (the session adds 1). */
 unsigned pop3_mailbox_count(const struct pop3_mailbox *mb);
 /* vsize: the size with CRLF line ends, as RETR sends it before

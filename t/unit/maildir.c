@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <ftw.h>
 #include <regex.h>
 #include <sched.h>
@@ -21,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include "buf.h"
 #include "compat/compat.h"
 #include "maildir.h"
 #include "mindex.h"
@@ -915,6 +917,71 @@ test_list(void)
 	is_int(errno, ENOENT, "errno ENOENT");
 }
 
+struct ul_seen {
+	char text[512];
+	size_t n;
+};
+
+static void
+ul_cb(uint32_t uid, const char *base, size_t base_len, void *ctx)
+{
+	struct ul_seen *u = ctx;
+	size_t off = strlen(u->text);
+
+	snprintf(u->text + off, sizeof(u->text) - off, "%u=%.*s;", uid,
+	    (int)base_len, base);
+	u->n++;
+}
+
+/* loft-uidlist: appended lines read back in order, a name with a line end
+ * left out, lines that do not parse skipped, a cut last line ignored,
+ * replace is the whole list. */
+static void
+test_uidlist(void)
+{
+	struct ul_seen u;
+	struct buf b;
+	char dir[PATH_MAX], path[PATH_MAX + 32];
+	FILE *fp;
+
+	snprintf(dir, sizeof(dir), "%s/ul", top);
+	if (mkdir(dir, 0700) < 0)
+		bail("mkdir %s", dir);
+	memset(&u, 0, sizeof(u));
+	ok(maildir_uidlist_read(dir, ul_cb, &u) == 0 && u.n == 0,
+	    "uidlist: a missing list reads as empty");
+	is_int(maildir_uidlist_size(dir), 0, "uidlist: size 0 when missing");
+	buf_init(&b, (size_t)-1);
+	maildir_uidlist_add(&b, 7, "1700.1_0.h", 10);
+	maildir_uidlist_add(&b, 9, "bad\nname", 8);
+	maildir_uidlist_add(&b, 8, "1700.2_0.h,S=5:2,S", 10);
+	ok(maildir_uidlist_append(dir, &b, true) == 0, "uidlist: append");
+	buf_truncate(&b, 0);
+	maildir_uidlist_add(&b, 11, "1700.1_0.h", 10);
+	ok(maildir_uidlist_append(dir, &b, false) == 0,
+	    "uidlist: append again");
+	snprintf(path, sizeof(path), "%s/loft-uidlist", dir);
+	fp = fopen(path, "a");
+	if (fp == NULL)
+		bail("fopen %s", path);
+	fputs("0 zero\nx 1\n12 a/b\n4294967296 big\n13 \n14 cut", fp);
+	fclose(fp);
+	memset(&u, 0, sizeof(u));
+	ok(maildir_uidlist_read(dir, ul_cb, &u) == 0, "uidlist: read");
+	is_string(u.text, "7=1700.1_0.h;8=1700.2_0.h;11=1700.1_0.h;",
+	    "uidlist: good lines in order, the rest skipped");
+	buf_truncate(&b, 0);
+	maildir_uidlist_add(&b, 11, "1700.1_0.h", 10);
+	ok(maildir_uidlist_replace(dir, &b, true) == 0, "uidlist: replace");
+	memset(&u, 0, sizeof(u));
+	maildir_uidlist_read(dir, ul_cb, &u);
+	is_string(u.text, "11=1700.1_0.h;", "uidlist: replaced whole");
+	is_int(maildir_uidlist_size(dir), 14, "uidlist: its size");
+	snprintf(path, sizeof(path), "%s/loft-uidlist.tmp", dir);
+	ok(access(path, F_OK) < 0, "uidlist: no temporary file left");
+	buf_free(&b);
+}
+
 int
 main(void)
 {
@@ -937,6 +1004,7 @@ main(void)
 	test_parse();
 	test_info();
 	test_list();
+	test_uidlist();
 	nftw(top, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 	return done_testing();
 }

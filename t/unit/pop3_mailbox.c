@@ -25,6 +25,8 @@
 #include "buf.h"
 #include "fsutil.h"
 #include "lock.h"
+#include "maildir.h"
+#include "mindex.h"
 #include "mbox.h"
 #include "mbox_rewrite.h"
 #include "store.h"
@@ -528,6 +530,76 @@ test_rewritten_underneath(void)
 	buf_free(&want);
 }
 
+/* A Maildir another program filled: the login adopts its files by name
+ * (estimates, nothing renamed), pop3_mailbox_sizes reads them. */
+static void
+test_maildir_lazy(void)
+{
+	static const char a[] = "Subject: a\n\nbody\n";
+	static const char b[] = "Subject: b\r\n\r\nx\r\n";
+	static const char c[] = "Subject: c\n\nno final newline";
+	char path[PATH_MAX + 256], bname[128];
+	struct pop3_mailbox *mb;
+	struct mindex_txn *txn;
+	struct mindex_folder f;
+	struct mindex_msg m;
+	struct store *st;
+	const char *err;
+	char *loc = alice.mail_location;
+
+	alice.mail_location = xstrdup("maildir:~/md");
+	snprintf(path, sizeof(path), "%s/md", top);
+	if (maildir_create(path, false, &err) < 0)
+		bail("maildir_create: %s", err);
+	snprintf(path, sizeof(path), "%s/md/new/1700000001.1_0.host", top);
+	t_write_file(path, a, strlen(a));
+	snprintf(bname, sizeof(bname), "1700000002.2_0.host,S=%zu:2,S",
+	    strlen(b));
+	snprintf(path, sizeof(path), "%s/md/cur/%s", top, bname);
+	t_write_file(path, b, strlen(b));
+	snprintf(path, sizeof(path), "%s/md/new/1700000003.3_0.host", top);
+	t_write_file(path, c, strlen(c));
+
+	if (pop3_mailbox_open(&alice, &mb, &err) != 0)
+		bail("pop3_mailbox_open: %s", err);
+	is_int(pop3_mailbox_count(mb), 3, "lazy: three files adopted");
+	ok(pop3_mailbox_uid(mb, 0) == 1 && pop3_mailbox_uid(mb, 1) == 2 &&
+	    pop3_mailbox_uid(mb, 2) == 3,
+	    "lazy: UIDs 1..3 in the order of the names, new/ and cur/ mixed");
+	/* Before: what the names and a stat say. */
+	ok(pop3_mailbox_vsize(mb, 1) == strlen(b) &&
+	    pop3_mailbox_vsize(mb, 0) == strlen(a),
+	    "lazy: ,S= or a stat gives the size before any file is read");
+	ok(pop3_mailbox_sizes(mb, &err) == 0, "lazy: sizes read");
+	ok(pop3_mailbox_vsize(mb, 1) == strlen(b),
+	    "lazy: CRLF file's size (%llu)",
+	    (unsigned long long)pop3_mailbox_vsize(mb, 1));
+	ok(pop3_mailbox_vsize(mb, 0) == strlen(a) + 3,
+	    "lazy: bare LFs count as CRLF (%llu)",
+	    (unsigned long long)pop3_mailbox_vsize(mb, 0));
+	ok(pop3_mailbox_vsize(mb, 2) == strlen(c) + 2 + 2,
+	    "lazy: no final newline: RETR adds a CRLF (%llu)",
+	    (unsigned long long)pop3_mailbox_vsize(mb, 2));
+	pop3_mailbox_free(&mb);
+
+	snprintf(path, sizeof(path), "%s/md/new/1700000001.1_0.host", top);
+	ok(access(path, F_OK) == 0, "lazy: the adopted file kept its name");
+	if (store_open(&alice, &st, &err) < 0)
+		bail("store_open: %s", err);
+	if (mindex_begin(store_index(st), false, &txn, &err) < 0)
+		bail("mindex_begin: %s", err);
+	ok(mindex_folder_get(txn, "INBOX", &f) == 1 && f.unparsed == 0 &&
+	    f.count == 3, "lazy: nothing left unparsed in the folder record");
+	ok(mindex_msg_get(txn, f.id, 1, &m) == 1 && m.headers_len > 0 &&
+	    m.mime_len > 0 && (m.cache_flags & MINDEX_C_UNPARSED) == 0 &&
+	    m.internal_date != 0,
+	    "lazy: the record has its headers, MIME tree and date now");
+	mindex_abort(&txn);
+	store_close(&st);
+	free(alice.mail_location);
+	alice.mail_location = loc;
+}
+
 int
 main(void)
 {
@@ -551,6 +623,7 @@ main(void)
 	test_delivered_during();
 	test_dele_all_and_drop();
 	test_rewritten_underneath();
+	test_maildir_lazy();
 
 	free(alice.name);
 	free(alice.pwhash);
