@@ -8,10 +8,11 @@
  * now and reads only what changed: files another program dropped into
  * new/, flags a mail reader changed in a file name, an mbox appended to or
  * rewritten by mutt. UIDs survive all of that:
- *  - Maildir: every file carries its UID in its name (",U=N"); files that
- *    arrive without one are renamed to carry the UID they are given, and
- *    each folder keeps its UIDVALIDITY and the highest UID ever given in
- *    the file "loft-uidvalidity" beside new/ and cur/. A rebuild from nothing
+ *  - Maildir: a file loft delivered carries its UID in its name (",U=N");
+ *    a file another program left is adopted under its own name, and its
+ *    UID is kept in the index and in the folder's "loft-uidlist"; each
+ *    folder keeps its UIDVALIDITY and the highest UID ever given in the
+ *    file "loft-uidvalidity" beside new/ and cur/. A rebuild from nothing
  *    therefore keeps every UID.
  *  - mbox: UIDs live only in the index. A rebuild with the old index
  *    matches messages by content fingerprint and keeps their UIDs; a rebuild
