@@ -678,3 +678,33 @@ imap_envelope_write(struct imap_write *w, const unsigned char *hdr,
 	buf_free(&v);
 	return imap_write_list_close(w);
 }
+
+int
+imap_envelope_first_address(const unsigned char *value, size_t len,
+    struct buf *name, struct buf *mailbox, struct buf *host)
+{
+	struct imap_env_list l;
+	const struct imap_env_addr *a = NULL;
+	int ret = 0;
+
+	imap_env_list_init(&l);
+	imap_env_list_parse(&l, value, len);
+	/* Group markers have a NIL host; members are real addresses. */
+	for (size_t i = 0; i < l.n && a == NULL; i++)
+		if (!l.addrs[i].f[IMAP_ENV_HOST].nil)
+			a = &l.addrs[i];
+	if (a != NULL) {
+		const struct imap_env_span *f = a->f;
+
+		if (!f[IMAP_ENV_NAME].nil)
+			(void)buf_append(name, l.text.data +
+			    f[IMAP_ENV_NAME].off, f[IMAP_ENV_NAME].len);
+		(void)buf_append(mailbox, l.text.data +
+		    f[IMAP_ENV_MAILBOX].off, f[IMAP_ENV_MAILBOX].len);
+		(void)buf_append(host, l.text.data + f[IMAP_ENV_HOST].off,
+		    f[IMAP_ENV_HOST].len);
+		ret = 1;
+	}
+	imap_env_list_free(&l);
+	return ret;
+}

@@ -74,4 +74,13 @@ int imap_envelope_write(struct imap_write *w, const unsigned char *hdr,
 int imap_envelope_write_addresses(struct imap_write *w,
     const unsigned char *value, size_t len);
 
+/* imap_envelope_first_address: the first address (not a group marker)
+ * of one unfolded address field value, parsed as for ENVELOPE: its
+ * display name (nothing appended if it has none; encoded words kept),
+ * local part and domain appended to name, mailbox and host. 1 found, 0
+ * none. For SORT's FROM, TO, CC and DISPLAYFROM (RFC 5256, RFC 5957). */
+struct buf;
+int imap_envelope_first_address(const unsigned char *value, size_t len,
+    struct buf *name, struct buf *mailbox, struct buf *host);
+
 #endif

@@ -1593,6 +1593,16 @@ isk_pass_messages(struct imap_session *s, struct store *st,
 	buf_free(&copy);
 }
 
+int
+imap_search_run(struct imap_session *s, struct store *st,
+    struct imap_search *search, unsigned char *state)
+{
+	if (isk_pass_index(s, st, search, state) < 0)
+		return -1;
+	isk_pass_messages(s, st, search, state);
+	return 0;
+}
+
 /*
  * ESEARCH (RFC 4731) and SEARCHRES (RFC 5182).
  */
@@ -1818,10 +1828,9 @@ imap_cmd_search(struct imap_session *s, const struct imap_cmd *cmd)
 		return;
 	}
 	state = xcalloc((size_t)s->view.count + 1, 1);
-	if (isk_pass_index(s, st, search, state) == 0) {
-		isk_pass_messages(s, st, search, state);
+	if (imap_search_run(s, st, search, state) == 0)
 		isk_reply(s, cmd, state, ret);
-	} else
+	else
 		isk_failed(s, ret);
 	free(state);
 	imap_search_free(&search);

@@ -136,6 +136,17 @@ int imap_search_match_message(struct imap_search *search, uint32_t msn,
 void imap_search_decode_header(const unsigned char *value, size_t len,
     struct buf *out);
 
+/*
+ * imap_search_run: match every message of s's view (synced by the
+ * caller) against search: state (view.count bytes, zeroed) gets 1 for a
+ * match. The index first, then the messages it left open, each read
+ * once. 0, or -1 after answering NO (the index could not be read). For
+ * SEARCH, SORT and THREAD.
+ */
+struct store;
+int imap_search_run(struct imap_session *s, struct store *st,
+    struct imap_search *search, unsigned char *state);
+
 /* imap_search_files_read: messages opened by SEARCH commands in this
  * process (through the engine's store reader), for tests and logging. */
 uint64_t imap_search_files_read(void);

@@ -26,6 +26,7 @@
 #include "store.h"
 #include "xmalloc.h"
 #include "server/imap/imap_private.h"
+#include "server/imap/imap_sort.h"
 
 #define IMAP_REPLY_MAX		1024
 /* A SASL response or IDLE's DONE line, CRLF included. */
@@ -177,7 +178,8 @@ imap_caps(const struct imap_session *s, bool after_login, struct buf *b)
 	    "NAMESPACE UNSELECT UIDPLUS MOVE CONDSTORE QRESYNC QUOTA "
 	    "QUOTA=RES-STORAGE STATUS=SIZE LIST-EXTENDED LIST-STATUS "
 	    "SPECIAL-USE CREATE-SPECIAL-USE XLIST CHILDREN ESEARCH "
-	    "SEARCHRES");
+	    "SEARCHRES SORT SORT=DISPLAY ESORT THREAD=ORDEREDSUBJECT "
+	    "THREAD=REFERENCES");
 	buf_printf(b, " APPENDLIMIT=%u", (unsigned)IMAP_APPEND_LIMIT);
 	if (after_login || s->state != IMAP_STATE_NOT_AUTH)
 		return;
@@ -651,6 +653,8 @@ static const struct imap_command imap_commands[] = {
 	{ "UNSELECT", ST_SEL, false, imap_cmd_close },
 	{ "FETCH", ST_SEL, true, imap_cmd_fetch },
 	{ "SEARCH", ST_SEL, true, imap_cmd_search },
+	{ "SORT", ST_SEL, true, imap_cmd_sort },
+	{ "THREAD", ST_SEL, true, imap_cmd_thread },
 	{ "GETQUOTAROOT", ST_AUTH | ST_SEL, false, imap_cmd_getquotaroot },
 	{ "GETQUOTA", ST_AUTH | ST_SEL, false, imap_cmd_getquota },
 	{ "SETQUOTA", ST_AUTH | ST_SEL, false, imap_cmd_setquota },
@@ -681,8 +685,7 @@ static bool
 imap_command_known(const char *name)
 {
 	static const char *const later[] = {
-		"SORT", "THREAD", "COMPRESS",
-		"ESEARCH", NULL
+		"COMPRESS", "ESEARCH", NULL
 	};
 
 	for (size_t i = 0; later[i] != NULL; i++)
