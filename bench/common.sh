@@ -15,6 +15,8 @@ TOP=$(dirname "$BENCH")
 LOFT_DELIVER=${LOFT_DELIVER:-$TOP/mda/loft-deliver}
 LOFTCTL=${LOFTCTL:-$TOP/ctl/loftctl}
 LOFTD=${LOFTD:-$TOP/server/loftd/loftd}
+# loftd runs its mail processes from loftd-mail beside its own program.
+LOFTD_MAIL=${LOFTD_MAIL:-$(dirname "$LOFTD")/loftd-mail}
 DOVECOT_LDA=${DOVECOT_LDA:-/usr/lib/dovecot/dovecot-lda}
 DOVEADM=${DOVEADM:-doveadm}
 DOVECOT=${DOVECOT:-dovecot}
@@ -110,11 +112,12 @@ make_workdir() {
 	mkdir -p "$W/bin"
 	cp "$BENCH/deliver-loop.sh" "$W/bin/"
 	# Those that exist; the benchmarks check loft_built before using them.
-	# (loftd execs its children from /proc/self/exe: the copy is what
-	# runs.)
+	# (loftd execs its children from /proc/self/exe, and loftd-mail from
+	# the same directory: the copies are what runs.)
 	[ ! -x "$LOFT_DELIVER" ] || cp "$LOFT_DELIVER" "$W/bin/loft-deliver"
 	[ ! -x "$LOFTCTL" ] || cp "$LOFTCTL" "$W/bin/loftctl"
 	[ ! -x "$LOFTD" ] || cp "$LOFTD" "$W/bin/loftd"
+	[ ! -x "$LOFTD_MAIL" ] || cp "$LOFTD_MAIL" "$W/bin/loftd-mail"
 	chown -R "$RUN_UID:$RUN_GID" "$W"
 	trap cleanup_workdir EXIT
 	trap 'exit 130' INT TERM

@@ -33,6 +33,12 @@
  * of the buffer may own one, and a read may bring the next one. */
 #define IPC_IN_FDS_MAX		2
 #define IPC_ERROR_MAX		256
+/* The input buffer exists only while it holds bytes, so that an idle
+ * channel costs its struct alone: the master keeps one per child, and
+ * with system users that is one per mailbox owner logged in. It starts at
+ * IPC_IN_MIN bytes and grows to the record its header announces. */
+#define IPC_IN_MIN		4096
+#define IPC_IN_MAX		(IPC_HDR_SIZE + IPC_MAX_PAYLOAD)
 
 struct ipc_out_fd {
 	size_t off;		/* where in out its record starts */
@@ -46,8 +52,8 @@ struct ipc_chan {
 	char error[IPC_ERROR_MAX];
 
 	/* input: bytes in[in_off .. in_len) are not yet handed out */
-	unsigned char in[IPC_HDR_SIZE + IPC_MAX_PAYLOAD];
-	size_t in_off, in_len;
+	unsigned char *in;	/* owned, in_size bytes; NULL while empty */
+	size_t in_size, in_off, in_len;
 	int in_fds[IPC_IN_FDS_MAX];	/* owned, in arrival order */
 	size_t in_nfds;
 
@@ -302,6 +308,7 @@ ipc_chan_free(struct ipc_chan **chanp)
 	*chanp = NULL;
 	ipc_chan_close_fds(chan);
 	buf_free(&chan->out);
+	free(chan->in);
 	close(chan->fd);
 	free(chan);
 }
@@ -476,8 +483,9 @@ ipc_chan_flush(struct ipc_chan *chan, const char **error_r)
 			ipc_chan_sent_fd(chan);
 		chan->out_off += (size_t)n;
 	}
+	/* All written: the queue's memory goes too (see IPC_IN_MIN). */
 	chan->out_off = 0;
-	buf_truncate(&chan->out, 0);
+	buf_free(&chan->out);
 	return 0;
 }
 
@@ -538,6 +546,33 @@ ipc_chan_accept_fds(struct ipc_chan *chan, struct msghdr *msg,
 	return 0;
 }
 
+/*
+ * Make room in the input buffer for one more byte, and for the whole
+ * record whose header is buffered (its length was checked by
+ * ipc_chan_extract, which found the record incomplete: so in_len is below
+ * IPC_IN_MAX, and so is what this allocates).
+ */
+static void
+ipc_chan_in_room(struct ipc_chan *chan)
+{
+	size_t want = chan->in_len + 1;
+	uint32_t f[2];
+
+	if (chan->in_len >= IPC_HDR_SIZE) {
+		memcpy(f, chan->in, sizeof(f));
+		if (f[1] <= IPC_MAX_PAYLOAD && IPC_HDR_SIZE + f[1] > want)
+			want = IPC_HDR_SIZE + f[1];
+	}
+	if (want <= chan->in_size)
+		return;
+	if (want < IPC_IN_MIN)
+		want = IPC_IN_MIN;
+	if (want > IPC_IN_MAX)
+		want = IPC_IN_MAX;
+	chan->in = xrealloc(chan->in, want);
+	chan->in_size = want;
+}
+
 /* One recvmsg into the free end of the input buffer. Returns 1 when bytes
  * came, 0 when the socket would block, -1 (failed) on error or EOF. */
 static int
@@ -552,12 +587,14 @@ ipc_chan_read(struct ipc_chan *chan, const char **error_r)
 	size_t left = chan->in_len - chan->in_off;
 	ssize_t n;
 
-	memmove(chan->in, chan->in + chan->in_off, left);
+	if (chan->in_off > 0)
+		memmove(chan->in, chan->in + chan->in_off, left);
 	chan->in_off = 0;
 	chan->in_len = left;
+	ipc_chan_in_room(chan);
 	memset(&msg, 0, sizeof(msg));
 	iov.iov_base = chan->in + chan->in_len;
-	iov.iov_len = sizeof(chan->in) - chan->in_len;
+	iov.iov_len = chan->in_size - chan->in_len;
 	msg.msg_iov = &iov;
 	msg.msg_iovlen = 1;
 	msg.msg_control = cbuf.space;
@@ -565,8 +602,15 @@ ipc_chan_read(struct ipc_chan *chan, const char **error_r)
 	do {
 		n = recvmsg(chan->fd, &msg, MSG_CMSG_CLOEXEC);
 	} while (n < 0 && errno == EINTR);
-	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+		if (chan->in_len == 0) {
+			/* Idle: see IPC_IN_MIN. */
+			free(chan->in);
+			chan->in = NULL;
+			chan->in_size = 0;
+		}
 		return 0;
+	}
 	if (n < 0)
 		return ipc_chan_fail(chan, error_r, "recv: %s",
 		    strerror(errno));
@@ -607,7 +651,7 @@ static int
 ipc_chan_extract(struct ipc_chan *chan, struct ipc_msg *m,
     const char **error_r)
 {
-	const unsigned char *p = chan->in + chan->in_off;
+	const unsigned char *p;
 	size_t avail = chan->in_len - chan->in_off;
 	uint32_t f[4];
 
@@ -616,6 +660,7 @@ ipc_chan_extract(struct ipc_chan *chan, struct ipc_msg *m,
 		    "recv: fd that no record claims");
 	if (avail < IPC_HDR_SIZE)
 		return 0;
+	p = chan->in + chan->in_off;
 	memcpy(f, p, sizeof(f));
 	if (f[1] > IPC_MAX_PAYLOAD)
 		return ipc_chan_fail(chan, error_r,

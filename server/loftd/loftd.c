@@ -3,6 +3,16 @@
  * administrator: "loftd [-c FILE] [-f]" becomes the master. Run by the
  * master: "loftd -c FILE -X ROLE ..." becomes one of its children (see
  * loftd.h); those options are not for people.
+ *
+ * Built a second time with LOFTD_MAIL_ONLY, this file is the main of
+ * loftd-mail, the mail role alone, which the master runs for every mail
+ * process: "loftd-mail -c FILE -X mail ...". That program is linked with
+ * LMDB and libc only. The mail role never speaks TLS (the login process
+ * relays TLS clients in plaintext) nor checks a password, and a process
+ * that merely maps libcrypto, libssl and libsasl2 pays some 500 KiB of
+ * their relocated data: with one mail process per mailbox owner, that was
+ * most of what an idle session of a system user cost.
+ *
  * Trusts its arguments only as far as an administrator's.
  */
 #include "config.h"
@@ -16,13 +26,51 @@
 #include "conf.h"
 #include "log.h"
 #include "loftd.h"
+#ifdef LOFTD_MAIL_ONLY
+#include "tls.h"
+#endif
 
 static void
 loftd_usage(void)
 {
+#ifdef LOFTD_MAIL_ONLY
+	fprintf(stderr, "loftd-mail: started by loftd only\n");
+#else
 	fprintf(stderr, "usage: loftd [-c config_file] [-f]\n");
+#endif
 	exit(64);
 }
+
+#ifdef LOFTD_MAIL_ONLY
+/*
+ * The table of parameters (conf_params.c) checks the TLS settings with
+ * OpenSSL, which loftd-mail is not linked with; these take the place of
+ * lib/tls.c's checks (so the linker leaves tls.o, and OpenSSL, out). They
+ * may accept anything: the text this process loads is the one the master
+ * loaded and checked with the real ones (LOFTD_FD_CONF), and this process
+ * makes no TLS context from it.
+ */
+int
+tls_check_protocols(const char *value)
+{
+	(void)value;
+	return 0;
+}
+
+int
+tls_check_ciphers(const char *value)
+{
+	(void)value;
+	return 0;
+}
+
+int
+tls_check_suites(const char *value)
+{
+	(void)value;
+	return 0;
+}
+#endif
 
 const char *
 loftd_service_name(uint32_t service)
@@ -105,16 +153,24 @@ main(int argc, char **argv)
 	}
 	if (optind != argc)
 		loftd_usage();
+#ifdef LOFTD_MAIL_ONLY
+	(void)nchan;
+	if (role == NULL || strcmp(role, "mail") != 0)
+		loftd_usage();
+#else
 	if (role == NULL)
 		return master_main(conf_path, foreground);
+#endif
 	/* A child: the configuration is the text the master runs with. */
 	if (loftd_conf_inherit(conf_path, &error) < 0)
 		log_fatal("%s", error);
+#ifndef LOFTD_MAIL_ONLY
 	if (strcmp(role, "auth") == 0 && nchan >= 1 &&
 	    nchan <= LOFTD_LOGIN_MAX)
 		return authproc_main(nchan, foreground, have_log);
 	if (strcmp(role, "login") == 0)
 		return login_main(foreground, have_log);
+#endif
 	if (strcmp(role, "mail") == 0)
 		return mailproc_main(foreground, have_log);
 	loftd_usage();

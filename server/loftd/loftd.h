@@ -1,9 +1,11 @@
 /*
  * loftd.h: the processes of loftd and the records they exchange
- * (doc/design.md, "Process model"). Every process is this one binary:
- * the master execs itself with -X ROLE for each child, so that each child
- * starts from a fresh address space (its own ASLR layout, none of the
- * master's memory) and loads only what its role needs.
+ * (doc/design.md, "Process model"). Every process is this one program:
+ * the master execs itself with -X ROLE for each child (for a mail process,
+ * loftd-mail from the same directory: this program's mail role alone,
+ * without OpenSSL and libsasl2; see loftd.c), so that each child starts
+ * from a fresh address space (its own ASLR layout, none of the master's
+ * memory) and loads only what its role needs.
  *
  *	master	root; binds, accepts, counts connections, spawns and reaps
  *		the others; never parses client input

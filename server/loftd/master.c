@@ -114,6 +114,9 @@ struct master {
 	size_t conf_len;
 	bool foreground, root, stopping;
 	char self_exe[4096];
+	/* The program of the mail processes, loftd-mail beside self_exe;
+	 * "" if missing: self_exe then (master_find_mail_exe). */
+	char mail_exe[4096];
 	struct master_listener *listeners;
 	struct master_child *children;
 	unsigned gen;			/* current generation; 0: none */
@@ -595,7 +598,8 @@ master_spawn(enum master_role role, const int *fds, const int *targets,
 		close(sp[1]);
 		return NULL;
 	}
-	argv[argc++] = "loftd";
+	argv[argc++] = role == MASTER_ROLE_MAIL && master.mail_exe[0] != '\0' ?
+	    "loftd-mail" : "loftd";
 	argv[argc++] = "-c";
 	argv[argc++] = master.conf_path;
 	if (master.foreground)
@@ -647,6 +651,14 @@ master_spawn(enum master_role role, const int *fds, const int *targets,
 			log_error("mail process for uid %lu: %s",
 			    (unsigned long)u->uid, error);
 			_exit(71);
+		}
+		if (role == MASTER_ROLE_MAIL && master.mail_exe[0] != '\0') {
+			execv(master.mail_exe, (char *const *)argv);
+			log_error("exec %s: %s", master.mail_exe,
+			    strerror(errno));
+			/* Removed since the start: the whole of loftd can do
+			 * the mail role too, at a higher cost in memory. */
+			argv[0] = "loftd";
 		}
 		execv(master.self_exe, (char *const *)argv);
 		log_error("exec %s: %s", master.self_exe, strerror(errno));
@@ -1412,6 +1424,33 @@ master_free(void)
 	free(master.conf_path);
 }
 
+/*
+ * The mail processes run loftd-mail (loftd.c), from the directory of our
+ * own program, where "make" builds it and "make install" puts it: the
+ * mail role alone, without OpenSSL and libsasl2, which would cost each
+ * mail process (one per mailbox owner) some 500 KiB. Without it, they run
+ * the whole of loftd, which says why in the log once.
+ */
+static void
+master_find_mail_exe(void)
+{
+	char *slash;
+
+	/* self_exe is absolute (/proc/self/exe), so it has a slash. */
+	strlcpy(master.mail_exe, master.self_exe, sizeof(master.mail_exe));
+	if ((slash = strrchr(master.mail_exe, '/')) != NULL)
+		slash[1] = '\0';
+	if (strlcat(master.mail_exe, "loftd-mail", sizeof(master.mail_exe)) >=
+	    sizeof(master.mail_exe))
+		errno = ENAMETOOLONG;
+	else if (access(master.mail_exe, X_OK) == 0)
+		return;
+	log_warning("%s: %s; mail processes run the whole of %s, about "
+	    "500 KiB more memory each", master.mail_exe, strerror(errno),
+	    master.self_exe);
+	master.mail_exe[0] = '\0';
+}
+
 int
 master_main(const char *conf_path, bool foreground)
 {
@@ -1453,6 +1492,7 @@ master_main(const char *conf_path, bool foreground)
 	if (!master.root)
 		log_warning("not started as root: every process runs as uid "
 		    "%lu, without chroot", (unsigned long)geteuid());
+	master_find_mail_exe();
 	if (!foreground && daemon(0, 0) < 0)
 		log_fatal("daemon: %s", strerror(errno));
 	master_raise_nofile();

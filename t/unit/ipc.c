@@ -2,7 +2,8 @@
  * Unit tests for lib/ipc.c: every field type, limits at N and N+1, every
  * truncation, records fed one byte at a time by another process, fd
  * passing, fds that must be closed (counted in /proc/self/fd), broken
- * headers and peers, 100,000 records in order, ipc_call.
+ * headers and peers, 100,000 records in order, records of every size
+ * class in pieces, ipc_call.
  */
 #include "config.h"
 #include <sys/types.h>
@@ -767,6 +768,103 @@ test_many(void)
 	ipc_chan_free(&b);
 }
 
+/*
+ * Records of sizes around the channel's first input buffer (4 KiB) and at
+ * the maximum, in one stream that arrives in 777-byte pieces, so that
+ * headers and payloads are split across reads while the buffer grows,
+ * empties and comes back; then the same sizes from one queue flushed at
+ * once.
+ */
+static const size_t sizes[] = {
+	5, IPC_MAX_PAYLOAD, 4096 - IPC_HDR_SIZE - 1, 4096 - IPC_HDR_SIZE,
+	4096 - IPC_HDR_SIZE + 1, 0, IPC_MAX_PAYLOAD - 1, 1, 8192, 3
+};
+#define NSIZES	(sizeof(sizes) / sizeof(sizes[0]))
+
+static void
+fill_sized(struct ipc_msg *b, size_t i)
+{
+	ipc_msg_init(b, 300 + (uint32_t)i, (uint32_t)i);
+	for (size_t k = 0; k < sizes[i]; k++)
+		b->data[k] = (unsigned char)(k * 7 + i);
+	b->len = sizes[i];
+}
+
+static int
+check_sized(const struct ipc_msg *b, size_t i)
+{
+	if (b->type != 300 + i || b->id != i || b->len != sizes[i])
+		return 0;
+	for (size_t k = 0; k < sizes[i]; k++)
+		if (b->data[k] != (unsigned char)(k * 7 + i))
+			return 0;
+	return 1;
+}
+
+static void
+test_input_sizes(void)
+{
+	static unsigned char stream[NSIZES * (IPC_HDR_SIZE + IPC_MAX_PAYLOAD)];
+	struct ipc_chan *a, *b;
+	const char *error = NULL;
+	size_t len = 0, off, n, got = 0, bad = 0, i;
+	int sv[2], ret = 0;
+
+	for (i = 0; i < NSIZES; i++) {
+		fill_sized(&m, i);
+		put_hdr(stream + len, m.type, (uint32_t)m.len, m.id, 0);
+		memcpy(stream + len + IPC_HDR_SIZE, m.data, m.len);
+		len += IPC_HDR_SIZE + m.len;
+	}
+	make_pair(sv);
+	b = ipc_chan_new(sv[1]);
+	for (off = 0; off < len; off += n) {
+		n = len - off < 777 ? len - off : 777;
+		if (write(sv[0], stream + off, n) != (ssize_t)n)
+			bail("write: %s", strerror(errno));
+		while ((ret = ipc_chan_recv(b, &r, &error)) == 1) {
+			if (got < NSIZES && !check_sized(&r, got))
+				bad++;
+			got++;
+		}
+		if (ret < 0)
+			break;
+	}
+	is_int(ret, 0, "pieces of 777 bytes: no error (%s)",
+	    ret < 0 ? error : "none");
+	is_int(got, NSIZES, "every record came out whole");
+	is_int(bad, 0, "in order, with its bytes");
+
+	a = ipc_chan_new(sv[0]);
+	for (i = 0; i < NSIZES; i++) {
+		fill_sized(&m, i);
+		if (ipc_chan_send(a, &m, &error) < 0)
+			bail("send: %s", error);
+	}
+	got = bad = 0;
+	while (got < NSIZES) {
+		ret = ipc_chan_flush(a, &error);
+		if (ret < 0)
+			break;
+		while ((ret = ipc_chan_recv(b, &r, &error)) == 1) {
+			if (!check_sized(&r, got))
+				bad++;
+			got++;
+		}
+		if (ret < 0)
+			break;
+	}
+	is_int(got, NSIZES, "one queue of the same records: all came");
+	is_int(bad, 0, "in order, with their bytes");
+	is_int(ipc_chan_flush(a, &error), 0, "queue empty");
+	fill_sized(&m, 1);
+	ok(pass(a, b, &error) == 0 && check_sized(&r, 1),
+	    "the largest record again after both buffers emptied (%s)",
+	    error != NULL ? error : "ok");
+	ipc_chan_free(&a);
+	ipc_chan_free(&b);
+}
+
 /* Child: answer one request with id + id_delta, or (silent) never. */
 static void
 serve_one(int s, int id_delta, int silent)
@@ -870,6 +968,7 @@ main(void)
 	test_bad_headers();
 	test_queue_limit();
 	test_many();
+	test_input_sizes();
 	test_call();
 	return done_testing();
 }
