@@ -77,7 +77,14 @@ struct imap_fetch_job {
 	uint64_t skip;			/* CRLF bytes to drop (partial) */
 	uint64_t left;			/* CRLF bytes still to send */
 	bool prev_cr;
-	size_t burst;
+	size_t burst;			/* bytes written since the last
+					   yield */
+	/* The message's cached header fields (mindex_msg.headers), when
+	 * complete: HEADER.FIELDS of cached names is answered from them
+	 * without opening the message (Thunderbird's sync asks it of every
+	 * message). */
+	struct buf cached;
+	bool cached_ok;
 };
 
 /* From imap_fetch.c. */
@@ -106,6 +113,7 @@ imap_fetch_job_free(struct imap_fetch_job **jp)
 	imap_seqset_deinit(&j->set);
 	store_read_close(&j->rd);
 	mime_part_free(&j->tree);
+	buf_free(&j->cached);
 	free(j);
 }
 
@@ -454,6 +462,24 @@ imap_read_range(struct store *st, const char *folder, uint32_t uid,
 	return 0;
 }
 
+/* Whether the cache holds every field sec asks for: HEADER.FIELDS (not
+ * .NOT, which needs the others too) of the message itself (not of a part
+ * or an attached message), names the index caches, and a cache that
+ * lost no field to its size limit. The cache keeps the fields in the
+ * message's order, so the answer is byte for byte the same. */
+static bool
+imap_fields_cached(const struct imap_fetch_job *j,
+    const struct imap_section *sec)
+{
+	if (!j->cached_ok || sec->kind != IMAP_SEC_FIELDS || sec->nparts > 0)
+		return false;
+	for (unsigned i = 0; i < sec->nfields; i++)
+		if (!msg_cache_field((const unsigned char *)sec->fields[i],
+		    strlen(sec->fields[i])))
+			return false;
+	return true;
+}
+
 /* A header field subset, written whole as a literal. */
 static int
 imap_emit_fields(struct imap_session *s, struct imap_fetch_job *j,
@@ -468,7 +494,9 @@ imap_emit_fields(struct imap_session *s, struct imap_fetch_job *j,
 	buf_init(&hdr, IMAP_FETCH_HEADER_MAX);
 	buf_init(&sel, IMAP_FETCH_HEADER_MAX);
 	buf_init(&conv, IMAP_FETCH_HEADER_MAX * 2);
-	if (imap_read_range(imap_store(s), s->view.name, j->msg_uid, off,
+	if (imap_fields_cached(j, sec))
+		buf_append(&hdr, j->cached.data, j->cached.len);
+	else if (imap_read_range(imap_store(s), s->view.name, j->msg_uid, off,
 	    psize, &hdr, &error) < 0) {
 		log_warning("imap: user=<%s>, uid %u: %s", s->user, j->msg_uid,
 		    error);
@@ -645,6 +673,10 @@ imap_job_next_msg(struct imap_session *s, struct imap_fetch_job *j)
 			j->tree = NULL;
 		if ((want & IMAP_FETCH_FLAGS) != 0)
 			m.flags = r->flags;
+		buf_truncate(&j->cached, 0);
+		j->cached_ok = (m.cache_flags & (MINDEX_C_HEADERS_PARTIAL |
+		    MINDEX_C_UNPARSED)) == 0 &&
+		    buf_append(&j->cached, m.headers, m.headers_len) == 0;
 		j->need_sp = imap_fetch_index_items(s, msn, &m, want) > 0;
 		mindex_abort(&txn);
 		j->in_msg = true;
@@ -681,6 +713,9 @@ imap_fetch_job_run(struct imap_session *s)
 			if (j->rd != NULL)
 				continue;
 			buf_append_str(&s->out, ")\r\n");
+			/* Answers from the index and header fields count
+			 * too, or a FETCH 1:* of them would never yield. */
+			j->burst += s->out.len;
 			imap_send(s);
 			j->in_msg = false;
 			mime_part_free(&j->tree);
@@ -689,7 +724,6 @@ imap_fetch_job_run(struct imap_session *s)
 		}
 		if (!imap_job_next_msg(s, j))
 			break;
-		j->burst += s->out.len;
 	}
 	imap_send(s);
 	imap_tagged(s, "OK", "%sFETCH completed", j->uid ? "UID " : "");
@@ -711,6 +745,7 @@ imap_fetch_job_new(struct imap_session *s, struct imap_seqset *set, bool uid,
 	memset(set, 0, sizeof(*set));
 	j->uid = uid;
 	j->want = want;
+	buf_init(&j->cached, MINDEX_FIELD_MAX);
 	j->secs = xcalloc(count + 1, sizeof(*j->secs));
 	for (unsigned i = 0; i < count; i++) {
 		int r = imap_fetch_section_parse(items[i], &j->secs[j->nsecs]);
