@@ -31,12 +31,24 @@ Three outputs:
 
 Several outputs may be given at once; the messages are generated once.
 Messages use LF line endings, as an MTA hands them to an MDA.
+
+Planting, for the IMAP benchmark's SEARCH checks (off unless asked for;
+without these options every message is byte for byte what it was before
+they existed, and with them only the planted messages change):
+
+  corpus.py ... --plant-every K --plant-word WORD --plant-from ADDR
+      message i with i % K == 0 gets a paragraph holding WORD before the
+      signature of its (first) text part; message i with
+      i % K == K // 2 gets "From: Planted Sender <ADDR>"; see planted()
+
+Every message's Message-ID starts with its number: "<i.", see number_of().
 """
 
 import argparse
 import base64
 import os
 import random
+import re
 import sys
 import time
 
@@ -85,6 +97,32 @@ ATTACH = (("application/pdf", "report.pdf", b"%PDF-1.5\n"),
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep",
           "Oct", "Nov", "Dec")
 DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+
+def planted(i, every):
+	"""What message i carries with --plant-every every: "word", "from" or
+	None.  The two never fall on the same message (every >= 2)."""
+	if not every:
+		return None
+	if i % every == 0:
+		return "word"
+	if i % every == every // 2:
+		return "from"
+	return None
+
+
+MESSAGE_ID_NUMBER = re.compile(rb"^Message-ID: <(\d+)\.", re.I | re.M)
+
+
+def number_of(data):
+	"""The number i of a message of this corpus (its bytes, LF or CRLF
+	lines, or just its Message-ID header line), or None."""
+	m = MESSAGE_ID_NUMBER.search(data)
+	return int(m.group(1)) if m else None
+
+
+def plant_paragraph(word):
+	return "A planted word for the search benchmark: %s." % word
 
 
 def log_uniform(rng, lo, hi):
@@ -159,8 +197,10 @@ def b64_folded(data, width=76):
 	return "\n".join(s[k:k + width] for k in range(0, len(s), width))
 
 
-def text_body(rng, pool, target, utf8=False, from_lines=False):
-	"""Paragraphs until the body is about target bytes."""
+def text_body(rng, pool, target, utf8=False, from_lines=False, plant=None):
+	"""Paragraphs until the body is about target bytes; with plant, one
+	more paragraph holding that word (the generator is not drawn on for
+	it, so the rest of the corpus stays the same)."""
 	paras = pool.utf8 if utf8 else pool.ascii
 	out, size = [], 0
 	if rng.random() < 0.3:
@@ -175,6 +215,8 @@ def text_body(rng, pool, target, utf8=False, from_lines=False):
 			p = "From " + p[0].lower() + p[1:]
 		out.append(p)
 		size += len(p.encode()) + 2
+	if plant:
+		out.append(plant_paragraph(plant))
 	out.append("-- \n%s %s" % (rng.choice(FIRST), rng.choice(LAST)))
 	return "\n\n".join(out) + "\n"
 
@@ -188,7 +230,7 @@ def html_of(text):
 	                  for p in paras) + "\n</body></html>\n")
 
 
-def headers(rng, i, kind, is_list, subject_utf8, date):
+def headers(rng, i, kind, is_list, subject_utf8, date, plant_from=None):
 	name, addr = person(rng)
 	_, to = person(rng)
 	h = []
@@ -218,7 +260,8 @@ def headers(rng, i, kind, is_list, subject_utf8, date):
 	if is_list:
 		lst = rng.choice(LISTS)
 		subject = "[%s] %s" % (lst, subject)
-	h.append("From: %s <%s>" % (name, addr))
+	h.append("From: %s <%s>" % (("Planted Sender", plant_from) if plant_from
+	                            else (name, addr)))
 	h.append("To: %s" % ("%s-list@lists.example.org" % lst if is_list
 	                     else "bench@example.org"))
 	if rng.random() < 0.2:
@@ -247,8 +290,9 @@ def headers(rng, i, kind, is_list, subject_utf8, date):
 	return h
 
 
-def message(seed, i, pool, profile):
-	"""Message number i (from 1) as bytes, and its Date as a Unix time."""
+def message(seed, i, pool, profile, plant=None):
+	"""Message number i (from 1) as bytes, its Date as a Unix time and its
+	generator; plant is None or (every, word, sender address)."""
 	rng = random.Random("%s:%d" % (seed, i))
 	date = EPOCH + i * 300 + rng.randint(0, 299)
 	if profile == "small":
@@ -270,20 +314,24 @@ def message(seed, i, pool, profile):
 		utf8 = rng.random() < 0.10
 		from_lines = rng.random() < 0.10
 	target = log_uniform(rng, lo, hi)
-	h = headers(rng, i, kind, is_list, subject_utf8, date)
+	kind_planted = planted(i, plant[0]) if plant else None
+	word = plant[1] if kind_planted == "word" else None
+	h = headers(rng, i, kind, is_list, subject_utf8, date,
+	            plant[2] if kind_planted == "from" else None)
 	head = "\n".join(h) + "\n"
 	charset = "utf-8" if utf8 else "us-ascii"
 	cte = "8bit" if utf8 else "7bit"
 	budget = max(200, target - len(head.encode()))
 
 	if kind in ("plain", "notify"):
-		body = text_body(rng, pool, budget, utf8, from_lines)
+		body = text_body(rng, pool, budget, utf8, from_lines, word)
 		msg = (head + "Content-Type: text/plain; charset=%s\n"
 		       "Content-Transfer-Encoding: %s\n\n" % (charset, cte) + body)
 	elif kind == "alt":
 		bnd = "=_alt_%016x" % rng.getrandbits(64)
 		# text + its HTML is about 2.3 times the text.
-		text = text_body(rng, pool, int(budget / 2.3), utf8, from_lines)
+		text = text_body(rng, pool, int(budget / 2.3), utf8, from_lines,
+		                 word)
 		msg = (head + "Content-Type: multipart/alternative;\n"
 		       " boundary=\"%s\"\n\n"
 		       "This is a multi-part message in MIME format.\n\n"
@@ -296,7 +344,7 @@ def message(seed, i, pool, profile):
 		bnd = "=_mixed_%016x" % rng.getrandbits(64)
 		ctype, fname, magic = rng.choice(ATTACH)
 		text = text_body(rng, pool, rng.randint(300, 3000), utf8,
-		                 from_lines)
+		                 from_lines, word)
 		# base64 grows the data by 4/3 plus a newline per 76 characters.
 		raw = max(1000, int((budget - len(text.encode())) * 57 / 77))
 		data = magic + rng.randbytes(raw - len(magic))
@@ -327,6 +375,10 @@ class DirWriter:
 		with open(os.path.join(self.path, "MANIFEST"), "w") as f:
 			f.write("profile=%s seed=%s count=%d bytes=%d\n" %
 			        (args.profile, args.seed, args.n, total))
+			if args.plant_every:
+				f.write("plant-every=%d plant-word=%s plant-from=%s\n" %
+				        (args.plant_every, args.plant_word,
+				         args.plant_from))
 
 
 MAILDIR_FLAGS = ("", "S", "S", "S", "RS", "FS", "S", "")
@@ -399,11 +451,27 @@ def main():
 	ap.add_argument("--mbox", help="write one mbox file")
 	ap.add_argument("--new-percent", type=float, default=5.0,
 	                help="with --maildir: share put in new/ (5)")
+	ap.add_argument("--plant-every", type=int, default=0, metavar="K",
+	                help="plant WORD in messages i %% K == 0 and ADDR as "
+	                "the sender of i %% K == K // 2 (0: none)")
+	ap.add_argument("--plant-word", default="quokkaberry", metavar="WORD",
+	                help="the planted word (quokkaberry)")
+	ap.add_argument("--plant-from", default="planted.sender@example.com",
+	                metavar="ADDR",
+	                help="the planted sender (planted.sender@example.com)")
 	args = ap.parse_args()
 	if args.n < 1 or args.n > 10_000_000:
 		ap.error("-n must be between 1 and 10000000")
 	if not (args.dir or args.maildir or args.mbox):
 		ap.error("give at least one of --dir, --maildir, --mbox")
+	if args.plant_every == 1 or args.plant_every < 0:
+		ap.error("--plant-every must be 0 (none) or at least 2")
+	if not re.fullmatch(r"[a-z]{4,40}", args.plant_word):
+		ap.error("--plant-word must be 4 to 40 lower-case letters")
+	if not re.fullmatch(r"[a-z0-9.]+@[a-z0-9.]+", args.plant_from):
+		ap.error("--plant-from must be a plain address")
+	plant = ((args.plant_every, args.plant_word, args.plant_from)
+	         if args.plant_every else None)
 
 	# One pass feeds every output: the messages cost more than the writes.
 	writers = []
@@ -416,7 +484,7 @@ def main():
 	pool = Pool(args.seed)
 	total = 0
 	for i in range(1, args.n + 1):
-		data, date, rng = message(args.seed, i, pool, args.profile)
+		data, date, rng = message(args.seed, i, pool, args.profile, plant)
 		for w in writers:
 			w.add(i, data, date, rng)
 		total += len(data)

@@ -1,12 +1,13 @@
 #!/bin/bash
 # selftest.sh: checks that the benchmark tools measure what they claim and
-# that their checks can fail.  Prints TAP; takes about two minutes.
+# that their checks can fail.  Prints TAP; takes about four minutes.
 #
 #   bench/selftest.sh
 #
 # - corpus.py is deterministic (same seed, same bytes; a smaller corpus is
 #   a prefix of a larger one; another seed differs), writes well-formed
-#   MIME, and hits the size classes it promises;
+#   MIME, and hits the size classes it promises; planting a word and a
+#   sender changes only the messages planted() names;
 # - mailcount.py counts what corpus.py wrote, as a Maildir and as an mbox
 #   whose bodies hold "From " lines;
 # - deliver.sh and reindex.sh, run against stand-ins for loft
@@ -19,6 +20,11 @@
 #   reports ok for a good server and FAIL for one that loses a message,
 #   changes bytes or is too slow, sees memory held per session, and runs
 #   Dovecot's POP3 server standalone (skipped without dovecot-pop3d).
+# - imap.sh, run as root, reports ok for Dovecot's IMAP server standalone
+#   (both formats) and, against a stand-in loftd that relays to Dovecot's
+#   IMAP server (written below), FAIL for wrong flags, a lost message, a
+#   wrong SEARCH, a FETCH slower than FETCH_LIMIT and a delivery that never
+#   shows in IDLE (skipped without dovecot-imapd).
 # Trusted input: none beyond this tree.
 
 set -u
@@ -66,6 +72,28 @@ corpus -n 60 -s 2 --dir "$T/d"
 ok $? "another seed, other bytes"
 grep -q 'count=60 bytes=' "$T/a/MANIFEST"
 ok $? "MANIFEST records the count"
+# Planting (for imap.sh's SEARCH) changes the planted messages only, and
+# puts the word and the sender where planted() says.
+corpus -n 60 --plant-every 10 --dir "$T/p"
+"$PYTHON" -B - "$BENCH" "$T/a" "$T/p" <<'EOF'
+import os, sys
+sys.path.insert(0, sys.argv[1])
+from corpus import number_of, planted
+bad = 0
+for i in range(1, 61):
+	name = "msg-%06d.eml" % i
+	a = open(os.path.join(sys.argv[2], name), "rb").read()
+	p = open(os.path.join(sys.argv[3], name), "rb").read()
+	kind = planted(i, 10)
+	word = b"quokkaberry" in p
+	sender = b"\nFrom: Planted Sender <planted.sender@example.com>\n" in p
+	bad += (a != p) != (kind is not None)
+	bad += word != (kind == "word") or sender != (kind == "from")
+	bad += number_of(p) != i or b"quokkaberry" in a
+print("# planted: %d of 60 messages wrong" % bad)
+sys.exit(1 if bad else 0)
+EOF
+ok $? "plant: only messages 5, 10, 15... change, word and sender as planted() says"
 
 corpus -n 400 --dir "$T/mixed"
 "$PYTHON" - "$T/mixed" <<'EOF'
@@ -279,6 +307,251 @@ else
 	else
 		skip "dovecot-pop3d not installed"
 	fi
+fi
+
+# imap.sh and imap_client.py, as root: against Dovecot's IMAP server alone
+# (both formats, with a big mailbox), and against a stand-in loftd that
+# runs Dovecot's IMAP server behind a relay and spoils what its mode says,
+# so that every check can be seen to fail.
+cat >"$T/imapd.in" <<'EOF'
+#!/usr/bin/env python3
+# A stand-in for loftd, for bench/selftest.sh's IMAP tests only:
+# "loftd -c FILE -f" runs Dovecot's IMAP server (dovecot -F) on a port of
+# its own, with FILE's users (their hashes as {CRYPT}), mail_location and
+# virtual uid, and relays the connections to imap_listen to it.  It
+# misbehaves as the line "mode = " says, a comma-separated list:
+#   good     nothing changed
+#   lose     one message of user bench removed before Dovecot starts
+#   flags    the flags of one message of bench taken off (a rename)
+#   unplant  the planted word of one message of bench changed
+#   slow     the server's answers relayed 2 KiB at a time, 20 ms apart
+# SIGTERM stops Dovecot and the stand-in.  Trusts its configuration.
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+mode = "good"
+
+
+def conf_read(path):
+	conf = {}
+	with open(path) as f:
+		for line in f:
+			name, sep, value = line.partition("=")
+			if sep and not line.startswith("#"):
+				conf[name.strip()] = value.strip()
+	return conf
+
+
+def spoil(conf):
+	loc = conf["mail_location"].replace("%u", "bench")
+	if not loc.startswith("maildir:"):
+		return
+	cur = os.path.join(loc[len("maildir:"):], "cur")
+	names = sorted(os.listdir(cur))
+	if "lose" in mode:
+		os.unlink(os.path.join(cur, names[0]))
+	if "flags" in mode:
+		name = [n for n in names if not n.endswith(":2,")][-1]
+		os.rename(os.path.join(cur, name),
+		          os.path.join(cur, name.split(":2,")[0] + ":2,"))
+	if "unplant" in mode:
+		for name in names:
+			path = os.path.join(cur, name)
+			with open(path, "rb") as f:
+				data = f.read()
+			if b"quokkaberry" in data:
+				st = os.stat(path)
+				os.unlink(path)  # the file is a link to the corpus
+				with open(path, "wb") as f:
+					f.write(data.replace(b"quokkaberry", b"quokkabarry"))
+				os.chown(path, st.st_uid, st.st_gid)
+				break
+
+
+def relay(src, dst, slow):
+	try:
+		while True:
+			data = src.recv(2048 if slow else 65536)
+			if not data:
+				break
+			if slow:
+				time.sleep(0.02)
+			dst.sendall(data)
+	except OSError:
+		pass
+	for s in (dst, src):
+		try:
+			s.shutdown(socket.SHUT_RDWR)
+		except OSError:
+			pass
+
+
+def serve(client, port):
+	try:
+		server = socket.create_connection(("127.0.0.1", port))
+	except OSError:
+		client.close()
+		return
+	threading.Thread(target=relay, args=(client, server, False),
+	                 daemon=True).start()
+	threading.Thread(target=relay, args=(server, client, "slow" in mode),
+	                 daemon=True).start()
+
+
+def main():
+	path = os.path.abspath(sys.argv[sys.argv.index("-c") + 1])
+	conf = conf_read(path)
+	d = os.path.dirname(path)
+	sd = os.path.join(d, "standin")
+	os.makedirs(os.path.join(sd, "run"), exist_ok=True)
+	os.makedirs(os.path.join(sd, "state"), exist_ok=True)
+	uid, gid = conf["virtual_uid"], conf["virtual_gid"]
+	os.chown(os.path.join(sd, "state"), int(uid), int(gid))
+	with open(conf["user_database"]) as f, \
+	    open(os.path.join(sd, "passwd"), "w") as out:
+		for line in f:
+			p = line.rstrip("\n").split(":")
+			out.write("%s:{CRYPT}%s:%s:%s::%s/home/%s::\n" % (
+			    p[0], p[1], uid, gid, d, p[0]))
+	s = socket.socket()
+	s.bind(("127.0.0.1", 0))
+	port = s.getsockname()[1]
+	s.close()
+	with open(os.path.join(sd, "dovecot.conf"), "w") as f:
+		f.write("""protocols = imap
+listen = 127.0.0.1
+ssl = no
+base_dir = {sd}/run
+state_dir = {sd}/state
+log_path = {sd}/dovecot.log
+mail_location = {loc}
+postmaster_address = postmaster@example.org
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+passdb {{
+  driver = passwd-file
+  args = scheme=CRYPT {sd}/passwd
+}}
+userdb {{
+  driver = passwd-file
+  args = {sd}/passwd
+}}
+default_process_limit = 200
+default_client_limit = 1000
+protocol imap {{
+  mail_max_userip_connections = 200
+}}
+service imap-login {{
+  inet_listener imap {{
+    port = {port}
+  }}
+  inet_listener imaps {{
+    port = 0
+  }}
+}}
+""".format(sd=sd, loc=conf["mail_location"], port=port))
+	spoil(conf)
+	dovecot = subprocess.Popen(["dovecot", "-F", "-c",
+	                            os.path.join(sd, "dovecot.conf")])
+
+	def stop(signum, frame):
+		dovecot.terminate()
+		dovecot.wait()
+		os._exit(0)
+	signal.signal(signal.SIGTERM, stop)
+	for _ in range(300):
+		try:
+			socket.create_connection(("127.0.0.1", port), 1).close()
+			break
+		except OSError:
+			time.sleep(0.05)
+	host, _, lport = conf["imap_listen"].rpartition(":")
+	ls = socket.socket()
+	ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+	ls.bind((host, int(lport)))
+	ls.listen(128)
+	while True:
+		c, _ = ls.accept()
+		serve(c, port)
+
+
+main()
+EOF
+cat >"$T/imap-deliver.in" <<'EOF'
+#!/bin/bash
+# A stand-in for loft-deliver, for bench/selftest.sh's IMAP tests only:
+# "loft-deliver -c FILE -d USER -f SENDER" runs dovecot-lda for the
+# stand-in loftd's Dovecot; mode=drop reads the message and loses it.
+mode=good
+if [ "$mode" = drop ]; then
+	cat >/dev/null
+	exit 0
+fi
+exec "${DOVECOT_LDA:-/usr/lib/dovecot/dovecot-lda}" \
+    -c "$(dirname "$2")/standin/dovecot.conf" "${@:3}"
+EOF
+imap() {
+	sed "s/^mode = \"good\"\$/mode = \"$1\"/" "$T/imapd.in" \
+	    >"$T/standin/imapd"
+	sed "s/^mode=good\$/mode=$2/" "$T/imap-deliver.in" \
+	    >"$T/standin/imap-deliver"
+	chmod 755 "$T/standin/imapd" "$T/standin/imap-deliver"
+	shift 2
+	env BENCH_QUIET=1 IMAP_N=100 PLANT_EVERY=10 IMAP_IDLE_N=4 \
+	    IMAP_IDLE_USERS=2 IMAP_IDLE_MSGS=5 LAT_N=2 IMAP_SERVERS=loft \
+	    OUT="$T/out" LOFTD="$T/standin/imapd" \
+	    LOFT_DELIVER="$T/standin/imap-deliver" "$@" \
+	    "$BENCH/imap.sh" >/dev/null 2>>"$T/harness.log"
+}
+if [ "$(id -u)" != 0 ]; then
+	for i in 1 2 3 4 5 6; do
+		skip "imap.sh needs root"
+	done
+elif [ ! -x "${DOVECOT_IMAP:-/usr/lib/dovecot/imap}" ]; then
+	for i in 1 2 3 4 5 6; do
+		skip "dovecot-imapd not installed"
+	done
+else
+	imap good good RESULTS="$T/i-dovecot.tsv" IMAP_SERVERS=dovecot \
+	    IMAP_FORMATS="mbox maildir" BENCH_IMAP_BIG=150
+	[ "$(cut -f8 "$T/i-dovecot.tsv" | sort -u)" = ok ] &&
+	    [ "$(wc -l <"$T/i-dovecot.tsv")" = 56 ] &&
+	    [ "$(awk -F'\t' '$5 == "search-body" { print $9 }' \
+	    "$T/i-dovecot.tsv" | sort -u)" = "10 hits" ]
+	ok $? "imap.sh: Dovecot's IMAP server, standalone, both formats"
+	imap flags good RESULTS="$T/i-flags.tsv"
+	cell "$T/i-flags.tsv" loft maildir sync-headers |
+	    grep -q '^FAIL .*FLAGS (), expected (' &&
+	    [ "$(awk -F'\t' '$8 == "ok"' "$T/i-flags.tsv" | wc -l)" = 20 ]
+	ok $? "imap.sh: wrong flags are FAIL; the other steps are ok"
+	imap lose good RESULTS="$T/i-lose.tsv" IMAP_FORMATS=maildir
+	cell "$T/i-lose.tsv" loft maildir first-total |
+	    grep -q '^FAIL .*99 EXISTS, expected 100' &&
+	    cell "$T/i-lose.tsv" loft maildir bodies |
+	    grep -q '^FAIL .*99 EXISTS, expected 100'
+	ok $? "imap.sh: a server that loses a message is FAIL"
+	imap unplant,slow drop RESULTS="$T/i-bad.tsv" FETCH_LIMIT=1 \
+	    LAT_LIMIT=2
+	cell "$T/i-bad.tsv" loft maildir search-body |
+	    grep -q '^FAIL SEARCH BODY "quokkaberry": 9 hits, 10 expected' &&
+	    cell "$T/i-bad.tsv" loft maildir search-from | grep -q '^ok ' &&
+	    cell "$T/i-bad.tsv" loft maildir bodies |
+	    grep -q '^FAIL .*over the time limit (1 s): [0-9]* octets'
+	ok $? "imap.sh: a wrong SEARCH and a slow FETCH are FAIL"
+	cell "$T/i-bad.tsv" loft maildir deliver-median |
+	    grep -q '^FAIL .*no EXISTS 6 within 2 s'
+	ok $? "imap.sh: a delivery that does not show in IDLE is FAIL"
+	"$PYTHON" "$BENCH/imap_client.py" report "$T/i-flags.tsv" \
+	    "$T/i-bad.tsv" >"$T/i-report.txt"
+	grep -q '^  100  *UID FETCH 1:\* (UID RFC822.SIZE.*  -  *FAIL ' \
+	    "$T/i-report.txt" && grep -q 'FAIL: .*FLAGS ()' \
+	    "$T/i-report.txt" && grep -q '^  PSS KiB  ' "$T/i-report.txt"
+	ok $? "imap_client.py report: tables, FAIL and why instead of a number"
 fi
 
 echo "1..$n"
