@@ -9,8 +9,10 @@
  * from the configuration file.
  */
 #include "config.h"
+#include <arpa/inet.h>
 #include <limits.h>
 #include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 #include "conf.h"
 #include "tls.h"
@@ -79,6 +81,86 @@ conf_check_location(const char *value)
 			return -1;
 	}
 	return 0;
+}
+
+/* conf_check_network: one mynetworks item, "a.b.c.d[/n]" or
+ * "[ipv6][/n]" (len bytes). Only the shape: smtp_relay_new() also refuses
+ * host bits past the prefix, with a message that names the item. */
+static bool
+conf_check_network(const char *item, size_t len)
+{
+	char buf[128], *addr = buf, *slash, *end;
+	unsigned char bin[16];
+	int family = AF_INET;
+	size_t digits;
+
+	if (len >= sizeof(buf))
+		return false;
+	memcpy(buf, item, len);
+	buf[len] = '\0';
+	if ((slash = strchr(buf, '/')) != NULL)
+		*slash++ = '\0';
+	if (buf[0] == '[') {
+		family = AF_INET6;
+		if ((end = strchr(buf, ']')) == NULL || end[1] != '\0')
+			return false;
+		*end = '\0';
+		addr = buf + 1;
+	}
+	if (inet_pton(family, addr, bin) != 1)
+		return false;
+	if (slash == NULL)
+		return true;
+	digits = strspn(slash, "0123456789");
+	return digits > 0 && digits <= 3 && slash[digits] == '\0' &&
+	    atoi(slash) <= (family == AF_INET ? 32 : 128);
+}
+
+/* conf_check_mynetworks: every item a network (an empty list is fine:
+ * no client is trusted by address). */
+static int
+conf_check_mynetworks(const char *value)
+{
+	const char *sep = ", \t\r\n";
+	size_t len;
+
+	for (value += strspn(value, sep); *value != '\0';
+	    value += strspn(value, sep)) {
+		len = strcspn(value, sep);
+		if (!conf_check_network(value, len))
+			return -1;
+		value += len;
+	}
+	return 0;
+}
+
+static const char *const conf_relay_restrictions[] = {
+	"permit_mynetworks", "permit_sasl_authenticated",
+	"reject_unauth_destination", "defer_unauth_destination",
+	"permit", "reject", NULL
+};
+
+/* conf_check_relay_restrictions: one of the restrictions that refuse
+ * unknown destinations must be there, or the server is an open relay
+ * (Postfix refuses to run without one too). The names themselves are
+ * checked against conf_relay_restrictions[]. */
+static int
+conf_check_relay_restrictions(const char *value)
+{
+	const char *sep = ", \t\r\n";
+	size_t len;
+
+	for (value += strspn(value, sep); *value != '\0';
+	    value += strspn(value, sep)) {
+		len = strcspn(value, sep);
+		if ((len == 25 && strncmp(value, "reject_unauth_destination",
+		    len) == 0) || (len == 24 && strncmp(value,
+		    "defer_unauth_destination", len) == 0) ||
+		    (len == 6 && strncmp(value, "reject", len) == 0))
+			return 0;
+		value += len;
+	}
+	return -1;
 }
 
 #define CONF_LOCATION_FORM \
@@ -258,6 +340,31 @@ const struct conf_param conf_params[] = {
 	{ "submissions_listen", CONF_TYPE_LIST, "", 0, 0, 0, NULL, NULL, NULL,
 	    0, "Addresses (host:port) of submission over TLS, the port 465 "
 	    "role (not served yet)" },
+
+	/* SMTP: relay control (smtp/smtp_relay.c), with Postfix's names,
+	 * defaults and meaning; smtp_relay_new_conf() checks each item again
+	 * and names the bad one. mydestination is with the identity above. */
+	{ "mynetworks", CONF_TYPE_LIST, "127.0.0.0/8 [::1]/128",
+	    0, 0, 0, NULL, conf_check_mynetworks,
+	    "a list of networks: a.b.c.d/n or [ipv6]/n", 0,
+	    "Networks of trusted clients, which may relay through this "
+	    "machine (permit_mynetworks)" },
+	{ "relay_domains", CONF_TYPE_LIST, "", 0, 0, 0, NULL, NULL, NULL, 0,
+	    "Domains (and their subdomains) for which mail from anyone is "
+	    "accepted and relayed onward" },
+	{ "smtpd_recipient_limit", CONF_TYPE_INT, "1000",
+	    1, 1000000, 0, NULL, NULL, NULL, 0,
+	    "Recipients one SMTP message may have" },
+	{ "smtpd_relay_restrictions", CONF_TYPE_LIST,
+	    "permit_mynetworks, permit_sasl_authenticated, "
+	    "reject_unauth_destination",
+	    0, 0, 0, conf_relay_restrictions, conf_check_relay_restrictions,
+	    "a list of permit_mynetworks, permit_sasl_authenticated, "
+	    "reject_unauth_destination, defer_unauth_destination, permit or "
+	    "reject, with reject_unauth_destination, defer_unauth_destination "
+	    "or reject among them", 0,
+	    "Restrictions on the recipients of SMTP clients, in order: who "
+	    "may relay" },
 
 	/* Logging. */
 	{ "maillog_file", CONF_TYPE_PATH, "", 0, 0, 0, NULL, NULL, NULL, 0,
