@@ -679,6 +679,18 @@ maildir_info_flags(const char *info)
 	return flags;
 }
 
+/* maildir_info_letters: the keyword letters a-z of info, as bits. */
+static uint32_t
+maildir_info_letters(const char *info)
+{
+	uint32_t letters = 0;
+
+	for (; *info != '\0'; info++)
+		if (*info >= 'a' && *info <= 'z')
+			letters |= 1u << (*info - 'a');
+	return letters;
+}
+
 int
 maildir_name_parse(const char *name, struct maildir_name *mn_r)
 {
@@ -693,6 +705,7 @@ maildir_name_parse(const char *name, struct maildir_name *mn_r)
 	if (colon != NULL && colon[1] == '2' && colon[2] == ',') {
 		mn_r->info = colon + 3;
 		mn_r->flags = maildir_info_flags(mn_r->info);
+		mn_r->kw_letters = maildir_info_letters(mn_r->info);
 	}
 	if (maildir_field_u64(name, mn_r->base_len, 'S', UINT64_MAX, &v)) {
 		mn_r->size = v;

@@ -99,6 +99,8 @@ struct maildir_name {
 	bool has_size;
 	uint32_t flags;		/* MINDEX_F_* from ":2,FLAGS" */
 	const char *info;	/* points after ":2," in the name, or NULL */
+	uint32_t kw_letters;	/* bit N: keyword letter 'a' + N is in info
+				   (names: dovecot-keywords, below) */
 };
 
 /* maildir_name_parse: split a message file name (no directory). Fields
@@ -163,5 +165,73 @@ int64_t maildir_uidlist_size(const char *dir);
 int maildir_uidlist_read(const char *dir,
     void (*cb)(uint32_t uid, const char *base, size_t base_len, void *ctx),
     void *ctx);
+
+/*
+ * dovecot-keywords (maildir_keywords.c): Dovecot's map from the keyword
+ * letters a-z of a folder's file names to IMAP keyword names, one file
+ * per folder directory, lines "N NAME\n", N = 0..25 naming the letter
+ * 'a' + N. Letters are never renamed, only added; a letter without a
+ * line has no name (and is left alone in file names). The file is
+ * replaced whole (a temporary file renamed), with an mtime above the
+ * old one: Dovecot re-reads it only when its mtime (in seconds) moves.
+ */
+#define MAILDIR_KEYWORDS_FILE		"dovecot-keywords"
+/* Letters a-z: 26 keywords at most per folder. */
+#define MAILDIR_KEYWORDS_MAX		26
+/* Longest name read or written, bytes; a longer line is skipped. */
+#define MAILDIR_KEYWORD_NAME_MAX	255
+/* Bytes of the file read at most; lines past it are not seen. */
+#define MAILDIR_KEYWORDS_FILE_MAX	(64 * 1024)
+
+struct maildir_keywords {
+	char *name[MAILDIR_KEYWORDS_MAX];	/* owned; NULL: no name */
+};
+
+/* maildir_keywords_read: the file of folder directory dir into kw (which
+ * need not be initialised; free it with maildir_keywords_free). A missing
+ * file is an empty map. Lines that are not "N NAME" with N a decimal
+ * 0..25 without sign or leading zeros and NAME 1..MAILDIR_KEYWORD_NAME_MAX
+ * bytes of 0x21..0x7e are skipped; of two lines for one N the later
+ * wins. 0, or -1 with *error_r (kw is then empty). */
+int maildir_keywords_read(const char *dir, struct maildir_keywords *kw,
+    const char **error_r);
+void maildir_keywords_free(struct maildir_keywords *kw);
+/* maildir_keywords_lookup: the index (letter - 'a') of name, compared
+ * case-insensitively (ASCII, as Dovecot and IMAP do), or -1. */
+int maildir_keywords_lookup(const struct maildir_keywords *kw,
+    const char *name);
+/* maildir_keywords_assign: the index of name, giving it the lowest free
+ * one (a copy of name) if it has none: -1 when all 26 are taken or name
+ * is not one the file can hold (as read above). *added_r tells whether
+ * kw changed (then the file must be written before a file name uses
+ * the letter). */
+int maildir_keywords_assign(struct maildir_keywords *kw, const char *name,
+    bool *added_r);
+/* maildir_keywords_write: replace dir's file with kw, atomically (a
+ * temporary file in dir, fsynced when do_fsync, renamed over it, and dir
+ * fsynced), its mtime above the old file's. 0, or -1 with *error_r. */
+int maildir_keywords_write(const char *dir, const struct maildir_keywords *kw,
+    bool do_fsync, const char **error_r);
+
+/*
+ * Dovecot changes dovecot-keywords only while it holds its lock on the
+ * folder's control files, the dotlock "dovecot-uidlist.lock" (made with
+ * O_EXCL, holding "PID:HOST", stale after two minutes). Whoever gives a
+ * keyword a new letter must hold it from reading the file to writing
+ * it, or two writers could give one letter two names.
+ */
+#define MAILDIR_KEYWORDS_LOCK		"dovecot-uidlist.lock"
+/* Tries, MAILDIR_KEYWORDS_LOCK_SLEEP_MS apart, before giving up. */
+#define MAILDIR_KEYWORDS_LOCK_TRIES	20
+#define MAILDIR_KEYWORDS_LOCK_SLEEP_MS	10
+/* A lock older than this (seconds) is left over and removed. */
+#define MAILDIR_KEYWORDS_LOCK_STALE	120
+/* maildir_keywords_lock: take that lock of folder directory dir,
+ * waiting at most TRIES x SLEEP_MS (the process sleeps: the lock is
+ * taken only to add a letter, and Dovecot holds it briefly). 1 taken, 0
+ * held by another, -1 with *error_r. */
+int maildir_keywords_lock(const char *dir, const char **error_r);
+/* maildir_keywords_unlock: let it go (remove the file). */
+void maildir_keywords_unlock(const char *dir);
 
 #endif

@@ -142,7 +142,8 @@ enum store_op {
 				   format: [CANNOT] */
 	STORE_OP_OVERQUOTA,	/* [OVERQUOTA] */
 	STORE_OP_INUSE,		/* the mailbox lock was not had in time */
-	STORE_OP_TEMPFAIL	/* anything else: [UNAVAILABLE] */
+	STORE_OP_TEMPFAIL,	/* anything else: [UNAVAILABLE] */
+	STORE_OP_LIMIT		/* a keyword limit (see below): [LIMIT] */
 };
 
 /* Longest folder name, bytes of UTF-8 (so also of each part). */
@@ -261,6 +262,36 @@ enum store_op store_flags_uids(struct store *st, const char *folder,
 /* unchangedsince when the client gave none (CONDSTORE allows 0). */
 #define STORE_MODSEQ_NONE	UINT64_MAX
 
+/*
+ * Keywords: IMAP's flag keywords ("$Junk", "$NotJunk", "$MDNSent",
+ * Thunderbird's "$label1"), kept per message in the index record
+ * (mindex_msg.keywords). A name is 1..STORE_KEYWORD_MAX bytes of IMAP
+ * ATOM-CHARs (RFC 9051: 0x21..0x7e except ( ) { % * " \ ]); names
+ * compare case-insensitively (ASCII, as IMAP SEARCH and Dovecot do) and
+ * the spelling stored first is kept. "$Forwarded" is the system flag
+ * MINDEX_F_FORWARDED (Maildir "P"), never a keyword: given as a keyword
+ * it sets or clears that flag. A message has at most STORE_KEYWORDS_MAX.
+ * Keyword lists go in and out as the index keeps them: names, each
+ * NUL-terminated, back to back; the store writes them sorted
+ * case-insensitively, each once.
+ *
+ * Where they live: Maildir, in the file names, as Dovecot keeps them: a
+ * letter a-z of ":2," per keyword, named by the folder's
+ * "dovecot-keywords" file (maildir.h), so that Dovecot, mutt and loft
+ * see each other's keywords. A Maildir folder therefore holds at most
+ * MAILDIR_KEYWORDS_MAX (26) different keywords: a change that needs a
+ * 27th is refused whole with STORE_OP_LIMIT. A letter the file does not
+ * name (or names with a name refused here) is no keyword and stays in
+ * the file name as it is. mbox: in the index only, as mbox flags are (no
+ * X-Keywords header is written); store_reindex does not carry them over
+ * yet (it takes an mbox message's UID and GUID from the old index only).
+ */
+#define STORE_KEYWORD_MAX	100	/* bytes of one keyword name */
+#define STORE_KEYWORDS_MAX	64	/* keywords on one message */
+
+/* store_keyword_valid: name is a keyword the store takes (as above). */
+bool store_keyword_valid(const char *name);
+
 enum store_flags_how {
 	STORE_FLAGS_ADD,	/* +FLAGS */
 	STORE_FLAGS_REMOVE,	/* -FLAGS */
@@ -282,24 +313,47 @@ struct store_flag_result {
 	bool changed;		/* flags changed (and MODSEQ with them) */
 	bool modified;		/* refused: MODSEQ > unchangedsince
 				   (RFC 7162 MODIFIED) */
+	/* Its keywords as they are now, as the index keeps them; they lie
+	 * in the same allocation as the result array (one free() frees
+	 * both). NULL when keywords_len is 0. */
+	const char *keywords;
+	size_t keywords_len;
 };
 
 /*
  * store_flags_change: set, clear or replace system flags of the messages
- * of c->uids in folder. Each message whose flags change gets a new MODSEQ
+ * of c->uids in folder, their keywords untouched; store_flags_change_kw
+ * as below with no keywords given.
+ *
+ * store_flags_change_kw: set, clear or replace (as c->how says) system
+ * flags and keywords of the messages of c->uids in folder: keywords as
+ * the index keeps them (above), at most STORE_KEYWORDS_MAX names, each
+ * valid; NULL, 0 are none, so that STORE_FLAGS_REPLACE clears every
+ * keyword. Each message whose flags or keywords change gets a new MODSEQ
  * (CONDSTORE); one whose MODSEQ is above c->unchangedsince is left alone
- * and reported modified. Maildir: the file is renamed into cur/ with the
- * new ":2,FLAGS" (other letters, Dovecot keywords, kept) and its record
- * updated in the same index transaction, the directories fsynced before
- * the commit; a file another program renamed meanwhile is found again
- * after a sync. mbox: flags live in the index only (the file is not
- * rewritten). *res_r (caller frees; NULL when *count_r is 0) has one entry
- * per message of the set still in the folder, in UID order. CANNOT for
- * flags outside STORE_FLAGS_SYSTEM.
+ * and reported modified. Maildir: the
+ * file is renamed into cur/ with the new ":2,FLAGS" (system flag letters,
+ * and the letters of its keywords; a keyword new to the folder first gets
+ * its letter in dovecot-keywords, written under the same index write
+ * transaction; letters that name no keyword kept) and its record updated
+ * in that transaction, the directories fsynced before the commit; a file
+ * another program renamed meanwhile is found again after a sync. mbox:
+ * flags and keywords live in the index only (the file is not rewritten).
+ * *res_r (caller frees, with the keywords it holds; NULL when *count_r is
+ * 0) has one entry per message of the set still in the folder, in UID
+ * order. CANNOT for flags outside STORE_FLAGS_SYSTEM or a keyword name
+ * that is not valid; LIMIT, with nothing changed, when a message would
+ * have more than STORE_KEYWORDS_MAX keywords, c has more than that, or a
+ * Maildir folder would need a 27th keyword; INUSE when a keyword needs a
+ * new Maildir letter and Dovecot's lock of the folder is held too long.
  */
 enum store_op store_flags_change(struct store *st, const char *folder,
     const struct store_flags_change *c, struct store_flag_result **res_r,
     size_t *count_r, const char **error_r);
+enum store_op store_flags_change_kw(struct store *st, const char *folder,
+    const struct store_flags_change *c, const char *keywords,
+    size_t keywords_len, struct store_flag_result **res_r, size_t *count_r,
+    const char **error_r);
 
 /*
  * store_expunge: remove from folder the messages of set (NULL: all) that
@@ -326,6 +380,8 @@ struct store_append {
 	size_t len;			/* > 0 */
 	uint32_t flags;			/* STORE_FLAGS_SYSTEM bits */
 	time_t internal_date;		/* 0: now */
+	const char *keywords;		/* as store_flags_change_kw takes */
+	size_t keywords_len;		/* them; NULL, 0: none */
 };
 
 struct store_appended {
@@ -336,13 +392,16 @@ struct store_appended {
 /*
  * store_append: store a message in an existing folder through the path
  * deliveries take (store_deliver: same fsyncs, same quota check), then
- * give it its flags (store_flags_change) and, Maildir, the internal date
- * as the file's mtime (what a rebuild reads it from). NONEXISTENT (IMAP
- * [TRYCREATE]) if the folder does not exist; OVERQUOTA; CANNOT for an
- * empty message. If the flags cannot be set after the message is stored,
- * that is logged and the result is still OK (the client must not append
- * it again). out->uid is 0 if the message is stored but its indexing
- * failed (the next sync indexes it): then there is no APPENDUID to give.
+ * give it its flags and keywords (store_flags_change_kw) and, Maildir,
+ * the internal date as the file's mtime (what a rebuild reads it from).
+ * NONEXISTENT (IMAP [TRYCREATE]) if the folder does not exist; OVERQUOTA;
+ * CANNOT for an empty message or an invalid keyword; LIMIT, before
+ * anything is stored, for more than STORE_KEYWORDS_MAX keywords or
+ * keywords a Maildir folder has no letters left for. If the flags cannot
+ * be set after the message is stored, that is logged and the result is
+ * still OK (the client must not append it again). out->uid is 0 if the
+ * message is stored but its indexing failed (the next sync indexes it):
+ * then there is no APPENDUID to give.
  */
 enum store_op store_append(struct store *st, const struct store_append *a,
     struct store_appended *out, const char **error_r);
@@ -358,12 +417,13 @@ struct store_copied {
 
 /*
  * store_append_copy: copy the messages of set in from to to (another
- * folder of the same user, or the same one), with their flags and
- * internal dates, in UID order, each through store_append. move: then
- * expunge them from from (RFC 6851), whatever their flags. If any step
- * fails, the copies made so far are expunged again (RFC 3501: a failed
- * COPY leaves the destination as it was) and *out is empty. out is
- * freed with store_copied_free. NONEXISTENT if to does not exist
+ * folder of the same user, or the same one), with their flags, keywords
+ * and internal dates, in UID order, each through store_append (so LIMIT
+ * when a Maildir destination has no letters left for their keywords).
+ * move: then expunge them from from (RFC 6851), whatever their flags. If
+ * any step fails, the copies made so far are expunged again (RFC 3501: a
+ * failed COPY leaves the destination as it was) and *out is empty. out
+ * is freed with store_copied_free. NONEXISTENT if to does not exist
  * ([TRYCREATE]) or from does not.
  */
 enum store_op store_append_copy(struct store *st, const char *from,

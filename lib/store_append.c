@@ -5,10 +5,14 @@
  *
  * A message goes in through store_deliver, the path every delivery
  * takes, so it is fsynced and indexed exactly as mail from outside is
- * (and counted against the same quota); flags and the internal date are
- * set after that. A copy reads the message as stored (store_read) and
- * appends it again. The message bytes are the client's, stored as they
- * are; nothing here parses them.
+ * (and counted against the same quota); flags, keywords and the internal
+ * date are set after that. Keywords are checked before anything is
+ * stored (store_keywords_norm), and for Maildir whether the folder has
+ * letters left for them, so that an APPEND refused for a keyword limit
+ * leaves nothing behind. A copy reads the message as stored (store_read)
+ * and appends it again, with the flags and keywords of its record. The
+ * message bytes are the client's, stored as they are; nothing here
+ * parses them.
  */
 #include "config.h"
 
@@ -31,6 +35,8 @@
 /* Slack over a message's recorded size when it is read back for a copy:
  * the stored bytes never exceed psize, this only bounds a surprise. */
 #define STORE_APPEND_READ_SLACK (64 * 1024)
+/* A message's keywords as the index keeps them, at most. */
+#define STORE_APPEND_KW_BYTES	(STORE_KEYWORDS_MAX * (STORE_KEYWORD_MAX + 1))
 
 static enum store_op
 store_append_result(enum store_result r)
@@ -86,6 +92,41 @@ store_append_mtime(struct store *st, const char *folder, uint32_t uid,
 		    strerror(errno));
 }
 
+/* The checks before anything is stored: flags, keywords (normalised into
+ * kw, "$Forwarded" into *flags), the folder, and for Maildir letters for
+ * the keywords. */
+static enum store_op
+store_append_check(struct store *st, const struct store_append *a,
+    char *canon, size_t canonsize, struct buf *kw, uint32_t *flags,
+    const char **error_r)
+{
+	char path[PATH_MAX];
+	enum store_op op;
+	int ret;
+
+	if ((op = store_folder_resolve(st, a->folder, canon, canonsize, path,
+	    sizeof(path), error_r)) != STORE_OP_OK)
+		return op;
+	if ((a->flags & ~STORE_FLAGS_SYSTEM) != 0 || a->len == 0) {
+		*error_r = a->len == 0 ? "empty message" :
+		    "only system flags can be stored";
+		return STORE_OP_CANNOT;
+	}
+	*flags = a->flags;
+	if ((op = store_keywords_norm(a->keywords, a->keywords_len, kw, flags,
+	    error_r)) != STORE_OP_OK)
+		return op;
+	if ((ret = store_folder_exists(st, canon, error_r)) <= 0) {
+		if (ret == 0)
+			*error_r = "no such folder";
+		return ret == 0 ? STORE_OP_NONEXISTENT : STORE_OP_TEMPFAIL;
+	}
+	if (st->ml.format == MAILLOC_MAILDIR && kw->len > 0)
+		return store_keywords_fit(path, (const char *)kw->data,
+		    kw->len, error_r);
+	return STORE_OP_OK;
+}
+
 enum store_op
 store_append(struct store *st, const struct store_append *a,
     struct store_appended *out, const char **error_r)
@@ -95,27 +136,18 @@ store_append(struct store *st, const struct store_append *a,
 	struct store_delivered del;
 	struct store_uid_range one;
 	struct store_uidset set = { &one, 1 };
-	struct store_flags_change fc = { &set, STORE_FLAGS_ADD, a->flags,
-	    STORE_MODSEQ_NONE };
+	struct store_flags_change fc;
 	struct store_flag_result *res;
 	enum store_op op;
+	struct buf kw;
+	uint32_t flags = 0;
 	size_t n;
-	int ret;
 
 	memset(out, 0, sizeof(*out));
-	if ((op = store_folder_resolve(st, a->folder, canon, sizeof(canon),
-	    NULL, 0, error_r)) != STORE_OP_OK)
-		return op;
-	if ((a->flags & ~STORE_FLAGS_SYSTEM) != 0 || a->len == 0) {
-		*error_r = a->len == 0 ? "empty message" :
-		    "only system flags can be stored";
-		return STORE_OP_CANNOT;
-	}
-	if ((ret = store_folder_exists(st, canon, error_r)) <= 0) {
-		if (ret == 0)
-			*error_r = "no such folder";
-		return ret == 0 ? STORE_OP_NONEXISTENT : STORE_OP_TEMPFAIL;
-	}
+	buf_init(&kw, STORE_APPEND_KW_BYTES);
+	if ((op = store_append_check(st, a, canon, sizeof(canon), &kw, &flags,
+	    error_r)) != STORE_OP_OK)
+		goto out;
 	d.folder = canon;
 	d.sender = "";
 	d.received = a->internal_date != 0 ? a->internal_date : time(NULL);
@@ -123,24 +155,31 @@ store_append(struct store *st, const struct store_append *a,
 	d.len = a->len;
 	if ((op = store_append_result(store_deliver(st, &d, &del,
 	    error_r))) != STORE_OP_OK)
-		return op;
+		goto out;
 	out->uidvalidity = del.uidvalidity;
 	out->uid = del.uid;
 	if (del.uid == 0)
-		return STORE_OP_OK;	/* stored; the next sync indexes it */
+		goto out;	/* stored; the next sync indexes it */
 	if (st->ml.format == MAILLOC_MAILDIR)
 		store_append_mtime(st, canon, del.uid, d.received);
-	if (a->flags == 0)
-		return STORE_OP_OK;
+	if (flags == 0 && kw.len == 0)
+		goto out;
 	one.first = one.last = del.uid;
-	if (store_flags_change(st, canon, &fc, &res, &n, error_r) !=
-	    STORE_OP_OK)
+	memset(&fc, 0, sizeof(fc));
+	fc.uids = &set;
+	fc.how = STORE_FLAGS_ADD;
+	fc.flags = flags;
+	fc.unchangedsince = STORE_MODSEQ_NONE;
+	if (store_flags_change_kw(st, canon, &fc, (const char *)kw.data,
+	    kw.len, &res, &n, error_r) != STORE_OP_OK)
 		log_warning("%s: message appended to %s as UID %u, but its "
 		    "flags were not set: %s", st->user, canon, del.uid,
 		    *error_r);
 	else
 		free(res);
-	return STORE_OP_OK;
+out:
+	buf_free(&kw);
+	return op;
 }
 
 /* What a copy needs of a source message. */
@@ -149,6 +188,8 @@ struct store_append_src {
 	uint32_t flags;
 	int64_t internal_date;
 	uint64_t psize;
+	char *keywords;		/* owned copy of the record's, or NULL */
+	size_t keywords_len;
 	bool found;
 };
 
@@ -170,6 +211,12 @@ store_append_sources(struct store *st, const char *folder,
 			s[i].flags = m.flags;
 			s[i].internal_date = m.internal_date;
 			s[i].psize = m.psize;
+			if (m.keywords_len > 0) {
+				s[i].keywords = xmalloc(m.keywords_len);
+				memcpy(s[i].keywords, m.keywords,
+				    m.keywords_len);
+				s[i].keywords_len = m.keywords_len;
+			}
 		} else if (ret == 0)
 			ret = 1;
 	}
@@ -275,6 +322,8 @@ store_append_copy_all(struct store *st, const char *from, const char *to,
 		a.len = b.len;
 		a.flags = s[i].flags & STORE_FLAGS_SYSTEM;
 		a.internal_date = (time_t)s[i].internal_date;
+		a.keywords = s[i].keywords;
+		a.keywords_len = s[i].keywords_len;
 		if ((op = store_append(st, &a, &got, error_r)) != STORE_OP_OK)
 			break;
 		out->uidvalidity = got.uidvalidity;
@@ -330,6 +379,8 @@ store_append_copy(struct store *st, const char *from,
 	op = store_append_sources(st, cf, s, n, error_r) < 0 ?
 	    STORE_OP_TEMPFAIL :
 	    store_append_copy_all(st, cf, ct, s, n, out, error_r);
+	for (size_t i = 0; i < n; i++)
+		free(s[i].keywords);
 	free(s);
 	/* MOVE: the originals go once every copy is in place; if they
 	 * cannot, the copies go again, so nothing is there twice. */

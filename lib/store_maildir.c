@@ -21,9 +21,13 @@
  * (its UID lives in the locs table). A POP3 login to 10,000 messages
  * another program left therefore lists directories and writes records,
  * and nothing more; store_maildir_complete reads and parses those files
- * when a reader first needs what is in them. Files come from the user's
- * own mail programs: a name that does not parse is skipped, never trusted
- * as a path.
+ * when a reader first needs what is in them. Keywords are the letters
+ * a-z of a name, named by the folder's dovecot-keywords (read once per
+ * full sync): an adopted file gets those of its name, and so does a
+ * record whose file another program renamed (Dovecot or mutt setting a
+ * keyword); a file whose name did not change keeps the record's. Files
+ * come from the user's own mail programs: a name that does not parse is
+ * skipped, never trusted as a path.
  */
 #include "config.h"
 #include <dirent.h>
@@ -43,7 +47,7 @@
 #include "log.h"
 #include "maildir.h"
 #include "msg.h"
-#include "store_private.h"
+#include "store_ops_private.h"
 #include "xmalloc.h"
 
 #define MD_UIDFILE "loft-uidvalidity"
@@ -125,6 +129,7 @@ struct md_entry {
 	uint32_t want_uid;	/* name_uid, or the old index's in a rebuild */
 	uint32_t uid;		/* its record, 0 if not indexed */
 	uint32_t flags;
+	uint32_t kw_letters;	/* its keyword letters (maildir_name) */
 	uint64_t size;		/* from ",S=" or a stat, once sized */
 	int64_t mtime;		/* from the stat, or the time in the name */
 	bool sized;
@@ -155,6 +160,7 @@ md_scan_cb(const char *sub, const char *name, void *ctx)
 	e->want_uid = mn.uid;
 	e->uid = 0;
 	e->flags = mn.flags;
+	e->kw_letters = mn.kw_letters;
 	e->size = mn.size;
 	e->sized = mn.has_size;
 	e->mtime = 0;
@@ -269,7 +275,20 @@ struct md_sync {
 	bool renamed;		/* this batch gave files their UIDs */
 	uint32_t uidvalidity_hint, uidnext_hint;
 	struct mindex_folder f;
+	struct maildir_keywords kw;	/* the folder's keyword letters */
+	struct buf kwbuf;		/* one record's keywords */
 };
+
+/* The keywords and flags of e's name into s->kwbuf and *flags_r. */
+static void
+md_entry_keywords(struct md_sync *s, const struct md_entry *e,
+    uint32_t *flags_r)
+{
+	*flags_r = e->flags;
+	buf_truncate(&s->kwbuf, 0);
+	store_keywords_from_letters(&s->kw, e->kw_letters, &s->kwbuf,
+	    flags_r);
+}
 
 /* A rebuild keeps the UIDs of files whose names carry none: from the
  * old index (its locs table) while it still opens, else from the folder's
@@ -461,17 +480,19 @@ md_sync_apply_fn(struct mindex_txn *txn, void *ctx, const char **error_r)
 		if (mindex_msg_get(txn, s->f.id, e->uid, &m) != 1)
 			continue;
 		/* The record's variable fields point into pages this
-		 * transaction may rewrite: copy them first. */
+		 * transaction may rewrite: copy them first. Renamed by
+		 * another program: its keywords are its name's now. */
 		buf_init(&copy, (size_t)-1);
-		buf_append(&copy, m.keywords, m.keywords_len);
 		buf_append(&copy, m.headers, m.headers_len);
 		buf_append(&copy, m.mime, m.mime_len);
-		m.keywords = (const char *)copy.data;
-		m.headers = copy.data + m.keywords_len;
-		m.mime = copy.data + m.keywords_len + m.headers_len;
+		m.headers = copy.data;
+		m.mime = copy.data + m.headers_len;
 		m.location = e->loc;
 		m.location_len = strlen(e->loc);
-		m.flags = e->flags;
+		md_entry_keywords(s, e, &m.flags);
+		m.keywords = s->kwbuf.len > 0 ? (const char *)s->kwbuf.data :
+		    NULL;
+		m.keywords_len = s->kwbuf.len;
 		ret = mindex_msg_update(txn, &s->f, &m);
 		buf_free(&copy);
 		if (ret < 0)
@@ -770,13 +791,17 @@ md_adopt_stat(struct md_sync *s)
 	}
 }
 
-/* The record of a file adopted unread (MINDEX_C_UNPARSED). */
+/* The record of a file adopted unread (MINDEX_C_UNPARSED); its keywords
+ * are in s->kwbuf until the next entry. */
 static void
-md_adopt_msg(const struct md_entry *e, uint32_t uid, struct mindex_msg *m)
+md_adopt_msg(struct md_sync *s, const struct md_entry *e, uint32_t uid,
+    struct mindex_msg *m)
 {
 	memset(m, 0, sizeof(*m));
 	m->uid = uid;
-	m->flags = e->flags;
+	md_entry_keywords(s, e, &m->flags);
+	m->keywords = s->kwbuf.len > 0 ? (const char *)s->kwbuf.data : NULL;
+	m->keywords_len = s->kwbuf.len;
 	m->cache_flags = MINDEX_C_UNPARSED;
 	m->internal_date = e->mtime != 0 ? e->mtime : md_name_time(e->loc + 4);
 	m->save_date = time(NULL);
@@ -813,7 +838,7 @@ md_sync_adopt_fn(struct mindex_txn *txn, void *ctx, const char **error_r)
 		if (e->name_uid != 0 && uid != e->name_uid &&
 		    md_entry_set_uid(s, e, uid) < 0)
 			continue;
-		md_adopt_msg(e, uid, &m);
+		md_adopt_msg(s, e, uid, &m);
 		if ((ret = mindex_msg_add(txn, &s->f, &m)) < 0 ||
 		    (ret = mindex_loc_put(txn, s->f.id, e->loc + 4,
 		    e->base_len, uid)) < 0)
@@ -975,6 +1000,7 @@ store_maildir_sync(struct store *st, const char *folder, const char *dir,
     bool force, bool *exists_r, const char **error_r)
 {
 	struct md_sync s;
+	const char *kwerr;
 	int ret;
 
 	memset(&s, 0, sizeof(s));
@@ -994,6 +1020,10 @@ store_maildir_sync(struct store *st, const char *folder, const char *dir,
 		s.uidnext_hint = 0;
 	}
 	md_clean_tmp(dir);
+	if (maildir_keywords_read(dir, &s.kw, &kwerr) < 0)
+		log_warning("%s: %s; keywords of files renamed meanwhile are "
+		    "not read", st->user, kwerr);
+	buf_init(&s.kwbuf, (size_t)-1);
 	if (maildir_scan(dir, md_scan_cb, &s.files, error_r) < 0)
 		ret = -1;
 	else if ((ret = md_sync_classify(&s, error_r)) == 0 &&
@@ -1008,6 +1038,8 @@ store_maildir_sync(struct store *st, const char *folder, const char *dir,
 	md_list_free(&s.files);
 	md_recs_free(&s.recs);
 	free(s.cand);
+	maildir_keywords_free(&s.kw);
+	buf_free(&s.kwbuf);
 	return ret;
 }
 

@@ -37,4 +37,42 @@ struct stat;
 bool store_expunge_stamp_ok(const struct mindex_folder *f,
     const struct stat *sb);
 
+/*
+ * Keywords (store_flags.c), shared with store_append.c and
+ * store_maildir.c.
+ */
+struct buf;
+struct maildir_keywords;
+
+/*
+ * store_keywords_norm: check the keyword list kw (kw_len bytes, names
+ * each NUL-terminated) and write it to out as the store keeps it
+ * (sorted case-insensitively, each once); "$Forwarded" goes into *flags
+ * as MINDEX_F_FORWARDED instead. STORE_OP_OK; CANNOT (a name that is not
+ * valid, or kw not NUL-terminated) or LIMIT (more than
+ * STORE_KEYWORDS_MAX names) with *error_r.
+ */
+enum store_op store_keywords_norm(const char *kw, size_t kw_len,
+    struct buf *out, uint32_t *flags, const char **error_r);
+
+/*
+ * store_keywords_from_letters: the keywords of a Maildir file whose
+ * keyword letters are letters (maildir_name.kw_letters), named through
+ * map: the names the store takes, sorted, each once, appended to out (a
+ * letter named "$Forwarded" sets MINDEX_F_FORWARDED in *flags instead).
+ * Letters without a name, or with a name refused, give nothing.
+ */
+void store_keywords_from_letters(const struct maildir_keywords *map,
+    uint32_t letters, struct buf *out, uint32_t *flags);
+
+/*
+ * store_keywords_fit: can the Maildir folder at dir take the keywords of
+ * kw (normalised) on some message: are there letters for the names its
+ * dovecot-keywords does not have yet? STORE_OP_OK, LIMIT, or TEMPFAIL
+ * (the file cannot be read), with *error_r. Says nothing for sure (it
+ * holds no lock), it only refuses early what would be refused later.
+ */
+enum store_op store_keywords_fit(const char *dir, const char *kw,
+    size_t kw_len, const char **error_r);
+
 #endif

@@ -3,7 +3,14 @@
 for Maildir and mbox: STORE (the flags in Maildir file names, and seen by a
 second session), CREATE, COPY with COPYUID, UID MOVE, EXPUNGE, APPEND with
 APPENDUID and its message on disk, the APPENDLIMIT refused with [TOOBIG],
-RENAME and DELETE, all checked on disk and from a second session."""
+RENAME and DELETE, all checked on disk and from a second session.
+
+Keywords ($Junk, Thunderbird's $label1, $MDNSent): STORE +FLAGS, -FLAGS
+and FLAGS with the bytes each session reads (FLAGS and PERMANENTFLAGS
+with \\* before the FETCH that shows a new one), SEARCH KEYWORD and
+UNKEYWORD, a new login, APPEND and COPY carrying them, CONDSTORE's MODSEQ
+and UNCHANGEDSINCE, NO [LIMIT] for a name of 101 bytes; on disk the
+Maildir letters and dovecot-keywords."""
 import imaplib
 import os
 import re
@@ -32,11 +39,146 @@ def disk(env, folder=None):
     return [("", b"From " + p) for p in parts if p]
 
 
+class Wire(imaplib.IMAP4_SSL):
+    """imaplib, keeping every line the server sent (without CRLF) in
+    self.wire, so that the order of untagged responses can be checked."""
+
+    def __init__(self, *args, **kw):
+        self.wire = []
+        super().__init__(*args, **kw)
+
+    def _get_line(self):
+        line = super()._get_line()
+        self.wire.append(line)
+        return line
+
+
 def connect(d, ctx):
-    M = imaplib.IMAP4_SSL("127.0.0.1", d.imaps_port, ssl_context=ctx,
-                          timeout=TIMEOUT)
+    M = Wire("127.0.0.1", d.imaps_port, ssl_context=ctx, timeout=TIMEOUT)
     M.login("alice", "secret")
     return M
+
+
+SYS = b"\\Answered \\Flagged \\Deleted \\Seen \\Draft $Forwarded"
+
+
+def index_of(lines, want):
+    """Index of the first line that starts with want, or -1."""
+    for i, ln in enumerate(lines):
+        if ln.startswith(want):
+            return i
+    return -1
+
+
+def kwfile(env, folder=None):
+    d = env.user_dir("alice")
+    if folder:
+        d = os.path.join(d, "." + folder)
+    try:
+        with open(os.path.join(d, "dovecot-keywords")) as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
+
+
+def names_of(env, folder=None):
+    return [n for n, _ in disk(env, folder)]
+
+
+def run_keywords(env, d, ctx, fmt):
+    A = connect(d, ctx)
+    B = connect(d, ctx)
+    A.create("Tags")
+    A.create("Tags2")
+    for i in range(2):
+        A.append("Tags", None, None, message("tag %d" % i, eol="\r\n"))
+    typ, _ = A.select("Tags")
+    t.ok(typ == "OK" and A.untagged_responses.get("FLAGS") == [b"(" + SYS + b")"]
+         and any(b"\\*)]" in ln for ln in A.wire if b"PERMANENTFLAGS" in ln),
+         "%s: SELECT: FLAGS, and \\* in PERMANENTFLAGS" % fmt)
+    B.select("Tags")
+
+    A.wire.clear()
+    typ, data = A.store("1", "+FLAGS", "($Junk $label1)")
+    flags = b"* FLAGS (" + SYS + b" $Junk $label1)"
+    fi = index_of(A.wire, flags)
+    pi = index_of(A.wire, b"* OK [PERMANENTFLAGS (" + SYS + b" $Junk $label1 \\*)]")
+    xi = index_of(A.wire, b"* 1 FETCH (FLAGS ($Junk $label1))")
+    t.ok(typ == "OK" and 0 <= fi < pi < xi,
+         "%s: STORE +FLAGS keywords: FLAGS, PERMANENTFLAGS, FETCH (%r)" %
+         (fmt, A.wire))
+    if fmt == "maildir":
+        t.ok(any(n.endswith(":2,ab") for n in names_of(env, "Tags")),
+             "maildir: the file name carries ab (%r)" % names_of(env, "Tags"))
+        t.eq(kwfile(env, "Tags"), "0 $Junk\n1 $label1\n",
+             "maildir: dovecot-keywords names a and b")
+
+    B.wire.clear()
+    B.noop()
+    fi = index_of(B.wire, flags)
+    xi = index_of(B.wire, b"* 1 FETCH (UID 1 FLAGS ($Junk $label1))")
+    t.ok(0 <= fi < xi,
+         "%s: the second session: FLAGS before its FETCH (%r)" % (fmt, B.wire))
+    typ, kw = B.search(None, "KEYWORD", "$junk")
+    typ2, unkw = B.search(None, "UNKEYWORD", "$Junk")
+    t.ok(kw == [b"1"] and unkw == [b"2"],
+         "%s: SEARCH KEYWORD, UNKEYWORD (%r %r)" % (fmt, kw, unkw))
+
+    C = connect(d, ctx)
+    typ, _ = C.select("Tags", readonly=True)
+    typ, data = C.fetch("1:2", "(FLAGS)")
+    t.ok(C.untagged_responses.get("FLAGS") == [b"(" + SYS + b" $Junk $label1)"]
+         and any(b"PERMANENTFLAGS ()" in ln for ln in C.wire) and
+         data[0] == b"1 (FLAGS ($Junk $label1))" and data[1] == b"2 (FLAGS ())",
+         "%s: a new login sees them; EXAMINE: PERMANENTFLAGS () (%r)" %
+         (fmt, data))
+    C.logout()
+
+    typ, data = A.store("1", "-FLAGS", "($JUNK)")
+    t.ok(typ == "OK" and data == [b"1 (FLAGS ($label1))"],
+         "%s: -FLAGS in another case (%r)" % (fmt, data))
+    typ, data = A.store("2", "FLAGS", "(\\Seen NonJunk)")
+    t.ok(typ == "OK" and data == [b"2 (FLAGS (\\Seen NonJunk))"],
+         "%s: FLAGS replaces (%r)" % (fmt, data))
+    if fmt == "maildir":
+        t.ok(any(n.endswith(":2,b") for n in names_of(env, "Tags")) and
+             any(n.endswith(":2,Sc") for n in names_of(env, "Tags")),
+             "maildir: letters follow (%r)" % names_of(env, "Tags"))
+
+    typ, data = A.append("Tags", "(\\Seen $MDNSent)", None,
+                         message("tag mdn", eol="\r\n"))
+    typ2, got = A.fetch("3", "(FLAGS)")
+    t.ok(typ == "OK" and got == [b"3 (FLAGS (\\Seen $MDNSent))"],
+         "%s: APPEND with a keyword (%r)" % (fmt, got))
+    typ, data = A.copy("1:3", "Tags2")
+    B.select("Tags2")
+    typ, got = B.fetch("1:3", "(FLAGS)")
+    t.ok(typ == "OK" and got == [b"1 (FLAGS ($label1))",
+                                 b"2 (FLAGS (\\Seen NonJunk))",
+                                 b"3 (FLAGS (\\Seen $MDNSent))"],
+         "%s: COPY carries them (%r)" % (fmt, got))
+    if fmt == "maildir":
+        t.eq(kwfile(env, "Tags2"), "0 $label1\n1 NonJunk\n2 $MDNSent\n",
+             "maildir: the copies' folder names its own letters")
+
+    typ, data = A.fetch("1", "(MODSEQ)")
+    m1 = int(re.search(rb"MODSEQ \((\d+)\)", data[0]).group(1))
+    typ, data = A.store("1", "+FLAGS", "(Work)")
+    m2 = int(re.search(rb"MODSEQ \((\d+)\)", data[0]).group(1))
+    t.ok(typ == "OK" and b"($label1 Work)" in data[0] and m2 > m1,
+         "%s: CONDSTORE: a new MODSEQ for a keyword (%r)" % (fmt, data))
+    typ, data = A._simple_command("STORE", "1", "(UNCHANGEDSINCE %d)" % m1,
+                                  "+FLAGS", "(Other)")
+    t.ok(typ == "OK" and b"MODIFIED 1" in data[0],
+         "%s: UNCHANGEDSINCE refuses it (%r)" % (fmt, data))
+    typ, data = A.store("1", "+FLAGS", "(" + "k" * 101 + ")")
+    t.ok(typ == "NO" and b"[LIMIT]" in data[0],
+         "%s: a keyword of 101 bytes: NO [LIMIT] (%r)" % (fmt, data))
+    typ, data = A.store("2", "+FLAGS", "(" + "k" * 100 + ")")
+    t.ok(typ == "OK" and (b"k" * 100) in data[0],
+         "%s: a keyword of 100 bytes is fine" % fmt)
+    A.logout()
+    B.logout()
 
 
 def run(env, d, ctx, fmt):
@@ -132,6 +274,7 @@ def main():
             d = env.start_loftd(pop3=False, pop3s=False, imap=True,
                                 imaps=True)
             run(env, d, tls_client_context(d.cert), fmt)
+            run_keywords(env, d, tls_client_context(d.cert), fmt)
             t.eq(env.stop_loftd(), 0, "%s: loftd exits with status 0" % fmt)
         finally:
             env.cleanup()

@@ -10,12 +10,20 @@
  * [MODIFIED set]; with CONDSTORE on its FETCH responses carry MODSEQ;
  * with QRESYNC on, expunges are told as VANISHED (imap_mailbox.c).
  *
- * Choices: keywords cannot be stored (PERMANENTFLAGS has no \*), so a
- * keyword in STORE or APPEND is ignored, as RFC 3501 allows; \Recent is
- * ignored too; any other "\X" is BAD. $Forwarded is stored (Maildir
- * "P"). Every folder counts as subscribed: SUBSCRIBE and UNSUBSCRIBE
- * check the name and change nothing, and LSUB answers as LIST.
- * MULTIAPPEND is not offered: a second message literal is refused.
+ * Choices: keywords are stored (PERMANENTFLAGS has \*; lib/store.h says
+ * where they live and their limits): STORE and APPEND take any
+ * flag-keyword atom of 1..STORE_KEYWORD_MAX bytes, at most
+ * STORE_KEYWORDS_MAX in one command; more, a longer name, a message that
+ * would pass STORE_KEYWORDS_MAX or a Maildir folder that would need a
+ * 27th keyword is "NO [LIMIT]", and nothing changes. A keyword new to
+ * the folder is announced by "* FLAGS" and "* OK [PERMANENTFLAGS]"
+ * before the FETCH that shows it (here, and to the other sessions at
+ * their next sync). \Recent is ignored; "\*" and any other "\X" are
+ * BAD, as is an atom with characters no flag-keyword has. $Forwarded is
+ * the flag Maildir writes "P". Every folder counts as subscribed:
+ * SUBSCRIBE and UNSUBSCRIBE check the name and change nothing, and LSUB
+ * answers as LIST. MULTIAPPEND is not offered: a second message literal
+ * is refused.
  *
  * Trusts nothing from the client: arguments come through the parser's
  * accessors, sets through imap_seqset and are cut to the view, names
@@ -100,6 +108,12 @@ imap_op_no(struct imap_session *s, enum store_op op, bool trycreate,
 	case STORE_OP_INUSE:
 		imap_tagged(s, "NO", "[INUSE] Mailbox is locked, try again");
 		break;
+	case STORE_OP_LIMIT:
+		/* The store's text is its own, fixed ("a message has at
+		 * most 64 keywords"), never client bytes. */
+		imap_tagged(s, "NO", "[LIMIT] Too many keywords (%s)",
+		    error != NULL ? error : "limit reached");
+		break;
 	default:
 		log_error("imap: user=<%s>, mailbox operation failed (%s)",
 		    s->user, error != NULL ? error : "unknown error");
@@ -113,10 +127,34 @@ imap_op_no(struct imap_session *s, enum store_op op, bool trycreate,
  * Flags.
  */
 
-/* One flag into *bits: 0 (keywords and \Recent ignored), -1 for an
- * unknown system flag. */
+/* Flags and keywords as the client gave them. */
+struct imap_flags {
+	uint32_t bits;		/* MINDEX_F_* */
+	struct buf kw;		/* keywords as the index keeps them */
+	unsigned nkw;
+};
+
+/* Bytes of STORE_KEYWORDS_MAX names with their NULs. */
+#define IMAP_FLAGS_KW_BYTES	(STORE_KEYWORDS_MAX * (STORE_KEYWORD_MAX + 1))
+
+static void
+imap_flags_init(struct imap_flags *f)
+{
+	f->bits = 0;
+	f->nkw = 0;
+	buf_init(&f->kw, IMAP_FLAGS_KW_BYTES);
+}
+
+static void
+imap_flags_free(struct imap_flags *f)
+{
+	buf_free(&f->kw);
+}
+
+/* One flag into f: 0 (a flag, a keyword, or \Recent, ignored), -1 for
+ * what is no flag (BAD), -2 past a keyword limit (NO [LIMIT]). */
 static int
-imap_flag_bit(const char *flag, uint32_t *bits)
+imap_flag_one(const char *flag, struct imap_flags *f)
 {
 	static const struct {
 		const char *name;
@@ -132,23 +170,35 @@ imap_flag_bit(const char *flag, uint32_t *bits)
 
 	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
 		if (strcasecmp(flag, map[i].name) == 0) {
-			*bits |= map[i].bit;
+			f->bits |= map[i].bit;
 			return 0;
 		}
-	if (flag[0] != '\\' || strcasecmp(flag, "\\Recent") == 0)
+	if (strcasecmp(flag, "\\Recent") == 0)
 		return 0;
-	return -1;
+	if (flag[0] == '\\')
+		return -1;
+	/* Counted before any check of its own, so the work per command
+	 * stays bounded whatever the list holds. */
+	if (++f->nkw > STORE_KEYWORDS_MAX || strlen(flag) > STORE_KEYWORD_MAX)
+		return -2;
+	if (!store_keyword_valid(flag))
+		return -1;
+	if (buf_append(&f->kw, flag, strlen(flag) + 1) < 0)
+		return -2;
+	return 0;
 }
 
-/* Flags as n atoms, or one list when list is set; -1 after BAD. */
+/* Flags as n atoms, or one list when list is set, into f (initialised
+ * here; freed by the caller also after a failure); -1 after BAD or NO. */
 static int
 imap_flags_parse(struct imap_session *s, const struct imap_arg *args,
-    unsigned n, bool list, uint32_t *bits_r)
+    unsigned n, bool list, struct imap_flags *f)
 {
 	const char *flag, *error;
 	unsigned count = n;
+	int ret;
 
-	*bits_r = 0;
+	imap_flags_init(f);
 	if (list && imap_arg_list(args, &args, &count, &error) < 0) {
 		imap_bad(s, error);
 		return -1;
@@ -158,8 +208,15 @@ imap_flags_parse(struct imap_session *s, const struct imap_arg *args,
 			imap_bad(s, error);
 			return -1;
 		}
-		if (imap_flag_bit(flag, bits_r) < 0) {
-			imap_bad(s, "Invalid system flag");
+		if ((ret = imap_flag_one(flag, f)) == -2) {
+			imap_tagged(s, "NO", "[LIMIT] At most %d keywords of "
+			    "at most %d bytes each", STORE_KEYWORDS_MAX,
+			    STORE_KEYWORD_MAX);
+			return -1;
+		}
+		if (ret < 0) {
+			imap_bad(s, flag[0] == '\\' ? "Invalid system flag" :
+			    "Invalid keyword");
 			return -1;
 		}
 	}
@@ -285,7 +342,8 @@ imap_store_fetch(struct imap_session *s, long at,
 		buf_printf(&s->out, "UID %u ", r->uid);
 	if (!silent) {
 		buf_append_str(&s->out, "FLAGS ");
-		imap_fetch_flags_text(r->flags, &s->out);
+		imap_flags_write(r->flags, r->keywords, r->keywords_len,
+		    &s->out);
 		if (modseq)
 			buf_append_byte(&s->out, ' ');
 	}
@@ -304,6 +362,12 @@ imap_store_report(struct imap_session *s, const struct store_flag_result *res,
 {
 	const char *error;
 
+	/* Keywords new to the folder are announced before any FETCH. */
+	for (size_t i = 0; i < count; i++)
+		if (!res[i].modified)
+			(void)imap_view_kw_names(&s->view, res[i].keywords,
+			    res[i].keywords_len);
+	(void)imap_view_kw_announce(s);
 	for (size_t i = 0; i < count; i++) {
 		long at = imap_view_find(&s->view, res[i].uid);
 
@@ -317,6 +381,8 @@ imap_store_report(struct imap_session *s, const struct store_flag_result *res,
 		}
 		s->view.msgs[at].flags = res[i].flags;
 		s->view.msgs[at].modseq = res[i].modseq;
+		s->view.msgs[at].kw = imap_view_kw_set(&s->view,
+		    res[i].keywords, res[i].keywords_len);
 		imap_store_fetch(s, at, &res[i], uid, silent);
 		if (s->out.len >= IMAP_WRITE_FLUSH)
 			imap_send(s);
@@ -369,22 +435,49 @@ imap_store_done(struct imap_session *s, bool uid,
 	imap_send(s);
 }
 
+/* Change the flags and keywords (f) of the view's messages u as c says
+ * and report it; false after NO. */
+static bool
+imap_store_run(struct imap_session *s, struct store *st,
+    struct store_flags_change *c, const struct imap_flags *f,
+    const struct imap_uids *u, bool uid, bool silent,
+    struct imap_seqset *modified)
+{
+	struct store_uidset set = { u->r, u->count };
+	struct store_flag_result *res = NULL;
+	const char *error = NULL;
+	size_t count = 0;
+	enum store_op op;
+
+	if (u->count == 0)
+		return true;
+	c->uids = &set;
+	c->flags = f->bits;
+	if ((op = store_flags_change_kw(st, s->view.name, c,
+	    (const char *)f->kw.data, f->kw.len, &res, &count,
+	    &error)) != STORE_OP_OK) {
+		imap_op_no(s, op, false, error);
+		return false;
+	}
+	imap_store_report(s, res, count, uid, silent, modified);
+	free(res);
+	return true;
+}
+
 void
 imap_cmd_store(struct imap_session *s, const struct imap_cmd *cmd)
 {
 	struct store_flags_change c;
-	struct store_uidset set;
-	struct store_flag_result *res = NULL;
 	struct imap_seqset modified;
+	struct imap_flags f;
 	struct imap_uids u;
 	struct store *st;
 	const char *text, *item, *error;
-	size_t count = 0;
 	bool silent, list;
-	enum store_op op;
 	int cond;
 	unsigned a;
 
+	memset(&c, 0, sizeof(c));
 	if (cmd->argc < 3 ||
 	    imap_arg_atom(&cmd->args[0], &text, &error) < 0 ||
 	    (cond = imap_store_unchangedsince(s, cmd,
@@ -401,37 +494,29 @@ imap_cmd_store(struct imap_session *s, const struct imap_cmd *cmd)
 		return;
 	}
 	if (imap_flags_parse(s, &cmd->args[a + 1], cmd->argc - a - 1, list,
-	    &c.flags) < 0)
-		return;
+	    &f) < 0)
+		goto out;
 	if (s->view.readonly) {
 		imap_tagged(s, "NO", "[CANNOT] Mailbox is read-only");
-		return;
+		goto out;
 	}
 	if (cond > 0)
 		imap_condstore_on(s);
 	/* Others' changes first, so ours are reported on top of them. */
 	if (imap_view_sync(s, false) < 0 ||
-	    imap_uids_from(s, text, cmd->uid, &u) < 0 ||
-	    (st = imap_store(s)) == NULL)
-		return;
-	imap_seqset_init(&modified);
-	if (u.count > 0) {
-		set.ranges = u.r;
-		set.count = u.count;
-		c.uids = &set;
-		op = store_flags_change(st, s->view.name, &c, &res, &count,
-		    &error);
-		if (op != STORE_OP_OK) {
-			free(u.r);
-			imap_op_no(s, op, false, error);
-			return;
-		}
-		imap_store_report(s, res, count, cmd->uid, silent, &modified);
+	    imap_uids_from(s, text, cmd->uid, &u) < 0)
+		goto out;
+	if ((st = imap_store(s)) == NULL) {
+		free(u.r);
+		goto out;
 	}
-	free(res);
-	free(u.r);
-	imap_store_done(s, cmd->uid, &modified);
+	imap_seqset_init(&modified);
+	if (imap_store_run(s, st, &c, &f, &u, cmd->uid, silent, &modified))
+		imap_store_done(s, cmd->uid, &modified);
 	imap_seqset_deinit(&modified);
+	free(u.r);
+out:
+	imap_flags_free(&f);
 	return;
 bad:
 	imap_bad(s, "STORE sequence-set [(UNCHANGEDSINCE n)] "
@@ -781,25 +866,30 @@ imap_date_parse(const char *text, time_t *t_r)
 	return 0;
 }
 
-/* mailbox [(flags)] [date-time] message: -1 after BAD. */
+/* mailbox [(flags)] [date-time] message: -1 after BAD or NO. The flags
+ * go into f (always initialised: the caller frees it), which ap's
+ * keywords then point into. */
 static int
 imap_append_args(struct imap_session *s, const struct imap_cmd *cmd,
-    const char **wire_r, struct store_append *ap)
+    const char **wire_r, struct store_append *ap, struct imap_flags *f)
 {
 	const struct imap_arg *last = imap_cmd_arg(cmd, cmd->argc - 1);
 	const char *date, *error;
 	unsigned i = 1;
 
 	memset(ap, 0, sizeof(*ap));
+	imap_flags_init(f);
 	if (cmd->argc < 2 || cmd->argc > 4 || last->type != IMAP_ARG_STREAMED ||
 	    imap_arg_astring(&cmd->args[0], wire_r, &error) < 0) {
 		imap_bad(s, "APPEND mailbox [(flags)] [date-time] literal");
 		return -1;
 	}
 	if (i < cmd->argc - 1 && cmd->args[i].type == IMAP_ARG_LIST) {
-		if (imap_flags_parse(s, &cmd->args[i], 1, true,
-		    &ap->flags) < 0)
+		if (imap_flags_parse(s, &cmd->args[i], 1, true, f) < 0)
 			return -1;
+		ap->flags = f->bits;
+		ap->keywords = f->kw.len > 0 ? (const char *)f->kw.data : NULL;
+		ap->keywords_len = f->kw.len;
 		i++;
 	}
 	if (i < cmd->argc - 1) {
@@ -850,6 +940,7 @@ imap_cmd_append(struct imap_session *s, const struct imap_cmd *cmd)
 {
 	struct store_append ap;
 	struct store_appended out;
+	struct imap_flags f;
 	struct store *st;
 	struct buf name;
 	const char *wire, *error = NULL;
@@ -861,13 +952,15 @@ imap_cmd_append(struct imap_session *s, const struct imap_cmd *cmd)
 		imap_bad(s, "APPEND mailbox [(flags)] [date-time] literal");
 		return;
 	}
-	if (imap_append_args(s, cmd, &wire, &ap) < 0) {
+	if (imap_append_args(s, cmd, &wire, &ap, &f) < 0) {
+		imap_flags_free(&f);
 		imap_append_free(s);
 		return;
 	}
 	if (s->append->write_errno != 0) {
 		log_error("imap: user=<%s>, APPEND: temporary file: %s",
 		    s->user, strerror(s->append->write_errno));
+		imap_flags_free(&f);
 		imap_append_free(s);
 		imap_tagged(s, "NO", "[UNAVAILABLE] Cannot take the message "
 		    "now");
@@ -876,12 +969,14 @@ imap_cmd_append(struct imap_session *s, const struct imap_cmd *cmd)
 	buf_init(&name, IMAP_WRITE_NAME_MAX * 4);
 	if (imap_mailbox_from_wire(s, wire, &name) < 0 ||
 	    (st = imap_store(s)) == NULL) {
+		imap_flags_free(&f);
 		imap_append_free(s);
 		buf_free(&name);
 		return;
 	}
 	ap.folder = buf_cstr(&name);
 	op = imap_append_store(s, st, &ap, &out, &error);
+	imap_flags_free(&f);
 	imap_append_free(s);
 	buf_free(&name);
 	if (op == STORE_OP_CANNOT && ap.len == 0)

@@ -8,6 +8,10 @@
  * RFC822, BINARY) are answered "NO [CANNOT]" by this version, before any
  * response is written.
  *
+ * FLAGS carries the message's keywords; one the session has not told
+ * the client of yet is announced first ("* FLAGS", "* OK
+ * [PERMANENTFLAGS]"), put in front of the FETCH being built.
+ *
  * Trusts nothing from the client (items through the parser's accessors,
  * sequence sets through imap_seqset with their bounds); trusts the index,
  * whose variable fields the writers re-check anyway.
@@ -38,8 +42,6 @@ struct imap_fetch_mods {
 	uint64_t since;
 	bool vanished;
 };
-
-void imap_fetch_flags_text(uint32_t flags, struct buf *b);
 
 /* One item name into bits; 1 a body section (imap_fetch_body.c), -1
  * unknown, -2 known but not served yet. */
@@ -143,6 +145,26 @@ imap_fetch_date(int64_t t, struct buf *b)
 	    tm.tm_sec);
 }
 
+/* Keywords of m the client has not been told of: FLAGS goes in front of
+ * the response begun at start in s->out (everything before it is whole
+ * responses). */
+static void
+imap_fetch_announce(struct imap_session *s, const struct mindex_msg *m,
+    size_t start)
+{
+	struct buf tail;
+
+	if (m->keywords_len == 0 ||
+	    !imap_view_kw_names(&s->view, m->keywords, m->keywords_len))
+		return;
+	buf_init(&tail, SIZE_MAX);
+	buf_append(&tail, s->out.data + start, s->out.len - start);
+	buf_truncate(&s->out, start);
+	(void)imap_view_kw_announce(s);
+	buf_append(&s->out, tail.data, tail.len);
+	buf_free(&tail);
+}
+
 /* The index items of one message's response into s->out, after
  * "* n FETCH (", without the closing parenthesis; returns how many items
  * were written. */
@@ -155,6 +177,7 @@ imap_fetch_index_items(struct imap_session *s, unsigned msn,
 {
 	struct imap_write w;
 	const char *error;
+	size_t start = s->out.len;
 	bool sp = false;
 	int n = 0;
 
@@ -168,7 +191,8 @@ imap_fetch_index_items(struct imap_session *s, unsigned msn,
 	if (want & IMAP_FETCH_FLAGS) {
 		SEP();
 		buf_append_str(&s->out, "FLAGS ");
-		imap_fetch_flags_text(m->flags, &s->out);
+		imap_flags_write(m->flags, m->keywords, m->keywords_len,
+		    &s->out);
 	}
 	if (want & IMAP_FETCH_SIZE) {
 		SEP();
@@ -214,6 +238,8 @@ imap_fetch_index_items(struct imap_session *s, unsigned msn,
 		    (unsigned long long)imap_modseq_out(m->modseq));
 	}
 #undef SEP
+	if (want & IMAP_FETCH_FLAGS)
+		imap_fetch_announce(s, m, start);
 	return n;
 }
 

@@ -1,14 +1,17 @@
 /*
  * imap_mailbox.c: mailbox names on the wire, the selected folder's view
  * and its updates (EXISTS, EXPUNGE, FETCH FLAGS; with RFC 7162 on,
- * MODSEQ in FETCH and VANISHED for EXPUNGE), and the commands SELECT,
+ * MODSEQ in FETCH and VANISHED for EXPUNGE; FLAGS and PERMANENTFLAGS
+ * again when keywords new to the view appear, before the FETCH that
+ * shows them), and the commands SELECT,
  * EXAMINE (with CONDSTORE and QRESYNC parameters: HIGHESTMODSEQ,
  * VANISHED (EARLIER) from the index's expunge records, [CLOSED]), CLOSE,
  * UNSELECT, LIST, LSUB, STATUS (HIGHESTMODSEQ too) and NAMESPACE.
  *
  * Trusts nothing the client sends: names come through the parser's
  * accessors and lib/utf7, and the store refuses names that would leave the
- * user's storage. Trusts the index.
+ * user's storage. Trusts the index, but writes no keyword name from it
+ * that is not a valid atom (store_keyword_valid).
  */
 #include "config.h"
 
@@ -88,15 +91,196 @@ imap_put_mailbox(struct buf *b, const char *name)
  * The view.
  */
 
+/*
+ * Interned keyword lists and names (struct imap_kwtab).
+ */
+
+static void
+imap_kwtab_free(struct imap_kwtab *t)
+{
+	buf_free(&t->data);
+	free(t->ent);
+	free(t->slot);
+	memset(t, 0, sizeof(*t));
+}
+
+static uint32_t
+imap_kwtab_hash(const char *p, size_t len, bool fold)
+{
+	uint32_t h = 2166136261u;
+
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)p[i];
+
+		if (fold && c >= 'A' && c <= 'Z')
+			c += 'a' - 'A';
+		h = (h ^ c) * 16777619u;
+	}
+	return h;
+}
+
+static bool
+imap_kwtab_eq(const struct imap_kwtab *t, unsigned e, const char *p,
+    size_t len, bool fold)
+{
+	const struct imap_kwent *ent = &t->ent[e];
+	const char *d = (const char *)t->data.data + ent->off;
+
+	if (ent->len != len)
+		return false;
+	return fold ? strncasecmp(d, p, len) == 0 : memcmp(d, p, len) == 0;
+}
+
+static void
+imap_kwtab_grow(struct imap_kwtab *t)
+{
+	unsigned n = t->nslots == 0 ? 64 : t->nslots * 2;
+	uint32_t *slot;
+
+	if (n <= t->nslots)
+		log_panic("imap: keyword table of %u entries", t->count);
+	slot = xcalloc(n, sizeof(*slot));
+	for (unsigned e = 0; e < t->count; e++) {
+		unsigned i = t->ent[e].hash & (n - 1);
+
+		while (slot[i] != 0)
+			i = (i + 1) & (n - 1);
+		slot[i] = e + 1;
+	}
+	free(t->slot);
+	t->slot = slot;
+	t->nslots = n;
+}
+
+/* The entry of p (len bytes; fold: names, compared ignoring ASCII case),
+ * added if it is new (*added_r). */
+static unsigned
+imap_kwtab_intern(struct imap_kwtab *t, const char *p, size_t len, bool fold,
+    bool *added_r)
+{
+	uint32_t h = imap_kwtab_hash(p, len, fold);
+	unsigned i;
+
+	*added_r = false;
+	if (t->nslots == 0)
+		buf_init(&t->data, SIZE_MAX);
+	if (t->count >= t->nslots / 2)
+		imap_kwtab_grow(t);
+	for (i = h & (t->nslots - 1); t->slot[i] != 0;
+	    i = (i + 1) & (t->nslots - 1))
+		if (imap_kwtab_eq(t, t->slot[i] - 1, p, len, fold))
+			return t->slot[i] - 1;
+	if (t->count == t->cap) {
+		t->cap = t->cap == 0 ? 16 : t->cap * 2;
+		t->ent = xreallocarray(t->ent, t->cap, sizeof(*t->ent));
+	}
+	t->ent[t->count].off = t->data.len;
+	t->ent[t->count].len = len;
+	t->ent[t->count].hash = h;
+	if (buf_append(&t->data, p, len) < 0)
+		log_panic("imap: keyword table full");
+	t->slot[i] = t->count + 1;
+	*added_r = true;
+	return t->count++;
+}
+
+static const char *
+imap_kwtab_get(const struct imap_kwtab *t, unsigned e, size_t *len_r)
+{
+	*len_r = t->ent[e].len;
+	return (const char *)t->data.data + t->ent[e].off;
+}
+
+bool
+imap_view_kw_names(struct imap_view *v, const char *kw, size_t kw_len)
+{
+	const char *p = kw, *end = kw + kw_len;
+	bool added, any = false;
+	size_t len;
+
+	for (; p != NULL && p < end; p += len + 1) {
+		len = strnlen(p, (size_t)(end - p));
+		/* Only names that can go on the wire as they are. */
+		if (len == 0 || p + len == end || !store_keyword_valid(p))
+			continue;
+		(void)imap_kwtab_intern(&v->kwnames, p, len, true, &added);
+		any |= added;
+	}
+	return any;
+}
+
+uint32_t
+imap_view_kw_set(struct imap_view *v, const char *kw, size_t kw_len)
+{
+	unsigned e;
+	bool added;
+
+	if (kw_len == 0)
+		return 0;
+	e = imap_kwtab_intern(&v->kwsets, kw, kw_len, false, &added);
+	if (added)
+		(void)imap_view_kw_names(v, kw, kw_len);
+	return e + 1;
+}
+
+/* The folder's flags: system flags, $Forwarded, and its keywords. */
+static void
+imap_view_flag_names(const struct imap_view *v, struct buf *b)
+{
+	const char *name;
+	size_t len;
+
+	buf_append_str(b, IMAP_SYSTEM_FLAGS " $Forwarded");
+	for (unsigned i = 0; i < v->kwnames.count; i++) {
+		name = imap_kwtab_get(&v->kwnames, i, &len);
+		buf_append_byte(b, ' ');
+		buf_append(b, name, len);
+	}
+}
+
+/* FLAGS and PERMANENTFLAGS of the view into s->out; select: as SELECT
+ * and EXAMINE say them (EXAMINE: "PERMANENTFLAGS ()"), else as an
+ * update, which a read-only view gets without PERMANENTFLAGS. */
+static void
+imap_view_kw_flags(struct imap_session *s, bool select)
+{
+	struct imap_view *v = &s->view;
+
+	buf_append_str(&s->out, "* FLAGS (");
+	imap_view_flag_names(v, &s->out);
+	buf_append_str(&s->out, ")\r\n");
+	if (v->readonly && select)
+		buf_append_str(&s->out, "* OK [PERMANENTFLAGS ()] Read-only "
+		    "mailbox\r\n");
+	else if (!v->readonly) {
+		buf_append_str(&s->out, "* OK [PERMANENTFLAGS (");
+		imap_view_flag_names(v, &s->out);
+		buf_append_str(&s->out, " \\*)] Flags permitted\r\n");
+	}
+	v->kw_announced = v->kwnames.count;
+}
+
+bool
+imap_view_kw_announce(struct imap_session *s)
+{
+	if (s->view.kw_announced >= s->view.kwnames.count)
+		return false;
+	imap_view_kw_flags(s, false);
+	return true;
+}
+
 void
 imap_view_free(struct imap_view *v)
 {
 	free(v->name);
 	free(v->msgs);
+	imap_kwtab_free(&v->kwsets);
+	imap_kwtab_free(&v->kwnames);
 	memset(v, 0, sizeof(*v));
 }
 
 struct imap_load {
+	struct imap_view *v;	/* whose tables the keywords go into */
 	struct imap_msgref *msgs;
 	unsigned count, cap;
 };
@@ -113,21 +297,24 @@ imap_load_cb(const struct mindex_msg *m, void *ctx)
 	l->msgs[l->count].uid = m->uid;
 	l->msgs[l->count].flags = m->flags;
 	l->msgs[l->count].modseq = m->modseq;
+	l->msgs[l->count].kw = imap_view_kw_set(l->v, m->keywords,
+	    m->keywords_len);
 	l->count++;
 	return 0;
 }
 
-/* The folder's messages as the index has them now. 1 loaded, 0 no such
- * folder, -1 error (logged). */
+/* The folder's messages as the index has them now, their keywords
+ * interned in v. 1 loaded, 0 no such folder, -1 error (logged). */
 static int
-imap_load(struct store *st, const char *name, struct mindex_folder *f_r,
-    struct imap_load *l)
+imap_load(struct store *st, const char *name, struct imap_view *v,
+    struct mindex_folder *f_r, struct imap_load *l)
 {
 	struct mindex_txn *txn;
 	const char *error;
 	int ret;
 
 	memset(l, 0, sizeof(*l));
+	l->v = v;
 	if (mindex_begin(store_index(st), false, &txn, &error) < 0) {
 		log_error("imap: index: %s", error);
 		return -1;
@@ -144,8 +331,9 @@ imap_load(struct store *st, const char *name, struct mindex_folder *f_r,
 	return ret;
 }
 
-static void
-imap_flags_text(uint32_t flags, struct buf *b)
+void
+imap_flags_write(uint32_t flags, const char *kw, size_t kw_len,
+    struct buf *b)
 {
 	static const struct {
 		uint32_t bit;
@@ -158,7 +346,9 @@ imap_flags_text(uint32_t flags, struct buf *b)
 		{ MINDEX_F_DRAFT, "\\Draft" },
 		{ MINDEX_F_FORWARDED, "$Forwarded" },
 	};
+	const char *p = kw, *end = kw + kw_len;
 	bool sp = false;
+	size_t len;
 
 	buf_append_byte(b, '(');
 	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
@@ -169,15 +359,35 @@ imap_flags_text(uint32_t flags, struct buf *b)
 		buf_append_str(b, map[i].name);
 		sp = true;
 	}
+	for (; p != NULL && p < end; p += len + 1) {
+		len = strnlen(p, (size_t)(end - p));
+		if (len == 0 || p + len == end || !store_keyword_valid(p))
+			continue;
+		if (sp)
+			buf_append_byte(b, ' ');
+		buf_append(b, p, len);
+		sp = true;
+	}
 	buf_append_byte(b, ')');
 }
-
-void imap_fetch_flags_text(uint32_t flags, struct buf *b);
 
 void
 imap_fetch_flags_text(uint32_t flags, struct buf *b)
 {
-	imap_flags_text(flags, b);
+	imap_flags_write(flags, NULL, 0, b);
+}
+
+/* A message of the view: its flags and keywords as a flag list. */
+static void
+imap_msgref_flags(const struct imap_view *v, const struct imap_msgref *m,
+    struct buf *b)
+{
+	const char *kw = NULL;
+	size_t len = 0;
+
+	if (m->kw != 0)
+		kw = imap_kwtab_get(&v->kwsets, m->kw - 1, &len);
+	imap_flags_write(m->flags, kw, len, b);
 }
 
 void
@@ -221,20 +431,19 @@ imap_vanished_send(struct imap_session *s, uint32_t *uids, size_t count)
 }
 
 /* Flag change of message msn for the client, with MODSEQ once CONDSTORE
- * is on. */
+ * is on; built in s->out (64 keywords pass a reply line's bound) and
+ * sent. */
 static void
 imap_view_flags_changed(struct imap_session *s, unsigned msn,
-    const struct imap_msgref *m, struct buf *b)
+    const struct imap_msgref *m)
 {
-	buf_truncate(b, 0);
-	imap_flags_text(m->flags, b);
+	buf_printf(&s->out, "* %u FETCH (UID %u FLAGS ", msn, m->uid);
+	imap_msgref_flags(&s->view, m, &s->out);
 	if (s->condstore)
-		imap_untagged(s, "%u FETCH (UID %u FLAGS %s MODSEQ (%llu))",
-		    msn, m->uid, buf_cstr(b),
+		buf_printf(&s->out, " MODSEQ (%llu)",
 		    (unsigned long long)imap_modseq_out(m->modseq));
-	else
-		imap_untagged(s, "%u FETCH (UID %u FLAGS %s)", msn, m->uid,
-		    buf_cstr(b));
+	buf_append_str(&s->out, ")\r\n");
+	imap_send(s);
 }
 
 /* Report what changed between the view and l, and make l the view. */
@@ -246,10 +455,13 @@ imap_view_apply(struct imap_session *s, struct imap_load *l, bool expunges)
 	unsigned i = 0, j = 0, n = 0;
 	uint32_t *gone = NULL;
 	size_t ngone = 0;
-	struct buf b;
 
-	/* Expunges first, highest sequence number first, so each number
-	 * is right when the client reads it. */
+	/* Keywords new to the folder first: the client learns them from
+	 * FLAGS before any FETCH shows them (RFC 3501 7.2.6). */
+	if (imap_view_kw_announce(s))
+		imap_send(s);
+	/* Expunges, highest sequence number first, so each number is
+	 * right when the client reads it. */
 	if (expunges) {
 		for (i = v->count; i-- > 0;) {
 			uint32_t uid = v->msgs[i].uid;
@@ -286,7 +498,6 @@ imap_view_apply(struct imap_session *s, struct imap_load *l, bool expunges)
 	 * we may not report yet. */
 	merged = xreallocarray(NULL, v->count + l->count + 1,
 	    sizeof(*merged));
-	buf_init(&b, 256);
 	for (i = 0, j = 0; i < v->count; i++) {
 		while (j < l->count && l->msgs[j].uid < v->msgs[i].uid)
 			j++;
@@ -296,10 +507,11 @@ imap_view_apply(struct imap_session *s, struct imap_load *l, bool expunges)
 			 * for a CONDSTORE client (another session's STORE
 			 * that changed nothing visible still moved it). */
 			if (l->msgs[j].flags != v->msgs[i].flags ||
+			    l->msgs[j].kw != v->msgs[i].kw ||
 			    (s->condstore &&
 			    l->msgs[j].modseq != v->msgs[i].modseq))
-				imap_view_flags_changed(s, n + 1, &l->msgs[j],
-				    &b);
+				imap_view_flags_changed(s, n + 1,
+				    &l->msgs[j]);
 			merged[n] = l->msgs[j];
 		}
 		n++;
@@ -308,7 +520,6 @@ imap_view_apply(struct imap_session *s, struct imap_load *l, bool expunges)
 	for (j = 0; j < l->count; j++)
 		if (v->count == 0 || l->msgs[j].uid > v->msgs[v->count - 1].uid)
 			merged[n++] = l->msgs[j];
-	buf_free(&b);
 	if (n != v->count)
 		imap_untagged(s, "%u EXISTS", n);
 	free(v->msgs);
@@ -333,7 +544,7 @@ imap_view_sync(struct imap_session *s, bool expunges)
 		imap_tagged(s, "NO", "[UNAVAILABLE] Cannot read the mailbox");
 		return -1;
 	}
-	ret = imap_load(st, s->view.name, &f, &l);
+	ret = imap_load(st, s->view.name, &s->view, &f, &l);
 	if (ret <= 0 || f.uidvalidity != s->view.uidvalidity) {
 		/* Gone, or rebuilt under a new UIDVALIDITY: nothing this
 		 * session knows is valid any more. */
@@ -581,18 +792,13 @@ static void
 imap_select_resync(struct imap_session *s,
     const struct imap_select_params *p)
 {
-	struct buf b;
-
 	if (!p->qresync || p->uidvalidity != s->view.uidvalidity)
 		return;
 	(void)imap_vanished_earlier(s, p->modseq, p->have_known ?
 	    &p->known : NULL);
-	buf_init(&b, 256);
 	for (unsigned i = 0; i < s->view.count; i++)
 		if (s->view.msgs[i].modseq > p->modseq)
-			imap_view_flags_changed(s, i + 1, &s->view.msgs[i],
-			    &b);
-	buf_free(&b);
+			imap_view_flags_changed(s, i + 1, &s->view.msgs[i]);
 }
 
 void
@@ -638,8 +844,9 @@ imap_cmd_select(struct imap_session *s, const struct imap_cmd *cmd)
 		imap_seqset_deinit(&p.known);
 		return;
 	}
-	ret = exists ? imap_load(st, buf_cstr(&name), &f, &l) : 0;
+	ret = exists ? imap_load(st, buf_cstr(&name), &s->view, &f, &l) : 0;
 	if (ret <= 0) {
+		imap_view_free(&s->view);
 		imap_tagged(s, ret < 0 ? "NO" : "NO", "%s", ret < 0 ?
 		    "[UNAVAILABLE] Cannot read the mailbox" :
 		    "[NONEXISTENT] No such mailbox");
@@ -664,13 +871,10 @@ imap_cmd_select(struct imap_session *s, const struct imap_cmd *cmd)
 	s->state = IMAP_STATE_SELECTED;
 	imap_untagged(s, "%u EXISTS", l.count);
 	imap_untagged(s, "0 RECENT");
-	imap_untagged(s, "FLAGS (%s $Forwarded)", IMAP_SYSTEM_FLAGS);
-	/* Keywords are not stored: no \* (see imap_cmd_write.c). */
-	if (s->view.readonly)
-		imap_untagged(s, "OK [PERMANENTFLAGS ()] Read-only mailbox");
-	else
-		imap_untagged(s, "OK [PERMANENTFLAGS (%s $Forwarded)] "
-		    "Permanent flags", IMAP_SYSTEM_FLAGS);
+	/* The keywords its messages have; \* says new ones may be made
+	 * (a Maildir folder's 27th is then refused with [LIMIT]). */
+	imap_view_kw_flags(s, true);
+	imap_send(s);
 	if (unseen > 0)
 		imap_untagged(s, "OK [UNSEEN %u] First unseen", unseen);
 	imap_untagged(s, "OK [UIDVALIDITY %u] UIDs valid", f.uidvalidity);

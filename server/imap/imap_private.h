@@ -28,6 +28,24 @@ struct imap_msgref {
 	uint32_t uid;
 	uint32_t flags;		/* MINDEX_F_* as last reported */
 	uint64_t modseq;
+	uint32_t kw;		/* its keywords as last reported: entry
+				   kw - 1 of the view's kwsets; 0 none */
+};
+
+/* Byte strings interned for a view (imap_mailbox.c): each once, numbered
+ * from 0 in the order first seen, found again by hash. Empty (all zero)
+ * until the first one is added; grows with the folder's content. */
+struct imap_kwent {
+	size_t off, len;	/* in data */
+	uint32_t hash;
+};
+
+struct imap_kwtab {
+	struct buf data;	/* the strings, back to back */
+	struct imap_kwent *ent;	/* owned */
+	unsigned count, cap;
+	uint32_t *slot;		/* owned: open addressing, entry + 1 */
+	unsigned nslots;
 };
 
 /* The selected folder as this session sees it (RFC 3501 section 5.2):
@@ -42,6 +60,14 @@ struct imap_view {
 	struct imap_msgref *msgs;	/* owned */
 	unsigned count, cap;
 	bool dirty;		/* a change notification came */
+	/* Keywords: the distinct keyword lists of its messages (as the
+	 * index keeps them, so two messages with the same list share an
+	 * entry and a change shows as a new number), and every keyword
+	 * name seen (ASCII case-insensitive), the first kw_announced of
+	 * them told to the client in FLAGS. */
+	struct imap_kwtab kwsets;
+	struct imap_kwtab kwnames;
+	unsigned kw_announced;
 };
 
 struct imap_session {
@@ -107,6 +133,24 @@ int imap_mailbox_to_wire(const char *name, struct buf *out);
 /* imap_fetch_flags_text: flags as an IMAP flag list "(\Seen ...)"
  * (imap_mailbox.c). */
 void imap_fetch_flags_text(uint32_t flags, struct buf *b);
+/* imap_flags_write: flags and keywords (as the index keeps them; a name
+ * that is no valid keyword is left out) as an IMAP flag list
+ * "(\Seen $Junk)". */
+void imap_flags_write(uint32_t flags, const char *kw, size_t kw_len,
+    struct buf *b);
+
+/* Keywords of the view (imap_mailbox.c). The view's tables grow as
+ * they are used; imap_view_free frees them. */
+/* imap_view_kw_set: the imap_msgref.kw number of keyword list kw (0 for
+ * none); names new to the view are remembered for imap_view_kw_announce. */
+uint32_t imap_view_kw_set(struct imap_view *v, const char *kw, size_t kw_len);
+/* imap_view_kw_names: remember the names of kw; true if one was new. */
+bool imap_view_kw_names(struct imap_view *v, const char *kw, size_t kw_len);
+/* imap_view_kw_announce: when the view has seen keywords the client has
+ * not been told of, "* FLAGS (...)" and, read-write, "* OK
+ * [PERMANENTFLAGS (... \*)]" into s->out (RFC 3501 7.2.6: before any
+ * FETCH that shows them); true if it wrote them. The caller sends. */
+bool imap_view_kw_announce(struct imap_session *s);
 
 /* The view (imap_mailbox.c). */
 void imap_view_free(struct imap_view *v);

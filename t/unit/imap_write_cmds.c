@@ -8,6 +8,14 @@
  * date, the APPENDLIMIT at N and N + 1, CREATE, DELETE, RENAME with
  * their response codes, SUBSCRIBE, LSUB, CLOSE's silent expunge. What is
  * on disk is checked: Maildir file names and mbox contents.
+ *
+ * Keywords: STORE +FLAGS/-FLAGS/FLAGS of keywords seen by FETCH, SEARCH,
+ * a second session (FLAGS before FETCH) and a new login; CONDSTORE with
+ * them; APPEND and COPY/MOVE carrying them; the name limit (100 bytes,
+ * 101), the list limit (64, 65), the Maildir folder limit (26, 27) and
+ * the mbox message limit (64, 65) with nothing changed when refused;
+ * atoms that are no keyword; Maildir letters and dovecot-keywords on
+ * disk; a STORE fed byte by byte.
  */
 #include "config.h"
 
@@ -167,6 +175,78 @@ t_disk(const char *folder, const char *want)
 	return n;
 }
 
+/* Maildir: the text of folder's dovecot-keywords into b ("" if none). */
+static void
+t_kwfile(const char *folder, struct buf *b)
+{
+	char path[PATH_MAX], chunk[4096];
+	FILE *f;
+	size_t n;
+
+	buf_truncate(b, 0);
+	snprintf(path, sizeof(path), "%s/Maildir/.%s/dovecot-keywords",
+	    alice.home, folder);
+	if ((f = fopen(path, "r")) == NULL)
+		return;
+	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+		buf_append(b, chunk, n);
+	fclose(f);
+}
+
+/* Maildir: the letter dovecot-keywords of folder gives name, or '?'. */
+static char
+t_kwletter(const char *folder, const char *name)
+{
+	struct buf b;
+	const char *p;
+	char want[160];
+	unsigned n;
+	char c = '?';
+
+	buf_init(&b, 1 << 20);
+	t_kwfile(folder, &b);
+	snprintf(want, sizeof(want), " %s\n", name);
+	for (p = buf_cstr(&b); p != NULL && *p != '\0';
+	    p = strchr(p, '\n') != NULL ? strchr(p, '\n') + 1 : NULL) {
+		if (sscanf(p, "%u", &n) == 1 && n < 26 &&
+		    strncmp(strchr(p, ' '), want, strlen(want)) == 0)
+			c = (char)('a' + n);
+	}
+	buf_free(&b);
+	return c;
+}
+
+/* Lines in folder's dovecot-keywords. */
+static int
+t_kwcount(const char *folder)
+{
+	struct buf b;
+	int n = 0;
+
+	buf_init(&b, 1 << 20);
+	t_kwfile(folder, &b);
+	for (size_t i = 0; i < b.len; i++)
+		n += b.data[i] == '\n';
+	buf_free(&b);
+	return n;
+}
+
+/* "tag UID STORE uid +FLAGS (prefixNN ...)" with count names from
+ * first on. */
+static void
+t_kwcmd(char *cmd, size_t size, const char *tag, unsigned uid,
+    const char *prefix, int first, int count)
+{
+	size_t o = (size_t)snprintf(cmd, size, "%s UID STORE %u +FLAGS (",
+	    tag, uid);
+
+	for (int i = 0; i < count && o < size; i++)
+		o += (size_t)snprintf(cmd + o, size - o, "%s%s%02d",
+		    i > 0 ? " " : "", prefix, first + i);
+	if (o < size)
+		snprintf(cmd + o, size - o, ")\r\n");
+}
+
 static void
 test_store(struct imap_session *s, struct imap_session *s2)
 {
@@ -174,8 +254,10 @@ test_store(struct imap_session *s, struct imap_session *s2)
 
 	o = t_say(s, "a1 SELECT INBOX\r\n");
 	ok(has(o, "* 3 EXISTS") && has(o, "a1 OK [READ-WRITE]") &&
+	    has(o, "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft "
+	    "$Forwarded)\r\n") &&
 	    has(o, "[PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen "
-	    "\\Draft $Forwarded)]"), "SELECT is read-write");
+	    "\\Draft $Forwarded \\*)]"), "SELECT is read-write, keywords too");
 	o = t_say(s2, "b1 EXAMINE INBOX\r\n");
 	ok(has(o, "b1 OK [READ-ONLY]") && has(o, "[PERMANENTFLAGS ()]"),
 	    "EXAMINE stays read-only");
@@ -200,8 +282,13 @@ test_store(struct imap_session *s, struct imap_session *s2)
 	o = t_say(s, "a5 STORE 1 +FLAGS (\\Bogus)\r\n");
 	ok(has(o, "a5 BAD"), "an unknown system flag: BAD");
 	o = t_say(s, "a6 STORE 1 +FLAGS (Junk \\Recent)\r\n");
-	is_string(o, "* 1 FETCH (FLAGS (\\Seen))\r\na6 OK STORE completed\r\n",
-	    "keywords and \\Recent are ignored");
+	is_string(o, "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft "
+	    "$Forwarded Junk)\r\n* OK [PERMANENTFLAGS (\\Answered \\Flagged "
+	    "\\Deleted \\Seen \\Draft $Forwarded Junk \\*)] Flags permitted\r\n"
+	    "* 1 FETCH (FLAGS (\\Seen Junk))\r\na6 OK STORE completed\r\n",
+	    "a keyword is stored (FLAGS first), \\Recent ignored");
+	if (maildir)
+		is_int(t_files("", ":2,Sa"), 1, "Maildir: its letter a");
 	o = t_say(s, "a7 STORE 4 +FLAGS (\\Seen)\r\n");
 	ok(has(o, "a7 BAD"), "STORE past the last message: BAD");
 	o = t_say(s, "a8 STORE 1 FLAGS\r\n");
@@ -210,10 +297,13 @@ test_store(struct imap_session *s, struct imap_session *s2)
 	is_string(o, "a9 OK UID STORE completed\r\n",
 	    "UID STORE of no message: OK, nothing");
 	o = t_say(s2, "b4 NOOP\r\n");
-	ok(has(o, "* 1 FETCH (UID 1 FLAGS (\\Seen))") &&
+	ok(has(o, "* 1 FETCH (UID 1 FLAGS (\\Seen Junk))") &&
 	    has(o, "* 2 FETCH (UID 2 FLAGS (\\Answered \\Flagged))") &&
-	    has(o, "* 3 FETCH (UID 3 FLAGS (\\Flagged))"),
-	    "a second session sees the new flags");
+	    has(o, "* 3 FETCH (UID 3 FLAGS (\\Flagged))") &&
+	    has(o, "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft "
+	    "$Forwarded Junk)\r\n") && !has(o, "PERMANENTFLAGS"),
+	    "a second session sees the new flags (EXAMINE: no "
+	    "PERMANENTFLAGS)");
 	o = t_say(s2, "b5 NOOP\r\n");
 	is_string(o, "b5 OK NOOP completed\r\n", "and only once");
 	o = t_say(s2, "b6 FETCH 1:3 FLAGS\r\n");
@@ -223,7 +313,7 @@ test_store(struct imap_session *s, struct imap_session *s2)
 	t_say(s2, "b7 SELECT INBOX\r\nb8 STORE 3 +FLAGS (\\Draft)\r\n");
 	o = t_say(s, "a10 STORE 1 -FLAGS (\\Seen)\r\n");
 	ok(has(o, "* 3 FETCH (UID 3 FLAGS (\\Flagged \\Draft))") &&
-	    has(o, "* 1 FETCH (FLAGS ())"),
+	    has(o, "* 1 FETCH (FLAGS (Junk))"),
 	    "STORE also reports what others changed");
 }
 
@@ -465,6 +555,276 @@ test_close(struct imap_session *s)
 	is_int(t_disk("", NULL), 0, "and expunged \\Deleted on disk");
 }
 
+#define T_SYS "\\Answered \\Flagged \\Deleted \\Seen \\Draft $Forwarded"
+
+/* STORE, FETCH, SEARCH and another session with keywords. */
+static void
+test_kw_store(struct imap_session *s, struct imap_session *s2)
+{
+	const char *o, *a, *b;
+	struct buf kf;
+
+	t_say(s, "k1 CREATE Tags\r\nk1b CREATE Tags2\r\n");
+	t_deliver("Tags", "Subject: k1\n\none\n");
+	t_deliver("Tags", "Subject: k2\n\ntwo\n");
+	t_deliver("Tags", "Subject: k3\n\nthree\n");
+	o = t_say(s, "k2 SELECT Tags\r\n");
+	ok(has(o, "* FLAGS (" T_SYS ")\r\n") &&
+	    has(o, "* OK [PERMANENTFLAGS (" T_SYS " \\*)]"),
+	    "SELECT: no keywords yet, \\* permitted");
+	t_say(s2, "l1 SELECT Tags\r\n");
+	o = t_say(s, "k3 STORE 1 +FLAGS ($Junk $label1)\r\n");
+	is_string(o, "* FLAGS (" T_SYS " $Junk $label1)\r\n"
+	    "* OK [PERMANENTFLAGS (" T_SYS " $Junk $label1 \\*)] "
+	    "Flags permitted\r\n* 1 FETCH (FLAGS ($Junk $label1))\r\n"
+	    "k3 OK STORE completed\r\n",
+	    "STORE +FLAGS of keywords: FLAGS, PERMANENTFLAGS, then FETCH");
+	if (maildir) {
+		buf_init(&kf, 1 << 20);
+		t_kwfile("Tags", &kf);
+		is_string(buf_cstr(&kf), "0 $Junk\n1 $label1\n",
+		    "Maildir: dovecot-keywords names the letters a and b");
+		buf_free(&kf);
+		is_int(t_files("Tags", ",U=1:2,ab"), 1,
+		    "Maildir: the file name carries ab");
+	}
+	o = t_say(s2, "l2 NOOP\r\n");
+	a = strstr(o, "* FLAGS (" T_SYS " $Junk $label1)\r\n");
+	b = strstr(o, "* 1 FETCH (UID 1 FLAGS ($Junk $label1))\r\n");
+	ok(a != NULL && b != NULL && a < b &&
+	    has(o, "$Junk $label1 \\*)]"),
+	    "the other session: FLAGS and PERMANENTFLAGS before the FETCH");
+	o = t_say(s2, "l3 NOOP\r\n");
+	is_string(o, "l3 OK NOOP completed\r\n", "and only once");
+	o = t_say(s, "k4 FETCH 1:3 FLAGS\r\nk5 SEARCH KEYWORD $junk\r\n"
+	    "k6 UID SEARCH UNKEYWORD $Junk\r\n");
+	ok(has(o, "* 1 FETCH (FLAGS ($Junk $label1))\r\n"
+	    "* 2 FETCH (FLAGS ())\r\n") && has(o, "* SEARCH 1\r\n") &&
+	    has(o, "* SEARCH 2 3\r\n"),
+	    "FETCH FLAGS, SEARCH KEYWORD and UNKEYWORD see them");
+	o = t_say(s, "k7 STORE 1 -FLAGS ($JUNK)\r\n");
+	is_string(o, "* 1 FETCH (FLAGS ($label1))\r\nk7 OK STORE completed\r\n",
+	    "-FLAGS, the name in any case");
+	if (maildir)
+		ok(t_files("Tags", ",U=1:2,b") == 1 &&
+		    t_files("Tags", ",U=1:2,ab") == 0,
+		    "Maildir: its letter a is gone");
+	o = t_say(s, "k8 STORE 2 FLAGS (\\Seen NonJunk)\r\n");
+	ok(has(o, "* FLAGS (" T_SYS " $Junk $label1 NonJunk)\r\n") &&
+	    has(o, "* 2 FETCH (FLAGS (\\Seen NonJunk))\r\nk8 OK"),
+	    "FLAGS replaces; the new keyword is announced");
+	o = t_say(s, "k9 STORE 2 FLAGS (\\Seen)\r\n");
+	is_string(o, "* 2 FETCH (FLAGS (\\Seen))\r\nk9 OK STORE completed\r\n",
+	    "FLAGS without keywords clears them");
+	if (maildir)
+		ok(t_files("Tags", ",U=2:2,S") == 1 &&
+		    t_files("Tags", ",U=2:2,Sc") == 0,
+		    "Maildir: the file is :2,S again");
+	o = t_say(s, "k10 STORE 2 +FLAGS ($junk)\r\n");
+	is_string(o, maildir ?
+	    "* 2 FETCH (FLAGS (\\Seen $Junk))\r\nk10 OK STORE completed\r\n" :
+	    "* 2 FETCH (FLAGS (\\Seen $junk))\r\nk10 OK STORE completed\r\n",
+	    maildir ? "Maildir: another case is the folder's keyword" :
+	    "mbox: another case is the same keyword (no new FLAGS)");
+	t_say(s, "k11 STORE 2 -FLAGS ($Junk)\r\n");
+	t_say(s, "k12 STORE 3 +FLAGS (Seen-By-2)\r\n");
+	o = t_say(s2, "l4 FETCH 3 FLAGS\r\n");
+	a = strstr(o, "* FLAGS (");
+	b = strstr(o, "* 3 FETCH (FLAGS (Seen-By-2))\r\n");
+	ok(a != NULL && b != NULL && a < b,
+	    "FETCH of a keyword the session was not told of: FLAGS first");
+	t_say(s, "k13 STORE 3 -FLAGS (Seen-By-2)\r\n");
+	t_say(s2, "l5 NOOP\r\n");
+}
+
+/* APPEND, COPY and MOVE carry keywords; EXPUNGE keeps the others'. */
+static void
+test_kw_copy(struct imap_session *s, struct imap_session *s2)
+{
+	static const char msg[] = "Subject: ap\r\n\r\nx\r\n";
+	char cmd[256], exp[64];
+	const char *o, *a, *b;
+	struct buf kf;
+
+	snprintf(cmd, sizeof(cmd), "k20 APPEND Tags (\\Seen $MDNSent) "
+	    "{%zu+}\r\n%s\r\n", sizeof(msg) - 1, msg);
+	o = t_say(s, cmd);
+	a = strstr(o, "* FLAGS (");
+	b = strstr(o, "* 4 EXISTS");
+	ok(a != NULL && b != NULL && a < b && has(o, " $MDNSent)\r\n") &&
+	    has(o, "k20 OK [APPENDUID "),
+	    "APPEND with a keyword: FLAGS, EXISTS, APPENDUID");
+	o = t_say(s, "k21 FETCH 4 FLAGS\r\n");
+	ok(has(o, "* 4 FETCH (FLAGS (\\Seen $MDNSent))"),
+	    "the appended message has it");
+	if (maildir) {
+		snprintf(exp, sizeof(exp), ",U=4:2,S%c",
+		    t_kwletter("Tags", "$MDNSent"));
+		is_int(t_files("Tags", exp), 1, "Maildir: its letter in the "
+		    "name of the appended file");
+	}
+	o = t_say(s, "k22 COPY 1 Tags2\r\nk23 UID MOVE 4 Tags2\r\n");
+	ok(has(o, "k22 OK") && has(o, "* 4 EXPUNGE\r\n") && has(o, "k23 OK"),
+	    "COPY and MOVE");
+	o = t_say(s2, "l6 SELECT Tags2\r\nl7 FETCH 1:* FLAGS\r\n");
+	ok(has(o, "* FLAGS (" T_SYS " $label1 $MDNSent)\r\n") &&
+	    has(o, "* 1 FETCH (FLAGS ($label1))") &&
+	    has(o, "* 2 FETCH (FLAGS (\\Seen $MDNSent))"),
+	    "COPY and MOVE carry the keywords");
+	if (maildir) {
+		buf_init(&kf, 1 << 20);
+		t_kwfile("Tags2", &kf);
+		is_string(buf_cstr(&kf), "0 $label1\n1 $MDNSent\n",
+		    "Maildir: the destination names its own letters");
+		buf_free(&kf);
+		ok(t_files("Tags2", ",U=1:2,a") == 1 &&
+		    t_files("Tags2", ",U=2:2,Sb") == 1,
+		    "Maildir: and the copies carry them");
+	}
+	o = t_say(s, "k24 FETCH 1:* FLAGS\r\n");
+	ok(has(o, "* 1 FETCH (FLAGS ($label1))\r\n") &&
+	    has(o, "* 3 FETCH (FLAGS ())\r\n") && !has(o, "* 4 FETCH"),
+	    "the message moved away took nothing from the others");
+}
+
+/* Byte by byte; a new login; EXAMINE. */
+static void
+test_kw_login(struct imap_session *s)
+{
+	static const char cmd[] = "k30 STORE 2 +FLAGS ($Forwarded Later)\r\n";
+	struct imap_session *s3;
+	const char *o;
+
+	buf_truncate(&out, 0);
+	o = t_feed(s, cmd, sizeof(cmd) - 1, true);
+	ok(has(o, "* 2 FETCH (FLAGS (\\Seen $Forwarded Later))\r\n") &&
+	    has(o, "Later)\r\n* OK [PERMANENTFLAGS") && has(o, "k30 OK"),
+	    "a STORE fed byte by byte");
+	if (maildir) {
+		char exp[64];
+
+		snprintf(exp, sizeof(exp), ",U=2:2,PS%c",
+		    t_kwletter("Tags", "Later"));
+		is_int(t_files("Tags", exp), 1, "Maildir: P and its letter");
+	}
+	s3 = t_session();
+	o = t_say(s3, "m1 EXAMINE Tags\r\nm2 FETCH 1:* FLAGS\r\n");
+	ok(has(o, "* FLAGS (" T_SYS " $label1 Later)\r\n") &&
+	    has(o, "* OK [PERMANENTFLAGS ()]") &&
+	    has(o, "* 1 FETCH (FLAGS ($label1))\r\n") &&
+	    has(o, "* 2 FETCH (FLAGS (\\Seen $Forwarded Later))\r\n"),
+	    "a new login sees them; EXAMINE: FLAGS has them, "
+	    "PERMANENTFLAGS ()");
+	imap_session_free(&s3);
+}
+
+/* Names and lists at their limits, and atoms that are no keyword. */
+static void
+test_kw_limits(struct imap_session *s, struct imap_session *s2)
+{
+	char name[STORE_KEYWORD_MAX + 2], cmd[8192];
+	const char *o;
+	int have, files;
+
+	memset(name, 'n', sizeof(name) - 1);
+	name[STORE_KEYWORD_MAX] = '\0';
+	snprintf(cmd, sizeof(cmd), "k40 STORE 3 +FLAGS (%s)\r\n", name);
+	o = t_say(s, cmd);
+	ok(has(o, "k40 OK") && has(o, name), "a keyword of 100 bytes");
+	snprintf(cmd, sizeof(cmd), "k41 STORE 3 -FLAGS (%s)\r\n", name);
+	t_say(s, cmd);
+	name[STORE_KEYWORD_MAX] = 'n';
+	name[STORE_KEYWORD_MAX + 1] = '\0';
+	snprintf(cmd, sizeof(cmd), "k42 STORE 3 +FLAGS (%s)\r\n", name);
+	o = t_say(s, cmd);
+	ok(has(o, "k42 NO [LIMIT]") && !has(o, "FETCH"),
+	    "a keyword of 101 bytes: NO [LIMIT]");
+	o = t_say(s, "k43 STORE 3 +FLAGS (a]b)\r\nk44 STORE 3 +FLAGS (\\*)\r\n"
+	    "k45 STORE 3 +FLAGS (a%b)\r\nk46 STORE 3 +FLAGS (x\\y)\r\n"
+	    "k47 STORE 3 +FLAGS (a*)\r\n");
+	ok(has(o, "k43 BAD") && has(o, "k44 BAD") && has(o, "k45 BAD") &&
+	    has(o, "k46 BAD") && has(o, "k47 BAD") && !has(o, "FETCH"),
+	    "atoms with ], %%, *, \\ and \\* itself are no keyword: BAD");
+	t_kwcmd(cmd, sizeof(cmd), "k48", 3, "q", 1, STORE_KEYWORDS_MAX + 1);
+	o = t_say(s, cmd);
+	ok(has(o, "k48 NO [LIMIT]") && !has(o, "FETCH"),
+	    "65 keywords in one STORE: NO [LIMIT]");
+	if (!maildir) {
+		t_kwcmd(cmd, sizeof(cmd), "k49", 3, "q", 1,
+		    STORE_KEYWORDS_MAX);
+		o = t_say(s, cmd);
+		ok(has(o, "k49 OK") && has(o, " q01 ") && has(o, " q64)"),
+		    "mbox: 64 keywords on one message");
+		t_kwcmd(cmd, sizeof(cmd), "k50", 3, "r", 1, 1);
+		o = t_say(s, cmd);
+		ok(has(o, "k50 NO [LIMIT]") && !has(o, "FETCH"),
+		    "mbox: a 65th: NO [LIMIT]");
+		o = t_say(s, "k51 FETCH 3 FLAGS\r\n");
+		ok(has(o, " q64))") && !has(o, "r01"), "nothing changed");
+		return;
+	}
+	have = t_kwcount("Tags");
+	t_kwcmd(cmd, sizeof(cmd), "k49", 3, "q", 1, 26 - have);
+	o = t_say(s, cmd);
+	ok(has(o, "k49 OK"), "Maildir: keywords up to 26 in the folder");
+	is_int(t_kwcount("Tags"), 26, "Maildir: dovecot-keywords has 26");
+	files = t_files("Tags", NULL);
+	t_kwcmd(cmd, sizeof(cmd), "k50", 2, "r", 1, 1);
+	o = t_say(s, cmd);
+	ok(has(o, "k50 NO [LIMIT]") && !has(o, "FETCH"),
+	    "Maildir: a 27th: NO [LIMIT]");
+	ok(t_kwcount("Tags") == 26 && t_kwletter("Tags", "r01") == '?',
+	    "Maildir: dovecot-keywords unchanged");
+	o = t_say(s, "k51 APPEND Tags (r02) {3+}\r\nabc\r\n");
+	ok(has(o, "k51 NO [LIMIT]") && t_files("Tags", NULL) == files,
+	    "Maildir: APPEND needing a 27th: NO [LIMIT], nothing stored");
+	t_say(s2, "l8 STORE 1 +FLAGS (OnlyThere)\r\n");
+	o = t_say(s2, "l9 COPY 1 Tags\r\n");
+	ok(has(o, "l9 NO [LIMIT]") && t_files("Tags", NULL) == files,
+	    "Maildir: COPY needing a 27th: NO [LIMIT], nothing stored");
+}
+
+/* CONDSTORE: a keyword change is a change. Last: it turns CONDSTORE on. */
+static void
+test_kw_condstore(struct imap_session *s)
+{
+	unsigned long long ms1 = 0, ms2 = 0;
+	char cmd[128];
+	const char *o, *p;
+
+	o = t_say(s, "k60 FETCH 1 (MODSEQ)\r\n");
+	p = strstr(o, "MODSEQ (");
+	ok(p != NULL && sscanf(p, "MODSEQ (%llu)", &ms1) == 1,
+	    "the MODSEQ of message 1");
+	snprintf(cmd, sizeof(cmd), "k61 STORE 1 (UNCHANGEDSINCE %llu) "
+	    "+FLAGS ($Junk)\r\n", ms1);
+	o = t_say(s, cmd);
+	p = strstr(o, "* 1 FETCH (FLAGS ($Junk $label1) MODSEQ (");
+	ok(p != NULL && sscanf(p, "* 1 FETCH (FLAGS ($Junk $label1) MODSEQ "
+	    "(%llu))", &ms2) == 1 && ms2 > ms1 && has(o, "k61 OK STORE"),
+	    "CONDSTORE: a keyword change gives a new MODSEQ");
+	snprintf(cmd, sizeof(cmd), "k62 STORE 1 (UNCHANGEDSINCE %llu) "
+	    "+FLAGS (Other)\r\n", ms1);
+	o = t_say(s, cmd);
+	ok(has(o, "k62 OK [MODIFIED 1]") && !has(o, "Other"),
+	    "UNCHANGEDSINCE refuses a keyword change too");
+	snprintf(cmd, sizeof(cmd), "k63 STORE 1 (UNCHANGEDSINCE %llu) "
+	    "-FLAGS ($Junk)\r\n", ms2);
+	o = t_say(s, cmd);
+	ok(has(o, "* 1 FETCH (FLAGS ($label1) MODSEQ (") && has(o, "k63 OK"),
+	    "and takes it when the MODSEQ is unchanged");
+}
+
+static void
+test_keywords(struct imap_session *s, struct imap_session *s2)
+{
+	test_kw_store(s, s2);
+	test_kw_copy(s, s2);
+	test_kw_login(s);
+	test_kw_limits(s, s2);
+	test_kw_condstore(s);
+}
+
 static void
 t_format(const char *location, bool md)
 {
@@ -492,6 +852,7 @@ t_format(const char *location, bool md)
 		test_append_limit(s);
 	test_folders(s);
 	test_close(s);
+	test_keywords(s, s2);
 	imap_session_free(&s);
 	imap_session_free(&s2);
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", home);

@@ -2,14 +2,19 @@
  * Unit tests for lib/maildir.c: folder name <-> path mapping and every
  * refused form, creating maildirs, delivery through tmp/ into new/ (bytes
  * on disk, never overwriting, disk full), UID renames, scanning, file
- * name parsing, flags, listing folders. Works in a fresh directory under
- * $TMPDIR (or /tmp) and removes it at the end.
+ * name parsing, flags, listing folders, dovecot-keywords (each line form,
+ * every prefix of a file, the read limit at N and N + 1, 26 letters and a
+ * 27th, names of 255 and 256 bytes, the mtime growing, Dovecot's lock
+ * held, free and stale). Works in a fresh
+ * directory under $TMPDIR (or /tmp) and removes it at the end.
  */
 #include "config.h"
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/types.h>
 #include <sys/wait.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -21,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include "buf.h"
 #include "compat/compat.h"
@@ -982,6 +988,249 @@ test_uidlist(void)
 	buf_free(&b);
 }
 
+/*
+ * dovecot-keywords (maildir_keywords.c).
+ */
+
+static void
+test_kw_letters(void)
+{
+	struct maildir_name mn;
+
+	ok(maildir_name_parse("1.M1P1.h,U=3:2,Sab", &mn) == 0 &&
+	    mn.kw_letters == 3u && mn.flags == MINDEX_F_SEEN,
+	    "kw_letters: a and b, S a flag");
+	ok(maildir_name_parse("1.M1P1.h:2,FSz", &mn) == 0 &&
+	    mn.kw_letters == 1u << 25, "kw_letters: z is bit 25");
+	ok(maildir_name_parse("1.M1P1.h:2,ABCDRT", &mn) == 0 &&
+	    mn.kw_letters == 0, "kw_letters: capitals are none");
+	ok(maildir_name_parse("1.M1P1.h", &mn) == 0 && mn.kw_letters == 0,
+	    "kw_letters: no info, none");
+	ok(maildir_name_parse("1.M1P1.h:1,ab", &mn) == 0 && mn.kw_letters == 0,
+	    "kw_letters: only after :2,");
+}
+
+/* Read dir's file written as text; names as "i=name,..." into out. */
+static int
+t_kw_read(const char *dir, const char *text, char *out, size_t size)
+{
+	struct maildir_keywords kw;
+	const char *err;
+	size_t o = 0;
+	char path[1300];
+	int ret;
+
+	snprintf(path, sizeof(path), "%s/dovecot-keywords", dir);
+	if (text != NULL)
+		put_file(path, text);
+	out[0] = '\0';
+	if ((ret = maildir_keywords_read(dir, &kw, &err)) < 0)
+		return -1;
+	for (int i = 0; i < MAILDIR_KEYWORDS_MAX && o < size; i++)
+		if (kw.name[i] != NULL)
+			o += (size_t)snprintf(out + o, size - o, "%s%d=%s",
+			    o > 0 ? "," : "", i, kw.name[i]);
+	maildir_keywords_free(&kw);
+	return ret;
+}
+
+static void
+test_kw_read(void)
+{
+	char dir[1200], out[4096], name[300], text[1024];
+	struct buf big;
+	const char *err;
+	struct maildir_keywords kw;
+	int ret;
+
+	snprintf(dir, sizeof(dir), "%s", tpath("kw"));
+	mkdir(dir, 0700);
+	ok(t_kw_read(dir, NULL, out, sizeof(out)) == 0 && out[0] == '\0',
+	    "keywords: no file is an empty map");
+	ok(t_kw_read(dir, "0 $Junk\n1 work\n25 last\n", out, sizeof(out)) ==
+	    0 && strcmp(out, "0=$Junk,1=work,25=last") == 0,
+	    "keywords: lines N NAME (%s)", out);
+	ok(t_kw_read(dir, "26 x\n-1 x\n01 x\na x\n3\n3 \n4 two words\n"
+	    "5  lead\n6 cr\r\n+7 x\n 8 x\n9 dup\n9 later\n10 end", out,
+	    sizeof(out)) == 0 && strcmp(out, "9=later,10=end") == 0,
+	    "keywords: bad lines skipped, the later line wins, a last "
+	    "line without LF counts (%s)", out);
+	memset(name, 'n', sizeof(name));
+	name[MAILDIR_KEYWORD_NAME_MAX] = '\0';
+	snprintf(text, sizeof(text), "2 %s\n", name);
+	ok(t_kw_read(dir, text, out, sizeof(out)) == 0 &&
+	    strlen(out) == 2 + MAILDIR_KEYWORD_NAME_MAX,
+	    "keywords: a name of 255 bytes");
+	name[MAILDIR_KEYWORD_NAME_MAX] = 'n';
+	name[MAILDIR_KEYWORD_NAME_MAX + 1] = '\0';
+	snprintf(text, sizeof(text), "2 %s\n3 ok\n", name);
+	ok(t_kw_read(dir, text, out, sizeof(out)) == 0 &&
+	    strcmp(out, "3=ok") == 0, "keywords: 256 bytes: skipped");
+	/* Every prefix of a file: whole lines, and the last one as it is
+	 * where the file ends. */
+	{
+		static const char full[] = "0 a\n1 bb\n";
+		static const char *want[] = { "", "", "", "0=a", "0=a", "0=a",
+		    "0=a", "0=a,1=b", "0=a,1=bb", "0=a,1=bb" };
+		int bad = 0;
+
+		for (size_t k = 0; k <= sizeof(full) - 1; k++) {
+			char part[16];
+
+			memcpy(part, full, k);
+			part[k] = '\0';
+			if (t_kw_read(dir, part, out, sizeof(out)) != 0 ||
+			    strcmp(out, want[k]) != 0) {
+				diag("prefix %zu: %s", k, out);
+				bad++;
+			}
+		}
+		is_int(bad, 0, "keywords: every prefix of a file");
+	}
+	/* Past MAILDIR_KEYWORDS_FILE_MAX nothing is read, and a line the
+	 * limit cuts is not taken either. */
+	buf_init(&big, 1 << 20);
+	buf_append_str(&big, "0 first\n");
+	while (big.len < MAILDIR_KEYWORDS_FILE_MAX - 4)
+		buf_append_str(&big, "# padding\n");
+	buf_truncate(&big, MAILDIR_KEYWORDS_FILE_MAX - 4);
+	buf_append_str(&big, "\n1 cut\n2 far\n");
+	ok(t_kw_read(dir, buf_cstr(&big), out, sizeof(out)) == 0 &&
+	    strcmp(out, "0=first") == 0,
+	    "keywords: past 64 KiB nothing (%s)", out);
+	buf_truncate(&big, MAILDIR_KEYWORDS_FILE_MAX - 4);
+	buf_append_str(&big, "\n1 x\n");
+	ok(big.len == MAILDIR_KEYWORDS_FILE_MAX + 1 &&
+	    t_kw_read(dir, buf_cstr(&big), out, sizeof(out)) == 0 &&
+	    strcmp(out, "0=first") == 0,
+	    "keywords: a file of 64 KiB + 1: its last line is cut off");
+	buf_truncate(&big, MAILDIR_KEYWORDS_FILE_MAX - 4);
+	buf_append_str(&big, "\n1 x");
+	ok(big.len == MAILDIR_KEYWORDS_FILE_MAX &&
+	    t_kw_read(dir, buf_cstr(&big), out, sizeof(out)) == 0 &&
+	    strcmp(out, "0=first,1=x") == 0,
+	    "keywords: a file of 64 KiB is read whole");
+	buf_free(&big);
+	unlink(tpath("kw/dovecot-keywords"));
+	mkdir(tpath("kw/dovecot-keywords"), 0700);
+	ret = maildir_keywords_read(dir, &kw, &err);
+	ok(ret < 0 && kw.name[0] == NULL,
+	    "keywords: a directory is an error (%s)", ret < 0 ? err : "");
+	rmdir(tpath("kw/dovecot-keywords"));
+}
+
+static void
+test_kw_assign(void)
+{
+	struct maildir_keywords kw;
+	char name[300], dir[1200], out[4096];
+	struct stat a, b;
+	const char *err;
+	bool added;
+	int i, n = 0;
+
+	memset(&kw, 0, sizeof(kw));
+	kw.name[1] = strdup("$Junk");
+	ok(maildir_keywords_lookup(&kw, "$junk") == 1 &&
+	    maildir_keywords_lookup(&kw, "junk") == -1,
+	    "keywords: lookup ignores case");
+	ok(maildir_keywords_assign(&kw, "$JUNK", &added) == 1 && !added,
+	    "keywords: assign finds one it has");
+	ok(maildir_keywords_assign(&kw, "a", &added) == 0 && added &&
+	    maildir_keywords_assign(&kw, "b", &added) == 2 && added,
+	    "keywords: new ones take the lowest free letter");
+	ok(maildir_keywords_assign(&kw, "two words", &added) == -1 &&
+	    maildir_keywords_assign(&kw, "", &added) == -1 && !added,
+	    "keywords: a name the file cannot hold: -1");
+	memset(name, 'n', sizeof(name));
+	name[MAILDIR_KEYWORD_NAME_MAX + 1] = '\0';
+	ok(maildir_keywords_assign(&kw, name, &added) == -1,
+	    "keywords: 256 bytes: -1");
+	name[MAILDIR_KEYWORD_NAME_MAX] = '\0';
+	ok(maildir_keywords_assign(&kw, name, &added) == 3 && added,
+	    "keywords: 255 bytes: fine");
+	for (i = 4; i < MAILDIR_KEYWORDS_MAX; i++) {
+		snprintf(name, sizeof(name), "k%d", i);
+		n += maildir_keywords_assign(&kw, name, &added) == i;
+	}
+	is_int(n, MAILDIR_KEYWORDS_MAX - 4, "keywords: up to 26");
+	ok(maildir_keywords_assign(&kw, "one-more", &added) == -1 && !added,
+	    "keywords: a 27th: -1");
+	snprintf(dir, sizeof(dir), "%s", tpath("kw"));
+	ok(maildir_keywords_write(dir, &kw, true, &err) == 0,
+	    "keywords: written");
+	ok(t_kw_read(dir, NULL, out, sizeof(out)) == 0 &&
+	    strncmp(out, "0=a,1=$Junk,2=b,3=nnn", 21) == 0 &&
+	    strstr(out, ",25=k25") != NULL, "keywords: and read back");
+	ok(stat(tpath("kw/dovecot-keywords"), &a) == 0 &&
+	    (a.st_mode & 0777) == 0600, "keywords: mode 0600");
+	ok(maildir_keywords_write(dir, &kw, false, &err) == 0 &&
+	    stat(tpath("kw/dovecot-keywords"), &b) == 0 &&
+	    b.st_mtime > a.st_mtime,
+	    "keywords: written again, its mtime grows (Dovecot looks at it)");
+	{
+		struct dirent *de;
+		DIR *d = opendir(dir);
+		int others = 0;
+
+		while (d != NULL && (de = readdir(d)) != NULL)
+			others += de->d_name[0] != '.' &&
+			    strcmp(de->d_name, "dovecot-keywords") != 0;
+		if (d != NULL)
+			closedir(d);
+		is_int(others, 0, "keywords: no temporary file left");
+	}
+	free(kw.name[5]);
+	kw.name[5] = strdup("bad name");
+	i = maildir_keywords_write(dir, &kw, false, &err);
+	ok(i < 0 && errno == EINVAL, "keywords: a name Dovecot could not "
+	    "read back is not written (%s)", i < 0 ? err : "");
+	ok(t_kw_read(dir, NULL, out, sizeof(out)) == 0 &&
+	    strstr(out, "5=k5") != NULL, "keywords: the file is unchanged");
+	maildir_keywords_free(&kw);
+	ok(kw.name[0] == NULL && kw.name[25] == NULL, "keywords: freed");
+}
+
+/* Dovecot's lock, taken to give a letter. */
+static void
+test_kw_lock(void)
+{
+	char dir[1200], lock[1300], text[64];
+	struct timeval tv[2];
+	const char *err;
+	FILE *f;
+
+	snprintf(dir, sizeof(dir), "%s", tpath("kwlock"));
+	mkdir(dir, 0700);
+	snprintf(lock, sizeof(lock), "%s/dovecot-uidlist.lock", dir);
+	is_int(maildir_keywords_lock(dir, &err), 1, "lock: taken");
+	text[0] = '\0';
+	if ((f = fopen(lock, "r")) != NULL) {
+		if (fgets(text, sizeof(text), f) == NULL)
+			text[0] = '\0';
+		fclose(f);
+	}
+	ok(strtol(text, NULL, 10) == (long)getpid() &&
+	    strchr(text, ':') != NULL, "lock: holds PID:HOST (%s)", text);
+	is_int(maildir_keywords_lock(dir, &err), 0,
+	    "lock: held: 0 after the tries");
+	maildir_keywords_unlock(dir);
+	ok(access(lock, F_OK) < 0, "lock: unlock removes it");
+	put_file(lock, "1:elsewhere");
+	tv[0].tv_sec = tv[1].tv_sec = time(NULL) - MAILDIR_KEYWORDS_LOCK_STALE
+	    + 2;
+	tv[0].tv_usec = tv[1].tv_usec = 0;
+	utimes(lock, tv);
+	is_int(maildir_keywords_lock(dir, &err), 0,
+	    "lock: one not yet stale is respected");
+	tv[0].tv_sec = tv[1].tv_sec = time(NULL) - MAILDIR_KEYWORDS_LOCK_STALE
+	    - 2;
+	utimes(lock, tv);
+	is_int(maildir_keywords_lock(dir, &err), 1,
+	    "lock: a stale one (over 120 s) is broken");
+	maildir_keywords_unlock(dir);
+}
+
 int
 main(void)
 {
@@ -1005,6 +1254,10 @@ main(void)
 	test_info();
 	test_list();
 	test_uidlist();
+	test_kw_letters();
+	test_kw_read();
+	test_kw_assign();
+	test_kw_lock();
 	nftw(top, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 	return done_testing();
 }

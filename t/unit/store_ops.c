@@ -7,6 +7,11 @@
  * with MODSEQ and UNCHANGEDSINCE, expunge with its QRESYNC records,
  * append and copy/move with their UID mapping, reading byte by byte and
  * with seeks, and deliveries from another process during expunges.
+ * Keywords: set, cleared, replaced, with their limits (names of 100 and
+ * 101 bytes, 64 and 65 on a message, 26 and 27 in a Maildir folder)
+ * refused whole; carried by APPEND, COPY and MOVE, kept by EXPUNGE, a
+ * new store and a rebuild; Maildir letters and dovecot-keywords on disk,
+ * and keywords Dovecot or mutt set read back.
  *
  * Run with "deliver LOCATION HOME FOLDER COUNT PREFIX" it is that other
  * process: a fresh exec, so its LMDB environment is its own.
@@ -122,7 +127,7 @@ t_append(struct store *st, const char *folder, const char *msg,
     uint32_t flags, time_t date)
 {
 	struct store_append a = { folder, (const unsigned char *)msg,
-	    strlen(msg), flags, date };
+	    strlen(msg), flags, date, NULL, 0 };
 	struct store_appended r;
 	const char *err;
 
@@ -406,7 +411,7 @@ t_bad_everywhere(struct store *st, const char *bad)
 	struct store_flags_change fc = { &set, STORE_FLAGS_ADD, MINDEX_F_SEEN,
 	    STORE_MODSEQ_NONE };
 	struct store_append a = { bad, (const unsigned char *)m1, strlen(m1),
-	    0, 0 };
+	    0, 0, NULL, 0 };
 	struct store_flag_result *res;
 	struct store_appended ar;
 	struct store_copied c;
@@ -1365,7 +1370,8 @@ test_append(void)
 {
 	struct store *st = t_store();
 	struct store_append a = { "INBOX", (const unsigned char *)m4,
-	    strlen(m4), MINDEX_F_SEEN | MINDEX_F_FLAGGED, 1600000000 };
+	    strlen(m4), MINDEX_F_SEEN | MINDEX_F_FLAGGED, 1600000000, NULL,
+	    0 };
 	struct store_appended r;
 	char path[PATH_MAX], name[PATH_MAX], full[PATH_MAX * 2 + 8];
 	struct t_idx x;
@@ -1601,6 +1607,540 @@ test_read_after_close(void)
 	ok(r == NULL, "%s: close clears the pointer", fmt_name[fmt]);
 }
 
+/*
+ * Keywords.
+ */
+
+/* The keywords of uid in folder, space-separated ("" for none, "?" for
+ * no such message); static, valid until the next call. */
+static const char *
+t_kw(struct store *st, const char *folder, uint32_t uid)
+{
+	static char out[8192];
+	struct mindex_txn *txn;
+	struct mindex_folder f;
+	struct mindex_msg m;
+	const char *err;
+	size_t n;
+
+	if (mindex_begin(store_index(st), false, &txn, &err) < 0)
+		bail("mindex_begin: %s", err);
+	snprintf(out, sizeof(out), "?");
+	if (mindex_folder_get(txn, folder, &f) == 1 &&
+	    mindex_msg_get(txn, f.id, uid, &m) == 1) {
+		n = m.keywords_len < sizeof(out) ? m.keywords_len :
+		    sizeof(out) - 1;
+		memcpy(out, m.keywords, n);
+		for (size_t i = 0; i < n; i++)
+			if (out[i] == '\0')
+				out[i] = ' ';
+		out[n > 0 ? n - 1 : 0] = '\0';
+	}
+	mindex_abort(&txn);
+	return out;
+}
+
+/* "a b c" as the index keeps keywords ("a\0b\0c\0") into b. */
+static void
+t_kwlist(struct buf *b, const char *spaced)
+{
+	buf_truncate(b, 0);
+	for (const char *p = spaced; *p != '\0';) {
+		size_t n = strcspn(p, " ");
+
+		if (n > 0) {
+			buf_append(b, p, n);
+			buf_append_byte(b, '\0');
+		}
+		p += n + (p[n] == ' ');
+	}
+}
+
+/* "prefixNN ..." for count names from first on, space-separated. */
+static void
+t_kwnames(char *out, size_t size, const char *prefix, int first, int count)
+{
+	size_t o = 0;
+
+	out[0] = '\0';
+	for (int i = 0; i < count && o < size; i++)
+		o += (size_t)snprintf(out + o, size - o, "%s%s%02d",
+		    i > 0 ? " " : "", prefix, first + i);
+}
+
+/* store_flags_change_kw of the uids with the keywords "a b c". */
+static enum store_op
+t_kwflags(struct store *st, const char *folder, size_t nu,
+    const uint32_t *uids, enum store_flags_how how, uint32_t flags,
+    const char *spaced, uint64_t unchangedsince,
+    struct store_flag_result **res, size_t *n)
+{
+	struct t_set ts;
+	struct store_flags_change c = { t_uids(&ts, nu, uids), how, flags,
+	    unchangedsince };
+	struct buf b;
+	const char *err;
+	enum store_op op;
+
+	buf_init(&b, 1 << 20);
+	t_kwlist(&b, spaced);
+	op = store_flags_change_kw(st, folder, &c, (const char *)b.data, b.len,
+	    res, n, &err);
+	buf_free(&b);
+	if (op != STORE_OP_OK) {
+		*res = NULL;
+		*n = 0;
+	}
+	return op;
+}
+
+/* Maildir: the name (below cur/ or new/) of uid in folder into name. */
+static void
+t_md_name(struct store *st, const char *folder, uint32_t uid, char *name,
+    size_t size)
+{
+	char path[PATH_MAX];
+
+	t_path(st, folder, path, sizeof(path));
+	t_md_files(path, uid, name, size);
+}
+
+/* Maildir: the end of uid's file name is tail. */
+static bool
+t_md_tail(struct store *st, const char *folder, uint32_t uid,
+    const char *tail)
+{
+	char name[PATH_MAX];
+	size_t n, t = strlen(tail);
+
+	t_md_name(st, folder, uid, name, sizeof(name));
+	n = strlen(name);
+	return n >= t && strcmp(name + n - t, tail) == 0 &&
+	    strchr(name + n - t, ':') != NULL;
+}
+
+/* Maildir: folder's dovecot-keywords as text into b. */
+static void
+t_kwfile(struct store *st, const char *folder, struct buf *b)
+{
+	char path[PATH_MAX], file[PATH_MAX + 32];
+
+	t_path(st, folder, path, sizeof(path));
+	snprintf(file, sizeof(file), "%s/dovecot-keywords", path);
+	t_file(file, b);
+	(void)buf_cstr(b);
+}
+
+/* Set, clear and replace keywords; the rules of the names. */
+static void
+test_kw_change(void)
+{
+	struct store *st = t_store();
+	struct store_flag_result *res;
+	struct buf b;
+	uint32_t u[3];
+	uint64_t ms;
+	size_t n;
+	const char *F = fmt_name[fmt];
+
+	buf_init(&b, 1 << 20);
+	u[0] = t_deliver(st, "INBOX", m1);
+	u[1] = t_deliver(st, "INBOX", m2);
+	u[2] = t_deliver(st, "INBOX", m3);
+	is_int(t_kwflags(st, "INBOX", 1, u, STORE_FLAGS_ADD, 0, "work $Junk",
+	    STORE_MODSEQ_NONE, &res, &n), STORE_OP_OK, "%s: +keywords", F);
+	ok(n == 1 && res[0].changed && res[0].keywords_len == 11 &&
+	    memcmp(res[0].keywords, "$Junk\0work\0", 11) == 0,
+	    "%s: the result has them, sorted", F);
+	ms = n == 1 ? res[0].modseq : 0;
+	free(res);
+	is_string(t_kw(st, "INBOX", u[0]), "$Junk work", "%s: in the index", F);
+	if (fmt == 0) {
+		ok(t_md_tail(st, "INBOX", u[0], ":2,ab"),
+		    "maildir: the name carries the letters ab");
+		t_kwfile(st, "INBOX", &b);
+		is_string(buf_cstr(&b), "0 $Junk\n1 work\n",
+		    "maildir: dovecot-keywords names them");
+	}
+	is_int(t_kwflags(st, "INBOX", 1, u, STORE_FLAGS_ADD, 0, "WORK $junk",
+	    STORE_MODSEQ_NONE, &res, &n), STORE_OP_OK, "%s: again, in "
+	    "another case", F);
+	ok(n == 1 && !res[0].changed && res[0].modseq == ms,
+	    "%s: nothing changed, MODSEQ kept", F);
+	free(res);
+	is_string(t_kw(st, "INBOX", u[0]), "$Junk work",
+	    "%s: the first spelling stays", F);
+	is_int(t_kwflags(st, "INBOX", 1, u, STORE_FLAGS_REMOVE, 0, "$JUNK",
+	    STORE_MODSEQ_NONE, &res, &n), STORE_OP_OK, "%s: -keyword", F);
+	ok(n == 1 && res[0].changed && res[0].modseq > ms,
+	    "%s: changed, with a new MODSEQ", F);
+	free(res);
+	is_string(t_kw(st, "INBOX", u[0]), "work", "%s: one left", F);
+	if (fmt == 0)
+		ok(t_md_tail(st, "INBOX", u[0], ":2,b"),
+		    "maildir: the letter a is gone from the name");
+	is_int(t_kwflags(st, "INBOX", 1, u, STORE_FLAGS_REPLACE, MINDEX_F_SEEN,
+	    "zz aa", STORE_MODSEQ_NONE, &res, &n), STORE_OP_OK,
+	    "%s: FLAGS (\\Seen zz aa)", F);
+	free(res);
+	is_string(t_kw(st, "INBOX", u[0]), "aa zz", "%s: replaced", F);
+	{
+		struct t_set ts;
+		struct store_flags_change c = { t_uids(&ts, 1, u),
+		    STORE_FLAGS_REPLACE, MINDEX_F_FLAGGED, STORE_MODSEQ_NONE };
+		const char *err;
+
+		is_int(store_flags_change(st, "INBOX", &c, &res, &n, &err),
+		    STORE_OP_OK, "%s: store_flags_change FLAGS (\\Flagged)",
+		    F);
+		ok(n == 1 && res[0].flags == MINDEX_F_FLAGGED &&
+		    res[0].keywords_len == 6, "%s: keywords untouched", F);
+		free(res);
+	}
+	is_int(t_kwflags(st, "INBOX", 1, u, STORE_FLAGS_REPLACE, 0, "",
+	    STORE_MODSEQ_NONE, &res, &n), STORE_OP_OK, "%s: FLAGS ()", F);
+	ok(n == 1 && res[0].keywords == NULL && res[0].keywords_len == 0 &&
+	    res[0].flags == 0, "%s: all cleared", F);
+	free(res);
+	if (fmt == 0) {
+		char name[PATH_MAX];
+
+		t_md_name(st, "INBOX", u[0], name, sizeof(name));
+		ok(strcmp(name + strlen(name) - 3, ":2,") == 0,
+		    "maildir: :2, with no letter (%s)", name);
+	}
+	is_int(t_kwflags(st, "INBOX", 1, u + 1, STORE_FLAGS_ADD, 0,
+	    "$Forwarded", STORE_MODSEQ_NONE, &res, &n), STORE_OP_OK,
+	    "%s: $Forwarded given as a keyword", F);
+	ok(n == 1 && res[0].flags == MINDEX_F_FORWARDED &&
+	    res[0].keywords_len == 0, "%s: is the flag, no keyword", F);
+	free(res);
+	is_int(t_kwflags(st, "INBOX", 1, u, STORE_FLAGS_ADD, 0, "a]b",
+	    STORE_MODSEQ_NONE, &res, &n), STORE_OP_CANNOT,
+	    "%s: a name with ]: CANNOT", F);
+	is_int(t_kwflags(st, "INBOX", 1, u, STORE_FLAGS_ADD, 0, "\\Seen",
+	    STORE_MODSEQ_NONE, &res, &n), STORE_OP_CANNOT,
+	    "%s: a name with \\: CANNOT", F);
+	{
+		char name[STORE_KEYWORD_MAX + 2];
+
+		memset(name, 'k', sizeof(name) - 1);
+		name[STORE_KEYWORD_MAX] = '\0';
+		is_int(t_kwflags(st, "INBOX", 1, u, STORE_FLAGS_ADD, 0, name,
+		    STORE_MODSEQ_NONE, &res, &n), STORE_OP_OK,
+		    "%s: a name of 100 bytes", F);
+		free(res);
+		is_string(t_kw(st, "INBOX", u[0]), name, "%s: stored", F);
+		name[STORE_KEYWORD_MAX] = 'k';
+		name[STORE_KEYWORD_MAX + 1] = '\0';
+		is_int(t_kwflags(st, "INBOX", 1, u, STORE_FLAGS_ADD, 0, name,
+		    STORE_MODSEQ_NONE, &res, &n), STORE_OP_CANNOT,
+		    "%s: 101 bytes: CANNOT", F);
+	}
+	{
+		const char *err;
+		struct t_set ts;
+		struct store_flags_change c = { t_uids(&ts, 1, u),
+		    STORE_FLAGS_ADD, 0, STORE_MODSEQ_NONE };
+
+		is_int(store_flags_change_kw(st, "INBOX", &c, "ab", 2, &res,
+		    &n, &err), STORE_OP_CANNOT,
+		    "%s: a list not ending in NUL: CANNOT", F);
+	}
+	ok(store_keyword_valid("$MDNSent") && store_keyword_valid("a") &&
+	    !store_keyword_valid("") && !store_keyword_valid("a b") &&
+	    !store_keyword_valid("a(") && !store_keyword_valid("{") &&
+	    !store_keyword_valid("a\"") && !store_keyword_valid("%") &&
+	    !store_keyword_valid("*") && !store_keyword_valid("\x7f") &&
+	    !store_keyword_valid("\xc3\xa4"), "store_keyword_valid");
+	buf_free(&b);
+	store_close(&st);
+}
+
+/* A message's limit (64, 65), a list's, and UNCHANGEDSINCE. */
+static void
+test_kw_limits(void)
+{
+	struct store *st = t_store();
+	struct store_flag_result *res;
+	char names[8192];
+	uint32_t u[2], both[2];
+	uint64_t ms;
+	size_t n;
+	const char *F = fmt_name[fmt];
+
+	u[0] = t_deliver(st, "INBOX", m1);
+	u[1] = t_deliver(st, "INBOX", m2);
+	both[0] = u[0];
+	both[1] = u[1];
+	t_kwnames(names, sizeof(names), "q", 1, STORE_KEYWORDS_MAX + 1);
+	is_int(t_kwflags(st, "INBOX", 1, u, STORE_FLAGS_REMOVE, 0, names,
+	    STORE_MODSEQ_NONE, &res, &n), STORE_OP_LIMIT,
+	    "%s: a list of 65: LIMIT", F);
+	if (fmt == 1) {
+		t_kwnames(names, sizeof(names), "q", 1, STORE_KEYWORDS_MAX);
+		is_int(t_kwflags(st, "INBOX", 1, u, STORE_FLAGS_ADD, 0, names,
+		    STORE_MODSEQ_NONE, &res, &n), STORE_OP_OK,
+		    "mbox: 64 keywords on a message");
+		free(res);
+		ok(strncmp(t_kw(st, "INBOX", u[0]), "q01 q02 ", 8) == 0 &&
+		    strlen(t_kw(st, "INBOX", u[0])) == 64 * 4 - 1,
+		    "mbox: all 64 stored");
+		is_int(t_kwflags(st, "INBOX", 2, both, STORE_FLAGS_ADD, 0,
+		    "r01", STORE_MODSEQ_NONE, &res, &n), STORE_OP_LIMIT,
+		    "mbox: a 65th on one of two: LIMIT");
+		ok(strstr(t_kw(st, "INBOX", u[0]), "r01") == NULL &&
+		    strcmp(t_kw(st, "INBOX", u[1]), "") == 0,
+		    "mbox: neither message changed");
+	} else {
+		t_kwnames(names, sizeof(names), "q", 1, 26);
+		is_int(t_kwflags(st, "INBOX", 1, u, STORE_FLAGS_ADD, 0, names,
+		    STORE_MODSEQ_NONE, &res, &n), STORE_OP_OK,
+		    "maildir: 26 keywords in a folder");
+		free(res);
+		ok(t_md_tail(st, "INBOX", u[0],
+		    ":2,abcdefghijklmnopqrstuvwxyz"),
+		    "maildir: every letter a-z in the name");
+		is_int(t_kwflags(st, "INBOX", 2, both, STORE_FLAGS_ADD, 0,
+		    "q01 r01", STORE_MODSEQ_NONE, &res, &n), STORE_OP_LIMIT,
+		    "maildir: a 27th: LIMIT");
+		ok(strstr(t_kw(st, "INBOX", u[0]), "r01") == NULL &&
+		    strcmp(t_kw(st, "INBOX", u[1]), "") == 0 &&
+		    t_md_tail(st, "INBOX", u[0],
+		    ":2,abcdefghijklmnopqrstuvwxyz") &&
+		    !t_md_tail(st, "INBOX", u[1], ":2,a"),
+		    "maildir: nothing changed, nothing renamed");
+		is_int(t_kwflags(st, "INBOX", 1, u + 1, STORE_FLAGS_ADD, 0,
+		    "Q05", STORE_MODSEQ_NONE, &res, &n), STORE_OP_OK,
+		    "maildir: a keyword the folder has is fine");
+		free(res);
+		ok(t_md_tail(st, "INBOX", u[1], ":2,e") &&
+		    strcmp(t_kw(st, "INBOX", u[1]), "q05") == 0,
+		    "maildir: letter e, spelt as the folder spells it");
+	}
+	is_int(t_kwflags(st, "INBOX", 1, u + 1, STORE_FLAGS_ADD, 0, "",
+	    STORE_MODSEQ_NONE, &res, &n), STORE_OP_OK, "%s: nothing", F);
+	ms = n == 1 ? res[0].modseq : 0;
+	free(res);
+	is_int(t_kwflags(st, "INBOX", 1, u + 1, STORE_FLAGS_ADD, 0, "q02",
+	    ms - 1, &res, &n), STORE_OP_OK, "%s: UNCHANGEDSINCE below", F);
+	ok(n == 1 && res[0].modified && !res[0].changed &&
+	    strstr(t_kw(st, "INBOX", u[1]), "q02") == NULL,
+	    "%s: reported modified, not changed (N+1)", F);
+	free(res);
+	is_int(t_kwflags(st, "INBOX", 1, u + 1, STORE_FLAGS_ADD, 0, "q02",
+	    ms, &res, &n), STORE_OP_OK, "%s: UNCHANGEDSINCE equal", F);
+	ok(n == 1 && !res[0].modified && res[0].changed && res[0].modseq > ms,
+	    "%s: changed (N)", F);
+	free(res);
+	store_close(&st);
+}
+
+/* APPEND, COPY, MOVE and EXPUNGE keep them; a new store and a rebuild
+ * see them. */
+static void
+test_kw_carry(void)
+{
+	struct store *st = t_store();
+	struct store_flag_result *res;
+	struct store_append a = { "INBOX", (const unsigned char *)m4,
+	    strlen(m4), MINDEX_F_SEEN, 1600000000, "$MDNSent\0$Junk\0", 16 };
+	struct store_appended r;
+	struct store_copied c;
+	struct t_set ts;
+	struct buf b;
+	uint32_t u[3], ua, *gone;
+	uint64_t msgs;
+	size_t n;
+	const char *err, *F = fmt_name[fmt];
+
+	buf_init(&b, 1 << 20);
+	u[0] = t_deliver(st, "INBOX", m1);
+	u[1] = t_deliver(st, "INBOX", m2);
+	u[2] = t_deliver(st, "INBOX", m3);
+	is_int(store_append(st, &a, &r, &err), STORE_OP_OK,
+	    "%s: APPEND with keywords", F);
+	is_string(t_kw(st, "INBOX", r.uid), "$Junk $MDNSent",
+	    "%s: the appended message has them", F);
+	ua = r.uid;
+	if (fmt == 0)
+		ok(t_md_tail(st, "INBOX", ua, ":2,Sab"),
+		    "maildir: its name carries them");
+	a.keywords = "a]b\0";
+	a.keywords_len = 4;
+	is_int(store_append(st, &a, &r, &err), STORE_OP_CANNOT,
+	    "%s: APPEND with a bad keyword: CANNOT", F);
+	is_int(t_kwflags(st, "INBOX", 1, u, STORE_FLAGS_ADD, 0, "one",
+	    STORE_MODSEQ_NONE, &res, &n), STORE_OP_OK, "%s: keyword on 1", F);
+	free(res);
+	is_int(t_kwflags(st, "INBOX", 1, u + 1, STORE_FLAGS_ADD,
+	    MINDEX_F_DELETED, "two", STORE_MODSEQ_NONE, &res, &n),
+	    STORE_OP_OK, "%s: keyword on 2", F);
+	free(res);
+	is_int(t_kwflags(st, "INBOX", 1, u + 2, STORE_FLAGS_ADD, 0, "three",
+	    STORE_MODSEQ_NONE, &res, &n), STORE_OP_OK, "%s: keyword on 3", F);
+	free(res);
+	is_int(store_folder_create(st, "Dest", &err), STORE_OP_OK,
+	    "%s: CREATE Dest", F);
+	is_int(store_append_copy(st, "INBOX", t_uids(&ts, 1, u), "Dest",
+	    false, &c, &err), STORE_OP_OK, "%s: COPY", F);
+	ok(c.count == 1 && strcmp(t_kw(st, "Dest", c.dst_uids[0]), "one") == 0,
+	    "%s: the copy has the keyword", F);
+	store_copied_free(&c);
+	is_int(store_append_copy(st, "INBOX", t_uids(&ts, 1, u + 2), "Dest",
+	    true, &c, &err), STORE_OP_OK, "%s: MOVE", F);
+	ok(c.count == 1 &&
+	    strcmp(t_kw(st, "Dest", c.dst_uids[0]), "three") == 0 &&
+	    strcmp(t_kw(st, "INBOX", u[2]), "?") == 0,
+	    "%s: the moved message has it, and left", F);
+	if (fmt == 0) {
+		t_kwfile(st, "Dest", &b);
+		is_string(buf_cstr(&b), "0 one\n1 three\n",
+		    "maildir: Dest names its own letters");
+		ok(c.count == 1 && t_md_tail(st, "Dest", c.dst_uids[0],
+		    ":2,b"), "maildir: the moved file has Dest's letter");
+	}
+	store_copied_free(&c);
+	is_int(store_expunge(st, "INBOX", NULL, false, &gone, &n, &err),
+	    STORE_OP_OK, "%s: EXPUNGE of \\Deleted", F);
+	ok(n == 1 && gone[0] == u[1], "%s: the second went", F);
+	free(gone);
+	is_int(store_sync(st, "INBOX", true, NULL, &err), 0, "%s: sync", F);
+	ok(strcmp(t_kw(st, "INBOX", u[0]), "one") == 0 &&
+	    strcmp(t_kw(st, "INBOX", ua), "$Junk $MDNSent") == 0,
+	    "%s: the others keep theirs", F);
+	store_close(&st);
+	st = t_store();
+	ok(strcmp(t_kw(st, "INBOX", u[0]), "one") == 0,
+	    "%s: a new store sees them", F);
+	store_close(&st);
+	if (fmt == 0) {
+		is_int(store_reindex(&users[0], &msgs, &err), 0,
+		    "maildir: rebuild the index from storage");
+		st = t_store();
+		ok(strcmp(t_kw(st, "INBOX", u[0]), "one") == 0 &&
+		    strcmp(t_kw(st, "Dest", 2), "three") == 0,
+		    "maildir: keywords come back from names and "
+		    "dovecot-keywords");
+		store_close(&st);
+	}
+	buf_free(&b);
+}
+
+/* Maildir: keywords another program (Dovecot, mutt) sets, and a folder
+ * that is full refusing APPEND and COPY whole. */
+static void
+test_kw_maildir_others(void)
+{
+	struct store *st;
+	struct store_flag_result *res;
+	struct store_append a = { "INBOX", (const unsigned char *)m1,
+	    strlen(m1), 0, 0, "zz\0", 3 };
+	struct store_appended r;
+	struct store_copied c;
+	struct t_set ts;
+	char path[PATH_MAX], name[PATH_MAX], from[PATH_MAX * 2 + 8];
+	char to[PATH_MAX * 2 + 8], names[4096];
+	uint32_t u[2];
+	size_t n;
+	int files;
+	FILE *f;
+	const char *err;
+
+	fmt = 0;
+	t_reset();
+	st = t_store();
+	u[0] = t_deliver(st, "INBOX", m1);
+	u[1] = t_deliver(st, "INBOX", m2);
+	is_int(t_kwflags(st, "INBOX", 1, u, STORE_FLAGS_ADD, 0, "mine",
+	    STORE_MODSEQ_NONE, &res, &n), STORE_OP_OK, "maildir: loft's");
+	free(res);
+	/* Dovecot names a letter of its own, and mutt leaves one unnamed. */
+	t_path(st, "INBOX", path, sizeof(path));
+	snprintf(from, sizeof(from), "%s/dovecot-keywords", path);
+	if ((f = fopen(from, "w")) == NULL)
+		bail("dovecot-keywords");
+	fprintf(f, "0 mine\n3 $NotJunk\n4 bad]name\n");
+	fclose(f);
+	t_md_files(path, u[1], name, sizeof(name));
+	snprintf(from, sizeof(from), "%s/%s", path, name);
+	snprintf(to, sizeof(to), "%s/cur/%s:2,Sdey", path, name + 4);
+	if (rename(from, to) < 0)
+		bail("rename");
+	is_int(store_sync(st, "INBOX", true, NULL, &err), 0, "maildir: sync");
+	is_string(t_kw(st, "INBOX", u[1]), "$NotJunk",
+	    "maildir: a keyword Dovecot set is read (a bad name and an "
+	    "unnamed letter are none)");
+	is_int(t_kwflags(st, "INBOX", 1, u + 1, STORE_FLAGS_ADD, 0, "new",
+	    STORE_MODSEQ_NONE, &res, &n), STORE_OP_OK,
+	    "maildir: loft adds one");
+	free(res);
+	is_string(t_kw(st, "INBOX", u[1]), "$NotJunk new",
+	    "maildir: both");
+	ok(t_md_tail(st, "INBOX", u[1], ":2,Sbdey"),
+	    "maildir: the new letter b (free), d kept, e and y (no keyword "
+	    "here) kept too");
+	/* A file dropped in with letters is adopted with its keywords. */
+	snprintf(to, sizeof(to), "%s/cur/1700000000.M1P1.other:2,Sa", path);
+	if ((f = fopen(to, "w")) == NULL)
+		bail("drop");
+	fputs(m3, f);
+	fclose(f);
+	is_int(store_sync(st, "INBOX", false, NULL, &err), 0,
+	    "maildir: sync adopts it");
+	is_string(t_kw(st, "INBOX", 3), "mine",
+	    "maildir: with the keyword of its letter");
+	/* Dovecot holds its lock: a new letter waits, then INUSE; a
+	 * keyword that has its letter needs no lock. */
+	snprintf(to, sizeof(to), "%s/dovecot-uidlist.lock", path);
+	if ((f = fopen(to, "w")) == NULL)
+		bail("lock");
+	fclose(f);
+	is_int(t_kwflags(st, "INBOX", 1, u, STORE_FLAGS_ADD, 0, "locked",
+	    STORE_MODSEQ_NONE, &res, &n), STORE_OP_INUSE,
+	    "maildir: a new letter while Dovecot holds its lock: INUSE");
+	is_int(t_kwflags(st, "INBOX", 1, u, STORE_FLAGS_ADD, 0, "$NotJunk",
+	    STORE_MODSEQ_NONE, &res, &n), STORE_OP_OK,
+	    "maildir: a letter the file has: no lock needed");
+	free(res);
+	unlink(to);
+	ok(strcmp(t_kw(st, "INBOX", u[0]), "$NotJunk mine") == 0,
+	    "maildir: only that one changed");
+	/* Fill the folder: APPEND and COPY needing a 27th are refused. */
+	t_kwnames(names, sizeof(names), "f", 1, 22);
+	is_int(t_kwflags(st, "INBOX", 1, u, STORE_FLAGS_ADD, 0, names,
+	    STORE_MODSEQ_NONE, &res, &n), STORE_OP_OK,
+	    "maildir: the folder's 26 letters taken");
+	free(res);
+	files = t_md_files(path, 0, NULL, 0);
+	is_int(store_append(st, &a, &r, &err), STORE_OP_LIMIT,
+	    "maildir: APPEND with a 27th: LIMIT");
+	is_int(t_md_files(path, 0, NULL, 0), files,
+	    "maildir: and nothing stored");
+	is_int(store_folder_create(st, "Other", &err), STORE_OP_OK,
+	    "maildir: CREATE Other");
+	a.folder = "Other";
+	is_int(store_append(st, &a, &r, &err), STORE_OP_OK,
+	    "maildir: APPEND there is fine");
+	is_int(store_append_copy(st, "Other", t_uids(&ts, 1, &r.uid), "INBOX",
+	    false, &c, &err), STORE_OP_LIMIT,
+	    "maildir: COPY of it to the full folder: LIMIT");
+	is_int(t_md_files(path, 0, NULL, 0), files,
+	    "maildir: and nothing left behind");
+	store_close(&st);
+}
+
+static void
+test_keywords(void)
+{
+	t_reset();
+	test_kw_change();
+	t_reset();
+	test_kw_limits();
+	t_reset();
+	test_kw_carry();
+}
+
 static void
 run_format(int f)
 {
@@ -1630,6 +2170,7 @@ run_format(int f)
 	t_reset();
 	test_read();
 	test_read_after_close();
+	test_keywords();
 }
 
 int
@@ -1654,6 +2195,7 @@ main(int argc, char **argv)
 	t_reset();
 	test_rename_children();
 	test_flags_renamed();
+	test_kw_maildir_others();
 	run_format(1);
 	test_flags_mbox_kept();
 
