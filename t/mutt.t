@@ -41,7 +41,7 @@ def run_mutt(env, folder):
     muttrc = os.path.join(env.dir, "muttrc")
     with open(muttrc, "w") as f:
         f.write("set mbox_type=%s\nset folder=%s\nset spoolfile=%s\n"
-                "set sort=mailbox-order\nset mark_old=no\nset move=no\n"
+                "set sort=subject\nset mark_old=no\nset move=no\n"
                 "set delete=yes\nset resolve=no\nset confirmappend=no\nset quit=yes\n"
                 "set status_format=\"STATUS %%f msgs=%%m new=%%n del=%%d\"\n"
                 "set index_format=\"IDX %%4C %%Z %%s\"\n"
@@ -67,6 +67,8 @@ for fmt in ("maildir", "mbox"):
     t.ok(all(("mutt test %d" % i) in s for i in range(3)),
          "%s: mutt lists every subject" % fmt)
     # Flag the first message, delete the second, and sync ($ then q).
+    # Sorted by subject ("mutt test 0" first, delivered first: UID 1): a
+    # Maildir's own order is its directory's, which is no order at all.
     tmux("send-keys", "-t", SESSION, "F")
     time.sleep(0.2)
     tmux("send-keys", "-t", SESSION, "j", "d")
