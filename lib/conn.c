@@ -25,6 +25,7 @@
 #include "xmalloc.h"
 
 #define CONN_READS_PER_EVENT	16	/* then let other connections run */
+#define CONN_WRITES_PER_EVENT	4	/* the same for conn_flush_queued */
 #define CONN_PRINTF_STACK	512
 
 struct conn {
@@ -48,6 +49,8 @@ struct conn {
 	size_t out_cap, out_pos, out_len, out_soft, out_hard;
 
 	bool read_wants_write, write_wants_read;
+	bool write_full;		/* the last write left bytes queued:
+					   the next waits for the fd */
 	bool eof;			/* peer closed: no more reading */
 	bool paused;			/* conn_pause_input() */
 	bool dead;			/* failed or closed: no more io */
@@ -138,6 +141,7 @@ conn_want_input(const struct conn *c)
 static void conn_io_cb(void *ctx);
 static void conn_update(struct conn *c);
 static void conn_destroy(struct conn *c);
+static void conn_flush_queued(struct conn *c);
 
 /* Every entry from the loop goes through here: a callback may close the
  * connection, which is then freed once nothing of ours is on the stack. */
@@ -146,6 +150,7 @@ conn_enter(struct conn *c, void (*fn)(struct conn *))
 {
 	c->busy++;
 	fn(c);
+	conn_flush_queued(c);
 	c->busy--;
 	if (c->freed) {
 		if (c->busy == 0)
@@ -221,12 +226,17 @@ conn_set_io(struct conn *c, struct io **iop, enum io_dir dir, bool on)
 static void conn_kick_cb(void *ctx);
 static void conn_stall_cb(void *ctx);
 
-/* Make the ios and timers match what the connection waits for now. */
+/* Make the ios and timers match what the connection waits for now.
+ * Inside a callback of ours this waits for conn_enter, which does it
+ * once on the way out: an answer queued and sent within one callback
+ * then costs no epoll_ctl to watch for writability and another to stop. */
 static void
 conn_update(struct conn *c)
 {
 	bool in, out, kick;
 
+	if (c->busy > 0)
+		return;
 	if (c->dead || c->fd < 0) {
 		conn_stop_watching(c);
 		return;
@@ -323,6 +333,13 @@ conn_fill(struct conn *c)
 			c->in_len += (size_t)n;
 			conn_skip(c);
 			got = true;
+			/* A plain socket or pipe that gave less than asked
+			 * is empty: asking again would only fetch EAGAIN
+			 * (level-triggered, the loop calls again when more
+			 * comes). A transport may hold more than one read
+			 * returns. */
+			if ((size_t)n < room && conn_is_plain(c))
+				break;
 			continue;
 		}
 		if (n == 0)
@@ -376,6 +393,7 @@ conn_flush(struct conn *c)
 	c->write_wants_read = false;
 	/* The same the other way round (see conn_fill). */
 	c->read_wants_write = false;
+	c->write_full = true;
 	n = c->tops->write(c->tctx, c->fd, c->out + c->out_pos, c->out_len,
 	    &want);
 	if (n < 0) {
@@ -390,6 +408,7 @@ conn_flush(struct conn *c)
 	if ((size_t)n > c->out_len)
 		log_panic("conn: transport wrote %zd of %zu bytes", n,
 		    c->out_len);
+	c->write_full = (size_t)n < c->out_len;
 	c->out_pos += (size_t)n;
 	c->out_len -= (size_t)n;
 	if (c->out_len == 0)
@@ -422,6 +441,26 @@ conn_handle_now(struct conn *c)
 	}
 	if (conn_want_input(c))
 		(void)conn_fill(c);
+}
+
+/*
+ * After a callback: send what it queued now rather than after another
+ * round through epoll_wait for a socket that is almost always writable,
+ * so that an answer leaves in the same turn of the loop as its command
+ * (Dovecot's ostream flushes on uncork the same way). What a drain lets
+ * the owner queue goes too, a few times, then the loop lets the others
+ * run. A write that filled the socket waits for the fd, as before.
+ */
+static void
+conn_flush_queued(struct conn *c)
+{
+	for (int i = 0; i < CONN_WRITES_PER_EVENT; i++) {
+		if (c->freed || c->dead || c->fd < 0 || c->out_len == 0 ||
+		    c->write_wants_read || c->write_full)
+			return;
+		if (!conn_flush(c))
+			return;
+	}
 }
 
 static void

@@ -170,8 +170,12 @@ void conn_input_discard(struct conn *conn);
  * what would pass it. soft <= hard, both > 0. */
 void conn_set_output_limits(struct conn *conn, size_t soft, size_t hard);
 /*
- * conn_write: queue len bytes; they are sent from the loop. Returns 0, or
- * -1 (nothing queued) when the queue would pass the hard limit or the
+ * conn_write: queue len bytes. Queued inside this connection's event
+ * callback, they are written as soon as it returns (an answer leaves in
+ * the same turn of the loop as the command it answers, one write for all
+ * the callback queued); queued elsewhere, or when the socket is full,
+ * they are sent from the loop once the fd is writable. Returns 0, or -1
+ * (nothing queued) when the queue would pass the hard limit or the
  * connection is closing or dead: the owner should give up on it.
  */
 int conn_write(struct conn *conn, const void *data, size_t len);

@@ -358,9 +358,11 @@ mailproc_event(struct conn *conn, enum conn_event ev, void *ctx)
 		mailproc_feed(s);
 		break;
 	case CONN_EV_DRAINED:
+		/* POP3 wants to hear of every drain, streaming or not: its
+		 * queued commands may be waiting for one. */
 		if (s->imap != NULL)
 			imap_session_output_ready(s->imap);
-		else if (pop3_session_want_output(s->pop3))
+		else
 			pop3_session_output_ready(s->pop3);
 		mailproc_feed(s);
 		break;

@@ -80,8 +80,16 @@ struct pop3_session {
 	struct pop3_mailbox_msg *msg;	/* owned while streaming */
 	struct pop3_xform xf;
 	unsigned cursor;		/* listing position */
-	unsigned char *raw;		/* owned, POP3_CHUNK bytes */
-	struct buf out;
+	/* Both kept from one message to the next (a client fetching the
+	 * whole mailbox would otherwise allocate them per message) and
+	 * let go by pop3_session_idle. */
+	unsigned char *raw;		/* owned, POP3_CHUNK bytes, or NULL */
+	struct buf out;			/* a chunk being built */
+	/* Bytes written since the last pop3_session_output_ready: past
+	 * POP3_CHUNK, queued commands wait for the output to drain, so
+	 * that pipelined RETRs of small messages share one write to the
+	 * client without any number of them piling up unsent. */
+	size_t unflushed;
 	struct pop3_stats stats;	/* dele, dele_bytes: set at QUIT */
 };
 
@@ -101,8 +109,10 @@ static void pop3_run(struct pop3_session *s);
 static void
 pop3_write(struct pop3_session *s, const void *data, size_t len)
 {
-	if (s->state != POP3_STATE_CLOSED || s->stream == POP3_STREAM_NONE)
+	if (s->state != POP3_STATE_CLOSED || s->stream == POP3_STREAM_NONE) {
 		s->cb->write(s->ctx, data, len);
+		s->unflushed += len;
+	}
 }
 
 static void pop3_reply(struct pop3_session *s, const char *fmt, ...)
@@ -651,13 +661,32 @@ pop3_no_args(struct pop3_session *s, const char *args)
 	return false;
 }
 
+/*
+ * Make the snapshot's sizes exact before STAT, LIST, RETR or TOP uses
+ * one: after a lazy sync some are estimates from file names, and a
+ * session that only asks UIDL (and DELE, QUIT) never pays for reading
+ * the messages. Cheap once they are exact. -1: answered.
+ */
+static int
+pop3_sizes(struct pop3_session *s)
+{
+	const char *error;
+
+	if (pop3_mailbox_sizes(s->mb, &error) == 0)
+		return 0;
+	log_error("pop3: user=<%s>, reading the message sizes failed (%s)",
+	    s->login_user, error);
+	pop3_reply(s, "-ERR [SYS/TEMP] Cannot read the mailbox");
+	return -1;
+}
+
 static void
 pop3_cmd_stat(struct pop3_session *s, char *args)
 {
 	unsigned n;
 	uint64_t size;
 
-	if (!pop3_no_args(s, args))
+	if (!pop3_no_args(s, args) || pop3_sizes(s) < 0)
 		return;
 	pop3_totals(s, &n, &size);
 	pop3_reply(s, "+OK %u %llu", n, (unsigned long long)size);
@@ -679,13 +708,14 @@ pop3_opt_msgnum(struct pop3_session *s, char *args, unsigned *i_r)
 	return pop3_msgnum(s, tok[0], i_r) < 0 ? -1 : 1;
 }
 
+static void pop3_stream_step(struct pop3_session *s);
+
 static void
 pop3_stream_start(struct pop3_session *s, enum pop3_stream_kind kind)
 {
 	s->stream = kind;
 	s->cursor = 0;
-	buf_init(&s->out, 2 * POP3_CHUNK + 64);
-	pop3_session_output_ready(s);
+	pop3_stream_step(s);
 }
 
 static void
@@ -695,7 +725,7 @@ pop3_cmd_list(struct pop3_session *s, char *args)
 	uint64_t size;
 	int ret;
 
-	if ((ret = pop3_opt_msgnum(s, args, &i)) < 0)
+	if ((ret = pop3_opt_msgnum(s, args, &i)) < 0 || pop3_sizes(s) < 0)
 		return;
 	if (ret == 1) {
 		pop3_reply(s, "+OK %u %llu", i + 1,
@@ -749,7 +779,8 @@ pop3_send_msg(struct pop3_session *s, unsigned i, bool top,
 		pop3_reply(s, "+OK %llu octets",
 		    (unsigned long long)pop3_mailbox_vsize(s->mb, i));
 	}
-	s->raw = xmalloc(POP3_CHUNK);
+	if (s->raw == NULL)
+		s->raw = xmalloc(POP3_CHUNK);
 	pop3_stream_start(s, POP3_STREAM_MSG);
 }
 
@@ -764,7 +795,7 @@ pop3_cmd_retr(struct pop3_session *s, char *args)
 		pop3_bad(s, "-ERR Syntax error");
 		return;
 	}
-	if (pop3_msgnum(s, tok[0], &i) == 0)
+	if (pop3_msgnum(s, tok[0], &i) == 0 && pop3_sizes(s) == 0)
 		pop3_send_msg(s, i, false, 0);
 }
 
@@ -784,7 +815,7 @@ pop3_cmd_top(struct pop3_session *s, char *args)
 		pop3_bad(s, "-ERR Invalid line count");
 		return;
 	}
-	if (pop3_msgnum(s, tok[0], &i) == 0)
+	if (pop3_msgnum(s, tok[0], &i) == 0 && pop3_sizes(s) == 0)
 		pop3_send_msg(s, i, true, lines);
 }
 
@@ -893,24 +924,27 @@ static const struct pop3_cmd pop3_cmds[] = {
 
 /* Streaming. */
 
+/* Chunk bytes into s->out, which has room for them by construction
+ * (see pop3_stream_msg): running out of it is a bug. */
 static void
-pop3_xform_byte(struct pop3_xform *xf, unsigned char c, struct buf *out)
+pop3_out(struct pop3_session *s, const void *data, size_t len)
 {
-	bool empty;
+	if (buf_append(&s->out, data, len) < 0)
+		log_panic("pop3: chunk of %zu bytes overflows",
+		    s->out.len + len);
+}
 
-	if (xf->bol && c == '.')
-		buf_append_byte(out, '.');
-	if (c != '\n') {
-		buf_append_byte(out, c);
-		xf->line_len++;
-		xf->prev_cr = c == '\r';
-		xf->bol = false;
-		return;
-	}
-	if (!xf->prev_cr)
-		buf_append_byte(out, '\r');
-	buf_append_byte(out, '\n');
-	empty = xf->line_len == 0 || (xf->line_len == 1 && xf->prev_cr);
+/* The LF of a line (after any CR) becomes CRLF; TOP counts its lines. */
+static void
+pop3_xform_eol(struct pop3_session *s)
+{
+	struct pop3_xform *xf = &s->xf;
+	bool empty = xf->line_len == 0 || (xf->line_len == 1 && xf->prev_cr);
+
+	if (xf->prev_cr)
+		pop3_out(s, "\n", 1);
+	else
+		pop3_out(s, "\r\n", 2);
 	if (xf->top) {
 		if (xf->in_body && ++xf->body_lines >= xf->body_max)
 			xf->done = true;
@@ -922,6 +956,38 @@ pop3_xform_byte(struct pop3_xform *xf, unsigned char c, struct buf *out)
 	xf->bol = true;
 	xf->line_len = 0;
 	xf->prev_cr = false;
+}
+
+/*
+ * Message bytes into s->out as CRLF lines, dot-stuffed, resumable at any
+ * byte: the bytes between two LFs are copied in one go, not one at a
+ * time. At most 2 * len bytes come out: an LF grows to CRLF or a leading
+ * dot doubles, one byte each.
+ */
+static void
+pop3_xform(struct pop3_session *s, const unsigned char *p, size_t len)
+{
+	struct pop3_xform *xf = &s->xf;
+	const unsigned char *end = p + len, *lf;
+	size_t n;
+
+	while (p < end && !xf->done) {
+		if (xf->bol && *p == '.')
+			pop3_out(s, ".", 1);
+		lf = memchr(p, '\n', (size_t)(end - p));
+		n = (size_t)((lf != NULL ? lf : end) - p);
+		if (n > 0) {
+			pop3_out(s, p, n);
+			xf->line_len += n;
+			xf->prev_cr = p[n - 1] == '\r';
+			xf->bol = false;
+			p += n;
+		}
+		if (lf != NULL) {
+			pop3_xform_eol(s);
+			p++;
+		}
+	}
 }
 
 /* Count message bytes about to be written (listings are not counted). */
@@ -936,22 +1002,34 @@ pop3_stream_count(struct pop3_session *s)
 		s->stats.retr_bytes += s->out.len;
 }
 
+/* The stream is over: raw and out stay for the next one. */
+static void
+pop3_stream_stop(struct pop3_session *s)
+{
+	pop3_mailbox_msg_close(&s->msg);
+	buf_truncate(&s->out, 0);
+	s->stream = POP3_STREAM_NONE;
+}
+
 static void
 pop3_stream_end(struct pop3_session *s)
 {
 	if (s->stream == POP3_STREAM_MSG && !s->xf.bol)
-		buf_append_str(&s->out, "\r\n");
+		pop3_out(s, "\r\n", 2);
 	pop3_stream_count(s);
-	buf_append_str(&s->out, ".\r\n");
+	pop3_out(s, ".\r\n", 3);
 	pop3_write(s, s->out.data, s->out.len);
-	pop3_mailbox_msg_close(&s->msg);
-	free(s->raw);
-	s->raw = NULL;
-	buf_free(&s->out);
-	s->stream = POP3_STREAM_NONE;
+	pop3_stream_stop(s);
 }
 
-/* One chunk of a message: 1 more to come, 0 done, -1 error. */
+/*
+ * Read and convert until s->out holds POP3_CHUNK bytes or the message
+ * ends, so that a small message goes out whole with its "." in one
+ * write instead of one write and one wait for the client per read.
+ * Each read asks for half the room left below 2 * POP3_CHUNK (the
+ * conversion at most doubles), so a chunk stays within 2 * POP3_CHUNK
+ * plus the ending. 1 more to come, 0 done, -1 error.
+ */
 static int
 pop3_stream_msg(struct pop3_session *s)
 {
@@ -959,15 +1037,19 @@ pop3_stream_msg(struct pop3_session *s)
 	size_t len;
 	int ret;
 
-	ret = pop3_mailbox_msg_read(s->msg, s->raw, POP3_CHUNK, &len, &error);
-	if (ret < 0) {
-		log_error("pop3: user=<%s>, reading a message failed (%s)",
-		    s->login_user, error);
-		return -1;
+	while (s->out.len < POP3_CHUNK && !s->xf.done) {
+		ret = pop3_mailbox_msg_read(s->msg, s->raw,
+		    (2 * POP3_CHUNK - s->out.len) / 2, &len, &error);
+		if (ret < 0) {
+			log_error("pop3: user=<%s>, reading a message failed "
+			    "(%s)", s->login_user, error);
+			return -1;
+		}
+		if (ret == 0)
+			return 0;
+		pop3_xform(s, s->raw, len);
 	}
-	for (size_t i = 0; i < len && !s->xf.done; i++)
-		pop3_xform_byte(&s->xf, s->raw[i], &s->out);
-	return ret == 0 || s->xf.done ? 0 : 1;
+	return s->xf.done ? 0 : 1;
 }
 
 static int
@@ -992,32 +1074,44 @@ pop3_stream_list(struct pop3_session *s)
 	return s->cursor < count ? 1 : 0;
 }
 
-void
-pop3_session_output_ready(struct pop3_session *s)
+/* The next chunk of the stream, and its end if it is there. */
+static void
+pop3_stream_step(struct pop3_session *s)
 {
 	int ret;
 
-	if (s->stream != POP3_STREAM_NONE) {
-		buf_truncate(&s->out, 0);
-		ret = s->stream == POP3_STREAM_MSG ? pop3_stream_msg(s) :
-		    pop3_stream_list(s);
-		if (ret < 0) {
-			/* After +OK no -ERR can be sent: drop the line. */
-			pop3_mailbox_msg_close(&s->msg);
-			free(s->raw);
-			s->raw = NULL;
-			buf_free(&s->out);
-			s->stream = POP3_STREAM_NONE;
-			pop3_enter_state(s, POP3_STATE_CLOSED);
-			return;
-		}
-		if (ret == 0)
-			pop3_stream_end(s);
-		else {
-			pop3_stream_count(s);
-			pop3_write(s, s->out.data, s->out.len);
-		}
+	buf_truncate(&s->out, 0);
+	ret = s->stream == POP3_STREAM_MSG ? pop3_stream_msg(s) :
+	    pop3_stream_list(s);
+	if (ret < 0) {
+		/* After +OK no -ERR can be sent: drop the line. */
+		pop3_stream_stop(s);
+		pop3_enter_state(s, POP3_STATE_CLOSED);
+		return;
 	}
+	if (ret == 0)
+		pop3_stream_end(s);
+	else {
+		pop3_stream_count(s);
+		pop3_write(s, s->out.data, s->out.len);
+	}
+}
+
+/* Queued commands wait for the output written so far to drain (only in
+ * TRANSACTION: the login process never calls output_ready). */
+static bool
+pop3_held(const struct pop3_session *s)
+{
+	return s->state == POP3_STATE_TRANSACTION &&
+	    s->unflushed >= POP3_CHUNK;
+}
+
+void
+pop3_session_output_ready(struct pop3_session *s)
+{
+	s->unflushed = 0;
+	if (s->stream != POP3_STREAM_NONE)
+		pop3_stream_step(s);
 	if (s->stream == POP3_STREAM_NONE)
 		pop3_run(s);
 }
@@ -1025,7 +1119,8 @@ pop3_session_output_ready(struct pop3_session *s)
 bool
 pop3_session_want_output(const struct pop3_session *s)
 {
-	return s->stream != POP3_STREAM_NONE;
+	return s->stream != POP3_STREAM_NONE ||
+	    (pop3_held(s) && s->queue_pos < s->queue.len);
 }
 
 /* Input. */
@@ -1070,7 +1165,8 @@ pop3_run(struct pop3_session *s)
 	s->running = true;
 	while (s->state != POP3_STATE_CLOSED &&
 	    s->stream == POP3_STREAM_NONE && !s->waiting_login &&
-	    !s->auth_pending && s->queue_pos < s->queue.len) {
+	    !s->auth_pending && !pop3_held(s) &&
+	    s->queue_pos < s->queue.len) {
 		unsigned char *rec = s->queue.data + s->queue_pos;
 		size_t len = (size_t)rec[1] << 8 | rec[2];
 
@@ -1168,6 +1264,8 @@ pop3_session_new(const struct pop3_settings *set,
 	s->ctx = ctx;
 	s->state = POP3_STATE_AUTHORIZATION;
 	buf_init(&s->line, line_max);
+	/* A chunk and its ending (pop3_stream_msg). */
+	buf_init(&s->out, 2 * POP3_CHUNK + 64);
 	/* Room for one longest line at least, or input could stall on a
 	 * line that never fits an empty queue; its length fits the 2-byte
 	 * record header since line_max <= 65536. */
@@ -1370,9 +1468,13 @@ pop3_session_tls_started(struct pop3_session *s)
 void
 pop3_session_idle(struct pop3_session *s)
 {
-	if (s->state == POP3_STATE_TRANSACTION && s->mb != NULL &&
-	    s->stream == POP3_STREAM_NONE)
+	if (s->stream != POP3_STREAM_NONE)
+		return;
+	if (s->state == POP3_STATE_TRANSACTION && s->mb != NULL)
 		pop3_mailbox_release(s->mb);
+	free(s->raw);
+	s->raw = NULL;
+	buf_free(&s->out);
 }
 
 enum pop3_state

@@ -20,10 +20,14 @@
  * pop3_session_login).
  *
  * Pipelining: complete lines are queued (at most POP3_QUEUE_MAX bytes, or
- * one line of line_max if that is more) and answered in order. While
- * RETR/TOP stream a message, one chunk of at most about 2 * POP3_CHUNK
- * bytes goes out per pop3_session_output_ready() call; queued commands
- * run when the message is done.
+ * one line of line_max if that is more) and answered in order. RETR/TOP
+ * convert a message into chunks of POP3_CHUNK to 2 * POP3_CHUNK bytes (a
+ * message smaller than that goes out whole, with its +OK and "." line,
+ * in one call): one chunk per pop3_session_output_ready() call; queued
+ * commands run when the message is done. In TRANSACTION, once
+ * POP3_CHUNK bytes were written since the last output_ready call, queued
+ * commands wait for the next one, so that pipelined RETRs of small
+ * messages share a write to the client yet do not pile up unsent.
  */
 #ifndef LOFT_POP3_SESSION_H
 #define LOFT_POP3_SESSION_H
@@ -179,10 +183,14 @@ void pop3_session_greet(struct pop3_session *s);
  */
 size_t pop3_session_input(struct pop3_session *s, const unsigned char *data,
     size_t len);
-/* pop3_session_output_ready: the previous output drained: send the next
- * chunk of a message being sent, then run queued commands. */
+/* pop3_session_output_ready: the output written so far drained (call it
+ * each time it has, streaming or not): send the next chunk of a message
+ * or listing being sent, then run queued commands. */
 void pop3_session_output_ready(struct pop3_session *s);
-/* pop3_session_want_output: a message is being streamed. */
+/* pop3_session_want_output: the engine waits for output_ready before it
+ * goes on: a message or listing is being streamed, or queued commands
+ * wait for the output to drain. Offer no input meanwhile (it would only
+ * be queued). */
 bool pop3_session_want_output(const struct pop3_session *s);
 
 /* pop3_session_login: after cb->authenticated: open u's mailbox (u is
@@ -242,8 +250,10 @@ void pop3_session_stats(const struct pop3_session *s, struct pop3_stats *st_r);
 void pop3_session_tls_started(struct pop3_session *s);
 
 /* pop3_session_idle: the client has been quiet for a while: let go of
- * what can be opened again (the mailbox's index, pop3_mailbox_release),
- * so that idle sessions stay small. Harmless at any time. */
+ * what can be opened again (the mailbox's index, pop3_mailbox_release)
+ * and the streaming buffers kept from one message to the next, so that
+ * idle sessions stay small. Harmless at any time; does nothing while a
+ * message or listing is being sent. */
 void pop3_session_idle(struct pop3_session *s);
 
 enum pop3_state pop3_session_state(const struct pop3_session *s);
