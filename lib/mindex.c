@@ -39,7 +39,9 @@
 #include "mindex.h"
 #include "xmalloc.h"
 
-#define MINDEX_VERSION		1	/* of the index: meta "version" */
+/* Of the index: meta "version". 2 added the brief database; a version 1
+ * index gets it built when it is next opened (mindex_version). */
+#define MINDEX_VERSION		2
 #define MINDEX_MSG_FORMAT	1	/* first byte of a message record */
 #define MINDEX_FOLDER_FORMAT	2	/* first byte of a folder record */
 /* format (1), reserved (3), flags (4), eight 64-bit fields, guid (16) */
@@ -50,7 +52,7 @@
 #define MINDEX_FOLDER_SIZE_1	(1 + 3 + 6 * 4 + 3 * 8 + 2 * 5 * 8 + 8)
 #define MINDEX_FOLDER_SIZE	(MINDEX_FOLDER_SIZE_1 + 4)
 #define MINDEX_QUOTA_SIZE	16
-#define MINDEX_MAXDBS		8	/* five used; room for a new one */
+#define MINDEX_MAXDBS		8	/* six used; room for a new one */
 #define MINDEX_MAP_SIZE_MIN	(64u * 1024u)
 #define MINDEX_WRITE_RUNS	64	/* mindex_write: runs of fn at most */
 #define MINDEX_RESIZED_TRIES	8	/* adoptions of a grown map per begin */
@@ -63,12 +65,16 @@ enum mindex_db {
 	MINDEX_DB_MSGS,
 	MINDEX_DB_LOCS,
 	MINDEX_DB_EXPUNGED,
+	MINDEX_DB_BRIEF,
 	MINDEX_DB_COUNT
 };
 
 static const char *const mindex_db_names[MINDEX_DB_COUNT] = {
-	"meta", "folders", "msgs", "locs", "expunged"
+	"meta", "folders", "msgs", "locs", "expunged", "brief"
 };
+
+/* A brief record: flags, cache flags (32 bits each), vsize, modseq (64). */
+#define MINDEX_BRIEF_SIZE	24
 
 struct mindex_txn {
 	struct mindex *ix;
@@ -128,6 +134,8 @@ struct mindex_enc {
 
 static char mindex_err[MINDEX_ERR_MAX];
 
+static int mindex_brief_put(MDB_txn *mdb, MDB_dbi dbi, const MDB_val *k,
+    const struct mindex_msg *m);
 static int mindex_msg_decode(const MDB_val *k, const MDB_val *v,
     struct mindex_msg *m);
 
@@ -716,6 +724,43 @@ mindex_open_env(struct mindex *ix, const char *dir,
 	return 0;
 }
 
+/* mindex_upgrade: version 1 -> 2: a brief record for every message. */
+static int
+mindex_upgrade(struct mindex *ix, MDB_txn *mdb, const char **error_r)
+{
+	MDB_val k = { 7, (void *)"version" }, v, mk, mv;
+	unsigned char b[4];
+	struct mindex_msg m;
+	MDB_cursor *c;
+	int rc;
+
+	if ((rc = mdb_cursor_open(mdb, ix->dbi[MINDEX_DB_MSGS], &c)) != 0)
+		return mindex_fail(error_r, "upgrade index: %s",
+		    mdb_strerror(rc));
+	for (rc = mdb_cursor_get(c, &mk, &mv, MDB_FIRST); rc == 0;
+	    rc = mdb_cursor_get(c, &mk, &mv, MDB_NEXT)) {
+		if (mindex_msg_decode(&mk, &mv, &m) < 0) {
+			mdb_cursor_close(c);
+			return mindex_fail(error_r, "upgrade index: %s",
+			    mindex_last_error());
+		}
+		if ((rc = mindex_brief_put(mdb, ix->dbi[MINDEX_DB_BRIEF], &mk,
+		    &m)) != 0)
+			break;
+	}
+	mdb_cursor_close(c);
+	if (rc != 0 && rc != MDB_NOTFOUND)
+		return mindex_fail(error_r, "upgrade index: %s",
+		    mdb_strerror(rc));
+	mindex_put_le32(b, MINDEX_VERSION);
+	v.mv_data = b;
+	v.mv_size = sizeof(b);
+	if ((rc = mdb_put(mdb, ix->dbi[MINDEX_DB_META], &k, &v, 0)) != 0)
+		return mindex_fail(error_r, "upgrade index: %s",
+		    mdb_strerror(rc));
+	return 0;
+}
+
 /* mindex_version: check meta "version"; a missing one is a new index,
  * which gets ours when create is set. Returns 0, 1 (new, not created) or
  * -1. */
@@ -747,6 +792,12 @@ mindex_version(struct mindex *ix, MDB_txn *mdb, bool create,
 	if (version > MINDEX_VERSION)
 		return mindex_fail(error_r, "index version %u is newer than "
 		    "this program's %u", version, MINDEX_VERSION);
+	if (version < MINDEX_VERSION) {
+		/* Brought up to date by the write attach that follows. */
+		if (!create)
+			return 1;
+		return mindex_upgrade(ix, mdb, error_r);
+	}
 	return 0;
 }
 
@@ -1250,6 +1301,8 @@ mindex_folder_delete(struct mindex_txn *txn, const char *name)
 	    (rc = mindex_range_delete(txn, MINDEX_DB_LOCS, f.id, NULL,
 	    NULL)) != 0 ||
 	    (rc = mindex_range_delete(txn, MINDEX_DB_EXPUNGED, f.id, NULL,
+	    NULL)) != 0 ||
+	    (rc = mindex_range_delete(txn, MINDEX_DB_BRIEF, f.id, NULL,
 	    NULL)) != 0)
 		return rc;
 	(void)mindex_key_name(name, &k);
@@ -1424,6 +1477,21 @@ mindex_msg_check(const struct mindex_msg *m)
 	return 0;
 }
 
+/* The brief record of m (under the same key as its full one). */
+static int
+mindex_brief_put(MDB_txn *mdb, MDB_dbi dbi, const MDB_val *k,
+    const struct mindex_msg *m)
+{
+	unsigned char vb[MINDEX_BRIEF_SIZE];
+	MDB_val v = { sizeof(vb), vb };
+
+	mindex_put_le32(vb, m->flags);
+	mindex_put_le32(vb + 4, m->cache_flags);
+	mindex_put_le64(vb + 8, m->vsize);
+	mindex_put_le64(vb + 16, m->modseq);
+	return mdb_put(mdb, dbi, (MDB_val *)k, &v, 0);
+}
+
 static int
 mindex_msg_store(struct mindex_txn *txn, uint32_t folder_id,
     const struct mindex_msg *m, unsigned flags)
@@ -1439,6 +1507,9 @@ mindex_msg_store(struct mindex_txn *txn, uint32_t folder_id,
 	mindex_key_uid(kb, folder_id, m->uid, &k);
 	rc = mdb_put(txn->mdb, txn->ix->dbi[MINDEX_DB_MSGS], &k, &v, flags);
 	free(buf);
+	if (rc == 0)
+		rc = mindex_brief_put(txn->mdb, txn->ix->dbi[MINDEX_DB_BRIEF],
+		    &k, m);
 	if (rc == MDB_KEYEXIST)
 		return mindex_fail(NULL, "uid exists (folder %u uid %u)",
 		    folder_id, m->uid);
@@ -1596,6 +1667,8 @@ mindex_msg_expunge(struct mindex_txn *txn, struct mindex_folder *f,
 		return rc;
 	mindex_key_uid(kb, f->id, uid, &k);
 	rc = mdb_del(txn->mdb, txn->ix->dbi[MINDEX_DB_MSGS], &k, NULL);
+	if (rc == 0)
+		rc = mdb_del(txn->mdb, txn->ix->dbi[MINDEX_DB_BRIEF], &k, NULL);
 	if (rc != 0)
 		return mindex_mdb_fail(txn, rc, "expunge message");
 	mindex_put_le64(vb, modseq);
@@ -1667,6 +1740,41 @@ mindex_msg_iter(struct mindex_txn *txn, uint32_t folder_id,
 
 	return mindex_walk(txn, MINDEX_DB_MSGS, folder_id, first_uid,
 	    mindex_msg_each, &w);
+}
+
+struct mindex_brief_walk {
+	int (*cb)(const struct mindex_brief *b, void *ctx);
+	void *ctx;
+};
+
+static int
+mindex_brief_each(const MDB_val *k, const MDB_val *v, void *ctx)
+{
+	struct mindex_brief_walk *w = ctx;
+	const unsigned char *vp = v->mv_data;
+	struct mindex_brief b;
+	int r;
+
+	if (k->mv_size != 8 || v->mv_size != MINDEX_BRIEF_SIZE)
+		return mindex_fail(NULL, "corrupt index record (brief)");
+	b.uid = mindex_get_be32((const unsigned char *)k->mv_data + 4);
+	b.flags = mindex_get_le32(vp);
+	b.cache_flags = mindex_get_le32(vp + 4);
+	b.vsize = mindex_get_le64(vp + 8);
+	b.modseq = mindex_get_le64(vp + 16);
+	r = w->cb(&b, w->ctx);
+	return r < 0 ? -1 : r > 0 ? 1 : 0;
+}
+
+int
+mindex_brief_iter(struct mindex_txn *txn, uint32_t folder_id,
+    uint32_t first_uid,
+    int (*cb)(const struct mindex_brief *b, void *ctx), void *ctx)
+{
+	struct mindex_brief_walk w = { cb, ctx };
+
+	return mindex_walk(txn, MINDEX_DB_BRIEF, folder_id, first_uid,
+	    mindex_brief_each, &w);
 }
 
 struct mindex_expunged_walk {

@@ -22,6 +22,11 @@
  *   msgs      folder id (4) + uid (4)                      -> message record
  *   locs      folder id (4) + storage key (maildir base name) -> uid (4)
  *   expunged  folder id (4) + uid (4)                      -> modseq (8)
+ *   brief     folder id (4) + uid (4) -> flags, cache flags, vsize, modseq
+ *             (24 bytes): what a POP3 snapshot or an IMAP view needs of
+ *             every message, kept beside the full record (some 900 bytes
+ *             with the header cache and MIME tree) so that listing 100,000
+ *             messages reads 2 MB instead of 90 MB
  *
  * A message record is a fixed little header followed by four variable
  * fields (location, keywords, cached header block, serialized MIME tree);
@@ -229,6 +234,18 @@ int mindex_msg_expunge(struct mindex_txn *txn, struct mindex_folder *f,
 /* iter: messages of folder_id with uid >= first_uid in uid order. cb
  * returns 0 go on, 1 stop, -1 error (then iter returns -1; the error text
  * is the callback's). Returns 0 or -1. */
+/* The brief record of a message (see "brief" above). */
+struct mindex_brief {
+	uint32_t uid;
+	uint32_t flags;		/* MINDEX_F_* */
+	uint32_t cache_flags;	/* MINDEX_C_* */
+	uint64_t vsize;
+	uint64_t modseq;
+};
+/* mindex_brief_iter: as mindex_msg_iter, over the brief records. */
+int mindex_brief_iter(struct mindex_txn *txn, uint32_t folder_id,
+    uint32_t first_uid,
+    int (*cb)(const struct mindex_brief *b, void *ctx), void *ctx);
 int mindex_msg_iter(struct mindex_txn *txn, uint32_t folder_id,
     uint32_t first_uid,
     int (*cb)(const struct mindex_msg *m, void *ctx), void *ctx);

@@ -104,14 +104,14 @@ struct pop3_mailbox_snap {
 
 /* As RETR sends it: with the CRLF it adds to end the last line. */
 static uint64_t
-pop3_mailbox_retr_size(const struct mindex_msg *m)
+pop3_mailbox_retr_size(const struct mindex_brief *m)
 {
 	return m->vsize + ((m->cache_flags & MINDEX_C_NO_FINAL_LF) != 0 ?
 	    2 : 0);
 }
 
 static int
-pop3_mailbox_snap_cb(const struct mindex_msg *m, void *ctx)
+pop3_mailbox_snap_cb(const struct mindex_brief *m, void *ctx)
 {
 	struct pop3_mailbox_snap *sn = ctx;
 
@@ -143,7 +143,8 @@ pop3_mailbox_snapshot(struct pop3_mailbox *mb, const char **error_r)
 	ret = mindex_folder_get(txn, POP3_MAILBOX_FOLDER, &f);
 	if (ret == 1) {
 		mb->uidvalidity = f.uidvalidity;
-		ret = mindex_msg_iter(txn, f.id, 1, pop3_mailbox_snap_cb, &sn);
+		ret = mindex_brief_iter(txn, f.id, 1, pop3_mailbox_snap_cb,
+		    &sn);
 	}
 	mindex_abort(&txn);
 	if (ret < 0) {
@@ -225,7 +226,7 @@ struct pop3_mailbox_resize {
 };
 
 static int
-pop3_mailbox_resize_cb(const struct mindex_msg *m, void *ctx)
+pop3_mailbox_resize_cb(const struct mindex_brief *m, void *ctx)
 {
 	struct pop3_mailbox_resize *rz = ctx;
 	struct pop3_mailbox *mb = rz->mb;
@@ -258,7 +259,7 @@ pop3_mailbox_sizes(struct pop3_mailbox *mb, const char **error_r)
 		return -1;
 	ret = mindex_folder_get(txn, POP3_MAILBOX_FOLDER, &f);
 	if (ret == 1 && mb->count > 0)
-		ret = mindex_msg_iter(txn, f.id, mb->ents[0].uid,
+		ret = mindex_brief_iter(txn, f.id, mb->ents[0].uid,
 		    pop3_mailbox_resize_cb, &rz);
 	mindex_abort(&txn);
 	if (ret < 0) {

@@ -1067,6 +1067,32 @@ model_cb(const struct mindex_msg *m, void *ctx)
 	return 0;
 }
 
+static void raw_meta(const char *dir, const void *v, size_t len);
+static void raw_drop_brief(const char *dir);
+
+struct brief_check {
+	struct model *md;
+	unsigned walked;
+	bool ok;
+	uint64_t modseq_max;
+};
+
+static int
+brief_cb(const struct mindex_brief *b, void *ctx)
+{
+	struct brief_check *bc = ctx;
+	struct model *md = bc->md;
+
+	bc->walked++;
+	if (b->uid > MODEL_UIDS || !md->present[b->uid] ||
+	    md->flags[b->uid] != b->flags || md->vsize[b->uid] != b->vsize ||
+	    b->modseq == 0)
+		bc->ok = false;
+	if (b->modseq > bc->modseq_max)
+		bc->modseq_max = b->modseq;
+	return 0;
+}
+
 static void
 test_model(void)
 {
@@ -1116,7 +1142,41 @@ test_model(void)
 	is_int(mindex_msg_iter(txn, f.id, 0, model_cb, md), 0, "walk");
 	ok(md->walk_ok && md->walked == count,
 	    "records match the model one by one");
+	{
+		struct brief_check bc = { md, 0, true, 0 };
+
+		is_int(mindex_brief_iter(txn, f.id, 1, brief_cb, &bc), 0,
+		    "brief walk");
+		ok(bc.ok && bc.walked == count && bc.modseq_max ==
+		    f.highestmodseq, "brief records match the model one by one "
+		    "(%u of %u)", bc.walked, count);
+	}
 	mindex_abort(&txn);
+	/* A version 1 index (no brief records) is upgraded on open. */
+	mindex_close(&ix);
+	raw_meta(dir, "\1\0\0\0", 4);
+	raw_drop_brief(dir);
+	ix = xopen(dir, 0, 0, true);
+	txn = xbegin(ix, false);
+	{
+		struct brief_check bc = { md, 0, true, 0 };
+
+		is_int(mindex_brief_iter(txn, f.id, 1, brief_cb, &bc), 0,
+		    "brief walk after the upgrade from version 1");
+		ok(bc.ok && bc.walked == count, "upgrade rebuilt every brief "
+		    "record (%u of %u)", bc.walked, count);
+	}
+	mindex_abort(&txn);
+	/* Deleting the folder deletes its brief records. */
+	txn = xbegin(ix, true);
+	is_int(mindex_folder_delete(txn, "INBOX"), 0, "delete the folder");
+	{
+		struct brief_check bc = { md, 0, true, 0 };
+
+		mindex_brief_iter(txn, f.id, 1, brief_cb, &bc);
+		is_int(bc.walked, 0, "no brief record is left");
+	}
+	xcommit(&txn);
 	mindex_close(&ix);
 	free(md);
 }
@@ -1300,6 +1360,19 @@ raw_meta(const char *dir, const void *v, size_t len)
 	raw_end(env, txn);
 }
 
+/* Make the index look as version 1 left it: no brief database. */
+static void
+raw_drop_brief(const char *dir)
+{
+	MDB_env *env;
+	MDB_txn *txn;
+
+	raw_begin(dir, &env, &txn);
+	if (mdb_drop(txn, raw_dbi(txn, "brief"), 1) != 0)
+		bail("mdb_drop brief");
+	raw_end(env, txn);
+}
+
 static void
 test_version(void)
 {
@@ -1311,7 +1384,7 @@ test_version(void)
 	tpath(dir, sizeof(dir), "version");
 	ix = xopen(dir, 0, 0, true);
 	mindex_close(&ix);
-	raw_meta(dir, "\2\0\0\0", 4);
+	raw_meta(dir, "\3\0\0\0", 4);
 	ix = (struct mindex *)dir;	/* any non-NULL value */
 	is_int(mindex_open(dir, NULL, &ix, &err), -1,
 	    "an index of a newer version is refused");
@@ -1323,6 +1396,9 @@ test_version(void)
 	ok(has(err, "corrupt index record"), "error: %s", err);
 	raw_meta(dir, "\1\0\0\0", 4);
 	is_int(mindex_open(dir, NULL, &ix, &err), 0, "version 1 opens");
+	mindex_close(&ix);
+	raw_meta(dir, "\2\0\0\0", 4);
+	is_int(mindex_open(dir, NULL, &ix, &err), 0, "version 2 opens");
 	mindex_close(&ix);
 	is_int(mindex_open("/nonexistent/dir/x", NULL, &ix, &err), -1,
 	    "a missing parent directory is an error");
