@@ -23,6 +23,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "base64.h"
 #include "buf.h"
 #include "compat/compat.h"
 #include "log.h"
@@ -291,73 +292,6 @@ smtp_tls_offered(const struct smtp_session *s)
 	    s->cb->start_tls != NULL;
 }
 
-/* Base64 (RFC 4648), strict: no white space, padding only at the end. */
-
-static const char smtp_b64[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-static void
-smtp_b64_encode(const unsigned char *in, size_t len, struct buf *out)
-{
-	for (size_t i = 0; i < len; i += 3) {
-		size_t n = len - i < 3 ? len - i : 3;
-		uint32_t v = (uint32_t)in[i] << 16;
-		char q[4];
-
-		if (n > 1)
-			v |= (uint32_t)in[i + 1] << 8;
-		if (n > 2)
-			v |= in[i + 2];
-		q[0] = smtp_b64[v >> 18];
-		q[1] = smtp_b64[(v >> 12) & 63];
-		q[2] = n > 1 ? smtp_b64[(v >> 6) & 63] : '=';
-		q[3] = n > 2 ? smtp_b64[v & 63] : '=';
-		buf_append(out, q, 4);
-	}
-}
-
-static int
-smtp_b64_value(char c)
-{
-	const char *p = c != '\0' ? strchr(smtp_b64, c) : NULL;
-
-	return p != NULL ? (int)(p - smtp_b64) : -1;
-}
-
-/* Decodes in[0..len) into out (room for len / 4 * 3 bytes); -1 if it is
- * not base64. */
-static int
-smtp_b64_decode(const char *in, size_t len, unsigned char *out,
-    size_t *out_len_r)
-{
-	size_t n = 0;
-
-	if (len % 4 != 0)
-		return -1;
-	for (size_t i = 0; i < len; i += 4) {
-		int v[4], pad = 0;
-		uint32_t w;
-
-		for (int j = 0; j < 4; j++) {
-			if (in[i + j] == '=' && i + 4 == len && j >= 2) {
-				pad++;
-				v[j] = 0;
-			} else if (pad > 0 ||
-			    (v[j] = smtp_b64_value(in[i + j])) < 0)
-				return -1;
-		}
-		w = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 |
-		    (uint32_t)v[2] << 6 | (uint32_t)v[3];
-		out[n++] = (unsigned char)(w >> 16);
-		if (pad < 2)
-			out[n++] = (unsigned char)(w >> 8);
-		if (pad < 1)
-			out[n++] = (unsigned char)w;
-	}
-	*out_len_r = n;
-	return 0;
-}
-
 /* AUTH. */
 
 static bool
@@ -403,7 +337,7 @@ smtp_sasl_result(struct smtp_session *s, enum smtp_auth_result r,
 			    chal_len);
 		buf_init(&b, SMTP_SASL_MAX * 2);
 		buf_append_str(&b, "334 ");
-		smtp_b64_encode(chal, chal_len, &b);
+		base64_encode(chal, chal_len, &b);
 		buf_append_str(&b, "\r\n");
 		smtp_out(s, b.data, b.len);
 		buf_free(&b);
@@ -455,7 +389,7 @@ smtp_sasl_decode_step(struct smtp_session *s, bool first, const char *text,
 {
 	size_t size = len / 4 * 3 + 1, n = 0;
 	unsigned char *dec = xmalloc(size);
-	int ret = smtp_b64_decode(text, len, dec, &n);
+	int ret = base64_decode(text, len, dec, &n);
 
 	if (ret == 0)
 		smtp_sasl_step(s, first, dec, n, has_resp);

@@ -20,6 +20,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "base64.h"
 #include "compat/compat.h"
 #include "log.h"
 #include "mailloc.h"
@@ -390,62 +391,6 @@ imap_auth_result(struct imap_session *s, enum imap_auth_result r,
 		    "failed");
 }
 
-static int
-imap_b64_decode(const char *in, size_t len, unsigned char *out,
-    size_t *out_len)
-{
-	static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-	    "abcdefghijklmnopqrstuvwxyz0123456789+/";
-	unsigned v = 0, bits = 0, pad = 0;
-	size_t n = 0;
-
-	if (len % 4 != 0)
-		return -1;
-	for (size_t i = 0; i < len; i++) {
-		const char *p;
-
-		if (in[i] == '=') {
-			if (i < len - 2)
-				return -1;
-			pad++;
-			continue;
-		}
-		if (pad > 0 || (p = strchr(tab, in[i])) == NULL || in[i] == '\0')
-			return -1;
-		v = v << 6 | (unsigned)(p - tab);
-		bits += 6;
-		if (bits >= 8) {
-			bits -= 8;
-			out[n++] = (unsigned char)(v >> bits);
-		}
-	}
-	*out_len = n;
-	return 0;
-}
-
-static void
-imap_b64_encode(const unsigned char *in, size_t len, struct buf *out)
-{
-	static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-	    "abcdefghijklmnopqrstuvwxyz0123456789+/";
-
-	for (size_t i = 0; i < len; i += 3) {
-		unsigned v = (unsigned)in[i] << 16;
-		size_t left = len - i;
-
-		if (left > 1)
-			v |= (unsigned)in[i + 1] << 8;
-		if (left > 2)
-			v |= in[i + 2];
-		buf_append_byte(out, (unsigned char)tab[v >> 18 & 63]);
-		buf_append_byte(out, (unsigned char)tab[v >> 12 & 63]);
-		buf_append_byte(out, left > 1 ? (unsigned char)tab[v >> 6 & 63] :
-		    '=');
-		buf_append_byte(out, left > 2 ? (unsigned char)tab[v & 63] :
-		    '=');
-	}
-}
-
 static void
 imap_sasl_answer(struct imap_session *s, enum imap_auth_result r,
     const unsigned char *chal, size_t chal_len, const char *user)
@@ -465,7 +410,7 @@ imap_sasl_answer(struct imap_session *s, enum imap_auth_result r,
 		log_panic("imap: SASL challenge of %zu bytes", chal_len);
 	buf_init(&b, IMAP_SASL_MAX * 2);
 	buf_append_str(&b, "+ ");
-	imap_b64_encode(chal, chal_len, &b);
+	base64_encode(chal, chal_len, &b);
 	buf_append_str(&b, "\r\n");
 	imap_out(s, b.data, b.len);
 	buf_free(&b);
@@ -497,7 +442,7 @@ imap_sasl_line(struct imap_session *s, char *line, size_t len)
 		return;
 	}
 	dec = xmalloc(len + 1);
-	if (imap_b64_decode(line, len, dec, &dlen) < 0) {
+	if (base64_decode(line, len, dec, &dlen) < 0) {
 		imap_sasl_end(s, true);
 		imap_tagged(s, "BAD", "Invalid base64 data");
 	} else
@@ -554,7 +499,7 @@ imap_cmd_authenticate(struct imap_session *s, const struct imap_cmd *cmd)
 	/* SASL-IR: "=" is an empty initial response. */
 	if (ir != NULL && strcmp(ir, "=") != 0) {
 		dec = xmalloc(strlen(ir) + 1);
-		if (imap_b64_decode(ir, strlen(ir), dec, &dlen) < 0) {
+		if (base64_decode(ir, strlen(ir), dec, &dlen) < 0) {
 			free(dec);
 			imap_bad(s, "Invalid base64 data");
 			return;

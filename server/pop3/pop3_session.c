@@ -22,6 +22,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "base64.h"
 #include "buf.h"
 #include "compat/compat.h"
 #include "log.h"
@@ -157,72 +158,6 @@ pop3_bad(struct pop3_session *s, const char *reply)
 	pop3_reply(s, "%s", reply);
 }
 
-/* Base64 (RFC 4648), strict: no white space, padding only at the end. */
-
-static const char pop3_b64[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-static void
-pop3_b64_encode(const unsigned char *in, size_t len, struct buf *out)
-{
-	for (size_t i = 0; i < len; i += 3) {
-		uint32_t v = (uint32_t)in[i] << 16;
-		size_t n = len - i < 3 ? len - i : 3;
-
-		if (n > 1)
-			v |= (uint32_t)in[i + 1] << 8;
-		if (n > 2)
-			v |= in[i + 2];
-		buf_append_byte(out, (unsigned char)pop3_b64[v >> 18]);
-		buf_append_byte(out, (unsigned char)pop3_b64[(v >> 12) & 63]);
-		buf_append_byte(out, n > 1 ?
-		    (unsigned char)pop3_b64[(v >> 6) & 63] : '=');
-		buf_append_byte(out, n > 2 ?
-		    (unsigned char)pop3_b64[v & 63] : '=');
-	}
-}
-
-static int
-pop3_b64_value(char c)
-{
-	const char *p = c != '\0' ? strchr(pop3_b64, c) : NULL;
-
-	return p != NULL ? (int)(p - pop3_b64) : -1;
-}
-
-/* Decodes into out (at least len / 4 * 3 bytes); -1 if not base64. */
-static int
-pop3_b64_decode(const char *in, size_t len, unsigned char *out,
-    size_t *out_len_r)
-{
-	size_t n = 0;
-
-	if (len % 4 != 0)
-		return -1;
-	for (size_t i = 0; i < len; i += 4) {
-		int v[4], pad = 0;
-		uint32_t w;
-
-		for (int j = 0; j < 4; j++) {
-			if (in[i + j] == '=' && i + 4 == len && j >= 2) {
-				pad++;
-				v[j] = 0;
-			} else if (pad > 0 ||
-			    (v[j] = pop3_b64_value(in[i + j])) < 0)
-				return -1;
-		}
-		w = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 |
-		    (uint32_t)v[2] << 6 | (uint32_t)v[3];
-		out[n++] = (unsigned char)(w >> 16);
-		if (pad < 2)
-			out[n++] = (unsigned char)(w >> 8);
-		if (pad < 1)
-			out[n++] = (unsigned char)w;
-	}
-	*out_len_r = n;
-	return 0;
-}
-
 /* Decoded SASL data on the heap, sized from its line (at most line_max
  * bytes of base64, so bounded), wiped when freed. */
 struct pop3_dec {
@@ -237,7 +172,7 @@ pop3_dec_init(struct pop3_dec *d, const char *in, size_t len)
 	d->size = len / 4 * 3 + 1;
 	d->data = xmalloc(d->size);
 	d->len = 0;
-	return pop3_b64_decode(in, len, d->data, &d->len);
+	return base64_decode(in, len, d->data, &d->len);
 }
 
 static void
@@ -433,7 +368,7 @@ pop3_sasl_result(struct pop3_session *s, enum pop3_auth_result r,
 		log_panic("pop3: SASL challenge of %zu bytes", chal_len);
 	buf_init(&b, POP3_SASL_MAX * 2);
 	buf_append_str(&b, "+ ");
-	pop3_b64_encode(chal, chal_len, &b);
+	base64_encode(chal, chal_len, &b);
 	buf_append_str(&b, "\r\n");
 	pop3_write(s, b.data, b.len);
 	buf_free(&b);
