@@ -553,7 +553,7 @@ md_parse_fd(int fd, struct stat *sb, struct buf *rbuf, struct msg_info *info)
 /*
  * Completion: records adopted unread get what is in their files.
  */
-struct md_todo {
+struct md_unparsed {
 	uint32_t uid;
 	char *loc;		/* as the record had it (owned) */
 	bool parsed;
@@ -565,14 +565,14 @@ struct md_complete {
 	struct store *st;
 	const char *folder;
 	const char *dir;
-	struct md_todo *t;
+	struct md_unparsed *t;
 	size_t count, alloc;
 	size_t start, end;	/* the batch being parsed and written */
 	struct mindex_folder f;
 };
 
 static int
-md_todo_cb(const struct mindex_msg *m, void *ctx)
+md_unparsed_cb(const struct mindex_msg *m, void *ctx)
 {
 	struct md_complete *c = ctx;
 
@@ -602,7 +602,7 @@ md_complete_collect(struct md_complete *c, const char **error_r)
 		return -1;
 	ret = mindex_folder_get(txn, c->folder, &f);
 	if (ret == 1 && f.unparsed > 0)
-		ret = mindex_msg_iter(txn, f.id, 1, md_todo_cb, c);
+		ret = mindex_msg_iter(txn, f.id, 1, md_unparsed_cb, c);
 	mindex_abort(&txn);
 	if (ret < 0) {
 		*error_r = "cannot read the index";
@@ -619,7 +619,7 @@ md_complete_parse(struct md_complete *c)
 
 	buf_init(&rbuf, MD_READ_MAX + 1);
 	for (size_t i = c->start; i < c->end; i++) {
-		struct md_todo *t = &c->t[i];
+		struct md_unparsed *t = &c->t[i];
 		char path[PATH_MAX];
 		int fd;
 
@@ -658,7 +658,7 @@ md_complete_fn(struct mindex_txn *txn, void *ctx, const char **error_r)
 	if ((ret = mindex_folder_get(txn, c->folder, &c->f)) <= 0)
 		return ret;
 	for (size_t i = c->start; i < c->end; i++) {
-		struct md_todo *t = &c->t[i];
+		struct md_unparsed *t = &c->t[i];
 		struct mindex_msg old, m;
 
 		if (!t->parsed ||

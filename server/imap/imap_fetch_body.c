@@ -85,6 +85,7 @@ struct imap_fetch_job {
 	 * message). */
 	struct buf cached;
 	bool cached_ok;
+	bool wants_fields;	/* a section is HEADER.FIELDS: keep them */
 };
 
 /* From imap_fetch.c. */
@@ -674,7 +675,8 @@ imap_job_next_msg(struct imap_session *s, struct imap_fetch_job *j)
 		if ((want & IMAP_FETCH_FLAGS) != 0)
 			m.flags = r->flags;
 		buf_truncate(&j->cached, 0);
-		j->cached_ok = (m.cache_flags & (MINDEX_C_HEADERS_PARTIAL |
+		j->cached_ok = j->wants_fields &&
+		    (m.cache_flags & (MINDEX_C_HEADERS_PARTIAL |
 		    MINDEX_C_UNPARSED)) == 0 &&
 		    buf_append(&j->cached, m.headers, m.headers_len) == 0;
 		j->need_sp = imap_fetch_index_items(s, msn, &m, want) > 0;
@@ -755,8 +757,11 @@ imap_fetch_job_new(struct imap_session *s, struct imap_seqset *set, bool uid,
 			imap_bad(s, "Invalid body section");
 			return -1;
 		}
-		if (r > 0)
+		if (r > 0) {
+			if (j->secs[j->nsecs].kind == IMAP_SEC_FIELDS)
+				j->wants_fields = true;
 			j->nsecs++;
+		}
 	}
 	s->fetch = j;
 	return 0;
