@@ -130,6 +130,16 @@ fsutil_unmap(struct fsutil_map *m)
 	m->len = 0;
 }
 
+int
+fsutil_open_read_noatime(const char *path, int flags)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOATIME | flags);
+
+	if (fd < 0 && errno == EPERM)
+		fd = open(path, O_RDONLY | O_CLOEXEC | flags);
+	return fd;
+}
+
 bool
 fsutil_is_disk_full(int err)
 {

@@ -28,6 +28,12 @@ struct fsutil_map {
 int fsutil_map_fd(int fd, struct fsutil_map *m);
 int fsutil_map_path(const char *path, struct fsutil_map *m);
 void fsutil_unmap(struct fsutil_map *m);
+/* fsutil_open_read_noatime: open path read-only (plus flags) without
+ * updating its access time where the kernel allows it (O_NOATIME needs
+ * the file's owner: else it opens as usual). For Maildir files, whose
+ * atime nothing reads, and whose first read would otherwise dirty an
+ * inode per message. The fd, or -1 with errno. */
+int fsutil_open_read_noatime(const char *path, int flags);
 /* fsutil_is_disk_full: errno values that mean "no space" (ENOSPC, EDQUOT,
  * EFBIG), which loft reports as a temporary failure. */
 bool fsutil_is_disk_full(int err);

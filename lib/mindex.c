@@ -134,8 +134,8 @@ struct mindex_enc {
 
 static char mindex_err[MINDEX_ERR_MAX];
 
-static int mindex_brief_put(MDB_txn *mdb, MDB_dbi dbi, const MDB_val *k,
-    const struct mindex_msg *m);
+static int mindex_brief_put(MDB_txn *mdb, MDB_dbi dbi, MDB_val *k,
+    const struct mindex_msg *m, bool add);
 static int mindex_msg_decode(const MDB_val *k, const MDB_val *v,
     struct mindex_msg *m);
 
@@ -745,7 +745,7 @@ mindex_upgrade(struct mindex *ix, MDB_txn *mdb, const char **error_r)
 			    mindex_last_error());
 		}
 		if ((rc = mindex_brief_put(mdb, ix->dbi[MINDEX_DB_BRIEF], &mk,
-		    &m)) != 0)
+		    &m, true)) != 0)
 			break;
 	}
 	mdb_cursor_close(c);
@@ -1478,9 +1478,27 @@ mindex_msg_check(const struct mindex_msg *m)
 }
 
 /* The brief record of m (under the same key as its full one). */
+/*
+ * mindex_put_new: put a key that must not exist yet. New messages come
+ * with ever larger UIDs, so in the folder that was created last (the
+ * INBOX of a first sync, which adopts thousands of files) the key goes
+ * at the very end of the database: MDB_APPEND then skips the search and
+ * fills pages whole. Anywhere else LMDB refuses the append with
+ * MDB_KEYEXIST, and the ordinary put decides.
+ */
 static int
-mindex_brief_put(MDB_txn *mdb, MDB_dbi dbi, const MDB_val *k,
-    const struct mindex_msg *m)
+mindex_put_new(MDB_txn *mdb, MDB_dbi dbi, MDB_val *k, MDB_val *v)
+{
+	int rc = mdb_put(mdb, dbi, k, v, MDB_APPEND);
+
+	if (rc == MDB_KEYEXIST)
+		rc = mdb_put(mdb, dbi, k, v, MDB_NOOVERWRITE);
+	return rc;
+}
+
+static int
+mindex_brief_put(MDB_txn *mdb, MDB_dbi dbi, MDB_val *k,
+    const struct mindex_msg *m, bool add)
 {
 	unsigned char vb[MINDEX_BRIEF_SIZE];
 	MDB_val v = { sizeof(vb), vb };
@@ -1489,12 +1507,13 @@ mindex_brief_put(MDB_txn *mdb, MDB_dbi dbi, const MDB_val *k,
 	mindex_put_le32(vb + 4, m->cache_flags);
 	mindex_put_le64(vb + 8, m->vsize);
 	mindex_put_le64(vb + 16, m->modseq);
-	return mdb_put(mdb, dbi, (MDB_val *)k, &v, 0);
+	return add ? mindex_put_new(mdb, dbi, k, &v) :
+	    mdb_put(mdb, dbi, k, &v, 0);
 }
 
 static int
 mindex_msg_store(struct mindex_txn *txn, uint32_t folder_id,
-    const struct mindex_msg *m, unsigned flags)
+    const struct mindex_msg *m, bool add)
 {
 	size_t size = mindex_msg_size(m);
 	unsigned char kb[8], *buf = xmalloc(size);
@@ -1505,11 +1524,12 @@ mindex_msg_store(struct mindex_txn *txn, uint32_t folder_id,
 	 * point into the map, even into the very record being replaced. */
 	mindex_msg_encode(m, buf, size);
 	mindex_key_uid(kb, folder_id, m->uid, &k);
-	rc = mdb_put(txn->mdb, txn->ix->dbi[MINDEX_DB_MSGS], &k, &v, flags);
+	rc = add ? mindex_put_new(txn->mdb, txn->ix->dbi[MINDEX_DB_MSGS],
+	    &k, &v) : mdb_put(txn->mdb, txn->ix->dbi[MINDEX_DB_MSGS], &k, &v, 0);
 	free(buf);
 	if (rc == 0)
 		rc = mindex_brief_put(txn->mdb, txn->ix->dbi[MINDEX_DB_BRIEF],
-		    &k, m);
+		    &k, m, add);
 	if (rc == MDB_KEYEXIST)
 		return mindex_fail(NULL, "uid exists (folder %u uid %u)",
 		    folder_id, m->uid);
@@ -1610,7 +1630,7 @@ mindex_msg_add(struct mindex_txn *txn, struct mindex_folder *f,
 	if (mindex_guid_zero(rec.guid) && mindex_guid_new(rec.guid) < 0)
 		return -1;
 	rec.modseq = f->highestmodseq + 1;
-	if ((rc = mindex_msg_store(txn, f->id, &rec, MDB_NOOVERWRITE)) != 0 ||
+	if ((rc = mindex_msg_store(txn, f->id, &rec, true)) != 0 ||
 	    (rc = mindex_quota_adjust(txn, rec.psize, 1, 0, 0)) != 0)
 		return rc;
 	mindex_folder_tally(f, &rec, true);
@@ -1640,7 +1660,7 @@ mindex_msg_update(struct mindex_txn *txn, struct mindex_folder *f,
 	rec.modseq = f->highestmodseq + 1;
 	/* From here on only old's fixed fields are used: the store may
 	 * move the record its pointers lead into. */
-	if ((rc = mindex_msg_store(txn, f->id, &rec, 0)) != 0 ||
+	if ((rc = mindex_msg_store(txn, f->id, &rec, false)) != 0 ||
 	    (rc = mindex_quota_adjust(txn, rec.psize, 0, old.psize, 0)) != 0)
 		return rc;
 	mindex_folder_tally(f, &old, false);

@@ -76,6 +76,9 @@
  * the time in the name, and the header and MIME fields are empty, until
  * store_complete() reads the file and rewrites the record. */
 #define MINDEX_C_UNPARSED		0x04u
+/* SIZED: UNPARSED, but psize, vsize and NO_FINAL_LF are exact: the file
+ * was read to count its line ends (store_complete_sizes), not parsed. */
+#define MINDEX_C_SIZED			0x08u
 
 struct mindex;
 struct mindex_txn;

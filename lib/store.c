@@ -432,7 +432,7 @@ store_sync_folder(struct store *st, const char *folder, bool force,
 		return -1;
 	if (!complete || !*exists_r)
 		return 0;
-	return store_maildir_complete(st, folder, path, error_r);
+	return store_maildir_complete(st, folder, path, false, error_r);
 }
 
 int
@@ -449,8 +449,9 @@ store_sync(struct store *st, const char *folder, bool force, bool *exists_r,
 	return store_sync_folder(st, folder, force, true, exists_r, error_r);
 }
 
-int
-store_complete(struct store *st, const char *folder, const char **error_r)
+static int
+store_complete_mode(struct store *st, const char *folder, bool sizes,
+    const char **error_r)
 {
 	char path[PATH_MAX];
 
@@ -459,7 +460,20 @@ store_complete(struct store *st, const char *folder, const char **error_r)
 	if (store_folder_path(st, folder, path, sizeof(path), error_r) < 0)
 		return -1;
 	return store_maildir_complete(st, store_folder_key(folder), path,
-	    error_r);
+	    sizes, error_r);
+}
+
+int
+store_complete(struct store *st, const char *folder, const char **error_r)
+{
+	return store_complete_mode(st, folder, false, error_r);
+}
+
+int
+store_complete_sizes(struct store *st, const char *folder,
+    const char **error_r)
+{
+	return store_complete_mode(st, folder, true, error_r);
 }
 
 struct store_names {

@@ -80,6 +80,13 @@ int store_sync_lazy(struct store *st, const char *folder, bool *exists_r,
  * stays unparsed until the next call. 0, or -1. */
 int store_complete(struct store *st, const char *folder,
     const char **error_r);
+/* store_complete_sizes: store_complete for sizes alone: the files of
+ * unparsed records are read only to count their line ends, and the
+ * records, still MINDEX_C_UNPARSED, get their exact psize and vsize
+ * (MINDEX_C_SIZED). What POP3's STAT and LIST need, at a fraction of a
+ * parse. 0, or -1. */
+int store_complete_sizes(struct store *st, const char *folder,
+    const char **error_r);
 /* store_sync_all: store_sync of every folder found in storage, and
  * removal from the index of folders whose storage is gone. */
 int store_sync_all(struct store *st, bool force, const char **error_r);

@@ -11,8 +11,9 @@
 /* How many new messages one write transaction indexes: keeps each LMDB
  * transaction (and the writer lock every delivery waits on) short. */
 #define STORE_BATCH 256
-/* How many files one write transaction adopts by name (no file is read
- * inside it, so a larger batch still keeps the writer lock short). */
+/* How many files one write transaction adopts by name, or gives the sizes
+ * their line ends were counted for (no file is read inside it, so a larger
+ * batch still keeps the writer lock short). */
 #define STORE_ADOPT_BATCH 4096
 
 struct store {
@@ -70,11 +71,12 @@ int store_prev_collect(struct mindex *ix, const char *folder,
     uint32_t *uidnext_r, const char **error_r);
 
 /* store_maildir_sync adopts new files unparsed (MINDEX_C_UNPARSED);
- * store_maildir_complete parses them. */
+ * store_maildir_complete parses them, or with sizes only counts their
+ * line ends (MINDEX_C_SIZED). */
 int store_maildir_sync(struct store *st, const char *folder,
     const char *dir, bool force, bool *exists_r, const char **error_r);
 int store_maildir_complete(struct store *st, const char *folder,
-    const char *dir, const char **error_r);
+    const char *dir, bool sizes, const char **error_r);
 enum store_result store_maildir_deliver(struct store *st, const char *dir,
     const struct store_delivery *d, struct store_delivered *out,
     const char **error_r);

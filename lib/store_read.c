@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "compat/compat.h"
+#include "fsutil.h"
 #include "log.h"
 #include "store_ops_private.h"
 #include "xmalloc.h"
@@ -220,7 +221,7 @@ store_read_open_maildir(struct store *st, const char *folder,
 			*error_r = "message path too long";
 			return STORE_OP_TEMPFAIL;
 		}
-		if ((*fd_r = open(path, O_RDONLY | O_CLOEXEC)) >= 0)
+		if ((*fd_r = fsutil_open_read_noatime(path, 0)) >= 0)
 			return STORE_OP_OK;
 		if (errno != ENOENT) {
 			*error_r = store_error("cannot open %s: %s", path,

@@ -44,6 +44,7 @@ struct pop3_mailbox {
 	struct pop3_mailbox_ent *ents;	/* owned: the snapshot */
 	unsigned count;
 	bool estimates;			/* some vsize is from a file name */
+	bool scanned;			/* the snapshot is taken */
 	struct pop3_mailbox_msg *open_msg;	/* borrowed, at most one */
 };
 
@@ -53,6 +54,8 @@ struct pop3_mailbox_msg {
 };
 
 static char pop3_mailbox_errbuf[512];
+
+static int pop3_mailbox_store(struct pop3_mailbox *mb, const char **error_r);
 
 static const char *
 pop3_mailbox_error(const char *fmt, ...)
@@ -110,6 +113,15 @@ pop3_mailbox_retr_size(const struct mindex_brief *m)
 	    2 : 0);
 }
 
+/* Whether m's size is a guess from its file name (MINDEX_C_UNPARSED
+ * without MINDEX_C_SIZED). */
+static bool
+pop3_mailbox_estimate(const struct mindex_brief *m)
+{
+	return (m->cache_flags & (MINDEX_C_UNPARSED | MINDEX_C_SIZED)) ==
+	    MINDEX_C_UNPARSED;
+}
+
 static int
 pop3_mailbox_snap_cb(const struct mindex_brief *m, void *ctx)
 {
@@ -124,7 +136,7 @@ pop3_mailbox_snap_cb(const struct mindex_brief *m, void *ctx)
 	}
 	sn->ents[sn->count].uid = m->uid;
 	sn->ents[sn->count].vsize = pop3_mailbox_retr_size(m);
-	if ((m->cache_flags & MINDEX_C_UNPARSED) != 0)
+	if (pop3_mailbox_estimate(m))
 		sn->estimates = true;
 	sn->count++;
 	return 0;
@@ -173,14 +185,31 @@ pop3_mailbox_open(const struct user *u, struct pop3_mailbox **mb_r,
 		pop3_mailbox_free(&mb);
 		return -1;
 	}
-	if ((ret = pop3_mailbox_lock(mb, error_r)) != 0 ||
-	    store_sync_lazy(mb->st, POP3_MAILBOX_FOLDER, NULL,
-	    error_r) < 0 || pop3_mailbox_snapshot(mb, error_r) < 0) {
+	if ((ret = pop3_mailbox_lock(mb, error_r)) != 0) {
 		pop3_mailbox_free(&mb);
 		return ret == 1 ? 1 : -1;
 	}
 	*mb_r = mb;
 	return 0;
+}
+
+int
+pop3_mailbox_scan(struct pop3_mailbox *mb, const char **error_r)
+{
+	if (mb->scanned)
+		return 0;
+	if (pop3_mailbox_store(mb, error_r) < 0 ||
+	    store_sync_lazy(mb->st, POP3_MAILBOX_FOLDER, NULL, error_r) < 0 ||
+	    pop3_mailbox_snapshot(mb, error_r) < 0)
+		return -1;
+	mb->scanned = true;
+	return 0;
+}
+
+bool
+pop3_mailbox_scanned(const struct pop3_mailbox *mb)
+{
+	return mb->scanned;
 }
 
 void
@@ -237,7 +266,7 @@ pop3_mailbox_resize_cb(const struct mindex_brief *m, void *ctx)
 		return 1;
 	if (mb->ents[rz->next].uid == m->uid) {
 		mb->ents[rz->next].vsize = pop3_mailbox_retr_size(m);
-		if ((m->cache_flags & MINDEX_C_UNPARSED) != 0)
+		if (pop3_mailbox_estimate(m))
 			rz->estimates = true;
 	}
 	return 0;
@@ -254,7 +283,7 @@ pop3_mailbox_sizes(struct pop3_mailbox *mb, const char **error_r)
 	if (!mb->estimates)
 		return 0;
 	if (pop3_mailbox_store(mb, error_r) < 0 ||
-	    store_complete(mb->st, POP3_MAILBOX_FOLDER, error_r) < 0 ||
+	    store_complete_sizes(mb->st, POP3_MAILBOX_FOLDER, error_r) < 0 ||
 	    mindex_begin(store_index(mb->st), false, &txn, error_r) < 0)
 		return -1;
 	ret = mindex_folder_get(txn, POP3_MAILBOX_FOLDER, &f);

@@ -1,8 +1,11 @@
 /*
  * pop3_mailbox.h: a user's INBOX as one POP3 session sees it (RFC 1939).
  *
- * At open the INBOX is synced (store_sync_lazy) and a snapshot of (uid,
- * vsize) is taken from the index without reading any message: message N
+ * pop3_mailbox_open locks the mailbox; pop3_mailbox_scan, which the session
+ * calls at the client's first command after the +OK (so that the login is
+ * answered before a folder that another program filled is adopted, as
+ * Dovecot does), syncs INBOX (store_sync_lazy) and takes a snapshot of
+ * (uid, vsize) from the index without reading any message: message N
  * of the session is entry N-1 of that snapshot for the whole session,
  * whatever arrives or disappears meanwhile. Files another program left in
  * a Maildir are adopted unread, so their sizes stay estimates until
@@ -33,13 +36,19 @@ struct pop3_mailbox_msg;
 
 /*
  * pop3_mailbox_open: open the store of u (store_open: call after the uid
- * switch), lock it for POP3, sync INBOX and take the snapshot. Returns 0
- * and *mb_r; 1 if another POP3 session holds the mailbox (*mb_r NULL:
- * answer [IN-USE]); -1 with *error_r (static text, valid until the next
- * pop3_mailbox call) on any other failure.
+ * switch) and lock it for POP3. Returns 0 and *mb_r; 1 if another POP3
+ * session holds the mailbox (*mb_r NULL: answer [IN-USE]); -1 with
+ * *error_r (static text, valid until the next pop3_mailbox call) on any
+ * other failure. The mailbox holds no message until pop3_mailbox_scan.
  */
 int pop3_mailbox_open(const struct user *u, struct pop3_mailbox **mb_r,
     const char **error_r);
+/* pop3_mailbox_scan: sync INBOX and take the snapshot, once; later calls
+ * return 0 at once. 0, or -1 with *error_r (the mailbox then stays
+ * empty and the session should end). */
+int pop3_mailbox_scan(struct pop3_mailbox *mb, const char **error_r);
+/* pop3_mailbox_scanned: whether pop3_mailbox_scan has succeeded. */
+bool pop3_mailbox_scanned(const struct pop3_mailbox *mb);
 /* pop3_mailbox_free: close without deleting anything (a dropped
  * connection); releases the lock; sets *mb NULL; NULL is ignored. */
 void pop3_mailbox_free(struct pop3_mailbox **mb);
@@ -52,7 +61,8 @@ void pop3_mailbox_release(struct pop3_mailbox *mb);
 
 /* pop3_mailbox_sizes: make the sizes of the snapshot exact. Until it is
  * called they may be estimates (from file names), for messages the index
- * adopted without reading them (store_complete); a session that only asks
+ * adopted without reading them (store_complete_sizes: their files are
+ * then read to count line ends, not parsed); a session that only asks
  * UIDL never pays for reading them. 0, or -1 with *error_r. */
 int pop3_mailbox_sizes(struct pop3_mailbox *mb, const char **error_r);
 /* Messages are numbered 0..count-1 here (the session adds 1). */

@@ -97,6 +97,7 @@ struct pop3_session {
 struct pop3_cmd {
 	const char *name;
 	unsigned states;		/* 1 << enum pop3_state */
+	bool scan;			/* needs the snapshot (pop3_scan) */
 	void (*fn)(struct pop3_session *s, char *args);
 };
 
@@ -587,6 +588,32 @@ pop3_totals(const struct pop3_session *s, unsigned *n_r, uint64_t *size_r)
 	}
 }
 
+/*
+ * The mailbox is scanned (synced, its snapshot taken) at the first command
+ * that numbers messages, not at login: the +OK of the login goes out
+ * before a Maildir that another program filled is adopted. A scan that
+ * fails ends the session, for no command can be answered without it.
+ */
+static int
+pop3_scan(struct pop3_session *s)
+{
+	const char *error;
+
+	if (pop3_mailbox_scanned(s->mb))
+		return 0;
+	if (pop3_mailbox_scan(s->mb, &error) < 0) {
+		log_error("pop3: user=<%s>, cannot read mailbox (%s)",
+		    s->login_user, error);
+		pop3_reply(s, "-ERR [SYS/TEMP] Cannot read mailbox");
+		pop3_mailbox_free(&s->mb);
+		pop3_enter_state(s, POP3_STATE_CLOSED);
+		return -1;
+	}
+	s->deleted = xcalloc(pop3_mailbox_count(s->mb) + 1, sizeof(bool));
+	pop3_totals(s, &s->stats.messages, &s->stats.size);
+	return 0;
+}
+
 static bool
 pop3_no_args(struct pop3_session *s, const char *args)
 {
@@ -841,20 +868,20 @@ pop3_cmd_quit(struct pop3_session *s, char *args)
 }
 
 static const struct pop3_cmd pop3_cmds[] = {
-	{ "CAPA", AUTH_ST | TRANS_ST, pop3_cmd_capa },
-	{ "USER", AUTH_ST, pop3_cmd_user },
-	{ "PASS", AUTH_ST, pop3_cmd_pass },
-	{ "AUTH", AUTH_ST, pop3_cmd_auth },
-	{ "STLS", AUTH_ST, pop3_cmd_stls },
-	{ "STAT", TRANS_ST, pop3_cmd_stat },
-	{ "LIST", TRANS_ST, pop3_cmd_list },
-	{ "RETR", TRANS_ST, pop3_cmd_retr },
-	{ "DELE", TRANS_ST, pop3_cmd_dele },
-	{ "NOOP", TRANS_ST, pop3_cmd_noop },
-	{ "RSET", TRANS_ST, pop3_cmd_rset },
-	{ "TOP", TRANS_ST, pop3_cmd_top },
-	{ "UIDL", TRANS_ST, pop3_cmd_uidl },
-	{ "QUIT", AUTH_ST | TRANS_ST, pop3_cmd_quit },
+	{ "CAPA", AUTH_ST | TRANS_ST, false, pop3_cmd_capa },
+	{ "USER", AUTH_ST, false, pop3_cmd_user },
+	{ "PASS", AUTH_ST, false, pop3_cmd_pass },
+	{ "AUTH", AUTH_ST, false, pop3_cmd_auth },
+	{ "STLS", AUTH_ST, false, pop3_cmd_stls },
+	{ "STAT", TRANS_ST, true, pop3_cmd_stat },
+	{ "LIST", TRANS_ST, true, pop3_cmd_list },
+	{ "RETR", TRANS_ST, true, pop3_cmd_retr },
+	{ "DELE", TRANS_ST, true, pop3_cmd_dele },
+	{ "NOOP", TRANS_ST, true, pop3_cmd_noop },
+	{ "RSET", TRANS_ST, true, pop3_cmd_rset },
+	{ "TOP", TRANS_ST, true, pop3_cmd_top },
+	{ "UIDL", TRANS_ST, true, pop3_cmd_uidl },
+	{ "QUIT", AUTH_ST | TRANS_ST, false, pop3_cmd_quit },
 };
 
 /* Streaming. */
@@ -1089,6 +1116,9 @@ pop3_dispatch(struct pop3_session *s, char *line, size_t len)
 		pop3_bad(s, "-ERR Command not allowed in this state");
 		return;
 	}
+	if (s->state == POP3_STATE_TRANSACTION && pop3_cmds[i].scan &&
+	    pop3_scan(s) < 0)
+		return;
 	pop3_cmds[i].fn(s, args);
 }
 
@@ -1265,10 +1295,7 @@ pop3_session_login(struct pop3_session *s, const struct user *u)
 	s->waiting_login = false;
 	ret = pop3_mailbox_open(u, &s->mb, &error);
 	if (ret == 0) {
-		s->deleted = xcalloc(pop3_mailbox_count(s->mb) + 1,
-		    sizeof(bool));
 		pop3_enter_state(s, POP3_STATE_TRANSACTION);
-		pop3_totals(s, &s->stats.messages, &s->stats.size);
 		pop3_reply(s, "+OK Logged in");
 	} else if (ret == 1)
 		pop3_reply(s, "-ERR [IN-USE] Mailbox is in use by another "

@@ -131,10 +131,11 @@ struct pop3_settings {
 
 /* What a session did, for the daemon's logout line (pop3_session_stats). */
 struct pop3_stats {
-	unsigned messages;	/* in the mailbox at login */
+	unsigned messages;	/* in the snapshot (taken at the first
+				   command after login), 0 before */
 	unsigned retr, top;	/* RETR / TOP that started sending a message */
 	unsigned dele;		/* marked deleted at QUIT, or now */
-	uint64_t size;		/* of the mailbox at login (CRLF sizes) */
+	uint64_t size;		/* of the snapshot (CRLF sizes) */
 	/* Message bytes handed to cb->write for RETR / TOP: after CRLF
 	 * conversion and dot-stuffing, with the CRLF added to a message
 	 * without a final newline, without the +OK line and the final

@@ -202,6 +202,10 @@ t_open(void)
 
 	if (pop3_mailbox_open(&alice, &mb, &err) != 0)
 		bail("pop3_mailbox_open: %s", err);
+	ok(!pop3_mailbox_scanned(mb) && pop3_mailbox_count(mb) == 0,
+	    "open: locked, not yet scanned");
+	if (pop3_mailbox_scan(mb, &err) != 0)
+		bail("pop3_mailbox_scan: %s", err);
 	return mb;
 }
 
@@ -560,7 +564,8 @@ test_maildir_lazy(void)
 	snprintf(path, sizeof(path), "%s/md/new/1700000003.3_0.host", top);
 	t_write_file(path, c, strlen(c));
 
-	if (pop3_mailbox_open(&alice, &mb, &err) != 0)
+	if (pop3_mailbox_open(&alice, &mb, &err) != 0 ||
+	    pop3_mailbox_scan(mb, &err) != 0)
 		bail("pop3_mailbox_open: %s", err);
 	is_int(pop3_mailbox_count(mb), 3, "lazy: three files adopted");
 	ok(pop3_mailbox_uid(mb, 0) == 1 && pop3_mailbox_uid(mb, 1) == 2 &&
@@ -588,12 +593,39 @@ test_maildir_lazy(void)
 		bail("store_open: %s", err);
 	if (mindex_begin(store_index(st), false, &txn, &err) < 0)
 		bail("mindex_begin: %s", err);
+	ok(mindex_folder_get(txn, "INBOX", &f) == 1 && f.unparsed == 3 &&
+	    f.count == 3, "lazy: sizes alone leave the files unparsed");
+	for (uint32_t uid = 1; uid <= 3; uid++) {
+		const char *want = uid == 1 ? a : uid == 2 ? b : c;
+		uint64_t vs = uid == 1 ? strlen(a) + 3 : uid == 2 ?
+		    strlen(b) : strlen(c) + 2;
+
+		ok(mindex_msg_get(txn, f.id, uid, &m) == 1 &&
+		    (m.cache_flags & (MINDEX_C_UNPARSED | MINDEX_C_SIZED)) ==
+		    (MINDEX_C_UNPARSED | MINDEX_C_SIZED) &&
+		    m.psize == strlen(want) && m.vsize == vs &&
+		    ((m.cache_flags & MINDEX_C_NO_FINAL_LF) != 0) == (uid == 3)
+		    && m.headers_len == 0,
+		    "lazy: uid %u sized (psize %llu vsize %llu), not parsed",
+		    uid, (unsigned long long)m.psize,
+		    (unsigned long long)m.vsize);
+	}
+	mindex_abort(&txn);
+	ok(store_complete(st, "INBOX", &err) == 0, "complete: parse them");
+	if (mindex_begin(store_index(st), false, &txn, &err) < 0)
+		bail("mindex_begin: %s", err);
 	ok(mindex_folder_get(txn, "INBOX", &f) == 1 && f.unparsed == 0 &&
 	    f.count == 3, "lazy: nothing left unparsed in the folder record");
 	ok(mindex_msg_get(txn, f.id, 1, &m) == 1 && m.headers_len > 0 &&
-	    m.mime_len > 0 && (m.cache_flags & MINDEX_C_UNPARSED) == 0 &&
-	    m.internal_date != 0,
-	    "lazy: the record has its headers, MIME tree and date now");
+	    m.mime_len > 0 && (m.cache_flags & (MINDEX_C_UNPARSED |
+	    MINDEX_C_SIZED)) == 0 && m.internal_date != 0 &&
+	    m.vsize == strlen(a) + 3,
+	    "lazy: the record has its headers, MIME tree and date now, and "
+	    "the size the count found");
+	ok(mindex_msg_get(txn, f.id, 3, &m) == 1 &&
+	    m.vsize == strlen(c) + 2 &&
+	    (m.cache_flags & MINDEX_C_NO_FINAL_LF) != 0,
+	    "lazy: the parse agrees on the message without a final newline");
 	mindex_abort(&txn);
 	store_close(&st);
 	free(alice.mail_location);

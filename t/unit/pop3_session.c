@@ -1041,6 +1041,7 @@ test_sizes(void)
 	 * and a later call tries again. */
 	t_lazy_box("LazyFail", msg);
 	s = t_login();
+	is_string(t_say(s, "NOOP\r\n"), "+OK\r\n", "NOOP scans the mailbox");
 	pop3_session_idle(s);
 	snprintf(path, sizeof(path), "%s/LazyFail/loft-index", top);
 	snprintf(aside, sizeof(aside), "%s/LazyFail/loft-index.aside", top);
@@ -1065,6 +1066,22 @@ test_sizes(void)
 	snprintf(cmd, sizeof(cmd), "+OK 1 %zu\r\n", exact);
 	is_string(t_say(s, "STAT\r\n"), cmd,
 	    "the index back: STAT tries again and is exact");
+	pop3_session_free(&s);
+
+	/* The scan at the first command fails: the session ends there,
+	 * having deleted nothing. */
+	t_lazy_box("LazyScan", msg);
+	s = t_login();
+	pop3_session_idle(s);
+	snprintf(path, sizeof(path), "%s/LazyScan/loft-index", top);
+	snprintf(aside, sizeof(aside), "%s/LazyScan/loft-index.aside", top);
+	if (rename(path, aside) < 0)
+		bail("rename %s", path);
+	t_lazy_file(path);
+	is_string(t_say(s, "UIDL\r\nSTAT\r\n"),
+	    "-ERR [SYS/TEMP] Cannot read mailbox\r\n",
+	    "a scan that fails at the first command ends the session");
+	is_int(pop3_session_state(s), POP3_STATE_CLOSED, "closed");
 	pop3_session_free(&s);
 	t_use("maildir:~/Maildir");
 }
@@ -1651,8 +1668,12 @@ test_stats(void)
 	ok(strstr(logged, "login") == NULL, "login not logged by the engine");
 
 	pop3_session_stats(s, &st);
+	ok(st.messages == 0 && st.size == 0,
+	    "no snapshot at login: the first command takes it");
+	t_say(s, "NOOP\r\n");
+	pop3_session_stats(s, &st);
 	ok(st.messages == 3 && st.size == V1 + V2 + V3,
-	    "messages and size at login");
+	    "messages and size of the snapshot");
 	t_stats_is(s, 0, 0, 0, 0, 0, 0, false, "nothing yet");
 	buf_init(&ref, 4096);
 	t_reference(m1, sizeof(m1) - 1, &ref);
