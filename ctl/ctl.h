@@ -11,5 +11,7 @@ int ctl_config_main(int argc, char **argv);
 int ctl_user_main(int argc, char **argv);
 int ctl_reindex_main(int argc, char **argv);
 int ctl_index_main(int argc, char **argv);
+int ctl_newaliases_main(int argc, char **argv);
+int ctl_alias_main(int argc, char **argv);
 
 #endif

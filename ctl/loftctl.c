@@ -9,6 +9,7 @@
  * only the files the configuration names.
  */
 #include "config.h"
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sysexits.h>
@@ -28,6 +29,8 @@ static const struct ctl_command ctl_commands[] = {
 	{ "user", ctl_user_main, "user add|passwd|del|list|show ..." },
 	{ "reindex", ctl_reindex_main, "reindex USER ..." },
 	{ "index", ctl_index_main, "index stats|compact USER | index list USER [FOLDER]" },
+	{ "newaliases", ctl_newaliases_main, "newaliases [TABLE ...]" },
+	{ "alias", ctl_alias_main, "alias lookup [-r] NAME ..." },
 };
 
 static int
@@ -44,6 +47,10 @@ int
 main(int argc, char **argv)
 {
 	const char *config = conf_default_path(), *err;
+	const char *prog = argc > 0 ? argv[0] : "";
+	/* Installed as "newaliases" too (a link): that command alone. */
+	bool newaliases = strcmp(strrchr(prog, '/') != NULL ?
+	    strrchr(prog, '/') + 1 : prog, "newaliases") == 0;
 	int ch;
 
 	log_open("loft/ctl", LOG_DEST_STDERR);
@@ -55,6 +62,11 @@ main(int argc, char **argv)
 	}
 	argc -= optind;
 	argv += optind;
+	if (newaliases) {
+		argv[-1] = (char *)"newaliases";	/* optind >= 1 */
+		argv--;
+		argc++;
+	}
 	if (argc < 1)
 		return ctl_usage();
 	if (conf_load(config, &err) < 0) {

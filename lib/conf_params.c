@@ -163,6 +163,33 @@ conf_check_relay_restrictions(const char *value)
 	return -1;
 }
 
+/* conf_check_alias_maps: alias_maps and alias_database items are
+ * lmdb:/path, hash:/path (Postfix's spelling, compiled by loft into
+ * /path.lmdb too) or /path; smtp_alias_item_paths() reads them. */
+static int
+conf_check_alias_maps(const char *value)
+{
+	const char *sep = ", \t\r\n";
+	size_t len;
+
+	for (value += strspn(value, sep); *value != '\0';
+	    value += strspn(value, sep)) {
+		len = strcspn(value, sep);
+		if (len > 5 && (strncmp(value, "lmdb:", 5) == 0 ||
+		    strncmp(value, "hash:", 5) == 0)) {
+			value += 5;
+			len -= 5;
+		}
+		if (value[0] != '/' || len < 2 || value[len - 1] == '/')
+			return -1;
+		value += len;
+	}
+	return 0;
+}
+
+#define CONF_ALIAS_FORM \
+	"a list of lmdb:/path, hash:/path or /path (an absolute path)"
+
 #define CONF_LOCATION_FORM \
 	"maildir:PATH[:INDEX=DIR] or mbox:PATH[:INBOX=FILE][:INDEX=DIR]"
 
@@ -200,6 +227,17 @@ const struct conf_param conf_params[] = {
 	    0, 0, 0, NULL, NULL, NULL, 0,
 	    "Characters that separate a user name from an address "
 	    "extension (empty: none)" },
+
+	/* Aliases (smtp/smtp_alias.c), with Postfix's names: alias_maps
+	 * are searched, alias_database is what newaliases builds. */
+	{ "alias_database", CONF_TYPE_LIST, "$alias_maps",
+	    0, 0, 0, NULL, conf_check_alias_maps, CONF_ALIAS_FORM, 0,
+	    "Alias files that loftctl newaliases compiles, each into "
+	    "FILE.lmdb" },
+	{ "alias_maps", CONF_TYPE_LIST, "lmdb:/etc/aliases",
+	    0, 0, 0, NULL, conf_check_alias_maps, CONF_ALIAS_FORM, 0,
+	    "Alias databases searched for local recipients, in order "
+	    "(aliases(5) files compiled by loftctl newaliases)" },
 
 	/* Users. */
 	{ "system_users", CONF_TYPE_BOOL, "no", 0, 0, 0, NULL, NULL, NULL, 0,
