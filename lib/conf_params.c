@@ -140,6 +140,10 @@ static const char *const conf_relay_restrictions[] = {
 	"permit", "reject", NULL
 };
 
+/* pop3_expire: a number of days would need the time each message was
+ * first retrieved, which the index does not keep yet. */
+static const char *const conf_pop3_expire[] = { "never", "0", NULL };
+
 /* conf_check_relay_restrictions: one of the restrictions that refuse
  * unknown destinations must be there, or the server is an open relay
  * (Postfix refuses to run without one too). The names themselves are
@@ -356,6 +360,11 @@ const struct conf_param conf_params[] = {
 	    1, 86400, 's', NULL, NULL, NULL, 0,
 	    "Time a mail process of loftd stays without sessions before it "
 	    "exits" },
+	{ "pop3_expire", CONF_TYPE_STRING, "never",
+	    0, 0, 0, conf_pop3_expire, NULL, NULL, 0,
+	    "What POP3 announces as EXPIRE (RFC 2449): never (mail stays "
+	    "until the client deletes it) or 0 (mail RETR sent is deleted "
+	    "at QUIT)" },
 	{ "pop3_line_limit", CONF_TYPE_INT, "255",
 	    255, 65536, 0, NULL, NULL, NULL, 0,
 	    "Longest POP3 command line in bytes, CRLF included (RFC 2449: "
@@ -363,6 +372,11 @@ const struct conf_param conf_params[] = {
 	{ "pop3_listen", CONF_TYPE_LIST, "", 0, 0, 0, NULL, NULL, NULL, 0,
 	    "Addresses (host:port) where loftd serves POP3, with STLS "
 	    "(empty: none)" },
+	{ "pop3_login_delay", CONF_TYPE_TIME, "0s",
+	    0, 86400, 's', NULL, NULL, NULL, 0,
+	    "Least time between two POP3 logins of a user, announced as "
+	    "LOGIN-DELAY (RFC 2449); a login sooner gets [LOGIN-DELAY] "
+	    "(0: no limit)" },
 	{ "pop3s_listen", CONF_TYPE_LIST, "", 0, 0, 0, NULL, NULL, NULL, 0,
 	    "Addresses (host:port) where loftd serves POP3 over TLS "
 	    "(RFC 8314; empty: none)" },

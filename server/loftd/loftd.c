@@ -26,6 +26,7 @@
 #include "conf.h"
 #include "log.h"
 #include "loftd.h"
+#include "pop3_session.h"
 #ifdef LOFTD_MAIL_ONLY
 #include "tls.h"
 #endif
@@ -77,6 +78,13 @@ loftd_service_name(uint32_t service)
 {
 	return service == LOFTD_SVC_POP3 ? "pop3" :
 	    service == LOFTD_SVC_IMAP ? "imap" : "?";
+}
+
+void
+loftd_pop3_policy(struct pop3_settings *set)
+{
+	set->login_delay = (unsigned)conf_time("pop3_login_delay");
+	set->expire_now = strcmp(conf_str("pop3_expire"), "0") == 0;
 }
 
 void

@@ -91,4 +91,10 @@ void loftd_log_setup(const char *program, bool foreground,
 /* loftd_service_name: "pop3" for LOFTD_SVC_POP3. */
 const char *loftd_service_name(uint32_t service);
 
+struct pop3_settings;
+/* loftd_pop3_policy: the POP3 policy the configuration sets
+ * (pop3_login_delay, pop3_expire) into set, for the login process, which
+ * announces it in CAPA, and the mail process, which applies it. */
+void loftd_pop3_policy(struct pop3_settings *set);
+
 #endif

@@ -723,6 +723,7 @@ login_engine_new(struct login_client *c)
 		set.allow_plaintext = !conf_bool("disable_plaintext_auth");
 		set.mechanisms = login.mechs;
 		set.line_max = login.line_max;
+		loftd_pop3_policy(&set);
 		c->pop3 = pop3_session_new(&set, &login_pop3_cb, c);
 		pop3_session_greet(c->pop3);
 	}

@@ -408,6 +408,7 @@ mailproc_pop3_start(struct mailproc_session *s, const struct user *u)
 	set.secured = s->secured;
 	set.mechanisms = "";
 	set.line_max = mailproc.line_max;
+	loftd_pop3_policy(&set);
 	s->pop3 = pop3_session_new_authenticated(&set, &mailproc_pop3_cb, s,
 	    u->name);
 	/* Queue what was pipelined after the login command, so it runs

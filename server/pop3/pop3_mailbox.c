@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -99,6 +100,38 @@ pop3_mailbox_lock(struct pop3_mailbox *mb, const char **error_r)
 	return -1;
 }
 
+/*
+ * The lock file holds the time of the last login, as decimal seconds (an
+ * empty file: none yet). Under the lock: 2 if it is less than delay
+ * seconds ago (RFC 2449 LOGIN-DELAY), else the time becomes now and 0.
+ * The time is written without fsync: after a crash a client may log in
+ * early once.
+ */
+static int
+pop3_mailbox_login_time(struct pop3_mailbox *mb, unsigned delay)
+{
+	char text[32];
+	time_t now = time(NULL);
+	long long last = 0;
+	ssize_t n;
+	int len;
+
+	n = pread(mb->lock_fd, text, sizeof(text) - 1, 0);
+	if (n > 0) {
+		text[n] = '\0';
+		last = strtoll(text, NULL, 10);
+	}
+	if (delay > 0 && last > 0 && last <= (long long)now &&
+	    (long long)now - last < (long long)delay)
+		return 2;
+	len = snprintf(text, sizeof(text), "%lld\n", (long long)now);
+	if (pwrite(mb->lock_fd, text, (size_t)len, 0) != len ||
+	    ftruncate(mb->lock_fd, len) < 0)
+		log_warning("pop3: cannot record the login time: %s",
+		    strerror(errno));
+	return 0;
+}
+
 struct pop3_mailbox_snap {
 	struct pop3_mailbox_ent *ents;
 	size_t count, alloc;
@@ -172,8 +205,8 @@ pop3_mailbox_snapshot(struct pop3_mailbox *mb, const char **error_r)
 }
 
 int
-pop3_mailbox_open(const struct user *u, struct pop3_mailbox **mb_r,
-    const char **error_r)
+pop3_mailbox_open(const struct user *u, unsigned login_delay,
+    struct pop3_mailbox **mb_r, const char **error_r)
 {
 	struct pop3_mailbox *mb = xcalloc(1, sizeof(*mb));
 	int ret;
@@ -185,9 +218,10 @@ pop3_mailbox_open(const struct user *u, struct pop3_mailbox **mb_r,
 		pop3_mailbox_free(&mb);
 		return -1;
 	}
-	if ((ret = pop3_mailbox_lock(mb, error_r)) != 0) {
+	if ((ret = pop3_mailbox_lock(mb, error_r)) != 0 ||
+	    (ret = pop3_mailbox_login_time(mb, login_delay)) != 0) {
 		pop3_mailbox_free(&mb);
-		return ret == 1 ? 1 : -1;
+		return ret > 0 ? ret : -1;
 	}
 	*mb_r = mb;
 	return 0;

@@ -18,7 +18,7 @@
  *
  * Only one POP3 session per mailbox: pop3_mailbox_open takes
  * flock(LOCK_EX|LOCK_NB) on INDEX_DIR/pop3.lock and holds it until
- * pop3_mailbox_free.
+ * pop3_mailbox_free. The file holds the time of the last login.
  */
 #ifndef LOFT_POP3_MAILBOX_H
 #define LOFT_POP3_MAILBOX_H
@@ -37,12 +37,15 @@ struct pop3_mailbox_msg;
 /*
  * pop3_mailbox_open: open the store of u (store_open: call after the uid
  * switch) and lock it for POP3. Returns 0 and *mb_r; 1 if another POP3
- * session holds the mailbox (*mb_r NULL: answer [IN-USE]); -1 with
- * *error_r (static text, valid until the next pop3_mailbox call) on any
- * other failure. The mailbox holds no message until pop3_mailbox_scan.
+ * session holds the mailbox (*mb_r NULL: answer [IN-USE]); 2 if the last
+ * login was less than login_delay seconds ago (0: no limit; answer
+ * [LOGIN-DELAY]), else the login's time is recorded for the next; -1
+ * with *error_r (static text, valid until the next pop3_mailbox call) on
+ * any other failure. The mailbox holds no message until
+ * pop3_mailbox_scan.
  */
-int pop3_mailbox_open(const struct user *u, struct pop3_mailbox **mb_r,
-    const char **error_r);
+int pop3_mailbox_open(const struct user *u, unsigned login_delay,
+    struct pop3_mailbox **mb_r, const char **error_r);
 /* pop3_mailbox_scan: sync INBOX and take the snapshot, once; later calls
  * return 0 at once. 0, or -1 with *error_r (the mailbox then stays
  * empty and the session should end). */

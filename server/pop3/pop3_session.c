@@ -76,6 +76,8 @@ struct pop3_session {
 
 	struct pop3_mailbox *mb;	/* owned, in TRANSACTION */
 	bool *deleted;			/* owned, one per message */
+	bool *retrieved;		/* owned, one per message: RETR sent
+					   it (for expire_now) */
 
 	enum pop3_stream_kind stream;
 	struct pop3_mailbox_msg *msg;	/* owned while streaming */
@@ -566,8 +568,8 @@ pop3_cmd_capa(struct pop3_session *s, char *args)
 	pop3_reply(s, "RESP-CODES");
 	pop3_reply(s, "AUTH-RESP-CODE");
 	pop3_reply(s, "PIPELINING");
-	pop3_reply(s, "EXPIRE NEVER");
-	pop3_reply(s, "LOGIN-DELAY 0");
+	pop3_reply(s, "EXPIRE %s", s->set.expire_now ? "0" : "NEVER");
+	pop3_reply(s, "LOGIN-DELAY %u", s->set.login_delay);
 	pop3_reply(s, "IMPLEMENTATION loft");
 	if (s->state == POP3_STATE_AUTHORIZATION && s->set.tls_available &&
 	    !s->set.secured)
@@ -610,6 +612,7 @@ pop3_scan(struct pop3_session *s)
 		return -1;
 	}
 	s->deleted = xcalloc(pop3_mailbox_count(s->mb) + 1, sizeof(bool));
+	s->retrieved = xcalloc(pop3_mailbox_count(s->mb) + 1, sizeof(bool));
 	pop3_totals(s, &s->stats.messages, &s->stats.size);
 	return 0;
 }
@@ -738,6 +741,7 @@ pop3_send_msg(struct pop3_session *s, unsigned i, bool top,
 		pop3_reply(s, "+OK");
 	} else {
 		s->stats.retr++;
+		s->retrieved[i] = true;
 		pop3_reply(s, "+OK %llu octets",
 		    (unsigned long long)pop3_mailbox_vsize(s->mb, i));
 	}
@@ -840,6 +844,12 @@ pop3_update(struct pop3_session *s)
 	unsigned n;
 
 	pop3_enter_state(s, POP3_STATE_UPDATE);
+	/* EXPIRE 0: what was retrieved goes as if the client had deleted
+	 * it (RFC 2449 section 6.7); a dropped session keeps it all. */
+	for (unsigned i = 0; s->set.expire_now &&
+	    i < pop3_mailbox_count(s->mb); i++)
+		if (s->retrieved[i])
+			s->deleted[i] = true;
 	pop3_deleted(s, &s->stats.dele, &s->stats.dele_bytes);
 	s->stats.quit = true;
 	n = s->stats.dele;
@@ -1270,6 +1280,7 @@ pop3_session_free(struct pop3_session **sp)
 	if (s->sasl_mech != NULL)
 		pop3_sasl_end(s, true);
 	free(s->deleted);
+	free(s->retrieved);
 	free(s->raw);
 	buf_free(&s->out);
 	explicit_bzero(s->user, sizeof(s->user));
@@ -1293,13 +1304,16 @@ pop3_session_login(struct pop3_session *s, const struct user *u)
 	if (!s->waiting_login)
 		log_panic("pop3_session_login without authentication");
 	s->waiting_login = false;
-	ret = pop3_mailbox_open(u, &s->mb, &error);
+	ret = pop3_mailbox_open(u, s->set.login_delay, &s->mb, &error);
 	if (ret == 0) {
 		pop3_enter_state(s, POP3_STATE_TRANSACTION);
 		pop3_reply(s, "+OK Logged in");
 	} else if (ret == 1)
 		pop3_reply(s, "-ERR [IN-USE] Mailbox is in use by another "
 		    "POP3 session");
+	else if (ret == 2)
+		pop3_reply(s, "-ERR [LOGIN-DELAY] Logged in less than %u "
+		    "seconds ago", s->set.login_delay);
 	else {
 		log_error("pop3: user=<%s>, cannot open mailbox (%s)",
 		    s->login_user, error);

@@ -127,6 +127,12 @@ struct pop3_settings {
 				   0 for POP3_LINE_MAX, else POP3_LINE_MAX ..
 				   POP3_LINE_MAX_LIMIT (pop3_line_limit);
 				   also bounds a SASL response line */
+	unsigned login_delay;	/* seconds between logins of a user, 0 =
+				   any (pop3_login_delay; RFC 2449
+				   LOGIN-DELAY, [LOGIN-DELAY] if sooner) */
+	bool expire_now;	/* EXPIRE 0 (pop3_expire = 0): a message
+				   RETR sent is deleted at QUIT like a DELE;
+				   else EXPIRE NEVER */
 };
 
 /* What a session did, for the daemon's logout line (pop3_session_stats). */

@@ -200,7 +200,7 @@ t_open(void)
 	struct pop3_mailbox *mb;
 	const char *err;
 
-	if (pop3_mailbox_open(&alice, &mb, &err) != 0)
+	if (pop3_mailbox_open(&alice, 0, &mb, &err) != 0)
 		bail("pop3_mailbox_open: %s", err);
 	ok(!pop3_mailbox_scanned(mb) && pop3_mailbox_count(mb) == 0,
 	    "open: locked, not yet scanned");
@@ -564,7 +564,7 @@ test_maildir_lazy(void)
 	snprintf(path, sizeof(path), "%s/md/new/1700000003.3_0.host", top);
 	t_write_file(path, c, strlen(c));
 
-	if (pop3_mailbox_open(&alice, &mb, &err) != 0 ||
+	if (pop3_mailbox_open(&alice, 0, &mb, &err) != 0 ||
 	    pop3_mailbox_scan(mb, &err) != 0)
 		bail("pop3_mailbox_open: %s", err);
 	is_int(pop3_mailbox_count(mb), 3, "lazy: three files adopted");

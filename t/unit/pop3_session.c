@@ -165,8 +165,12 @@ static const struct pop3_callbacks cbs = {
 static struct pop3_settings
 t_settings(bool secured, bool tls, size_t line_max)
 {
-	struct pop3_settings set = { tls, secured, false, "PLAIN X-TWO",
-	    line_max };
+	struct pop3_settings set = {
+		.tls_available = tls,
+		.secured = secured,
+		.mechanisms = "PLAIN X-TWO",
+		.line_max = line_max
+	};
 
 	return set;
 }
@@ -1086,6 +1090,73 @@ test_sizes(void)
 	t_use("maildir:~/Maildir");
 }
 
+/* A session with the given policy, logged in as alice; its answer to
+ * the login in *said. */
+static struct pop3_session *
+t_login_policy(unsigned delay, bool expire_now, const char **said)
+{
+	struct pop3_settings set = t_settings(true, false, 0);
+	struct pop3_session *s;
+
+	set.login_delay = delay;
+	set.expire_now = expire_now;
+	s = pop3_session_new(&set, &cbs, NULL);
+	cur = s;
+	pop3_session_greet(s);
+	*said = t_say(s, "USER alice\r\nPASS secret word\r\n");
+	return s;
+}
+
+/* pop3_login_delay and pop3_expire: LOGIN-DELAY is enforced from the
+ * time of the last login, EXPIRE 0 deletes what RETR sent at QUIT and
+ * only then. */
+static void
+test_policy(void)
+{
+	static const char msg[] = "Subject: policy\n\nbody\n";
+	struct pop3_session *s;
+	char path[PATH_MAX + 64];
+	const char *said;
+	FILE *fp;
+
+	t_lazy_box("Policy", msg);
+	s = t_login_policy(3600, true, &said);
+	is_string(said, "+OK\r\n+OK Logged in\r\n",
+	    "delay: the first login passes");
+	ok(strstr(t_say(s, "CAPA\r\n"), "\r\nEXPIRE 0\r\nLOGIN-DELAY "
+	    "3600\r\n") != NULL, "CAPA: EXPIRE 0, LOGIN-DELAY 3600");
+	ok(strncmp(t_say(s, "RETR 1\r\n"), "+OK ", 4) == 0, "RETR 1");
+	pop3_session_free(&s);	/* dropped: no QUIT */
+
+	s = t_login_policy(3600, true, &said);
+	is_string(said, "+OK\r\n-ERR [LOGIN-DELAY] Logged in less than 3600 "
+	    "seconds ago\r\n", "delay: a second login at once is refused");
+	pop3_session_free(&s);
+	s = t_login_policy(0, false, &said);
+	is_string(said, "+OK\r\n+OK Logged in\r\n", "no delay: it passes");
+	is_string(t_say(s, "STAT\r\n"), "+OK 1 25\r\n",
+	    "the dropped session deleted nothing");
+	pop3_session_free(&s);
+
+	/* The last login an hour and more ago. */
+	snprintf(path, sizeof(path), "%s/Policy/loft-index/pop3.lock", top);
+	if ((fp = fopen(path, "w")) == NULL || fputs("1\n", fp) == EOF ||
+	    fclose(fp) != 0)
+		bail("cannot write %s", path);
+	s = t_login_policy(3600, true, &said);
+	is_string(said, "+OK\r\n+OK Logged in\r\n",
+	    "delay: a login long after the last passes");
+	t_say(s, "RETR 1\r\nRSET\r\n");
+	is_string(t_say(s, "QUIT\r\n"), "+OK Logging out, 1 messages "
+	    "deleted\r\n", "EXPIRE 0: QUIT deletes what RETR sent, RSET "
+	    "or not");
+	pop3_session_free(&s);
+	s = t_login_policy(0, false, &said);
+	is_string(t_say(s, "STAT\r\n"), "+OK 0 0\r\n", "it is gone");
+	pop3_session_free(&s);
+	t_use("maildir:~/Maildir");
+}
+
 /*
  * mbox: a chunk read under the lock for one RETR serves the next ones
  * while the file is unchanged (even while another program holds the
@@ -1843,6 +1914,7 @@ main(void)
 	test_sizes();
 	test_mbox_ahead();
 	test_mbox();
+	test_policy();
 
 	free(alice.name);
 	free(alice.pwhash);
