@@ -6,7 +6,10 @@
  * answer is one "* SEARCH" line, numbers ascending, flushed in pieces,
  * or with RETURN (RFC 4731) one "* ESEARCH" line. RETURN (SAVE) keeps
  * the matches' UIDs in the session for "$" (RFC 5182), so expunges do not
- * shift it.
+ * shift it. Beyond RFC 3501's keys: OLDER and YOUNGER (RFC 5032 WITHIN),
+ * measured from the moment the command is parsed; SAVEDBEFORE, SAVEDON,
+ * SAVEDSINCE and SAVEDATESUPPORTED (RFC 8514), on the index's save date
+ * (a message without one matches none of them).
  *
  * Trusts nothing from the client: keys come through the parser's
  * accessors, nesting is bounded by IMAP_SEARCH_DEPTH_MAX, strings by the
@@ -20,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <strings.h>
 
 #include "buf.h"
@@ -45,6 +49,9 @@ enum isk_op {
 	ISK_LARGER, ISK_SMALLER,
 	ISK_BEFORE, ISK_ON, ISK_SINCE,
 	ISK_SENTBEFORE, ISK_SENTON, ISK_SENTSINCE,
+	ISK_OLDER, ISK_YOUNGER,	/* RFC 5032 WITHIN: num is a time */
+	ISK_SAVEDBEFORE, ISK_SAVEDON, ISK_SAVEDSINCE,	/* RFC 8514 */
+	ISK_SAVEDATE,		/* SAVEDATESUPPORTED */
 	ISK_HEADER, ISK_BODY, ISK_TEXT
 };
 
@@ -616,6 +623,8 @@ isk_parse_date_key(struct isk_parser *p, const char *key, struct isk_node *n)
 		{ "BEFORE", ISK_BEFORE }, { "ON", ISK_ON }, { "SINCE", ISK_SINCE },
 		{ "SENTBEFORE", ISK_SENTBEFORE }, { "SENTON", ISK_SENTON },
 		{ "SENTSINCE", ISK_SENTSINCE },
+		{ "SAVEDBEFORE", ISK_SAVEDBEFORE }, { "SAVEDON", ISK_SAVEDON },
+		{ "SAVEDSINCE", ISK_SAVEDSINCE },
 	};
 
 	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
@@ -653,6 +662,25 @@ isk_parse_number(struct isk_parser *p, struct isk_node *n, enum isk_op op)
 	n->op = op;
 	if (imap_arg_number64(isk_next(p), &n->num, &error) < 0)
 		return isk_fail(p, error);
+	return 0;
+}
+
+/* OLDER n, YOUNGER n: n seconds (nz-number) back from now, which is
+ * taken once, when the command is parsed, so that every message of one
+ * search is measured against the same moment. */
+static int
+isk_parse_within(struct isk_parser *p, struct isk_node *n, enum isk_op op)
+{
+	const char *error;
+	uint32_t secs;
+
+	n->op = op;
+	if (imap_arg_number(isk_next(p), &secs, &error) < 0)
+		return isk_fail(p, error);
+	if (secs == 0)
+		return isk_fail(p, "Interval must be at least 1 second");
+	n->num = (uint64_t)secs;
+	n->day = (int64_t)time(NULL) - (int64_t)secs;
 	return 0;
 }
 
@@ -702,6 +730,13 @@ isk_parse_arg_key(struct isk_parser *p, const char *key, struct isk_node *n,
 	if (strcasecmp(key, "KEYWORD") == 0 ||
 	    strcasecmp(key, "UNKEYWORD") == 0)
 		return isk_parse_keyword(p, n, key[0] == 'U' || key[0] == 'u');
+	if (strcasecmp(key, "OLDER") == 0 || strcasecmp(key, "YOUNGER") == 0)
+		return isk_parse_within(p, n, key[0] == 'O' || key[0] == 'o' ?
+		    ISK_OLDER : ISK_YOUNGER);
+	if (strcasecmp(key, "SAVEDATESUPPORTED") == 0) {
+		n->op = ISK_SAVEDATE;
+		return 0;
+	}
 	if (strcasecmp(key, "LARGER") == 0)
 		return isk_parse_number(p, n, ISK_LARGER);
 	if (strcasecmp(key, "SMALLER") == 0)
@@ -1048,6 +1083,21 @@ isk_eval_leaf(struct imap_search *search, struct isk_node *n, uint32_t msn,
 		return isk_day_of(m->internal_date) == n->day;
 	case ISK_SINCE:
 		return isk_day_of(m->internal_date) >= n->day;
+	/* n->day holds the moment n->num seconds before the search. */
+	case ISK_OLDER:
+		return m->internal_date <= n->day;
+	case ISK_YOUNGER:
+		return m->internal_date > n->day;
+	/* A message saved before the index kept save dates has none: it
+	 * matches no SAVED* key (RFC 8514 lets FETCH SAVEDATE say NIL). */
+	case ISK_SAVEDBEFORE:
+		return m->save_date != 0 && isk_day_of(m->save_date) < n->day;
+	case ISK_SAVEDON:
+		return m->save_date != 0 && isk_day_of(m->save_date) == n->day;
+	case ISK_SAVEDSINCE:
+		return m->save_date != 0 && isk_day_of(m->save_date) >= n->day;
+	case ISK_SAVEDATE:
+		return ISK_YES;
 	case ISK_HEADER:
 	case ISK_SENTBEFORE:
 	case ISK_SENTON:

@@ -344,6 +344,46 @@ test_keys(void)
 	is_int(t_match("SENTBEFORE 14-Nov-2023", &t, 3), 0, "SENTBEFORE day");
 	is_int(t_match("SENTSINCE 14-Nov-2023", &t, 3), 1, "SENTSINCE");
 	is_int(t_match("SENTSINCE 15-Nov-2023", &t, 3), 0, "SENTSINCE next");
+
+	/* WITHIN (RFC 5032): against the moment of the search. */
+	{
+		int64_t saved = t.m.internal_date;
+		char k[64];
+
+		t.m.internal_date = (int64_t)time(NULL) - 1000;
+		is_int(t_match("YOUNGER 3600", &t, 3), 1, "YOUNGER 3600");
+		is_int(t_match("OLDER 3600", &t, 3), 0, "not OLDER 3600");
+		is_int(t_match("OLDER 100", &t, 3), 1, "OLDER 100");
+		is_int(t_match("YOUNGER 100", &t, 3), 0, "not YOUNGER 100");
+		is_int(t_match("NOT OLDER 100", &t, 3), 0, "NOT OLDER 100");
+		is_int(t_match("OLDER 0", &t, 3), -2, "OLDER 0: BAD");
+		is_int(t_match("YOUNGER x", &t, 3), -2, "YOUNGER x: BAD");
+		is_int(t_match("OLDER", &t, 3), -2, "OLDER alone: BAD");
+		t.m.internal_date = saved;
+
+		/* SAVEDATE (RFC 8514): the save date's day, UTC. */
+		is_int(t_match("SAVEDATESUPPORTED", &t, 3), 1,
+		    "SAVEDATESUPPORTED");
+		t.m.save_date = 0;
+		is_int(t_match("SAVEDBEFORE 1-Jan-2100", &t, 3), 0,
+		    "no save date: no SAVEDBEFORE");
+		is_int(t_match("NOT SAVEDON 1-Jan-2100", &t, 3), 1,
+		    "no save date: NOT SAVEDON");
+		t.m.save_date = 1700000000;	/* 14-Nov-2023 22:13:20 */
+		snprintf(k, sizeof(k), "SAVEDON 14-Nov-2023");
+		is_int(t_match(k, &t, 3), 1, "SAVEDON the day");
+		is_int(t_match("SAVEDON 15-Nov-2023", &t, 3), 0,
+		    "SAVEDON the next day");
+		is_int(t_match("SAVEDBEFORE 15-Nov-2023", &t, 3), 1,
+		    "SAVEDBEFORE the next day");
+		is_int(t_match("SAVEDBEFORE 14-Nov-2023", &t, 3), 0,
+		    "SAVEDBEFORE the day");
+		is_int(t_match("SAVEDSINCE 14-Nov-2023", &t, 3), 1,
+		    "SAVEDSINCE the day");
+		is_int(t_match("SAVEDSINCE 15-Nov-2023", &t, 3), 0,
+		    "SAVEDSINCE the next day");
+		t.m.save_date = 0;
+	}
 	is_int(t_match("FROM BOB@example", &t, 3), 1, "FROM any case");
 	is_int(t_match("FROM carol", &t, 3), 0, "FROM other");
 	is_int(t_match("TO carol", &t, 3), 1, "TO");
