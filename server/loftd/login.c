@@ -519,8 +519,27 @@ login_rate_resume(void *ctx)
 	login_feed(c);
 }
 
+/*
+ * A client that sent its last commands and closed its side (a script,
+ * "printf ... | nc") still gets them answered: EOF only ends the session
+ * once nothing is pending (a credential check, a rate pause, output to
+ * drain) and the engine has taken what it could. A partial last line is
+ * dropped. The answers are flushed before the close.
+ */
 static void
-login_feed(struct login_client *c)
+login_eof_check(struct login_client *c)
+{
+	if (!c->eof || c->dying || c->quit || c->handing_over ||
+	    c->auth_id != 0 || c->rate_to != NULL ||
+	    (!c->starting_tls && conn_output_full(c->conn)))
+		return;
+	c->reason = "client closed";
+	c->quit = true;
+	conn_close_after_flush(c->conn);
+}
+
+static void
+login_feed_input(struct login_client *c)
 {
 	const unsigned char *data;
 	size_t len, allowed, used;
@@ -550,6 +569,13 @@ login_feed(struct login_client *c)
 		if (used < allowed)
 			return;
 	}
+}
+
+static void
+login_feed(struct login_client *c)
+{
+	login_feed_input(c);
+	login_eof_check(c);
 }
 
 static void
@@ -675,12 +701,16 @@ login_client_event(struct conn *conn, enum conn_event ev, void *ctx)
 		conn_close_after_flush(conn);
 		break;
 	case CONN_EV_CLOSED:
-		c->eof = true;
-		if (c->handing_over && !c->quit) {
-			/* The mail process may already have the socket. */
+		if (c->quit) {
+			/* The close asked for (QUIT, an error, EOF) is done. */
+			login_client_kill(c, NULL);
 			break;
 		}
-		login_client_kill(c, c->quit ? NULL : "client closed");
+		c->eof = true;
+		/* Handing over: the mail process may already have the socket,
+		 * and answers the rest. */
+		if (!c->handing_over)
+			login_feed(c);
 		break;
 	case CONN_EV_STALLED:
 		login_client_kill(c, "output stalled");
@@ -807,10 +837,7 @@ login_login_result(struct ipc_msg *m)
 		conn_set_idle_timeout(c->conn, login.timeout_ms);
 		conn_pause_input(c->conn, false);
 		login_engine_login_failed(c);
-		if (c->eof)
-			login_client_kill(c, "client closed");
-		else
-			login_feed(c);
+		login_feed(c);
 		return;
 	}
 	if (c->relay_fd >= 0) {
