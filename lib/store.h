@@ -413,6 +413,31 @@ struct store_appended {
 enum store_op store_append(struct store *st, const struct store_append *a,
     struct store_appended *out, const char **error_r);
 
+/*
+ * store_append_multi: store the n messages a[0..n) (n > 0; their .folder
+ * is not used) in folder, in that order, all or none (IMAP MULTIAPPEND,
+ * RFC 3502). Everything store_append refuses is checked for every message
+ * before anything is written (an empty message, flags, keywords and, for
+ * Maildir, letters for all of them, the quota for their total size), and
+ * the messages are written where no reader looks: Maildir, each into
+ * tmp/ and fsynced, then all renamed into new/ (as NAME,U=uid) and new/
+ * fsynced; mbox, all appended and fsynced under one mailbox lock, which
+ * notes the size before the first (an error cuts the file back to it,
+ * and so does the next locker if this process dies holding the lock). A
+ * failure before the last rename or the fsync removes what was written:
+ * nothing is kept (a Maildir crash between the renames can leave the
+ * first ones, which the next sync adopts). Then the folder is synced,
+ * which indexes them, and each gets its flags and keywords (as
+ * store_append: if that fails it is logged and the result stays OK).
+ * out[0..n) gets each message's UIDVALIDITY and UID, in the order of a
+ * (increasing, and usually consecutive; uid 0 if it is stored but could
+ * not be found in the index: then there is no APPENDUID to give). Returns
+ * what store_append returns.
+ */
+enum store_op store_append_multi(struct store *st, const char *folder,
+    const struct store_append *a, size_t n, struct store_appended *out,
+    const char **error_r);
+
 /* UIDPLUS COPYUID: src_uids[i] was copied to dst_uids[i] (0 for a copy
  * stored but not indexed yet, see store_append: then give no COPYUID). */
 struct store_copied {

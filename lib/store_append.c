@@ -10,8 +10,17 @@
  * stored (store_keywords_norm), and for Maildir whether the folder has
  * letters left for them, so that an APPEND refused for a keyword limit
  * leaves nothing behind. A copy reads the message as stored (store_read)
- * and appends it again, with the flags and keywords of its record. The
- * message bytes are the client's, stored as they are; nothing here
+ * and appends it again, with the flags and keywords of its record.
+ *
+ * Several messages at once (IMAP MULTIAPPEND) are all or none, which one
+ * store_deliver per message cannot give: after the same checks, for all
+ * of them, Maildir writes them all into tmp/ and only then renames them
+ * into new/ under the UIDs they should get, mbox appends them all under
+ * one lock and cuts the file back on failure; then a sync indexes them
+ * (as it would files another program dropped) and they are found again
+ * by name or offset for their UIDs and flags.
+ *
+ * The message bytes are the client's, stored as they are; nothing here
  * parses them.
  */
 #include "config.h"
@@ -24,11 +33,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "buf.h"
 #include "compat/compat.h"
+#include "fsutil.h"
 #include "log.h"
+#include "maildir.h"
+#include "mbox.h"
 #include "store_ops_private.h"
 #include "xmalloc.h"
 
@@ -179,6 +193,537 @@ store_append(struct store *st, const struct store_append *a,
 		free(res);
 out:
 	buf_free(&kw);
+	return op;
+}
+
+/*
+ * Several messages at once, all or none (MULTIAPPEND).
+ */
+
+/* What store_append_multi keeps while it works. */
+struct store_multi {
+	struct store *st;
+	char canon[STORE_FOLDER_NAME_MAX + 1];
+	char path[PATH_MAX];		/* Maildir directory or mbox file */
+	const struct store_append *a;
+	size_t n;
+	struct buf *kw;			/* owned: n normalised keyword lists */
+	uint32_t *flags;		/* owned: n, with "$Forwarded" in */
+	char **tmp;			/* owned: Maildir names in tmp/ */
+	char **fin;			/* owned: Maildir "new/NAME,U=n" */
+	uint64_t *from;			/* owned: mbox From_ line offsets */
+	uint64_t *dlen;			/* owned: mbox stored sizes */
+	uint32_t uidnext;		/* of the folder before the append */
+	uint32_t *cur_flags;		/* owned: as the sync indexed them */
+	bool *cur_kw;			/* owned: indexed with keywords */
+};
+
+static void
+store_multi_init(struct store_multi *m, struct store *st,
+    const struct store_append *a, size_t n)
+{
+	memset(m, 0, sizeof(*m));
+	m->st = st;
+	m->a = a;
+	m->n = n;
+	m->kw = xreallocarray(NULL, n, sizeof(*m->kw));
+	for (size_t i = 0; i < n; i++)
+		buf_init(&m->kw[i], STORE_APPEND_KW_BYTES);
+	m->flags = xcalloc(n, sizeof(*m->flags));
+	m->tmp = xcalloc(n, sizeof(*m->tmp));
+	m->fin = xcalloc(n, sizeof(*m->fin));
+	m->from = xcalloc(n, sizeof(*m->from));
+	m->dlen = xcalloc(n, sizeof(*m->dlen));
+	m->cur_flags = xcalloc(n, sizeof(*m->cur_flags));
+	m->cur_kw = xcalloc(n, sizeof(*m->cur_kw));
+}
+
+static void
+store_multi_free(struct store_multi *m)
+{
+	for (size_t i = 0; i < m->n; i++) {
+		buf_free(&m->kw[i]);
+		free(m->tmp[i]);
+		free(m->fin[i]);
+	}
+	free(m->kw);
+	free(m->flags);
+	free(m->tmp);
+	free(m->fin);
+	free(m->from);
+	free(m->dlen);
+	free(m->cur_flags);
+	free(m->cur_kw);
+}
+
+/* Maildir: the distinct keywords of all the messages (at most
+ * MAILDIR_KEYWORDS_MAX of them, or no folder could take them) into u,
+ * as store_keywords_fit takes them. */
+static enum store_op
+store_multi_kw_union(const struct store_multi *m, struct buf *u,
+    const char **error_r)
+{
+	const char *seen[MAILDIR_KEYWORDS_MAX];
+	size_t nseen = 0;
+
+	for (size_t i = 0; i < m->n; i++) {
+		const char *p = (const char *)m->kw[i].data;
+		const char *end = p + m->kw[i].len;
+
+		for (; p < end; p += strlen(p) + 1) {
+			size_t k;
+
+			for (k = 0; k < nseen && strcasecmp(seen[k], p) != 0;
+			    k++)
+				;
+			if (k < nseen)
+				continue;
+			if (nseen == MAILDIR_KEYWORDS_MAX) {
+				*error_r = store_error("a Maildir folder holds "
+				    "at most %d keywords",
+				    MAILDIR_KEYWORDS_MAX);
+				return STORE_OP_LIMIT;
+			}
+			seen[nseen++] = p;
+			(void)buf_append(u, p, strlen(p) + 1);
+		}
+	}
+	return STORE_OP_OK;
+}
+
+/* Everything store_append would refuse, for every message, before
+ * anything is written; the quota for their total. */
+static enum store_op
+store_multi_check(struct store_multi *m, const char *folder,
+    const char **error_r)
+{
+	uint64_t total = 0, bytes, msgs, limit;
+	enum store_op op;
+	struct buf u;
+	int ret;
+
+	if ((op = store_folder_resolve(m->st, folder, m->canon,
+	    sizeof(m->canon), m->path, sizeof(m->path), error_r)) !=
+	    STORE_OP_OK)
+		return op;
+	for (size_t i = 0; i < m->n; i++) {
+		const struct store_append *a = &m->a[i];
+
+		if ((a->flags & ~STORE_FLAGS_SYSTEM) != 0 || a->len == 0) {
+			*error_r = a->len == 0 ? "empty message" :
+			    "only system flags can be stored";
+			return STORE_OP_CANNOT;
+		}
+		m->flags[i] = a->flags;
+		if ((op = store_keywords_norm(a->keywords, a->keywords_len,
+		    &m->kw[i], &m->flags[i], error_r)) != STORE_OP_OK)
+			return op;
+		total += a->len;
+	}
+	if ((ret = store_folder_exists(m->st, m->canon, error_r)) <= 0) {
+		if (ret == 0)
+			*error_r = "no such folder";
+		return ret == 0 ? STORE_OP_NONEXISTENT : STORE_OP_TEMPFAIL;
+	}
+	if (store_quota(m->st, &bytes, &msgs, &limit, error_r) < 0)
+		return STORE_OP_TEMPFAIL;
+	if (limit > 0 && bytes + total > limit) {
+		*error_r = store_error("mailbox is full: %llu of %llu bytes "
+		    "used", (unsigned long long)bytes,
+		    (unsigned long long)limit);
+		return STORE_OP_OVERQUOTA;
+	}
+	if (m->st->ml.format != MAILLOC_MAILDIR)
+		return STORE_OP_OK;
+	buf_init(&u, MAILDIR_KEYWORDS_MAX * (STORE_KEYWORD_MAX + 1));
+	op = store_multi_kw_union(m, &u, error_r);
+	if (op == STORE_OP_OK && u.len > 0)
+		op = store_keywords_fit(m->path, (const char *)u.data, u.len,
+		    error_r);
+	buf_free(&u);
+	return op;
+}
+
+/* The folder's UIDNEXT as the index has it now (after a sync). */
+static int
+store_multi_uidnext(struct store_multi *m, const char **error_r)
+{
+	struct mindex_txn *txn;
+	struct mindex_folder f;
+	int ret;
+
+	if (mindex_begin(m->st->ix, false, &txn, error_r) < 0)
+		return -1;
+	ret = mindex_folder_get(txn, m->canon, &f);
+	mindex_abort(&txn);
+	if (ret < 0) {
+		*error_r = store_error("cannot read the index: %s",
+		    mindex_last_error());
+		return -1;
+	}
+	m->uidnext = ret == 1 ? f.uidnext : 1;
+	return 0;
+}
+
+/* Maildir: remove what was written: files renamed into new/ (the first
+ * nfin) and those still in tmp/. */
+static void
+store_multi_md_undo(struct store_multi *m, size_t nfin)
+{
+	char path[PATH_MAX];
+	int len;
+
+	for (size_t i = 0; i < m->n; i++) {
+		if (i < nfin && m->fin[i] != NULL)
+			len = snprintf(path, sizeof(path), "%s/%s", m->path,
+			    m->fin[i]);
+		else if (m->tmp[i] != NULL)
+			len = snprintf(path, sizeof(path), "%s/tmp/%s",
+			    m->path, m->tmp[i]);
+		else
+			continue;
+		/* The names were made from this path: they fit. */
+		if (len < 0 || (size_t)len >= sizeof(path))
+			continue;
+		if (unlink(path) < 0 && errno != ENOENT)
+			log_error("%s: cannot remove %s after a failed "
+			    "append: %s", m->st->user, path, strerror(errno));
+	}
+}
+
+/* Maildir: the file's mtime is its internal date (store_append_mtime);
+ * the sync that indexes it reads it from there. Set once it is in new/:
+ * a sync cleans tmp/ of files that look 36 hours old. */
+static void
+store_multi_md_mtime(struct store_multi *m, size_t i)
+{
+	char path[PATH_MAX];
+	struct timespec ts[2];
+
+	if (m->a[i].internal_date == 0 || (size_t)snprintf(path, sizeof(path),
+	    "%s/%s", m->path, m->fin[i]) >= sizeof(path))
+		return;
+	ts[0].tv_sec = 0;
+	ts[0].tv_nsec = UTIME_OMIT;
+	ts[1].tv_sec = m->a[i].internal_date;
+	ts[1].tv_nsec = 0;
+	if (utimensat(AT_FDCWD, path, ts, AT_SYMLINK_NOFOLLOW) < 0)
+		log_warning("cannot set the date of %s: %s", path,
+		    strerror(errno));
+}
+
+/*
+ * Maildir: every message into tmp/ (each fsynced), then all renamed into
+ * new/ under the UIDs they should get (the sync keeps a name's ",U=" when
+ * it is still free, else renames the file: its base name stays), then
+ * new/ fsynced once. Any failure removes them all.
+ */
+static enum store_op
+store_multi_maildir(struct store_multi *m, const char **error_r)
+{
+	char dir[PATH_MAX];
+	struct stat sb;
+	size_t i;
+
+	if ((size_t)snprintf(dir, sizeof(dir), "%s/tmp", m->path) >=
+	    sizeof(dir))
+		return STORE_OP_TEMPFAIL;
+	if (stat(dir, &sb) < 0 && maildir_create(m->path,
+	    strcmp(m->canon, "INBOX") != 0, error_r) < 0)
+		return STORE_OP_TEMPFAIL;
+	if (m->uidnext > UINT32_MAX - m->n) {
+		*error_r = "no UIDs left in the folder";
+		return STORE_OP_TEMPFAIL;
+	}
+	for (i = 0; i < m->n; i++)
+		if (maildir_tmp_write(m->path, m->a[i].msg, m->a[i].len,
+		    m->st->fsync, &m->tmp[i], error_r) < 0) {
+			store_multi_md_undo(m, 0);
+			return STORE_OP_TEMPFAIL;
+		}
+	for (i = 0; i < m->n; i++)
+		if (maildir_tmp_to_new(m->path, m->tmp[i],
+		    m->uidnext + (uint32_t)i, false, &m->fin[i],
+		    error_r) < 0) {
+			store_multi_md_undo(m, i);
+			return STORE_OP_TEMPFAIL;
+		}
+	if ((size_t)snprintf(dir, sizeof(dir), "%s/new", m->path) >=
+	    sizeof(dir) || (m->st->fsync && fsutil_fsync_dir(dir) < 0)) {
+		*error_r = store_error("fsync of %s failed: %s", dir,
+		    strerror(errno));
+		store_multi_md_undo(m, m->n);
+		return STORE_OP_TEMPFAIL;
+	}
+	for (i = 0; i < m->n; i++)
+		store_multi_md_mtime(m, i);
+	return STORE_OP_OK;
+}
+
+/* mbox: open the folder's file (INBOX may not exist yet) and lock it as
+ * deliveries do; a file replaced while we waited is opened again. */
+static enum store_op
+store_multi_mbox_lock(struct store_multi *m, int *fd_r,
+    struct lock_mbox **lk_r, const char **error_r)
+{
+	char dir[PATH_MAX], *slash;
+	int fd, ret = -1, err;
+
+	if (strlcpy(dir, m->path, sizeof(dir)) < sizeof(dir) &&
+	    (slash = strrchr(dir, '/')) != NULL && slash != dir) {
+		*slash = '\0';
+		(void)fsutil_mkdir_p(dir, 0700);
+	}
+	for (int tries = 0; tries < 3; tries++) {
+		fd = open(m->path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC |
+		    O_NOFOLLOW, 0600);
+		if (fd < 0) {
+			*error_r = store_error("cannot open %s: %s", m->path,
+			    strerror(errno));
+			return STORE_OP_TEMPFAIL;
+		}
+		if ((ret = store_read_lock_mbox(&m->st->lock, fd, m->path,
+		    lk_r, error_r)) == 0) {
+			*fd_r = fd;
+			return STORE_OP_OK;
+		}
+		err = errno;
+		close(fd);
+		if (ret != -1 || err != ESTALE)
+			break;
+	}
+	return ret == LOCK_TIMEOUT ? STORE_OP_INUSE : STORE_OP_TEMPFAIL;
+}
+
+/* mbox, locked: append them all and fsync, or cut the file back to where
+ * it ended. */
+static enum store_op
+store_multi_mbox_write(struct store_multi *m, int fd, const char **error_r)
+{
+	uint64_t data_off;
+	struct stat sb;
+	size_t i;
+
+	if (fstat(fd, &sb) < 0) {
+		*error_r = store_error("cannot stat %s: %s", m->path,
+		    strerror(errno));
+		return STORE_OP_TEMPFAIL;
+	}
+	for (i = 0; i < m->n; i++) {
+		const struct store_append *a = &m->a[i];
+
+		if (mbox_append(fd, "", a->internal_date != 0 ?
+		    a->internal_date : time(NULL), a->msg, a->len, false,
+		    &m->from[i], &data_off, &m->dlen[i], error_r) < 0)
+			break;
+	}
+	if (i == m->n && (!m->st->fsync || fsync(fd) == 0)) {
+		if (sb.st_size == 0 && m->st->fsync &&
+		    fsutil_fsync_parent(m->path) < 0)
+			log_warning("%s: fsync of the directory of %s: %s",
+			    m->st->user, m->path, strerror(errno));
+		return STORE_OP_OK;
+	}
+	if (i == m->n)
+		*error_r = store_error("fsync of %s failed: %s", m->path,
+		    strerror(errno));
+	if (ftruncate(fd, sb.st_size) < 0 || (m->st->fsync && fsync(fd) < 0))
+		log_error("%s: cannot cut %s back to %llu bytes after a "
+		    "failed append: %s", m->st->user, m->path,
+		    (unsigned long long)sb.st_size, strerror(errno));
+	return STORE_OP_TEMPFAIL;
+}
+
+static enum store_op
+store_multi_mbox(struct store_multi *m, const char **error_r)
+{
+	struct lock_mbox *lk = NULL;
+	enum store_op op;
+	int fd = -1;
+
+	if ((op = store_multi_mbox_lock(m, &fd, &lk, error_r)) != STORE_OP_OK)
+		return op;
+	op = store_multi_mbox_write(m, fd, error_r);
+	lock_mbox_release(&lk);
+	if (close(fd) < 0 && op == STORE_OP_OK && m->st->fsync)
+		log_warning("%s: close %s: %s", m->st->user, m->path,
+		    strerror(errno));
+	return op;
+}
+
+/* Finding the messages in the index after the sync indexed them. */
+struct store_multi_find {
+	struct store_multi *m;
+	struct store_appended *out;
+	size_t found;
+};
+
+/* Is record r message i? Maildir: by the name it was written under
+ * (tmp/NAME became new/NAME,U=n and may have moved on to cur/ with
+ * flags or been renamed for another UID: NAME stays); mbox: by the
+ * offset of its From_ line and its stored size. */
+static bool
+store_multi_is(const struct store_multi *m, size_t i,
+    const struct mindex_msg *r)
+{
+	size_t len;
+
+	if (m->st->ml.format != MAILLOC_MAILDIR)
+		return r->mbox_offset == m->from[i] && r->psize == m->dlen[i];
+	len = strlen(m->tmp[i]);
+	return r->location_len > 4 + len &&
+	    memcmp(r->location + 4, m->tmp[i], len) == 0 &&
+	    r->location[4 + len] == ',';
+}
+
+static int
+store_multi_find_cb(const struct mindex_msg *r, void *ctx)
+{
+	struct store_multi_find *c = ctx;
+
+	for (size_t i = 0; i < c->m->n; i++) {
+		if (c->out[i].uid != 0 || !store_multi_is(c->m, i, r))
+			continue;
+		c->out[i].uid = r->uid;
+		c->m->cur_flags[i] = r->flags;
+		c->m->cur_kw[i] = r->keywords_len > 0;
+		return ++c->found == c->m->n ? 1 : 0;
+	}
+	return 0;
+}
+
+/* The UIDs the sync gave them (new UIDs are above the old UIDNEXT). */
+static void
+store_multi_find(struct store_multi *m, struct store_appended *out)
+{
+	struct store_multi_find c = { m, out, 0 };
+	struct mindex_txn *txn;
+	struct mindex_folder f;
+	const char *err;
+
+	if (mindex_begin(m->st->ix, false, &txn, &err) < 0) {
+		log_warning("%s: %s", m->st->user, err);
+		return;
+	}
+	if (mindex_folder_get(txn, m->canon, &f) == 1) {
+		for (size_t i = 0; i < m->n; i++)
+			out[i].uidvalidity = f.uidvalidity;
+		(void)mindex_msg_iter(txn, f.id, m->uidnext,
+		    store_multi_find_cb, &c);
+	}
+	mindex_abort(&txn);
+	if (c.found < m->n)
+		log_warning("%s: %zu of %zu messages appended to %s are not "
+		    "indexed yet", m->st->user, m->n - c.found, m->n,
+		    m->canon);
+}
+
+/* Do messages i and j want the same flags and keywords? */
+static bool
+store_multi_same(const struct store_multi *m, size_t i, size_t j)
+{
+	return m->flags[i] == m->flags[j] && m->kw[i].len == m->kw[j].len &&
+	    (m->kw[i].len == 0 ||
+	    memcmp(m->kw[i].data, m->kw[j].data, m->kw[i].len) == 0);
+}
+
+/* Does message i need its flags set: indexed, and not as the client
+ * asked (an mbox sync may have read a Status: header)? */
+static bool
+store_multi_needs_flags(const struct store_multi *m, size_t i,
+    const struct store_appended *out)
+{
+	return out[i].uid != 0 && (m->cur_flags[i] != m->flags[i] ||
+	    m->cur_kw[i] || m->kw[i].len > 0);
+}
+
+/* Give each message its flags and keywords, one store_flags_change_kw
+ * (REPLACE) per distinct set of them: usually one, whatever the count.
+ * Failures are logged (store_append's rule). */
+static void
+store_multi_flags(struct store_multi *m, const struct store_appended *out)
+{
+	struct store_uid_range *r = xreallocarray(NULL, m->n, sizeof(*r));
+	bool *done = xcalloc(m->n, sizeof(*done));
+	struct store_flag_result *res;
+	struct store_flags_change fc;
+	struct store_uidset set = { r, 0 };
+	const char *err;
+	size_t got;
+
+	for (size_t i = 0; i < m->n; i++) {
+		if (done[i])
+			continue;
+		set.count = 0;
+		for (size_t j = i; j < m->n; j++) {
+			if (done[j] || !store_multi_same(m, i, j))
+				continue;
+			done[j] = true;
+			if (store_multi_needs_flags(m, j, out)) {
+				r[set.count].first = r[set.count].last =
+				    out[j].uid;
+				set.count++;
+			}
+		}
+		if (set.count == 0)
+			continue;
+		memset(&fc, 0, sizeof(fc));
+		fc.uids = &set;
+		fc.how = STORE_FLAGS_REPLACE;
+		fc.flags = m->flags[i];
+		fc.unchangedsince = STORE_MODSEQ_NONE;
+		if (store_flags_change_kw(m->st, m->canon, &fc,
+		    (const char *)m->kw[i].data, m->kw[i].len, &res, &got,
+		    &err) != STORE_OP_OK)
+			log_warning("%s: %zu messages appended to %s, but "
+			    "their flags were not set: %s", m->st->user,
+			    set.count, m->canon, err);
+		else
+			free(res);
+	}
+	free(done);
+	free(r);
+}
+
+enum store_op
+store_append_multi(struct store *st, const char *folder,
+    const struct store_append *a, size_t n, struct store_appended *out,
+    const char **error_r)
+{
+	struct store_multi m;
+	enum store_op op;
+	const char *err;
+
+	if (n == 0) {
+		*error_r = "no message";
+		return STORE_OP_CANNOT;
+	}
+	memset(out, 0, n * sizeof(*out));
+	store_multi_init(&m, st, a, n);
+	if ((op = store_multi_check(&m, folder, error_r)) != STORE_OP_OK)
+		goto out;
+	/* In step first, so the index's UIDNEXT is the folder's. */
+	if (store_sync(st, m.canon, false, NULL, error_r) < 0 ||
+	    store_multi_uidnext(&m, error_r) < 0) {
+		op = STORE_OP_TEMPFAIL;
+		goto out;
+	}
+	op = st->ml.format == MAILLOC_MAILDIR ?
+	    store_multi_maildir(&m, error_r) : store_multi_mbox(&m, error_r);
+	if (op != STORE_OP_OK)
+		goto out;
+	/* Stored and on disk: from here on a failure only delays their
+	 * indexing (the next sync does it) or their flags. */
+	if (store_sync(st, m.canon, false, NULL, &err) < 0)
+		log_warning("%s: %zu messages appended to %s but not indexed "
+		    "(%s); the next sync will index them", st->user, n,
+		    m.canon, err);
+	else {
+		store_multi_find(&m, out);
+		store_multi_flags(&m, out);
+	}
+out:
+	store_multi_free(&m);
 	return op;
 }
 

@@ -146,8 +146,9 @@ def run(env, d, ctx, msgs):
     t.ok(typ == "OK" and data[0][1] == b"Subject: second\r\n\r\n" and
          data[1][1] == b"two\r\n.dotted\r\n",
          "HEADER.FIELDS and TEXT (%r)" % (data,))
-    typ, data = M.fetch("1", "(BINARY[])")
-    t.eq(typ, "NO", "BINARY is not served yet: NO, not BAD")
+    typ, data = M.fetch("1", "(BINARY.PEEK[])")
+    t.ok(typ == "OK" and b"Subject: first" in data[0][1],
+         "BINARY.PEEK[] of a message without transfer encoding")
     M.close()
     M.logout()
 

@@ -22,14 +22,21 @@
  * BAD, as is an atom with characters no flag-keyword has. $Forwarded is
  * the flag Maildir writes "P". Every folder counts as subscribed:
  * SUBSCRIBE and UNSUBSCRIBE check the name and change nothing, and LSUB
- * answers as LIST. MULTIAPPEND is not offered: a second message literal
- * is refused.
+ * answers as LIST.
+ *
+ * APPEND takes several messages (MULTIAPPEND, RFC 3502), each with its
+ * own flags and date, each a literal or a literal8 (RFC 3516: stored as
+ * sent, NUL bytes and all). They are all received before anything is
+ * stored, then stored all or none (store_append_multi), and APPENDUID
+ * gives their UIDs as a set, in the order of the messages ("5:7").
  *
  * Trusts nothing from the client: arguments come through the parser's
  * accessors, sets through imap_seqset and are cut to the view, names
- * through imap_mailbox_from_wire and the store's name rules, the APPEND
- * literal's size is checked against IMAP_APPEND_LIMIT before any
- * continuation. Trusts the store and the index.
+ * through imap_mailbox_from_wire and the store's name rules, each APPEND
+ * literal's size is checked against IMAP_APPEND_LIMIT, and the command's
+ * count and total against IMAP_MULTIAPPEND_MAX and
+ * IMAP_APPEND_TOTAL_LIMIT, before any continuation. Trusts the store and
+ * the index.
  */
 #include "config.h"
 
@@ -64,16 +71,24 @@
 
 enum imap_append_refusal {
 	IMAP_APPEND_TAKEN,
-	IMAP_APPEND_TOOBIG,
-	IMAP_APPEND_TWICE,
-	IMAP_APPEND_LITERAL8,
+	IMAP_APPEND_TOOBIG,		/* one message over APPENDLIMIT */
+	IMAP_APPEND_TOTAL,		/* all of them over the total */
+	IMAP_APPEND_MANY,		/* more than IMAP_MULTIAPPEND_MAX */
 	IMAP_APPEND_NOTMP
+};
+
+/* One message of the command: where it lies in the file. */
+struct imap_append_msg {
+	uint64_t off;
+	uint64_t size;			/* announced */
 };
 
 struct imap_append {
 	int fd;				/* the unlinked file, or -1 */
-	uint64_t size;			/* announced */
-	uint64_t got;			/* written so far */
+	struct imap_append_msg *msgs;	/* owned; count in order */
+	unsigned count, cap;
+	uint64_t total;			/* announced, all messages */
+	uint64_t got;			/* written of the last one */
 	enum imap_append_refusal refused;
 	int write_errno;		/* a write failed: the error */
 };
@@ -719,28 +734,47 @@ imap_append_tmpfile(void)
 	return fd;
 }
 
+/* Which limit the next literal, of size bytes, would pass. */
+static enum imap_append_refusal
+imap_append_check(const struct imap_append *a, uint64_t size)
+{
+	if (a->count >= IMAP_MULTIAPPEND_MAX)
+		return IMAP_APPEND_MANY;
+	if (size > IMAP_APPEND_LIMIT)
+		return IMAP_APPEND_TOOBIG;
+	if (size > IMAP_APPEND_TOTAL_LIMIT - a->total)
+		return IMAP_APPEND_TOTAL;
+	return IMAP_APPEND_TAKEN;
+}
+
 int
 imap_append_literal_start(struct imap_session *s, uint64_t size,
     bool literal8)
 {
 	struct imap_append *a = imap_append_get(s);
 
+	/* A literal8 is a message like any other, stored as sent. */
+	(void)literal8;
 	if (a->refused != IMAP_APPEND_TAKEN)
 		return -1;
-	if (a->fd >= 0)
-		a->refused = IMAP_APPEND_TWICE;
-	else if (literal8)
-		a->refused = IMAP_APPEND_LITERAL8;
-	else if (size > IMAP_APPEND_LIMIT)
-		a->refused = IMAP_APPEND_TOOBIG;
-	else if ((a->fd = imap_append_tmpfile()) < 0) {
+	if (a->count > 0 && a->got != a->msgs[a->count - 1].size)
+		log_panic("imap: APPEND literal begun before the last ended");
+	if ((a->refused = imap_append_check(a, size)) != IMAP_APPEND_TAKEN)
+		return -1;
+	if (a->fd < 0 && (a->fd = imap_append_tmpfile()) < 0) {
 		log_error("imap: user=<%s>, APPEND: temporary file in %s: %s",
 		    s->user, IMAP_APPEND_TMPDIR, strerror(errno));
 		a->refused = IMAP_APPEND_NOTMP;
-	}
-	if (a->refused != IMAP_APPEND_TAKEN)
 		return -1;
-	a->size = size;
+	}
+	if (a->count == a->cap) {
+		a->cap = a->cap == 0 ? 4 : a->cap * 2;
+		a->msgs = xreallocarray(a->msgs, a->cap, sizeof(*a->msgs));
+	}
+	a->msgs[a->count].off = a->total;
+	a->msgs[a->count].size = size;
+	a->count++;
+	a->total += size;
 	a->got = 0;
 	return 0;
 }
@@ -752,11 +786,13 @@ imap_append_literal_data(struct imap_session *s, const unsigned char *data,
 	struct imap_append *a = s->append;
 	ssize_t n;
 
-	if (a == NULL || a->fd < 0)
+	if (a == NULL || a->fd < 0 || a->count == 0)
 		log_panic("imap: literal data without a literal");
 	a->got += len;
 	/* After a failed write, keep reading the client's bytes: the
-	 * command is answered NO at its end. */
+	 * command is answered NO at its end. The file is only appended
+	 * to, so each message lies where imap_append_literal_start put
+	 * it. */
 	while (len > 0 && a->write_errno == 0) {
 		if ((n = write(a->fd, data, len)) < 0) {
 			if (errno == EINTR)
@@ -784,11 +820,14 @@ imap_append_refused(struct imap_session *s)
 		imap_tagged(s, "NO", "[TOOBIG] Message is larger than "
 		    "APPENDLIMIT=%u", (unsigned)IMAP_APPEND_LIMIT);
 		break;
-	case IMAP_APPEND_TWICE:
-		imap_bad(s, "One message per APPEND (no MULTIAPPEND)");
+	case IMAP_APPEND_TOTAL:
+		imap_tagged(s, "NO", "[TOOBIG] The messages of one APPEND are "
+		    "larger than %llu bytes in all",
+		    (unsigned long long)IMAP_APPEND_TOTAL_LIMIT);
 		break;
-	case IMAP_APPEND_LITERAL8:
-		imap_bad(s, "APPEND takes no literal8 (no BINARY)");
+	case IMAP_APPEND_MANY:
+		imap_tagged(s, "NO", "[LIMIT] At most %u messages in one "
+		    "APPEND", (unsigned)IMAP_MULTIAPPEND_MAX);
 		break;
 	default:
 		imap_tagged(s, "NO", "[UNAVAILABLE] Cannot take the message "
@@ -805,6 +844,7 @@ imap_append_free(struct imap_session *s)
 		return;
 	if (s->append->fd >= 0)
 		(void)close(s->append->fd);
+	free(s->append->msgs);
 	free(s->append);
 	s->append = NULL;
 }
@@ -866,131 +906,243 @@ imap_date_parse(const char *text, time_t *t_r)
 	return 0;
 }
 
-/* mailbox [(flags)] [date-time] message: -1 after BAD or NO. The flags
- * go into f (always initialised: the caller frees it), which ap's
- * keywords then point into. */
-static int
-imap_append_args(struct imap_session *s, const struct imap_cmd *cmd,
-    const char **wire_r, struct store_append *ap, struct imap_flags *f)
+/* The messages of one APPEND as the store takes them. */
+struct imap_append_set {
+	struct store_append *ap;	/* owned; n */
+	struct imap_flags *f;		/* owned; n (ap's keywords point in) */
+	struct store_appended *out;	/* owned; n */
+	unsigned n;
+	void *map;			/* the file mapped, or NULL */
+	size_t map_len;
+};
+
+static void
+imap_append_set_free(struct imap_append_set *set)
 {
-	const struct imap_arg *last = imap_cmd_arg(cmd, cmd->argc - 1);
+	for (unsigned i = 0; i < set->n; i++)
+		imap_flags_free(&set->f[i]);
+	free(set->ap);
+	free(set->f);
+	free(set->out);
+	if (set->map != NULL)
+		(void)munmap(set->map, set->map_len);
+	memset(set, 0, sizeof(*set));
+}
+
+/* One message's [(flags)] [date-time] literal from args[*i], into ap and
+ * f (initialised here). -1 after BAD or NO. */
+static int
+imap_append_msg_args(struct imap_session *s, const struct imap_cmd *cmd,
+    unsigned *i, struct store_append *ap, struct imap_flags *f)
+{
 	const char *date, *error;
-	unsigned i = 1;
 
 	memset(ap, 0, sizeof(*ap));
 	imap_flags_init(f);
-	if (cmd->argc < 2 || cmd->argc > 4 || last->type != IMAP_ARG_STREAMED ||
-	    imap_arg_astring(&cmd->args[0], wire_r, &error) < 0) {
-		imap_bad(s, "APPEND mailbox [(flags)] [date-time] literal");
-		return -1;
-	}
-	if (i < cmd->argc - 1 && cmd->args[i].type == IMAP_ARG_LIST) {
-		if (imap_flags_parse(s, &cmd->args[i], 1, true, f) < 0)
+	if (*i < cmd->argc && cmd->args[*i].type == IMAP_ARG_LIST) {
+		if (imap_flags_parse(s, &cmd->args[*i], 1, true, f) < 0)
 			return -1;
 		ap->flags = f->bits;
 		ap->keywords = f->kw.len > 0 ? (const char *)f->kw.data : NULL;
 		ap->keywords_len = f->kw.len;
-		i++;
+		(*i)++;
 	}
-	if (i < cmd->argc - 1) {
-		if (imap_arg_string(&cmd->args[i], &date, &error) < 0 ||
+	if (*i < cmd->argc && cmd->args[*i].type != IMAP_ARG_STREAMED) {
+		if (imap_arg_string(&cmd->args[*i], &date, &error) < 0 ||
 		    imap_date_parse(date, &ap->internal_date) < 0) {
 			imap_bad(s, "Invalid date-time");
 			return -1;
 		}
-		i++;
+		(*i)++;
 	}
-	if (i != cmd->argc - 1) {
-		imap_bad(s, "APPEND mailbox [(flags)] [date-time] literal");
+	if (*i >= cmd->argc || cmd->args[*i].type != IMAP_ARG_STREAMED) {
+		imap_bad(s, "APPEND mailbox 1*([(flags)] [date-time] literal)");
+		return -1;
+	}
+	(*i)++;
+	return 0;
+}
+
+/* mailbox 1*([(flags)] [date-time] message): one entry of set per
+ * message, whose literals the parser streamed in the same order. -1
+ * after BAD or NO. */
+static int
+imap_append_args(struct imap_session *s, const struct imap_cmd *cmd,
+    const char **wire_r, struct imap_append_set *set)
+{
+	const struct imap_append *a = s->append;
+	const char *error;
+	unsigned i = 1;
+
+	memset(set, 0, sizeof(*set));
+	if (cmd->argc < 2 ||
+	    imap_arg_astring(&cmd->args[0], wire_r, &error) < 0) {
+		imap_bad(s, "APPEND mailbox 1*([(flags)] [date-time] literal)");
+		return -1;
+	}
+	set->ap = xcalloc(a->count, sizeof(*set->ap));
+	set->f = xcalloc(a->count, sizeof(*set->f));
+	set->out = xcalloc(a->count, sizeof(*set->out));
+	while (i < cmd->argc) {
+		if (set->n == a->count) {
+			/* More literals than the parser streamed: cannot be,
+			 * but never read past what was received. */
+			imap_bad(s, "APPEND: more messages than literals");
+			return -1;
+		}
+		if (imap_append_msg_args(s, cmd, &i, &set->ap[set->n],
+		    &set->f[set->n]) < 0) {
+			set->n++;
+			return -1;
+		}
+		set->n++;
+	}
+	if (set->n != a->count) {
+		imap_bad(s, "APPEND mailbox 1*([(flags)] [date-time] literal)");
 		return -1;
 	}
 	return 0;
 }
 
-/* Store the received message; the file is mapped, never read whole
- * into memory. */
-static enum store_op
-imap_append_store(struct imap_session *s, struct store *st,
-    struct store_append *ap, struct store_appended *out,
+/* Map the received messages (never read whole into memory) and point
+ * each entry at its own. */
+static int
+imap_append_map(struct imap_session *s, struct imap_append_set *set,
     const char **error_r)
 {
-	struct imap_append *a = s->append;
+	const struct imap_append *a = s->append;
 	static const unsigned char empty[1];
-	void *map = NULL;
-	enum store_op op;
+	const unsigned char *base = empty;
 
-	ap->msg = empty;
-	ap->len = (size_t)a->size;
-	if (a->size > 0) {
-		map = mmap(NULL, ap->len, PROT_READ, MAP_PRIVATE, a->fd, 0);
-		if (map == MAP_FAILED) {
-			*error_r = strerror(errno);
-			return STORE_OP_TEMPFAIL;
-		}
-		ap->msg = map;
+	if (a->total > SIZE_MAX) {
+		*error_r = "messages too large to map";
+		return -1;
 	}
-	op = store_append(st, ap, out, error_r);
-	if (map != NULL)
-		(void)munmap(map, ap->len);
-	return op;
+	if (a->total > 0) {
+		set->map_len = (size_t)a->total;
+		set->map = mmap(NULL, set->map_len, PROT_READ, MAP_PRIVATE,
+		    a->fd, 0);
+		if (set->map == MAP_FAILED) {
+			set->map = NULL;
+			*error_r = strerror(errno);
+			return -1;
+		}
+		base = set->map;
+	}
+	for (unsigned i = 0; i < set->n; i++) {
+		set->ap[i].msg = a->msgs[i].size > 0 ? base + a->msgs[i].off :
+		    empty;
+		set->ap[i].len = (size_t)a->msgs[i].size;
+	}
+	return 0;
+}
+
+/* Store them in folder, all or none. */
+static enum store_op
+imap_append_store(struct imap_session *s, struct store *st,
+    const char *folder, struct imap_append_set *set, const char **error_r)
+{
+	if (imap_append_map(s, set, error_r) < 0)
+		return STORE_OP_TEMPFAIL;
+	if (set->n == 1) {
+		set->ap[0].folder = folder;
+		return store_append(st, &set->ap[0], &set->out[0], error_r);
+	}
+	return store_append_multi(st, folder, set->ap, set->n, set->out,
+	    error_r);
+}
+
+/* "[APPENDUID uidvalidity uid-set] " into b, the UIDs in the order of
+ * the messages, runs of consecutive ones as ranges; nothing when one of
+ * them is stored but not indexed (no UID to give). */
+static void
+imap_appenduid(const struct imap_append_set *set, struct buf *b)
+{
+	unsigned i, j;
+
+	for (i = 0; i < set->n; i++)
+		if (set->out[i].uid == 0)
+			return;
+	buf_printf(b, "[APPENDUID %u ", set->out[0].uidvalidity);
+	for (i = 0; i < set->n; i = j) {
+		for (j = i + 1; j < set->n &&
+		    set->out[j - 1].uid < UINT32_MAX &&
+		    set->out[j].uid == set->out[j - 1].uid + 1; j++)
+			;
+		buf_printf(b, "%s%u", i > 0 ? "," : "", set->out[i].uid);
+		if (j - 1 > i)
+			buf_printf(b, ":%u", set->out[j - 1].uid);
+	}
+	buf_append_str(b, "] ");
+}
+
+/* The tagged reply to a stored APPEND (after the EXISTS of a sync). */
+static void
+imap_append_done(struct imap_session *s, const struct imap_append_set *set)
+{
+	struct buf code;
+
+	/* At most IMAP_MULTIAPPEND_MAX numbers of 10 digits: bounded, but
+	 * maybe past a reply line, so written here. */
+	buf_init(&code, 32 + (size_t)IMAP_MULTIAPPEND_MAX * 22);
+	imap_appenduid(set, &code);
+	buf_printf(&s->out, "%s OK %sAPPEND completed\r\n", s->tag,
+	    buf_cstr(&code));
+	buf_free(&code);
+	imap_send(s);
 }
 
 void
 imap_cmd_append(struct imap_session *s, const struct imap_cmd *cmd)
 {
-	struct store_append ap;
-	struct store_appended out;
-	struct imap_flags f;
+	struct imap_append_set set;
 	struct store *st;
 	struct buf name;
 	const char *wire, *error = NULL;
 	enum store_op op;
+	bool empty = false;
 
 	if (s->append == NULL || s->append->fd < 0 ||
-	    s->append->got != s->append->size) {
+	    s->append->got != s->append->msgs[s->append->count - 1].size) {
 		imap_append_free(s);
 		imap_bad(s, "APPEND mailbox [(flags)] [date-time] literal");
 		return;
 	}
-	if (imap_append_args(s, cmd, &wire, &ap, &f) < 0) {
-		imap_flags_free(&f);
+	if (imap_append_args(s, cmd, &wire, &set) < 0) {
+		imap_append_set_free(&set);
 		imap_append_free(s);
 		return;
 	}
 	if (s->append->write_errno != 0) {
 		log_error("imap: user=<%s>, APPEND: temporary file: %s",
 		    s->user, strerror(s->append->write_errno));
-		imap_flags_free(&f);
+		imap_append_set_free(&set);
 		imap_append_free(s);
 		imap_tagged(s, "NO", "[UNAVAILABLE] Cannot take the message "
 		    "now");
 		return;
 	}
+	for (unsigned i = 0; i < s->append->count; i++)
+		empty |= s->append->msgs[i].size == 0;
 	buf_init(&name, IMAP_WRITE_NAME_MAX * 4);
 	if (imap_mailbox_from_wire(s, wire, &name) < 0 ||
 	    (st = imap_store(s)) == NULL) {
-		imap_flags_free(&f);
+		imap_append_set_free(&set);
 		imap_append_free(s);
 		buf_free(&name);
 		return;
 	}
-	ap.folder = buf_cstr(&name);
-	op = imap_append_store(s, st, &ap, &out, &error);
-	imap_flags_free(&f);
+	op = imap_append_store(s, st, buf_cstr(&name), &set, &error);
 	imap_append_free(s);
 	buf_free(&name);
-	if (op == STORE_OP_CANNOT && ap.len == 0)
+	if (op == STORE_OP_CANNOT && empty)
 		imap_tagged(s, "NO", "[CANNOT] Empty message");
 	else if (op != STORE_OP_OK)
 		imap_op_no(s, op, true, error);
-	else if (s->state == IMAP_STATE_SELECTED &&
-	    imap_view_sync(s, true) < 0)
-		return;
-	else if (out.uid != 0)
-		imap_tagged(s, "OK", "[APPENDUID %u %u] APPEND completed",
-		    out.uidvalidity, out.uid);
-	else
-		imap_tagged(s, "OK", "APPEND completed");
+	else if (s->state != IMAP_STATE_SELECTED ||
+	    imap_view_sync(s, true) == 0)
+		imap_append_done(s, &set);
+	imap_append_set_free(&set);
 }
 
 /*

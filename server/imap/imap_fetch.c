@@ -4,9 +4,9 @@
  * the cached header fields), BODY and BODYSTRUCTURE (from the serialized
  * MIME tree), MODSEQ (RFC 7162), the macros ALL, FAST, FULL, and the
  * modifiers (CHANGEDSINCE n) and, for UID FETCH under QRESYNC,
- * (CHANGEDSINCE n VANISHED). Body sections (BODY[...],
- * RFC822, BINARY) are answered "NO [CANNOT]" by this version, before any
- * response is written.
+ * (CHANGEDSINCE n VANISHED). Body sections (BODY[...], RFC822, and
+ * RFC 3516's BINARY[...], BINARY.PEEK[...] and BINARY.SIZE[...]) go to
+ * imap_fetch_body.c, which streams them.
  *
  * FLAGS carries the message's keywords; one the session has not told
  * the client of yet is announced first ("* FLAGS", "* OK
@@ -44,7 +44,7 @@ struct imap_fetch_mods {
 };
 
 /* One item name into bits; 1 a body section (imap_fetch_body.c), -1
- * unknown, -2 known but not served yet. */
+ * unknown. */
 static int
 imap_fetch_item(const char *item, unsigned *want)
 {
@@ -76,10 +76,11 @@ imap_fetch_item(const char *item, unsigned *want)
 	    strncasecmp(item, "BODY.PEEK[", 10) == 0 ||
 	    strcasecmp(item, "RFC822") == 0 ||
 	    strcasecmp(item, "RFC822.HEADER") == 0 ||
-	    strcasecmp(item, "RFC822.TEXT") == 0)
+	    strcasecmp(item, "RFC822.TEXT") == 0 ||
+	    strncasecmp(item, "BINARY[", 7) == 0 ||
+	    strncasecmp(item, "BINARY.PEEK[", 12) == 0 ||
+	    strncasecmp(item, "BINARY.SIZE[", 12) == 0)
 		return 1;
-	if (strncasecmp(item, "BINARY", 6) == 0)
-		return -2;
 	return -1;
 }
 
@@ -110,13 +111,7 @@ imap_fetch_items(struct imap_session *s, const struct imap_arg *arg,
 			imap_bad(s, error);
 			return -1;
 		}
-		if ((r = imap_fetch_item(item, want_r)) == -2) {
-			free(*sections_r);
-			imap_tagged(s, "NO", "[CANNOT] BINARY is not supported "
-			    "yet");
-			return -1;
-		}
-		if (r < 0) {
+		if ((r = imap_fetch_item(item, want_r)) < 0) {
 			free(*sections_r);
 			imap_bad(s, "Unknown FETCH item");
 			return -1;

@@ -1,17 +1,28 @@
 /*
  * imap_fetch_body.c: the body sections of FETCH (RFC 3501 6.4.5, 7.4.2):
  * BODY[section]<partial>, BODY.PEEK[...], RFC822, RFC822.HEADER and
- * RFC822.TEXT. Sections are located with the message's MIME tree from the
- * index; their bytes come from storage through store_read, converted to
- * CRLF on the fly, and are streamed: a FETCH with bodies is a job that
- * writes a bounded amount, waits for the output to drain
+ * RFC822.TEXT, and RFC 3516's BINARY[part]<partial>, BINARY.PEEK[...] and
+ * BINARY.SIZE[part]. Sections are located with the message's MIME tree
+ * from the index; their bytes come from storage through store_read,
+ * converted to CRLF on the fly, and are streamed: a FETCH with bodies is
+ * a job that writes a bounded amount, waits for the output to drain
  * (imap_session_output_ready), and goes on, so a 50 MB message or
  * "FETCH 1:* BODY[]" never sits in memory. Header field subsets are read
  * into memory, bounded by IMAP_FETCH_HEADER_MAX.
  *
+ * BINARY gives a part's content with its Content-Transfer-Encoding
+ * undone (imap_cte_*, below; BINARY[] is the whole message, as BODY[]
+ * but with NUL bytes kept). The decoded size must be announced before
+ * the data, and whether it holds a NUL (then it goes as a literal8,
+ * "~{n}", else as a literal), so the part is decoded twice, in chunks
+ * both times: once to measure (at once, up to the end of a partial's
+ * range), once to stream. A part in an encoding we cannot undo fails the
+ * FETCH with NO [UNKNOWN-CTE], the other messages answered.
+ *
  * Trusts nothing from the client (section texts are parsed here with
  * bounds on every number and name); trusts the index's tree, which
- * mime_deserialize checks, and clips every range to the message.
+ * mime_deserialize checks, and clips every range to the message. Stored
+ * bytes are decoded by state machines that take any byte.
  */
 #include "config.h"
 
@@ -46,8 +57,16 @@ enum imap_sec_kind {
 	IMAP_SEC_MIME
 };
 
+/* What a section item asks for. */
+enum imap_sec_what {
+	IMAP_WHAT_BODY,		/* BODY[...], RFC822...: the stored bytes */
+	IMAP_WHAT_BINARY,	/* BINARY[...]: decoded */
+	IMAP_WHAT_SIZE		/* BINARY.SIZE[...]: the decoded size */
+};
+
 struct imap_section {
 	char *name;		/* as the response names it: "BODY[1.TEXT]" */
+	enum imap_sec_what what;
 	bool peek;
 	unsigned parts[IMAP_SECTION_PARTS_MAX];
 	unsigned nparts;
@@ -86,7 +105,27 @@ struct imap_fetch_job {
 	struct buf cached;
 	bool cached_ok;
 	bool wants_fields;	/* a section is HEADER.FIELDS: keep them */
+	/* BINARY. */
+	bool has_binary;	/* a section is BINARY or BINARY.SIZE */
+	bool unknown_cte;	/* a message was left out: NO [UNKNOWN-CTE] */
+	bool decoding;		/* the stream is decoded through dec */
+	struct imap_cte_dec dec;
+	unsigned char *decbuf;	/* owned; IMAP_FETCH_DECBUF bytes */
+	struct imap_bin_memo *memo;	/* owned; one per section, for the
+					   message being answered */
 };
+
+/* The decoded size of a section of the current message, once measured
+ * whole: a second section of the same part (BINARY.SIZE[1] BINARY[1])
+ * is not measured again. */
+struct imap_bin_memo {
+	bool valid;
+	uint64_t size;
+	bool nul;
+};
+
+/* Room for one chunk decoded (imap_cte_decode's bound). */
+#define IMAP_FETCH_DECBUF	(2 * IMAP_FETCH_CHUNK + IMAP_CTE_SLACK)
 
 /* From imap_fetch.c. */
 int imap_fetch_index_items(struct imap_session *s, unsigned msn,
@@ -115,6 +154,8 @@ imap_fetch_job_free(struct imap_fetch_job **jp)
 	store_read_close(&j->rd);
 	mime_part_free(&j->tree);
 	buf_free(&j->cached);
+	free(j->decbuf);
+	free(j->memo);
 	free(j);
 }
 
@@ -245,6 +286,38 @@ imap_section_partial(const char *p, struct imap_section *sec)
 	return 0;
 }
 
+/* The items with a [section], as sent and as the response names them. */
+static const struct imap_sec_prefix {
+	const char *item;
+	const char *reply;
+	enum imap_sec_what what;
+	bool peek;
+} imap_sec_prefixes[] = {
+	{ "BODY.PEEK[", "BODY[", IMAP_WHAT_BODY, true },
+	{ "BODY[", "BODY[", IMAP_WHAT_BODY, false },
+	{ "BINARY.PEEK[", "BINARY[", IMAP_WHAT_BINARY, true },
+	{ "BINARY.SIZE[", "BINARY.SIZE[", IMAP_WHAT_SIZE, true },
+	{ "BINARY[", "BINARY[", IMAP_WHAT_BINARY, false },
+};
+
+/* The section after the item's '[' (p, up to close) into sec. BINARY
+ * takes part numbers only (RFC 3516 section-binary), and BINARY.SIZE no
+ * partial. */
+static int
+imap_section_spec(const char *p, const char *close, struct imap_section *sec)
+{
+	if (imap_section_parts(&p, sec) < 0)
+		return -1;
+	if (sec->what == IMAP_WHAT_BODY) {
+		if (imap_section_kind(&p, sec) < 0)
+			return -1;
+	} else
+		sec->kind = IMAP_SEC_ALL;
+	if (p != close || imap_section_partial(close + 1, sec) < 0)
+		return -1;
+	return sec->what == IMAP_WHAT_SIZE && sec->partial ? -1 : 0;
+}
+
 /*
  * imap_fetch_section_parse: item (an atom as sent) into sec. 1 parsed, 0
  * not a body item, -1 malformed.
@@ -252,6 +325,7 @@ imap_section_partial(const char *p, struct imap_section *sec)
 static int
 imap_fetch_section_parse(const char *item, struct imap_section *sec)
 {
+	const struct imap_sec_prefix *pre = NULL;
 	const char *p, *close;
 	struct buf name;
 
@@ -271,27 +345,27 @@ imap_fetch_section_parse(const char *item, struct imap_section *sec)
 		sec->kind = IMAP_SEC_TEXT;
 		return 1;
 	}
-	if (strncasecmp(item, "BODY.PEEK[", 10) == 0) {
-		sec->peek = true;
-		p = item + 10;
-	} else if (strncasecmp(item, "BODY[", 5) == 0)
-		p = item + 5;
-	else
+	for (size_t i = 0; i < sizeof(imap_sec_prefixes) /
+	    sizeof(imap_sec_prefixes[0]) && pre == NULL; i++)
+		if (strncasecmp(item, imap_sec_prefixes[i].item,
+		    strlen(imap_sec_prefixes[i].item)) == 0)
+			pre = &imap_sec_prefixes[i];
+	if (pre == NULL)
 		return 0;
+	sec->what = pre->what;
+	sec->peek = pre->peek;
+	p = item + strlen(pre->item);
 	close = strchr(p, ']');
-	if (close == NULL || imap_section_parts(&p, sec) < 0 ||
-	    imap_section_kind(&p, sec) < 0 || p != close ||
-	    imap_section_partial(close + 1, sec) < 0) {
+	if (close == NULL || imap_section_spec(p, close, sec) < 0) {
 		imap_section_free(sec);
 		memset(sec, 0, sizeof(*sec));
 		return -1;
 	}
-	/* The response names BODY[section] without .PEEK, and only the
+	/* The response names the section without .PEEK, and only the
 	 * origin of a partial. */
 	buf_init(&name, 4096);
-	buf_append_str(&name, "BODY[");
-	buf_append(&name, sec->peek ? item + 10 : item + 5,
-	    (size_t)(close - (sec->peek ? item + 10 : item + 5)));
+	buf_append_str(&name, pre->reply);
+	buf_append(&name, p, (size_t)(close - p));
 	buf_append_byte(&name, ']');
 	if (sec->partial)
 		buf_printf(&name, "<%llu>", (unsigned long long)sec->origin);
@@ -379,6 +453,282 @@ imap_section_range(const struct mime_part *root,
 		*vsize = msg->hdr_vsize;
 		return 0;
 	}
+}
+
+/*
+ * Content-transfer decoding (BINARY). The contract is in imap_private.h.
+ */
+
+enum imap_qp_state {
+	IMAP_QP_TEXT,
+	IMAP_QP_CR,		/* a CR in the text: a line end if LF comes */
+	IMAP_QP_EQ,		/* "=" */
+	IMAP_QP_HEX,		/* "=" and one hex digit (qp_hi) */
+	IMAP_QP_EQ_WS,		/* "=" and white space (held in ws) */
+	IMAP_QP_EQ_CR		/* "=", maybe white space, CR */
+};
+
+int
+imap_cte_from_name(const char *name, enum imap_cte *cte_r)
+{
+	static const struct {
+		const char *name;
+		enum imap_cte cte;
+	} map[] = {
+		{ "7bit", IMAP_CTE_TEXT },
+		{ "8bit", IMAP_CTE_TEXT },
+		{ "binary", IMAP_CTE_IDENTITY },
+		{ "quoted-printable", IMAP_CTE_QP },
+		{ "base64", IMAP_CTE_BASE64 },
+	};
+
+	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+		if (strcmp(name, map[i].name) == 0) {
+			*cte_r = map[i].cte;
+			return 0;
+		}
+	return -1;
+}
+
+void
+imap_cte_init(struct imap_cte_dec *d, enum imap_cte cte)
+{
+	memset(d, 0, sizeof(*d));
+	d->cte = cte;
+	d->qp = IMAP_QP_TEXT;
+}
+
+static int
+imap_cte_hex(unsigned char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+static int
+imap_cte_b64(unsigned char c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	if (c == '+')
+		return 62;
+	if (c == '/')
+		return 63;
+	return -1;
+}
+
+/* The white space held back, written out: it was not at a line end. */
+static unsigned char *
+imap_qp_ws(struct imap_cte_dec *d, unsigned char *o)
+{
+	memcpy(o, d->ws, d->nws);
+	o += d->nws;
+	d->nws = 0;
+	return o;
+}
+
+/* "=" and what followed it was no escape: as it was, then c again. */
+static unsigned char *
+imap_qp_not_escape(struct imap_cte_dec *d, unsigned char *o)
+{
+	*o++ = '=';
+	if (d->qp == IMAP_QP_HEX)
+		*o++ = d->qp_hi;
+	o = imap_qp_ws(d, o);
+	if (d->qp == IMAP_QP_EQ_CR)
+		*o++ = '\r';
+	d->qp = IMAP_QP_TEXT;
+	return o;
+}
+
+/* One byte of a quoted-printable text in TEXT state. */
+static unsigned char *
+imap_qp_text(struct imap_cte_dec *d, unsigned char c, unsigned char *o)
+{
+	if (c == ' ' || c == '\t') {
+		if (d->nws == IMAP_CTE_WS_MAX)
+			o = imap_qp_ws(d, o);
+		d->ws[d->nws++] = c;
+	} else if (c == '\r')
+		d->qp = IMAP_QP_CR;
+	else if (c == '\n') {
+		/* A line end (only bare where the input was not made
+		 * CRLF first): the white space before it goes. */
+		d->nws = 0;
+		*o++ = c;
+	} else {
+		o = imap_qp_ws(d, o);
+		if (c == '=')
+			d->qp = IMAP_QP_EQ;
+		else
+			*o++ = c;
+	}
+	return o;
+}
+
+/* One byte of quoted-printable (lines already CRLF). Each byte writes
+ * at most itself and what was held before it. */
+static unsigned char *
+imap_qp_byte(struct imap_cte_dec *d, unsigned char c, unsigned char *o)
+{
+	int v;
+
+	for (;;) {
+		switch (d->qp) {
+		case IMAP_QP_TEXT:
+			return imap_qp_text(d, c, o);
+		case IMAP_QP_CR:
+			d->qp = IMAP_QP_TEXT;
+			if (c == '\n') {
+				d->nws = 0;
+				*o++ = '\r';
+				*o++ = '\n';
+				return o;
+			}
+			o = imap_qp_ws(d, o);
+			*o++ = '\r';
+			continue;
+		case IMAP_QP_EQ:
+			if (imap_cte_hex(c) >= 0) {
+				d->qp_hi = c;
+				d->qp = IMAP_QP_HEX;
+				return o;
+			}
+			if (c == ' ' || c == '\t' || c == '\r' || c == '\n') {
+				d->qp = IMAP_QP_EQ_WS;
+				continue;
+			}
+			break;
+		case IMAP_QP_HEX:
+			if ((v = imap_cte_hex(c)) >= 0) {
+				*o++ = (unsigned char)(imap_cte_hex(d->qp_hi) <<
+				    4 | v);
+				d->qp = IMAP_QP_TEXT;
+				return o;
+			}
+			break;
+		case IMAP_QP_EQ_WS:
+			if ((c == ' ' || c == '\t') &&
+			    d->nws < IMAP_CTE_WS_MAX) {
+				d->ws[d->nws++] = c;
+				return o;
+			}
+			if (c == '\r') {
+				d->qp = IMAP_QP_EQ_CR;
+				return o;
+			}
+			if (c == '\n') {
+				/* A soft line break: nothing of it stays. */
+				d->nws = 0;
+				d->qp = IMAP_QP_TEXT;
+				return o;
+			}
+			break;
+		case IMAP_QP_EQ_CR:
+			if (c == '\n') {
+				d->nws = 0;
+				d->qp = IMAP_QP_TEXT;
+				return o;
+			}
+			break;
+		}
+		o = imap_qp_not_escape(d, o);
+	}
+}
+
+static unsigned char *
+imap_b64_byte(struct imap_cte_dec *d, unsigned char c, unsigned char *o)
+{
+	int v;
+
+	if (c == '=') {
+		/* Padding: the quantum ends, its spare bits go. */
+		d->b64_acc = 0;
+		d->b64_bits = 0;
+		return o;
+	}
+	if ((v = imap_cte_b64(c)) < 0)
+		return o;
+	d->b64_acc = (d->b64_acc << 6 | (uint32_t)v) & 0xffffff;
+	d->b64_bits += 6;
+	if (d->b64_bits >= 8) {
+		d->b64_bits -= 8;
+		*o++ = (unsigned char)(d->b64_acc >> d->b64_bits);
+	}
+	return o;
+}
+
+/* TEXT and QP: a bare LF gets its CR first. */
+static unsigned char *
+imap_crlf_byte(struct imap_cte_dec *d, unsigned char c, unsigned char *o)
+{
+	bool lf_alone = c == '\n' && !d->prev_cr;
+
+	d->prev_cr = c == '\r';
+	if (d->cte == IMAP_CTE_TEXT) {
+		if (lf_alone)
+			*o++ = '\r';
+		*o++ = c;
+		return o;
+	}
+	if (lf_alone)
+		o = imap_qp_byte(d, '\r', o);
+	return imap_qp_byte(d, c, o);
+}
+
+size_t
+imap_cte_decode(struct imap_cte_dec *d, const unsigned char *in, size_t len,
+    unsigned char *out)
+{
+	unsigned char *o = out;
+
+	switch (d->cte) {
+	case IMAP_CTE_IDENTITY:
+		memcpy(out, in, len);
+		return len;
+	case IMAP_CTE_BASE64:
+		for (size_t i = 0; i < len; i++)
+			o = imap_b64_byte(d, in[i], o);
+		break;
+	default:
+		for (size_t i = 0; i < len; i++)
+			o = imap_crlf_byte(d, in[i], o);
+		break;
+	}
+	return (size_t)(o - out);
+}
+
+size_t
+imap_cte_finish(struct imap_cte_dec *d, unsigned char *out)
+{
+	unsigned char *o = out;
+
+	if (d->cte == IMAP_CTE_QP) {
+		switch (d->qp) {
+		case IMAP_QP_HEX:
+			o = imap_qp_not_escape(d, o);
+			break;
+		case IMAP_QP_CR:
+			o = imap_qp_ws(d, o);
+			*o++ = '\r';
+			break;
+		default:
+			/* White space at the end of the last line, or a
+			 * soft line break there: neither stays. */
+			break;
+		}
+	}
+	imap_cte_init(d, d->cte);
+	return (size_t)(o - out);
 }
 
 /*
@@ -520,6 +870,253 @@ imap_emit_fields(struct imap_session *s, struct imap_fetch_job *j,
 	return 0;
 }
 
+/* The bytes of the message a BINARY section decodes, and how: the whole
+ * message as BODY[] has it (TEXT: CRLF lines, NUL kept), or a part's
+ * body with its own encoding. 1 found, 0 no such part, -1 an encoding we
+ * cannot undo. */
+static int
+imap_binary_range(const struct mime_part *root, const struct imap_section *sec,
+    uint64_t *off, uint64_t *psize, enum imap_cte *cte)
+{
+	const struct mime_part *p = imap_section_part(root, sec);
+
+	if (p == NULL)
+		return 0;
+	if (sec->nparts == 0) {
+		*off = p->hdr_offset;
+		*psize = p->hdr_psize + p->body_psize;
+		*cte = IMAP_CTE_TEXT;
+		return 1;
+	}
+	*off = p->body_offset;
+	*psize = p->body_psize;
+	return imap_cte_from_name(p->encoding, cte) < 0 ? -1 : 1;
+}
+
+/* Count n decoded bytes p, which start *size bytes into the section;
+ * note a NUL among those in [from, upto). */
+static void
+imap_binary_count(const unsigned char *p, size_t n, uint64_t from,
+    uint64_t upto, uint64_t *size, bool *nul)
+{
+	uint64_t a = from > *size ? from : *size;
+	uint64_t b = upto - *size < n ? upto : *size + n;
+
+	if (!*nul && a < b && memchr(p + (a - *size), '\0', b - a) != NULL)
+		*nul = true;
+	*size += n;
+}
+
+/* Decode [off, off + psize) of the current message without writing it:
+ * its decoded size (counting stops once it reaches upto) and whether
+ * bytes [from, upto) of it hold a NUL. Bounded memory, but all at once:
+ * the size must be known before the data goes out. -1 (logged) if the
+ * message cannot be read. */
+static int
+imap_binary_measure(struct imap_session *s, struct imap_fetch_job *j,
+    uint64_t off, uint64_t psize, enum imap_cte cte, uint64_t from,
+    uint64_t upto, uint64_t *size_r, bool *nul_r)
+{
+	unsigned char chunk[IMAP_FETCH_CHUNK];
+	struct imap_cte_dec d;
+	struct store_read *rd;
+	const char *error;
+	size_t len, n;
+	int r = 1;
+
+	*size_r = 0;
+	*nul_r = false;
+	if (store_read_open(imap_store(s), s->view.name, j->msg_uid, &rd,
+	    &error) != STORE_OP_OK) {
+		log_warning("imap: user=<%s>, uid %u: %s", s->user, j->msg_uid,
+		    error);
+		return -1;
+	}
+	imap_cte_init(&d, cte);
+	if (store_read_seek(rd, off, &error) < 0)
+		r = -1;
+	while (r > 0 && psize > 0 && *size_r < upto) {
+		if ((r = store_read_next(rd, chunk, sizeof(chunk), &len,
+		    &error)) <= 0)
+			break;
+		if (len > psize)
+			len = (size_t)psize;
+		psize -= len;
+		n = imap_cte_decode(&d, chunk, len, j->decbuf);
+		imap_binary_count(j->decbuf, n, from, upto, size_r, nul_r);
+	}
+	store_read_close(&rd);
+	if (r < 0) {
+		log_warning("imap: user=<%s>, uid %u: %s", s->user, j->msg_uid,
+		    error);
+		return -1;
+	}
+	if (*size_r < upto) {
+		n = imap_cte_finish(&d, j->decbuf);
+		imap_binary_count(j->decbuf, n, from, upto, size_r, nul_r);
+	}
+	return 0;
+}
+
+/* Is section i the same part as section k (both BINARY or BINARY.SIZE)? */
+static bool
+imap_binary_same(const struct imap_fetch_job *j, unsigned i, unsigned k)
+{
+	const struct imap_section *a = &j->secs[i], *b = &j->secs[k];
+
+	return a->what != IMAP_WHAT_BODY && b->what != IMAP_WHAT_BODY &&
+	    a->nparts == b->nparts &&
+	    memcmp(a->parts, b->parts, a->nparts * sizeof(a->parts[0])) == 0;
+}
+
+/* The size and NUL of the current section (j->sec_i), from an earlier
+ * section of the same part or measured; partial ones measure only up to
+ * the end of their range. -1 if the message cannot be read. */
+static int
+imap_binary_size(struct imap_session *s, struct imap_fetch_job *j,
+    const struct imap_section *sec, uint64_t off, uint64_t psize,
+    enum imap_cte cte, uint64_t *size_r, bool *nul_r)
+{
+	uint64_t from = 0, upto = UINT64_MAX;
+	struct imap_bin_memo *m = &j->memo[j->sec_i];
+
+	for (unsigned k = 0; k < j->sec_i; k++)
+		if (j->memo[k].valid && imap_binary_same(j, k, j->sec_i)) {
+			*m = j->memo[k];
+			*size_r = m->size;
+			*nul_r = m->nul;
+			return 0;
+		}
+	if (sec->partial) {
+		from = sec->origin;
+		upto = sec->origin + sec->length;
+	}
+	if (imap_binary_measure(s, j, off, psize, cte, from, upto, size_r,
+	    nul_r) < 0)
+		return -1;
+	if (!sec->partial) {
+		m->valid = true;
+		m->size = *size_r;
+		m->nul = *nul_r;
+	}
+	return 0;
+}
+
+/* A BINARY or BINARY.SIZE section: answered at once, or a decoding
+ * stream begun (imap_binary_step). */
+static void
+imap_emit_binary(struct imap_session *s, struct imap_fetch_job *j,
+    const struct imap_section *sec)
+{
+	uint64_t off = 0, psize = 0, size = 0, n;
+	enum imap_cte cte = IMAP_CTE_TEXT;
+	const char *error;
+	bool nul = false;
+	int r;
+
+	/* A part that does not exist is empty (RFC 3501 6.4.5); one that
+	 * cannot be read or decoded has no value (NIL): nothing was
+	 * announced yet. */
+	r = j->tree == NULL ? 0 : imap_binary_range(j->tree, sec, &off,
+	    &psize, &cte);
+	if (r < 0 || (r > 0 && imap_binary_size(s, j, sec, off, psize, cte,
+	    &size, &nul) < 0)) {
+		buf_printf(&s->out, "%s %s", sec->name,
+		    sec->what == IMAP_WHAT_SIZE ? "0" : "NIL");
+		return;
+	}
+	if (r == 0 && sec->what == IMAP_WHAT_BINARY) {
+		buf_printf(&s->out, "%s \"\"", sec->name);
+		return;
+	}
+	if (sec->what == IMAP_WHAT_SIZE) {
+		buf_printf(&s->out, "%s %llu", sec->name,
+		    (unsigned long long)size);
+		return;
+	}
+	n = size;
+	if (sec->partial)
+		n = sec->origin >= size ? 0 : (size - sec->origin <
+		    sec->length ? size - sec->origin : sec->length);
+	buf_printf(&s->out, "%s %s{%llu}\r\n", sec->name, nul ? "~" : "",
+	    (unsigned long long)n);
+	if (n == 0)
+		return;
+	if (store_read_open(imap_store(s), s->view.name, j->msg_uid, &j->rd,
+	    &error) != STORE_OP_OK || store_read_seek(j->rd, off,
+	    &error) < 0) {
+		/* Announced: keep the promise (see imap_emit_section). */
+		log_warning("imap: user=<%s>, uid %u: %s", s->user, j->msg_uid,
+		    error);
+		store_read_close(&j->rd);
+		for (uint64_t i = 0; i < n; i++)
+			buf_append_byte(&s->out, ' ');
+		return;
+	}
+	imap_cte_init(&j->dec, cte);
+	j->decoding = true;
+	j->raw_left = psize;
+	j->skip = sec->partial ? sec->origin : 0;
+	j->left = n;
+}
+
+/* Decoded bytes p[0..n) of the stream: past the partial's origin, up to
+ * what was announced. */
+static void
+imap_binary_out(struct imap_session *s, struct imap_fetch_job *j,
+    const unsigned char *p, size_t n)
+{
+	if (j->skip >= n) {
+		j->skip -= n;
+		return;
+	}
+	p += j->skip;
+	n -= (size_t)j->skip;
+	j->skip = 0;
+	if (n > j->left)
+		n = (size_t)j->left;
+	buf_append(&s->out, p, n);
+	j->left -= n;
+	j->burst += n;
+}
+
+/* Stream some of a BINARY section: false when it is done. */
+static bool
+imap_binary_step(struct imap_session *s, struct imap_fetch_job *j)
+{
+	unsigned char chunk[IMAP_FETCH_CHUNK];
+	const char *error;
+	size_t len;
+	int r = 1;
+
+	while (j->left > 0 && j->burst < IMAP_FETCH_BURST) {
+		if (j->raw_left == 0 || (r = store_read_next(j->rd, chunk,
+		    sizeof(chunk), &len, &error)) <= 0) {
+			if (r < 0)
+				log_warning("imap: user=<%s>, uid %u: %s",
+				    s->user, j->msg_uid, error);
+			imap_binary_out(s, j, j->decbuf,
+			    imap_cte_finish(&j->dec, j->decbuf));
+			/* Shorter than measured (changed meanwhile): pad. */
+			for (; j->left > 0; j->left--)
+				buf_append_byte(&s->out, ' ');
+			break;
+		}
+		if (len > j->raw_left)
+			len = (size_t)j->raw_left;
+		j->raw_left -= len;
+		imap_binary_out(s, j, j->decbuf,
+		    imap_cte_decode(&j->dec, chunk, len, j->decbuf));
+		imap_send(s);
+	}
+	imap_send(s);
+	if (j->left > 0)
+		return true;
+	store_read_close(&j->rd);
+	j->decoding = false;
+	return false;
+}
+
 /* Start the next section of the current message: written at once, or a
  * stream begun. */
 static void
@@ -532,6 +1129,10 @@ imap_emit_section(struct imap_session *s, struct imap_fetch_job *j,
 	if (j->need_sp)
 		buf_append_byte(&s->out, ' ');
 	j->need_sp = true;
+	if (sec->what != IMAP_WHAT_BODY) {
+		imap_emit_binary(s, j, sec);
+		return;
+	}
 	if (j->tree == NULL ||
 	    imap_section_range(j->tree, sec, &off, &psize, &vsize) < 0) {
 		/* A part that does not exist is empty (RFC 3501 6.4.5). */
@@ -573,9 +1174,11 @@ imap_stream_step(struct imap_session *s, struct imap_fetch_job *j)
 {
 	unsigned char chunk[IMAP_FETCH_CHUNK];
 	const char *error;
-	size_t len;
+	size_t len, before;
 	int r;
 
+	if (j->decoding)
+		return imap_binary_step(s, j);
 	while (j->left > 0 && j->burst < IMAP_FETCH_BURST) {
 		r = store_read_next(j->rd, chunk, sizeof(chunk), &len, &error);
 		if (r < 0)
@@ -592,9 +1195,13 @@ imap_stream_step(struct imap_session *s, struct imap_fetch_job *j)
 		if (len > j->raw_left)
 			len = (size_t)j->raw_left;
 		j->raw_left -= len;
+		before = s->out.len;
 		imap_crlf_append(&s->out, chunk, len, &j->prev_cr, &j->skip,
 		    &j->left);
-		j->burst += len;
+		/* Only what was written counts: a yield with nothing sent
+		 * would wait for a drain that never comes (a partial's
+		 * skipped bytes). */
+		j->burst += s->out.len - before;
 		imap_send(s);
 	}
 	if (j->left > 0)
@@ -639,6 +1246,38 @@ imap_job_set_seen(struct imap_session *s, struct imap_fetch_job *j,
 	return n == 1;
 }
 
+/* Can every BINARY section of the job be decoded in message uid? Asked
+ * before anything of the message is answered (or \Seen set), since RFC
+ * 3516 fails the request for it. A message that cannot be looked at
+ * passes: it is answered as best it can be. */
+static bool
+imap_job_cte_ok(struct imap_session *s, struct imap_fetch_job *j,
+    uint32_t uid)
+{
+	struct mime_part *tree = NULL;
+	struct mindex_txn *txn;
+	struct mindex_msg m;
+	const char *error;
+	enum imap_cte cte;
+	uint64_t off, psize;
+	bool ok = true;
+
+	if (imap_store(s) == NULL ||
+	    mindex_begin(store_index(s->st), false, &txn, &error) < 0)
+		return true;
+	if (mindex_msg_get(txn, s->view.folder_id, uid, &m) > 0 &&
+	    m.mime_len > 0 && mime_deserialize(m.mime, m.mime_len,
+	    &tree) == 0) {
+		for (unsigned i = 0; i < j->nsecs && ok; i++)
+			ok = j->secs[i].what == IMAP_WHAT_BODY ||
+			    imap_binary_range(tree, &j->secs[i], &off, &psize,
+			    &cte) >= 0;
+	}
+	mindex_abort(&txn);
+	mime_part_free(&tree);
+	return ok;
+}
+
 /* Open the next message of the job; false when there is none. */
 static bool
 imap_job_next_msg(struct imap_session *s, struct imap_fetch_job *j)
@@ -654,6 +1293,10 @@ imap_job_next_msg(struct imap_session *s, struct imap_fetch_job *j)
 
 		if (!imap_seqset_contains(&j->set, j->uid ? r->uid : msn))
 			continue;
+		if (j->has_binary && !imap_job_cte_ok(s, j, r->uid)) {
+			j->unknown_cte = true;
+			continue;
+		}
 		/* \Seen set here is a flag change the client did not ask
 		 * to see: with CONDSTORE it carries MODSEQ (RFC 7162). */
 		if (imap_job_set_seen(s, j, r))
@@ -683,6 +1326,8 @@ imap_job_next_msg(struct imap_session *s, struct imap_fetch_job *j)
 		mindex_abort(&txn);
 		j->in_msg = true;
 		j->sec_i = 0;
+		if (j->memo != NULL)
+			memset(j->memo, 0, j->nsecs * sizeof(*j->memo));
 		s->stats.fetched++;
 		return true;
 	}
@@ -728,7 +1373,12 @@ imap_fetch_job_run(struct imap_session *s)
 			break;
 	}
 	imap_send(s);
-	imap_tagged(s, "OK", "%sFETCH completed", j->uid ? "UID " : "");
+	if (j->unknown_cte)
+		imap_tagged(s, "NO", "[UNKNOWN-CTE] A part is in a "
+		    "Content-Transfer-Encoding this server cannot decode");
+	else
+		imap_tagged(s, "OK", "%sFETCH completed", j->uid ? "UID " :
+		    "");
 	imap_fetch_job_free(&s->fetch);
 	return true;
 }
@@ -760,8 +1410,14 @@ imap_fetch_job_new(struct imap_session *s, struct imap_seqset *set, bool uid,
 		if (r > 0) {
 			if (j->secs[j->nsecs].kind == IMAP_SEC_FIELDS)
 				j->wants_fields = true;
+			if (j->secs[j->nsecs].what != IMAP_WHAT_BODY)
+				j->has_binary = true;
 			j->nsecs++;
 		}
+	}
+	if (j->has_binary) {
+		j->decbuf = xmalloc(IMAP_FETCH_DECBUF);
+		j->memo = xcalloc(j->nsecs, sizeof(*j->memo));
 	}
 	s->fetch = j;
 	return 0;

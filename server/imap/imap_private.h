@@ -236,16 +236,22 @@ void imap_cmd_subscribe(struct imap_session *s, const struct imap_cmd *cmd);
 int imap_expunge_silent(struct imap_session *s);
 
 /*
- * APPEND's message literal is streamed (IMAP_PARSER_CMD_STREAM) into an
- * unlinked temporary file, never held in memory; the parser's literal
- * callbacks in imap_session.c call these. Messages over
- * IMAP_APPEND_LIMIT bytes are refused before any continuation.
+ * APPEND's message literals (one, or several: MULTIAPPEND, RFC 3502; each
+ * a literal or a literal8 of RFC 3516) are streamed
+ * (IMAP_PARSER_CMD_STREAM) into one unlinked temporary file, never held
+ * in memory; the parser's literal callbacks in imap_session.c call these.
+ * Each literal is checked before any continuation for it: a message over
+ * IMAP_APPEND_LIMIT bytes, the IMAP_MULTIAPPEND_MAX + 1st message of one
+ * command, or one that takes the command's messages past
+ * IMAP_APPEND_TOTAL_LIMIT bytes is refused (NO, and nothing of the
+ * command is stored).
  */
 #define IMAP_APPEND_LIMIT	(50 * 1024 * 1024)
-/* imap_append_literal_start: 0 to take size bytes, -1 to refuse (over
- * the limit, a second message, literal8, no temporary file): the
- * parser fails the command with IMAP_PARSE_ERR_REFUSED, answered by
- * imap_append_refused. */
+#define IMAP_MULTIAPPEND_MAX	1000
+#define IMAP_APPEND_TOTAL_LIMIT	(2 * (uint64_t)IMAP_APPEND_LIMIT)
+/* imap_append_literal_start: 0 to take size bytes, -1 to refuse (a limit
+ * above, no temporary file): the parser fails the command with
+ * IMAP_PARSE_ERR_REFUSED, answered by imap_append_refused. */
 int imap_append_literal_start(struct imap_session *s, uint64_t size,
     bool literal8);
 void imap_append_literal_data(struct imap_session *s,
@@ -257,5 +263,62 @@ bool imap_append_refused(struct imap_session *s);
 /* imap_append_free: drop a half-received message (parse error, end of
  * session). */
 void imap_append_free(struct imap_session *s);
+
+/*
+ * Content-transfer decoding for FETCH BINARY (RFC 3516; imap_fetch_body.c),
+ * as a state machine fed the stored bytes of a part in chunks cut
+ * anywhere: the output does not depend on where the cuts fall.
+ *  - IMAP_CTE_IDENTITY ("binary"): the bytes as they are.
+ *  - IMAP_CTE_TEXT ("7bit", "8bit", and a whole message): lines end in
+ *    CRLF (a bare LF gets its CR, as BODY[] gives them); NUL stays NUL.
+ *  - IMAP_CTE_QP ("quoted-printable", RFC 2045 6.7) on CRLF lines: "=XX"
+ *    in upper or lower case is the byte; "=" with optional white space
+ *    before the line end is a soft line break, removed (also at the very
+ *    end, where the part's last line end belongs to the boundary); white
+ *    space at the end of a line is removed (transports add it: held back
+ *    up to IMAP_CTE_WS_MAX bytes, so of a longer run only its last part
+ *    goes); anything else after "=" is no escape and is kept as it is
+ *    ("=G1", "=4x").
+ *  - IMAP_CTE_BASE64 (RFC 2045 6.8): bytes outside the alphabet (line
+ *    ends, white space, garbage) are skipped; "=" ends a quantum (its
+ *    incomplete bits are dropped) and decoding goes on after it, so a
+ *    missing, short or extra padding and concatenated encodings decode
+ *    to what they hold.
+ */
+enum imap_cte {
+	IMAP_CTE_IDENTITY,
+	IMAP_CTE_TEXT,
+	IMAP_CTE_QP,
+	IMAP_CTE_BASE64
+};
+
+#define IMAP_CTE_WS_MAX	64	/* white space held back in a QP line */
+/* Output bytes beyond 2 * input that one call may write (held bytes). */
+#define IMAP_CTE_SLACK	(IMAP_CTE_WS_MAX + 16)
+
+struct imap_cte_dec {
+	enum imap_cte cte;
+	bool prev_cr;		/* TEXT, QP: the last input byte was CR */
+	unsigned qp;		/* QP state (imap_fetch_body.c) */
+	unsigned char qp_hi;	/* the first digit of "=XX" */
+	unsigned char ws[IMAP_CTE_WS_MAX];	/* QP: white space held */
+	unsigned nws;
+	uint32_t b64_acc;	/* BASE64: bits not written yet */
+	unsigned b64_bits;
+};
+
+/* imap_cte_from_name: the decoder for a Content-Transfer-Encoding as the
+ * MIME tree keeps it (lowercased): 0, or -1 for one this server cannot
+ * decode (FETCH BINARY answers NO [UNKNOWN-CTE]). */
+int imap_cte_from_name(const char *name, enum imap_cte *cte_r);
+void imap_cte_init(struct imap_cte_dec *d, enum imap_cte cte);
+/* imap_cte_decode: decode in[0..len) into out, which has room for
+ * 2 * len + IMAP_CTE_SLACK bytes; returns the bytes written. */
+size_t imap_cte_decode(struct imap_cte_dec *d, const unsigned char *in,
+    size_t len, unsigned char *out);
+/* imap_cte_finish: the input ended: write what is still held (at most
+ * IMAP_CTE_SLACK bytes) into out; returns the bytes written. d is then
+ * as after imap_cte_init. */
+size_t imap_cte_finish(struct imap_cte_dec *d, unsigned char *out);
 
 #endif

@@ -7,7 +7,9 @@
  * literal of each kind, command size, depth, arguments, tag, name);
  * {4294967295} and larger; NUL and bare CR; 8-bit in quoted strings with
  * and without UTF-8 mode; literals streamed to the engine, refused,
- * discarded; a 50 MB APPEND streamed in random chunks with a checksum and
+ * discarded; MULTIAPPEND's literals (literal8 among them) offered in turn
+ * and a refused second one ending the command as its kind says;
+ * a 50 MB APPEND streamed in random chunks with a checksum and
  * the process's allocated memory watched; the accessors and their error
  * messages; and the bugs that panic, in a forked child.
  */
@@ -52,7 +54,9 @@ struct rec {
 	int starts, ends;
 	uint64_t start_size;
 	bool start_lit8;
+	unsigned lit8_starts;		/* literal_start calls for ~{n} */
 	bool start_refuse;
+	int start_refuse_at;		/* refuse only this call (1-based) */
 	uint64_t streamed;		/* bytes given to literal_data */
 	uint64_t fnv;			/* FNV-1a of them */
 	unsigned chunks;
@@ -109,7 +113,8 @@ cb_start(void *ctx, uint64_t size, bool literal8)
 	r->starts++;
 	r->start_size = size;
 	r->start_lit8 = literal8;
-	return r->start_refuse ? -1 : 0;
+	r->lit8_starts += literal8;
+	return r->start_refuse || r->starts == r->start_refuse_at ? -1 : 0;
 }
 
 static void
@@ -308,6 +313,7 @@ struct pcase {
 
 #define REFUSE_START	1
 #define REFUSE_CONT	2
+#define REFUSE_SECOND	4	/* literal_start refuses its second call */
 
 #define C(n, in, want, conts) { n, in, sizeof(in) - 1, want, conts, NULL, 0, 0 }
 #define CS(n, in, want, conts, stream, starts) \
@@ -334,6 +340,7 @@ run_case(const struct imap_parser_settings *set, const struct pcase *c)
 	for (mode = FEED_WHOLE; mode <= FEED_RANDOM; mode++) {
 		rec_init(&r);
 		r.start_refuse = (c->refuse & REFUSE_START) != 0;
+		r.start_refuse_at = (c->refuse & REFUSE_SECOND) != 0 ? 2 : 0;
 		r.cont_refuse = (c->refuse & REFUSE_CONT) != 0;
 		memset(&run, 0, sizeof(run));
 		buf_init(&run.out, 1 << 20);
@@ -618,6 +625,35 @@ static const struct pcase stream_cases[] = {
 	CR("need_continuation refuses a stream",
 	    "a APPEND INBOX {4}\r\nb NOOP\r\n",
 	    "BAD3 a Literal refused|b NOOP", 1, NULL, 1, REFUSE_CONT),
+	/* MULTIAPPEND (RFC 3502): every message literal is offered in
+	 * turn; a refused one fails the command as the client expects. */
+	CS("MULTIAPPEND: flags, date, literal8 and literal",
+	    "a APPEND INBOX (\\Seen) \"1-Jan-2024 00:00:00 +0000\" ~{3}\r\n"
+	    "a\0" "b (\\Draft) {2}\r\nxy ~{1+}\r\nz\r\n",
+	    "a APPEND INBOX (\\Seen) \"1-Jan-2024 00:00:00 +0000\" "
+	    "~{3 stream} (\\Draft) {2 stream} ~{1+ stream}", 2,
+	    "a\\x00bxyz", 3),
+	CR("MULTIAPPEND: a second {n} refused ends the command",
+	    "a APPEND INBOX {3}\r\nabc (\\Seen) {5}\r\nb NOOP\r\n",
+	    "BAD3 a Literal refused|b NOOP", 1, "abc", 2, REFUSE_SECOND),
+	CR("MULTIAPPEND: a second {n+} refused: its data and the rest "
+	    "dropped, later literals not offered",
+	    "a APPEND INBOX {3+}\r\nabc (\\Seen) {6+}\r\n0{1}\r\n {2+}\r\n"
+	    "xy ~{2+}\r\n\r\n\r\nb NOOP\r\n",
+	    "BAD3 a Literal refused|b NOOP", 0, "abc", 2, REFUSE_SECOND),
+	CR("APPEND ~{2^63-1}: offered to literal_start (which refuses)",
+	    "a APPEND INBOX ~{9223372036854775807}\r\nb NOOP\r\n",
+	    "BAD3 a Literal refused|b NOOP", 0, NULL, 1, REFUSE_START),
+	CS("APPEND ~{2^63}: too big before literal_start",
+	    "a APPEND INBOX ~{9223372036854775808}\r\nb NOOP\r\n",
+	    "BAD2 a Literal too big|b NOOP", 0, NULL, 0),
+	CS("APPEND ~{2^63+}: fatal, never offered",
+	    "a APPEND INBOX ~{9223372036854775808+}\r\nb NOOP\r\n",
+	    "BAD5 a Literal size too big", 0, NULL, 0),
+	CR("MULTIAPPEND: a second {n+} refused, then a {n}: the client "
+	    "waits, the command ends",
+	    "a APPEND INBOX {1+}\r\na {1+}\r\nb {1}\r\nb NOOP\r\n",
+	    "BAD3 a Literal refused|b NOOP", 0, "a", 2, REFUSE_SECOND),
 };
 
 /* Dynamic cases: text built at run time. */
@@ -1310,6 +1346,41 @@ panic_no_stream_cb(void)
 	feed_str(p, "a APPEND INBOX {1+}\r\n");
 }
 
+/* Which literals of a MULTIAPPEND were literal8, as literal_start was
+ * told, fed byte by byte. */
+static void
+test_multiappend_lit8(void)
+{
+	static const char in[] = "a APPEND INBOX ~{3}\r\na\0b {2}\r\nxy "
+	    "~{1+}\r\n\0\r\n";
+	struct imap_parser *p;
+	struct imap_cmd *cmd;
+	struct rec r;
+	int ret = 0;
+
+	rec_init(&r);
+	p = imap_parser_new(&(struct imap_parser_settings){ 0 }, &t_cb, &r);
+	for (size_t i = 0; i < sizeof(in) - 1; i++) {
+		r.in = (const unsigned char *)in;
+		r.base = i;
+		r.feed_len = 1;
+		if (imap_parser_input(p, (const unsigned char *)in + i, 1) != 1)
+			break;
+		if ((ret = imap_parser_next(p, &cmd)) != 0)
+			break;
+	}
+	ok(ret == 1 && r.starts == 3 && r.lit8_starts == 2 && r.start_lit8 &&
+	    r.streamed == 6 && memcmp(r.data.data, "a\0bxy\0", 6) == 0,
+	    "MULTIAPPEND byte by byte: literal_start told which are literal8; "
+	    "NUL bytes streamed as they are");
+	ok(ret == 1 && cmd->argc == 4 && cmd->args[1].literal8 &&
+	    !cmd->args[2].literal8 && cmd->args[3].literal8 &&
+	    cmd->args[3].nonsync && cmd->args[3].size == 1,
+	    "and the streamed arguments say so");
+	imap_parser_free(&p);
+	buf_free(&r.data);
+}
+
 static void
 test_panics(void)
 {
@@ -1343,6 +1414,7 @@ main(void)
 	test_fatal();
 	test_discard_4g();
 	test_stream_50mb();
+	test_multiappend_lit8();
 	test_panics();
 	return done_testing();
 }

@@ -260,9 +260,9 @@ test_mailbox(bool bytewise)
 	    "ENVELOPE, BODYSTRUCTURE, INTERNALDATE from the index");
 	o = t_say(s, "d5 FETCH 3 FLAGS\r\n", bytewise);
 	ok(has(o, "d5 BAD"), "FETCH past the last message: BAD");
-	o = t_say(s, "d6 FETCH 1 BINARY[]\r\n", bytewise);
-	ok(has(o, "d6 NO [CANNOT]") && !has(o, "* 1 FETCH"),
-	    "BINARY: NO before any response");
+	o = t_say(s, "d6 FETCH 1 BINARY.PEEK[]\r\n", bytewise);
+	ok(has(o, "BINARY[] {") && has(o, "d6 OK"),
+	    "BINARY.PEEK[]: the whole message");
 	o = t_say(s, "d7 STATUS INBOX (MESSAGES UIDNEXT UNSEEN SIZE)\r\n",
 	    bytewise);
 	ok(has(o, "* STATUS \"INBOX\" (MESSAGES 2 UIDNEXT 3 UNSEEN 2 SIZE "),

@@ -9,6 +9,16 @@
  * their response codes, SUBSCRIBE, LSUB, CLOSE's silent expunge. What is
  * on disk is checked: Maildir file names and mbox contents.
  *
+ * MULTIAPPEND (RFC 3502): several messages with their own flags, dates
+ * and keywords, a literal8 with a NUL among them, whole and byte by byte;
+ * APPENDUID with a range; IMAP_MULTIAPPEND_MAX messages (N) stored and
+ * N + 1 refused, as {n+} literals whose data is dropped; a second literal
+ * over APPENDLIMIT refused before its continuation; the total at N and
+ * N + 1 (Maildir); the quota and the Maildir keyword letters checked for
+ * all before anything is stored; a disk that fills up half-way (a file
+ * size limit) in store_append_multi itself: after every refusal, no file
+ * on disk (nor in tmp/), the mbox as long as before, UIDNEXT unchanged.
+ *
  * Keywords: STORE +FLAGS/-FLAGS/FLAGS of keywords seen by FETCH, SEARCH,
  * a second session (FLAGS before FETCH) and a new login; CONDSTORE with
  * them; APPEND and COPY/MOVE carrying them; the name limit (100 bytes,
@@ -19,8 +29,11 @@
  */
 #include "config.h"
 
+#include <sys/resource.h>
+
 #include <dirent.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -444,9 +457,9 @@ test_append(struct imap_session *s, bool bytewise)
 	o = t_say(s, "f10 APPEND INBOX \"31-Foo-2024 10:00:00 +0000\" "
 	    "{3+}\r\nabc\r\n");
 	ok(has(o, "f10 BAD"), "APPEND with a bad date: BAD");
-	o = t_say(s, "f11 APPEND INBOX {3+}\r\nabc {3+}\r\nabc\r\n");
-	ok(has(o, "f11 BAD") && !has(o, "f11 OK"),
-	    "a second message (MULTIAPPEND): refused");
+	o = t_say(s, "f11 APPEND Nowhere {3+}\r\nabc {3+}\r\nabc\r\n");
+	ok(has(o, "f11 NO [TRYCREATE]") && !has(o, "f11 OK"),
+	    "MULTIAPPEND to a missing folder: TRYCREATE");
 	o = t_say(s, "f12 NOOP\r\n");
 	ok(has(o, "f12 OK"), "the session goes on");
 	o = t_say(s, "f13 CAPABILITY\r\n");
@@ -815,6 +828,410 @@ test_kw_condstore(struct imap_session *s)
 	    "and takes it when the MODSEQ is unchanged");
 }
 
+/*
+ * MULTIAPPEND.
+ */
+
+/* The bytes of a message of folder on disk into b: Maildir, the file
+ * whose name has want; mbox, the whole file. False if there is none. */
+static bool
+t_disk_bytes(const char *folder, const char *want, struct buf *b)
+{
+	char path[PATH_MAX], chunk[4096];
+	struct dirent *de;
+	FILE *f = NULL;
+	size_t n;
+
+	buf_truncate(b, 0);
+	if (!maildir) {
+		snprintf(path, sizeof(path), "%s/mail/%s", alice.home, folder);
+		f = fopen(path, "r");
+	}
+	for (int i = 0; maildir && i < 2 && f == NULL; i++) {
+		char dir[PATH_MAX];
+		DIR *d;
+
+		snprintf(dir, sizeof(dir), "%s/Maildir/.%s/%s", alice.home,
+		    folder, i ? "new" : "cur");
+		if ((d = opendir(dir)) == NULL)
+			continue;
+		while (f == NULL && (de = readdir(d)) != NULL)
+			if (strstr(de->d_name, want) != NULL &&
+			    (size_t)snprintf(path, sizeof(path), "%s/%s", dir,
+			    de->d_name) < sizeof(path))
+				f = fopen(path, "r");
+		closedir(d);
+	}
+	if (f == NULL)
+		return false;
+	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+		buf_append(b, chunk, n);
+	fclose(f);
+	return true;
+}
+
+/* Messages of folder on disk (t_disk, but an mbox is read as bytes: a
+ * NUL does not end it). */
+static int
+t_count(const char *folder)
+{
+	struct buf b;
+	int n = 0;
+
+	if (maildir)
+		return t_files(folder, NULL);
+	buf_init(&b, 1 << 28);
+	(void)t_disk_bytes(folder, NULL, &b);
+	for (size_t i = 0; i + 5 <= b.len; i++)
+		if ((i == 0 || b.data[i - 1] == '\n') &&
+		    memcmp(b.data + i, "From ", 5) == 0)
+			n++;
+	buf_free(&b);
+	return n;
+}
+
+/* Files left in the Maildir folder's tmp/ (0 for mbox). */
+static int
+t_tmp_files(const char *folder)
+{
+	char path[PATH_MAX];
+	struct dirent *de;
+	DIR *d;
+	int n = 0;
+
+	snprintf(path, sizeof(path), "%s/Maildir/.%s/tmp", alice.home, folder);
+	if (!maildir || (d = opendir(path)) == NULL)
+		return 0;
+	while ((de = readdir(d)) != NULL)
+		n += de->d_name[0] != '.';
+	closedir(d);
+	return n;
+}
+
+/* mbox: the size of folder's file (-1 if none); Maildir: -1. */
+static long long
+t_mbox_size(const char *folder)
+{
+	char path[PATH_MAX];
+	struct stat sb;
+
+	snprintf(path, sizeof(path), "%s/mail/%s", alice.home, folder);
+	return !maildir && stat(path, &sb) == 0 ? (long long)sb.st_size : -1;
+}
+
+/* "UIDNEXT n MESSAGES m" of folder, as STATUS gives it. */
+static void
+t_status(struct imap_session *s, const char *folder, char *st, size_t size)
+{
+	char cmd[128];
+	const char *o, *p;
+
+	snprintf(cmd, sizeof(cmd), "st STATUS %s (UIDNEXT MESSAGES)\r\n",
+	    folder);
+	o = t_say(s, cmd);
+	st[0] = '\0';
+	if ((p = strstr(o, "(UIDNEXT ")) != NULL)
+		strlcpy(st, p, size);
+	st[strcspn(st, ")")] = '\0';
+}
+
+/* Nothing of a refused command on disk: the same STATUS, the same files
+ * (or mbox size), nothing in tmp/. */
+static void
+t_unchanged(struct imap_session *s, const char *status, int files,
+    long long size, const char *what)
+{
+	char now[128];
+
+	t_status(s, "Multi", now, sizeof(now));
+	ok(strcmp(now, status) == 0 && t_count("Multi") == files &&
+	    t_mbox_size("Multi") == size && t_tmp_files("Multi") == 0,
+	    "%s: nothing stored, UIDNEXT as it was: %s", what, now + 1);
+}
+
+/* Three messages: flags, flags + keyword + date with a literal8 holding
+ * a NUL, LITERAL+ without either. */
+static void
+test_multi_three(struct imap_session *s, bool bytewise)
+{
+	static const char a[] = "Subject: m1\r\n\r\nA\r\n";
+	static const char b[] = "Subject: m2\r\n\r\nB\0B\r\n";
+	/* A Status: header (mutt's) gives no flag the client did not ask
+	 * for, though an mbox sync reads it. */
+	static const char c[] = "Subject: m3\r\nStatus: RO\r\n\r\nC\r\n";
+	const char *o, *p;
+	char cmd[256];
+	unsigned uv = 0, first = 0, last = 0;
+	int files = t_count("Multi"), conts = 0;
+	struct buf in, bytes;
+
+	buf_init(&in, 4096);
+	buf_init(&bytes, 1 << 20);
+	buf_printf(&in, "m1 APPEND Multi (\\Seen) {%zu}\r\n", sizeof(a) - 1);
+	buf_append(&in, a, sizeof(a) - 1);
+	buf_printf(&in, " (\\Flagged $Junk) \" 7-Feb-2024 10:00:00 +0100\" "
+	    "~{%zu}\r\n", sizeof(b) - 1);
+	buf_append(&in, b, sizeof(b) - 1);
+	buf_printf(&in, " {%zu+}\r\n", sizeof(c) - 1);
+	buf_append(&in, c, sizeof(c) - 1);
+	buf_append_str(&in, "\r\n");
+	buf_truncate(&out, 0);
+	o = t_feed(s, in.data, in.len, bytewise);
+	for (p = o; (p = strstr(p, "+ OK\r\n")) != NULL; p++)
+		conts++;
+	is_int(conts, 2, "MULTIAPPEND: a continuation per synchronizing "
+	    "literal");
+	p = strstr(o, "m1 OK [APPENDUID ");
+	ok(p != NULL && sscanf(p, "m1 OK [APPENDUID %u %u:%u]", &uv, &first,
+	    &last) == 3 && last == first + 2 && has(o, "] APPEND completed"),
+	    "APPENDUID with the three UIDs as a range");
+	is_int(t_count("Multi"), files + 3, "three messages on disk");
+	ok(t_disk_bytes("Multi", ":2,Fa", &bytes) &&
+	    memmem(bytes.data, bytes.len, "B\0B\r\n", 5) != NULL,
+	    "the literal8 is stored with its NUL");
+	if (maildir)
+		ok(t_files("Multi", ":2,S") == (bytewise ? 2 : 1) &&
+		    t_files("Multi", ":2,Fa") == (bytewise ? 2 : 1),
+		    "Maildir: each file with its own flags and keyword");
+	snprintf(cmd, sizeof(cmd), "m2 EXAMINE Multi\r\nm3 UID FETCH %u:%u "
+	    "(FLAGS INTERNALDATE)\r\n", first, last);
+	o = t_say(s, cmd);
+	snprintf(cmd, sizeof(cmd), "(UID %u FLAGS (\\Flagged $Junk) "
+	    "INTERNALDATE \"07-Feb-2024 09:00:00 +0000\")", first + 1);
+	ok(has(o, cmd), "the second has its flags, keyword and date");
+	snprintf(cmd, sizeof(cmd), "(UID %u FLAGS (\\Seen) ", first);
+	ok(has(o, cmd), "the first has its flag");
+	snprintf(cmd, sizeof(cmd), "(UID %u FLAGS () ", last);
+	ok(has(o, cmd), "the third has none, whatever its Status: says");
+	t_say(s, "m4 UNSELECT\r\n");
+	buf_free(&in);
+	buf_free(&bytes);
+}
+
+/* A command of n messages "x", as {1+} literals; then a NOOP. */
+static void
+t_multi_n(struct buf *in, const char *tag, unsigned n)
+{
+	buf_truncate(in, 0);
+	buf_printf(in, "%s APPEND Multi", tag);
+	for (unsigned i = 0; i < n; i++)
+		buf_append_str(in, " {1+}\r\nx");
+	buf_append_str(in, "\r\nn1 NOOP\r\n");
+}
+
+/* IMAP_MULTIAPPEND_MAX messages, then one more. */
+static void
+test_multi_count(struct imap_session *s)
+{
+	char status[128], exp[64];
+	const char *o, *p;
+	unsigned uv, first = 0, last = 0;
+	int files = t_count("Multi");
+	long long size = t_mbox_size("Multi");
+	struct buf in;
+
+	buf_init(&in, 1 << 20);
+	t_status(s, "Multi", status, sizeof(status));
+	t_multi_n(&in, "m5", IMAP_MULTIAPPEND_MAX + 1);
+	buf_truncate(&out, 0);
+	o = t_feed(s, in.data, in.len, false);
+	snprintf(exp, sizeof(exp), "m5 NO [LIMIT] At most %u messages",
+	    IMAP_MULTIAPPEND_MAX);
+	ok(has(o, exp) && has(o, "n1 OK"), "MULTIAPPEND_MAX + 1: NO [LIMIT], "
+	    "the data of the {n+} literal dropped, the next command read");
+	t_unchanged(s, status, files, size, "MULTIAPPEND_MAX + 1");
+	t_multi_n(&in, "m6", IMAP_MULTIAPPEND_MAX);
+	buf_truncate(&out, 0);
+	o = t_feed(s, in.data, in.len, false);
+	p = strstr(o, "m6 OK [APPENDUID ");
+	ok(p != NULL && sscanf(p, "m6 OK [APPENDUID %u %u:%u]", &uv, &first,
+	    &last) == 3 && last - first + 1 == IMAP_MULTIAPPEND_MAX,
+	    "MULTIAPPEND_MAX messages: stored, one UID range");
+	is_int(t_count("Multi"), files + IMAP_MULTIAPPEND_MAX,
+	    "all of them on disk");
+	buf_free(&in);
+}
+
+/* A second literal over APPENDLIMIT: refused before its continuation. */
+static void
+test_multi_toobig(struct imap_session *s)
+{
+	char status[128];
+	const char *o;
+	int files = t_count("Multi");
+	long long size = t_mbox_size("Multi");
+
+	t_status(s, "Multi", status, sizeof(status));
+	o = t_say(s, "m7 APPEND Multi {1}\r\n");
+	is_string(o, "+ OK\r\n", "the first literal is taken");
+	o = t_say(s, "x (\\Seen) {52428801}\r\n");
+	ok(has(o, "m7 NO [TOOBIG]") && !has(o, "+ OK"),
+	    "a second literal of APPENDLIMIT + 1: NO [TOOBIG], no "
+	    "continuation");
+	o = t_say(s, "m8 NOOP\r\n");
+	ok(has(o, "m8 OK"), "the session goes on");
+	t_unchanged(s, status, files, size, "a second literal too big");
+}
+
+/* The total of one command at N and N + 1 (two messages of APPENDLIMIT
+ * bytes make it). Maildir only: it stores 100 MB. */
+static void
+test_multi_total(struct imap_session *s)
+{
+	static const char head[] = "Subject: half\r\n\r\n";
+	size_t n = IMAP_APPEND_LIMIT;
+	unsigned char *msg;
+	char status[128], cmd[64];
+	const char *o;
+	int files = t_count("Multi");
+
+	msg = xmalloc(n);
+	memset(msg, 'y', n);
+	memcpy(msg, head, sizeof(head) - 1);
+	for (size_t i = 77; i < n; i += 78) {
+		msg[i - 1] = '\r';
+		msg[i] = '\n';
+	}
+	t_status(s, "Multi", status, sizeof(status));
+	for (int over = 1; over >= 0; over--) {
+		snprintf(cmd, sizeof(cmd), "m%d APPEND Multi {%zu+}\r\n",
+		    10 + over, n);
+		buf_truncate(&out, 0);
+		t_feed(s, cmd, strlen(cmd), false);
+		t_feed(s, msg, n, false);
+		snprintf(cmd, sizeof(cmd), " {%zu+}\r\n", n);
+		t_feed(s, cmd, strlen(cmd), false);
+		t_feed(s, msg, n, false);
+		o = t_feed(s, over ? " {1+}\r\nz\r\n" : "\r\n",
+		    over ? 10 : 2, false);
+		if (over) {
+			ok(has(o, "m11 NO [TOOBIG]"), "the total + 1: NO "
+			    "[TOOBIG]");
+			t_unchanged(s, status, files, -1, "the total + 1");
+		} else
+			ok(has(o, "m10 OK [APPENDUID ") &&
+			    t_count("Multi") == files + 2,
+			    "the total (two messages of APPENDLIMIT): stored");
+	}
+	free(msg);
+}
+
+/* The store checks all of them before it writes: quota, keywords. */
+static void
+test_multi_checks(struct imap_session *s)
+{
+	char status[128], cmd[1024];
+	struct imap_session *q;
+	uint64_t quota = alice.quota;
+	const char *o;
+	int files = t_count("Multi");
+	long long size = t_mbox_size("Multi");
+	uint64_t used, msgs, limit;
+	struct store *st;
+	const char *err;
+
+	t_status(s, "Multi", status, sizeof(status));
+	if (store_open(&alice, &st, &err) < 0 ||
+	    store_quota(st, &used, &msgs, &limit, &err) < 0)
+		bail("store: %s", err);
+	store_close(&st);
+	/* Room for one of the two messages, not for both. */
+	alice.quota = used + 15;
+	q = t_session();
+	o = t_say(q, "m20 APPEND Multi {10+}\r\n0123456789 {10+}\r\n"
+	    "0123456789\r\n");
+	ok(has(o, "m20 NO [OVERQUOTA]"), "over quota with both: "
+	    "NO [OVERQUOTA]");
+	t_unchanged(q, status, files, size, "over quota");
+	imap_session_free(&q);
+	alice.quota = quota;
+	if (!maildir)
+		return;
+	/* 26 keywords besides $Junk: a Maildir folder has no 27th letter,
+	 * though each message alone would fit. */
+	snprintf(cmd, sizeof(cmd), "m21 APPEND Multi ($Junk) {1+}\r\nx (");
+	for (int i = 0; i < 26; i++)
+		snprintf(cmd + strlen(cmd), sizeof(cmd) - strlen(cmd),
+		    "%sk%02d", i > 0 ? " " : "", i);
+	strlcat(cmd, ") {1+}\r\ny\r\n", sizeof(cmd));
+	o = t_say(s, cmd);
+	ok(has(o, "m21 NO [LIMIT]"), "Maildir: 27 keywords in all: NO "
+	    "[LIMIT]");
+	t_unchanged(s, status, files, size, "keyword letters");
+}
+
+/* store_append_multi itself, with a disk that fills up at the second
+ * message (a file size limit: EFBIG): nothing kept. */
+static void
+test_multi_diskfull(struct imap_session *s)
+{
+	struct store_append a[3];
+	struct store_appended res[3];
+	static const char small[] = "Subject: small\n\nsmall\n";
+	size_t big_len = 3 << 20;
+	unsigned char *big = xmalloc(big_len);
+	struct rlimit old, lim;
+	char status[128];
+	int files = t_count("Multi");
+	long long size = t_mbox_size("Multi");
+	struct store *st;
+	const char *err = NULL;
+	enum store_op op;
+
+	memset(big, 'b', big_len);
+	memset(a, 0, sizeof(a));
+	for (int i = 0; i < 3; i++) {
+		a[i].msg = (const unsigned char *)small;
+		a[i].len = sizeof(small) - 1;
+	}
+	a[1].msg = big;
+	a[1].len = big_len;
+	t_status(s, "Multi", status, sizeof(status));
+	if (store_open(&alice, &st, &err) < 0)
+		bail("store_open: %s", err);
+	if (getrlimit(RLIMIT_FSIZE, &old) < 0)
+		bail("getrlimit");
+	lim = old;
+	/* Above anything the index or the mbox holds now, below what the
+	 * big message needs. */
+	lim.rlim_cur = (rlim_t)(size > 0 ? size : 0) + (2 << 20);
+	signal(SIGXFSZ, SIG_IGN);
+	if (setrlimit(RLIMIT_FSIZE, &lim) < 0)
+		bail("setrlimit");
+	op = store_append_multi(st, "Multi", a, 3, res, &err);
+	if (setrlimit(RLIMIT_FSIZE, &old) < 0)
+		bail("setrlimit back");
+	signal(SIGXFSZ, SIG_DFL);
+	ok(op == STORE_OP_TEMPFAIL && res[0].uid == 0,
+	    "store_append_multi: the disk fills up at the second: TEMPFAIL "
+	    "(%s)", err != NULL ? err : "");
+	store_close(&st);
+	t_unchanged(s, status, files, size, "disk full half-way");
+	free(big);
+}
+
+static void
+test_multiappend(struct imap_session *s)
+{
+	const char *o;
+
+	o = t_say(s, "m0 CREATE Multi\r\n");
+	ok(has(o, "m0 OK"), "CREATE Multi");
+	test_multi_three(s, false);
+	test_multi_three(s, true);
+	o = t_say(s, "m30 SELECT Multi\r\nm31 APPEND Multi {1+}\r\na "
+	    "{1+}\r\nb\r\n");
+	ok(has(o, "* 8 EXISTS\r\nm31 OK [APPENDUID "),
+	    "MULTIAPPEND to the selected folder: EXISTS before the OK");
+	t_say(s, "m32 UNSELECT\r\n");
+	test_multi_toobig(s);
+	test_multi_checks(s);
+	test_multi_diskfull(s);
+	test_multi_count(s);
+	if (maildir)
+		test_multi_total(s);
+}
+
 static void
 test_keywords(struct imap_session *s, struct imap_session *s2)
 {
@@ -853,6 +1270,7 @@ t_format(const char *location, bool md)
 	test_folders(s);
 	test_close(s);
 	test_keywords(s, s2);
+	test_multiappend(s);
 	imap_session_free(&s);
 	imap_session_free(&s2);
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", home);
