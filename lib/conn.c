@@ -84,7 +84,7 @@ plain_sock_write(void *tctx, int fd, const unsigned char *buf, size_t size,
 }
 
 static const struct conn_transport plain_sock = {
-	plain_sock_read, plain_sock_write, NULL, NULL
+	plain_sock_read, plain_sock_write, NULL, NULL, NULL, NULL
 };
 
 /* Pipes (tests, inetd-style stdio): no MSG_NOSIGNAL, so the owner of a
@@ -108,7 +108,7 @@ plain_fd_write(void *tctx, int fd, const unsigned char *buf, size_t size,
 }
 
 static const struct conn_transport plain_fd = {
-	plain_fd_read, plain_fd_write, NULL, NULL
+	plain_fd_read, plain_fd_write, NULL, NULL, NULL, NULL
 };
 
 static bool
@@ -129,6 +129,20 @@ size_t
 conn_output_size(const struct conn *c)
 {
 	return c->out_len;
+}
+
+/* Output the transport took but has not sent (a compressor's). */
+static size_t
+conn_held(const struct conn *c)
+{
+	return c->tops->wpending != NULL ? c->tops->wpending(c->tctx) : 0;
+}
+
+/* Anything left to send, ours or the transport's. */
+static bool
+conn_has_output(const struct conn *c)
+{
+	return c->out_len > 0 || conn_held(c) > 0;
 }
 
 static bool
@@ -201,6 +215,9 @@ conn_close_fd(struct conn *c)
 		return;
 	if (c->tops->close != NULL)
 		c->tops->close(c->tctx, c->fd);
+	/* The state is gone: nothing may call into it again (wpending). */
+	c->tops = &plain_sock;
+	c->tctx = NULL;
 	close(c->fd);
 	c->fd = -1;
 }
@@ -242,7 +259,7 @@ conn_update(struct conn *c)
 		return;
 	}
 	in = conn_want_input(c);
-	out = c->out_len > 0;
+	out = conn_has_output(c);
 	conn_set_io(c, &c->io_rd, IO_READ, (in && !c->read_wants_write) ||
 	    (out && c->write_wants_read));
 	conn_set_io(c, &c->io_wr, IO_WRITE, (out && !c->write_wants_read) ||
@@ -383,10 +400,13 @@ conn_drained(struct conn *c)
 	return conn_emit(c, CONN_EV_DRAINED);
 }
 
+/* Hand the queue to the transport (with an empty queue: let it send
+ * what it holds). */
 static bool
 conn_flush(struct conn *c)
 {
 	bool was_full = conn_output_full(c);
+	size_t len = c->out_len, held = conn_held(c);
 	enum conn_want want;
 	ssize_t n;
 
@@ -394,31 +414,29 @@ conn_flush(struct conn *c)
 	/* The same the other way round (see conn_fill). */
 	c->read_wants_write = false;
 	c->write_full = true;
-	n = c->tops->write(c->tctx, c->fd, c->out + c->out_pos, c->out_len,
-	    &want);
-	if (n < 0) {
-		if (errno == EAGAIN || errno == EWOULDBLOCK) {
-			c->write_wants_read = want == CONN_WANT_READ;
-			return true;
-		}
-		if (errno == EINTR)
-			return true;
+	n = c->tops->write(c->tctx, c->fd, c->out + c->out_pos, len, &want);
+	if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK &&
+	    errno != EINTR)
 		return conn_fail(c, "write", errno);
+	if (n < 0) {
+		c->write_wants_read = errno != EINTR && want == CONN_WANT_READ;
+		n = 0;
 	}
-	if ((size_t)n > c->out_len)
-		log_panic("conn: transport wrote %zd of %zu bytes", n,
-		    c->out_len);
-	c->write_full = (size_t)n < c->out_len;
+	if ((size_t)n > len)
+		log_panic("conn: transport wrote %zd of %zu bytes", n, len);
 	c->out_pos += (size_t)n;
 	c->out_len -= (size_t)n;
 	if (c->out_len == 0)
 		c->out_pos = 0;
-	if (n > 0) {
+	/* A transport that holds output may move it without taking any of
+	 * the queue: that is progress too. */
+	if (n > 0 || conn_held(c) < held) {
 		conn_progress(c);
 		if (c->stall_to != NULL)
 			timeout_reset(c->stall_to);
 	}
-	if (c->out_len == 0 && !conn_drained(c))
+	c->write_full = c->out_len > 0 || conn_held(c) > 0;
+	if (!conn_has_output(c) && !conn_drained(c))
 		return false;
 	/* The owner stopped taking pipelined lines while we were full. */
 	if (was_full && !conn_output_full(c) && c->in_len > 0 &&
@@ -433,9 +451,9 @@ conn_handle_now(struct conn *c)
 {
 	if (c->dead || c->fd < 0)
 		return;
-	if (c->out_len > 0 && !conn_flush(c))
+	if (conn_has_output(c) && !conn_flush(c))
 		return;
-	if (c->closing && c->out_len == 0) {
+	if (c->closing && !conn_has_output(c)) {
 		(void)conn_drained(c);
 		return;
 	}
@@ -455,7 +473,7 @@ static void
 conn_flush_queued(struct conn *c)
 {
 	for (int i = 0; i < CONN_WRITES_PER_EVENT; i++) {
-		if (c->freed || c->dead || c->fd < 0 || c->out_len == 0 ||
+		if (c->freed || c->dead || c->fd < 0 || !conn_has_output(c) ||
 		    c->write_wants_read || c->write_full)
 			return;
 		if (!conn_flush(c))
@@ -493,7 +511,7 @@ conn_idle_cb(void *ctx)
 static void
 conn_stall_now(struct conn *c)
 {
-	if (c->out_len > 0 && !c->dead)
+	if (conn_has_output(c) && !c->dead)
 		(void)conn_emit(c, CONN_EV_STALLED);
 }
 
@@ -582,7 +600,7 @@ int
 conn_set_transport(struct conn *c, const struct conn_transport *ops,
     void *tctx)
 {
-	if (c->out_len > 0 || c->dead || c->fd < 0)
+	if (conn_has_output(c) || c->dead || c->fd < 0)
 		return -1;
 	if (!conn_is_plain(c) && c->tops->close != NULL)
 		c->tops->close(c->tctx, c->fd);
@@ -592,6 +610,34 @@ conn_set_transport(struct conn *c, const struct conn_transport *ops,
 	c->write_wants_read = false;
 	conn_update(c);
 	return 0;
+}
+
+const struct conn_transport *
+conn_get_transport(const struct conn *c, void **tctx_r)
+{
+	if (c->fd < 0 || conn_is_plain(c)) {
+		*tctx_r = NULL;
+		return NULL;
+	}
+	*tctx_r = c->tctx;
+	return c->tops;
+}
+
+int
+conn_push_transport(struct conn *c, const struct conn_transport *ops,
+    void *tctx)
+{
+	if (ops->unread == NULL)
+		log_panic("conn_push_transport: the transport has no unread");
+	if (!conn_is_plain(c) || conn_has_output(c) || c->dead || c->fd < 0)
+		return -1;
+	/* Encoded bytes: the new transport decodes them first. */
+	if (c->in_len > 0)
+		ops->unread(tctx, c->in + c->in_pos, c->in_len);
+	c->in_pos = 0;
+	c->in_len = 0;
+	c->skipping = false;
+	return conn_set_transport(c, ops, tctx);
 }
 
 void

@@ -26,7 +26,8 @@ struct conn;
 enum conn_event {
 	CONN_EV_INPUT,		/* new bytes in the input buffer, or reading
 				   resumed after a pause with bytes left */
-	CONN_EV_DRAINED,	/* the output queue became empty */
+	CONN_EV_DRAINED,	/* the output queue became empty, and the
+				   transport holds nothing unsent */
 	CONN_EV_TIMEOUT,	/* idle: no input nor output progress */
 	CONN_EV_STALLED,	/* output queued but none sent for too long */
 	CONN_EV_CLOSED,		/* the peer closed (EOF), or the close that
@@ -49,7 +50,8 @@ typedef void conn_event_cb(struct conn *conn, enum conn_event ev, void *ctx);
 /*
  * The transport: how bytes cross the fd. The default is the plain socket
  * (recv/send with MSG_NOSIGNAL, read/write for non-sockets). A TLS
- * transport (lib/tls, OpenSSL) plugs in with conn_set_transport():
+ * transport (lib/conn_tls) plugs in with conn_set_transport(), a deflate
+ * one (lib/conn_zlib) with conn_push_transport():
  *
  * read: up to size bytes into buf. Returns > 0 bytes, 0 at EOF (TLS:
  *	close_notify or a bare TCP close, the transport decides), or -1 with
@@ -66,10 +68,27 @@ typedef void conn_event_cb(struct conn *conn, enum conn_event ev, void *ctx);
  *	transport sets SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER (and may set
  *	SSL_MODE_ENABLE_PARTIAL_WRITE).
  * pending: bytes the transport has already decrypted and buffered
- *	(SSL_pending()), which epoll cannot see; the conn reads them
- *	without waiting for the fd. NULL means always 0.
+ *	(SSL_pending()), or decoded input it holds, which epoll cannot see;
+ *	the conn reads them without waiting for the fd. NULL means always 0.
  * close: free the transport state (SSL_shutdown() best effort, SSL_free);
  *	the conn closes the fd itself afterwards. May be NULL.
+ * wpending: bytes the transport took from write() but could not send yet
+ *	(a compressor's output the socket would not take). While it is
+ *	non-zero the conn keeps watching for writability even with its own
+ *	queue empty, calls write() with size 0 to send them (which returns
+ *	0 once they are all out, or -1 with errno EAGAIN and *want_r when
+ *	some remain, or another errno: fatal), and reports neither
+ *	CONN_EV_DRAINED, nor the drained callback, nor the end of
+ *	conn_close_after_flush() until they are out; the stalled-output
+ *	timeout covers them too. A write() with size > 0 may then return
+ *	-1/EAGAIN, or take bytes and keep some of its output. NULL means
+ *	always 0: write() is never called with size 0.
+ * unread: (conn_push_transport() only) bytes the conn had already read
+ *	from the fd when the transport took over; they came after the
+ *	command that switched, so they are in the transport's encoding. It
+ *	must decode them before anything from the fd, and count them in
+ *	pending(). Called once, before any read. May be NULL for a
+ *	transport that is never pushed.
  *
  * The handshake needs no call of its own: SSL_accept() runs inside the
  * first read or write, returning EAGAIN with the direction it wants.
@@ -86,6 +105,8 @@ struct conn_transport {
 	    size_t size, enum conn_want *want_r);
 	size_t (*pending)(void *tctx);
 	void (*close)(void *tctx, int fd);
+	size_t (*wpending)(void *tctx);
+	void (*unread)(void *tctx, const unsigned char *data, size_t len);
 };
 
 /*
@@ -118,14 +139,39 @@ void conn_set_error(struct conn *conn, const char *text);
 /*
  * conn_set_transport: from now on move bytes with ops and tctx (not
  * owned until this call succeeds; then ops->close frees it). Refused
- * (-1) while output is queued: send the STARTTLS/STLS answer first and
- * switch on CONN_EV_DRAINED. Input already buffered is plaintext the
- * client pipelined before TLS: call conn_input_discard() (Postfix
+ * (-1) while output is queued, or held by the current transport (its
+ * wpending): send the STARTTLS/STLS answer first and switch on
+ * CONN_EV_DRAINED. Input already buffered stays in the input buffer as
+ * it is: for STARTTLS it is plaintext the client pipelined before TLS,
+ * which the caller must drop with conn_input_discard() (Postfix
  * starttls_cmd). A transport already set (not the plain default) is
  * closed first. Returns 0.
  */
 int conn_set_transport(struct conn *conn, const struct conn_transport *ops,
     void *tctx);
+/*
+ * conn_push_transport: switch a running connection to a transport that
+ * encodes both directions from here on (IMAP COMPRESS=DEFLATE, RFC 4978),
+ * over the same fd. Unlike STARTTLS, input already buffered is neither
+ * discarded nor left for the owner: the peer sent it after the command
+ * that switched, so it is already encoded. It is moved out of the input
+ * buffer into ops->unread() (required), and the owner sees its decoded
+ * form through the next CONN_EV_INPUT; a pending skip of an over-long
+ * line ends. Refused (-1), with nothing changed, while output is queued
+ * (send the OK first and switch on CONN_EV_DRAINED), when the connection
+ * is dead or closed, and when the current transport is not the plain
+ * one: ops reads and writes the fd itself and does not stack on TLS.
+ * On 0, ops->close frees tctx from then on.
+ */
+int conn_push_transport(struct conn *conn, const struct conn_transport *ops,
+    void *tctx);
+/* conn_get_transport: the transport conn uses now, and its tctx in
+ * *tctx_r, for that transport's module to find its state from the conn
+ * (conn_zlib_release); NULL (and *tctx_r NULL) for the plain default and
+ * once the fd is closed (conn_close_after_flush() done: the transport's
+ * close has run then, before conn_close()). */
+const struct conn_transport *conn_get_transport(const struct conn *conn,
+    void **tctx_r);
 
 /* --- input --- */
 
@@ -181,15 +227,18 @@ void conn_set_output_limits(struct conn *conn, size_t soft, size_t hard);
 int conn_write(struct conn *conn, const void *data, size_t len);
 int conn_printf(struct conn *conn, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
-/* conn_output_size: bytes queued and not yet sent. */
+/* conn_output_size: bytes queued and not yet given to the transport
+ * (what a transport holds, its wpending, is not counted: it may be in
+ * another unit, such as compressed bytes). */
 size_t conn_output_size(const struct conn *conn);
 /* conn_output_full: more than the soft limit is queued (reading paused). */
 bool conn_output_full(const struct conn *conn);
 /*
- * conn_set_output_drained_cb: report the queue becoming empty by calling
- * cb(ctx) instead of CONN_EV_DRAINED, so that a streaming sender (RETR of
- * a 50 MB message) with its own state sends its next chunk only when the
- * previous one has left. cb NULL restores CONN_EV_DRAINED.
+ * conn_set_output_drained_cb: report the queue becoming empty (and the
+ * transport holding nothing unsent) by calling cb(ctx) instead of
+ * CONN_EV_DRAINED, so that a streaming sender (RETR of a 50 MB message)
+ * with its own state sends its next chunk only when the previous one has
+ * left. cb NULL restores CONN_EV_DRAINED.
  */
 void conn_set_output_drained_cb(struct conn *conn, void (*cb)(void *ctx),
     void *ctx);

@@ -151,7 +151,10 @@ conn_tls_close(void *tctx, int fd)
 }
 
 static const struct conn_transport conn_tls_ops = {
-	conn_tls_read, conn_tls_write, conn_tls_pending, conn_tls_close
+	.read = conn_tls_read,
+	.write = conn_tls_write,
+	.pending = conn_tls_pending,
+	.close = conn_tls_close
 };
 
 /* --- public --- */

@@ -2,8 +2,8 @@
  * imap_session.c: the IMAP engine's core (see imap_session.h): the input
  * loop over the command parser, the command table and states, replies,
  * authentication (LOGIN, AUTHENTICATE with SASL-IR, asynchronous answers),
- * STARTTLS, the hand-over to the mail process, ID, ENABLE, NOOP, IDLE and
- * LOGOUT. Mailbox commands live in imap_mailbox.c, FETCH in
+ * STARTTLS, the hand-over to the mail process, COMPRESS, ID, ENABLE, NOOP,
+ * IDLE and LOGOUT. Mailbox commands live in imap_mailbox.c, FETCH in
  * imap_fetch.c.
  *
  * Trusts nothing from the client: every command comes through
@@ -176,12 +176,17 @@ static void
 imap_caps(const struct imap_session *s, bool after_login, struct buf *b)
 {
 	buf_append_str(b, "IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE "
-	    "NAMESPACE UNSELECT UIDPLUS MOVE CONDSTORE QRESYNC QUOTA "
-	    "QUOTA=RES-STORAGE STATUS=SIZE LIST-EXTENDED LIST-STATUS "
-	    "SPECIAL-USE CREATE-SPECIAL-USE XLIST CHILDREN ESEARCH "
-	    "SEARCHRES SORT SORT=DISPLAY ESORT THREAD=ORDEREDSUBJECT "
-	    "THREAD=REFERENCES");
+	    "NAMESPACE UNSELECT UIDPLUS MULTIAPPEND BINARY MOVE CONDSTORE "
+	    "QRESYNC QUOTA QUOTA=RES-STORAGE STATUS=SIZE LIST-EXTENDED "
+	    "LIST-STATUS SPECIAL-USE CREATE-SPECIAL-USE XLIST CHILDREN "
+	    "ESEARCH SEARCHRES WITHIN SORT SORT=DISPLAY ESORT "
+	    "THREAD=ORDEREDSUBJECT THREAD=REFERENCES");
 	buf_printf(b, " APPENDLIMIT=%u", (unsigned)IMAP_APPEND_LIMIT);
+	/* The login OK speaks for the session after login, which the mail
+	 * process serves with COMPRESS; before login it is not valid. */
+	if (after_login || (s->state != IMAP_STATE_NOT_AUTH &&
+	    s->cb->start_compress != NULL))
+		buf_append_str(b, " COMPRESS=DEFLATE");
 	if (after_login || s->state != IMAP_STATE_NOT_AUTH)
 		return;
 	if (s->set.tls_available && !s->set.secured)
@@ -321,6 +326,41 @@ imap_cmd_starttls(struct imap_session *s, const struct imap_cmd *cmd)
 	/* Nothing the client pipelined may be read as a command in TLS. */
 	s->tls_reset = true;
 	s->cb->start_tls(s->ctx);
+}
+
+/*
+ * COMPRESS DEFLATE (RFC 4978): the tagged OK is the last uncompressed
+ * line; the owner switches the connection once it has been sent. Until it
+ * says so, no input is taken (handed_over: the bytes after the command are
+ * the transport's to inflate, not ours to parse), so a client that
+ * pipelines compressed commands behind COMPRESS loses nothing.
+ */
+static void
+imap_cmd_compress(struct imap_session *s, const struct imap_cmd *cmd)
+{
+	const char *alg, *error;
+
+	if (cmd->argc != 1 ||
+	    imap_arg_atom(&cmd->args[0], &alg, &error) < 0) {
+		imap_bad(s, "COMPRESS takes one algorithm: COMPRESS DEFLATE");
+		return;
+	}
+	if (strcasecmp(alg, "DEFLATE") != 0) {
+		imap_bad(s, "Unknown compression algorithm (DEFLATE only)");
+		return;
+	}
+	if (s->cb->start_compress == NULL) {
+		imap_tagged(s, "NO", "COMPRESS is not available");
+		return;
+	}
+	/* The owner switches on the drain that follows our OK. */
+	if (s->cb->start_compress(s->ctx) < 0) {
+		imap_tagged(s, "NO", "[COMPRESSIONACTIVE] DEFLATE is already "
+		    "active");
+		return;
+	}
+	imap_tagged(s, "OK", "DEFLATE active");
+	s->handed_over = true;
 }
 
 /* IDLE (RFC 2177): report changes as they come until "DONE". */
@@ -593,6 +633,7 @@ static const struct imap_command imap_commands[] = {
 	{ "STATUS", ST_AUTH | ST_SEL, false, imap_cmd_status },
 	{ "NAMESPACE", ST_AUTH | ST_SEL, false, imap_cmd_namespace },
 	{ "IDLE", ST_AUTH | ST_SEL, false, imap_cmd_idle },
+	{ "COMPRESS", ST_AUTH | ST_SEL, false, imap_cmd_compress },
 	{ "CHECK", ST_SEL, false, imap_cmd_noop },
 	{ "CLOSE", ST_SEL, false, imap_cmd_close },
 	{ "UNSELECT", ST_SEL, false, imap_cmd_close },
@@ -630,7 +671,7 @@ static bool
 imap_command_known(const char *name)
 {
 	static const char *const later[] = {
-		"COMPRESS", "ESEARCH", NULL
+		"ESEARCH", NULL
 	};
 
 	for (size_t i = 0; later[i] != NULL; i++)
@@ -851,6 +892,15 @@ imap_session_tls_started(struct imap_session *s)
 {
 	s->set.secured = true;
 	s->tls_reset = false;
+}
+
+void
+imap_session_compress_started(struct imap_session *s)
+{
+	if (!s->handed_over || s->state == IMAP_STATE_NOT_AUTH ||
+	    s->cb->start_compress == NULL)
+		log_panic("imap_session_compress_started without COMPRESS");
+	s->handed_over = false;
 }
 
 /*

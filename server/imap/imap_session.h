@@ -22,7 +22,8 @@
  * (with the daemon's change notification), FETCH / UID FETCH (index items
  * and streamed body sections), STORE, EXPUNGE, COPY, MOVE (UIDPLUS),
  * APPEND, CREATE, DELETE, RENAME, SUBSCRIBE, UNSUBSCRIBE, SEARCH / UID
- * SEARCH. Commands it does not serve yet are answered "NO [CANNOT] ...
+ * SEARCH, COMPRESS DEFLATE (RFC 4978, delegated to the owner like
+ * STARTTLS). Commands it does not serve yet are answered "NO [CANNOT] ...
  * not supported yet" and are not advertised.
  */
 #ifndef LOFT_IMAP_SESSION_H
@@ -71,6 +72,18 @@ struct imap_callbacks {
 	/* start_tls: "OK Begin TLS negotiation now" was written: flush it,
 	 * start TLS, discard plaintext received after the command. */
 	void (*start_tls)(void *ctx);
+	/* start_compress: COMPRESS DEFLATE came (authenticated or selected
+	 * state). Return -1 if the connection is compressed already (by
+	 * an earlier COMPRESS, or a lower layer): the engine answers NO
+	 * [COMPRESSIONACTIVE]. Return 0 and the engine writes "OK DEFLATE
+	 * active" next, then takes no input: once that OK has been sent
+	 * (CONN_EV_DRAINED), switch the connection to deflate both ways,
+	 * with every byte the client sent after the command (none of them
+	 * consumed: imap_session_input returned short) as compressed
+	 * input, then call imap_session_compress_started. NULL where the
+	 * session cannot compress (the login process): COMPRESS=DEFLATE is
+	 * then not advertised after login and COMPRESS is answered NO. */
+	int (*start_compress)(void *ctx);
 	/* authenticated: the tagged OK was written; hand the session over.
 	 * The engine consumes no more input. Required before login. */
 	void (*authenticated)(void *ctx, const char *user);
@@ -131,6 +144,11 @@ void imap_session_auth_reply(struct imap_session *s, enum imap_auth_result r,
     const unsigned char *challenge, size_t challenge_len, const char *user);
 /* imap_session_tls_started: the connection speaks TLS now. */
 void imap_session_tls_started(struct imap_session *s);
+/* imap_session_compress_started: after cb->start_compress returned 0, the
+ * connection is compressed now: the engine takes input again (feed it
+ * what the transport inflates). Calling it at any other time is a bug
+ * (panic). */
+void imap_session_compress_started(struct imap_session *s);
 
 /* imap_session_login: (mail process) open u's store. 0, or -1 after
  * writing "* BYE ..." (then cb->closed was called). */

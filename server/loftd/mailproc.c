@@ -4,7 +4,9 @@
  * client's socket (or a relay socketpair from the login process for TLS
  * clients), the bytes the client pipelined after logging in, and the
  * user's record as the auth process confirmed it. Each client is one POP3
- * engine in TRANSACTION state on the one event loop.
+ * engine in TRANSACTION state, or one IMAP engine after login, on the one
+ * event loop. IMAP COMPRESS runs here (lib/conn_zlib over the client's
+ * socket or the login process's relay, so inside TLS when TLS is used).
  *
  * SECURITY: runs as the mailbox owner, never root (the master refuses
  * uid 0). Client input is parsed by the POP3 engine; the records from the
@@ -26,6 +28,7 @@
 #include "compat/compat.h"
 #include "conf.h"
 #include "conn.h"
+#include "conn_zlib.h"
 #include "ioloop.h"
 #include "ipc.h"
 #include "log.h"
@@ -55,6 +58,9 @@ struct mailproc_session {
 	bool secured;
 	struct user *user;		/* owned */
 	struct conn *conn;		/* owned */
+	bool compress_pending;		/* COMPRESS: switch on the next drain */
+	bool compressed;		/* COMPRESS done */
+	struct conn_zlib_stats zstats;	/* counted by conn_zlib */
 	struct pop3_session *pop3;	/* owned (POP3) */
 	struct imap_session *imap;	/* owned (IMAP) */
 	struct notify_watch *watch[2];	/* owned: the selected folder */
@@ -97,14 +103,20 @@ mailproc_log_logout(struct mailproc_session *s)
 
 	if (s->imap != NULL) {
 		struct imap_stats ist;
+		char deflate[96] = "";
 
 		imap_session_stats(s->imap, &ist);
+		if (s->compressed)
+			snprintf(deflate, sizeof(deflate), ", deflate_in=%llu, "
+			    "deflate_out=%llu",
+			    (unsigned long long)s->zstats.in_wire,
+			    (unsigned long long)s->zstats.out_wire);
 		log_info("imap(%s): logout: rip=%s, reason=%s, fetches=%u/%llu, "
-		    "in=%llu, out=%llu", s->user->name, s->rip,
+		    "in=%llu, out=%llu%s", s->user->name, s->rip,
 		    s->reason != NULL ? s->reason : "disconnected",
 		    ist.fetches, (unsigned long long)ist.fetched,
 		    (unsigned long long)s->in_bytes,
-		    (unsigned long long)s->out_bytes);
+		    (unsigned long long)s->out_bytes, deflate);
 		return;
 	}
 	pop3_session_stats(s->pop3, &st);
@@ -244,6 +256,39 @@ mailproc_imap_selected(void *ctx)
 			    error);
 }
 
+/* COMPRESS: the engine's OK comes next; switch once it has left
+ * (mailproc_event). */
+static int
+mailproc_imap_start_compress(void *ctx)
+{
+	struct mailproc_session *s = ctx;
+
+	if (s->compressed || s->compress_pending)
+		return -1;
+	s->compress_pending = true;
+	return 0;
+}
+
+/* The OK has been sent: from here on the client's bytes, those it
+ * pipelined through the login process and those conn has buffered
+ * included, are compressed. */
+static void
+mailproc_compress(struct mailproc_session *s)
+{
+	const char *error;
+
+	s->compress_pending = false;
+	if (conn_zlib_start(s->conn, s->pending.data, s->pending.len,
+	    &s->zstats, &error) < 0) {
+		log_error("imap(%s): %s", s->user->name, error);
+		mailproc_end(s, "COMPRESS failed");
+		return;
+	}
+	s->compressed = true;
+	buf_truncate(&s->pending, 0);
+	imap_session_compress_started(s->imap);
+}
+
 static void
 mailproc_pop3_closed(void *ctx)
 {
@@ -269,6 +314,7 @@ static const struct imap_callbacks mailproc_imap_cb = {
 	.authenticated = mailproc_pop3_authenticated,
 	.closed = mailproc_imap_closed,
 	.selected = mailproc_imap_selected,
+	.start_compress = mailproc_imap_start_compress,
 };
 
 /*
@@ -340,9 +386,13 @@ mailproc_release(void *ctx)
 {
 	struct mailproc_session *s = ctx;
 
-	if (s->imap != NULL)
+	if (s->imap != NULL) {
 		imap_session_idle_release(s->imap);
-	else
+		/* Quiet: the deflater (about 134 KiB) goes until the next
+		 * response; the inflater must stay. */
+		if (s->compressed)
+			conn_zlib_release(s->conn);
+	} else
 		pop3_session_idle(s->pop3);
 }
 
@@ -358,6 +408,11 @@ mailproc_event(struct conn *conn, enum conn_event ev, void *ctx)
 		mailproc_feed(s);
 		break;
 	case CONN_EV_DRAINED:
+		if (s->compress_pending && !s->ended) {
+			mailproc_compress(s);
+			if (s->ended)
+				break;
+		}
 		/* POP3 wants to hear of every drain, streaming or not: its
 		 * queued commands may be waiting for one. */
 		if (s->imap != NULL)

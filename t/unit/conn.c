@@ -3,8 +3,11 @@
  * byte by byte, CRLF and LF, the limit at N and N+1 with the rest skipped,
  * NUL bytes, peek/consume/discard, output flow control against a peer that
  * does not read, the drained callback, idle and stalled timeouts, peer
- * close, close after flush, errors, closing inside the callback, and a
- * pluggable transport that wants the other direction and buffers bytes.
+ * close, close after flush, errors, closing inside the callback, a
+ * pluggable transport that wants the other direction and buffers bytes,
+ * one that holds output itself (wpending: DRAINED, the drained callback
+ * and close-after-flush wait for it), and conn_push_transport handing
+ * buffered input to the new transport.
  * Timers only bound runs; nothing asserts elapsed time.
  */
 #include "config.h"
@@ -584,7 +587,7 @@ flip_close(void *tctx, int fd)
 }
 
 static const struct conn_transport flip_ops = {
-	flip_read, flip_write, flip_pending, flip_close
+	flip_read, flip_write, flip_pending, flip_close, NULL, NULL
 };
 
 static void
@@ -674,7 +677,7 @@ hs_write(void *tctx, int fd, const unsigned char *buf, size_t size,
 }
 
 static const struct conn_transport hs_ops = {
-	hs_read, hs_write, NULL, NULL
+	hs_read, hs_write, NULL, NULL, NULL, NULL
 };
 
 static void
@@ -698,6 +701,263 @@ test_write_after_handshake_read(void)
 	    "greeting sent once a read finished the handshake, without more "
 	    "input from the peer");
 	is_mem(buf, 8, "+OK hi\r\n", 8, "the greeting's bytes");
+	conn_close(&o.conn);
+	close(sv[1]);
+}
+
+/* A transport that takes whatever conn writes into its own buffer and
+ * sends at most 7 bytes of it per call, like a compressor facing a full
+ * socket: conn must keep going until it is out before DRAINED. */
+struct hold {
+	unsigned char buf[4096];
+	size_t len;
+	int calls0;		/* write() with size 0 */
+	int drained_early;	/* DRAINED seen while bytes were held */
+	char unread[64];
+	size_t unread_len;
+	bool stuck;		/* send nothing */
+};
+
+static void
+hold_send(struct hold *h, int fd)
+{
+	size_t n = h->len < 7 ? h->len : 7;
+	ssize_t w;
+
+	if (h->stuck)
+		return;
+	w = write(fd, h->buf, n);
+	if (w > 0) {
+		memmove(h->buf, h->buf + w, h->len - (size_t)w);
+		h->len -= (size_t)w;
+	}
+}
+
+static ssize_t
+hold_write(void *tctx, int fd, const unsigned char *buf, size_t size,
+    enum conn_want *want_r)
+{
+	struct hold *h = tctx;
+
+	*want_r = CONN_WANT_WRITE;
+	if (size == 0)
+		h->calls0++;
+	if (h->len > 0) {
+		hold_send(h, fd);
+		if (h->len > 0 || size == 0) {
+			errno = EAGAIN;
+			return h->len > 0 ? -1 : 0;
+		}
+	}
+	if (size > sizeof(h->buf))
+		size = sizeof(h->buf);
+	memcpy(h->buf, buf, size);
+	h->len = size;
+	hold_send(h, fd);
+	return (ssize_t)size;
+}
+
+static ssize_t
+hold_read(void *tctx, int fd, unsigned char *buf, size_t size,
+    enum conn_want *want_r)
+{
+	struct hold *h = tctx;
+	size_t n;
+
+	*want_r = CONN_WANT_READ;
+	if (h->unread_len > 0) {
+		n = h->unread_len < size ? h->unread_len : size;
+		memcpy(buf, h->unread, n);
+		for (size_t i = 0; i < n; i++)	/* "decode": upper case */
+			if (buf[i] >= 'a' && buf[i] <= 'z')
+				buf[i] -= 32;
+		memmove(h->unread, h->unread + n, h->unread_len - n);
+		h->unread_len -= n;
+		return (ssize_t)n;
+	}
+	return read(fd, buf, size);
+}
+
+static size_t
+hold_pending(void *tctx)
+{
+	return ((struct hold *)tctx)->unread_len;
+}
+
+static size_t
+hold_wpending(void *tctx)
+{
+	return ((struct hold *)tctx)->len;
+}
+
+static void
+hold_unread(void *tctx, const unsigned char *data, size_t len)
+{
+	struct hold *h = tctx;
+
+	if (len > sizeof(h->unread) - h->unread_len)
+		bail("hold_unread: %zu bytes", len);
+	memcpy(h->unread + h->unread_len, data, len);
+	h->unread_len += len;
+}
+
+static const struct conn_transport hold_ops = {
+	hold_read, hold_write, hold_pending, NULL, hold_wpending, hold_unread
+};
+
+static struct hold *hold_now;
+
+static void
+hold_owner_cb(struct conn *c, enum conn_event ev, void *ctx)
+{
+	if (ev == CONN_EV_DRAINED && hold_now->len > 0)
+		hold_now->drained_early++;
+	owner_cb(c, ev, ctx);
+}
+
+static int hold_dcb_calls, hold_dcb_early;
+
+static void
+hold_drained_cb(void *ctx)
+{
+	(void)ctx;
+	hold_dcb_calls++;
+	if (hold_now->len > 0)
+		hold_dcb_early++;
+}
+
+static void
+test_held_output(void)
+{
+	static const char msg[] = "* 1 FETCH (BODY[] {40}\r\n"
+	    "0123456789012345678901234567890123456789)\r\n";
+	struct hold h;
+	struct owner o;
+	char buf[128];
+	int sv[2], i;
+
+	memset(&h, 0, sizeof(h));
+	hold_now = &h;
+	xsocketpair(sv);
+	memset(&o, 0, sizeof(o));
+	o.conn = conn_new(loop, sv[0], 64, hold_owner_cb, &o);
+	is_int(conn_push_transport(o.conn, &hold_ops, &h), 0,
+	    "hold transport pushed");
+	is_int(conn_write(o.conn, msg, sizeof(msg) - 1), 0, "queued");
+	for (i = 0; i < 100 && o.ev[CONN_EV_DRAINED] == 0; i++)
+		run_bounded(5);
+	is_int(o.ev[CONN_EV_DRAINED], 1, "DRAINED once");
+	is_int(h.drained_early, 0, "not before the transport's bytes left");
+	ok(h.calls0 > 0, "conn asked the transport to flush (write of 0) "
+	    "with its own queue empty (%d times)", h.calls0);
+	is_int(get(sv[1], buf, sizeof(msg) - 1), (int)sizeof(msg) - 1,
+	    "peer got every byte");
+	is_mem(buf, sizeof(msg) - 1, msg, sizeof(msg) - 1, "in order");
+
+	/* The drained callback waits the same way. */
+	conn_set_output_drained_cb(o.conn, hold_drained_cb, NULL);
+	(void)conn_write(o.conn, msg, sizeof(msg) - 1);
+	for (i = 0; i < 100 && hold_dcb_calls == 0; i++)
+		run_bounded(5);
+	is_int(hold_dcb_calls, 1, "drained callback once");
+	is_int(hold_dcb_early, 0, "only once the transport had sent all");
+	(void)get(sv[1], buf, sizeof(msg) - 1);
+	conn_set_output_drained_cb(o.conn, NULL, NULL);
+
+	/* Stuck: everything taken, nothing sent. A transport switch waits
+	 * for held bytes, and so does close after flush. */
+	h.stuck = true;
+	(void)conn_write(o.conn, msg, sizeof(msg) - 1);
+	run_bounded(20);
+	is_int(conn_output_size(o.conn), 0, "conn's queue given away");
+	is_int((int)h.len, (int)sizeof(msg) - 1, "all held by the transport");
+	is_int(o.ev[CONN_EV_DRAINED], 1, "no DRAINED while held");
+	is_int(conn_set_transport(o.conn, &hold_ops, &h), -1,
+	    "no transport switch while the transport holds output");
+	conn_close_after_flush(o.conn);
+	run_bounded(20);
+	is_int(o.ev[CONN_EV_CLOSED], 0, "close after flush waits for them");
+	h.stuck = false;
+	for (i = 0; i < 100 && o.ev[CONN_EV_CLOSED] == 0; i++)
+		run_bounded(5);
+	is_int(o.ev[CONN_EV_CLOSED], 1, "then closes");
+	is_int(get(sv[1], buf, sizeof(buf)), (int)sizeof(msg) - 1,
+	    "the held bytes went out, then EOF");
+	{
+		void *tctx = &h;
+
+		ok(conn_get_transport(o.conn, &tctx) == NULL && tctx == NULL,
+		    "fd closed: no transport to find (its close has run)");
+	}
+	conn_close(&o.conn);
+	close(sv[1]);
+}
+
+static void
+test_push(void)
+{
+	struct owner o;
+	struct hold h, h2;
+	int sv[2], i;
+
+	memset(&h, 0, sizeof(h));
+	memset(&h2, 0, sizeof(h2));
+	hold_now = &h;
+	xsocketpair(sv);
+	owner_init(&o, sv[0], 64);
+	o.no_lines = true;
+	o.stop_on_input = true;
+	put(sv[1], "a compress deflate\r\nencoded", 27);
+	run_bounded(2000);
+	{
+		size_t n;
+		const unsigned char *p = conn_input_peek(o.conn, &n);
+
+		is_mem(p, n, "a compress deflate\r\nencoded", 27,
+		    "command and the bytes after it buffered");
+	}
+	conn_input_consume(o.conn, 20);
+	(void)conn_write(o.conn, "a OK\r\n", 6);
+	is_int(conn_push_transport(o.conn, &hold_ops, &h), -1,
+	    "push refused while output is queued");
+	is_int((int)h.unread_len, 0, "and nothing handed over");
+	run_bounded(30);
+	{
+		char buf[8];
+
+		(void)get(sv[1], buf, 6);
+	}
+	{
+		void *tctx = &h;
+
+		ok(conn_get_transport(o.conn, &tctx) == NULL && tctx == NULL,
+		    "plain: conn_get_transport gives NULL");
+	}
+	is_int(conn_push_transport(o.conn, &hold_ops, &h), 0, "pushed");
+	{
+		void *tctx = NULL;
+
+		ok(conn_get_transport(o.conn, &tctx) == &hold_ops &&
+		    tctx == &h, "conn_get_transport finds it");
+	}
+	is_mem(h.unread, h.unread_len, "encoded", 7,
+	    "the buffered bytes went to the transport's unread");
+	{
+		size_t n;
+
+		(void)conn_input_peek(o.conn, &n);
+		is_int((int)n, 0, "and left the input buffer");
+	}
+	o.no_lines = false;
+	o.stop_on_input = false;
+	put(sv[1], "!\n", 2);
+	for (i = 0; i < 50 && o.nlines_len == 0; i++)
+		run_bounded(10);
+	is_string(o.lines, "ENCODED!|",
+	    "decoded form read first, without waiting, then the fd");
+	is_int(conn_push_transport(o.conn, &hold_ops, &h2), -1,
+	    "no push over a transport other than the plain one");
+	is_int((int)h2.unread_len, 0, "and nothing handed over");
 	conn_close(&o.conn);
 	close(sv[1]);
 }
@@ -767,6 +1027,8 @@ main(void)
 	test_close_after_flush();
 	test_transport();
 	test_write_after_handshake_read();
+	test_held_output();
+	test_push();
 	test_tcp();
 	ioloop_free(&loop);
 	return done_testing();
