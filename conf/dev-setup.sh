@@ -11,10 +11,12 @@ chmod 700 "$dev/var"
 
 # Run as root, loft never works on mail as root: mail belongs to an
 # unprivileged "loft" user, who must be able to reach dev/var; loftd's
-# login processes run as "loftnull", who owns nothing.
+# login processes run as "loftnull", who owns nothing; its smtpd processes
+# (SMTP) as "loftsmtp", who owns the queue in dev/queue and no mailbox.
 owner_conf=
+smtpd_conf=
 if [ "$(id -u)" = 0 ]; then
-	for u in loft loftnull; do
+	for u in loft loftnull loftsmtp; do
 		getent passwd $u >/dev/null && continue
 		useradd --system --no-create-home --home-dir /nonexistent \
 		    --shell /usr/sbin/nologin $u
@@ -22,6 +24,7 @@ if [ "$(id -u)" = 0 ]; then
 	done
 	owner_conf="virtual_uid = loft
 virtual_gid = loft"
+	smtpd_conf="mail_owner = loftsmtp"
 	chown -R loft:loft "$dev/var"
 	d=$dev
 	while [ "$d" != / ]; do
@@ -76,6 +79,21 @@ CONF
 	echo "added the loftd settings to $conf"
 fi
 
+# SMTP (added to a dev/loft.conf made before loftd received mail too):
+# the port 25 role on 2525 and submission on 2587, unprivileged ports.
+if ! grep -q '^smtp_listen' "$conf"; then
+	cat >> "$conf" <<CONF
+# loftd: SMTP on 2525 (the port 25 role, STARTTLS), submission on 2587
+# (STARTTLS, then AUTH); accepted mail is queued in dev/queue.
+smtp_listen = 127.0.0.1:2525
+submission_listen = 127.0.0.1:2587
+queue_directory = $dev/queue
+alias_maps =
+$smtpd_conf
+CONF
+	echo "added the SMTP listeners to $conf"
+fi
+
 if ! ctl/loftctl -c "$conf" user show demo >/dev/null 2>&1; then
 	echo demo | ctl/loftctl -c "$conf" user add demo
 	echo "added user demo (password: demo)"
@@ -110,13 +128,17 @@ echo
 ctl/loftctl -c "$conf" index stats demo
 cat <<EOF
 
-loftd serves POP3 and IMAP for user demo, password demo:
+loftd serves POP3 and IMAP for user demo, password demo, and receives
+mail by SMTP on 127.0.0.1 port 2525 (and submission, with STARTTLS and
+AUTH as demo, on 2587); accepted mail waits in $dev/queue (delivery out
+of the queue comes next):
   Thunderbird:  server 127.0.0.1; IMAP port 1143 with STARTTLS or 1993
                 with SSL/TLS (POP3: 1110 or 1995); normal password; accept
                 the self-signed certificate.
   curl:         curl --ssl-reqd --cacert $dev/tls/cert.pem -u demo:demo pop3://localhost:1110/
                 curl --cacert $dev/tls/cert.pem -u demo:demo 'imaps://localhost:1993/INBOX;UID=1'
 Deliver more mail:   mda/loft-deliver -c $conf -d demo < message
+Send mail by SMTP:   swaks --server 127.0.0.1:2525 --to demo@localhost
 Settings in effect:  ctl/loftctl -c $conf config -n
 Log:                 $dev/var/maillog
 Stop the daemon:     pkill -f "server/loftd/loftd -c $conf"

@@ -301,7 +301,7 @@ const struct conf_param conf_params[] = {
 	 * configuration is loaded, so that a typing error stops loft. */
 	{ "disable_plaintext_auth", CONF_TYPE_BOOL, "yes",
 	    0, 0, 0, NULL, NULL, NULL, 0,
-	    "Whether POP3 and IMAP refuse passwords before TLS is on" },
+	    "Whether POP3, IMAP and SMTP refuse passwords before TLS is on" },
 	{ "tls_cert_file", CONF_TYPE_PATH, "", 0, 0, 0, NULL, NULL, NULL, 0,
 	    "PEM file of the server certificate, then any intermediate "
 	    "certificates (empty: no TLS)" },
@@ -356,6 +356,11 @@ const struct conf_param conf_params[] = {
 	    0, 0, 0, NULL, NULL, NULL, 0,
 	    "Unprivileged account of the login processes when loftd starts "
 	    "as root; it must own no mail and run nothing else" },
+	{ "mail_owner", CONF_TYPE_STRING, "loft",
+	    0, 0, 0, NULL, NULL, NULL, 0,
+	    "Unprivileged account of the smtpd processes and owner of "
+	    "queue_directory when loftd starts as root; it must own no "
+	    "mailbox" },
 	{ "mail_process_idle_time", CONF_TYPE_TIME, "60s",
 	    1, 86400, 's', NULL, NULL, NULL, 0,
 	    "Time a mail process of loftd stays without sessions before it "
@@ -380,18 +385,22 @@ const struct conf_param conf_params[] = {
 	{ "pop3s_listen", CONF_TYPE_LIST, "", 0, 0, 0, NULL, NULL, NULL, 0,
 	    "Addresses (host:port) where loftd serves POP3 over TLS "
 	    "(RFC 8314; empty: none)" },
+	{ "queue_directory", CONF_TYPE_PATH, "/var/spool/loft",
+	    0, 0, 0, NULL, NULL, NULL, 0,
+	    "Directory of the SMTP queue, owned by mail_owner (loftd makes "
+	    "it, mode 0700, if missing)" },
 	{ "shutdown_timeout", CONF_TYPE_TIME, "30s",
 	    0, 3600, 's', NULL, NULL, NULL, 0,
 	    "Time sessions get to finish after SIGTERM before they are cut" },
 	{ "smtp_listen", CONF_TYPE_LIST, "", 0, 0, 0, NULL, NULL, NULL, 0,
-	    "Addresses (host:port) of SMTP, the port 25 role (not served "
-	    "yet)" },
+	    "Addresses (host:port) where loftd receives mail by SMTP, the "
+	    "port 25 role, with STARTTLS (empty: none)" },
 	{ "submission_listen", CONF_TYPE_LIST, "", 0, 0, 0, NULL, NULL, NULL,
-	    0, "Addresses (host:port) of message submission, the port 587 "
-	    "role (not served yet)" },
+	    0, "Addresses (host:port) of message submission with STARTTLS "
+	    "and AUTH, the port 587 role (empty: none)" },
 	{ "submissions_listen", CONF_TYPE_LIST, "", 0, 0, 0, NULL, NULL, NULL,
-	    0, "Addresses (host:port) of submission over TLS, the port 465 "
-	    "role (not served yet)" },
+	    0, "Addresses (host:port) of message submission over TLS, the "
+	    "port 465 role (RFC 8314; empty: none)" },
 
 	/* SMTP: relay control (smtp/smtp_relay.c), with Postfix's names,
 	 * defaults and meaning; smtp_relay_new_conf() checks each item again
@@ -404,6 +413,14 @@ const struct conf_param conf_params[] = {
 	{ "relay_domains", CONF_TYPE_LIST, "", 0, 0, 0, NULL, NULL, NULL, 0,
 	    "Domains (and their subdomains) for which mail from anyone is "
 	    "accepted and relayed onward" },
+	{ "smtpd_hard_error_limit", CONF_TYPE_INT, "20",
+	    1, 1000, 0, NULL, NULL, NULL, 0,
+	    "Errors one SMTP session may make before it is disconnected "
+	    "(421)" },
+	{ "smtpd_processes", CONF_TYPE_INT, "1",
+	    1, 63, 0, NULL, NULL, NULL, 0,
+	    "Processes that receive mail by SMTP (with login_processes, at "
+	    "most 64)" },
 	{ "smtpd_recipient_limit", CONF_TYPE_INT, "1000",
 	    1, 1000000, 0, NULL, NULL, NULL, 0,
 	    "Recipients one SMTP message may have" },
@@ -417,6 +434,10 @@ const struct conf_param conf_params[] = {
 	    "or reject among them", 0,
 	    "Restrictions on the recipients of SMTP clients, in order: who "
 	    "may relay" },
+	{ "smtpd_timeout", CONF_TYPE_TIME, "300s",
+	    1, 86400, 's', NULL, NULL, NULL, 0,
+	    "Time an SMTP client may stay silent, or a reply unsent, before "
+	    "it is disconnected" },
 
 	/* Logging. */
 	{ "maillog_file", CONF_TYPE_PATH, "", 0, 0, 0, NULL, NULL, NULL, 0,

@@ -22,7 +22,9 @@
 #include "xmalloc.h"
 #include "auth_proto.h"
 
-static const char *const auth_proto_services[] = { "pop3", "imap", "smtp" };
+static const char *const auth_proto_services[] = {
+	"pop3", "imap", "smtp", "submission"
+};
 
 bool
 auth_proto_service_valid(const char *service)
@@ -77,6 +79,9 @@ auth_proto_req_encode(struct ipc_msg *m, const struct auth_req *req,
 		break;
 	case AUTH_REQ_MECHS:
 		ipc_add_u32(m, req->secure ? 1 : 0);
+		break;
+	case AUTH_REQ_EXISTS:
+		ipc_add_str(m, auth_proto_s(req->user));
 		break;
 	case AUTH_REQ_USER:
 		return auth_proto_user_req_encode(m, req->id, req->token,
@@ -144,6 +149,9 @@ auth_proto_req_fields(struct ipc_msg *m, struct auth_req *req, bool *bad)
 		return true;
 	case AUTH_REQ_USER:
 		ipc_get_data(m, &req->token, &req->token_len);
+		return true;
+	case AUTH_REQ_EXISTS:
+		ipc_get_str(m, &req->user);
 		return true;
 	default:
 		return false;

@@ -9,6 +9,10 @@
  * - master channels: the master redeems that token for the user record
  *   (AUTH_REQ_USER), so it never has to believe the login process about
  *   who logged in, and never reads the user database itself.
+ * - smtpd channels: an smtpd process (unprivileged, as mail_owner) checks
+ *   SMTP AUTH like a login process (no token: nothing is handed over, the
+ *   smtpd process keeps the session) and asks whether a local recipient
+ *   is a user (AUTH_REQ_EXISTS), since it cannot read the user database.
  *
  * Every request carries an ipc id chosen by the sender; its answer repeats
  * it. Fields, in order (ipc.h types):
@@ -24,6 +28,15 @@
  *	AUTH_RESP		u32 result, str user, str reason, data
  *				challenge, data token (answers every
  *				request but MECHS)
+ *
+ *	smtpd channel: the login channel's requests, and
+ *	AUTH_REQ_EXISTS		str user
+ *				answered by AUTH_RESP: OK (a user of that
+ *				name exists; user is its canonical name),
+ *				FAIL (no such user, or an invalid name) or
+ *				TEMPFAIL (the user database could not be
+ *				read); never counted as a failure, never
+ *				delayed, no token
  *	AUTH_RESP_MECHS		str mechs (space-separated, upper case)
  *
  *	master channel:
@@ -37,9 +50,9 @@
  *				str mail_location, u32 has_quota, u64 quota,
  *				u32 system
  *
- * service is "pop3", "imap" or "smtp"; secure is 0 or 1; has_initial 0
- * means the client sent no initial response (initial is then empty), 1
- * that it did, possibly empty. A SASL session is named by the ipc id of
+ * service is "pop3", "imap", "smtp" or "submission"; secure is 0 or 1;
+ * has_initial 0 means the client sent no initial response (initial is
+ * then empty), 1 that it did, possibly empty. A SASL session is named by the ipc id of
  * its AUTH_REQ_SASL_START: STEP and ABORT carry that number.
  *
  * AUTH_RESP: result is one of enum auth_result; user is the canonical name
@@ -85,6 +98,7 @@ enum auth_proto_type {
 	AUTH_REQ_SASL_ABORT = 4,
 	AUTH_REQ_MECHS = 5,
 	AUTH_REQ_USER = 6,		/* master channels only */
+	AUTH_REQ_EXISTS = 7,		/* smtpd channels only */
 	AUTH_RESP = 100,
 	AUTH_RESP_MECHS = 101,
 	AUTH_RESP_USER = 102
@@ -109,7 +123,7 @@ struct auth_req {
 	const char *service;
 	const char *ip;
 	bool secure;
-	const char *user;
+	const char *user;		/* PLAIN, EXISTS */
 	const char *password;
 	const char *mech;
 	bool has_initial;

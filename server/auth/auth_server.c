@@ -44,6 +44,8 @@
 #include "auth_server.h"
 
 #define AUTH_KEY_MAX	(USER_NAME_MAX + 1)
+/* A service name with its NUL: "submission" is the longest. */
+#define AUTH_SERVICE_MAX	16
 #define AUTH_TEMPFAIL_PREFIX "temporary failure"
 
 /* One failure counter, keyed by IP text or user name. */
@@ -64,7 +66,7 @@ struct auth_sasl {
 	struct auth_sasl *prev, *next;	/* conn's list, oldest first */
 	uint32_t id;			/* id of its SASL_START */
 	struct sasl_sess *sess;		/* owned */
-	char service[8];
+	char service[AUTH_SERVICE_MAX];
 	char ip[AUTH_KEY_MAX];
 	char mech[32];
 	char user[AUTH_KEY_MAX];	/* claimed by the client, or "" */
@@ -76,7 +78,7 @@ struct auth_token {
 	bool used;
 	unsigned char token[AUTH_TOKEN_LEN];
 	char user[AUTH_KEY_MAX];	/* canonical */
-	char service[8];
+	char service[AUTH_SERVICE_MAX];
 	char ip[AUTH_KEY_MAX];
 	uint64_t issued_ms;		/* the server's clock */
 	uint64_t seq;			/* issue order: oldest is lowest */
@@ -94,6 +96,7 @@ struct auth_conn {
 	struct auth_conn *prev, *next;
 	struct auth_server *srv;
 	bool master;			/* the master's, not a login's */
+	bool smtpd;			/* an smtpd process's */
 	struct ipc_chan *chan;		/* owned */
 	struct io *io_read, *io_write;	/* owned */
 	struct auth_sasl *sasl_head, *sasl_tail;
@@ -368,7 +371,8 @@ auth_finish_ok(struct auth_conn *conn, uint32_t id, const char *service,
 	char eip[AUTH_KEY_MAX * 4], euser[AUTH_KEY_MAX * 4];
 	const char *error;
 
-	if (!conn->master &&
+	/* An smtpd process keeps its session: nothing to redeem. */
+	if (!conn->master && !conn->smtpd &&
 	    (t = auth_token_issue(srv, o->user, service, ip)) == NULL) {
 		auth_encode_tempfail(resp, id, "cannot issue a login token");
 		return;
@@ -491,7 +495,8 @@ static const char *
 auth_sasl_service(const char *service)
 {
 	/* lib/sasl wants GSSAPI service names. */
-	return strcmp(service, "pop3") == 0 ? "pop" : service;
+	return strcmp(service, "pop3") == 0 ? "pop" :
+	    strcmp(service, "submission") == 0 ? "smtp" : service;
 }
 
 static struct auth_sasl *
@@ -584,7 +589,7 @@ auth_sasl_result(struct auth_conn *conn, struct auth_sasl *a, uint32_t id,
     struct ipc_msg *resp)
 {
 	struct auth_outcome o;
-	char user[AUTH_KEY_MAX], service[8], ip[AUTH_KEY_MAX];
+	char user[AUTH_KEY_MAX], service[AUTH_SERVICE_MAX], ip[AUTH_KEY_MAX];
 	unsigned int delay;
 
 	memset(&o, 0, sizeof(o));
@@ -819,8 +824,62 @@ auth_handle_user(struct auth_conn *conn, const struct auth_req *req,
 	explicit_bzero(&t, sizeof(t));
 }
 
+/*
+ * AUTH_REQ_EXISTS, from an smtpd process: is a local recipient a user?
+ * Not a login attempt: nothing is counted, delayed or logged, and only
+ * smtpd channels may ask, so a login process (which talks to clients
+ * before they log in) cannot list the users.
+ */
+static int
+auth_exists_lookup(const char *name, char *canon, size_t csize,
+    const char **error_r)
+{
+	struct user *u = NULL;
+	int ret;
+
+	if (user_name_valid(name, error_r) < 0)
+		return 0;
+	ret = user_lookup(name, &u, error_r);
+	if (ret > 0)
+		(void)strlcpy(canon, u->name, csize);
+	user_free(&u);
+	return ret;
+}
+
+static void
+auth_handle_exists(const struct auth_req *req, struct ipc_msg *resp)
+{
+	char canon[AUTH_KEY_MAX], lower[AUTH_KEY_MAX], reason[512];
+	const char *error = "unknown user";
+	size_t i;
+	int ret;
+
+	canon[0] = '\0';
+	ret = auth_exists_lookup(req->user, canon, sizeof(canon), &error);
+	/* SMTP local parts are matched without case, as in Postfix, when
+	 * the name as sent is no user. */
+	if (ret == 0 && strlcpy(lower, req->user, sizeof(lower)) <
+	    sizeof(lower)) {
+		for (i = 0; lower[i] != '\0'; i++)
+			if (lower[i] >= 'A' && lower[i] <= 'Z')
+				lower[i] = (char)(lower[i] - 'A' + 'a');
+		if (strcmp(lower, req->user) != 0)
+			ret = auth_exists_lookup(lower, canon,
+			    sizeof(canon), &error);
+	}
+	if (ret < 0) {
+		snprintf(reason, sizeof(reason), AUTH_TEMPFAIL_PREFIX ": %s",
+		    error);
+		log_error("auth: user lookup: %s", reason);
+	}
+	(void)auth_proto_resp_encode(resp, req->id, ret > 0 ? AUTH_RESULT_OK :
+	    ret == 0 ? AUTH_RESULT_FAIL : AUTH_RESULT_TEMPFAIL, canon,
+	    ret > 0 ? "" : ret == 0 ? "unknown user" : reason, NULL, 0, NULL,
+	    0, &error);
+}
+
 /* Master channels redeem tokens and do nothing else; login channels
- * never redeem them. */
+ * never redeem them; only smtpd channels ask whether a user exists. */
 static int
 auth_request_allowed(const struct auth_conn *conn, const struct auth_req *r,
     const char **error_r)
@@ -831,6 +890,10 @@ auth_request_allowed(const struct auth_conn *conn, const struct auth_req *r,
 	}
 	if (!conn->master && r->type == AUTH_REQ_USER) {
 		*error_r = "user request on a login channel";
+		return -1;
+	}
+	if (!conn->smtpd && r->type == AUTH_REQ_EXISTS) {
+		*error_r = "recipient request on a login channel";
 		return -1;
 	}
 	return 0;
@@ -864,6 +927,9 @@ auth_server_handle(struct auth_conn *conn, struct ipc_msg *req,
 		case AUTH_REQ_USER:
 			auth_handle_user(conn, &r, resp);
 			break;
+		case AUTH_REQ_EXISTS:
+			auth_handle_exists(&r, resp);
+			break;
 		default:
 			auth_handle_mechs(&r, resp);
 			break;
@@ -882,7 +948,7 @@ static void auth_conn_writable(void *ctx);
 static const char *
 auth_conn_kind(const struct auth_conn *conn)
 {
-	return conn->master ? "master" : "login";
+	return conn->master ? "master" : conn->smtpd ? "smtpd" : "login";
 }
 
 static void
@@ -1042,12 +1108,13 @@ auth_conn_read(void *ctx)
 }
 
 static struct auth_conn *
-auth_conn_add(struct auth_server *srv, int fd, bool master)
+auth_conn_add(struct auth_server *srv, int fd, bool master, bool smtpd)
 {
 	struct auth_conn *conn = xcalloc(1, sizeof(*conn));
 
 	conn->srv = srv;
 	conn->master = master;
+	conn->smtpd = smtpd;
 	conn->chan = ipc_chan_new(fd);
 	conn->io_read = io_add(srv->loop, fd, IO_READ, auth_conn_read, conn);
 	conn->next = srv->conns;
@@ -1061,13 +1128,19 @@ auth_conn_add(struct auth_server *srv, int fd, bool master)
 struct auth_conn *
 auth_conn_new(struct auth_server *srv, int fd)
 {
-	return auth_conn_add(srv, fd, false);
+	return auth_conn_add(srv, fd, false, false);
+}
+
+struct auth_conn *
+auth_conn_new_smtpd(struct auth_server *srv, int fd)
+{
+	return auth_conn_add(srv, fd, false, true);
 }
 
 struct auth_conn *
 auth_conn_new_master(struct auth_server *srv, int fd)
 {
-	return auth_conn_add(srv, fd, true);
+	return auth_conn_add(srv, fd, true, false);
 }
 
 void

@@ -104,6 +104,17 @@ struct auth_conn *auth_conn_new(struct auth_server *srv, int fd);
  * the channel). Answers are never delayed. Never NULL.
  */
 struct auth_conn *auth_conn_new_master(struct auth_server *srv, int fd);
+/*
+ * auth_conn_new_smtpd: serve an smtpd process at the other end of fd
+ * (owned from now on), as auth_conn_new (PLAIN, SASL and MECHS, with the
+ * same failure counting and delays, under the service "smtp" or
+ * "submission"), except that a successful login gets no token (the smtpd
+ * process keeps its client: nothing is handed over), and that it may also
+ * send AUTH_REQ_EXISTS, which no login channel may: whether a local
+ * recipient is a user, answered at once from user_lookup (the name as
+ * sent, then in lower case), never counted as a failure. Never NULL.
+ */
+struct auth_conn *auth_conn_new_smtpd(struct auth_server *srv, int fd);
 /* auth_conn_free: close the channel as above; *conn becomes NULL. */
 void auth_conn_free(struct auth_conn **conn);
 
@@ -118,7 +129,8 @@ void auth_conn_free(struct auth_conn **conn);
  * Logs one line per failure:
  *	pop3 login failed: user=<alice>, rip=192.0.2.7, reason=...
  * On a login channel an OK login answer carries a new token (if no random
- * bytes can be had, the answer is TEMPFAIL instead). On a master channel
+ * bytes can be had, the answer is TEMPFAIL instead); on an smtpd channel
+ * it carries none. On a master channel
  * AUTH_REQ_USER is answered with AUTH_RESP_USER and consumes the token
  * whatever the outcome; an unknown token is logged as a warning.
  */

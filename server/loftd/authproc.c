@@ -1,10 +1,11 @@
 /*
  * authproc.c: the auth process of loftd: server/auth on an event loop,
- * with one channel from the master (token redemption) and one from each
- * login process of its generation. It keeps the master's privileges,
- * because checking passwords means reading the user database (mode 0600)
- * or, for system users, the shadow file; in exchange it reads nothing but
- * length-checked ipc records. It exits when its last channel closes.
+ * with one channel from the master (token redemption), one from each
+ * login process of its generation and one from each smtpd process (SMTP
+ * AUTH, and whether a local recipient is a user). It keeps the master's
+ * privileges, because checking passwords means reading the user database
+ * (mode 0600) or, for system users, the shadow file; in exchange it reads
+ * nothing but length-checked ipc records. It exits when its last channel closes.
  */
 #include "config.h"
 
@@ -32,7 +33,8 @@ authproc_signal(int signo, void *ctx)
 }
 
 int
-authproc_main(int login_channels, bool foreground, bool have_log_fd)
+authproc_main(int login_channels, int smtpd_channels, bool foreground,
+    bool have_log_fd)
 {
 	struct auth_settings set;
 	struct auth_server *srv;
@@ -51,6 +53,9 @@ authproc_main(int login_channels, bool foreground, bool have_log_fd)
 	(void)auth_conn_new_master(srv, LOFTD_FD_MASTER);
 	for (int i = 0; i < login_channels; i++)
 		(void)auth_conn_new(srv, LOFTD_FD_AUTH + i);
+	for (int i = 0; i < smtpd_channels; i++)
+		(void)auth_conn_new_smtpd(srv, LOFTD_FD_AUTH + login_channels +
+		    i);
 	ioloop_run(loop);
 	auth_server_free(&srv);
 	sasl_lib_deinit();

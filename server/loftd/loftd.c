@@ -77,7 +77,17 @@ const char *
 loftd_service_name(uint32_t service)
 {
 	return service == LOFTD_SVC_POP3 ? "pop3" :
-	    service == LOFTD_SVC_IMAP ? "imap" : "?";
+	    service == LOFTD_SVC_IMAP ? "imap" :
+	    service == LOFTD_SVC_SMTP ? "smtp" :
+	    service == LOFTD_SVC_SUBMISSION ||
+	    service == LOFTD_SVC_SUBMISSIONS ? "submission" : "?";
+}
+
+bool
+loftd_service_smtp(uint32_t service)
+{
+	return service == LOFTD_SVC_SMTP || service == LOFTD_SVC_SUBMISSION ||
+	    service == LOFTD_SVC_SUBMISSIONS;
 }
 
 void
@@ -135,10 +145,10 @@ main(int argc, char **argv)
 {
 	const char *conf_path = conf_default_path(), *role = NULL, *error;
 	bool foreground = false, have_log = false;
-	int ch, nchan = 0;
+	int ch, nchan = 0, nsmtpd = 0;
 
 	log_open("loftd", LOG_DEST_STDERR);
-	while ((ch = getopt(argc, argv, "c:fLn:X:")) != -1) {
+	while ((ch = getopt(argc, argv, "c:fLn:s:X:")) != -1) {
 		switch (ch) {
 		case 'c':
 			conf_path = optarg;
@@ -152,6 +162,9 @@ main(int argc, char **argv)
 		case 'n':
 			nchan = atoi(optarg);
 			break;
+		case 's':
+			nsmtpd = atoi(optarg);
+			break;
 		case 'X':
 			role = optarg;
 			break;
@@ -163,6 +176,7 @@ main(int argc, char **argv)
 		loftd_usage();
 #ifdef LOFTD_MAIL_ONLY
 	(void)nchan;
+	(void)nsmtpd;
 	if (role == NULL || strcmp(role, "mail") != 0)
 		loftd_usage();
 #else
@@ -173,11 +187,13 @@ main(int argc, char **argv)
 	if (loftd_conf_inherit(conf_path, &error) < 0)
 		log_fatal("%s", error);
 #ifndef LOFTD_MAIL_ONLY
-	if (strcmp(role, "auth") == 0 && nchan >= 1 &&
-	    nchan <= LOFTD_LOGIN_MAX)
-		return authproc_main(nchan, foreground, have_log);
+	if (strcmp(role, "auth") == 0 && nchan >= 1 && nsmtpd >= 0 &&
+	    nsmtpd <= LOFTD_LOGIN_MAX - nchan)
+		return authproc_main(nchan, nsmtpd, foreground, have_log);
 	if (strcmp(role, "login") == 0)
 		return login_main(foreground, have_log);
+	if (strcmp(role, "smtpd") == 0)
+		return smtpd_main(foreground, have_log);
 #endif
 	if (strcmp(role, "mail") == 0)
 		return mailproc_main(foreground, have_log);

@@ -12,17 +12,20 @@
  *	auth	root; checks credentials (server/auth), issues login tokens
  *	login	login_user, chrooted; TLS and the protocol before login
  *	mail	the mailbox owner's uid; the protocol after login
+ *	smtpd	mail_owner, not chrooted (it writes the queue directory);
+ *		TLS and SMTP on the smtp, submission and submissions
+ *		listeners, relay control, the queue (smtpd.c)
  *
  * Descriptors a child finds at start: LOFTD_FD_MASTER, its channel to the
- * master (every role); for login, LOFTD_FD_AUTH, its channel to the auth
- * process; for auth, LOFTD_FD_AUTH onwards, one channel per login
- * process of its generation (-n COUNT); LOFTD_FD_LOG, the maillog file
- * when logging to one (-L).
+ * master (every role); for login and smtpd, LOFTD_FD_AUTH, its channel to
+ * the auth process; for auth, LOFTD_FD_AUTH onwards, one channel per
+ * login process of its generation (-n COUNT), then one per smtpd process
+ * (-s COUNT); LOFTD_FD_LOG, the maillog file when logging to one (-L).
  *
  * Records (lib/ipc; fields in order, ipc.h types). conn_id names a client
  * connection for the master; a stale or foreign one is ignored.
  *
- * master -> login
+ * master -> login, and -> smtpd for the SMTP services
  *	LOFTD_CONN_NEW	fd: the accepted socket. u32 conn_id, u32 service,
  *			u32 implicit_tls, str rip, u32 rport, str lip,
  *			u32 lport
@@ -30,7 +33,7 @@
  *			mail process; 0: answer a temporary failure)
  *	LOFTD_RETIRE	(no fields) no new connections will come; exit once
  *			the last client (logging in, or relayed) is gone
- * login -> master
+ * login, smtpd -> master (smtpd sends LOFTD_CONN_DONE only)
  *	LOFTD_LOGIN	fd: the client socket (plaintext) or the mail end of
  *			a relay socketpair (TLS). u32 conn_id, data token,
  *			u32 relayed, u32 secured, data pending (client bytes
@@ -57,14 +60,18 @@
  * that a child spawned after a refused reload does not read the broken
  * file. */
 #define LOFTD_FD_CONF		71
-/* Most login processes (and so auth channels) in one generation. */
+/* Most login and smtpd processes together (and so auth channels) in one
+ * generation. */
 #define LOFTD_LOGIN_MAX		64
 /* Client bytes carried over from the login to the mail process. */
 #define LOFTD_PENDING_MAX	8192
 
 enum loftd_service {
 	LOFTD_SVC_POP3 = 1,
-	LOFTD_SVC_IMAP = 2
+	LOFTD_SVC_IMAP = 2,
+	LOFTD_SVC_SMTP = 3,		/* smtp_listen: port 25 */
+	LOFTD_SVC_SUBMISSION = 4,	/* submission_listen: 587 */
+	LOFTD_SVC_SUBMISSIONS = 5	/* submissions_listen: 465, TLS */
 };
 
 enum loftd_rec {
@@ -78,8 +85,10 @@ enum loftd_rec {
 
 /* The roles' entry points; each returns the process's exit status. */
 int master_main(const char *conf_path, bool foreground);
-int authproc_main(int login_channels, bool foreground, bool have_log_fd);
+int authproc_main(int login_channels, int smtpd_channels, bool foreground,
+    bool have_log_fd);
 int login_main(bool foreground, bool have_log_fd);
+int smtpd_main(bool foreground, bool have_log_fd);
 int mailproc_main(bool foreground, bool have_log_fd);
 
 /* loftd_log_setup: log as program (e.g. "pop3-login") where the loaded
@@ -88,8 +97,13 @@ int mailproc_main(bool foreground, bool have_log_fd);
 void loftd_log_setup(const char *program, bool foreground,
     bool have_log_fd);
 
-/* loftd_service_name: "pop3" for LOFTD_SVC_POP3. */
+/* loftd_service_name: "pop3" for LOFTD_SVC_POP3; "smtp" for
+ * LOFTD_SVC_SMTP, "submission" for both submission services (the names
+ * of auth_proto.h). */
 const char *loftd_service_name(uint32_t service);
+/* loftd_service_smtp: whether service is one of the SMTP services, which
+ * the smtpd processes serve. */
+bool loftd_service_smtp(uint32_t service);
 
 struct pop3_settings;
 /* loftd_pop3_policy: the POP3 policy the configuration sets

@@ -1,8 +1,9 @@
 /*
  * master.c: loftd's master process. It loads and checks the
- * configuration, binds the listeners, spawns the auth and login
+ * configuration, binds the listeners, spawns the auth, login and smtpd
  * processes (one "generation" of them per configuration), accepts client
- * connections and hands each to a login process, counts connections in
+ * connections and hands each to a login process (POP3, IMAP) or an smtpd
+ * process (SMTP, submission), counts connections in
  * total and per client address, redeems login tokens with the auth
  * process and hands logged-in clients to a mail process running as the
  * mailbox owner, and reloads (SIGHUP) and stops (SIGTERM) the whole.
@@ -62,16 +63,19 @@
 enum master_role {
 	MASTER_ROLE_AUTH,
 	MASTER_ROLE_LOGIN,
-	MASTER_ROLE_MAIL
+	MASTER_ROLE_MAIL,
+	MASTER_ROLE_SMTPD
 };
 
-static const char *const master_role_names[] = { "auth", "login", "mail" };
+static const char *const master_role_names[] = {
+	"auth", "login", "mail", "smtpd"
+};
 
 struct master_child {
 	struct master_child *prev, *next;
 	enum master_role role;
 	pid_t pid;			/* 0 once reaped */
-	unsigned gen;			/* AUTH, LOGIN: generation */
+	unsigned gen;			/* but MAIL: generation */
 	bool retired;
 	struct ipc_chan *chan;		/* owned; NULL once broken */
 	struct io *io_read, *io_write;	/* owned */
@@ -89,6 +93,8 @@ struct master_slot {
 	uint32_t service;
 	char ip[NET_ADDR_STR_MAX];
 	unsigned rport;
+	/* login: the login process, or for SMTP the smtpd process, that
+	 * holds the client; mail: the mail process after login. */
 	struct master_child *login, *mail;
 	/* While a login is being redeemed: */
 	bool redeeming, relayed, secured;
@@ -200,6 +206,9 @@ static const struct {
 	{ "pop3s_listen", LOFTD_SVC_POP3, true },
 	{ "imap_listen", LOFTD_SVC_IMAP, false },
 	{ "imaps_listen", LOFTD_SVC_IMAP, true },
+	{ "smtp_listen", LOFTD_SVC_SMTP, false },
+	{ "submission_listen", LOFTD_SVC_SUBMISSION, false },
+	{ "submissions_listen", LOFTD_SVC_SUBMISSIONS, true },
 };
 
 static int
@@ -254,6 +263,115 @@ master_check_login_user(const char **error_r)
 	return 0;
 }
 
+/* mail_owner (the smtpd processes, the queue) must exist, must not be
+ * root, and must be neither login_user (a login process could write the
+ * queue) nor the owner of virtual users' mail (an smtpd process, which
+ * parses what any client on the Internet sends, must reach no mailbox). */
+static int
+master_check_mail_owner(const char **error_r)
+{
+	static char errbuf[512];
+	const char *name = conf_str("mail_owner");
+	const char *vuid = conf_str("virtual_uid");
+	struct passwd *pw = getpwnam(name), *other;
+	uid_t uid;
+	char *end;
+	unsigned long n;
+
+	if (pw == NULL || pw->pw_uid == 0) {
+		snprintf(errbuf, sizeof(errbuf), "mail_owner %s: %s", name,
+		    pw == NULL ? "no such user (create it: useradd --system "
+		    "--no-create-home --shell /usr/sbin/nologin NAME)" :
+		    "must not be root");
+		*error_r = errbuf;
+		return -1;
+	}
+	uid = pw->pw_uid;
+	if ((other = getpwnam(conf_str("login_user"))) != NULL &&
+	    other->pw_uid == uid) {
+		snprintf(errbuf, sizeof(errbuf), "mail_owner %s is also "
+		    "login_user: give the smtpd processes an account of their "
+		    "own", name);
+		*error_r = errbuf;
+		return -1;
+	}
+	if (vuid[0] == '\0')
+		return 0;
+	n = strtoul(vuid, &end, 10);
+	if (*end == '\0' ? (uid_t)n == uid :
+	    ((other = getpwnam(vuid)) != NULL && other->pw_uid == uid)) {
+		snprintf(errbuf, sizeof(errbuf), "mail_owner %s owns the "
+		    "virtual users' mail (virtual_uid): give the smtpd "
+		    "processes an account of their own", name);
+		*error_r = errbuf;
+		return -1;
+	}
+	return 0;
+}
+
+/* The queue directory, made if missing (its parents 0755, itself 0700,
+ * owned by mail_owner when we are root). One that exists is left as it
+ * is: smtp_queue_open in the smtpd process checks its owner and mode. */
+static int
+master_prepare_queue(const char **error_r)
+{
+	static char errbuf[1024];
+	const char *dir = conf_str("queue_directory");
+	struct passwd *pw = NULL;
+	char *parent, *slash;
+	struct stat st;
+
+	if (dir[0] != '/') {
+		*error_r = "queue_directory must be an absolute path";
+		return -1;
+	}
+	if (lstat(dir, &st) == 0)
+		return 0;
+	if (master.root && (pw = getpwnam(conf_str("mail_owner"))) == NULL) {
+		*error_r = "mail_owner: no such user";
+		return -1;
+	}
+	parent = xstrdup(dir);
+	if ((slash = strrchr(parent, '/')) != NULL && slash != parent)
+		*slash = '\0';
+	if ((fsutil_mkdir_p(parent, 0755) < 0 ||
+	    mkdir(dir, 0700) < 0) && errno != EEXIST) {
+		snprintf(errbuf, sizeof(errbuf), "queue_directory %s: %s", dir,
+		    strerror(errno));
+		free(parent);
+		*error_r = errbuf;
+		return -1;
+	}
+	free(parent);
+	if (pw != NULL && chown(dir, pw->pw_uid, pw->pw_gid) < 0) {
+		snprintf(errbuf, sizeof(errbuf), "queue_directory %s: chown: "
+		    "%s", dir, strerror(errno));
+		*error_r = errbuf;
+		return -1;
+	}
+	log_info("made the queue directory %s", dir);
+	return 0;
+}
+
+/* Whether the configuration names an SMTP listener. */
+static bool
+master_conf_smtp(void)
+{
+	size_t n;
+	char **items;
+	bool any = false;
+
+	for (size_t i = 0; i < sizeof(master_served) /
+	    sizeof(master_served[0]); i++) {
+		if (!loftd_service_smtp(master_served[i].service))
+			continue;
+		items = conf_list(master_served[i].param, &n);
+		any = any || n > 0;
+		conf_list_free(&items);
+	}
+	return any;
+}
+
 static int
 master_prepare_chroot(const char **error_r)
 {
@@ -306,6 +424,12 @@ master_check_conf(const char **error_r)
 		    master_served[master_param_served_index(
 		    master_listen_params[p])].tls)
 			want_tls = true;
+		/* Submission needs STARTTLS before AUTH, unless plaintext
+		 * passwords are allowed. */
+		if (n > 0 && strcmp(master_listen_params[p],
+		    "submission_listen") == 0 &&
+		    conf_bool("disable_plaintext_auth"))
+			want_tls = true;
 		conf_list_free(&items);
 	}
 	if (conf_str("tls_cert_file")[0] != '\0') {
@@ -319,12 +443,18 @@ master_check_conf(const char **error_r)
 		}
 		tls_ctx_free(&tls);
 	} else if (want_tls) {
-		*error_r = "pop3s_listen and imaps_listen need tls_cert_file";
+		*error_r = "pop3s_listen, imaps_listen, submissions_listen "
+		    "and submission_listen (unless disable_plaintext_auth = "
+		    "no) need tls_cert_file";
 		return -1;
 	}
 	if (master.root &&
 	    (master_check_login_user(error_r) < 0 ||
 	    master_prepare_chroot(error_r) < 0))
+		return -1;
+	if (master_conf_smtp() &&
+	    ((master.root && master_check_mail_owner(error_r) < 0) ||
+	    master_prepare_queue(error_r) < 0))
 		return -1;
 	return 0;
 }
@@ -418,8 +548,7 @@ master_listeners_update(bool starting, const char **error_r)
 		items = conf_list(param, &n);
 		if (n > 0 && !master_param_served(param))
 			log_warning("%s is set, but this version of loftd "
-			    "serves only POP3 and IMAP: not listening there",
-			    param);
+			    "does not serve it: not listening there", param);
 		for (size_t i = 0; i < n && master_param_served(param); i++) {
 			/* Keep a socket bound for the same item. */
 			for (lp = &old; *lp != NULL; lp = &(*lp)->next)
@@ -578,11 +707,11 @@ master_send_simple(struct master_child *c, uint32_t type)
  */
 static struct master_child *
 master_spawn(enum master_role role, const int *fds, const int *targets,
-    size_t nfds, int nchan, const struct user *u)
+    size_t nfds, int nchan, int nsmtpd, const struct user *u)
 {
 	struct master_child *c;
-	char nbuf[16];
-	const char *argv[12], *error;
+	char nbuf[16], sbuf[16];
+	const char *argv[14], *error;
 	int sp[2], conf_fd, log_fd = log_file_fd();
 	size_t argc = 0;
 	sigset_t none;
@@ -612,6 +741,11 @@ master_spawn(enum master_role role, const int *fds, const int *targets,
 		snprintf(nbuf, sizeof(nbuf), "%d", nchan);
 		argv[argc++] = "-n";
 		argv[argc++] = nbuf;
+	}
+	if (nsmtpd > 0) {
+		snprintf(sbuf, sizeof(sbuf), "%d", nsmtpd);
+		argv[argc++] = "-s";
+		argv[argc++] = sbuf;
 	}
 	argv[argc] = NULL;
 
@@ -688,13 +822,16 @@ master_gen_auth(unsigned gen)
 	return NULL;
 }
 
+/* The processes of generation gen that the auth process serves: login
+ * and smtpd. */
 static size_t
 master_gen_logins(unsigned gen)
 {
 	size_t n = 0;
 
 	for (struct master_child *c = master.children; c != NULL; c = c->next)
-		if (c->role == MASTER_ROLE_LOGIN && c->gen == gen &&
+		if ((c->role == MASTER_ROLE_LOGIN ||
+		    c->role == MASTER_ROLE_SMTPD) && c->gen == gen &&
 		    c->pid != 0)
 			n++;
 	return n;
@@ -752,7 +889,21 @@ master_gen_failed(void)
 	    master_respawn_timeout, NULL);
 }
 
-/* Start an auth process and login_processes login processes wired to it. */
+/* Whether a bound listener is an SMTP one: then the generation has smtpd
+ * processes. */
+static bool
+master_smtp_listening(void)
+{
+	for (struct master_listener *l = master.listeners; l != NULL;
+	    l = l->next)
+		if (loftd_service_smtp(l->service))
+			return true;
+	return false;
+}
+
+/* Start an auth process, login_processes login processes and, when an
+ * SMTP listener is bound, smtpd_processes smtpd processes, all wired to
+ * it: the logins on its first channels, the smtpd processes after. */
 static void
 master_gen_start(void)
 {
@@ -760,11 +911,15 @@ master_gen_start(void)
 	int targets[LOFTD_LOGIN_MAX];
 	struct master_child *auth, *c;
 	unsigned gen = master.gen + 1, old = master.gen;
-	int n = (int)conf_int("login_processes");
+	int n = (int)conf_int("login_processes"), ns = 0;
 
 	if (n > LOFTD_LOGIN_MAX)
 		n = LOFTD_LOGIN_MAX;
-	for (int i = 0; i < n; i++) {
+	if (master_smtp_listening())
+		ns = (int)conf_int("smtpd_processes");
+	if (ns > LOFTD_LOGIN_MAX - n)
+		ns = LOFTD_LOGIN_MAX - n;
+	for (int i = 0; i < n + ns; i++) {
 		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0,
 		    pairs[i]) < 0) {
 			log_error("socketpair: %s", strerror(errno));
@@ -782,20 +937,21 @@ master_gen_start(void)
 		master_retire(old);
 	master.gen = gen;
 	master.gen_started_ms = ioloop_now_ms();
-	auth = master_spawn(MASTER_ROLE_AUTH, fds, targets, (size_t)n, n,
-	    NULL);
+	auth = master_spawn(MASTER_ROLE_AUTH, fds, targets, (size_t)(n + ns), n,
+	    ns, NULL);
 	if (auth != NULL)
 		auth->gen = gen;
-	for (int i = 0; i < n; i++) {
+	for (int i = 0; i < n + ns; i++) {
 		close(pairs[i][0]);
 		targets[0] = LOFTD_FD_AUTH;
-		c = auth == NULL ? NULL : master_spawn(MASTER_ROLE_LOGIN,
-		    &pairs[i][1], targets, 1, 0, NULL);
+		c = auth == NULL ? NULL : master_spawn(i < n ?
+		    MASTER_ROLE_LOGIN : MASTER_ROLE_SMTPD, &pairs[i][1],
+		    targets, 1, 0, 0, NULL);
 		close(pairs[i][1]);
 		if (c != NULL)
 			c->gen = gen;
 	}
-	if (auth == NULL || master_gen_logins(gen) != (size_t)n) {
+	if (auth == NULL || master_gen_logins(gen) != (size_t)(n + ns)) {
 		master_gen_failed();
 		return;
 	}
@@ -925,13 +1081,15 @@ master_refuse(int fd, const char *ip, const char *why, const char *line)
 	close(fd);
 }
 
+/* The least busy process of role (LOGIN or SMTPD) of the current
+ * generation. */
 static struct master_child *
-master_pick_login(void)
+master_pick(enum master_role role)
 {
 	struct master_child *best = NULL;
 
 	for (struct master_child *c = master.children; c != NULL; c = c->next)
-		if (c->role == MASTER_ROLE_LOGIN && !c->retired &&
+		if (c->role == role && !c->retired &&
 		    c->gen == master.gen && c->pid != 0 && c->chan != NULL &&
 		    (best == NULL || c->conns < best->conns))
 			best = c;
@@ -948,6 +1106,7 @@ master_accept_one(struct master_listener *l, int fd,
 	struct master_slot *s;
 	size_t per_ip = (size_t)conf_int("client_connection_limit");
 	bool imap = l->service == LOFTD_SVC_IMAP;
+	bool smtp = loftd_service_smtp(l->service);
 	int one = 1;
 
 	net_addr_str(peer, ip, sizeof(ip));
@@ -960,22 +1119,28 @@ master_accept_one(struct master_listener *l, int fd,
 		local.ss.ss_family = AF_UNSPEC;
 	net_addr_str(&local, lip, sizeof(lip));
 	if (master.used >= (size_t)conf_int("connection_limit")) {
-		master_refuse(fd, ip, "connection_limit reached", imap ?
+		master_refuse(fd, ip, "connection_limit reached", smtp ?
+		    "421 4.7.0 Error: too many connections\r\n" : imap ?
 		    "* BYE [UNAVAILABLE] Too many connections\r\n" :
 		    "-ERR [SYS/TEMP] Too many connections\r\n");
 		return;
 	}
 	if (master_ip_count(ip) >= per_ip) {
-		master_refuse(fd, ip, "client_connection_limit reached", imap ?
+		master_refuse(fd, ip, "client_connection_limit reached", smtp ?
+		    "421 4.7.0 Error: too many connections from your "
+		    "address\r\n" : imap ?
 		    "* BYE [UNAVAILABLE] Too many connections from your "
 		    "address\r\n" : "-ERR [SYS/TEMP] Too many connections "
 		    "from your address\r\n");
 		return;
 	}
-	if ((login = master_pick_login()) == NULL ||
+	if ((login = master_pick(smtp ? MASTER_ROLE_SMTPD :
+	    MASTER_ROLE_LOGIN)) == NULL ||
 	    (s = master_slot_new(ip, l->service)) == NULL) {
-		master_refuse(fd, ip, "no login process", imap ?
-		    "* BYE [UNAVAILABLE] Server not ready, try again "
+		master_refuse(fd, ip, smtp ? "no smtpd process" :
+		    "no login process", smtp ?
+		    "421 4.3.2 Service not available, try again later\r\n" :
+		    imap ? "* BYE [UNAVAILABLE] Server not ready, try again "
 		    "later\r\n" : "-ERR [SYS/TEMP] Server not ready, try "
 		    "again later\r\n");
 		return;
@@ -1036,7 +1201,7 @@ master_mail_for(const struct user *u)
 	if (u->uid == 0)
 		return NULL;
 	struct master_child *c = master_spawn(MASTER_ROLE_MAIL, NULL, NULL, 0,
-	    0, u);
+	    0, 0, u);
 	if (c != NULL) {
 		c->uid = u->uid;
 		c->gid = u->gid;
@@ -1259,7 +1424,7 @@ master_child_gone(struct master_child *c, int status)
 		master.children = c->next;
 	if (c->next != NULL)
 		c->next->prev = c->prev;
-	if (c->role == MASTER_ROLE_LOGIN) {
+	if (c->role == MASTER_ROLE_LOGIN || c->role == MASTER_ROLE_SMTPD) {
 		struct master_child *auth = master_gen_auth(c->gen);
 
 		if (auth != NULL && auth->retired &&
@@ -1487,7 +1652,8 @@ master_main(const char *conf_path, bool foreground)
 		log_fatal("%s", error);
 	if (master.listeners == NULL)
 		log_warning("no listener configured (pop3_listen, "
-		    "pop3s_listen, imap_listen, imaps_listen): serving "
+		    "pop3s_listen, imap_listen, imaps_listen, smtp_listen, "
+		    "submission_listen, submissions_listen): serving "
 		    "nothing");
 	if (!master.root)
 		log_warning("not started as root: every process runs as uid "

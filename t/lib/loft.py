@@ -49,9 +49,13 @@ class Tap:
         return cond
 
     def eq(self, got, want, name, todo=None):
+        """ok(got == want); says both when they differ; returns whether
+        they were equal."""
         if not self.ok(got == want, name, todo):
             self.diag("got:  %r" % (got,))
             self.diag("want: %r" % (want,))
+            return False
+        return True
 
     def diag(self, msg):
         for line in str(msg).splitlines() or [""]:
@@ -309,13 +313,25 @@ class Loftd:
     """loftd -f on env's configuration plus the daemon's part: POP3 and
     POP3S on free 127.0.0.1 ports, a fresh self-signed certificate in the
     test directory, the login chroot inside the test directory, and
-    extra_conf. Standard error (the log under -f) goes to DIR/loftd.log.
+    extra_conf. smtp, submission, submissions: also serve SMTP (port 25
+    role), submission (587) and submission over TLS (465) on free ports
+    (smtp_port, submission_port, submissions_port); the queue is DIR/queue
+    (self.queue), owned by mail_owner ("loft", made if missing) when run
+    as root. Standard error (the log under -f) goes to DIR/loftd.log.
     The daemon runs in a process group of its own, so that whatever it
     forked can be killed if a test dies."""
 
     def __init__(self, env, extra_conf="", pop3=True, pop3s=True, tls=True,
-                 imap=False, imaps=False):
+                 imap=False, imaps=False, smtp=False, submission=False,
+                 submissions=False):
         self.env = env
+        self.smtp = smtp
+        self.submission = submission
+        self.submissions = submissions and tls
+        self.smtp_port = None
+        self.submission_port = None
+        self.submissions_port = None
+        self.queue = os.path.join(env.dir, "queue")
         self.extra = extra_conf
         self.pop3 = pop3
         self.pop3s = pop3s and tls
@@ -348,6 +364,11 @@ class Loftd:
                                            if self.imap else ""))
         lines.append("imaps_listen = %s" % ("127.0.0.1:%d" % self.imaps_port
                                             if self.imaps else ""))
+        for name in ("smtp", "submission", "submissions"):
+            port = getattr(self, name + "_port")
+            lines.append("%s_listen = %s" % (
+                name, "127.0.0.1:%d" % port if getattr(self, name) else ""))
+        lines.append("queue_directory = " + self.queue)
         if self.tls:
             lines.append("tls_cert_file = " + self.cert)
             lines.append("tls_key_file = " + self.key)
@@ -364,15 +385,18 @@ class Loftd:
             f.write(text if text is not None else self.conf_text(extra))
         os.rename(tmp, self.env.conf)
 
-    def login_user(self):
-        """login_user as the configuration resolves it (loftctl config)."""
-        r = self.env.ctl("config", "login_user")
+    def login_user(self, param="login_user"):
+        """login_user (or another account parameter, e.g. mail_owner) as
+        the configuration resolves it (loftctl config)."""
+        r = self.env.ctl("config", param)
         out = r.stdout.decode().strip()
         return out.split("=", 1)[1].strip() if "=" in out else "loft"
 
     def ports(self):
         return [p for p in (self.pop3_port, self.pop3s_port, self.imap_port,
-                            self.imaps_port) if p]
+                            self.imaps_port, self.smtp_port,
+                            self.submission_port, self.submissions_port)
+                if p]
 
     def start(self, tries=3):
         if not os.access(LOFTD, os.X_OK):
@@ -382,12 +406,17 @@ class Loftd:
             self.pop3s_port = free_port() if self.pop3s else None
             self.imap_port = free_port() if self.imap else None
             self.imaps_port = free_port() if self.imaps else None
-            taken = [p for p in (self.pop3_port, self.pop3s_port,
-                                 self.imap_port, self.imaps_port) if p]
+            self.smtp_port = free_port() if self.smtp else None
+            self.submission_port = free_port() if self.submission else None
+            self.submissions_port = free_port() if self.submissions \
+                else None
+            taken = self.ports()
             if len(set(taken)) != len(taken):
                 continue
             self.write_conf()
             ensure_login_user(self.login_user())
+            if self.smtp or self.submission or self.submissions:
+                ensure_login_user(self.login_user("mail_owner"))
             log = open(self.logfile, "ab")
             self.proc = subprocess.Popen([LOFTD, "-c", self.env.conf, "-f"],
                                          stdin=subprocess.DEVNULL,
@@ -678,6 +707,66 @@ class Pop3:
         except (ConnectionResetError, ssl.SSLError, OSError):
             return True
         return True
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+class Smtp:
+    """A raw SMTP client on a socket, for byte-exact checks and for what
+    smtplib refuses to send (bare LF, pipelined plaintext after
+    STARTTLS). reply() returns (code, [text lines]); code 0 at end of
+    file. Every read has a timeout."""
+
+    def __init__(self, port, host="127.0.0.1", ctx=None, timeout=10.0):
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        if ctx is not None:
+            self.sock = ctx.wrap_socket(self.sock, server_hostname="localhost")
+        self.buf = b""
+        self.greeting = self.reply()
+
+    def line(self):
+        while b"\r\n" not in self.buf:
+            try:
+                data = self.sock.recv(65536)
+            except (ConnectionResetError, ssl.SSLError):
+                data = b""
+            if not data:
+                return None
+            self.buf += data
+        ln, self.buf = self.buf.split(b"\r\n", 1)
+        return ln
+
+    def reply(self):
+        lines = []
+        while True:
+            ln = self.line()
+            if ln is None:
+                return 0, lines
+            lines.append(ln[4:].decode("latin-1"))
+            if ln[3:4] != b"-":
+                return int(ln[:3]), lines
+
+    def send(self, data):
+        if isinstance(data, str):
+            data = data.encode()
+        self.sock.sendall(data)
+
+    def cmd(self, line):
+        """Send one command line; (code, first line of text)."""
+        self.send(line + "\r\n")
+        code, lines = self.reply()
+        return code, lines[0] if lines else ""
+
+    def starttls(self, ctx):
+        code, text = self.cmd("STARTTLS")
+        self.leftover = self.buf
+        if code == 220 and not self.buf:
+            self.sock = ctx.wrap_socket(self.sock, server_hostname="localhost")
+        return code, text
 
     def close(self):
         try:

@@ -3,7 +3,8 @@
  * token in AUTH_RESP (0 or AUTH_TOKEN_LEN bytes, nothing between),
  * AUTH_REQ_USER, AUTH_RESP_USER, and the user record: a round trip, each
  * malformed field refused, every truncation refused, trailing bytes
- * refused, the name at USER_NAME_MAX and one past it.
+ * refused, the name at USER_NAME_MAX and one past it; AUTH_REQ_EXISTS
+ * and the "submission" service.
  */
 #include "config.h"
 
@@ -431,9 +432,51 @@ test_user_resp(void)
 	    "decode refuses another type");
 }
 
+static void
+test_exists(void)
+{
+	struct auth_req r, d;
+	const char *error;
+
+	memset(&r, 0, sizeof(r));
+	r.type = AUTH_REQ_EXISTS;
+	r.id = 77;
+	r.user = "alice+tag";
+	is_int(auth_proto_req_encode(&m, &r, &error), 0,
+	    "AUTH_REQ_EXISTS encodes");
+	is_int(auth_proto_req_decode(&m, &d, &error), 0, "  and decodes");
+	ok(d.type == AUTH_REQ_EXISTS && d.id == 77 && d.service == NULL,
+	    "  type, id, no service");
+	is_string(d.user, "alice+tag", "  user as sent");
+	ipc_msg_init(&m, AUTH_REQ_EXISTS, 78);
+	is_int(auth_proto_req_decode(&m, &d, &error), -1,
+	    "EXISTS without its field refused (%s)", error);
+	ipc_msg_init(&m, AUTH_REQ_EXISTS, 78);
+	ipc_add_str(&m, "a");
+	ipc_add_u32(&m, 1);
+	is_int(auth_proto_req_decode(&m, &d, &error), -1,
+	    "EXISTS with an extra field refused (%s)", error);
+	ok(auth_proto_service_valid("submission") &&
+	    auth_proto_service_valid("smtp") &&
+	    !auth_proto_service_valid("submissions"),
+	    "services: smtp and submission valid, submissions not");
+	memset(&r, 0, sizeof(r));
+	r.type = AUTH_REQ_PLAIN;
+	r.id = 79;
+	r.service = "submission";
+	r.ip = "192.0.2.1";
+	r.user = "alice";
+	r.password = "pw";
+	is_int(auth_proto_req_encode(&m, &r, &error), 0,
+	    "PLAIN for submission encodes");
+	is_int(auth_proto_req_decode(&m, &d, &error), 0, "  and decodes");
+	is_string(d.service, "submission", "  service as sent");
+}
+
 int
 main(void)
 {
+	test_exists();
 	test_resp_token();
 	test_user_req();
 	test_user_roundtrip();

@@ -9,6 +9,9 @@
  * record on a master channel, each kind of channel closed when it sends
  * the other kind's request; expiry (on a clock the test moves), the token
  * table at N and N+1, TEMPFAIL and a vanished user, called directly.
+ * smtpd channels: AUTH_REQ_EXISTS (a user, in other case, unknown,
+ * invalid, TEMPFAIL), refused on login and master channels; logins there
+ * get no token.
  */
 #include "config.h"
 
@@ -1092,6 +1095,98 @@ test_tokens_direct(void)
 	close(saved_err);
 }
 
+static int
+exists_direct(struct auth_conn *conn, const char *user, struct auth_resp *a)
+{
+	struct auth_req r;
+	unsigned int d = 99;
+
+	memset(&r, 0, sizeof(r));
+	r.type = AUTH_REQ_EXISTS;
+	r.id = 900;
+	r.user = user;
+	if (handle(conn, &r, a, &d) < 0)
+		return -1;
+	is_int(d, 0, "  EXISTS %s: answered at once", user);
+	return a->result;
+}
+
+static void
+test_exists(void)
+{
+	struct auth_settings set;
+	struct auth_server *srv;
+	struct auth_conn *login, *smtpd, *master;
+	struct ioloop *loop = ioloop_new();
+	struct auth_resp a;
+	struct auth_req r;
+	const char *error;
+	unsigned int d;
+	int sv[3][2], saved_err, fd, i;
+
+	saved_err = dup(2);
+	if ((fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND, 0600)) < 0 ||
+	    saved_err < 0 || dup2(fd, 2) < 0)
+		bail("redirect stderr: %s", strerror(errno));
+	close(fd);
+	auth_settings_default(&set);
+	set.fail_delay_ms = 500;
+	if (auth_server_new(loop, &set, &srv, &error) < 0)
+		bail("auth_server_new: %s", error);
+	for (i = 0; i < 3; i++)
+		if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv[i]) < 0)
+			bail("socketpair");
+	login = auth_conn_new(srv, sv[0][0]);
+	smtpd = auth_conn_new_smtpd(srv, sv[1][0]);
+	master = auth_conn_new_master(srv, sv[2][0]);
+
+	is_int(exists_direct(smtpd, "alice", &a), AUTH_RESULT_OK,
+	    "smtpd channel: EXISTS alice: OK");
+	is_string(a.user, "alice", "  canonical name");
+	is_int(exists_direct(smtpd, "ALICE", &a), AUTH_RESULT_OK,
+	    "EXISTS ALICE (other case): OK");
+	is_string(a.user, "alice", "  canonical name alice");
+	is_int(exists_direct(smtpd, "nobody", &a), AUTH_RESULT_FAIL,
+	    "EXISTS nobody: FAIL");
+	is_int(exists_direct(smtpd, "../etc", &a), AUTH_RESULT_FAIL,
+	    "EXISTS of an invalid name: FAIL");
+	is_int(auth_server_failures(srv, NULL, "nobody"), 0,
+	    "  not counted as a login failure");
+	load_conf(dir, "");	/* a directory: unreadable as a user file */
+	is_int(exists_direct(smtpd, "alice", &a), AUTH_RESULT_TEMPFAIL,
+	    "unreadable user database: TEMPFAIL");
+	load_conf(users_path, "");
+
+	memset(&r, 0, sizeof(r));
+	r.type = AUTH_REQ_EXISTS;
+	r.id = 901;
+	r.user = "alice";
+	is_int(handle(login, &r, &a, &d), -1,
+	    "EXISTS on a login channel: refused (protocol error)");
+	is_int(handle(master, &r, &a, &d), -1,
+	    "EXISTS on the master channel: refused");
+
+	r = plain(902, "submission", true, "alice", ALICE_PW);
+	is_int(handle(smtpd, &r, &a, &d), 0, "smtpd channel: PLAIN as alice");
+	ok(a.result == AUTH_RESULT_OK && a.token_len == 0 && d == 0,
+	    "  OK, without a token");
+	is_int(auth_server_tokens(srv), 0, "  no token held");
+	r = plain(903, "submission", true, "alice", "wrong");
+	is_int(handle(smtpd, &r, &a, &d), 0, "smtpd channel: wrong password");
+	ok(a.result == AUTH_RESULT_FAIL && d == 500,
+	    "  FAIL, delayed like a login's (%u ms)", d);
+	ok(log_contains("submission login failed: user=<alice>, "
+	    "rip=192.0.2.7, reason=wrong password"),
+	    "  logged as a submission login failure");
+
+	auth_server_free(&srv);
+	for (i = 0; i < 3; i++)
+		close(sv[i][1]);
+	ioloop_free(&loop);
+	dup2(saved_err, 2);
+	close(saved_err);
+}
+
 int
 main(void)
 {
@@ -1118,6 +1213,7 @@ main(void)
 	test_limits();
 	test_tokens_wire();
 	test_tokens_direct();
+	test_exists();
 
 	unlink(users_path);
 	unlink(log_path);

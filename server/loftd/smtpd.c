@@ -1,0 +1,1322 @@
+/*
+ * smtpd.c: an smtpd process of loftd: the receiving side of SMTP. It takes
+ * the connections of smtp_listen (port 25), submission_listen (587) and
+ * submissions_listen (465, TLS from the first byte) from the master, runs
+ * the ESMTP engine (smtp/smtp_session) on each, does STARTTLS, hands SMTP
+ * AUTH to the auth process (as a login process does for POP3 and IMAP),
+ * decides each recipient with relay control (smtp/smtp_relay), the alias
+ * maps (smtp/smtp_alias) and the auth process's word on whether a local
+ * user exists, and writes each message into the queue (smtp/smtp_queue),
+ * answering 250 only once smtp_queue_commit has made it durable. Delivery
+ * out of the queue is another process's job.
+ *
+ * SECURITY: this process parses what any client on the Internet sends.
+ * Started as root it loads the TLS key, then becomes mail_owner for good
+ * (no way back: no_new_privs; no core dumps; no children), and is not
+ * chrooted only because it writes the queue directory, which mail_owner
+ * owns. It cannot read the user database (the auth process answers
+ * AUTH_REQ_EXISTS instead) nor any mailbox (the master refuses a
+ * mail_owner that owns virtual users' mail). Client bytes reach only the
+ * engine, which is strict about line ends (no SMTP smuggling) and drops
+ * plaintext pipelined behind STARTTLS; addresses are logged escaped.
+ */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <grp.h>
+#include <netinet/in.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "compat/compat.h"
+#include "conf.h"
+#include "conn.h"
+#include "conn_tls.h"
+#include "fsutil.h"
+#include "ioloop.h"
+#include "ipc.h"
+#include "log.h"
+#include "net.h"
+#include "tls.h"
+#include "user.h"
+#include "xmalloc.h"
+#include "auth_proto.h"
+#include "smtp_addr.h"
+#include "smtp_alias.h"
+#include "smtp_queue.h"
+#include "smtp_relay.h"
+#include "smtp_session.h"
+#include "chan.h"
+#include "loftd.h"
+
+/* Client bytes read ahead of the engine. The engine keeps its own bounded
+ * queue while it waits for a decision; this is only the read buffer. */
+#define SMTPD_INPUT_MAX		16384
+#define SMTPD_MECHS_TIMEOUT_MS	10000
+/* smtp_session.c's bound on the mechanism list (SMTP_MECHS_MAX there). */
+#define SMTPD_MECHS_MAX		400
+/* How often a missing alias database is looked for again. */
+#define SMTPD_ALIAS_RETRY_MS	10000
+/* "unknown[" address "]" for the log. */
+#define SMTPD_CLIENT_MAX	(NET_ADDR_STR_MAX + 16)
+/* A path as smtp_path_format writes it, with room to spare. */
+#define SMTPD_PATH_BUF		(SMTP_PATH_MAX + 3)
+
+/* What the one outstanding auth request of a client is for. */
+enum smtpd_wait {
+	SMTPD_WAIT_NONE,
+	SMTPD_WAIT_SASL,		/* an AUTH step */
+	SMTPD_WAIT_EXISTS		/* a local recipient's user lookup */
+};
+
+/* A recipient waiting for the auth process's answer. */
+struct smtpd_rcpt {
+	struct smtp_path path;
+	char name[2][SMTP_LOCAL_MAX + 1];	/* user names to try */
+	int nnames, tried;
+	bool alias_unknown;		/* the alias maps failed */
+	char *orcpt;			/* owned, or NULL */
+	unsigned notify;
+};
+
+struct smtpd_client {
+	struct smtpd_client *prev, *next;
+	uint32_t id;			/* the master's conn_id */
+	uint32_t service;
+	char rip[NET_ADDR_STR_MAX];
+	char client[SMTPD_CLIENT_MAX];	/* "unknown[ip]", for the log */
+	struct net_addr addr;		/* for relay control */
+	bool have_addr;
+	struct conn *conn;		/* owned */
+	struct smtp_session *smtp;	/* owned */
+	bool secured, starting_tls, quit, dying;
+	struct timeout *kill_to;	/* owned */
+	/* The auth request in flight (at most one: the engine waits). */
+	enum smtpd_wait wait;
+	uint32_t auth_id;
+	uint32_t sasl_id;		/* the SASL session, or 0 */
+	char sasl_mech[32];
+	struct smtpd_rcpt rcpt;		/* SMTPD_WAIT_EXISTS */
+	/* The transaction. */
+	char helo[SMTP_HELO_MAX + 1];
+	char sender[SMTPD_PATH_BUF];	/* without <>; "" for <> */
+	char *envid;			/* owned, or NULL */
+	enum smtp_ret ret;
+	struct smtp_queue_msg *msg;	/* owned, or NULL */
+	char qid[SMTP_QUEUE_ID_MAX];	/* "" until the queue file exists */
+	char first_rcpt[SMTPD_PATH_BUF];	/* for the Received: line */
+	uint64_t size;			/* bytes written to the queue */
+	const char *qerror;		/* a write failed: the error */
+	bool qfull;			/* ... because the disk is full */
+	/* Counts for the disconnect line. */
+	unsigned n_mail, n_rcpt, n_rcpt_ok, n_data, n_data_ok, n_auth,
+	    n_auth_ok;
+};
+
+struct smtpd {
+	struct ioloop *loop;
+	struct chan *master;		/* owned */
+	struct chan *auth;		/* owned */
+	struct tls_ctx *tls;		/* owned, or NULL */
+	char mechs[SMTPD_MECHS_MAX + 1];
+	struct smtp_relay *relay;	/* owned */
+	struct smtp_queue *queue;	/* owned */
+	struct smtp_alias_map *aliases;	/* owned; NULL: unreadable */
+	uint64_t alias_tried_ms;
+	struct smtpd_client *clients;
+	size_t nclients;
+	uint32_t next_id;
+	bool retired;
+	unsigned timeout_ms;
+	char hostname[SMTP_HELO_MAX + 1];
+};
+
+static struct smtpd smtpd;
+static struct ipc_msg smtpd_out;
+
+static void smtpd_feed(struct smtpd_client *c);
+
+static void
+smtpd_maybe_exit(void)
+{
+	if (smtpd.retired && smtpd.nclients == 0)
+		ioloop_stop(smtpd.loop);
+}
+
+/*
+ * The transaction's state in the queue.
+ */
+
+static void
+smtpd_txn_clear(struct smtpd_client *c)
+{
+	smtp_queue_abort(&c->msg);
+	free(c->envid);
+	c->envid = NULL;
+	c->ret = SMTP_RET_NONE;
+	c->qid[0] = '\0';
+	c->first_rcpt[0] = '\0';
+	c->size = 0;
+	c->qerror = NULL;
+	c->qfull = false;
+}
+
+/* The path without its angle brackets, as the queue stores it. */
+static void
+smtpd_path_bare(const struct smtp_path *p, char *out, size_t size)
+{
+	char buf[SMTPD_PATH_BUF];
+	size_t len;
+
+	smtp_path_format(p, buf, sizeof(buf));
+	len = strlen(buf);
+	if (len >= 2 && buf[0] == '<' && buf[len - 1] == '>') {
+		buf[len - 1] = '\0';
+		strlcpy(out, buf + 1, size);
+	} else
+		strlcpy(out, buf, size);
+}
+
+/*
+ * Ending a client.
+ */
+
+static void
+smtpd_client_free(struct smtpd_client *c, bool notify)
+{
+	if (c->sasl_id != 0 && chan_ok(smtpd.auth)) {
+		struct auth_req req;
+		const char *error;
+
+		memset(&req, 0, sizeof(req));
+		req.type = AUTH_REQ_SASL_ABORT;
+		req.id = ++smtpd.next_id;
+		req.session = c->sasl_id;
+		if (auth_proto_req_encode(&smtpd_out, &req, &error) == 0)
+			(void)chan_send(smtpd.auth, &smtpd_out);
+	}
+	if (notify && chan_ok(smtpd.master)) {
+		ipc_msg_init(&smtpd_out, LOFTD_CONN_DONE, 0);
+		ipc_add_u32(&smtpd_out, c->id);
+		(void)chan_send(smtpd.master, &smtpd_out);
+	}
+	/* An open transaction ends with cb->reset: the queue file goes. */
+	smtp_session_free(&c->smtp);
+	smtpd_txn_clear(c);
+	free(c->rcpt.orcpt);
+	conn_close(&c->conn);
+	timeout_remove(&c->kill_to);
+	if (c->prev != NULL)
+		c->prev->next = c->next;
+	else
+		smtpd.clients = c->next;
+	if (c->next != NULL)
+		c->next->prev = c->prev;
+	smtpd.nclients--;
+	free(c);
+	smtpd_maybe_exit();
+}
+
+static void
+smtpd_log_disconnect(struct smtpd_client *c)
+{
+	log_info("disconnect from %s mail=%u rcpt=%u/%u data=%u/%u "
+	    "auth=%u/%u", c->client, c->n_mail, c->n_rcpt_ok, c->n_rcpt,
+	    c->n_data_ok, c->n_data, c->n_auth_ok, c->n_auth);
+}
+
+static void
+smtpd_client_kill_now(void *ctx)
+{
+	struct smtpd_client *c = ctx;
+
+	smtpd_log_disconnect(c);
+	smtpd_client_free(c, true);
+}
+
+/* End c from inside a callback that may still use it: the free runs from
+ * the loop, right after. */
+static void
+smtpd_client_kill(struct smtpd_client *c)
+{
+	if (c->dying)
+		return;
+	c->dying = true;
+	if (c->kill_to == NULL)
+		c->kill_to = timeout_add(smtpd.loop, 0, false,
+		    smtpd_client_kill_now, c);
+}
+
+/* What the engine was doing, for "lost connection after X". */
+static const char *
+smtpd_state_name(const struct smtpd_client *c)
+{
+	switch (smtp_session_state(c->smtp)) {
+	case SMTP_STATE_INIT:
+		return "CONNECT";
+	case SMTP_STATE_READY:
+		return "EHLO";
+	case SMTP_STATE_MAIL:
+		return c->wait == SMTPD_WAIT_EXISTS ||
+		    smtp_session_rcpt_count(c->smtp) > 0 ? "RCPT" : "MAIL";
+	case SMTP_STATE_DATA:
+	case SMTP_STATE_END:
+		return "DATA";
+	case SMTP_STATE_CHUNKING:
+		return "BDAT";
+	default:
+		return "END-OF-MESSAGE";
+	}
+}
+
+/*
+ * Requests to the auth process.
+ */
+
+static int
+smtpd_auth_send(struct smtpd_client *c, struct auth_req *req,
+    enum smtpd_wait wait)
+{
+	const char *error;
+	int ret;
+
+	req->id = ++smtpd.next_id;
+	if (req->id == 0)
+		req->id = ++smtpd.next_id;
+	if (req->type != AUTH_REQ_EXISTS) {
+		req->service = loftd_service_name(c->service);
+		req->ip = c->rip;
+		req->secure = c->secured;
+	}
+	ret = auth_proto_req_encode(&smtpd_out, req, &error);
+	if (ret == 0)
+		ret = chan_send(smtpd.auth, &smtpd_out);
+	else
+		log_warning("auth request: %s", error);
+	/* The record may have held a password. */
+	explicit_bzero(smtpd_out.data, sizeof(smtpd_out.data));
+	if (ret < 0)
+		return -1;
+	c->auth_id = req->id;
+	c->wait = wait;
+	return 0;
+}
+
+/*
+ * AUTH.
+ */
+
+static enum smtp_auth_result
+smtpd_sasl(void *ctx, const char *mech, bool first, const unsigned char *resp,
+    size_t resp_len, bool has_resp, const unsigned char **challenge_r,
+    size_t *challenge_len_r, const char **user_r)
+{
+	struct smtpd_client *c = ctx;
+	struct auth_req req;
+
+	(void)challenge_r;
+	(void)challenge_len_r;
+	(void)user_r;
+	memset(&req, 0, sizeof(req));
+	if (first) {
+		c->n_auth++;
+		strlcpy(c->sasl_mech, mech, sizeof(c->sasl_mech));
+		req.type = AUTH_REQ_SASL_START;
+		req.mech = mech;
+		req.has_initial = has_resp;
+		req.initial = resp;
+		req.initial_len = resp_len;
+	} else {
+		req.type = AUTH_REQ_SASL_STEP;
+		req.session = c->sasl_id;
+		req.data = resp;
+		req.data_len = resp_len;
+	}
+	if (smtpd_auth_send(c, &req, SMTPD_WAIT_SASL) < 0)
+		return SMTP_AUTH_TEMPFAIL;
+	if (first)
+		c->sasl_id = c->auth_id;
+	return SMTP_AUTH_PENDING;
+}
+
+static void
+smtpd_sasl_abort(void *ctx)
+{
+	struct smtpd_client *c = ctx;
+	struct auth_req req;
+	const char *error;
+
+	if (c->sasl_id == 0)
+		return;
+	memset(&req, 0, sizeof(req));
+	req.type = AUTH_REQ_SASL_ABORT;
+	req.id = ++smtpd.next_id;
+	req.session = c->sasl_id;
+	c->sasl_id = 0;
+	/* Its answer is ignored: no client waits for it. */
+	if (auth_proto_req_encode(&smtpd_out, &req, &error) == 0)
+		(void)chan_send(smtpd.auth, &smtpd_out);
+}
+
+static void
+smtpd_sasl_answer(struct smtpd_client *c, const struct auth_resp *r)
+{
+	enum auth_result res = (enum auth_result)r->result;
+
+	if (res != AUTH_RESULT_CONTINUE)
+		c->sasl_id = 0;
+	if (res == AUTH_RESULT_OK)
+		c->n_auth_ok++;
+	smtp_session_auth_reply(c->smtp, res == AUTH_RESULT_OK ?
+	    SMTP_AUTH_OK : res == AUTH_RESULT_CONTINUE ? SMTP_AUTH_CONTINUE :
+	    res == AUTH_RESULT_TEMPFAIL ? SMTP_AUTH_TEMPFAIL : SMTP_AUTH_FAIL,
+	    r->challenge, r->challenge_len, r->user);
+}
+
+/*
+ * MAIL.
+ */
+
+static void
+smtpd_mail(void *ctx, const struct smtp_mail *m)
+{
+	struct smtpd_client *c = ctx;
+
+	c->n_mail++;
+	smtpd_txn_clear(c);
+	strlcpy(c->helo, m->helo != NULL ? m->helo : "", sizeof(c->helo));
+	if (m->from->null)
+		c->sender[0] = '\0';
+	else
+		smtpd_path_bare(m->from, c->sender, sizeof(c->sender));
+	c->envid = m->envid != NULL ? xstrdup(m->envid) : NULL;
+	c->ret = m->ret;
+	smtp_session_reply(c->smtp, 250, "2.1.0", "Ok");
+}
+
+/*
+ * RCPT: the decision, then the queue.
+ */
+
+static const char *
+smtpd_proto(const struct smtpd_client *c)
+{
+	return c->helo[0] == '\0' ? "SMTP" : "ESMTP";
+}
+
+/* One "reject" line, Postfix's form. */
+static void
+smtpd_log_reject(struct smtpd_client *c, const struct smtp_path *to,
+    unsigned code, const char *enh, const char *text)
+{
+	char path[SMTPD_PATH_BUF], eto[SMTPD_PATH_BUF * 4];
+	char efrom[SMTPD_PATH_BUF * 4], ehelo[sizeof(c->helo) * 4];
+	char etext[SMTP_RELAY_REPLY_MAX * 4];
+
+	smtpd_path_bare(to, path, sizeof(path));
+	log_info("%s: reject: RCPT from %s: %u %s %s; from=<%s> to=<%s> "
+	    "proto=%s helo=<%s>", c->qid[0] != '\0' ? c->qid : "NOQUEUE",
+	    c->client, code, enh, log_escape(text, etext, sizeof(etext)),
+	    log_escape(c->sender, efrom, sizeof(efrom)),
+	    log_escape(path, eto, sizeof(eto)), smtpd_proto(c),
+	    log_escape(c->helo, ehelo, sizeof(ehelo)));
+}
+
+static void
+smtpd_rcpt_refuse(struct smtpd_client *c, const struct smtp_path *to,
+    unsigned code, const char *enh, const char *text)
+{
+	smtpd_log_reject(c, to, code, enh, text);
+	smtp_session_reply(c->smtp, code, enh, text);
+}
+
+/* A reply line of smtp_relay_check ("554 5.7.1 <a@b>: Relay access
+ * denied") answered as it is. */
+static void
+smtpd_rcpt_refuse_line(struct smtpd_client *c, const struct smtp_path *to,
+    const char *line)
+{
+	char enh[16];
+	const char *sp, *text;
+	unsigned code = (unsigned)atoi(line);
+	size_t len;
+
+	sp = strchr(line, ' ');
+	text = sp != NULL ? strchr(sp + 1, ' ') : NULL;
+	len = sp != NULL && text != NULL ? (size_t)(text - sp - 1) : 0;
+	if (code < 400 || code > 599 || len == 0 || len >= sizeof(enh)) {
+		/* Not the form smtp_relay.h promises: a bug, refuse safely. */
+		smtpd_rcpt_refuse(c, to, 451, "4.3.0", "Error: internal "
+		    "error");
+		return;
+	}
+	memcpy(enh, sp + 1, len);
+	enh[len] = '\0';
+	smtpd_rcpt_refuse(c, to, code, enh, text + 1);
+}
+
+static void
+smtpd_log_client(struct smtpd_client *c)
+{
+	const char *user = smtp_session_auth_user(c->smtp);
+	char euser[(SMTP_USER_MAX + 1) * 4];
+
+	if (user == NULL)
+		log_info("%s: client=%s", c->qid, c->client);
+	else
+		log_info("%s: client=%s, sasl_method=%s, sasl_username=%s",
+		    c->qid, c->client, c->sasl_mech,
+		    log_escape(user, euser, sizeof(euser)));
+}
+
+/* The queue file, made at the first accepted recipient (so that refused
+ * transactions cost no file, and log NOQUEUE, as in Postfix); -1 after
+ * logging. */
+static int
+smtpd_queue_begin(struct smtpd_client *c)
+{
+	const char *error;
+
+	if (c->msg != NULL)
+		return 0;
+	if (smtp_queue_begin(smtpd.queue, c->sender,
+	    (unsigned)conf_int("smtpd_recipient_limit"), &c->msg,
+	    &error) < 0) {
+		log_error("%s", error);
+		return -1;
+	}
+	strlcpy(c->qid, smtp_queue_msg_id(c->msg), sizeof(c->qid));
+	if (smtp_queue_set_dsn(c->msg, c->envid, c->ret, &error) < 0)
+		log_warning("%s: %s", c->qid, error);
+	smtpd_log_client(c);
+	return 0;
+}
+
+/* to is accepted: into the queue's envelope, then 250. */
+static void
+smtpd_rcpt_accept(struct smtpd_client *c, const struct smtp_path *to,
+    const char *orcpt, unsigned notify)
+{
+	char bare[SMTPD_PATH_BUF];
+	const char *error;
+
+	smtpd_path_bare(to, bare, sizeof(bare));
+	if (smtpd_queue_begin(c) < 0) {
+		smtpd_rcpt_refuse(c, to, 451, "4.3.0", "Error: queue file "
+		    "write error");
+		return;
+	}
+	if (smtp_queue_add_rcpt(c->msg, bare, orcpt, notify, &error) < 0) {
+		log_warning("%s: to=<%s>: %s", c->qid, bare, error);
+		smtpd_rcpt_refuse(c, to, 452, "4.5.3", "Error: too many "
+		    "recipients");
+		return;
+	}
+	if (c->first_rcpt[0] == '\0')
+		smtp_path_format(to, c->first_rcpt, sizeof(c->first_rcpt));
+	c->n_rcpt_ok++;
+	smtp_session_reply(c->smtp, 250, "2.1.5", "Ok");
+}
+
+static void
+smtpd_rcpt_unknown(struct smtpd_client *c, const struct smtp_path *to)
+{
+	char path[SMTPD_PATH_BUF], text[SMTPD_PATH_BUF + 80];
+
+	smtp_path_format(to, path, sizeof(path));
+	snprintf(text, sizeof(text), "%s: Recipient address rejected: User "
+	    "unknown in local recipient table", path);
+	smtpd_rcpt_refuse(c, to, 550, "5.1.1", text);
+}
+
+static void
+smtpd_rcpt_tempfail(struct smtpd_client *c, const struct smtp_path *to)
+{
+	char path[SMTPD_PATH_BUF], text[SMTPD_PATH_BUF + 80];
+
+	smtp_path_format(to, path, sizeof(path));
+	snprintf(text, sizeof(text), "%s: Temporary lookup failure", path);
+	smtpd_rcpt_refuse(c, to, 451, "4.3.0", text);
+}
+
+/* The alias maps, opened now if they could not be before. */
+static struct smtp_alias_map *
+smtpd_aliases(void)
+{
+	const char *error;
+
+	if (smtpd.aliases != NULL) {
+		if (smtp_alias_refresh(smtpd.aliases, &error) < 0)
+			log_warning("alias_maps: %s", error);
+		return smtpd.aliases;
+	}
+	if (ioloop_now_ms() - smtpd.alias_tried_ms < SMTPD_ALIAS_RETRY_MS &&
+	    smtpd.alias_tried_ms != 0)
+		return NULL;
+	smtpd.alias_tried_ms = ioloop_now_ms();
+	if (smtp_alias_open_conf(&smtpd.aliases, &error) < 0) {
+		log_warning("alias_maps: %s (local recipients that are no "
+		    "user are deferred)", error);
+		smtpd.aliases = NULL;
+	}
+	return smtpd.aliases;
+}
+
+/* Whether name is an alias: 1, 0, or -1 when the maps cannot say. */
+static int
+smtpd_alias_exists(const char *name)
+{
+	struct smtp_alias_map *map = smtpd_aliases();
+	struct smtp_alias_value *values;
+	const char *error;
+	size_t count;
+	int ret;
+
+	if (map == NULL)
+		return -1;
+	ret = smtp_alias_lookup(map, name, &values, &count, NULL, &error);
+	if (ret < 0) {
+		log_warning("alias_maps: %s", error);
+		return -1;
+	}
+	if (ret > 0)
+		smtp_alias_values_free(values, count);
+	return ret;
+}
+
+/* The names a local part may be known as: itself, and without its
+ * address extension (recipient_delimiter, "user+tag" -> "user"). */
+static void
+smtpd_rcpt_names(struct smtpd_rcpt *r)
+{
+	const char *delim = conf_str("recipient_delimiter");
+	size_t cut;
+
+	strlcpy(r->name[0], r->path.local, sizeof(r->name[0]));
+	r->nnames = 1;
+	if (delim[0] == '\0')
+		return;
+	cut = strcspn(r->path.local, delim);
+	if (cut > 0 && r->path.local[cut] != '\0') {
+		memcpy(r->name[1], r->path.local, cut);
+		r->name[1][cut] = '\0';
+		r->nnames = 2;
+	}
+}
+
+/* Ask the auth process whether the next name is a user; -1 if it
+ * cannot be asked. */
+static int
+smtpd_rcpt_ask(struct smtpd_client *c)
+{
+	struct auth_req req;
+
+	memset(&req, 0, sizeof(req));
+	req.type = AUTH_REQ_EXISTS;
+	req.user = c->rcpt.name[c->rcpt.tried++];
+	return smtpd_auth_send(c, &req, SMTPD_WAIT_EXISTS);
+}
+
+/*
+ * A recipient in a local domain must be an alias or a user. The aliases
+ * are read here; whether a user exists only the auth process can say,
+ * which answers later (smtpd_rcpt_answer).
+ */
+static void
+smtpd_rcpt_local(struct smtpd_client *c, const struct smtp_rcpt *r)
+{
+	struct smtpd_rcpt *pr = &c->rcpt;
+	int i, ret;
+
+	/* RFC 5321 section 4.5.1: postmaster is always accepted. */
+	if (r->to->postmaster || strcasecmp(r->to->local, "postmaster") == 0) {
+		smtpd_rcpt_accept(c, r->to, r->orcpt, r->notify);
+		return;
+	}
+	free(pr->orcpt);
+	memset(pr, 0, sizeof(*pr));
+	pr->path = *r->to;
+	pr->orcpt = r->orcpt != NULL ? xstrdup(r->orcpt) : NULL;
+	pr->notify = r->notify;
+	smtpd_rcpt_names(pr);
+	for (i = 0; i < pr->nnames; i++) {
+		if ((ret = smtpd_alias_exists(pr->name[i])) > 0) {
+			smtpd_rcpt_accept(c, r->to, r->orcpt, r->notify);
+			return;
+		}
+		if (ret < 0)
+			pr->alias_unknown = true;
+	}
+	if (smtpd_rcpt_ask(c) < 0)
+		smtpd_rcpt_tempfail(c, r->to);
+}
+
+static void
+smtpd_rcpt_answer(struct smtpd_client *c, const struct auth_resp *r)
+{
+	struct smtpd_rcpt *pr = &c->rcpt;
+
+	if (r->result == AUTH_RESULT_FAIL && pr->tried < pr->nnames) {
+		if (smtpd_rcpt_ask(c) == 0)
+			return;
+		smtpd_rcpt_tempfail(c, &pr->path);
+	} else if (r->result == AUTH_RESULT_OK) {
+		/*
+		 * Quota at RCPT (issue 5: 452 4.2.2 / 552 5.2.2 for a user
+		 * over quota) belongs here, once the auth process can tell
+		 * a user's usage: this process cannot open the index.
+		 */
+		smtpd_rcpt_accept(c, &pr->path, pr->orcpt, pr->notify);
+	} else if (r->result == AUTH_RESULT_FAIL && !pr->alias_unknown)
+		smtpd_rcpt_unknown(c, &pr->path);
+	else
+		smtpd_rcpt_tempfail(c, &pr->path);
+	free(pr->orcpt);
+	pr->orcpt = NULL;
+}
+
+static void
+smtpd_rcpt(void *ctx, const struct smtp_rcpt *r)
+{
+	struct smtpd_client *c = ctx;
+	char reply[SMTP_RELAY_REPLY_MAX];
+
+	c->n_rcpt++;
+	switch (smtp_relay_check(smtpd.relay, c->have_addr ? &c->addr : NULL,
+	    smtp_session_auth_user(c->smtp) != NULL, r->to, reply,
+	    sizeof(reply))) {
+	case SMTP_RELAY_LOCAL:
+		smtpd_rcpt_local(c, r);
+		break;
+	case SMTP_RELAY_RELAY:
+		smtpd_rcpt_accept(c, r->to, r->orcpt, r->notify);
+		break;
+	default:
+		smtpd_rcpt_refuse_line(c, r->to, reply);
+		break;
+	}
+}
+
+/*
+ * The message.
+ */
+
+static void
+smtpd_write(struct smtpd_client *c, const unsigned char *data, size_t len)
+{
+	const char *error;
+
+	if (c->msg == NULL || c->qerror != NULL)
+		return;
+	if (smtp_queue_write(c->msg, data, len, &error) < 0) {
+		c->qerror = error;
+		c->qfull = fsutil_is_disk_full(errno);
+		log_error("%s: %s", c->qid, error);
+		return;
+	}
+	c->size += len;
+}
+
+/* RFC 5322 date-time in local time, without the locale's names. */
+static void
+smtpd_date(char *out, size_t size)
+{
+	static const char *const days[] = {
+		"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"
+	};
+	static const char *const months[] = {
+		"Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep",
+		"Oct", "Nov", "Dec"
+	};
+	time_t now = time(NULL);
+	struct tm tm;
+	long off;
+
+	localtime_r(&now, &tm);
+	off = tm.tm_gmtoff / 60;
+	snprintf(out, size, "%s, %d %s %d %02d:%02d:%02d %c%02ld%02ld",
+	    days[tm.tm_wday % 7], tm.tm_mday, months[tm.tm_mon % 12],
+	    tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec,
+	    off < 0 ? '-' : '+', labs(off) / 60, labs(off) % 60);
+}
+
+/* RFC 5321 section 4.4's protocol names (RFC 3848). */
+static const char *
+smtpd_with(const struct smtpd_client *c)
+{
+	bool auth = smtp_session_auth_user(c->smtp) != NULL;
+
+	if (c->helo[0] == '\0')
+		return "SMTP";
+	return c->secured ? (auth ? "ESMTPSA" : "ESMTPS") :
+	    (auth ? "ESMTPA" : "ESMTP");
+}
+
+/*
+ * The trace line loftd prepends (RFC 5321 section 4.4): from the EHLO
+ * name and the address literal of the client (no reverse DNS), by
+ * myhostname, with the protocol, the queue ID, for the recipient when
+ * there is exactly one, and the date.
+ */
+static void
+smtpd_received(struct smtpd_client *c)
+{
+	char date[64], lit[NET_ADDR_STR_MAX + 8], *line;
+	bool v6 = strchr(c->rip, ':') != NULL;
+
+	snprintf(lit, sizeof(lit), "[%s%s]", v6 ? "IPv6:" : "", c->rip);
+	smtpd_date(date, sizeof(date));
+	if (smtp_session_rcpt_count(c->smtp) == 1 && c->first_rcpt[0] != '\0')
+		line = xasprintf("Received: from %s (%s)\r\n\tby %s (loft) "
+		    "with %s id %s\r\n\tfor %s; %s\r\n", c->helo[0] != '\0' ?
+		    c->helo : lit, lit, smtpd.hostname, smtpd_with(c), c->qid,
+		    c->first_rcpt, date);
+	else
+		line = xasprintf("Received: from %s (%s)\r\n\tby %s (loft) "
+		    "with %s id %s;\r\n\t%s\r\n", c->helo[0] != '\0' ?
+		    c->helo : lit, lit, smtpd.hostname, smtpd_with(c), c->qid,
+		    date);
+	smtpd_write(c, (const unsigned char *)line, strlen(line));
+	free(line);
+}
+
+static void
+smtpd_data_begin(void *ctx)
+{
+	struct smtpd_client *c = ctx;
+
+	c->n_data++;
+	if (c->msg == NULL) {
+		/* The engine starts data only after an accepted RCPT. */
+		c->qerror = "no queue file";
+		return;
+	}
+	smtpd_received(c);
+}
+
+static void
+smtpd_data(void *ctx, const unsigned char *data, size_t len)
+{
+	smtpd_write(ctx, data, len);
+}
+
+static void
+smtpd_data_end(void *ctx)
+{
+	struct smtpd_client *c = ctx;
+	char id[SMTP_QUEUE_ID_MAX], text[64], efrom[SMTPD_PATH_BUF * 4];
+	const char *error;
+	unsigned nrcpt = smtp_session_rcpt_count(c->smtp);
+	bool full;
+
+	if (c->qerror != NULL || c->msg == NULL) {
+		full = c->qfull;
+		smtpd_txn_clear(c);
+		smtp_session_data_done(c->smtp, full ? 452 : 451, full ?
+		    "4.3.1" : "4.3.0", full ? "Error: insufficient system "
+		    "storage" : "Error: queue file write error");
+		return;
+	}
+	if (smtp_queue_commit(&c->msg, id, &error) < 0) {
+		full = fsutil_is_disk_full(errno);
+		log_error("%s: %s", id, error);
+		smtpd_txn_clear(c);
+		smtp_session_data_done(c->smtp, full ? 452 : 451, full ?
+		    "4.3.1" : "4.3.0", full ? "Error: insufficient system "
+		    "storage" : "Error: queue file write error");
+		return;
+	}
+	/* Durable now (smtp_queue.h): only now the 250. */
+	log_info("%s: from=<%s>, size=%llu, nrcpt=%u (queue active)", id,
+	    log_escape(c->sender, efrom, sizeof(efrom)),
+	    (unsigned long long)c->size, nrcpt);
+	c->n_data_ok++;
+	snprintf(text, sizeof(text), "Ok: queued as %s", id);
+	smtpd_txn_clear(c);
+	smtp_session_data_done(c->smtp, 250, "2.0.0", text);
+}
+
+static void
+smtpd_reset(void *ctx)
+{
+	smtpd_txn_clear(ctx);
+}
+
+/*
+ * The engine's other callbacks.
+ */
+
+static void
+smtpd_engine_write(void *ctx, const unsigned char *data, size_t len)
+{
+	struct smtpd_client *c = ctx;
+
+	if (c->dying)
+		return;
+	if (conn_write(c->conn, data, len) < 0)
+		smtpd_client_kill(c);
+}
+
+static void
+smtpd_start_tls(void *ctx)
+{
+	struct smtpd_client *c = ctx;
+
+	/* Done once "220 Ready to start TLS" has left: CONN_EV_DRAINED. */
+	c->starting_tls = true;
+}
+
+static void
+smtpd_closed(void *ctx)
+{
+	struct smtpd_client *c = ctx;
+
+	c->quit = true;
+	conn_close_after_flush(c->conn);
+}
+
+static const struct smtp_callbacks smtpd_cb = {
+	.write = smtpd_engine_write,
+	.mail = smtpd_mail,
+	.rcpt = smtpd_rcpt,
+	.data_begin = smtpd_data_begin,
+	.data = smtpd_data,
+	.data_end = smtpd_data_end,
+	.reset = smtpd_reset,
+	.sasl = smtpd_sasl,
+	.sasl_abort = smtpd_sasl_abort,
+	.start_tls = smtpd_start_tls,
+	.closed = smtpd_closed,
+};
+
+/*
+ * Client input.
+ */
+
+static void
+smtpd_feed(struct smtpd_client *c)
+{
+	const unsigned char *data;
+	size_t len, used;
+
+	while (!c->dying && !c->quit && !c->starting_tls &&
+	    !conn_output_full(c->conn)) {
+		data = conn_input_peek(c->conn, &len);
+		if (len == 0)
+			return;
+		used = smtp_session_input(c->smtp, data, len);
+		conn_input_consume(c->conn, used);
+		if (c->starting_tls) {
+			/* Plaintext after STARTTLS is never read as a
+			 * command (the engine dropped what it was given). */
+			conn_input_discard(c->conn);
+			return;
+		}
+		if (used < len)
+			return;
+	}
+}
+
+static void
+smtpd_tls_begin(struct smtpd_client *c)
+{
+	const char *error;
+
+	c->starting_tls = false;
+	conn_input_discard(c->conn);
+	if (conn_tls_start(c->conn, smtpd.tls, &error) < 0) {
+		log_error("cannot start TLS for %s: %s", c->client, error);
+		smtpd_client_kill(c);
+		return;
+	}
+	c->secured = true;
+	smtp_session_tls_started(c->smtp);
+}
+
+static void
+smtpd_client_event(struct conn *conn, enum conn_event ev, void *ctx)
+{
+	struct smtpd_client *c = ctx;
+
+	switch (ev) {
+	case CONN_EV_INPUT:
+		smtpd_feed(c);
+		break;
+	case CONN_EV_DRAINED:
+		if (c->starting_tls)
+			smtpd_tls_begin(c);
+		smtpd_feed(c);
+		break;
+	case CONN_EV_TIMEOUT:
+		log_info("timeout after %s from %s", smtpd_state_name(c),
+		    c->client);
+		(void)conn_printf(conn, "421 4.4.2 %s Error: timeout "
+		    "exceeded\r\n", smtpd.hostname);
+		c->quit = true;
+		conn_close_after_flush(conn);
+		break;
+	case CONN_EV_CLOSED:
+		if (!c->quit)
+			log_info("lost connection after %s from %s",
+			    smtpd_state_name(c), c->client);
+		smtpd_client_kill(c);
+		break;
+	case CONN_EV_STALLED:
+	case CONN_EV_ERROR:
+		if (!c->quit)
+			log_info("lost connection after %s from %s (%s)",
+			    smtpd_state_name(c), c->client,
+			    ev == CONN_EV_STALLED ? "output stalled" :
+			    conn_error(conn) != NULL ? conn_error(conn) :
+			    "error");
+		smtpd_client_kill(c);
+		break;
+	}
+}
+
+/*
+ * Records from the master.
+ */
+
+static void
+smtpd_settings(const struct smtpd_client *c, struct smtp_settings *set)
+{
+	bool plain_ok = !conf_bool("disable_plaintext_auth");
+
+	memset(set, 0, sizeof(*set));
+	set->hostname = smtpd.hostname;
+	set->extensions = SMTP_EXT_ALL;
+	set->tls_available = smtpd.tls != NULL;
+	set->secured = c->secured;
+	/* AUTH only inside TLS, unless disable_plaintext_auth = no. */
+	set->allow_plaintext_auth = plain_ok;
+	/* Submission (RFC 6409): AUTH first, and TLS before it (RFC 8314)
+	 * unless plaintext passwords are allowed. */
+	set->require_auth = c->service != LOFTD_SVC_SMTP;
+	set->require_tls = c->service == LOFTD_SVC_SUBMISSION && !plain_ok;
+	set->mechanisms = smtpd.mechs;
+	set->size_max = (uint64_t)conf_int("message_size_limit");
+	set->rcpt_max = (unsigned)conf_int("smtpd_recipient_limit");
+	set->errors_max = (unsigned)conf_int("smtpd_hard_error_limit");
+}
+
+static void
+smtpd_client_addr(struct smtpd_client *c)
+{
+	struct sockaddr_in *sin = (struct sockaddr_in *)&c->addr.ss;
+	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&c->addr.ss;
+
+	memset(&c->addr, 0, sizeof(c->addr));
+	if (inet_pton(AF_INET, c->rip, &sin->sin_addr) == 1) {
+		sin->sin_family = AF_INET;
+		c->addr.len = sizeof(*sin);
+		c->have_addr = true;
+	} else if (inet_pton(AF_INET6, c->rip, &sin6->sin6_addr) == 1) {
+		sin6->sin6_family = AF_INET6;
+		c->addr.len = sizeof(*sin6);
+		c->have_addr = true;
+	}
+	snprintf(c->client, sizeof(c->client), "unknown[%s]", c->rip);
+}
+
+static void
+smtpd_conn_new(struct ipc_msg *m)
+{
+	struct smtp_settings set;
+	struct smtpd_client *c;
+	const char *rip, *lip, *error;
+	uint32_t id, service, tls, rport, lport;
+	int fd = ipc_msg_take_fd(m);
+
+	ipc_get_u32(m, &id);
+	ipc_get_u32(m, &service);
+	ipc_get_u32(m, &tls);
+	ipc_get_str(m, &rip);
+	ipc_get_u32(m, &rport);
+	ipc_get_str(m, &lip);
+	ipc_get_u32(m, &lport);
+	if (ipc_get_end(m, &error) < 0 || fd < 0 ||
+	    !loftd_service_smtp(service) || (tls && smtpd.tls == NULL) ||
+	    strlen(rip) >= NET_ADDR_STR_MAX) {
+		log_warning("bad connection record from the master");
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	c = xcalloc(1, sizeof(*c));
+	c->id = id;
+	c->service = service;
+	strlcpy(c->rip, rip, sizeof(c->rip));
+	smtpd_client_addr(c);
+	c->conn = conn_new(smtpd.loop, fd, SMTPD_INPUT_MAX,
+	    smtpd_client_event, c);
+	conn_set_idle_timeout(c->conn, smtpd.timeout_ms);
+	conn_set_output_timeout(c->conn, smtpd.timeout_ms);
+	c->next = smtpd.clients;
+	if (c->next != NULL)
+		c->next->prev = c;
+	smtpd.clients = c;
+	smtpd.nclients++;
+	log_info("connect from %s", c->client);
+	if (tls) {
+		if (conn_tls_start(c->conn, smtpd.tls, &error) < 0) {
+			log_error("cannot start TLS for %s: %s", c->client,
+			    error);
+			smtpd_client_kill(c);
+			return;
+		}
+		c->secured = true;
+	}
+	smtpd_settings(c, &set);
+	c->smtp = smtp_session_new(&set, &smtpd_cb, c);
+	smtp_session_greet(c->smtp);
+}
+
+static void
+smtpd_master_msg(struct chan *ch, struct ipc_msg *m, void *ctx)
+{
+	(void)ch;
+	(void)ctx;
+	switch (m->type) {
+	case LOFTD_CONN_NEW:
+		smtpd_conn_new(m);
+		break;
+	case LOFTD_RETIRE:
+		smtpd.retired = true;
+		smtpd_maybe_exit();
+		break;
+	default:
+		log_warning("unexpected record %u from the master", m->type);
+	}
+}
+
+static void
+smtpd_master_closed(struct chan *ch, const char *error, void *ctx)
+{
+	(void)ch;
+	(void)ctx;
+	if (error != NULL)
+		log_error("master channel: %s", error);
+	ioloop_stop(smtpd.loop);
+}
+
+static const struct chan_callbacks smtpd_master_cb = {
+	.msg = smtpd_master_msg,
+	.closed = smtpd_master_closed,
+};
+
+/*
+ * Answers from the auth process.
+ */
+
+static struct smtpd_client *
+smtpd_client_by_auth(uint32_t id)
+{
+	for (struct smtpd_client *c = smtpd.clients; c != NULL; c = c->next)
+		if (c->auth_id == id && c->wait != SMTPD_WAIT_NONE)
+			return c;
+	return NULL;
+}
+
+static void
+smtpd_auth_msg(struct chan *ch, struct ipc_msg *m, void *ctx)
+{
+	struct smtpd_client *c;
+	struct auth_resp r;
+	const char *error;
+	enum smtpd_wait wait;
+
+	(void)ch;
+	(void)ctx;
+	if (auth_proto_resp_decode(m, &r, &error) < 0 ||
+	    r.type != AUTH_RESP) {
+		log_error("auth channel: %s", r.type != AUTH_RESP ?
+		    "unexpected record" : error);
+		ioloop_stop(smtpd.loop);
+		return;
+	}
+	if (r.id == 0 || (c = smtpd_client_by_auth(r.id)) == NULL)
+		return;	/* an ABORT's answer, or the client left */
+	wait = c->wait;
+	c->wait = SMTPD_WAIT_NONE;
+	c->auth_id = 0;
+	if (c->dying)
+		return;
+	if (wait == SMTPD_WAIT_SASL)
+		smtpd_sasl_answer(c, &r);
+	else
+		smtpd_rcpt_answer(c, &r);
+	if (c->wait == SMTPD_WAIT_NONE)
+		smtpd_feed(c);
+}
+
+static void
+smtpd_auth_closed(struct chan *ch, const char *error, void *ctx)
+{
+	(void)ch;
+	(void)ctx;
+	log_error("auth channel closed%s%s", error != NULL ? ": " : "",
+	    error != NULL ? error : "");
+	/* The master starts a new generation when we exit. */
+	ioloop_stop(smtpd.loop);
+}
+
+static const struct chan_callbacks smtpd_auth_cb = {
+	.msg = smtpd_auth_msg,
+	.closed = smtpd_auth_closed,
+};
+
+/*
+ * Start.
+ */
+
+/* The mechanisms the auth process offers, upper case, cut (at a word)
+ * to what the engine takes. */
+static int
+smtpd_get_mechs(const char **error_r)
+{
+	struct ipc_chan *ch = ipc_chan_new(dup(LOFTD_FD_AUTH));
+	static struct ipc_msg resp;
+	struct auth_req req;
+	struct auth_resp r;
+	char *sp;
+	int ret;
+
+	memset(&req, 0, sizeof(req));
+	req.type = AUTH_REQ_MECHS;
+	req.id = ++smtpd.next_id;
+	req.secure = true;
+	ret = auth_proto_req_encode(&smtpd_out, &req, error_r);
+	if (ret == 0)
+		ret = ipc_call(ch, &smtpd_out, &resp, SMTPD_MECHS_TIMEOUT_MS,
+		    error_r);
+	if (ret == 0)
+		ret = auth_proto_resp_decode(&resp, &r, error_r);
+	if (ret == 0 && r.mechs == NULL) {
+		*error_r = "no mechanism list";
+		ret = -1;
+	}
+	if (ret == 0 && strlcpy(smtpd.mechs, r.mechs, sizeof(smtpd.mechs)) >=
+	    sizeof(smtpd.mechs) && (sp = strrchr(smtpd.mechs, ' ')) != NULL)
+		*sp = '\0';
+	ipc_msg_clear(&resp);
+	ipc_chan_free(&ch);
+	return ret;
+}
+
+/* Become mail_owner for good, as the login processes become login_user,
+ * but without a chroot: the queue directory must stay reachable. */
+static void
+smtpd_drop_privileges(void)
+{
+	struct rlimit rl = { 0, 0 };
+	struct passwd *pw;
+	uid_t uid;
+	gid_t gid;
+
+	if (geteuid() != 0)
+		return;
+	if ((pw = getpwnam(conf_str("mail_owner"))) == NULL ||
+	    pw->pw_uid == 0)
+		log_fatal("mail_owner %s: not a usable account",
+		    conf_str("mail_owner"));
+	uid = pw->pw_uid;
+	gid = pw->pw_gid;
+	tzset();
+	if (chdir("/") < 0 || setgroups(1, &gid) < 0 ||
+	    setresgid(gid, gid, gid) < 0 || setresuid(uid, uid, uid) < 0 ||
+	    setuid(0) == 0 || geteuid() != uid)
+		log_fatal("cannot become mail_owner %s",
+		    conf_str("mail_owner"));
+#ifndef __SANITIZE_ADDRESS__
+	(void)setrlimit(RLIMIT_NPROC, &rl);
+#else
+	(void)rl;
+#endif
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 ||
+	    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+		log_fatal("prctl: %s", strerror(errno));
+}
+
+/* What needs mail_owner's rights: the queue, relay control, aliases. */
+static void
+smtpd_open_stores(void)
+{
+	const char *error;
+	unsigned removed = 0;
+
+	if (smtp_queue_open(conf_str("queue_directory"), &smtpd.queue,
+	    &error) < 0)
+		log_fatal("%s", error);
+	if (smtp_queue_cleanup(smtpd.queue, SMTP_QUEUE_CLEANUP_AGE, &removed,
+	    &error) < 0)
+		log_warning("%s", error);
+	else if (removed > 0)
+		log_info("queue: removed %u files of interrupted transactions",
+		    removed);
+	if (smtp_relay_new_conf(&smtpd.relay, &error) < 0)
+		log_fatal("%s", error);
+	(void)smtpd_aliases();
+}
+
+static void
+smtpd_signal(int signo, void *ctx)
+{
+	(void)signo;
+	ioloop_stop(ctx);
+}
+
+int
+smtpd_main(bool foreground, bool have_log_fd)
+{
+	const char *error;
+
+	loftd_log_setup("smtpd", foreground, have_log_fd);
+	signal(SIGPIPE, SIG_IGN);
+	umask(077);
+	if (strlcpy(smtpd.hostname, conf_str("myhostname"),
+	    sizeof(smtpd.hostname)) >= sizeof(smtpd.hostname) ||
+	    smtpd.hostname[0] == '\0' || strpbrk(smtpd.hostname, " \t") !=
+	    NULL)
+		log_fatal("myhostname %s: not a host name",
+		    conf_str("myhostname"));
+	if (conf_str("tls_cert_file")[0] != '\0' &&
+	    tls_ctx_new(conf_str("tls_cert_file"), conf_str("tls_key_file"),
+	    conf_str("tls_protocols"), conf_str("tls_ciphers"),
+	    conf_str("tls_ciphersuites"), &smtpd.tls, &error) < 0)
+		log_fatal("%s", error);
+	if (smtpd_get_mechs(&error) < 0)
+		log_fatal("asking the auth process for mechanisms: %s", error);
+	smtpd_drop_privileges();
+	smtpd_open_stores();
+	smtpd.timeout_ms = (unsigned)conf_time("smtpd_timeout") * 1000;
+	smtpd.loop = ioloop_new();
+	if (ioloop_signal_add(smtpd.loop, SIGTERM, smtpd_signal,
+	    smtpd.loop) < 0)
+		log_fatal("signals: cannot watch SIGTERM");
+	smtpd.master = chan_new(smtpd.loop, LOFTD_FD_MASTER, &smtpd_master_cb,
+	    NULL);
+	smtpd.auth = chan_new(smtpd.loop, LOFTD_FD_AUTH, &smtpd_auth_cb, NULL);
+	ioloop_run(smtpd.loop);
+	while (smtpd.clients != NULL)
+		smtpd_client_free(smtpd.clients, false);
+	chan_free(&smtpd.master);
+	chan_free(&smtpd.auth);
+	tls_ctx_free(&smtpd.tls);
+	smtp_alias_close(&smtpd.aliases);
+	smtp_relay_free(&smtpd.relay);
+	smtp_queue_close(&smtpd.queue);
+	ioloop_free(&smtpd.loop);
+	conf_reset();
+	return 0;
+}
