@@ -259,6 +259,20 @@ def run(env, d, ctx, fmt):
     typ, data = M.list()
     t.ok(typ == "OK" and not any(b"Old" in x for x in data),
          "%s: LIST no longer shows it" % fmt)
+
+    # Subscriptions: kept across sessions, in the user's file.
+    typ, data = M.lsub()
+    t.ok(typ == "OK" and any(x.endswith(b'"Trash"') for x in data),
+         "%s: LSUB: every folder before any SUBSCRIBE" % fmt)
+    typ, _ = M.unsubscribe("Trash")
+    t.eq(typ, "OK", "%s: UNSUBSCRIBE Trash" % fmt)
+    typ, _ = M.subscribe("Later/Maybe")
+    t.eq(typ, "OK", "%s: SUBSCRIBE a name that is no folder" % fmt)
+    typ, data = M2.lsub()
+    names = [x.rsplit(b" ", 1)[-1] for x in data if x]
+    t.ok(typ == "OK" and b'"Trash"' not in names and
+         b'"Later/Maybe"' in names and b'"INBOX"' in names,
+         "%s: another session's LSUB sees both changes (%r)" % (fmt, names))
     M.logout()
     M2.logout()
 

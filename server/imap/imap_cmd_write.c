@@ -20,9 +20,9 @@
  * before the FETCH that shows it (here, and to the other sessions at
  * their next sync). \Recent is ignored; "\*" and any other "\X" are
  * BAD, as is an atom with characters no flag-keyword has. $Forwarded is
- * the flag Maildir writes "P". Every folder counts as subscribed:
- * SUBSCRIBE and UNSUBSCRIBE check the name and change nothing, and LSUB
- * answers as LIST.
+ * the flag Maildir writes "P". SUBSCRIBE and UNSUBSCRIBE check the name
+ * and change the user's subscriptions (imap_list.c keeps them; RENAME
+ * moves them along).
  *
  * APPEND takes several messages (MULTIAPPEND, RFC 3502), each with its
  * own flags and date, each a literal or a literal8 (RFC 3516: stored as
@@ -1320,8 +1320,10 @@ imap_cmd_rename(struct imap_session *s, const struct imap_cmd *cmd)
 		char cf[1024], ct[1024];
 
 		if (imap_canonical(st, buf_cstr(&from), cf, sizeof(cf)) &&
-		    imap_canonical(st, buf_cstr(&to), ct, sizeof(ct)))
+		    imap_canonical(st, buf_cstr(&to), ct, sizeof(ct))) {
 			(void)imap_special_use_rename(s, cf, ct);
+			(void)imap_subscriptions_rename(s, cf, ct);
+		}
 	}
 	imap_rename_view(s, st, buf_cstr(&from), buf_cstr(&to));
 	imap_tagged(s, "OK", "RENAME completed");
@@ -1330,13 +1332,15 @@ out:
 	buf_free(&to);
 }
 
-/* Every folder is subscribed (see the top): check the name only. */
+/* SUBSCRIBE and UNSUBSCRIBE: the name must be valid, not existing
+ * (RFC 3501 6.3.6); imap_list.c keeps the list. */
 void
 imap_cmd_subscribe(struct imap_session *s, const struct imap_cmd *cmd)
 {
 	char canon[STORE_FOLDER_NAME_MAX + 1];
 	struct store *st;
 	struct buf name;
+	int ret;
 
 	buf_init(&name, IMAP_WRITE_NAME_MAX * 4);
 	if (cmd->argc != 1) {
@@ -1346,11 +1350,19 @@ imap_cmd_subscribe(struct imap_session *s, const struct imap_cmd *cmd)
 	if (imap_name_arg(s, cmd, 0, &name) < 0 ||
 	    (st = imap_store(s)) == NULL)
 		goto out;
-	if (!imap_canonical(st, buf_cstr(&name), canon, sizeof(canon)))
+	if (!imap_canonical(st, buf_cstr(&name), canon, sizeof(canon))) {
 		imap_tagged(s, "NO", "[CANNOT] Invalid mailbox name");
+		goto out;
+	}
+	ret = imap_subscribe(s, canon, strcasecmp(cmd->name, "SUBSCRIBE") ==
+	    0);
+	if (ret == 0)
+		imap_tagged(s, "OK", "%s completed", cmd->name);
+	else if (ret == -2)
+		imap_tagged(s, "NO", "[LIMIT] Too many subscriptions");
 	else
-		imap_tagged(s, "OK", "%s completed (every mailbox is "
-		    "subscribed)", cmd->name);
+		imap_tagged(s, "NO", "[SERVERBUG] Cannot save the "
+		    "subscriptions");
 out:
 	buf_free(&name);
 }

@@ -4,25 +4,31 @@
  * LSUB; XLIST, the legacy Gmail command; and the default folders a new
  * user gets.
  *
- * Choices: every folder that can hold messages counts as subscribed
- * (imap_cmd_write.c: SUBSCRIBE changes nothing), so \Noselect parents
- * are the only unsubscribed names. Special use is kept by name (the
- * top-level folders Sent, Drafts, Trash, Junk and Archive) and, for
- * folders made with CREATE-SPECIAL-USE (RFC 6154 section 3), in a small
- * file of the user's beside the folders: "loft-special-use" in the
- * Maildir, ".loft-special-use" in the mbox directory (the dot keeps it
- * out of LIST), one "\Attr<TAB>folder" line each, replaced whole
- * (written, fsynced, renamed). Not in the index, which a rebuild
- * replaces. Special-use attributes are returned by every LIST (RFC 6154
+ * Choices: subscriptions (SUBSCRIBE, UNSUBSCRIBE, LSUB, LIST (SUBSCRIBED))
+ * live in a small file of the user's beside the folders,
+ * "loft-subscriptions" ("NAME" lines, as the store spells folders). A
+ * user without one (every user before the first SUBSCRIBE or
+ * UNSUBSCRIBE) has every folder that can hold messages subscribed; the
+ * first change writes the file with those folders and the change. A
+ * subscribed name that is no folder stays subscribed (RFC 3501 6.3.6):
+ * LSUB shows it \Noselect, LIST (SUBSCRIBED) \NonExistent. RENAME moves
+ * subscriptions with the folder (as Dovecot does), DELETE keeps them.
+ * Special use is kept by name (the top-level folders Sent, Drafts,
+ * Trash, Junk and Archive) and, for folders made with CREATE-SPECIAL-USE
+ * (RFC 6154 section 3), in another such file, "loft-special-use", one
+ * "\Attr<TAB>folder" line each. Both files are named with a leading dot
+ * in an mbox directory (which keeps them out of LIST), read bounded
+ * (IMAP_USERFILE_MAX), and replaced whole (written, fsynced, renamed).
+ * Not in the index, which a rebuild replaces. Special-use attributes are returned by every LIST (RFC 6154
  * allows it); XLIST adds \Inbox and spells \Junk as Gmail does, \Spam.
  * CHILDREN information is always returned (RFC 5258 allows it).
  *
  * Trusts nothing the client sends: arguments come through the parser's
  * accessors, names through lib/utf7; patterns are matched in time
  * bounded by pattern length times name length, never by backtracking.
- * The special-use file is read bounded (IMAP_SPECIAL_FILE_MAX bytes,
- * IMAP_SPECIAL_ENTRIES_MAX folders) and lines it cannot read are
- * skipped. Trusts the store's folder list and the index.
+ * Lines of those files that cannot be read are skipped, and they hold
+ * at most IMAP_SPECIAL_ENTRIES_MAX and IMAP_SUBS_MAX names. Trusts the
+ * store's folder list and the index.
  */
 #include "config.h"
 
@@ -55,9 +61,12 @@ int imap_default_folders(struct imap_session *s);
 #define IMAP_LIST_NAME_MAX	1024
 #define IMAP_LIST_FOLDERS_MAX	10000	/* folders one LIST reports */
 #define IMAP_LIST_PATTERNS_MAX	32	/* patterns in one LIST */
-/* Bytes of the special-use file read. */
-#define IMAP_SPECIAL_FILE_MAX	65536
-#define IMAP_SPECIAL_ENTRIES_MAX 1000	/* folders in it */
+/* Bytes of the special-use or subscriptions file read. */
+#define IMAP_USERFILE_MAX	(256 * 1024)
+#define IMAP_SPECIAL_ENTRIES_MAX 1000	/* folders in the special-use file */
+#define IMAP_SUBS_MAX		IMAP_LIST_FOLDERS_MAX	/* subscriptions */
+/* A subscribed name that is no folder, in imap_list_folders.attrs. */
+#define IMAP_LIST_NONEXISTENT	0x100u
 
 /* Selection options (RFC 5258 section 3.1). */
 #define IMAP_LSEL_SUBSCRIBED	0x01u
@@ -87,11 +96,19 @@ struct imap_special_use {
 	size_t count;
 };
 
+/* The subscriptions: all, or the names listed. */
+struct imap_subs {
+	bool all;		/* no file: every selectable folder */
+	char **names;		/* owned */
+	size_t count;
+};
+
 struct imap_list_folders {
 	char **names;		/* owned */
-	unsigned *attrs;	/* owned, STORE_FOLDER_* */
+	unsigned *attrs;	/* owned, STORE_FOLDER_*, IMAP_LIST_NONEXISTENT */
 	size_t count;
 	struct imap_special_use su;
+	struct imap_subs subs;
 };
 
 static const struct {
@@ -149,14 +166,91 @@ imap_special_set(struct imap_special_use *u, const char *name,
 	u->uses[i] = uses;
 }
 
+/*
+ * The user's small files beside the folders: base "special-use" is
+ * "loft-special-use" in a Maildir, ".loft-special-use" in an mbox
+ * directory.
+ */
 static int
-imap_special_path(struct store *st, char *out, size_t size)
+imap_userfile_path(struct store *st, const char *base, char *out,
+    size_t size)
 {
 	const struct mailloc *ml = store_location(st);
 
-	return snprintf(out, size, "%s/%s", ml->root,
-	    ml->format == MAILLOC_MBOX ? ".loft-special-use" :
-	    "loft-special-use") < (int)size ? 0 : -1;
+	return snprintf(out, size, "%s/%sloft-%s", ml->root,
+	    ml->format == MAILLOC_MBOX ? "." : "", base) < (int)size ? 0 : -1;
+}
+
+/* The file's text, NUL-terminated, into *text_r (caller frees): 1; 0 if
+ * there is none; -1 if it cannot be read (logged). At most
+ * IMAP_USERFILE_MAX bytes are read. */
+static int
+imap_userfile_read(struct store *st, const char *base, char **text_r)
+{
+	char path[PATH_MAX], *text;
+	FILE *f;
+	size_t n;
+
+	*text_r = NULL;
+	if (imap_userfile_path(st, base, path, sizeof(path)) < 0)
+		return -1;
+	if ((f = fopen(path, "re")) == NULL) {
+		if (errno == ENOENT)
+			return 0;
+		log_warning("imap: cannot read %s: %s", path,
+		    strerror(errno));
+		return -1;
+	}
+	text = xmalloc(IMAP_USERFILE_MAX + 1);
+	n = fread(text, 1, IMAP_USERFILE_MAX, f);
+	text[n] = '\0';
+	fclose(f);
+	*text_r = text;
+	return 1;
+}
+
+/* Replace the file with the bytes of b: written beside it, fsynced,
+ * renamed over it, the directory fsynced. 0, or -1 with *error_r. */
+static int
+imap_userfile_replace(struct store *st, const char *base,
+    const struct buf *b, const char **error_r)
+{
+	static char error[PATH_MAX + 128];
+	char path[PATH_MAX], tmp[PATH_MAX];
+	bool made = false;
+	int fd;
+
+	if (imap_userfile_path(st, base, path, sizeof(path)) < 0 ||
+	    snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp)) {
+		*error_r = "path too long";
+		return -1;
+	}
+	if (b->len > IMAP_USERFILE_MAX) {
+		errno = EFBIG;
+		goto fail;
+	}
+	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+	    0600)) < 0)
+		goto fail;
+	made = true;
+	if ((b->len > 0 && write(fd, b->data, b->len) != (ssize_t)b->len) ||
+	    fsync(fd) < 0) {
+		(void)close(fd);
+		goto fail;
+	}
+	if (close(fd) < 0 || rename(tmp, path) < 0)
+		goto fail;
+	made = false;
+	if (fsutil_fsync_parent(path) < 0)
+		goto fail;
+	return 0;
+fail:
+	snprintf(error, sizeof(error), "cannot write %s: %s", path,
+	    strerror(errno));
+	if (made)
+		(void)unlink(tmp);
+	*error_r = error;
+	return -1;
 }
 
 /* One "\Attr<TAB>folder" line; lines we cannot read are skipped. */
@@ -183,23 +277,11 @@ imap_special_line(struct imap_special_use *u, char *line)
 static void
 imap_special_load(struct store *st, struct imap_special_use *u)
 {
-	char path[PATH_MAX], *text, *line, *next;
-	FILE *f;
-	size_t n;
+	char *text, *line, *next;
 
 	memset(u, 0, sizeof(*u));
-	if (imap_special_path(st, path, sizeof(path)) < 0)
+	if (imap_userfile_read(st, "special-use", &text) <= 0)
 		return;
-	if ((f = fopen(path, "re")) == NULL) {
-		if (errno != ENOENT)
-			log_warning("imap: cannot read %s: %s", path,
-			    strerror(errno));
-		return;
-	}
-	text = xmalloc(IMAP_SPECIAL_FILE_MAX + 1);
-	n = fread(text, 1, IMAP_SPECIAL_FILE_MAX, f);
-	text[n] = '\0';
-	fclose(f);
 	for (line = text; line != NULL && *line != '\0'; line = next) {
 		if ((next = strchr(line, '\n')) != NULL)
 			*next++ = '\0';
@@ -208,67 +290,101 @@ imap_special_load(struct store *st, struct imap_special_use *u)
 	free(text);
 }
 
-static int
-imap_special_write(int fd, const struct imap_special_use *u)
-{
-	struct buf b;
-	int ret;
-
-	buf_init(&b, IMAP_SPECIAL_FILE_MAX);
-	for (size_t i = 0; i < u->count; i++)
-		for (size_t k = 0; k < IMAP_SPECIAL_COUNT; k++)
-			if (u->uses[i] & 1u << k &&
-			    buf_printf(&b, "%s\t%s\n", imap_special[k].attr,
-			    u->names[i]) < 0) {
-				buf_free(&b);
-				errno = EFBIG;
-				return -1;
-			}
-	ret = b.len == 0 || write(fd, b.data, b.len) == (ssize_t)b.len ?
-	    0 : -1;
-	if (ret == 0)
-		ret = fsync(fd);
-	buf_free(&b);
-	return ret;
-}
-
-/* Replace the file with *u: written beside it, fsynced, renamed over
- * it, the directory fsynced. 0, or -1 with *error_r. */
+/* Replace the file with *u. 0, or -1 with *error_r. */
 static int
 imap_special_save(struct store *st, const struct imap_special_use *u,
     const char **error_r)
 {
-	static char error[PATH_MAX + 128];
-	char path[PATH_MAX], tmp[PATH_MAX];
-	bool made = false;
-	int fd;
+	struct buf b;
+	int ret;
 
-	if (imap_special_path(st, path, sizeof(path)) < 0 ||
-	    snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp)) {
-		*error_r = "path too long";
-		return -1;
+	buf_init(&b, IMAP_USERFILE_MAX + 1);
+	for (size_t i = 0; i < u->count; i++)
+		for (size_t k = 0; k < IMAP_SPECIAL_COUNT; k++)
+			if (u->uses[i] & 1u << k)
+				(void)buf_printf(&b, "%s\t%s\n",
+				    imap_special[k].attr, u->names[i]);
+	ret = imap_userfile_replace(st, "special-use", &b, error_r);
+	buf_free(&b);
+	return ret;
+}
+
+/*
+ * Subscriptions.
+ */
+
+static void
+imap_subs_free(struct imap_subs *u)
+{
+	for (size_t i = 0; i < u->count; i++)
+		free(u->names[i]);
+	free(u->names);
+	memset(u, 0, sizeof(*u));
+}
+
+static bool
+imap_subs_listed(const struct imap_subs *u, const char *name)
+{
+	for (size_t i = 0; i < u->count; i++)
+		if (strcmp(u->names[i], name) == 0)
+			return true;
+	return false;
+}
+
+static void
+imap_subs_add(struct imap_subs *u, const char *name)
+{
+	if (imap_subs_listed(u, name) || u->count >= IMAP_SUBS_MAX)
+		return;
+	u->names = xreallocarray(u->names, u->count + 1, sizeof(char *));
+	u->names[u->count++] = xstrdup(name);
+}
+
+static void
+imap_subs_remove(struct imap_subs *u, const char *name)
+{
+	for (size_t i = 0; i < u->count; i++)
+		if (strcmp(u->names[i], name) == 0) {
+			free(u->names[i]);
+			u->names[i] = u->names[--u->count];
+			return;
+		}
+}
+
+/* The file into *u: a missing file is "all"; one that cannot be read
+ * too (logged), so that nothing disappears from a client's view. */
+static void
+imap_subs_load(struct store *st, struct imap_subs *u)
+{
+	char *text, *line, *next;
+
+	memset(u, 0, sizeof(*u));
+	if (imap_userfile_read(st, "subscriptions", &text) <= 0) {
+		u->all = true;
+		return;
 	}
-	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
-	    0600)) < 0)
-		goto fail;
-	made = true;
-	if (imap_special_write(fd, u) < 0) {
-		(void)close(fd);
-		goto fail;
+	for (line = text; line != NULL && *line != '\0'; line = next) {
+		if ((next = strchr(line, '\n')) != NULL)
+			*next++ = '\0';
+		if (line[0] != '\0' && strlen(line) <= STORE_FOLDER_NAME_MAX)
+			imap_subs_add(u, line);
 	}
-	if (close(fd) < 0 || rename(tmp, path) < 0)
-		goto fail;
-	made = false;
-	if (fsutil_fsync_parent(path) < 0)
-		goto fail;
-	return 0;
-fail:
-	snprintf(error, sizeof(error), "cannot write %s: %s", path,
-	    strerror(errno));
-	if (made)
-		(void)unlink(tmp);
-	*error_r = error;
-	return -1;
+	free(text);
+}
+
+static int
+imap_subs_save(struct store *st, const struct imap_subs *u,
+    const char **error_r)
+{
+	struct buf b;
+	int ret;
+
+	buf_init(&b, IMAP_USERFILE_MAX + 1);
+	for (size_t i = 0; i < u->count; i++)
+		(void)buf_printf(&b, "%s\n", u->names[i]);
+	ret = imap_userfile_replace(st, "subscriptions", &b, error_r);
+	buf_free(&b);
+	return ret;
 }
 
 /* The uses of folder name: by its name, and from the file. */
@@ -533,6 +649,7 @@ imap_list_folders_free(struct imap_list_folders *f)
 	free(f->names);
 	free(f->attrs);
 	imap_special_free(&f->su);
+	imap_subs_free(&f->subs);
 	memset(f, 0, sizeof(*f));
 }
 
@@ -554,13 +671,27 @@ imap_list_load(struct store *st, struct imap_list_folders *f,
 	if (!inbox && f->count < IMAP_LIST_FOLDERS_MAX)
 		(void)imap_list_folder_cb("INBOX", 0, f);
 	imap_special_load(st, &f->su);
+	imap_subs_load(st, &f->subs);
+	/* Subscribed names that are no folder are listed too, marked. */
+	for (size_t k = 0; k < f->subs.count; k++) {
+		size_t i;
+
+		for (i = 0; i < f->count; i++)
+			if (strcmp(f->names[i], f->subs.names[k]) == 0)
+				break;
+		if (i == f->count && f->count < IMAP_LIST_FOLDERS_MAX)
+			(void)imap_list_folder_cb(f->subs.names[k],
+			    IMAP_LIST_NONEXISTENT | STORE_FOLDER_NOSELECT, f);
+	}
 	return 0;
 }
 
 static bool
-imap_list_subscribed(unsigned attrs)
+imap_list_subscribed(const struct imap_list_folders *f, size_t i)
 {
-	return (attrs & STORE_FOLDER_NOSELECT) == 0;
+	if (f->subs.all)
+		return (f->attrs[i] & STORE_FOLDER_NOSELECT) == 0;
+	return imap_subs_listed(&f->subs, f->names[i]);
 }
 
 /* A folder below f->names[i] that is subscribed (RECURSIVEMATCH). */
@@ -571,7 +702,7 @@ imap_list_sub_below(const struct imap_list_folders *f, size_t i)
 
 	for (size_t j = 0; j < f->count; j++)
 		if (strncmp(f->names[j], f->names[i], n) == 0 &&
-		    f->names[j][n] == '/' && imap_list_subscribed(f->attrs[j]))
+		    f->names[j][n] == '/' && imap_list_subscribed(f, j))
 			return true;
 	return false;
 }
@@ -614,14 +745,21 @@ imap_list_attrs(const struct imap_list_req *r, const char *name,
 	const char *special;
 	bool xlist = strcmp(r->verb, "XLIST") == 0;
 
+	bool lsub = strcmp(r->verb, "LSUB") == 0;
+
 	buf_append_byte(b, '(');
-	if (attrs & STORE_FOLDER_NOSELECT)
+	/* RFC 5258: \NonExistent implies \Noselect; LSUB knows only the
+	 * latter. */
+	if ((attrs & IMAP_LIST_NONEXISTENT) && !lsub)
+		imap_list_attr(b, "\\NonExistent");
+	else if (attrs & STORE_FOLDER_NOSELECT)
 		imap_list_attr(b, "\\Noselect");
 	if (attrs & STORE_FOLDER_NOINFERIORS)
 		imap_list_attr(b, "\\Noinferiors");
-	imap_list_attr(b, attrs & STORE_FOLDER_CHILDREN ? "\\HasChildren" :
-	    "\\HasNoChildren");
-	if (sub)
+	if (!(attrs & IMAP_LIST_NONEXISTENT))
+		imap_list_attr(b, attrs & STORE_FOLDER_CHILDREN ?
+		    "\\HasChildren" : "\\HasNoChildren");
+	if (sub && !lsub)
 		imap_list_attr(b, "\\Subscribed");
 	if (xlist && strcmp(name, "INBOX") == 0)
 		imap_list_attr(b, "\\Inbox");
@@ -684,7 +822,7 @@ imap_list_selected(const struct imap_list_req *r,
     const struct imap_list_folders *f, size_t i, bool *sub_r,
     bool *childinfo_r)
 {
-	bool sub = imap_list_subscribed(f->attrs[i]);
+	bool sub = imap_list_subscribed(f, i);
 	bool recursive = (r->sel & IMAP_LSEL_RECURSIVE) != 0;
 
 	*sub_r = sub && (r->sel & IMAP_LSEL_SUBSCRIBED ||
@@ -692,6 +830,10 @@ imap_list_selected(const struct imap_list_req *r,
 	*childinfo_r = recursive && (r->sel & IMAP_LSEL_SUBSCRIBED) &&
 	    imap_list_sub_below(f, i);
 	if (!imap_list_matches_any(r, f->names[i]))
+		return false;
+	/* A name that is only a subscription: for subscription lists. */
+	if ((f->attrs[i] & IMAP_LIST_NONEXISTENT) &&
+	    !(r->sel & IMAP_LSEL_SUBSCRIBED))
 		return false;
 	if ((r->sel & IMAP_LSEL_SPECIAL) &&
 	    imap_special_uses(&f->su, f->names[i]) == 0)
@@ -748,6 +890,8 @@ imap_cmd_list_ext(struct imap_session *s, const struct imap_cmd *cmd)
 
 	memset(&r, 0, sizeof(r));
 	r.verb = cmd->name;
+	if (strcmp(r.verb, "LSUB") == 0)
+		r.sel |= IMAP_LSEL_SUBSCRIBED;
 	if (imap_list_parse(&r, cmd, &delim) < 0) {
 		imap_list_req_free(&r);
 		imap_bad(s, "LIST [(options)] reference pattern "
@@ -954,5 +1098,73 @@ imap_special_use_rename(struct imap_session *s, const char *from,
 		ret = -1;
 	}
 	imap_special_free(&u);
+	return ret;
+}
+
+int
+imap_subscribe(struct imap_session *s, const char *name, bool on)
+{
+	struct imap_list_folders f;
+	const char *error;
+	int ret;
+
+	if (s->st == NULL || imap_list_load(s->st, &f, &error) < 0)
+		return -1;
+	/* The first change writes down what "all" meant until now. */
+	if (f.subs.all) {
+		f.subs.all = false;
+		for (size_t i = 0; i < f.count; i++)
+			if ((f.attrs[i] & STORE_FOLDER_NOSELECT) == 0)
+				imap_subs_add(&f.subs, f.names[i]);
+	}
+	if (!on)
+		imap_subs_remove(&f.subs, name);
+	else if (f.subs.count >= IMAP_SUBS_MAX &&
+	    !imap_subs_listed(&f.subs, name)) {
+		imap_list_folders_free(&f);
+		return -2;
+	} else
+		imap_subs_add(&f.subs, name);
+	ret = imap_subs_save(s->st, &f.subs, &error);
+	if (ret < 0)
+		log_error("imap: user=<%s>, subscriptions: %s", s->user,
+		    error);
+	imap_list_folders_free(&f);
+	return ret;
+}
+
+int
+imap_subscriptions_rename(struct imap_session *s, const char *from,
+    const char *to)
+{
+	struct imap_subs u;
+	const char *error;
+	size_t n = strlen(from);
+	bool changed = false;
+	char *moved;
+	int ret = 0;
+
+	if (s->st == NULL)
+		return -1;
+	imap_subs_load(s->st, &u);
+	for (size_t i = 0; !u.all && i < u.count; i++) {
+		if (strncmp(u.names[i], from, n) != 0 ||
+		    (u.names[i][n] != '\0' && u.names[i][n] != '/'))
+			continue;
+		moved = xasprintf("%s%s", to, u.names[i] + n);
+		if (strlen(moved) > STORE_FOLDER_NAME_MAX) {
+			free(moved);
+			continue;
+		}
+		free(u.names[i]);
+		u.names[i] = moved;
+		changed = true;
+	}
+	if (changed && imap_subs_save(s->st, &u, &error) < 0) {
+		log_error("imap: user=<%s>, subscriptions: %s", s->user,
+		    error);
+		ret = -1;
+	}
+	imap_subs_free(&u);
 	return ret;
 }

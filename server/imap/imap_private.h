@@ -187,6 +187,15 @@ void imap_cmd_create_ext(struct imap_session *s, const struct imap_cmd *cmd);
  * a DELETE (to NULL), keep the special-use file in step. 0 or -1. */
 int imap_special_use_rename(struct imap_session *s, const char *from,
     const char *to);
+/* imap_subscribe: subscribe (on) or unsubscribe the folder name (as the
+ * store spells it; it need not exist) in the user's subscriptions file
+ * (imap_list.c). 0; -1 on failure (logged); -2 when the list is full. */
+int imap_subscribe(struct imap_session *s, const char *name, bool on);
+/* imap_subscriptions_rename: after a RENAME from -> to, the
+ * subscriptions of from and of the folders below it follow. 0 or -1
+ * (logged). */
+int imap_subscriptions_rename(struct imap_session *s, const char *from,
+    const char *to);
 /* imap_default_folders: Sent, Drafts, Trash, Junk, Archive for a user
  * who has nothing but INBOX. 0, or -1 (logged; login goes on). */
 int imap_default_folders(struct imap_session *s);

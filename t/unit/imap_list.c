@@ -6,7 +6,9 @@
  * RFC 6154 special-use attributes and the SPECIAL-USE selection, XLIST,
  * LSUB, the delimiter query, INBOX in any case, modified UTF-7 names,
  * a wildcard-heavy pattern, an extended LIST fed byte by byte, and
- * CREATE-SPECIAL-USE with its file on disk and the rename hook.
+ * CREATE-SPECIAL-USE with its file on disk and the rename hook, and
+ * subscriptions (SUBSCRIBE, UNSUBSCRIBE, their file, names that are no
+ * folder, DELETE and RENAME).
  *
  * Needs the command table to send LIST, LSUB and XLIST to
  * imap_cmd_list_ext and CREATE to imap_cmd_create_ext
@@ -510,6 +512,82 @@ test_bytewise(struct imap_session *s)
 	free(whole);
 }
 
+/* The subscriptions file, or "" if there is none. */
+static const char *
+t_subs_file(void)
+{
+	static char text[4096];
+	char path[PATH_MAX];
+	FILE *f;
+	size_t n;
+
+	snprintf(path, sizeof(path), "%s/%s", alice.home, maildir ?
+	    "Maildir/loft-subscriptions" : "mail/.loft-subscriptions");
+	if ((f = fopen(path, "r")) == NULL)
+		return "";
+	n = fread(text, 1, sizeof(text) - 1, f);
+	text[n] = '\0';
+	fclose(f);
+	return text;
+}
+
+/* SUBSCRIBE, UNSUBSCRIBE, LSUB and LIST (SUBSCRIBED) against the file:
+ * no file means every folder; the first change writes them all down. */
+static void
+test_subscriptions(struct imap_session *s)
+{
+	const char *r;
+
+	is_string(t_subs_file(), "", "no subscriptions file yet");
+	r = t_say(s, "b1 UNSUBSCRIBE Trash\r\n");
+	ok(has(r, "b1 OK UNSUBSCRIBE completed"), "UNSUBSCRIBE Trash");
+	ok(has(t_subs_file(), "INBOX\n") && has(t_subs_file(), "Sent\n") &&
+	    !has(t_subs_file(), "Trash\n"),
+	    "the file: every folder but Trash");
+	r = t_say(s, "b2 LSUB \"\" *\r\n");
+	ok(has(r, "\"INBOX\"\r\n") && has(r, "\"Drafts\"\r\n") &&
+	    !has(r, "\"Trash\""), "LSUB: Trash gone, the others there");
+	r = t_say(s, "b3 LIST (SUBSCRIBED) \"\" Trash\r\n");
+	is_string(r, "b3 OK LIST completed\r\n", "LIST (SUBSCRIBED): no Trash");
+	r = t_say(s, "b4 LIST \"\" Trash RETURN (SUBSCRIBED)\r\n");
+	ok(has(r, "\"Trash\"\r\n") && !has(r, "\\Subscribed"),
+	    "LIST RETURN (SUBSCRIBED): Trash, not \\Subscribed");
+
+	r = t_say(s, "b5 SUBSCRIBE Nowhere/Land\r\n");
+	ok(has(r, "b5 OK SUBSCRIBE completed"), "SUBSCRIBE a name that "
+	    "is no folder");
+	r = t_say(s, "b6 LSUB \"\" Nowhere/*\r\n");
+	is_string(r, "* LSUB (\\Noselect) \"/\" \"Nowhere/Land\"\r\n"
+	    "b6 OK LSUB completed\r\n", "LSUB: \\Noselect");
+	r = t_say(s, "b7 LIST (SUBSCRIBED) \"\" Nowhere/Land\r\n");
+	is_string(r, "* LIST (\\NonExistent \\Subscribed) \"/\" "
+	    "\"Nowhere/Land\"\r\nb7 OK LIST completed\r\n",
+	    "LIST (SUBSCRIBED): \\NonExistent");
+	r = t_say(s, "b8 LIST \"\" Nowhere*\r\n");
+	is_string(r, "b8 OK LIST completed\r\n", "plain LIST: not there");
+
+	r = t_say(s, "b9 CREATE Tmp\r\nb9a LSUB \"\" Tmp\r\n");
+	ok(has(r, "b9 OK") && !has(r, "* LSUB"),
+	    "CREATE does not subscribe (once there is a file)");
+	r = t_say(s, "b10 SUBSCRIBE Tmp\r\nb10a DELETE Tmp\r\n");
+	ok(has(r, "b10a OK"), "SUBSCRIBE, DELETE Tmp");
+	r = t_say(s, "b11 LSUB \"\" Tmp\r\n");
+	ok(has(r, "* LSUB (\\Noselect) \"/\" \"Tmp\"\r\n"),
+	    "DELETE keeps the subscription");
+	r = t_say(s, "b12 CREATE Tmp2\r\nb13 SUBSCRIBE Tmp2\r\n"
+	    "b14 RENAME Tmp2 Tmp3\r\n");
+	ok(has(r, "b14 OK RENAME completed"), "RENAME Tmp2 Tmp3");
+	r = t_say(s, "b15 LSUB \"\" Tmp*\r\n");
+	ok(has(r, "\"Tmp3\"\r\n") && !has(r, "\"Tmp2\""),
+	    "RENAME moved the subscription");
+	r = t_say(s, "b16 SUBSCRIBE Trash\r\nb17 UNSUBSCRIBE Nowhere/Land\r\n"
+	    "b18 LSUB \"\" *\r\n");
+	ok(has(r, "\"Trash\"\r\n") && !has(r, "Nowhere"),
+	    "SUBSCRIBE Trash again, UNSUBSCRIBE Nowhere/Land");
+	r = t_say(s, "b19 SUBSCRIBE a.b\r\n");
+	ok(has(r, "b19 NO [CANNOT]"), "a name the store refuses: NO [CANNOT]");
+}
+
 static void
 t_format(const char *location, bool md)
 {
@@ -545,6 +623,7 @@ t_format(const char *location, bool md)
 	test_patterns(s);
 	test_bytewise(s);
 	test_create_special(s);
+	test_subscriptions(s);
 	imap_session_free(&s);
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", home);
 	if (system(cmd) != 0)
