@@ -13,5 +13,10 @@ int ctl_reindex_main(int argc, char **argv);
 int ctl_index_main(int argc, char **argv);
 int ctl_newaliases_main(int argc, char **argv);
 int ctl_alias_main(int argc, char **argv);
+/* ctl_queue.c: mailq (also installed as mailq) and queue
+ * delete|hold|release|flush|show, on queue_directory; started as root
+ * they become mail_owner for good first. */
+int ctl_mailq_main(int argc, char **argv);
+int ctl_queue_main(int argc, char **argv);
 
 #endif

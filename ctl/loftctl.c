@@ -31,6 +31,9 @@ static const struct ctl_command ctl_commands[] = {
 	{ "index", ctl_index_main, "index stats|compact USER | index list USER [FOLDER]" },
 	{ "newaliases", ctl_newaliases_main, "newaliases [TABLE ...]" },
 	{ "alias", ctl_alias_main, "alias lookup [-r] NAME ..." },
+	{ "mailq", ctl_mailq_main, "mailq" },
+	{ "queue", ctl_queue_main,
+	    "queue delete|hold|release ID ...|ALL, queue flush, queue show ID" },
 };
 
 static int
@@ -48,9 +51,12 @@ main(int argc, char **argv)
 {
 	const char *config = conf_default_path(), *err;
 	const char *prog = argc > 0 ? argv[0] : "";
-	/* Installed as "newaliases" too (a link): that command alone. */
-	bool newaliases = strcmp(strrchr(prog, '/') != NULL ?
-	    strrchr(prog, '/') + 1 : prog, "newaliases") == 0;
+	const char *base = strrchr(prog, '/') != NULL ? strrchr(prog, '/') + 1 :
+	    prog;
+	/* Installed as "newaliases" and "mailq" too (links): that command
+	 * alone. */
+	const char *linked = strcmp(base, "newaliases") == 0 ? "newaliases" :
+	    strcmp(base, "mailq") == 0 ? "mailq" : NULL;
 	int ch;
 
 	log_open("loft/ctl", LOG_DEST_STDERR);
@@ -62,8 +68,8 @@ main(int argc, char **argv)
 	}
 	argc -= optind;
 	argv += optind;
-	if (newaliases) {
-		argv[-1] = (char *)"newaliases";	/* optind >= 1 */
+	if (linked != NULL) {
+		argv[-1] = (char *)linked;	/* optind >= 1 */
 		argv--;
 		argc++;
 	}
