@@ -43,11 +43,9 @@
 #include "xmalloc.h"
 #include "smtp/smtp_queue.h"
 
-/* Postfix's classic headings (postqueue's showq_compat.c), the line
- * scripts that read mailq know; the lines below them use Postfix's
- * long-ID layout, which fits our 17-character IDs: ID and status (18),
- * size (8), arrival (19), then the sender; recipients start in the
- * sender's column. */
+/* Postfix's headings and layout for long queue IDs, which fit our
+ * 17-character IDs: ID and status (18), size (8), arrival (19), then the
+ * sender; recipients start in the sender's column. */
 #define CTL_QUEUE_HEADINGS \
 	"----Queue ID------ --Size-- ---Arrival Time---- --Sender/Recipient------\n"
 #define CTL_QUEUE_RCPT_INDENT	48	/* 18 + 1 + 8 + 1 + 19 + 1 */
