@@ -439,6 +439,32 @@ const struct conf_param conf_params[] = {
 	    "Time an SMTP client may stay silent, or a reply unsent, before "
 	    "it is disconnected" },
 
+	/* The queue manager (server/loftd/qmgr.c): local delivery out of
+	 * queue_directory, with Postfix's names, defaults and meaning. */
+	{ "always_bcc", CONF_TYPE_STRING, "", 0, 0, 0, NULL, NULL, NULL, 0,
+	    "Address that gets a copy of every message received by SMTP "
+	    "(empty: none)" },
+	{ "bounce_queue_lifetime", CONF_TYPE_TIME, "5d",
+	    0, 365 * 86400, 'd', NULL, NULL, NULL, 0,
+	    "Time a bounce (null sender) is retried before it is given up" },
+	{ "hopcount_limit", CONF_TYPE_INT, "50",
+	    1, 10000, 0, NULL, NULL, NULL, 0,
+	    "Most Received: header lines a message may have; more is a "
+	    "mail forwarding loop" },
+	{ "maximal_backoff_time", CONF_TYPE_TIME, "4000s",
+	    1, 365 * 86400, 's', NULL, NULL, NULL, 0,
+	    "Longest time between two attempts to deliver deferred mail" },
+	{ "maximal_queue_lifetime", CONF_TYPE_TIME, "5d",
+	    0, 365 * 86400, 'd', NULL, NULL, NULL, 0,
+	    "Time deferred mail is retried before it is given up" },
+	{ "minimal_backoff_time", CONF_TYPE_TIME, "300s",
+	    1, 365 * 86400, 's', NULL, NULL, NULL, 0,
+	    "Shortest time between two attempts to deliver deferred mail "
+	    "(the delay doubles from it)" },
+	{ "queue_manager", CONF_TYPE_BOOL, "yes", 0, 0, 0, NULL, NULL, NULL,
+	    0, "Whether loftd delivers mail out of queue_directory (no: "
+	    "mail received stays queued)" },
+
 	/* Logging. */
 	{ "maillog_file", CONF_TYPE_PATH, "", 0, 0, 0, NULL, NULL, NULL, 0,
 	    "File the log is appended to (empty: syslog)" },

@@ -1,5 +1,6 @@
 /*
- * conn_tls.c: lib/tls as a transport of lib/conn (see conn_tls.h). It maps
+ * conn_tls.c: lib/tls as a transport of lib/conn (see conn_tls.h), for
+ * both the server side and the outbound SMTP client. It maps
  * the TLS_WANT_* results of tls_conn_read/write to the EAGAIN + direction
  * that conn expects, TLS errors to a fatal errno with OpenSSL's reason as
  * the connection's error text, and close to a best-effort close_notify.
@@ -167,27 +168,31 @@ conn_tls_fail(const char **error_r, const char *what)
 	return -1;
 }
 
-int
-conn_tls_start(struct conn *conn, struct tls_ctx *ctx, const char **error_r)
+/* conn_tls_usable: whether conn can switch to TLS now. */
+static int
+conn_tls_usable(struct conn *conn, const char **error_r)
 {
-	struct tls_conn *tls;
-	struct conn_tls *t;
-	const char *error;
-	int fd = conn_fd(conn);
-
-	if (fd < 0)
+	if (conn_fd(conn) < 0)
 		return conn_tls_fail(error_r, "TLS: the connection is closed");
 	if (conn_tls_lookup(conn) != NULL)
 		return conn_tls_fail(error_r, "TLS is already active");
 	if (conn_output_size(conn) > 0)
 		return conn_tls_fail(error_r, "TLS: output is still queued "
 		    "(start TLS once the reply has been sent)");
-	if (tls_conn_new(ctx, fd, &tls, &error) < 0)
-		return conn_tls_fail(error_r, error);
+	return 0;
+}
+
+/* conn_tls_attach: make tls (owned from here on) conn's transport. */
+static int
+conn_tls_attach(struct conn *conn, struct tls_conn *tls,
+    const char **error_r)
+{
+	struct conn_tls *t;
+
 	t = xcalloc(1, sizeof(*t));
 	t->conn = conn;
 	t->tls = tls;
-	t->fd = fd;
+	t->fd = conn_fd(conn);
 	if (conn_set_transport(conn, &conn_tls_ops, t) < 0) {
 		tls_conn_free(&t->tls);
 		free(t);
@@ -196,6 +201,34 @@ conn_tls_start(struct conn *conn, struct tls_ctx *ctx, const char **error_r)
 	}
 	conn_tls_register(t);
 	return 0;
+}
+
+int
+conn_tls_start(struct conn *conn, struct tls_ctx *ctx, const char **error_r)
+{
+	struct tls_conn *tls;
+	const char *error;
+
+	if (conn_tls_usable(conn, error_r) < 0)
+		return -1;
+	if (tls_conn_new(ctx, conn_fd(conn), &tls, &error) < 0)
+		return conn_tls_fail(error_r, error);
+	return conn_tls_attach(conn, tls, error_r);
+}
+
+int
+conn_tls_start_client(struct conn *conn, struct tls_ctx *ctx,
+    const char *servername, const char *verify_name, const char **error_r)
+{
+	struct tls_conn *tls;
+	const char *error;
+
+	if (conn_tls_usable(conn, error_r) < 0)
+		return -1;
+	if (tls_conn_new_client(ctx, conn_fd(conn), servername, verify_name,
+	    &tls, &error) < 0)
+		return conn_tls_fail(error_r, error);
+	return conn_tls_attach(conn, tls, error_r);
 }
 
 struct tls_conn *

@@ -53,6 +53,24 @@ int conn_tls_start(struct conn *conn, struct tls_ctx *ctx,
     const char **error_r);
 
 /*
+ * conn_tls_start_client: the same for the client side (outbound SMTP
+ * after "220 Ready to start TLS"): a tls_conn_new_client session from ctx
+ * (a tls_client_ctx_new context) with servername (SNI) and verify_name
+ * (NULL: the certificate is not checked) as tls_conn_new_client takes
+ * them. The client speaks first: the handshake runs inside the first
+ * write, so queue the next command (EHLO) right after; its reply is the
+ * first thing read inside TLS. A failed handshake, a failed verification
+ * included, is CONN_EV_ERROR with conn_error() saying why ("write: TLS
+ * handshake failed: certificate verify failed (hostname mismatch)").
+ * Before calling it, drop what the server sent after its 220 with
+ * conn_input_discard(): it was plaintext and must not be read as a reply
+ * inside TLS. Returns 0, or -1 with *error_r for the same reasons as
+ * conn_tls_start; conn is then unchanged and plaintext.
+ */
+int conn_tls_start_client(struct conn *conn, struct tls_ctx *ctx,
+    const char *servername, const char *verify_name, const char **error_r);
+
+/*
  * conn_tls_get: the TLS session of conn, or NULL if conn does not speak
  * TLS (never started, or closed). Borrowed: owned by conn, valid until
  * conn_close() or conn_set_transport(); do not read or write through it.

@@ -1,7 +1,9 @@
 /*
- * tls.c: server-side TLS on OpenSSL 3 (tls.h): a context built from the
- * tls_* parameters, and a non-blocking transport that maps OpenSSL's
- * SSL_ERROR_WANT_* onto TLS_WANT_* for the event loop.
+ * tls.c: TLS on OpenSSL 3 (tls.h): a server context built from the tls_*
+ * parameters, a client context for outbound SMTP (system or given trust
+ * anchors, certificate names checked per connection when asked), and a
+ * non-blocking transport that maps OpenSSL's SSL_ERROR_WANT_* onto
+ * TLS_WANT_* for the event loop.
  *
  * Trusts the configuration (cert, key, protocol and cipher settings: the
  * administrator's, though they are checked and refused with a reason) and
@@ -18,18 +20,21 @@
 #include <string.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 #include "compat/compat.h"
 #include "xmalloc.h"
 #include "tls.h"
 
 struct tls_ctx {
 	SSL_CTX *ssl_ctx;		/* owned; one reference */
+	bool client;			/* made by tls_client_ctx_new */
 };
 
 struct tls_conn {
 	SSL *ssl;			/* owned; holds a reference to its
 					   SSL_CTX */
 	bool failed;			/* a fatal error happened */
+	bool verify;			/* client: the peer's name checked */
 	char error[TLS_ERROR_MAX];
 	char info[128];
 };
@@ -318,6 +323,8 @@ tls_ctx_reload(struct tls_ctx *ctx, const char *cert, const char *key,
 {
 	SSL_CTX *ssl_ctx;
 
+	if (ctx->client)
+		return tls_fail(error_r, "tls_ctx_reload: not a server context");
 	ssl_ctx = tls_build(cert, key, protocols, ciphers, suites, error_r);
 	if (ssl_ctx == NULL)
 		return -1;
@@ -382,6 +389,8 @@ tls_conn_new(struct tls_ctx *ctx, int fd, struct tls_conn **c_r,
 	struct tls_conn *c;
 	SSL *ssl;
 
+	if (ctx->client)
+		return tls_fail(error_r, "not a server TLS context");
 	ERR_clear_error();
 	if ((ssl = SSL_new(ctx->ssl_ctx)) == NULL)
 		return tls_fail_ssl(error_r, "cannot create a TLS session");
@@ -415,6 +424,21 @@ tls_conn_syscall(struct tls_conn *c, const char *op, int saved_errno)
 		    "connection closed", op);
 }
 
+/* tls_conn_verify_text: " (why)" when a client's verification of the
+ * peer failed, else "": "certificate verify failed" alone does not say
+ * whether the name or the chain was wrong. */
+static const char *
+tls_conn_verify_text(struct tls_conn *c)
+{
+	static char text[160];
+	long v;
+
+	if (!c->verify || (v = SSL_get_verify_result(c->ssl)) == X509_V_OK)
+		return "";
+	snprintf(text, sizeof(text), " (%s)", X509_verify_cert_error_string(v));
+	return text;
+}
+
 /* tls_conn_status: what a failed SSL call (ret) means for the caller. */
 static int
 tls_conn_status(struct tls_conn *c, int ret, int saved_errno, bool reading)
@@ -438,8 +462,8 @@ tls_conn_status(struct tls_conn *c, int ret, int saved_errno, bool reading)
 		tls_conn_syscall(c, op, saved_errno);
 		break;
 	case SSL_ERROR_SSL:
-		snprintf(c->error, sizeof(c->error), "TLS %s failed: %s", op,
-		    tls_reason(reason, sizeof(reason)));
+		snprintf(c->error, sizeof(c->error), "TLS %s failed: %s%s", op,
+		    tls_reason(reason, sizeof(reason)), tls_conn_verify_text(c));
 		break;
 	default:
 		snprintf(c->error, sizeof(c->error), "TLS %s failed: "
@@ -544,4 +568,130 @@ const char *
 tls_conn_error(struct tls_conn *c)
 {
 	return c->error;
+}
+
+/* --- the client side --- */
+
+/* tls_client_settings: what a client context needs besides trust. */
+static int
+tls_client_settings(SSL_CTX *ctx, const char *protocols,
+    const char **error_r)
+{
+	struct tls_protocols p;
+
+	if (tls_parse_protocols(protocols, &p, error_r) < 0)
+		return -1;
+	if (SSL_CTX_set_min_proto_version(ctx, p.min) != 1 ||
+	    SSL_CTX_set_max_proto_version(ctx, p.max) != 1)
+		return tls_fail_ssl(error_r, "smtp_tls_protocols");
+	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION |
+	    SSL_OP_NO_COMPRESSION);
+	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
+	    SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
+	/* Verification is asked per connection (tls_conn_new_client): an
+	 * opportunistic session must not fail on a self-signed peer. */
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+	return 0;
+}
+
+static int
+tls_client_trust(SSL_CTX *ctx, const char *ca_file, const char **error_r)
+{
+	char reason[256];
+
+	if (ca_file == NULL || *ca_file == '\0') {
+		if (SSL_CTX_set_default_verify_paths(ctx) != 1)
+			return tls_fail_ssl(error_r, "cannot load the system "
+			    "certificate store");
+		return 0;
+	}
+	if (SSL_CTX_load_verify_locations(ctx, ca_file, NULL) != 1)
+		return tls_fail(error_r, "smtp_tls_CAfile %s: cannot load the "
+		    "certificates: %s", ca_file,
+		    tls_reason(reason, sizeof(reason)));
+	return 0;
+}
+
+int
+tls_client_ctx_new(const char *protocols, const char *ca_file,
+    struct tls_ctx **ctx_r, const char **error_r)
+{
+	SSL_CTX *ssl_ctx;
+
+	ERR_clear_error();
+	if ((ssl_ctx = SSL_CTX_new(TLS_client_method())) == NULL)
+		return tls_fail_ssl(error_r, "cannot create a TLS context");
+	if (tls_client_settings(ssl_ctx, protocols, error_r) < 0 ||
+	    tls_client_trust(ssl_ctx, ca_file, error_r) < 0) {
+		SSL_CTX_free(ssl_ctx);
+		return -1;
+	}
+	*ctx_r = xcalloc(1, sizeof(**ctx_r));
+	(*ctx_r)->ssl_ctx = ssl_ctx;
+	(*ctx_r)->client = true;
+	return 0;
+}
+
+/* tls_is_ip_literal: SNI must not carry an address (RFC 6066 section 3). */
+static bool
+tls_is_ip_literal(const char *name)
+{
+	return strspn(name, "0123456789.") == strlen(name) ||
+	    strchr(name, ':') != NULL;
+}
+
+/* tls_client_names: SNI and, when asked, the name the peer must carry. */
+static int
+tls_client_names(SSL *ssl, const char *servername, const char *verify_name,
+    const char **error_r)
+{
+	if (servername != NULL && *servername != '\0' &&
+	    !tls_is_ip_literal(servername) &&
+	    SSL_set_tlsext_host_name(ssl, servername) != 1)
+		return tls_fail_ssl(error_r, "cannot set the TLS server name");
+	if (verify_name == NULL)
+		return 0;
+	if (*verify_name == '\0')
+		return tls_fail(error_r, "TLS: empty name to verify");
+	SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+	if (SSL_set1_host(ssl, verify_name) != 1)
+		return tls_fail_ssl(error_r, "cannot set the TLS name to "
+		    "verify");
+	SSL_set_verify(ssl, SSL_VERIFY_PEER, NULL);
+	return 0;
+}
+
+int
+tls_conn_new_client(struct tls_ctx *ctx, int fd, const char *servername,
+    const char *verify_name, struct tls_conn **c_r, const char **error_r)
+{
+	struct tls_conn *c;
+	SSL *ssl;
+
+	if (!ctx->client)
+		return tls_fail(error_r, "not a client TLS context");
+	ERR_clear_error();
+	if ((ssl = SSL_new(ctx->ssl_ctx)) == NULL)
+		return tls_fail_ssl(error_r, "cannot create a TLS session");
+	if (SSL_set_fd(ssl, fd) != 1) {
+		SSL_free(ssl);
+		return tls_fail_ssl(error_r, "cannot attach the TLS session");
+	}
+	if (tls_client_names(ssl, servername, verify_name, error_r) < 0) {
+		SSL_free(ssl);
+		return -1;
+	}
+	SSL_set_connect_state(ssl);
+	c = xcalloc(1, sizeof(*c));
+	c->ssl = ssl;
+	c->verify = verify_name != NULL;
+	*c_r = c;
+	return 0;
+}
+
+bool
+tls_conn_verified(struct tls_conn *c)
+{
+	return c->verify && SSL_is_init_finished(c->ssl) == 1 &&
+	    SSL_get_verify_result(c->ssl) == X509_V_OK;
 }

@@ -62,6 +62,22 @@ int tls_ctx_reload(struct tls_ctx *ctx, const char *cert, const char *key,
     const char *protocols, const char *ciphers, const char *suites,
     const char **error_r);
 
+/*
+ * tls_client_ctx_new: a client context, for loft's outbound SMTP
+ * (smtp_tls_* parameters). protocols as for tls_ctx_new. ca_file: a PEM
+ * file of trust anchors (smtp_tls_CAfile); NULL or "" means the system
+ * store (OpenSSL's default paths: /etc/ssl/certs on Debian). Trust
+ * anchors are read now; they are used only by connections made with a
+ * verify name (tls_conn_new_client). The context refuses renegotiation
+ * and compression and releases the buffers of idle connections, as the
+ * server's does. Returns 0 with *ctx_r (free with tls_ctx_free), or -1
+ * with *error_r naming the parameter at fault. A client context cannot
+ * make server connections (tls_conn_new refuses it), nor a server
+ * context client ones; tls_ctx_reload refuses a client context.
+ */
+int tls_client_ctx_new(const char *protocols, const char *ca_file,
+    struct tls_ctx **ctx_r, const char **error_r);
+
 /* tls_ctx_free: free *ctx and set it to NULL; NULL is allowed. Connections
  * made from it stay usable until freed. */
 void tls_ctx_free(struct tls_ctx **ctx);
@@ -115,6 +131,28 @@ size_t tls_conn_pending(struct tls_conn *c);
  * the connection failed before (nothing is sent then).
  */
 int tls_conn_shutdown(struct tls_conn *c);
+
+/*
+ * tls_conn_new_client: a client-side TLS connection on fd (connected,
+ * non-blocking, the caller's: not closed by tls_conn_free), from a
+ * context of tls_client_ctx_new. The handshake starts with the first
+ * tls_conn_write (or read): the client speaks first.
+ * servername: sent as SNI (RFC 6066); NULL, "" or an IP address literal
+ * sends none. verify_name: NULL: the peer's certificate is not checked
+ * (opportunistic TLS: smtp_tls_security_level may and encrypt); else the
+ * handshake fails unless the chain verifies against the context's trust
+ * anchors and the certificate names verify_name (its DNS subjectAltNames,
+ * or its CN when it has none; a wildcard only as a whole leftmost label).
+ * A failed verification reads "TLS handshake failed: certificate verify
+ * failed (<OpenSSL's reason, e.g. hostname mismatch>)" in tls_conn_error.
+ * Returns 0 with *c_r, or -1 with *error_r.
+ */
+int tls_conn_new_client(struct tls_ctx *ctx, int fd, const char *servername,
+    const char *verify_name, struct tls_conn **c_r, const char **error_r);
+
+/* tls_conn_verified: whether the peer's certificate was verified (a
+ * client connection made with a verify name, handshake done). */
+bool tls_conn_verified(struct tls_conn *c);
 
 /* tls_conn_free: free *c (not its fd) and set it to NULL; NULL allowed. */
 void tls_conn_free(struct tls_conn **c);

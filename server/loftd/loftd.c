@@ -194,6 +194,8 @@ main(int argc, char **argv)
 		return login_main(foreground, have_log);
 	if (strcmp(role, "smtpd") == 0)
 		return smtpd_main(foreground, have_log);
+	if (strcmp(role, "qmgr") == 0)
+		return qmgr_main(foreground, have_log);
 #endif
 	if (strcmp(role, "mail") == 0)
 		return mailproc_main(foreground, have_log);

@@ -15,6 +15,9 @@
  *	smtpd	mail_owner, not chrooted (it writes the queue directory);
  *		TLS and SMTP on the smtp, submission and submissions
  *		listeners, relay control, the queue (smtpd.c)
+ *	qmgr	mail_owner; one, outside the generations: takes mail out
+ *		of the queue, expands aliases, asks the master for local
+ *		deliveries and records their results (qmgr.c)
  *
  * Descriptors a child finds at start: LOFTD_FD_MASTER, its channel to the
  * master (every role); for login and smtpd, LOFTD_FD_AUTH, its channel to
@@ -43,9 +46,33 @@
  *	LOFTD_SESSION	fd. u32 conn_id, u32 service, str rip, u32 rport,
  *			u32 secured, data pending, then the user record of
  *			auth_proto_add_user()
+ *	LOFTD_DELIVER	fd: the queued content, read-only. u32 id (the
+ *			master's), str queue_id, str rcpt (the address
+ *			for Delivered-To:), str sender (Return-Path:,
+ *			"" for <>), then the user record, as the master
+ *			looked it up
  *	LOFTD_RETIRE	as above: exit once the last session ends
  * mail -> master
  *	LOFTD_CONN_DONE	u32 conn_id: the session ended
+ *	LOFTD_DELIVER_RESULT  u32 id, u32 status (enum loftd_dstatus),
+ *			str dsn ("2.0.0"), str text (for the log and the
+ *			queue's diagnostic)
+ * smtpd -> master, and master -> qmgr (relayed as it came)
+ *	LOFTD_QUEUED	str queue_id: a message was committed to the queue
+ * master -> qmgr
+ *	LOFTD_FLUSH	(no fields) SIGUSR1 to the master: deliver every
+ *			deferred message now (Postfix's postqueue -f)
+ *	LOFTD_RETIRE	finish the deliveries under way, then exit
+ *	LOFTD_DELIVER_RESULT  u32 req (qmgr's), u32 status, str dsn,
+ *			str text
+ * qmgr -> master
+ *	LOFTD_DELIVER	fd: the content (data/ID), read-only. u32 req
+ *			(qmgr's number, repeated in the result), str
+ *			queue_id, str user (a local name: the master
+ *			looks it up, as itself, then without its
+ *			recipient_delimiter extension, then in lower
+ *			case), str rcpt, str sender. The master answers
+ *			every request exactly once.
  */
 #ifndef LOFT_LOFTD_H
 #define LOFT_LOFTD_H
@@ -65,6 +92,9 @@
 #define LOFTD_LOGIN_MAX		64
 /* Client bytes carried over from the login to the mail process. */
 #define LOFTD_PENDING_MAX	8192
+/* Deliveries the master has under way for the qmgr process at once; a
+ * request past it is answered with a temporary failure. */
+#define LOFTD_DELIVER_MAX	256
 
 enum loftd_service {
 	LOFTD_SVC_POP3 = 1,
@@ -80,7 +110,18 @@ enum loftd_rec {
 	LOFTD_RETIRE = 202,
 	LOFTD_LOGIN = 210,
 	LOFTD_CONN_DONE = 211,
-	LOFTD_SESSION = 220
+	LOFTD_SESSION = 220,
+	LOFTD_DELIVER = 230,
+	LOFTD_DELIVER_RESULT = 231,
+	LOFTD_QUEUED = 232,
+	LOFTD_FLUSH = 233
+};
+
+/* The outcome of a local delivery (LOFTD_DELIVER_RESULT). */
+enum loftd_dstatus {
+	LOFTD_DELIVER_OK = 0,		/* stored: 2.0.0 */
+	LOFTD_DELIVER_TEMP = 1,		/* try again later: 4.x.x */
+	LOFTD_DELIVER_PERM = 2		/* never: 5.x.x */
 };
 
 /* The roles' entry points; each returns the process's exit status. */
@@ -90,6 +131,7 @@ int authproc_main(int login_channels, int smtpd_channels, bool foreground,
 int login_main(bool foreground, bool have_log_fd);
 int smtpd_main(bool foreground, bool have_log_fd);
 int mailproc_main(bool foreground, bool have_log_fd);
+int qmgr_main(bool foreground, bool have_log_fd);
 
 /* loftd_log_setup: log as program (e.g. "pop3-login") where the loaded
  * configuration says: the inherited LOFTD_FD_LOG when have_log_fd, else

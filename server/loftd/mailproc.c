@@ -7,10 +7,17 @@
  * engine in TRANSACTION state, or one IMAP engine after login, on the one
  * event loop. IMAP COMPRESS runs here (lib/conn_zlib over the client's
  * socket or the login process's relay, so inside TLS when TLS is used).
+ * It also stores the mail the queue manager delivers to its owner
+ * (LOFTD_DELIVER, relayed and checked by the master), with the store code
+ * loft-deliver uses.
  *
  * SECURITY: runs as the mailbox owner, never root (the master refuses
  * uid 0). Client input is parsed by the POP3 engine; the records from the
- * master are checked field by field.
+ * master are checked field by field, and only the master is heard: the
+ * queue manager's requests reach this process only after the master has
+ * looked the user up itself. A queued message is stored, never
+ * interpreted; the addresses put into its header are refused if they
+ * hold a control byte.
  */
 #include "config.h"
 
@@ -21,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -33,6 +41,7 @@
 #include "ipc.h"
 #include "log.h"
 #include "net.h"
+#include "store.h"
 #include "user.h"
 #include "xmalloc.h"
 #include "auth_proto.h"
@@ -49,6 +58,13 @@
  * client speaks again: an idle session costs kilobytes, not an LMDB
  * environment. */
 #define MAILPROC_RELEASE_MS	1000
+/* A queued message may exceed message_size_limit by what loftd added to
+ * it (its Received: line) and the delivery adds (Return-Path:,
+ * Delivered-To:). */
+#define MAILPROC_DELIVER_SLACK	(64 * 1024)
+/* Longest address put into a header by a delivery (RFC 5321's path, with
+ * room). */
+#define MAILPROC_ADDR_MAX	512
 
 struct mailproc_session {
 	struct mailproc_session *prev, *next;
@@ -557,6 +573,213 @@ mailproc_session_new(struct ipc_msg *m)
 	mailproc_feed(s);
 }
 
+/*
+ * Deliveries from the queue.
+ */
+
+/* An address fit for a header line: at most MAILPROC_ADDR_MAX bytes, no
+ * control byte (a CR or LF would start a header of its own). */
+static bool
+mailproc_addr_ok(const char *s)
+{
+	size_t n = 0;
+
+	for (; s[n] != '\0'; n++)
+		if ((unsigned char)s[n] < 0x20 || s[n] == 0x7f)
+			return false;
+	return n <= MAILPROC_ADDR_MAX;
+}
+
+/*
+ * The message as it is stored: Return-Path: and Delivered-To: on top, as
+ * loft-deliver and Postfix's local(8) write them, then the queued content
+ * with its CRLF line ends made LF, the form Maildir and mbox files have
+ * (what Postfix and Dovecot's LMTP store; the POP3 and IMAP engines send
+ * CRLF again). The content is read with pread, so the descriptor's offset,
+ * which other deliveries of the same file may share, does not matter.
+ * Returns 0, 1 when the message is larger than out's maximum, -1 on a read
+ * error (*error_r).
+ */
+static int
+mailproc_deliver_compose(int fd, const char *rcpt, const char *sender,
+    struct buf *out, const char **error_r)
+{
+	static char errbuf[128];
+	unsigned char chunk[65536];
+	bool cr = false;
+	off_t off = 0;
+	ssize_t n;
+
+	if (buf_printf(out, "Return-Path: <%s>\nDelivered-To: %s\n", sender,
+	    rcpt) < 0)
+		return 1;
+	while ((n = pread(fd, chunk, sizeof(chunk), off)) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			snprintf(errbuf, sizeof(errbuf), "reading the queue "
+			    "file: %s", strerror(errno));
+			*error_r = errbuf;
+			return -1;
+		}
+		off += n;
+		for (ssize_t i = 0; i < n; i++) {
+			/* A CR is held back until we see whether LF
+			 * follows (it may be the chunk's last byte). */
+			if (cr && chunk[i] != '\n' &&
+			    buf_append_byte(out, '\r') < 0)
+				return 1;
+			cr = chunk[i] == '\r';
+			if (!cr && buf_append_byte(out, chunk[i]) < 0)
+				return 1;
+		}
+	}
+	if (cr && buf_append_byte(out, '\r') < 0)
+		return 1;
+	return 0;
+}
+
+/* store_deliver's outcome as loft-deliver reports it (its exit codes
+ * table in doc/design.md), without the exit code. */
+static enum loftd_dstatus
+mailproc_deliver_status(enum store_result r, const char **dsn_r)
+{
+	switch (r) {
+	case STORE_OK:
+		*dsn_r = "2.0.0";
+		return LOFTD_DELIVER_OK;
+	case STORE_OVERQUOTA:
+		if (conf_bool("quota_full_tempfail")) {
+			*dsn_r = "4.2.2";
+			return LOFTD_DELIVER_TEMP;
+		}
+		*dsn_r = "5.2.2";
+		return LOFTD_DELIVER_PERM;
+	case STORE_DISKFULL:
+		*dsn_r = "4.3.1";
+		return LOFTD_DELIVER_TEMP;
+	case STORE_LOCKED:
+		*dsn_r = "4.2.0";
+		return LOFTD_DELIVER_TEMP;
+	case STORE_PERMFAIL:
+		*dsn_r = "5.2.0";
+		return LOFTD_DELIVER_PERM;
+	case STORE_TEMPFAIL:
+		break;
+	}
+	*dsn_r = "4.3.0";
+	return LOFTD_DELIVER_TEMP;
+}
+
+/*
+ * Store the message of fd for u. Runs to the end before the loop goes on
+ * (a delivery takes milliseconds; an mbox lock held by another program
+ * is waited for within the store's own bound, STORE_LOCKED after it).
+ * The reason goes into text (size bytes), the DSN code into *dsn_r.
+ */
+static enum loftd_dstatus
+mailproc_deliver_store(const struct user *u, int fd, const char *rcpt,
+    const char *sender, const char **dsn_r, char *text, size_t size)
+{
+	struct store_delivery d;
+	struct store_delivered done;
+	struct store *st;
+	struct buf msg;
+	const char *error;
+	enum store_result r;
+	size_t limit = conf_int("message_size_limit") > 0 ?
+	    (size_t)conf_int("message_size_limit") + MAILPROC_DELIVER_SLACK :
+	    (size_t)-1;
+	int ret;
+
+	buf_init(&msg, limit);
+	if ((ret = mailproc_deliver_compose(fd, rcpt, sender, &msg,
+	    &error)) != 0) {
+		buf_free(&msg);
+		*dsn_r = ret > 0 ? "5.3.4" : "4.3.0";
+		snprintf(text, size, "%s", ret > 0 ?
+		    "message too big for the system" : error);
+		return ret > 0 ? LOFTD_DELIVER_PERM : LOFTD_DELIVER_TEMP;
+	}
+	if (store_open(u, &st, &error) < 0) {
+		buf_free(&msg);
+		*dsn_r = "4.3.0";
+		snprintf(text, size, "%s", error);
+		return LOFTD_DELIVER_TEMP;
+	}
+	/* Issue 6 hooks in here: the user's .forward and filter rules pick
+	 * the folder (or other targets) as they will in loft-deliver; until
+	 * then, as Postfix's local(8) by default, everything goes to INBOX,
+	 * user+tag included. */
+	memset(&d, 0, sizeof(d));
+	d.folder = "INBOX";
+	d.sender = sender;
+	d.received = time(NULL);
+	d.msg = msg.data;
+	d.len = msg.len;
+	r = store_deliver(st, &d, &done, &error);
+	if (r == STORE_OK)
+		snprintf(text, size, "delivered to %s", done.format);
+	else
+		snprintf(text, size, "%s", error);
+	store_close(&st);
+	buf_free(&msg);
+	return mailproc_deliver_status(r, dsn_r);
+}
+
+static void
+mailproc_deliver_answer(uint32_t id, enum loftd_dstatus status,
+    const char *dsn, const char *text)
+{
+	ipc_msg_init(&mailproc_out, LOFTD_DELIVER_RESULT, 0);
+	ipc_add_u32(&mailproc_out, id);
+	ipc_add_u32(&mailproc_out, (uint32_t)status);
+	ipc_add_str(&mailproc_out, dsn);
+	ipc_add_str(&mailproc_out, text);
+	(void)chan_send(mailproc.master, &mailproc_out);
+}
+
+/* LOFTD_DELIVER from the master: store, answer. Every request that
+ * parses is answered once; one that does not is the master's bug, logged
+ * and dropped (the master then fails it when this process exits). */
+static void
+mailproc_deliver(struct ipc_msg *m)
+{
+	const char *qid, *rcpt, *sender, *error, *dsn = "4.3.0";
+	enum loftd_dstatus status;
+	struct user *u = NULL;
+	char text[512], esc[MAILPROC_ADDR_MAX * 4 + 1];
+	uint32_t id;
+	int fd = ipc_msg_take_fd(m);
+
+	ipc_get_u32(m, &id);
+	ipc_get_str(m, &qid);
+	ipc_get_str(m, &rcpt);
+	ipc_get_str(m, &sender);
+	if (m->error != NULL || auth_proto_get_user(m, &u, &error) < 0 ||
+	    ipc_get_end(m, &error) < 0 || fd < 0) {
+		log_warning("bad delivery record from the master");
+		user_free(&u);
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	if (!mailproc_addr_ok(rcpt) || !mailproc_addr_ok(sender)) {
+		status = LOFTD_DELIVER_PERM;
+		dsn = "5.1.3";
+		snprintf(text, sizeof(text), "address unfit for a header");
+	} else
+		status = mailproc_deliver_store(u, fd, rcpt, sender, &dsn,
+		    text, sizeof(text));
+	close(fd);
+	if (status != LOFTD_DELIVER_OK)
+		log_info("%s: deliver(%s): to=<%s>, dsn=%s, %s (%s)", qid,
+		    u->name, log_escape(rcpt, esc, sizeof(esc)), dsn,
+		    status == LOFTD_DELIVER_TEMP ? "deferred" : "failed", text);
+	mailproc_deliver_answer(id, status, dsn, text);
+	user_free(&u);
+}
+
 static void
 mailproc_master_msg(struct chan *ch, struct ipc_msg *m, void *ctx)
 {
@@ -564,6 +787,8 @@ mailproc_master_msg(struct chan *ch, struct ipc_msg *m, void *ctx)
 	(void)ctx;
 	if (m->type == LOFTD_SESSION)
 		mailproc_session_new(m);
+	else if (m->type == LOFTD_DELIVER)
+		mailproc_deliver(m);
 	else if (m->type == LOFTD_RETIRE) {
 		mailproc.retired = true;
 		if (mailproc.nsessions == 0)

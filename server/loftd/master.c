@@ -6,14 +6,21 @@
  * process (SMTP, submission), counts connections in
  * total and per client address, redeems login tokens with the auth
  * process and hands logged-in clients to a mail process running as the
- * mailbox owner, and reloads (SIGHUP) and stops (SIGTERM) the whole.
+ * mailbox owner, and reloads (SIGHUP) and stops (SIGTERM) the whole. It
+ * also runs the queue manager (qmgr, one, outside the generations),
+ * relays smtpd's "queued" notices to it, and turns its delivery requests
+ * into deliveries by the mail process of the recipient's owner.
  *
  * SECURITY: this process keeps root, so it reads no byte a client sends:
  * it accepts sockets and passes them on. From its children it takes only
  * ipc records (length-checked by lib/ipc), and it believes a login
  * process's claim of who logged in only after the auth process has
  * redeemed the one-time token it issued for that login, for the same
- * service and client address.
+ * service and client address. The queue manager is believed no more: it
+ * names a user and passes a read-only descriptor of a queue file, and the
+ * master looks the user up itself and hands the request to that user's
+ * mail process only, so qmgr can write into no mailbox and cannot pick
+ * whose process runs.
  */
 #include "config.h"
 
@@ -47,6 +54,7 @@
 #include "user.h"
 #include "xmalloc.h"
 #include "auth_proto.h"
+#include "smtp_queue.h"
 #include "loftd.h"
 
 #define MASTER_ACCEPT_BATCH	64	/* accepts per listener event */
@@ -59,16 +67,19 @@
  * per owner who ever logged in would otherwise stay). */
 #define MASTER_MAIL_CHECK_MS	1000
 #define MASTER_SLOTS_MAX	(1u << MASTER_SLOT_INDEX_BITS)
+/* Longest address in a delivery request (the queue's limit). */
+#define MASTER_ADDR_MAX		SMTP_QUEUE_ADDR_MAX
 
 enum master_role {
 	MASTER_ROLE_AUTH,
 	MASTER_ROLE_LOGIN,
 	MASTER_ROLE_MAIL,
-	MASTER_ROLE_SMTPD
+	MASTER_ROLE_SMTPD,
+	MASTER_ROLE_QMGR
 };
 
 static const char *const master_role_names[] = {
-	"auth", "login", "mail", "smtpd"
+	"auth", "login", "mail", "smtpd", "qmgr"
 };
 
 struct master_child {
@@ -84,6 +95,17 @@ struct master_child {
 	gid_t gid;
 	bool system;
 	uint64_t idle_since_ms;		/* MAIL: when conns fell to 0 */
+	size_t deliveries;		/* MAIL: deliveries under way */
+};
+
+/* A delivery the qmgr process asked for and the master passed to a mail
+ * process, until the mail process answers (or exits). */
+struct master_delivery {
+	struct master_delivery *next;
+	uint32_t id;			/* the master's, in LOFTD_DELIVER */
+	uint32_t req;			/* qmgr's */
+	struct master_child *mail;
+	struct master_child *qmgr;	/* NULL once it has gone */
 };
 
 /* One client connection, from accept until both its login and its mail
@@ -133,6 +155,13 @@ struct master {
 	struct master_slot *slots;	/* owned array */
 	size_t nslots, used, hint;
 	uint32_t seq;
+	/* The queue manager. */
+	struct timeout *qmgr_to;	/* owned: start (again) */
+	unsigned qmgr_respawn_ms;
+	uint64_t qmgr_started_ms;
+	struct master_delivery *deliveries;	/* owned list */
+	size_t ndeliveries;
+	uint32_t delivery_seq;
 };
 
 static struct master master;
@@ -142,6 +171,7 @@ static struct ipc_msg master_in, master_out;
 static void master_child_read(void *ctx);
 static void master_child_write(void *ctx);
 static void master_gen_start(void);
+static void master_qmgr_start(void);
 
 /*
  * Configuration.
@@ -1062,7 +1092,8 @@ master_mail_idle_check(void *ctx)
 	(void)ctx;
 	for (struct master_child *c = master.children; c != NULL; c = c->next)
 		if (c->role == MASTER_ROLE_MAIL && !c->retired &&
-		    c->conns == 0 && c->idle_since_ms != 0 &&
+		    c->conns == 0 && c->deliveries == 0 &&
+		    c->idle_since_ms != 0 &&
 		    now - c->idle_since_ms >= idle_ms) {
 			c->retired = true;
 			master_send_simple(c, LOFTD_RETIRE);
@@ -1360,12 +1391,386 @@ master_handle_done(struct master_child *c, struct ipc_msg *m)
 	}
 }
 
+/*
+ * The queue manager, and the deliveries it asks for.
+ */
+
+/* Whether a qmgr process should run: mail is received by SMTP (so there
+ * is a queue) and queue_manager is on. */
+static bool
+master_qmgr_wanted(void)
+{
+	return !master.stopping && master_conf_smtp() &&
+	    conf_bool("queue_manager");
+}
+
+/* The qmgr process that takes work, or NULL. */
+static struct master_child *
+master_qmgr(void)
+{
+	for (struct master_child *c = master.children; c != NULL; c = c->next)
+		if (c->role == MASTER_ROLE_QMGR && !c->retired &&
+		    c->pid != 0 && c->chan != NULL)
+			return c;
+	return NULL;
+}
+
+/* Whether any qmgr process is still there, retired or not: a new one
+ * starts only when the last has exited, so that two never work the same
+ * queue (the queue's locks would keep them from delivering a message
+ * twice, but each would keep finding the other's messages busy). */
+static bool
+master_qmgr_exists(void)
+{
+	for (struct master_child *c = master.children; c != NULL; c = c->next)
+		if (c->role == MASTER_ROLE_QMGR && c->pid != 0)
+			return true;
+	return false;
+}
+
+static void
+master_qmgr_timeout(void *ctx)
+{
+	(void)ctx;
+	timeout_remove(&master.qmgr_to);
+	master_qmgr_start();
+}
+
+/* Start a qmgr process soon: at once after a retired one left, after a
+ * delay that grows while they keep dying young. */
+static void
+master_qmgr_later(bool failed)
+{
+	if (!master_qmgr_wanted() || master.qmgr_to != NULL)
+		return;
+	if (!failed)
+		master.qmgr_respawn_ms = 0;
+	else if (ioloop_now_ms() - master.qmgr_started_ms < 5000)
+		master.qmgr_respawn_ms = master.qmgr_respawn_ms == 0 ?
+		    MASTER_RESPAWN_MIN_MS : master.qmgr_respawn_ms * 2;
+	else
+		master.qmgr_respawn_ms = 0;
+	if (master.qmgr_respawn_ms > MASTER_RESPAWN_MAX_MS)
+		master.qmgr_respawn_ms = MASTER_RESPAWN_MAX_MS;
+	if (master.qmgr_respawn_ms > MASTER_RESPAWN_MIN_MS)
+		log_error("the queue manager keeps failing: starting a new "
+		    "one in %u ms", master.qmgr_respawn_ms);
+	master.qmgr_to = timeout_add(master.loop, master.qmgr_respawn_ms,
+	    false, master_qmgr_timeout, NULL);
+}
+
+static void
+master_qmgr_start(void)
+{
+	timeout_remove(&master.qmgr_to);
+	if (!master_qmgr_wanted() || master_qmgr_exists())
+		return;
+	master.qmgr_started_ms = ioloop_now_ms();
+	if (master_spawn(MASTER_ROLE_QMGR, NULL, NULL, 0, 0, 0, NULL) == NULL)
+		master_qmgr_later(true);
+}
+
+/* After a reload: the running qmgr finishes what it has under way and
+ * exits; its successor, with the new configuration, starts then
+ * (master_child_gone). */
+static void
+master_qmgr_reload(void)
+{
+	struct master_child *q = master_qmgr();
+
+	if (q == NULL) {
+		master_qmgr_start();
+		return;
+	}
+	q->retired = true;
+	master_send_simple(q, LOFTD_RETIRE);
+}
+
+/* LOFTD_QUEUED from an smtpd process: pass it on to the qmgr process. A
+ * notice lost here (no qmgr now) costs only time: a starting qmgr scans
+ * the whole queue. */
+static void
+master_relay_queued(struct master_child *c, struct ipc_msg *m)
+{
+	struct master_child *q;
+	const char *id, *error;
+
+	ipc_get_str(m, &id);
+	if (ipc_get_end(m, &error) < 0 || !smtp_queue_id_valid(id)) {
+		log_warning("smtpd process %ld: bad queued record",
+		    (long)c->pid);
+		return;
+	}
+	if ((q = master_qmgr()) == NULL)
+		return;
+	ipc_msg_init(&master_out, LOFTD_QUEUED, 0);
+	ipc_add_str(&master_out, id);
+	(void)master_send(q, &master_out);
+}
+
+/* SIGUSR1: ask the qmgr process to deliver deferred mail now. */
+static void
+master_sigusr1(int signo, void *ctx)
+{
+	struct master_child *q = master_qmgr();
+
+	(void)signo;
+	(void)ctx;
+	if (q == NULL) {
+		log_warning("flush: no queue manager is running");
+		return;
+	}
+	log_info("flush: deferred mail is tried now");
+	master_send_simple(q, LOFTD_FLUSH);
+}
+
+static void
+master_deliver_answer(struct master_child *q, uint32_t req,
+    enum loftd_dstatus status, const char *dsn, const char *text)
+{
+	if (q == NULL || q->chan == NULL)
+		return;
+	ipc_msg_init(&master_out, LOFTD_DELIVER_RESULT, 0);
+	ipc_add_u32(&master_out, req);
+	ipc_add_u32(&master_out, (uint32_t)status);
+	ipc_add_str(&master_out, dsn);
+	ipc_add_str(&master_out, text);
+	(void)master_send(q, &master_out);
+}
+
+/* The names a delivery's user may be known by, in the order they are
+ * tried: as given, without its recipient_delimiter extension (alice+tag:
+ * alice, as Postfix's local(8)), then those in lower case (smtpd
+ * accepted the recipient without case, as the auth process matches it).
+ * Returns how many were written into names. */
+static int
+master_deliver_names(const char *name,
+    char names[4][USER_NAME_MAX + 1])
+{
+	const char *delim = conf_str("recipient_delimiter");
+	size_t cut = delim[0] != '\0' ? strcspn(name, delim) : strlen(name);
+	int n = 0, k;
+
+	strlcpy(names[n++], name, USER_NAME_MAX + 1);
+	if (cut > 0 && name[cut] != '\0') {
+		memcpy(names[n], name, cut);
+		names[n++][cut] = '\0';
+	}
+	for (k = n; k-- > 0;) {
+		bool upper = false;
+
+		strlcpy(names[n], names[k], USER_NAME_MAX + 1);
+		for (char *p = names[n]; *p != '\0'; p++)
+			if (*p >= 'A' && *p <= 'Z') {
+				*p = (char)(*p - 'A' + 'a');
+				upper = true;
+			}
+		if (upper)
+			n++;
+	}
+	return n;
+}
+
+/*
+ * The user a delivery is for, looked up here, as root, with the
+ * configuration the master runs with: 1 and *u_r, 0 when no name is a
+ * user, -1 when the user database cannot be read (*error_r).
+ *
+ * The master reads the user database itself here, which it does for
+ * nothing else: the auth process's master channel redeems login tokens
+ * only (server/auth, not ours to change in this step). A lookup is one
+ * read of a local file (or getpwnam), done while the loop waits; see
+ * doc/design.md.
+ */
+static int
+master_deliver_lookup(const char *name, struct user **u_r,
+    const char **error_r)
+{
+	char names[4][USER_NAME_MAX + 1];
+	const char *error;
+	int n, ret;
+
+	n = master_deliver_names(name, names);
+	for (int i = 0; i < n; i++) {
+		if (user_name_valid(names[i], &error) < 0)
+			continue;
+		if ((ret = user_lookup(names[i], u_r, &error)) != 0) {
+			*error_r = error;
+			return ret;
+		}
+	}
+	return 0;
+}
+
+static void
+master_delivery_done(struct master_delivery *d)
+{
+	struct master_delivery **pp;
+
+	for (pp = &master.deliveries; *pp != d; pp = &(*pp)->next)
+		;
+	*pp = d->next;
+	master.ndeliveries--;
+	if (--d->mail->deliveries == 0 && d->mail->conns == 0)
+		d->mail->idle_since_ms = ioloop_now_ms();
+	free(d);
+}
+
+/* Pass the checked request on to the mail process of u's owner. */
+static void
+master_deliver_start(struct master_child *q, uint32_t req, int fd,
+    const char *qid, const char *rcpt, const char *sender,
+    const struct user *u)
+{
+	struct master_child *mail = master_mail_for(u);
+	struct master_delivery *d;
+	char text[128];
+
+	if (mail == NULL) {
+		close(fd);
+		snprintf(text, sizeof(text), "no mail process for uid %lu",
+		    (unsigned long)u->uid);
+		master_deliver_answer(q, req, LOFTD_DELIVER_TEMP, "4.3.0",
+		    text);
+		return;
+	}
+	if (++master.delivery_seq == 0)
+		master.delivery_seq = 1;
+	ipc_msg_init(&master_out, LOFTD_DELIVER, 0);
+	ipc_add_u32(&master_out, master.delivery_seq);
+	ipc_add_str(&master_out, qid);
+	ipc_add_str(&master_out, rcpt);
+	ipc_add_str(&master_out, sender);
+	auth_proto_add_user(&master_out, u);
+	ipc_msg_set_fd(&master_out, fd);
+	if (master_send(mail, &master_out) < 0) {
+		master_deliver_answer(q, req, LOFTD_DELIVER_TEMP, "4.3.0",
+		    "mail process unreachable");
+		return;
+	}
+	d = xcalloc(1, sizeof(*d));
+	d->id = master.delivery_seq;
+	d->req = req;
+	d->mail = mail;
+	d->qmgr = q;
+	d->next = master.deliveries;
+	master.deliveries = d;
+	master.ndeliveries++;
+	mail->deliveries++;
+}
+
+/* LOFTD_DELIVER from the qmgr process: check, look up, pass on. Every
+ * request that parses is answered exactly once (here, or when its mail
+ * process answers or exits). */
+static void
+master_handle_deliver(struct master_child *q, struct ipc_msg *m)
+{
+	const char *qid, *user, *rcpt, *sender, *error;
+	struct user *u = NULL;
+	char text[600];
+	uint32_t req;
+	int fd = ipc_msg_take_fd(m), ret;
+
+	ipc_get_u32(m, &req);
+	ipc_get_str(m, &qid);
+	ipc_get_str(m, &user);
+	ipc_get_str(m, &rcpt);
+	ipc_get_str(m, &sender);
+	if (ipc_get_end(m, &error) < 0 || fd < 0) {
+		/* A bug in qmgr: it would wait for an answer forever. */
+		log_warning("qmgr process %ld: bad delivery record: %s",
+		    (long)q->pid, fd < 0 ? "no descriptor" : error);
+		if (fd >= 0)
+			close(fd);
+		master_child_close_chan(q);
+		return;
+	}
+	if (!smtp_queue_id_valid(qid) || strlen(user) > USER_NAME_MAX ||
+	    strlen(rcpt) > MASTER_ADDR_MAX || strlen(sender) >
+	    MASTER_ADDR_MAX) {
+		close(fd);
+		master_deliver_answer(q, req, LOFTD_DELIVER_PERM, "5.1.3",
+		    "bad delivery request");
+		return;
+	}
+	if (master.stopping || master.ndeliveries >= LOFTD_DELIVER_MAX) {
+		close(fd);
+		master_deliver_answer(q, req, LOFTD_DELIVER_TEMP, "4.3.0",
+		    master.stopping ? "mail system is shutting down" :
+		    "too many deliveries at once");
+		return;
+	}
+	if ((ret = master_deliver_lookup(user, &u, &error)) <= 0) {
+		close(fd);
+		if (ret < 0)
+			snprintf(text, sizeof(text), "user lookup: %s", error);
+		master_deliver_answer(q, req, ret < 0 ? LOFTD_DELIVER_TEMP :
+		    LOFTD_DELIVER_PERM, ret < 0 ? "4.3.0" : "5.1.1", ret < 0 ?
+		    text : "unknown user");
+		return;
+	}
+	master_deliver_start(q, req, fd, qid, rcpt, sender, u);
+	user_free(&u);
+}
+
+/* LOFTD_DELIVER_RESULT from a mail process: back to qmgr. */
+static void
+master_handle_deliver_result(struct master_child *mail, struct ipc_msg *m)
+{
+	struct master_delivery *d;
+	const char *dsn, *text, *error;
+	uint32_t id, status;
+
+	ipc_get_u32(m, &id);
+	ipc_get_u32(m, &status);
+	ipc_get_str(m, &dsn);
+	ipc_get_str(m, &text);
+	if (ipc_get_end(m, &error) < 0) {
+		log_warning("mail process %ld: %s", (long)mail->pid, error);
+		return;
+	}
+	for (d = master.deliveries; d != NULL; d = d->next)
+		if (d->id == id && d->mail == mail)
+			break;
+	if (d == NULL) {
+		log_warning("mail process %ld: result for an unknown "
+		    "delivery %u", (long)mail->pid, id);
+		return;
+	}
+	if (status > LOFTD_DELIVER_PERM)
+		status = LOFTD_DELIVER_TEMP;
+	master_deliver_answer(d->qmgr, d->req, (enum loftd_dstatus)status,
+	    dsn, text);
+	master_delivery_done(d);
+}
+
+/* Child c exited: answer what its mail process still had (the message
+ * may or may not be stored: deferring risks a duplicate, never a loss),
+ * and forget a qmgr process's requests. */
+static void
+master_deliveries_child_gone(struct master_child *c)
+{
+	struct master_delivery *d, *next;
+
+	for (d = master.deliveries; d != NULL; d = next) {
+		next = d->next;
+		if (d->qmgr == c)
+			d->qmgr = NULL;
+		if (d->mail == c) {
+			master_deliver_answer(d->qmgr, d->req,
+			    LOFTD_DELIVER_TEMP, "4.3.0",
+			    "mail process ended during the delivery");
+			master_delivery_done(d);
+		}
+	}
+}
+
 static void
 master_child_read(void *ctx)
 {
 	struct master_child *c = ctx;
-	const char *error;
-	int ret;
+	const char *error = NULL;
+	int ret = 0;
 
 	while (c->chan != NULL &&
 	    (ret = ipc_chan_recv(c->chan, &master_in, &error)) == 1) {
@@ -1376,6 +1781,15 @@ master_child_read(void *ctx)
 			master_handle_login(c, &master_in);
 		else if (master_in.type == LOFTD_CONN_DONE)
 			master_handle_done(c, &master_in);
+		else if (master_in.type == LOFTD_QUEUED &&
+		    c->role == MASTER_ROLE_SMTPD)
+			master_relay_queued(c, &master_in);
+		else if (master_in.type == LOFTD_DELIVER &&
+		    c->role == MASTER_ROLE_QMGR)
+			master_handle_deliver(c, &master_in);
+		else if (master_in.type == LOFTD_DELIVER_RESULT &&
+		    c->role == MASTER_ROLE_MAIL)
+			master_handle_deliver_result(c, &master_in);
 		else
 			log_warning("%s process %ld: unexpected record %u",
 			    master_role_names[c->role], (long)c->pid,
@@ -1397,8 +1811,12 @@ master_child_read(void *ctx)
 static void
 master_child_gone(struct master_child *c, int status)
 {
-	bool current = c->role != MASTER_ROLE_MAIL && !c->retired &&
+	bool current = c->role != MASTER_ROLE_MAIL &&
+	    c->role != MASTER_ROLE_QMGR && !c->retired &&
 	    c->gen == master.gen;
+	bool qmgr = c->role == MASTER_ROLE_QMGR;
+	bool qmgr_failed = qmgr && (!c->retired || WIFSIGNALED(status) ||
+	    WEXITSTATUS(status) != 0);
 
 	if (WIFSIGNALED(status))
 		log_error("%s process %ld killed by signal %d",
@@ -1409,6 +1827,7 @@ master_child_gone(struct master_child *c, int status)
 		    master_role_names[c->role], (long)c->pid,
 		    WEXITSTATUS(status));
 	master_child_close_chan(c);
+	master_deliveries_child_gone(c);
 	for (size_t i = 0; i < master.nslots && c->conns > 0; i++) {
 		struct master_slot *s = &master.slots[i];
 
@@ -1434,6 +1853,8 @@ master_child_gone(struct master_child *c, int status)
 	free(c);
 	if (current)
 		master_gen_failed();
+	if (qmgr)
+		master_qmgr_later(qmgr_failed);
 	if (master.stopping && master.children == NULL)
 		ioloop_stop(master.loop);
 }
@@ -1483,6 +1904,7 @@ master_sighup(int signo, void *ctx)
 	timeout_remove(&master.respawn_to);
 	master.respawn_ms = 0;
 	master_gen_start();
+	master_qmgr_reload();
 }
 
 static void
@@ -1521,6 +1943,7 @@ master_sigterm(int signo, void *ctx)
 	log_info("stopping on signal %d", signo);
 	master.stopping = true;
 	timeout_remove(&master.respawn_to);
+	timeout_remove(&master.qmgr_to);
 	while (master.listeners != NULL) {
 		struct master_listener *l = master.listeners;
 
@@ -1581,6 +2004,13 @@ master_free(void)
 		free(master.slots[i].pending);
 	}
 	free(master.slots);
+	while (master.deliveries != NULL) {
+		struct master_delivery *d = master.deliveries;
+
+		master.deliveries = d->next;
+		free(d);
+	}
+	timeout_remove(&master.qmgr_to);
 	timeout_remove(&master.respawn_to);
 	timeout_remove(&master.stop_to);
 	timeout_remove(&master.kill_to);
@@ -1667,11 +2097,13 @@ master_main(const char *conf_path, bool foreground)
 	if (ioloop_signal_add(master.loop, SIGCHLD, master_sigchld, NULL) < 0 ||
 	    ioloop_signal_add(master.loop, SIGHUP, master_sighup, NULL) < 0 ||
 	    ioloop_signal_add(master.loop, SIGTERM, master_sigterm, NULL) < 0 ||
-	    ioloop_signal_add(master.loop, SIGINT, master_sigterm, NULL) < 0)
+	    ioloop_signal_add(master.loop, SIGINT, master_sigterm, NULL) < 0 ||
+	    ioloop_signal_add(master.loop, SIGUSR1, master_sigusr1, NULL) < 0)
 		log_fatal("signals: %s", strerror(errno));
 	log_info("starting (pid %ld, configuration %s)", (long)getpid(),
 	    master.conf_path);
 	master_gen_start();
+	master_qmgr_start();
 	master.mail_idle_to = timeout_add(master.loop, MASTER_MAIL_CHECK_MS,
 	    true, master_mail_idle_check, NULL);
 	ioloop_run(master.loop);

@@ -7,8 +7,9 @@
  * decides each recipient with relay control (smtp/smtp_relay), the alias
  * maps (smtp/smtp_alias) and the auth process's word on whether a local
  * user exists, and writes each message into the queue (smtp/smtp_queue),
- * answering 250 only once smtp_queue_commit has made it durable. Delivery
- * out of the queue is another process's job.
+ * answering 250 only once smtp_queue_commit has made it durable, and
+ * then telling the master (LOFTD_QUEUED), which tells the queue manager.
+ * Delivery out of the queue is the qmgr process's job (qmgr.c).
  *
  * SECURITY: this process parses what any client on the Internet sends.
  * Started as root it loads the TLS key, then becomes mail_owner for good
@@ -810,6 +811,18 @@ smtpd_data(void *ctx, const unsigned char *data, size_t len)
 	smtpd_write(ctx, data, len);
 }
 
+/* Tell the queue manager (through the master) that message id is in
+ * the queue, so it need not wait for its next scan. Lost on the way (the
+ * master's queue full, no qmgr running) it is found by the scan the next
+ * qmgr process makes when it starts, or by a flush. */
+static void
+smtpd_notify_queued(const char *id)
+{
+	ipc_msg_init(&smtpd_out, LOFTD_QUEUED, 0);
+	ipc_add_str(&smtpd_out, id);
+	(void)chan_send(smtpd.master, &smtpd_out);
+}
+
 static void
 smtpd_data_end(void *ctx)
 {
@@ -841,6 +854,7 @@ smtpd_data_end(void *ctx)
 	    log_escape(c->sender, efrom, sizeof(efrom)),
 	    (unsigned long long)c->size, nrcpt);
 	c->n_data_ok++;
+	smtpd_notify_queued(id);
 	snprintf(text, sizeof(text), "Ok: queued as %s", id);
 	smtpd_txn_clear(c);
 	smtp_session_data_done(c->smtp, 250, "2.0.0", text);

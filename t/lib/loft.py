@@ -317,14 +317,17 @@ class Loftd:
     role), submission (587) and submission over TLS (465) on free ports
     (smtp_port, submission_port, submissions_port); the queue is DIR/queue
     (self.queue), owned by mail_owner ("loft", made if missing) when run
-    as root. Standard error (the log under -f) goes to DIR/loftd.log.
+    as root. qmgr: deliver what is queued (queue_manager = yes); without
+    it mail stays in the queue for the test to read (queue_manager =
+    no). Standard error (the log under -f) goes to DIR/loftd.log.
     The daemon runs in a process group of its own, so that whatever it
     forked can be killed if a test dies."""
 
     def __init__(self, env, extra_conf="", pop3=True, pop3s=True, tls=True,
                  imap=False, imaps=False, smtp=False, submission=False,
-                 submissions=False):
+                 submissions=False, qmgr=False):
         self.env = env
+        self.qmgr = qmgr
         self.smtp = smtp
         self.submission = submission
         self.submissions = submissions and tls
@@ -369,6 +372,7 @@ class Loftd:
             lines.append("%s_listen = %s" % (
                 name, "127.0.0.1:%d" % port if getattr(self, name) else ""))
         lines.append("queue_directory = " + self.queue)
+        lines.append("queue_manager = " + ("yes" if self.qmgr else "no"))
         if self.tls:
             lines.append("tls_cert_file = " + self.cert)
             lines.append("tls_key_file = " + self.key)
@@ -440,6 +444,42 @@ class Loftd:
 
     def hup(self):
         self.signal(signal.SIGHUP)
+
+    def flush(self):
+        """SIGUSR1: the queue manager tries deferred mail now."""
+        self.signal(signal.SIGUSR1)
+
+    def queue_ids(self):
+        """IDs of the messages in the queue (names in env/)."""
+        try:
+            return sorted(n for n in os.listdir(os.path.join(self.queue,
+                                                             "env"))
+                          if len(n) == 17)
+        except FileNotFoundError:
+            return []
+
+    def queue_envelope(self, qid):
+        """The envelope file of qid as text, None if it is gone."""
+        try:
+            with open(os.path.join(self.queue, "env", qid), "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return None
+
+    def wait_queue_empty(self, timeout=15.0):
+        """Poll until the queue holds no message; returns whether it
+        emptied within timeout seconds."""
+        deadline = time.monotonic() + timeout
+        while self.queue_ids():
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
+    def role_pids(self, role):
+        """Pids of the daemon's processes running -X role."""
+        return [p["pid"] for p in self.processes()
+                if ("-X " + role) in p["cmdline"]]
 
     def stop(self, timeout=40):
         """SIGTERM, wait up to timeout s; returns the exit status, or None
