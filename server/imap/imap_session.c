@@ -172,6 +172,14 @@ imap_caps_auth(const struct imap_session *s, struct buf *b)
 	}
 }
 
+static bool imap_compress_offered = true;
+
+void
+imap_session_offer_compress(bool on)
+{
+	imap_compress_offered = on;
+}
+
 static void
 imap_caps(const struct imap_session *s, bool after_login, struct buf *b)
 {
@@ -184,8 +192,8 @@ imap_caps(const struct imap_session *s, bool after_login, struct buf *b)
 	buf_printf(b, " APPENDLIMIT=%u", (unsigned)IMAP_APPEND_LIMIT);
 	/* The login OK speaks for the session after login, which the mail
 	 * process serves with COMPRESS; before login it is not valid. */
-	if (after_login || (s->state != IMAP_STATE_NOT_AUTH &&
-	    s->cb->start_compress != NULL))
+	if (imap_compress_offered && (after_login ||
+	    (s->state != IMAP_STATE_NOT_AUTH && s->cb->start_compress != NULL)))
 		buf_append_str(b, " COMPRESS=DEFLATE");
 	if (after_login || s->state != IMAP_STATE_NOT_AUTH)
 		return;

@@ -114,6 +114,12 @@ struct imap_stats {
 
 /* imap_session_new: before authentication; nothing written yet (call
  * imap_session_greet). Settings strings are copied. */
+/* imap_session_offer_compress: whether sessions of this process name
+ * COMPRESS=DEFLATE among their capabilities (default yes; the daemon sets
+ * imap_compress). A session whose owner gives no start_compress callback
+ * never offers it, whatever this says. */
+void imap_session_offer_compress(bool on);
+
 struct imap_session *imap_session_new(const struct imap_settings *set,
     const struct imap_callbacks *cb, void *ctx);
 /* imap_session_new_authenticated: for the mail process: user has logged

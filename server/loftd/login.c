@@ -1056,6 +1056,8 @@ login_main(bool foreground, bool have_log_fd)
 	login.rate_limit = (unsigned)conf_int("command_rate_limit");
 	login.timeout_ms = (unsigned)conf_time("login_timeout") * 1000;
 	login.line_max = (size_t)conf_int("pop3_line_limit");
+	/* The login OK names what the mail process will offer. */
+	imap_session_offer_compress(conf_bool("imap_compress"));
 	login.loop = ioloop_new();
 	if (ioloop_signal_add(login.loop, SIGTERM, login_signal,
 	    login.loop) < 0)

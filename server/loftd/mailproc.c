@@ -101,6 +101,7 @@ struct mailproc {
 	unsigned rate_limit;
 	unsigned idle_ms;
 	size_t line_max;
+	bool compress;			/* imap_compress */
 };
 
 static struct mailproc mailproc;
@@ -326,6 +327,14 @@ static const struct pop3_callbacks mailproc_pop3_cb = {
 };
 
 static const struct imap_callbacks mailproc_imap_cb = {
+	.write = mailproc_pop3_write,
+	.authenticated = mailproc_pop3_authenticated,
+	.closed = mailproc_imap_closed,
+	.selected = mailproc_imap_selected,
+};
+
+/* With imap_compress = yes. */
+static const struct imap_callbacks mailproc_imap_cb_compress = {
 	.write = mailproc_pop3_write,
 	.authenticated = mailproc_pop3_authenticated,
 	.closed = mailproc_imap_closed,
@@ -558,6 +567,7 @@ mailproc_session_new(struct ipc_msg *m)
 		iset.mechanisms = "";
 		iset.default_folders = true;
 		s->imap = imap_session_new_authenticated(&iset,
+		    mailproc.compress ? &mailproc_imap_cb_compress :
 		    &mailproc_imap_cb, s, u->name);
 		if (imap_session_login(s->imap, u) < 0) {
 			/* "* BYE" written, closed callback called. */
@@ -837,6 +847,8 @@ mailproc_main(bool foreground, bool have_log_fd)
 	mailproc.rate_limit = (unsigned)conf_int("command_rate_limit");
 	mailproc.idle_ms = (unsigned)conf_time("idle_timeout") * 1000;
 	mailproc.line_max = (size_t)conf_int("pop3_line_limit");
+	mailproc.compress = conf_bool("imap_compress");
+	imap_session_offer_compress(mailproc.compress);
 	mailproc.loop = ioloop_new();
 	if (notify_new(mailproc.loop, &mailproc.notify, &error) < 0)
 		log_warning("%s: IMAP IDLE reports changes at the next "
