@@ -17,13 +17,22 @@
  */
 #include "config.h"
 
+#include <sys/prctl.h>
+#include <sys/resource.h>
+
+#include <errno.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "buf.h"
 #include "conf.h"
+#include "ioloop.h"
 #include "log.h"
 #include "loftd.h"
 #include "pop3_session.h"
@@ -95,6 +104,60 @@ loftd_pop3_policy(struct pop3_settings *set)
 {
 	set->login_delay = (unsigned)conf_time("pop3_login_delay");
 	set->expire_now = strcmp(conf_str("pop3_expire"), "0") == 0;
+}
+
+void
+loftd_drop_privileges(const char *param, const char *chroot_dir)
+{
+	struct rlimit rl = { 0, 0 };
+	struct passwd *pw;
+	uid_t uid;
+	gid_t gid;
+
+	if (geteuid() != 0)
+		return;
+	if ((pw = getpwnam(conf_str(param))) == NULL || pw->pw_uid == 0)
+		log_fatal("%s %s: not a usable account", param,
+		    conf_str(param));
+	uid = pw->pw_uid;
+	gid = pw->pw_gid;
+	tzset();
+#ifdef __SANITIZE_ADDRESS__
+	/* LeakSanitizer reads /proc at exit: a test build is not chrooted,
+	 * so that the leaks of these processes are checked too. */
+	chroot_dir = NULL;
+#endif
+	if (chroot_dir != NULL && chroot_dir[0] != '\0' &&
+	    chroot(chroot_dir) < 0)
+		log_fatal("chroot %s: %s", chroot_dir, strerror(errno));
+	if (chdir("/") < 0 || setgroups(1, &gid) < 0 ||
+	    setresgid(gid, gid, gid) < 0 || setresuid(uid, uid, uid) < 0 ||
+	    setuid(0) == 0 || geteuid() != uid)
+		log_fatal("cannot become %s %s", param, conf_str(param));
+	/* No children, no setuid programs, no core files with keys. (Under
+	 * AddressSanitizer, LeakSanitizer needs to clone a thread at exit.) */
+#ifndef __SANITIZE_ADDRESS__
+	(void)setrlimit(RLIMIT_NPROC, &rl);
+#else
+	(void)rl;
+#endif
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 ||
+	    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+		log_fatal("prctl: %s", strerror(errno));
+}
+
+static void
+loftd_sigterm(int signo, void *ctx)
+{
+	(void)signo;
+	ioloop_stop(ctx);
+}
+
+void
+loftd_stop_on_sigterm(struct ioloop *loop)
+{
+	if (ioloop_signal_add(loop, SIGTERM, loftd_sigterm, loop) < 0)
+		log_fatal("signals: cannot watch SIGTERM");
 }
 
 void

@@ -147,6 +147,30 @@ const char *loftd_service_name(uint32_t service);
  * the smtpd processes serve. */
 bool loftd_service_smtp(uint32_t service);
 
+/*
+ * loftd_drop_privileges: when running as root, become for good the
+ * account the configuration parameter param names (login_user,
+ * mail_owner), chrooted into chroot_dir unless it is NULL or empty (not
+ * under AddressSanitizer, whose leak check reads /proc at exit); then no
+ * children (RLIMIT_NPROC 0), no_new_privs, not dumpable. Fatal on any
+ * failure. Not root: nothing changes.
+ */
+void loftd_drop_privileges(const char *param, const char *chroot_dir);
+/* loftd_stop_on_sigterm: SIGTERM stops loop (ioloop_stop). Fatal if the
+ * signal cannot be watched. */
+struct ioloop;
+void loftd_stop_on_sigterm(struct ioloop *loop);
+
+/* role.c, for the login and smtpd roles. role_tls_ctx: the server TLS
+ * context of tls_cert_file and the other tls_ parameters, or *ctx_r NULL
+ * when no certificate is configured; 0, or -1 with *error_r. */
+struct tls_ctx;
+int role_tls_ctx(struct tls_ctx **ctx_r, const char **error_r);
+/* role_auth_mechs: ask the auth process (LOFTD_FD_AUTH, blocking, 10 s at
+ * most) for every SASL mechanism it offers, space separated, upper case;
+ * *mechs_r is the caller's to free. 0, or -1 with *error_r. */
+int role_auth_mechs(char **mechs_r, const char **error_r);
+
 struct pop3_settings;
 /* loftd_pop3_policy: the POP3 policy the configuration sets
  * (pop3_login_delay, pop3_expire) into set, for the login process, which

@@ -54,7 +54,6 @@
 #define LOGIN_INPUT_MAX		2048
 #define LOGIN_RELAY_INPUT_MAX	(16 * 1024)
 #define LOGIN_OUTPUT_TIMEOUT_MS	(10 * 60 * 1000)
-#define LOGIN_MECHS_TIMEOUT_MS	10000
 
 struct login_client {
 	struct login_client *prev, *next;
@@ -957,87 +956,6 @@ static const struct chan_callbacks login_auth_cb = {
  * Start.
  */
 
-/* Ask the auth process once for every mechanism it offers; the engine
- * decides per connection which of them a client may use. */
-static int
-login_get_mechs(const char **error_r)
-{
-	struct ipc_chan *ch = ipc_chan_new(dup(LOFTD_FD_AUTH));
-	struct auth_req req;
-	struct auth_resp r;
-	static struct ipc_msg resp;
-	int ret;
-
-	memset(&req, 0, sizeof(req));
-	req.type = AUTH_REQ_MECHS;
-	req.id = ++login.next_id;
-	req.secure = true;
-	ret = auth_proto_req_encode(&login_out, &req, error_r);
-	if (ret == 0)
-		ret = ipc_call(ch, &login_out, &resp, LOGIN_MECHS_TIMEOUT_MS,
-		    error_r);
-	if (ret == 0)
-		ret = auth_proto_resp_decode(&resp, &r, error_r);
-	if (ret == 0 && r.mechs == NULL) {
-		*error_r = "no mechanism list";
-		ret = -1;
-	}
-	if (ret == 0)
-		login.mechs = xstrdup(r.mechs);
-	ipc_msg_clear(&resp);
-	ipc_chan_free(&ch);
-	return ret;
-}
-
-static void
-login_drop_privileges(void)
-{
-	const char *dir = conf_str("login_chroot");
-	struct rlimit rl = { 0, 0 };
-	struct passwd *pw;
-	uid_t uid;
-	gid_t gid;
-
-	if (geteuid() != 0)
-		return;
-	if ((pw = getpwnam(conf_str("login_user"))) == NULL ||
-	    pw->pw_uid == 0)
-		log_fatal("login_user %s: not a usable account",
-		    conf_str("login_user"));
-	uid = pw->pw_uid;
-	gid = pw->pw_gid;
-	tzset();
-#ifdef __SANITIZE_ADDRESS__
-	/* LeakSanitizer reads /proc at exit: a test build is not chrooted,
-	 * so that the login processes' leaks are checked too. */
-	dir = "";
-#endif
-	if (dir[0] != '\0' && (chroot(dir) < 0 || chdir("/") < 0))
-		log_fatal("chroot %s: %s", dir, strerror(errno));
-	if (setgroups(1, &gid) < 0 || setresgid(gid, gid, gid) < 0 ||
-	    setresuid(uid, uid, uid) < 0 || setuid(0) == 0 ||
-	    geteuid() != uid)
-		log_fatal("cannot become login_user %s",
-		    conf_str("login_user"));
-	/* No children, no setuid programs, no core files with keys. (Under
-	 * AddressSanitizer, LeakSanitizer needs to clone a thread at exit.) */
-#ifndef __SANITIZE_ADDRESS__
-	(void)setrlimit(RLIMIT_NPROC, &rl);
-#else
-	(void)rl;
-#endif
-	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 ||
-	    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
-		log_fatal("prctl: %s", strerror(errno));
-}
-
-static void
-login_signal(int signo, void *ctx)
-{
-	(void)signo;
-	ioloop_stop(ctx);
-}
-
 int
 login_main(bool foreground, bool have_log_fd)
 {
@@ -1045,23 +963,20 @@ login_main(bool foreground, bool have_log_fd)
 
 	loftd_log_setup("login", foreground, have_log_fd);
 	signal(SIGPIPE, SIG_IGN);
-	if (conf_str("tls_cert_file")[0] != '\0' &&
-	    tls_ctx_new(conf_str("tls_cert_file"), conf_str("tls_key_file"),
-	    conf_str("tls_protocols"), conf_str("tls_ciphers"),
-	    conf_str("tls_ciphersuites"), &login.tls, &error) < 0)
+	if (role_tls_ctx(&login.tls, &error) < 0)
 		log_fatal("%s", error);
-	if (login_get_mechs(&error) < 0)
+	/* Every mechanism; the engine decides per connection which of them
+	 * a client may use. */
+	if (role_auth_mechs(&login.mechs, &error) < 0)
 		log_fatal("asking the auth process for mechanisms: %s", error);
-	login_drop_privileges();
+	loftd_drop_privileges("login_user", conf_str("login_chroot"));
 	login.rate_limit = (unsigned)conf_int("command_rate_limit");
 	login.timeout_ms = (unsigned)conf_time("login_timeout") * 1000;
 	login.line_max = (size_t)conf_int("pop3_line_limit");
 	/* The login OK names what the mail process will offer. */
 	imap_session_offer_compress(conf_bool("imap_compress"));
 	login.loop = ioloop_new();
-	if (ioloop_signal_add(login.loop, SIGTERM, login_signal,
-	    login.loop) < 0)
-		log_fatal("signals: cannot watch SIGTERM");
+	loftd_stop_on_sigterm(login.loop);
 	login.master = chan_new(login.loop, LOFTD_FD_MASTER, &login_master_cb,
 	    NULL);
 	login.auth = chan_new(login.loop, LOFTD_FD_AUTH, &login_auth_cb, NULL);

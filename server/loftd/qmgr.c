@@ -1020,40 +1020,6 @@ static const struct chan_callbacks qmgr_master_cb = {
  * Start and end.
  */
 
-/* Become mail_owner for good, as the smtpd processes do (no chroot: the
- * queue and the alias maps must stay reachable). */
-static void
-qmgr_drop_privileges(void)
-{
-	struct rlimit rl = { 0, 0 };
-	struct passwd *pw;
-	uid_t uid;
-	gid_t gid;
-
-	if (geteuid() != 0)
-		return;
-	if ((pw = getpwnam(conf_str("mail_owner"))) == NULL ||
-	    pw->pw_uid == 0)
-		log_fatal("mail_owner %s: not a usable account",
-		    conf_str("mail_owner"));
-	uid = pw->pw_uid;
-	gid = pw->pw_gid;
-	tzset();
-	if (chdir("/") < 0 || setgroups(1, &gid) < 0 ||
-	    setresgid(gid, gid, gid) < 0 || setresuid(uid, uid, uid) < 0 ||
-	    setuid(0) == 0 || geteuid() != uid)
-		log_fatal("cannot become mail_owner %s",
-		    conf_str("mail_owner"));
-#ifndef __SANITIZE_ADDRESS__
-	(void)setrlimit(RLIMIT_NPROC, &rl);
-#else
-	(void)rl;
-#endif
-	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 ||
-	    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
-		log_fatal("prctl: %s", strerror(errno));
-}
-
 static void
 qmgr_settings(void)
 {
@@ -1073,13 +1039,6 @@ qmgr_settings(void)
 	    (unsigned)conf_time("maximal_queue_lifetime");
 	qmgr.sched.bounce_queue_lifetime =
 	    (unsigned)conf_time("bounce_queue_lifetime");
-}
-
-static void
-qmgr_signal(int signo, void *ctx)
-{
-	(void)signo;
-	ioloop_stop(ctx);
 }
 
 static void
@@ -1117,7 +1076,8 @@ qmgr_main(bool foreground, bool have_log_fd)
 	signal(SIGPIPE, SIG_IGN);
 	umask(077);
 	qmgr_settings();
-	qmgr_drop_privileges();
+	/* No chroot: the queue and the alias maps must stay reachable. */
+	loftd_drop_privileges("mail_owner", NULL);
 	if (smtp_queue_open(conf_str("queue_directory"), &qmgr.queue,
 	    &error) < 0)
 		log_fatal("%s", error);
@@ -1125,9 +1085,7 @@ qmgr_main(bool foreground, bool have_log_fd)
 		log_fatal("%s", error);
 	qmgr.sendq_tail = &qmgr.sendq;
 	qmgr.loop = ioloop_new();
-	if (ioloop_signal_add(qmgr.loop, SIGTERM, qmgr_signal,
-	    qmgr.loop) < 0)
-		log_fatal("signals: cannot watch SIGTERM");
+	loftd_stop_on_sigterm(qmgr.loop);
 	qmgr.master = chan_new(qmgr.loop, LOFTD_FD_MASTER, &qmgr_master_cb,
 	    NULL);
 	(void)qmgr_aliases();

@@ -63,7 +63,6 @@
 /* Client bytes read ahead of the engine. The engine keeps its own bounded
  * queue while it waits for a decision; this is only the read buffer. */
 #define SMTPD_INPUT_MAX		16384
-#define SMTPD_MECHS_TIMEOUT_MS	10000
 /* smtp_session.c's bound on the mechanism list (SMTP_MECHS_MAX there). */
 #define SMTPD_MECHS_MAX		400
 /* How often a missing alias database is looked for again. */
@@ -1194,72 +1193,20 @@ static const struct chan_callbacks smtpd_auth_cb = {
  * Start.
  */
 
-/* The mechanisms the auth process offers, upper case, cut (at a word)
- * to what the engine takes. */
+/* The mechanisms the auth process offers, cut (at a word) to what the
+ * engine takes. */
 static int
 smtpd_get_mechs(const char **error_r)
 {
-	struct ipc_chan *ch = ipc_chan_new(dup(LOFTD_FD_AUTH));
-	static struct ipc_msg resp;
-	struct auth_req req;
-	struct auth_resp r;
-	char *sp;
-	int ret;
+	char *all, *sp;
 
-	memset(&req, 0, sizeof(req));
-	req.type = AUTH_REQ_MECHS;
-	req.id = ++smtpd.next_id;
-	req.secure = true;
-	ret = auth_proto_req_encode(&smtpd_out, &req, error_r);
-	if (ret == 0)
-		ret = ipc_call(ch, &smtpd_out, &resp, SMTPD_MECHS_TIMEOUT_MS,
-		    error_r);
-	if (ret == 0)
-		ret = auth_proto_resp_decode(&resp, &r, error_r);
-	if (ret == 0 && r.mechs == NULL) {
-		*error_r = "no mechanism list";
-		ret = -1;
-	}
-	if (ret == 0 && strlcpy(smtpd.mechs, r.mechs, sizeof(smtpd.mechs)) >=
+	if (role_auth_mechs(&all, error_r) < 0)
+		return -1;
+	if (strlcpy(smtpd.mechs, all, sizeof(smtpd.mechs)) >=
 	    sizeof(smtpd.mechs) && (sp = strrchr(smtpd.mechs, ' ')) != NULL)
 		*sp = '\0';
-	ipc_msg_clear(&resp);
-	ipc_chan_free(&ch);
-	return ret;
-}
-
-/* Become mail_owner for good, as the login processes become login_user,
- * but without a chroot: the queue directory must stay reachable. */
-static void
-smtpd_drop_privileges(void)
-{
-	struct rlimit rl = { 0, 0 };
-	struct passwd *pw;
-	uid_t uid;
-	gid_t gid;
-
-	if (geteuid() != 0)
-		return;
-	if ((pw = getpwnam(conf_str("mail_owner"))) == NULL ||
-	    pw->pw_uid == 0)
-		log_fatal("mail_owner %s: not a usable account",
-		    conf_str("mail_owner"));
-	uid = pw->pw_uid;
-	gid = pw->pw_gid;
-	tzset();
-	if (chdir("/") < 0 || setgroups(1, &gid) < 0 ||
-	    setresgid(gid, gid, gid) < 0 || setresuid(uid, uid, uid) < 0 ||
-	    setuid(0) == 0 || geteuid() != uid)
-		log_fatal("cannot become mail_owner %s",
-		    conf_str("mail_owner"));
-#ifndef __SANITIZE_ADDRESS__
-	(void)setrlimit(RLIMIT_NPROC, &rl);
-#else
-	(void)rl;
-#endif
-	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 ||
-	    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
-		log_fatal("prctl: %s", strerror(errno));
+	free(all);
+	return 0;
 }
 
 /* What needs mail_owner's rights: the queue, relay control, aliases. */
@@ -1283,13 +1230,6 @@ smtpd_open_stores(void)
 	(void)smtpd_aliases();
 }
 
-static void
-smtpd_signal(int signo, void *ctx)
-{
-	(void)signo;
-	ioloop_stop(ctx);
-}
-
 int
 smtpd_main(bool foreground, bool have_log_fd)
 {
@@ -1304,20 +1244,17 @@ smtpd_main(bool foreground, bool have_log_fd)
 	    NULL)
 		log_fatal("myhostname %s: not a host name",
 		    conf_str("myhostname"));
-	if (conf_str("tls_cert_file")[0] != '\0' &&
-	    tls_ctx_new(conf_str("tls_cert_file"), conf_str("tls_key_file"),
-	    conf_str("tls_protocols"), conf_str("tls_ciphers"),
-	    conf_str("tls_ciphersuites"), &smtpd.tls, &error) < 0)
+	if (role_tls_ctx(&smtpd.tls, &error) < 0)
 		log_fatal("%s", error);
 	if (smtpd_get_mechs(&error) < 0)
 		log_fatal("asking the auth process for mechanisms: %s", error);
-	smtpd_drop_privileges();
+	/* As the login processes, but without a chroot: the queue
+	 * directory must stay reachable. */
+	loftd_drop_privileges("mail_owner", NULL);
 	smtpd_open_stores();
 	smtpd.timeout_ms = (unsigned)conf_time("smtpd_timeout") * 1000;
 	smtpd.loop = ioloop_new();
-	if (ioloop_signal_add(smtpd.loop, SIGTERM, smtpd_signal,
-	    smtpd.loop) < 0)
-		log_fatal("signals: cannot watch SIGTERM");
+	loftd_stop_on_sigterm(smtpd.loop);
 	smtpd.master = chan_new(smtpd.loop, LOFTD_FD_MASTER, &smtpd_master_cb,
 	    NULL);
 	smtpd.auth = chan_new(smtpd.loop, LOFTD_FD_AUTH, &smtpd_auth_cb, NULL);
