@@ -1641,9 +1641,9 @@ mindex_msg_add(struct mindex_txn *txn, struct mindex_folder *f,
 	return 0;
 }
 
-int
-mindex_msg_update(struct mindex_txn *txn, struct mindex_folder *f,
-    struct mindex_msg *m)
+static int
+mindex_msg_replace(struct mindex_txn *txn, struct mindex_folder *f,
+    struct mindex_msg *m, bool bump)
 {
 	struct mindex_msg old, rec = *m;
 	int rc;
@@ -1657,7 +1657,7 @@ mindex_msg_update(struct mindex_txn *txn, struct mindex_folder *f,
 		    "index (folder %u)", m->uid, f->id);
 	if (mindex_guid_zero(rec.guid))
 		memcpy(rec.guid, old.guid, sizeof(rec.guid));
-	rec.modseq = f->highestmodseq + 1;
+	rec.modseq = bump ? f->highestmodseq + 1 : old.modseq;
 	/* From here on only old's fixed fields are used: the store may
 	 * move the record its pointers lead into. */
 	if ((rc = mindex_msg_store(txn, f->id, &rec, false)) != 0 ||
@@ -1665,10 +1665,25 @@ mindex_msg_update(struct mindex_txn *txn, struct mindex_folder *f,
 		return rc;
 	mindex_folder_tally(f, &old, false);
 	mindex_folder_tally(f, &rec, true);
-	f->highestmodseq = rec.modseq;
+	if (bump)
+		f->highestmodseq = rec.modseq;
 	m->modseq = rec.modseq;
 	memcpy(m->guid, rec.guid, sizeof(m->guid));
 	return 0;
+}
+
+int
+mindex_msg_update(struct mindex_txn *txn, struct mindex_folder *f,
+    struct mindex_msg *m)
+{
+	return mindex_msg_replace(txn, f, m, true);
+}
+
+int
+mindex_msg_refresh(struct mindex_txn *txn, struct mindex_folder *f,
+    struct mindex_msg *m)
+{
+	return mindex_msg_replace(txn, f, m, false);
 }
 
 int

@@ -230,6 +230,13 @@ int mindex_msg_add(struct mindex_txn *txn, struct mindex_folder *f,
  * keeps the stored one. A uid not in the index is an error. */
 int mindex_msg_update(struct mindex_txn *txn, struct mindex_folder *f,
     struct mindex_msg *m);
+/* refresh: mindex_msg_update for what no client sees change (a parse of
+ * the file filling in sizes, headers and MIME tree): the record keeps
+ * its modseq (written back into m) and f's highestmodseq stays, so no
+ * CONDSTORE client hears of it. Flags and keywords must be the stored
+ * ones. */
+int mindex_msg_refresh(struct mindex_txn *txn, struct mindex_folder *f,
+    struct mindex_msg *m);
 /* expunge: remove uid, record the expunge with a new modseq, update f's
  * counters and the quota usage. 0 also when the uid was not there. */
 int mindex_msg_expunge(struct mindex_txn *txn, struct mindex_folder *f,

@@ -77,7 +77,10 @@ int store_sync_lazy(struct store *st, const char *folder, bool *exists_r,
 /* store_complete: read the files of folder's MINDEX_C_UNPARSED records
  * and fill in their sizes, dates, cached headers and MIME trees. Cheap
  * when there are none (one folder lookup). A file that moved meanwhile
- * stays unparsed until the next call. 0, or -1. */
+ * stays unparsed until the next call. Each record keeps its MODSEQ, and
+ * the folder its HIGHESTMODSEQ (so does store_complete_sizes): no flag
+ * or keyword changes, so CONDSTORE clients have nothing to hear of.
+ * 0, or -1. */
 int store_complete(struct store *st, const char *folder,
     const char **error_r);
 /* store_complete_sizes: store_complete for sizes alone: the files of

@@ -721,7 +721,7 @@ md_complete_fn(struct mindex_txn *txn, void *ctx, const char **error_r)
 			m.vsize = t->vsize;
 			m.cache_flags |= MINDEX_C_SIZED |
 			    (t->no_final_lf ? MINDEX_C_NO_FINAL_LF : 0);
-			if ((ret = mindex_msg_update(txn, &c->f, &m)) < 0)
+			if ((ret = mindex_msg_refresh(txn, &c->f, &m)) < 0)
 				return ret == MINDEX_EFULL ? ret : -1;
 			continue;
 		}
@@ -735,7 +735,9 @@ md_complete_fn(struct mindex_txn *txn, void *ctx, const char **error_r)
 		m.location_len = old.location_len;
 		m.keywords = old.keywords;
 		m.keywords_len = old.keywords_len;
-		if ((ret = mindex_msg_update(txn, &c->f, &m)) < 0)
+		/* Nothing a client sees changes: the MODSEQ stays, and no
+		 * CONDSTORE client is sent FLAGS that did not change. */
+		if ((ret = mindex_msg_refresh(txn, &c->f, &m)) < 0)
 			return ret == MINDEX_EFULL ? ret : -1;
 	}
 	return mindex_folder_put(txn, c->folder, &c->f);

@@ -11,13 +11,17 @@
  * into memory, bounded by IMAP_FETCH_HEADER_MAX.
  *
  * BINARY gives a part's content with its Content-Transfer-Encoding
- * undone (imap_cte_*, below; BINARY[] is the whole message, as BODY[]
+ * undone (lib/cte, with CTE_CRLF; BINARY[] is the whole message, as BODY[]
  * but with NUL bytes kept). The decoded size must be announced before
  * the data, and whether it holds a NUL (then it goes as a literal8,
  * "~{n}", else as a literal), so the part is decoded twice, in chunks
  * both times: once to measure (at once, up to the end of a partial's
  * range), once to stream. A part in an encoding we cannot undo fails the
  * FETCH with NO [UNKNOWN-CTE], the other messages answered.
+ *
+ * PREVIEW (RFC 8970) reads the first text part of each message, at most
+ * IMAP_PREVIEW_READ_MAX decoded bytes of it, when asked (nothing is kept
+ * in the index), and imap_fetch.c's imap_preview_* make the text.
  *
  * Trusts nothing from the client (section texts are parsed here with
  * bounds on every number and name); trusts the index's tree, which
@@ -33,6 +37,7 @@
 #include <strings.h>
 
 #include "compat/compat.h"
+#include "cte.h"
 #include "log.h"
 #include "mime.h"
 #include "mindex.h"
@@ -41,6 +46,7 @@
 #include "xmalloc.h"
 #include "server/imap/imap_private.h"
 #include "server/imap/imap_seqset.h"
+#include "server/imap/imap_write.h"
 
 #define IMAP_FETCH_HEADER_MAX	(1024 * 1024)	/* header read for FIELDS */
 #define IMAP_FETCH_CHUNK	(64 * 1024)	/* read per step */
@@ -109,10 +115,13 @@ struct imap_fetch_job {
 	bool has_binary;	/* a section is BINARY or BINARY.SIZE */
 	bool unknown_cte;	/* a message was left out: NO [UNKNOWN-CTE] */
 	bool decoding;		/* the stream is decoded through dec */
-	struct imap_cte_dec dec;
+	struct cte_dec dec;
 	unsigned char *decbuf;	/* owned; IMAP_FETCH_DECBUF bytes */
 	struct imap_bin_memo *memo;	/* owned; one per section, for the
 					   message being answered */
+	/* Completion (imap_view_complete) could not read every file. */
+	unsigned check;		/* IMAP_NEED_* a message must have */
+	bool unready;		/* one was left out: NO */
 };
 
 /* The decoded size of a section of the current message, once measured
@@ -124,8 +133,8 @@ struct imap_bin_memo {
 	bool nul;
 };
 
-/* Room for one chunk decoded (imap_cte_decode's bound). */
-#define IMAP_FETCH_DECBUF	(2 * IMAP_FETCH_CHUNK + IMAP_CTE_SLACK)
+/* Room for one chunk decoded (cte_decode's bound). */
+#define IMAP_FETCH_DECBUF	(2 * IMAP_FETCH_CHUNK + CTE_SLACK)
 
 /* From imap_fetch.c. */
 int imap_fetch_index_items(struct imap_session *s, unsigned msn,
@@ -456,282 +465,6 @@ imap_section_range(const struct mime_part *root,
 }
 
 /*
- * Content-transfer decoding (BINARY). The contract is in imap_private.h.
- */
-
-enum imap_qp_state {
-	IMAP_QP_TEXT,
-	IMAP_QP_CR,		/* a CR in the text: a line end if LF comes */
-	IMAP_QP_EQ,		/* "=" */
-	IMAP_QP_HEX,		/* "=" and one hex digit (qp_hi) */
-	IMAP_QP_EQ_WS,		/* "=" and white space (held in ws) */
-	IMAP_QP_EQ_CR		/* "=", maybe white space, CR */
-};
-
-int
-imap_cte_from_name(const char *name, enum imap_cte *cte_r)
-{
-	static const struct {
-		const char *name;
-		enum imap_cte cte;
-	} map[] = {
-		{ "7bit", IMAP_CTE_TEXT },
-		{ "8bit", IMAP_CTE_TEXT },
-		{ "binary", IMAP_CTE_IDENTITY },
-		{ "quoted-printable", IMAP_CTE_QP },
-		{ "base64", IMAP_CTE_BASE64 },
-	};
-
-	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
-		if (strcmp(name, map[i].name) == 0) {
-			*cte_r = map[i].cte;
-			return 0;
-		}
-	return -1;
-}
-
-void
-imap_cte_init(struct imap_cte_dec *d, enum imap_cte cte)
-{
-	memset(d, 0, sizeof(*d));
-	d->cte = cte;
-	d->qp = IMAP_QP_TEXT;
-}
-
-static int
-imap_cte_hex(unsigned char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
-
-static int
-imap_cte_b64(unsigned char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == '/')
-		return 63;
-	return -1;
-}
-
-/* The white space held back, written out: it was not at a line end. */
-static unsigned char *
-imap_qp_ws(struct imap_cte_dec *d, unsigned char *o)
-{
-	memcpy(o, d->ws, d->nws);
-	o += d->nws;
-	d->nws = 0;
-	return o;
-}
-
-/* "=" and what followed it was no escape: as it was, then c again. */
-static unsigned char *
-imap_qp_not_escape(struct imap_cte_dec *d, unsigned char *o)
-{
-	*o++ = '=';
-	if (d->qp == IMAP_QP_HEX)
-		*o++ = d->qp_hi;
-	o = imap_qp_ws(d, o);
-	if (d->qp == IMAP_QP_EQ_CR)
-		*o++ = '\r';
-	d->qp = IMAP_QP_TEXT;
-	return o;
-}
-
-/* One byte of a quoted-printable text in TEXT state. */
-static unsigned char *
-imap_qp_text(struct imap_cte_dec *d, unsigned char c, unsigned char *o)
-{
-	if (c == ' ' || c == '\t') {
-		if (d->nws == IMAP_CTE_WS_MAX)
-			o = imap_qp_ws(d, o);
-		d->ws[d->nws++] = c;
-	} else if (c == '\r')
-		d->qp = IMAP_QP_CR;
-	else if (c == '\n') {
-		/* A line end (only bare where the input was not made
-		 * CRLF first): the white space before it goes. */
-		d->nws = 0;
-		*o++ = c;
-	} else {
-		o = imap_qp_ws(d, o);
-		if (c == '=')
-			d->qp = IMAP_QP_EQ;
-		else
-			*o++ = c;
-	}
-	return o;
-}
-
-/* One byte of quoted-printable (lines already CRLF). Each byte writes
- * at most itself and what was held before it. */
-static unsigned char *
-imap_qp_byte(struct imap_cte_dec *d, unsigned char c, unsigned char *o)
-{
-	int v;
-
-	for (;;) {
-		switch (d->qp) {
-		case IMAP_QP_TEXT:
-			return imap_qp_text(d, c, o);
-		case IMAP_QP_CR:
-			d->qp = IMAP_QP_TEXT;
-			if (c == '\n') {
-				d->nws = 0;
-				*o++ = '\r';
-				*o++ = '\n';
-				return o;
-			}
-			o = imap_qp_ws(d, o);
-			*o++ = '\r';
-			continue;
-		case IMAP_QP_EQ:
-			if (imap_cte_hex(c) >= 0) {
-				d->qp_hi = c;
-				d->qp = IMAP_QP_HEX;
-				return o;
-			}
-			if (c == ' ' || c == '\t' || c == '\r' || c == '\n') {
-				d->qp = IMAP_QP_EQ_WS;
-				continue;
-			}
-			break;
-		case IMAP_QP_HEX:
-			if ((v = imap_cte_hex(c)) >= 0) {
-				*o++ = (unsigned char)(imap_cte_hex(d->qp_hi) <<
-				    4 | v);
-				d->qp = IMAP_QP_TEXT;
-				return o;
-			}
-			break;
-		case IMAP_QP_EQ_WS:
-			if ((c == ' ' || c == '\t') &&
-			    d->nws < IMAP_CTE_WS_MAX) {
-				d->ws[d->nws++] = c;
-				return o;
-			}
-			if (c == '\r') {
-				d->qp = IMAP_QP_EQ_CR;
-				return o;
-			}
-			if (c == '\n') {
-				/* A soft line break: nothing of it stays. */
-				d->nws = 0;
-				d->qp = IMAP_QP_TEXT;
-				return o;
-			}
-			break;
-		case IMAP_QP_EQ_CR:
-			if (c == '\n') {
-				d->nws = 0;
-				d->qp = IMAP_QP_TEXT;
-				return o;
-			}
-			break;
-		}
-		o = imap_qp_not_escape(d, o);
-	}
-}
-
-static unsigned char *
-imap_b64_byte(struct imap_cte_dec *d, unsigned char c, unsigned char *o)
-{
-	int v;
-
-	if (c == '=') {
-		/* Padding: the quantum ends, its spare bits go. */
-		d->b64_acc = 0;
-		d->b64_bits = 0;
-		return o;
-	}
-	if ((v = imap_cte_b64(c)) < 0)
-		return o;
-	d->b64_acc = (d->b64_acc << 6 | (uint32_t)v) & 0xffffff;
-	d->b64_bits += 6;
-	if (d->b64_bits >= 8) {
-		d->b64_bits -= 8;
-		*o++ = (unsigned char)(d->b64_acc >> d->b64_bits);
-	}
-	return o;
-}
-
-/* TEXT and QP: a bare LF gets its CR first. */
-static unsigned char *
-imap_crlf_byte(struct imap_cte_dec *d, unsigned char c, unsigned char *o)
-{
-	bool lf_alone = c == '\n' && !d->prev_cr;
-
-	d->prev_cr = c == '\r';
-	if (d->cte == IMAP_CTE_TEXT) {
-		if (lf_alone)
-			*o++ = '\r';
-		*o++ = c;
-		return o;
-	}
-	if (lf_alone)
-		o = imap_qp_byte(d, '\r', o);
-	return imap_qp_byte(d, c, o);
-}
-
-size_t
-imap_cte_decode(struct imap_cte_dec *d, const unsigned char *in, size_t len,
-    unsigned char *out)
-{
-	unsigned char *o = out;
-
-	switch (d->cte) {
-	case IMAP_CTE_IDENTITY:
-		memcpy(out, in, len);
-		return len;
-	case IMAP_CTE_BASE64:
-		for (size_t i = 0; i < len; i++)
-			o = imap_b64_byte(d, in[i], o);
-		break;
-	default:
-		for (size_t i = 0; i < len; i++)
-			o = imap_crlf_byte(d, in[i], o);
-		break;
-	}
-	return (size_t)(o - out);
-}
-
-size_t
-imap_cte_finish(struct imap_cte_dec *d, unsigned char *out)
-{
-	unsigned char *o = out;
-
-	if (d->cte == IMAP_CTE_QP) {
-		switch (d->qp) {
-		case IMAP_QP_HEX:
-			o = imap_qp_not_escape(d, o);
-			break;
-		case IMAP_QP_CR:
-			o = imap_qp_ws(d, o);
-			*o++ = '\r';
-			break;
-		default:
-			/* White space at the end of the last line, or a
-			 * soft line break there: neither stays. */
-			break;
-		}
-	}
-	imap_cte_init(d, d->cte);
-	return (size_t)(o - out);
-}
-
-/*
  * Writing.
  */
 
@@ -876,7 +609,7 @@ imap_emit_fields(struct imap_session *s, struct imap_fetch_job *j,
  * cannot undo. */
 static int
 imap_binary_range(const struct mime_part *root, const struct imap_section *sec,
-    uint64_t *off, uint64_t *psize, enum imap_cte *cte)
+    uint64_t *off, uint64_t *psize, enum cte_encoding *cte)
 {
 	const struct mime_part *p = imap_section_part(root, sec);
 
@@ -885,12 +618,12 @@ imap_binary_range(const struct mime_part *root, const struct imap_section *sec,
 	if (sec->nparts == 0) {
 		*off = p->hdr_offset;
 		*psize = p->hdr_psize + p->body_psize;
-		*cte = IMAP_CTE_TEXT;
+		*cte = CTE_TEXT;
 		return 1;
 	}
 	*off = p->body_offset;
 	*psize = p->body_psize;
-	return imap_cte_from_name(p->encoding, cte) < 0 ? -1 : 1;
+	return cte_from_name(p->encoding, cte) < 0 ? -1 : 1;
 }
 
 /* Count n decoded bytes p, which start *size bytes into the section;
@@ -914,11 +647,11 @@ imap_binary_count(const unsigned char *p, size_t n, uint64_t from,
  * message cannot be read. */
 static int
 imap_binary_measure(struct imap_session *s, struct imap_fetch_job *j,
-    uint64_t off, uint64_t psize, enum imap_cte cte, uint64_t from,
+    uint64_t off, uint64_t psize, enum cte_encoding cte, uint64_t from,
     uint64_t upto, uint64_t *size_r, bool *nul_r)
 {
 	unsigned char chunk[IMAP_FETCH_CHUNK];
-	struct imap_cte_dec d;
+	struct cte_dec d;
 	struct store_read *rd;
 	const char *error;
 	size_t len, n;
@@ -932,7 +665,7 @@ imap_binary_measure(struct imap_session *s, struct imap_fetch_job *j,
 		    error);
 		return -1;
 	}
-	imap_cte_init(&d, cte);
+	cte_init(&d, cte, CTE_CRLF);
 	if (store_read_seek(rd, off, &error) < 0)
 		r = -1;
 	while (r > 0 && psize > 0 && *size_r < upto) {
@@ -942,7 +675,7 @@ imap_binary_measure(struct imap_session *s, struct imap_fetch_job *j,
 		if (len > psize)
 			len = (size_t)psize;
 		psize -= len;
-		n = imap_cte_decode(&d, chunk, len, j->decbuf);
+		n = cte_decode(&d, chunk, len, j->decbuf);
 		imap_binary_count(j->decbuf, n, from, upto, size_r, nul_r);
 	}
 	store_read_close(&rd);
@@ -952,7 +685,7 @@ imap_binary_measure(struct imap_session *s, struct imap_fetch_job *j,
 		return -1;
 	}
 	if (*size_r < upto) {
-		n = imap_cte_finish(&d, j->decbuf);
+		n = cte_finish(&d, j->decbuf);
 		imap_binary_count(j->decbuf, n, from, upto, size_r, nul_r);
 	}
 	return 0;
@@ -975,7 +708,7 @@ imap_binary_same(const struct imap_fetch_job *j, unsigned i, unsigned k)
 static int
 imap_binary_size(struct imap_session *s, struct imap_fetch_job *j,
     const struct imap_section *sec, uint64_t off, uint64_t psize,
-    enum imap_cte cte, uint64_t *size_r, bool *nul_r)
+    enum cte_encoding cte, uint64_t *size_r, bool *nul_r)
 {
 	uint64_t from = 0, upto = UINT64_MAX;
 	struct imap_bin_memo *m = &j->memo[j->sec_i];
@@ -1009,7 +742,7 @@ imap_emit_binary(struct imap_session *s, struct imap_fetch_job *j,
     const struct imap_section *sec)
 {
 	uint64_t off = 0, psize = 0, size = 0, n;
-	enum imap_cte cte = IMAP_CTE_TEXT;
+	enum cte_encoding cte = CTE_TEXT;
 	const char *error;
 	bool nul = false;
 	int r;
@@ -1053,7 +786,7 @@ imap_emit_binary(struct imap_session *s, struct imap_fetch_job *j,
 			buf_append_byte(&s->out, ' ');
 		return;
 	}
-	imap_cte_init(&j->dec, cte);
+	cte_init(&j->dec, cte, CTE_CRLF);
 	j->decoding = true;
 	j->raw_left = psize;
 	j->skip = sec->partial ? sec->origin : 0;
@@ -1096,7 +829,7 @@ imap_binary_step(struct imap_session *s, struct imap_fetch_job *j)
 				log_warning("imap: user=<%s>, uid %u: %s",
 				    s->user, j->msg_uid, error);
 			imap_binary_out(s, j, j->decbuf,
-			    imap_cte_finish(&j->dec, j->decbuf));
+			    cte_finish(&j->dec, j->decbuf));
 			/* Shorter than measured (changed meanwhile): pad. */
 			for (; j->left > 0; j->left--)
 				buf_append_byte(&s->out, ' ');
@@ -1106,7 +839,7 @@ imap_binary_step(struct imap_session *s, struct imap_fetch_job *j)
 			len = (size_t)j->raw_left;
 		j->raw_left -= len;
 		imap_binary_out(s, j, j->decbuf,
-		    imap_cte_decode(&j->dec, chunk, len, j->decbuf));
+		    cte_decode(&j->dec, chunk, len, j->decbuf));
 		imap_send(s);
 	}
 	imap_send(s);
@@ -1258,7 +991,7 @@ imap_job_cte_ok(struct imap_session *s, struct imap_fetch_job *j,
 	struct mindex_txn *txn;
 	struct mindex_msg m;
 	const char *error;
-	enum imap_cte cte;
+	enum cte_encoding cte;
 	uint64_t off, psize;
 	bool ok = true;
 
@@ -1278,6 +1011,141 @@ imap_job_cte_ok(struct imap_session *s, struct imap_fetch_job *j,
 	return ok;
 }
 
+/* Has message uid what the job needs (j->check)? A message no longer in
+ * the index passes: it is left out later anyway. */
+static bool
+imap_job_ready(struct imap_session *s, struct imap_fetch_job *j,
+    uint32_t uid)
+{
+	struct mindex_txn *txn;
+	struct mindex_msg m;
+	const char *error;
+	bool ready = true;
+
+	if (j->check == 0 || imap_store(s) == NULL ||
+	    mindex_begin(store_index(s->st), false, &txn, &error) < 0)
+		return true;
+	if (mindex_msg_get(txn, s->view.folder_id, uid, &m) > 0)
+		ready = imap_msg_ready(&m, j->check);
+	mindex_abort(&txn);
+	return ready;
+}
+
+/*
+ * PREVIEW (RFC 8970): made when asked, from the first text part, not
+ * kept (the index record would need a new field: a new record format for
+ * 256 bytes a message that most clients never ask for). LAZY is answered
+ * NIL in imap_fetch.c, as nothing is at hand without reading.
+ */
+
+/* The part a preview is made of: the first text/plain or text/html leaf
+ * that is not an attachment, not looking into an attached message; NULL
+ * if there is none. */
+static const struct mime_part *
+imap_preview_part(const struct mime_part *p)
+{
+	const struct mime_part *q;
+
+	if (p->nchildren > 0) {
+		if (strcmp(p->type, "multipart") != 0)
+			return NULL;
+		for (size_t i = 0; i < p->nchildren; i++)
+			if ((q = imap_preview_part(&p->children[i])) != NULL)
+				return q;
+		return NULL;
+	}
+	if (strcmp(p->type, "text") != 0 || (strcmp(p->subtype, "plain") != 0 &&
+	    strcmp(p->subtype, "html") != 0) || (p->disposition != NULL &&
+	    strcmp(p->disposition, "attachment") == 0))
+		return NULL;
+	return p;
+}
+
+/* Whether part's charset is ISO-8859-1 (else it is read as UTF-8). */
+static bool
+imap_preview_latin1(const struct mime_part *part)
+{
+	for (size_t i = 0; i < part->nparams; i++)
+		if (strcmp(part->params[i].name, "charset") == 0)
+			return imap_charset_class(part->params[i].value,
+			    strlen(part->params[i].value)) == 1;
+	return false;
+}
+
+/* Read and decode part of the current message into p, up to
+ * IMAP_PREVIEW_READ_MAX decoded bytes or until p is full. 0, or -1 with
+ * *error_r if the message could not be read. */
+static int
+imap_preview_read(struct imap_session *s, struct imap_fetch_job *j,
+    const struct mime_part *part, struct imap_preview *p,
+    const char **error_r)
+{
+	unsigned char chunk[IMAP_FETCH_CHUNK];
+	enum cte_encoding cte = CTE_TEXT;
+	uint64_t left = part->body_psize, got = 0;
+	struct store_read *rd;
+	struct cte_dec d;
+	size_t len, n;
+	int r = 1;
+
+	/* An encoding not known (x-uuencode): the bytes as they are. */
+	(void)cte_from_name(part->encoding, &cte);
+	cte_init(&d, cte, 0);
+	if (store_read_open(imap_store(s), s->view.name, j->msg_uid, &rd,
+	    error_r) != STORE_OP_OK)
+		return -1;
+	if (store_read_seek(rd, part->body_offset, error_r) < 0)
+		r = -1;
+	while (r > 0 && left > 0 && got < IMAP_PREVIEW_READ_MAX) {
+		if ((r = store_read_next(rd, chunk, sizeof(chunk), &len,
+		    error_r)) <= 0)
+			break;
+		if (len > left)
+			len = (size_t)left;
+		left -= len;
+		n = cte_decode(&d, chunk, len, j->decbuf);
+		got += n;
+		if (!imap_preview_feed(p, j->decbuf, n))
+			break;
+	}
+	store_read_close(&rd);
+	if (r < 0)
+		return -1;
+	n = cte_finish(&d, j->decbuf);
+	(void)imap_preview_feed(p, j->decbuf, n);
+	imap_preview_finish(p);
+	return 0;
+}
+
+/* " PREVIEW text" of the current message: "" if it has no text part to
+ * make one of, or its file could not be read (RFC 8970: no preview). */
+static void
+imap_job_preview(struct imap_session *s, struct imap_fetch_job *j)
+{
+	const struct mime_part *part;
+	struct imap_preview *p = xmalloc(sizeof(*p));
+	struct imap_write w;
+	const char *error;
+
+	part = j->tree != NULL ? imap_preview_part(j->tree) : NULL;
+	imap_preview_init(p, part != NULL && strcmp(part->subtype, "html") == 0,
+	    part != NULL && imap_preview_latin1(part));
+	if (part != NULL && imap_preview_read(s, j, part, p, &error) < 0) {
+		log_warning("imap: user=<%s>, uid %u: preview: %s", s->user,
+		    j->msg_uid, error);
+		p->len = 0;
+	}
+	if (j->need_sp)
+		buf_append_byte(&s->out, ' ');
+	j->need_sp = true;
+	buf_append_str(&s->out, "PREVIEW ");
+	imap_write_init(&w, &s->out, 0);
+	(void)imap_write_string_mem(&w, p->out, p->len);
+	if (imap_write_finish(&w) < 0)
+		buf_append_str(&s->out, "\"\"");
+	free(p);
+}
+
 /* Open the next message of the job; false when there is none. */
 static bool
 imap_job_next_msg(struct imap_session *s, struct imap_fetch_job *j)
@@ -1293,6 +1161,12 @@ imap_job_next_msg(struct imap_session *s, struct imap_fetch_job *j)
 
 		if (!imap_seqset_contains(&j->set, j->uid ? r->uid : msn))
 			continue;
+		/* Never a file adopted unread, answered from its empty
+		 * record (nor \Seen set on it). */
+		if (!imap_job_ready(s, j, r->uid)) {
+			j->unready = true;
+			continue;
+		}
 		if (j->has_binary && !imap_job_cte_ok(s, j, r->uid)) {
 			j->unknown_cte = true;
 			continue;
@@ -1324,6 +1198,8 @@ imap_job_next_msg(struct imap_session *s, struct imap_fetch_job *j)
 		    buf_append(&j->cached, m.headers, m.headers_len) == 0;
 		j->need_sp = imap_fetch_index_items(s, msn, &m, want) > 0;
 		mindex_abort(&txn);
+		if (want & IMAP_FETCH_PREVIEW)
+			imap_job_preview(s, j);
 		j->in_msg = true;
 		j->sec_i = 0;
 		if (j->memo != NULL)
@@ -1376,6 +1252,9 @@ imap_fetch_job_run(struct imap_session *s)
 	if (j->unknown_cte)
 		imap_tagged(s, "NO", "[UNKNOWN-CTE] A part is in a "
 		    "Content-Transfer-Encoding this server cannot decode");
+	else if (j->unready)
+		imap_tagged(s, "NO", "[UNAVAILABLE] Some messages could not "
+		    "be read");
 	else
 		imap_tagged(s, "OK", "%sFETCH completed", j->uid ? "UID " :
 		    "");
@@ -1389,7 +1268,7 @@ imap_fetch_job_run(struct imap_session *s)
  */
 int
 imap_fetch_job_new(struct imap_session *s, struct imap_seqset *set, bool uid,
-    unsigned want, const char *const *items, unsigned count)
+    unsigned want, const char *const *items, unsigned count, unsigned check)
 {
 	struct imap_fetch_job *j = xcalloc(1, sizeof(*j));
 
@@ -1397,6 +1276,7 @@ imap_fetch_job_new(struct imap_session *s, struct imap_seqset *set, bool uid,
 	memset(set, 0, sizeof(*set));
 	j->uid = uid;
 	j->want = want;
+	j->check = check;
 	buf_init(&j->cached, MINDEX_FIELD_MAX);
 	j->secs = xcalloc(count + 1, sizeof(*j->secs));
 	for (unsigned i = 0; i < count; i++) {
@@ -1415,10 +1295,10 @@ imap_fetch_job_new(struct imap_session *s, struct imap_seqset *set, bool uid,
 			j->nsecs++;
 		}
 	}
-	if (j->has_binary) {
-		j->decbuf = xmalloc(IMAP_FETCH_DECBUF);
+	if (j->has_binary)
 		j->memo = xcalloc(j->nsecs, sizeof(*j->memo));
-	}
+	if (j->has_binary || (want & IMAP_FETCH_PREVIEW))
+		j->decbuf = xmalloc(IMAP_FETCH_DECBUF);
 	s->fetch = j;
 	return 0;
 }

@@ -7,6 +7,9 @@
  * EXAMINE (with CONDSTORE and QRESYNC parameters: HIGHESTMODSEQ,
  * VANISHED (EARLIER) from the index's expunge records, [CLOSED]), CLOSE,
  * UNSELECT, LIST, LSUB, STATUS (HIGHESTMODSEQ too) and NAMESPACE.
+ * SELECT, EXAMINE, STATUS and the view's updates sync lazily (a file
+ * another program left is adopted from its name, unread); what needs the
+ * files' content has them read first (imap_view_complete).
  *
  * Trusts nothing the client sends: names come through the parser's
  * accessors and lib/utf7, and the store refuses names that would leave the
@@ -538,7 +541,10 @@ imap_view_sync(struct imap_session *s, bool expunges)
 
 	if (st == NULL)
 		return -1;
-	if (store_sync(st, s->view.name, false, NULL, &error) < 0) {
+	/* Lazy: a file another program left is adopted from its name; the
+	 * commands that answer from its content complete it first
+	 * (imap_view_complete). */
+	if (store_sync_lazy(st, s->view.name, NULL, &error) < 0) {
 		log_error("imap: user=<%s>, sync %s: %s", s->user,
 		    s->view.name, error);
 		imap_tagged(s, "NO", "[UNAVAILABLE] Cannot read the mailbox");
@@ -564,6 +570,107 @@ imap_view_sync(struct imap_session *s, bool expunges)
 	s->view.highestmodseq = f.highestmodseq;
 	s->view.dirty = false;
 	return 0;
+}
+
+/*
+ * Completion: what only reading a file gives.
+ */
+
+/* The folder's count of records adopted unread (MINDEX_C_UNPARSED): one
+ * lookup. 0, or -1 (logged). */
+static int
+imap_folder_unparsed(struct imap_session *s, struct store *st,
+    const char *name, uint32_t *n_r)
+{
+	struct mindex_folder f;
+	struct mindex_txn *txn;
+	const char *error;
+	int ret;
+
+	*n_r = 0;
+	if (mindex_begin(store_index(st), false, &txn, &error) < 0) {
+		log_error("imap: user=<%s>, index: %s", s->user, error);
+		return -1;
+	}
+	ret = mindex_folder_get(txn, name, &f);
+	mindex_abort(&txn);
+	if (ret < 0) {
+		log_error("imap: user=<%s>, index: %s", s->user,
+		    mindex_last_error());
+		return -1;
+	}
+	if (ret > 0)
+		*n_r = f.unparsed;
+	return 0;
+}
+
+/* Complete folder name for need (IMAP_NEED_*): 0 every record has what
+ * need asks, 1 some may not (a file that could not be read: check each
+ * record with imap_msg_ready), -1 an error (logged). */
+static int
+imap_folder_complete(struct imap_session *s, struct store *st,
+    const char *name, unsigned need)
+{
+	const char *error = "?";
+	uint32_t n;
+	int ret;
+
+	if (need == 0)
+		return 0;
+	for (int attempt = 0; attempt < 2; attempt++) {
+		if (imap_folder_unparsed(s, st, name, &n) < 0)
+			return -1;
+		if (n == 0)
+			return 0;
+		/* A file renamed (flags) or moved (new/ to cur/) by another
+		 * program since the last sync stays unparsed: a sync finds
+		 * it, and the second try reads it. */
+		if (attempt > 0 && store_sync_lazy(st, name, NULL,
+		    &error) < 0)
+			goto fail;
+		ret = (need & IMAP_NEED_PARSE) != 0 ?
+		    store_complete(st, name, &error) :
+		    store_complete_sizes(st, name, &error);
+		if (ret < 0)
+			goto fail;
+		/* Sized records stay unparsed: nothing left to count. */
+		if ((need & IMAP_NEED_PARSE) == 0)
+			return 1;
+	}
+	if (imap_folder_unparsed(s, st, name, &n) < 0)
+		return -1;
+	return n > 0 ? 1 : 0;
+fail:
+	log_error("imap: user=<%s>, reading the messages of %s: %s", s->user,
+	    name, error);
+	return -1;
+}
+
+int
+imap_view_complete(struct imap_session *s, unsigned need)
+{
+	struct store *st;
+	int ret;
+
+	if (need == 0)
+		return 0;
+	if ((st = imap_store(s)) == NULL)
+		return -1;
+	if ((ret = imap_folder_complete(s, st, s->view.name, need)) < 0)
+		imap_tagged(s, "NO", "[UNAVAILABLE] Cannot read the mailbox");
+	return ret;
+}
+
+bool
+imap_msg_ready(const struct mindex_msg *m, unsigned need)
+{
+	uint32_t cf = m->cache_flags;
+
+	if ((cf & MINDEX_C_UNPARSED) == 0)
+		return true;
+	if ((need & IMAP_NEED_PARSE) != 0)
+		return false;
+	return (need & IMAP_NEED_SIZES) == 0 || (cf & MINDEX_C_SIZED) != 0;
 }
 
 /*
@@ -836,7 +943,7 @@ imap_cmd_select(struct imap_session *s, const struct imap_cmd *cmd)
 		imap_seqset_deinit(&p.known);
 		return;
 	}
-	if (store_sync(st, buf_cstr(&name), false, &exists, &error) < 0) {
+	if (store_sync_lazy(st, buf_cstr(&name), &exists, &error) < 0) {
 		imap_tagged(s, "NO", "[NONEXISTENT] %s",
 		    strstr(error, "refused") != NULL ? "Invalid mailbox name" :
 		    "No such mailbox");
@@ -904,6 +1011,20 @@ imap_cmd_close(struct imap_session *s, const struct imap_cmd *cmd)
  * STATUS, NAMESPACE.
  */
 
+/* Whether STATUS asks for item (any case). */
+static bool
+imap_status_wants(const struct imap_arg *items, unsigned count,
+    const char *item)
+{
+	const char *text, *error;
+
+	for (unsigned i = 0; i < count; i++)
+		if (imap_arg_atom(&items[i], &text, &error) == 0 &&
+		    strcasecmp(text, item) == 0)
+			return true;
+	return false;
+}
+
 void
 imap_cmd_status(struct imap_session *s, const struct imap_cmd *cmd)
 {
@@ -930,7 +1051,17 @@ imap_cmd_status(struct imap_session *s, const struct imap_cmd *cmd)
 		buf_free(&name);
 		return;
 	}
-	ret = store_sync(st, buf_cstr(&name), false, &exists, &error);
+	/* Lazy, as SELECT: the counts need no file read. SIZE (RFC 8438)
+	 * is the sum of exact sizes: the files adopted from their names
+	 * have their line ends counted first. */
+	ret = store_sync_lazy(st, buf_cstr(&name), &exists, &error);
+	if (ret == 0 && exists && imap_status_wants(items, count, "SIZE") &&
+	    imap_folder_complete(s, st, buf_cstr(&name),
+	    IMAP_NEED_SIZES) < 0) {
+		imap_tagged(s, "NO", "[UNAVAILABLE] Cannot read the mailbox");
+		buf_free(&name);
+		return;
+	}
 	if (ret == 0 && exists) {
 		if (mindex_begin(store_index(st), false, &txn, &error) < 0)
 			ret = -1;

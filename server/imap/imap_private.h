@@ -156,8 +156,53 @@ bool imap_view_kw_announce(struct imap_session *s);
 void imap_view_free(struct imap_view *v);
 /* imap_view_sync: sync the folder and report changes as untagged
  * responses; expunges only when allowed (not during FETCH, STORE,
- * SEARCH by sequence number, RFC 3501 section 7.4.1). */
+ * SEARCH by sequence number, RFC 3501 section 7.4.1). The sync is lazy
+ * (store_sync_lazy): a Maildir file another program left is adopted from
+ * its name alone (MINDEX_C_UNPARSED: no header cache, no MIME tree, a
+ * size from ",S=" and a date from the name), so that the first SELECT of
+ * a large folder reads no file. */
 int imap_view_sync(struct imap_session *s, bool expunges);
+
+/*
+ * Completion. A command that answers from what only reading a file
+ * gives asks for it first, by what it needs:
+ *  - IMAP_NEED_SIZES: exact RFC822.SIZE (FETCH RFC822.SIZE, SEARCH
+ *    LARGER and SMALLER, STATUS SIZE): the files' line ends are counted
+ *    (store_complete_sizes);
+ *  - IMAP_NEED_PARSE: everything else of the file (ENVELOPE, BODY,
+ *    BODYSTRUCTURE, INTERNALDATE, which is the file's time, not the name's,
+ *    body sections and header fields, PREVIEW, SEARCH on headers, bodies
+ *    and dates, SORT, THREAD): the files are parsed (store_complete).
+ * FLAGS, UID, MODSEQ, SAVEDATE and the counts of SELECT and STATUS need
+ * none, so Thunderbird's "UID FETCH n:* (FLAGS)" costs what it did; a
+ * command that needs more costs one folder lookup when nothing is left
+ * unparsed. Where a file could not be read, SEARCH still matches header
+ * keys against the message (read again) and SORT sorts by its header,
+ * but sizes and dates of such a record are those from its name.
+ */
+#define IMAP_NEED_SIZES	0x01u
+#define IMAP_NEED_PARSE	0x02u
+/* imap_view_complete: complete the selected folder's records for need
+ * (0: nothing to do) if its record counts unparsed ones (one lookup when
+ * none). Completion keeps each record's MODSEQ (nothing a client sees
+ * changed), so no FETCH is reported for it. A record whose file could
+ * not be read meanwhile (moved: a lazy sync and a second try follow;
+ * unreadable, gone) stays as it was. Returns 0 when every record has
+ * what need asks, 1 when some may not (the caller checks each with
+ * imap_msg_ready and leaves those out), -1 after answering NO. */
+int imap_view_complete(struct imap_session *s, unsigned need);
+/* imap_msg_ready: whether m has what need (IMAP_NEED_*) asks. */
+bool imap_msg_ready(const struct mindex_msg *m, unsigned need);
+/* imap_search_needs: what a parsed SEARCH program needs (IMAP_NEED_*):
+ * LARGER, SMALLER sizes; header, body and date keys (BEFORE, ON, SINCE,
+ * OLDER, YOUNGER: the internal date) the parse; flags, keywords,
+ * sequence numbers, UIDs and SAVED* nothing (imap_search.c). */
+struct imap_search;
+unsigned imap_search_needs(const struct imap_search *search);
+/* imap_charset_class: a charset name (len bytes, any case; an RFC 2231
+ * "*lang" is cut) as the decoders here know it: 0 UTF-8 or US-ASCII, 1
+ * ISO-8859-1, -1 any other (imap_search.c). */
+int imap_charset_class(const char *name, size_t len);
 
 /* imap_condstore_on: CONDSTORE enabled by a command that uses it (FETCH
  * MODSEQ, CHANGEDSINCE, STORE UNCHANGEDSINCE, SELECT (CONDSTORE)); from
@@ -218,13 +263,70 @@ void imap_cmd_setquota(struct imap_session *s, const struct imap_cmd *cmd);
 #define IMAP_FETCH_BODY		0x20u
 #define IMAP_FETCH_BODYSTRUCT	0x40u
 #define IMAP_FETCH_MODSEQ	0x80u
+#define IMAP_FETCH_SAVEDATE	0x100u	/* RFC 8514 */
+#define IMAP_FETCH_PREVIEW	0x200u	/* RFC 8970: made from the message */
+#define IMAP_FETCH_PREVIEW_LAZY	0x400u	/* PREVIEW (LAZY): NIL, as no
+					   preview is kept in the index */
 
-/* FETCH of body sections (imap_fetch_body.c). */
+/* FETCH of body sections and PREVIEW (imap_fetch_body.c): a job over
+ * set (taken) for the index items in want and the section items in
+ * items[0..count). check: IMAP_NEED_* a message must have (imap_msg_ready)
+ * to be answered, 0 none (imap_view_complete said all have it); one left
+ * out ends the FETCH with NO. */
 struct imap_seqset;
 int imap_fetch_job_new(struct imap_session *s, struct imap_seqset *set,
-    bool uid, unsigned want, const char *const *items, unsigned count);
+    bool uid, unsigned want, const char *const *items, unsigned count,
+    unsigned check);
 bool imap_fetch_job_run(struct imap_session *s);
 void imap_fetch_job_free(struct imap_fetch_job **j);
+
+/*
+ * PREVIEW (RFC 8970; imap_fetch.c): the text a client shows under a
+ * message's subject, made from the decoded bytes of its first text part
+ * (the bytes as decoded by lib/cte, before any charset): ISO-8859-1
+ * (latin1) converted to UTF-8, anything else read as UTF-8 with the bytes
+ * that are not valid UTF-8 dropped; HTML (html) without its tags,
+ * comments and the content of head, title, script and style, with the
+ * entities &amp; &lt; &gt; &quot; &apos; &nbsp; and &#N; &#xN; decoded;
+ * control characters dropped; every run of white space one space, none
+ * at either end; at most IMAP_PREVIEW_CHARS characters. Fed in chunks
+ * cut anywhere, with the same result.
+ */
+#define IMAP_PREVIEW_CHARS	256
+/* Decoded bytes of the text part looked at, at most (a preview of HTML
+ * may have to get past a long head). */
+#define IMAP_PREVIEW_READ_MAX	(64 * 1024)
+
+struct imap_preview {
+	bool html, latin1;
+	bool full;		/* IMAP_PREVIEW_CHARS reached */
+	bool space;		/* white space since the last character */
+	uint32_t cp;		/* UTF-8 being decoded */
+	unsigned more, seq_len;
+	unsigned hstate;	/* HTML state (imap_fetch.c) */
+	char tag[16];		/* HTML: the tag name being read, lower case */
+	unsigned tag_len;
+	bool end_tag;
+	char skip[8];		/* HTML: the element whose content goes */
+	char raw[8];		/* HTML: script or style, whose content
+				   holds no tags, only its own end tag */
+	char ent[12];		/* HTML: an entity's name being read */
+	unsigned ent_len;
+	unsigned dashes;	/* HTML: "-" seen in a row in a comment */
+	unsigned char quote;	/* HTML: the quote of an attribute value */
+	bool selfclose;		/* HTML: "/" last in the tag ("<br/>") */
+	unsigned chars;
+	size_t len;
+	unsigned char out[IMAP_PREVIEW_CHARS * 4];	/* UTF-8 */
+};
+
+void imap_preview_init(struct imap_preview *p, bool html, bool latin1);
+/* imap_preview_feed: more decoded bytes; false once the preview is full
+ * (what comes after is not looked at). */
+bool imap_preview_feed(struct imap_preview *p, const unsigned char *d,
+    size_t len);
+/* imap_preview_finish: the text ended: out[0..len) is the preview. */
+void imap_preview_finish(struct imap_preview *p);
 
 /*
  * The commands that change mail (imap_cmd_write.c): STORE, EXPUNGE,
@@ -272,62 +374,5 @@ bool imap_append_refused(struct imap_session *s);
 /* imap_append_free: drop a half-received message (parse error, end of
  * session). */
 void imap_append_free(struct imap_session *s);
-
-/*
- * Content-transfer decoding for FETCH BINARY (RFC 3516; imap_fetch_body.c),
- * as a state machine fed the stored bytes of a part in chunks cut
- * anywhere: the output does not depend on where the cuts fall.
- *  - IMAP_CTE_IDENTITY ("binary"): the bytes as they are.
- *  - IMAP_CTE_TEXT ("7bit", "8bit", and a whole message): lines end in
- *    CRLF (a bare LF gets its CR, as BODY[] gives them); NUL stays NUL.
- *  - IMAP_CTE_QP ("quoted-printable", RFC 2045 6.7) on CRLF lines: "=XX"
- *    in upper or lower case is the byte; "=" with optional white space
- *    before the line end is a soft line break, removed (also at the very
- *    end, where the part's last line end belongs to the boundary); white
- *    space at the end of a line is removed (transports add it: held back
- *    up to IMAP_CTE_WS_MAX bytes, so of a longer run only its last part
- *    goes); anything else after "=" is no escape and is kept as it is
- *    ("=G1", "=4x").
- *  - IMAP_CTE_BASE64 (RFC 2045 6.8): bytes outside the alphabet (line
- *    ends, white space, garbage) are skipped; "=" ends a quantum (its
- *    incomplete bits are dropped) and decoding goes on after it, so a
- *    missing, short or extra padding and concatenated encodings decode
- *    to what they hold.
- */
-enum imap_cte {
-	IMAP_CTE_IDENTITY,
-	IMAP_CTE_TEXT,
-	IMAP_CTE_QP,
-	IMAP_CTE_BASE64
-};
-
-#define IMAP_CTE_WS_MAX	64	/* white space held back in a QP line */
-/* Output bytes beyond 2 * input that one call may write (held bytes). */
-#define IMAP_CTE_SLACK	(IMAP_CTE_WS_MAX + 16)
-
-struct imap_cte_dec {
-	enum imap_cte cte;
-	bool prev_cr;		/* TEXT, QP: the last input byte was CR */
-	unsigned qp;		/* QP state (imap_fetch_body.c) */
-	unsigned char qp_hi;	/* the first digit of "=XX" */
-	unsigned char ws[IMAP_CTE_WS_MAX];	/* QP: white space held */
-	unsigned nws;
-	uint32_t b64_acc;	/* BASE64: bits not written yet */
-	unsigned b64_bits;
-};
-
-/* imap_cte_from_name: the decoder for a Content-Transfer-Encoding as the
- * MIME tree keeps it (lowercased): 0, or -1 for one this server cannot
- * decode (FETCH BINARY answers NO [UNKNOWN-CTE]). */
-int imap_cte_from_name(const char *name, enum imap_cte *cte_r);
-void imap_cte_init(struct imap_cte_dec *d, enum imap_cte cte);
-/* imap_cte_decode: decode in[0..len) into out, which has room for
- * 2 * len + IMAP_CTE_SLACK bytes; returns the bytes written. */
-size_t imap_cte_decode(struct imap_cte_dec *d, const unsigned char *in,
-    size_t len, unsigned char *out);
-/* imap_cte_finish: the input ended: write what is still held (at most
- * IMAP_CTE_SLACK bytes) into out; returns the bytes written. d is then
- * as after imap_cte_init. */
-size_t imap_cte_finish(struct imap_cte_dec *d, unsigned char *out);
 
 #endif

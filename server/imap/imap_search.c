@@ -27,6 +27,7 @@
 #include <strings.h>
 
 #include "buf.h"
+#include "cte.h"
 #include "log.h"
 #include "mime.h"
 #include "mindex.h"
@@ -181,36 +182,12 @@ isk_needle_in(struct isk_needle *n, const unsigned char *p, size_t len)
 }
 
 /*
- * RFC 2047 encoded words.
+ * RFC 2047 encoded words. They keep their own small decoders rather than
+ * lib/cte's streaming ones: a word is whole in memory, "Q" writes a space
+ * as '_' and knows no lines (so no soft line breaks, and no white space
+ * to drop at a line end), and a bad "=X" in a word is kept as text. The
+ * alphabets are lib/cte's.
  */
-
-static int
-isk_b64_value(unsigned char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == '/')
-		return 63;
-	return -1;
-}
-
-static int
-isk_hex_value(unsigned char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
 
 /* Append c to out, as UTF-8 if it is an ISO-8859-1 byte. Past out's
  * maximum bytes are dropped: a truncated value is still matched. */
@@ -224,26 +201,26 @@ isk_emit(struct buf *out, unsigned char c, bool latin1)
 		(void)buf_append_byte(out, c);
 }
 
-/* The charset of an encoded word (RFC 2231 "*lang" cut): 0 UTF-8 or
- * US-ASCII, 1 ISO-8859-1, -1 other (left encoded). */
-static int
-isk_word_charset(const unsigned char *cs, size_t len)
+/* Charsets (imap_private.h): an encoded word in one this does not know
+ * is left encoded. */
+int
+imap_charset_class(const char *name, size_t len)
 {
 	static const char *const same[] = { "utf-8", "utf8", "us-ascii",
 	    "ascii", NULL };
 	static const char *const latin1[] = { "iso-8859-1", "iso8859-1",
 	    "iso_8859-1", "latin1", NULL };
-	const unsigned char *star = memchr(cs, '*', len);
+	const char *star = memchr(name, '*', len);
 
 	if (star != NULL)
-		len = (size_t)(star - cs);
+		len = (size_t)(star - name);
 	for (size_t i = 0; same[i] != NULL; i++)
 		if (strlen(same[i]) == len &&
-		    strncasecmp((const char *)cs, same[i], len) == 0)
+		    strncasecmp(name, same[i], len) == 0)
 			return 0;
 	for (size_t i = 0; latin1[i] != NULL; i++)
 		if (strlen(latin1[i]) == len &&
-		    strncasecmp((const char *)cs, latin1[i], len) == 0)
+		    strncasecmp(name, latin1[i], len) == 0)
 			return 1;
 	return -1;
 }
@@ -255,7 +232,7 @@ isk_word_b(const unsigned char *t, size_t len, bool latin1, struct buf *out)
 	int v;
 
 	for (size_t i = 0; i < len && t[i] != '='; i++) {
-		if ((v = isk_b64_value(t[i])) < 0)
+		if ((v = cte_b64_value(t[i])) < 0)
 			continue;
 		acc = (acc << 6 | (unsigned)v) & 0xffffff;
 		if ((bits += 6) >= 8) {
@@ -274,8 +251,8 @@ isk_word_q(const unsigned char *t, size_t len, bool latin1, struct buf *out)
 		if (t[i] == '_')
 			isk_emit(out, ' ', false);
 		else if (t[i] == '=' && i + 2 < len &&
-		    (hi = isk_hex_value(t[i + 1])) >= 0 &&
-		    (lo = isk_hex_value(t[i + 2])) >= 0) {
+		    (hi = cte_hex_value(t[i + 1])) >= 0 &&
+		    (lo = cte_hex_value(t[i + 2])) >= 0) {
 			isk_emit(out, (unsigned char)(hi << 4 | lo), latin1);
 			i += 2;
 		} else
@@ -308,7 +285,8 @@ isk_word(const unsigned char *v, size_t len, struct buf *out,
 			return false;
 	if (end + 1 >= len || v[end + 1] != '=')
 		return false;
-	if ((charset = isk_word_charset(v + 2, cs - 2)) < 0)
+	if ((charset = imap_charset_class((const char *)v + 2,
+	    cs - 2)) < 0)
 		return false;
 	if (v[enc] == 'B' || v[enc] == 'b')
 		isk_word_b(v + text, end - text, charset == 1, out);
@@ -928,6 +906,35 @@ imap_search_free(struct imap_search **sp)
 	free(search);
 }
 
+static unsigned
+isk_needs(const struct isk_node *n)
+{
+	unsigned need = 0;
+
+	for (unsigned k = 0; k < n->nkids; k++)
+		need |= isk_needs(&n->kids[k]);
+	switch (n->op) {
+	case ISK_LARGER:
+	case ISK_SMALLER:
+		return need | IMAP_NEED_SIZES;
+	/* The internal date is the file's time, which only completion
+	 * reads (the name's is a guess). */
+	case ISK_BEFORE: case ISK_ON: case ISK_SINCE:
+	case ISK_OLDER: case ISK_YOUNGER:
+	case ISK_HEADER: case ISK_BODY: case ISK_TEXT:
+	case ISK_SENTBEFORE: case ISK_SENTON: case ISK_SENTSINCE:
+		return need | IMAP_NEED_PARSE;
+	default:
+		return need;
+	}
+}
+
+unsigned
+imap_search_needs(const struct imap_search *search)
+{
+	return isk_needs(&search->root);
+}
+
 bool
 imap_search_needs_message(const struct imap_search *search)
 {
@@ -1006,7 +1013,10 @@ isk_eval_cached(struct imap_search *search, struct isk_node *n,
 {
 	struct isk_cache_ctx c = { search, n, false, false };
 
-	if (n->op == ISK_HEADER && !isk_header_cached(n))
+	/* A record adopted unread has no cached fields: the message's own
+	 * (its file could not be read for completion; it may be now). */
+	if ((n->op == ISK_HEADER && !isk_header_cached(n)) ||
+	    (m->cache_flags & MINDEX_C_UNPARSED) != 0)
 		return ISK_NEED;
 	if (m->headers_len > 0)
 		(void)msg_header_iter(m->headers, m->headers_len,
@@ -1144,7 +1154,6 @@ struct isk_seg {
 };
 
 enum isk_hstate { ISK_H_START, ISK_H_LINE, ISK_H_CR };
-enum isk_qp { ISK_QP_NONE, ISK_QP_EQ, ISK_QP_HEX, ISK_QP_CR };
 
 struct isk_scan {
 	struct imap_search *search;
@@ -1154,9 +1163,11 @@ struct isk_scan {
 	unsigned char prev_hdr, prev_body;	/* for isk_fold */
 	struct isk_seg *segs;		/* owned */
 	size_t nsegs, nalloc, seg;
-	unsigned b64_acc, b64_bits;
-	enum isk_qp qp;
-	unsigned char qp_hex;
+	/* The decoder of the segment being read (lib/cte, line ends as
+	 * stored: a needle is matched against text, not IMAP's CRLF). */
+	bool decoding;
+	struct cte_dec dec;
+	unsigned char decbuf[2 * IMAP_SEARCH_CHUNK + CTE_SLACK];
 };
 
 static void
@@ -1220,94 +1231,60 @@ isk_body_out(struct isk_scan *sc, unsigned char c)
 }
 
 static void
-isk_decode_flush(struct isk_scan *sc)
+isk_body_out_n(struct isk_scan *sc, const unsigned char *p, size_t n)
 {
-	if (sc->qp != ISK_QP_NONE)
-		isk_body_out(sc, '=');
-	if (sc->qp == ISK_QP_HEX)
-		isk_body_out(sc, sc->qp_hex);
-	else if (sc->qp == ISK_QP_CR)
-		isk_body_out(sc, '\r');
-	sc->qp = ISK_QP_NONE;
-	sc->b64_acc = sc->b64_bits = 0;
+	for (size_t i = 0; i < n; i++)
+		isk_body_out(sc, p[i]);
 }
 
+/* The end of a decoded segment (or of the message): what the decoder
+ * held back goes out. */
 static void
-isk_decode_b64(struct isk_scan *sc, unsigned char c)
+isk_decode_end(struct isk_scan *sc)
 {
-	int v = isk_b64_value(c);
-
-	if (c == '=') {
-		sc->b64_acc = sc->b64_bits = 0;
+	if (!sc->decoding)
 		return;
-	}
-	if (v < 0)
-		return;
-	sc->b64_acc = (sc->b64_acc << 6 | (unsigned)v) & 0xffffff;
-	if ((sc->b64_bits += 6) >= 8) {
-		sc->b64_bits -= 8;
-		isk_body_out(sc, (sc->b64_acc >> sc->b64_bits) & 0xff);
-	}
+	isk_body_out_n(sc, sc->decbuf, cte_finish(&sc->dec, sc->decbuf));
+	sc->decoding = false;
 }
 
+/* Body bytes p[0..len) (len at most IMAP_SEARCH_CHUNK), the first at
+ * sc->pos: matched as they are, or decoded inside a text part whose
+ * encoding the tree names. Cut at the segment edges, each run in one
+ * call. */
 static void
-isk_decode_qp(struct isk_scan *sc, unsigned char c)
+isk_body_bytes(struct isk_scan *sc, const unsigned char *p, size_t len)
 {
-	int hi, lo;
+	while (len > 0) {
+		const struct isk_seg *g;
+		size_t n = len;
+		uint64_t stop;
 
-	switch (sc->qp) {
-	case ISK_QP_NONE:
-		if (c == '=')
-			sc->qp = ISK_QP_EQ;
-		else
-			isk_body_out(sc, c);
-		return;
-	case ISK_QP_EQ:
-		if (isk_hex_value(c) >= 0) {
-			sc->qp_hex = c;
-			sc->qp = ISK_QP_HEX;
-			return;
+		while (sc->seg < sc->nsegs &&
+		    sc->pos >= sc->segs[sc->seg].end) {
+			isk_decode_end(sc);
+			sc->seg++;
 		}
-		if (c == '\n' || c == '\r') {
-			/* A soft line break. */
-			sc->qp = c == '\r' ? ISK_QP_CR : ISK_QP_NONE;
-			return;
+		g = sc->seg < sc->nsegs ? &sc->segs[sc->seg] : NULL;
+		if (g != NULL) {
+			stop = sc->pos < g->start ? g->start : g->end;
+			if (stop - sc->pos < n)
+				n = (size_t)(stop - sc->pos);
 		}
-		break;
-	case ISK_QP_HEX:
-		if ((lo = isk_hex_value(c)) >= 0) {
-			hi = isk_hex_value(sc->qp_hex);
-			sc->qp = ISK_QP_NONE;
-			isk_body_out(sc, (unsigned char)(hi << 4 | lo));
-			return;
-		}
-		break;
-	case ISK_QP_CR:
-		sc->qp = ISK_QP_NONE;
-		if (c == '\n')
-			return;
-		isk_decode_qp(sc, c);
-		return;
+		if (g != NULL && sc->pos >= g->start) {
+			if (!sc->decoding) {
+				cte_init(&sc->dec, g->base64 ? CTE_BASE64 :
+				    CTE_QP, 0);
+				sc->decoding = true;
+			}
+			isk_body_out_n(sc, sc->decbuf, cte_decode(&sc->dec, p,
+			    n, sc->decbuf));
+		} else
+			isk_body_out_n(sc, p, n);
+		p += n;
+		len -= n;
+		sc->pos += n;
 	}
-	/* Not an escape after all: the bytes as they were. */
-	isk_decode_flush(sc);
-	isk_decode_qp(sc, c);
-}
-
-static void
-isk_body_byte(struct isk_scan *sc, unsigned char c)
-{
-	while (sc->seg < sc->nsegs && sc->pos >= sc->segs[sc->seg].end) {
-		isk_decode_flush(sc);
-		sc->seg++;
-	}
-	if (sc->seg < sc->nsegs && sc->pos >= sc->segs[sc->seg].start) {
-		if (sc->segs[sc->seg].base64)
-			isk_decode_b64(sc, c);
-		else
-			isk_decode_qp(sc, c);
-	} else
-		isk_body_out(sc, c);
 }
 
 /* The length of the name of raw field f, or 0 if it is not a field. */
@@ -1410,17 +1387,16 @@ isk_header_byte(struct isk_scan *sc, unsigned char c)
 static void
 isk_scan_bytes(struct isk_scan *sc, const unsigned char *p, size_t len)
 {
-	for (size_t i = 0; i < len && !sc->done; i++, sc->pos++) {
-		if (sc->in_body) {
-			isk_body_byte(sc, p[i]);
-			continue;
-		}
+	size_t i;
+
+	for (i = 0; i < len && !sc->done && !sc->in_body; i++, sc->pos++)
 		if (isk_header_byte(sc, p[i])) {
 			sc->in_body = true;
 			/* Header keys only: the body is not read. */
 			sc->done = !sc->search->body;
 		}
-	}
+	if (i < len && sc->in_body && !sc->done)
+		isk_body_bytes(sc, p + i, len - i);
 }
 
 static int
@@ -1448,7 +1424,7 @@ isk_scan_message(struct imap_search *search, const struct mindex_msg *m,
 	if (!sc.in_body)
 		isk_field_done(&sc);	/* a message that is all header */
 	else
-		isk_decode_flush(&sc);
+		isk_decode_end(&sc);
 	return 0;
 }
 
@@ -1872,7 +1848,8 @@ imap_cmd_search(struct imap_session *s, const struct imap_cmd *cmd)
 		imap_bad(s, error);
 		return;
 	}
-	if ((st = imap_store(s)) == NULL) {
+	if ((st = imap_store(s)) == NULL ||
+	    imap_view_complete(s, imap_search_needs(search)) < 0) {
 		isk_failed(s, ret);
 		imap_search_free(&search);
 		return;

@@ -21,7 +21,8 @@
  * match the unfolded value with RFC 2047 encoded words decoded (UTF-8,
  * US-ASCII and ISO-8859-1 to UTF-8; other charsets stay as sent). BODY
  * matches the body after the top-level header, with base64 and
- * quoted-printable "text" parts decoded (other parts raw); TEXT matches
+ * quoted-printable "text" parts decoded as lib/cte decodes them (line
+ * ends as stored; other parts raw); TEXT matches
  * the raw header, every decoded header value, and the body as BODY does.
  * Dates: BEFORE, ON, SINCE compare the day of the internal date in UTC
  * (as FETCH INTERNALDATE reports it); SENT* the day of the Date: field in

@@ -335,8 +335,9 @@ imap_sort_msgid(const struct buf *v)
 {
 	const unsigned char *lt, *gt;
 
-	if (v->len == 0 || (lt = memchr(v->data, '<', v->len)) == NULL || (gt = memchr(lt, '>', v->len -
-	    (size_t)(lt - v->data))) == NULL || gt - lt < 2)
+	if (v->len == 0 || (lt = memchr(v->data, '<', v->len)) == NULL ||
+	    (gt = memchr(lt, '>', v->len - (size_t)(lt - v->data))) == NULL ||
+	    gt - lt < 2)
 		return xstrdup("");
 	return xstrndup((const char *)lt, (size_t)(gt - lt + 1));
 }
@@ -545,7 +546,11 @@ imap_sort_from_index(struct imap_session *s, struct store *st,
 		sm->size = m.vsize;
 		sm->arrival = m.internal_date;
 		imap_sort_msg_fields(sm, m.headers, m.headers_len);
-		partial[n++] = (m.cache_flags & MINDEX_C_HEADERS_PARTIAL) != 0;
+		/* A record still unparsed (its file could not be read for
+		 * completion) has no fields cached: its file's, as for a
+		 * cache that lost a field. */
+		partial[n++] = (m.cache_flags & (MINDEX_C_HEADERS_PARTIAL |
+		    MINDEX_C_UNPARSED)) != 0;
 	}
 	mindex_abort(&txn);
 	*count_r = n;
@@ -601,7 +606,10 @@ imap_sort_load(struct imap_session *s, const struct imap_cmd *cmd,
 			imap_bad(s, error);
 		return -1;
 	}
-	if ((st = imap_store(s)) == NULL) {
+	/* Every sort key and THREAD's fields come from what a parse gives
+	 * (dates, sizes, header fields). */
+	if ((st = imap_store(s)) == NULL ||
+	    imap_view_complete(s, IMAP_NEED_PARSE) < 0) {
 		imap_search_free(&search);
 		return -1;
 	}

@@ -445,6 +445,45 @@ test_keys(void)
 	msg_info_free(&t.info);
 }
 
+/* Quoted-printable decoded as lib/cte does it (as FETCH BINARY and
+ * PREVIEW read it too): a soft line break with white space after its
+ * "=", LF or CRLF, and white space at a line's end dropped. A record
+ * adopted unread has no cached fields: header keys read the message. */
+static void
+test_cte_shared(void)
+{
+	static const char qp[] =
+	    "Subject: qp\n"
+	    "Content-Type: text/plain\n"
+	    "Content-Transfer-Encoding: quoted-printable\n"
+	    "\n"
+	    "A soft break with blanks: mari= \t\n"
+	    "mba; and with CRLF: glocken= \r\n"
+	    "spiel; trailing blanks   \n"
+	    "go.\n";
+	struct t_msg t;
+	bool good = true;
+
+	t_msg_init(&t, qp, 1, 0);
+	for (size_t c = 1; c <= 7; c++) {
+		t.chunk = c;
+		good = good && t_match("BODY marimba", &t, 1) == 1 &&
+		    t_match("BODY glockenspiel", &t, 1) == 1 &&
+		    t_match("BODY \"trailing blanks\"", &t, 1) == 1 &&
+		    t_match("BODY \"blanks \"", &t, 1) == 0 &&
+		    t_match("BODY mari=", &t, 1) == 0;
+	}
+	ok(good, "quoted-printable: soft breaks after white space joined, "
+	    "blanks at line ends gone, every chunk size from 1 to 7");
+	t.m.cache_flags |= MINDEX_C_UNPARSED;
+	t.m.headers_len = 0;
+	t.opens = 0;
+	is_int(t_match("SUBJECT qp", &t, 1), 1,
+	    "an unparsed record: SUBJECT matched from the message");
+	is_int(t.opens, 1, "which was read for it");
+	msg_info_free(&t.info);
+}
+
 /* A needle across every chunk boundary: chunk sizes 1 to 9. */
 static void
 test_chunks(void)
@@ -1074,6 +1113,7 @@ main(void)
 
 	test_keys();
 	test_chunks();
+	test_cte_shared();
 	test_encoded_words();
 	test_syntax();
 	test_depth();

@@ -768,6 +768,28 @@ test_msg_update(struct mindex_txn *txn, struct mindex_folder *f,
 	    "headers intact");
 	m.uid = 4;
 	is_int(mindex_msg_update(txn, f, &m), -1, "update of a missing uid");
+
+	/* refresh: new content, the modseq and highestmodseq stay. */
+	{
+		uint64_t high = f->highestmodseq, was = got.modseq;
+
+		m = got;
+		m.vsize = 1531;
+		is_int(mindex_msg_refresh(txn, f, &m), 0, "refresh message 1");
+		ok(m.modseq == was && f->highestmodseq == high,
+		    "refresh keeps the modseq (%llu) and highestmodseq (%llu)",
+		    (unsigned long long)m.modseq,
+		    (unsigned long long)f->highestmodseq);
+		is_int(mindex_msg_get(txn, f->id, 1, &got), 1, "get refreshed");
+		ok(got.vsize == 1531 && got.modseq == was &&
+		    f->vsize == 1741, "the new size is stored and counted");
+		m = got;
+		m.vsize = 1530;
+		is_int(mindex_msg_refresh(txn, f, &m), 0, "refresh back");
+		m.uid = 4;
+		is_int(mindex_msg_refresh(txn, f, &m), -1,
+		    "refresh of a missing uid");
+	}
 }
 
 static void
