@@ -27,6 +27,9 @@
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
 #include <stdint.h>
 #include <grp.h>
 #include <pwd.h>
@@ -604,6 +607,50 @@ ctl_queue_flush_all(struct smtp_queue *q, struct smtp_queue_iter *iter)
 	return status;
 }
 
+/*
+ * Tell the running queue manager (its pid in the queue's pid file, and
+ * its command line that of loftd's qmgr, so that a pid reused by another
+ * program is left alone) to try deferred mail now. As mail_owner, which
+ * the queue manager runs as too. 1 told, 0 none running.
+ */
+static int
+ctl_queue_flush_signal(void)
+{
+	char path[PATH_MAX], text[32], cmd[256];
+	ssize_t n;
+	long pid;
+	char *end;
+	int fd;
+
+	if ((size_t)snprintf(path, sizeof(path), "%s/%s",
+	    conf_str("queue_directory"), SMTP_QUEUE_PID_FILE) >= sizeof(path) ||
+	    (fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0)
+		return 0;
+	n = read(fd, text, sizeof(text) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	text[n] = '\0';
+	pid = strtol(text, &end, 10);
+	if (pid <= 1 || (*end != '\n' && *end != '\0'))
+		return 0;
+	snprintf(path, sizeof(path), "/proc/%ld/cmdline", pid);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return 0;
+	n = read(fd, cmd, sizeof(cmd) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	/* argv is NUL-separated: "... -X qmgr ..." */
+	for (ssize_t i = 0; i < n; i++)
+		if (cmd[i] == '\0')
+			cmd[i] = ' ';
+	cmd[n] = '\0';
+	if (strstr(cmd, " -X qmgr") == NULL)
+		return 0;
+	return kill((pid_t)pid, SIGUSR1) == 0 ? 1 : 0;
+}
+
 static int
 ctl_queue_flush(int argc)
 {
@@ -626,6 +673,11 @@ ctl_queue_flush(int argc)
 	status = ctl_queue_flush_all(q, iter);
 	smtp_queue_iter_free(&iter);
 	smtp_queue_close(&q);
+	if (ctl_queue_flush_signal())
+		printf("the queue manager was told to try them now\n");
+	else
+		printf("loftd's queue manager is not running: they are tried "
+		    "when it starts\n");
 	return status;
 }
 

@@ -47,6 +47,10 @@
 
 /* A queue ID: 8 + 4 + 5 base-32 digits (40 bits of seconds, 20 of
  * microseconds, 25 of pid: Linux's pid_max is at most 2^22). */
+/* In the queue directory, beside tmp/ data/ env/ corrupt/: the pid of
+ * the running queue manager (loftd's qmgr), which `loftctl queue flush`
+ * signals (SIGUSR1) to try deferred mail at once. */
+#define SMTP_QUEUE_PID_FILE	"qmgr.pid"
 #define SMTP_QUEUE_ID_LEN	17
 #define SMTP_QUEUE_ID_MAX	(SMTP_QUEUE_ID_LEN + 1)
 

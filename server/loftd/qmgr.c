@@ -35,16 +35,13 @@
 #include "config.h"
 
 #include <errno.h>
-#include <grp.h>
+#include <fcntl.h>
 #include <limits.h>
-#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/prctl.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <time.h>
@@ -1067,6 +1064,51 @@ qmgr_free(void)
 	ioloop_free(&qmgr.loop);
 }
 
+/* SIGUSR1, from `loftctl queue flush` (as mail_owner, which cannot signal
+ * the master): deferred mail now, as the master's LOFTD_FLUSH. */
+static void
+qmgr_sigusr1(int signo, void *ctx)
+{
+	(void)signo;
+	(void)ctx;
+	log_info("flush: deferred mail is tried now");
+	qmgr_scan(true);
+}
+
+/* The queue's pid file (SMTP_QUEUE_PID_FILE): written (beside, then
+ * renamed) at start; at the end removed if it still names us (a
+ * successor may have written its own). Best effort: without it a flush
+ * only marks the mail due. */
+static void
+qmgr_pid_file(bool start)
+{
+	char path[PATH_MAX], tmp[PATH_MAX], text[32];
+	const char *dir = conf_str("queue_directory");
+	ssize_t n;
+	int fd, len;
+
+	if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir,
+	    SMTP_QUEUE_PID_FILE) >= sizeof(path) ||
+	    (size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= sizeof(tmp))
+		return;
+	len = snprintf(text, sizeof(text), "%ld\n", (long)getpid());
+	if (!start) {
+		char have[32];
+
+		if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+			return;
+		n = read(fd, have, sizeof(have) - 1);
+		close(fd);
+		if (n == len && memcmp(have, text, (size_t)len) == 0)
+			(void)unlink(path);
+		return;
+	}
+	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+	    0600)) < 0 || write(fd, text, (size_t)len) != len ||
+	    close(fd) < 0 || rename(tmp, path) < 0)
+		log_warning("cannot write %s: %s", path, strerror(errno));
+}
+
 int
 qmgr_main(bool foreground, bool have_log_fd)
 {
@@ -1090,7 +1132,11 @@ qmgr_main(bool foreground, bool have_log_fd)
 	    NULL);
 	(void)qmgr_aliases();
 	qmgr_scan(false);
+	if (ioloop_signal_add(qmgr.loop, SIGUSR1, qmgr_sigusr1, NULL) < 0)
+		log_fatal("signals: cannot watch SIGUSR1");
+	qmgr_pid_file(true);
 	ioloop_run(qmgr.loop);
+	qmgr_pid_file(false);
 	qmgr_free();
 	conf_reset();
 	return 0;
