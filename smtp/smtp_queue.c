@@ -20,6 +20,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -443,7 +444,10 @@ smtp_queue_cleanup(struct smtp_queue *q, unsigned int max_age,
     unsigned int *removed_r, const char **error_r)
 {
 	unsigned int removed = 0;
-	time_t limit = time(NULL) - (time_t)max_age;
+	/* 0: whatever the age. A file just written may carry an mtime a
+	 * little ahead of time(): file times come from a finer clock. */
+	time_t limit = max_age == 0 ? (time_t)INT64_MAX :
+	    time(NULL) - (time_t)max_age;
 	int r;
 
 	r = smtp_queue_cleanup_dir(q, SMTP_QUEUE_DIR_TMP, limit, &removed,

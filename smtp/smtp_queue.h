@@ -158,7 +158,8 @@ void smtp_queue_close(struct smtp_queue **q);
  * smtp_queue_cleanup: remove what crashed transactions left: files in tmp/
  * and contents in data/ without an envelope, last written (mtime) at
  * least max_age seconds ago (SMTP_QUEUE_CLEANUP_AGE at start-up; younger
- * ones may belong to a transaction of another process). Files that vanish
+ * ones may belong to a transaction of another process; 0: whatever their
+ * age, for a queue no other process uses). Files that vanish
  * meanwhile are skipped. *removed_r (may be NULL) counts what went.
  * 0, or -1 on the first failure.
  */
