@@ -6,6 +6,7 @@
 #include "config.h"
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,7 @@
 #include "log.h"
 
 #define LOG_LINE_MAX 4096
+#define LOG_WRITE_MAX PIPE_BUF
 
 static char log_ident_buf[64] = "loft";
 static int log_facility = LOG_MAIL;
@@ -106,11 +108,25 @@ log_ident(void)
 	return log_ident_buf;
 }
 
+/*
+ * Write one formatted line of n bytes (snprintf's count) from line[size]:
+ * cut to at most LOG_WRITE_MAX bytes, always ending in a newline. One
+ * write per line, no loop on a short write: a line written in pieces could
+ * interleave with another process's. LOG_WRITE_MAX is PIPE_BUF because
+ * loftd's processes log into a pipe that the master empties into the
+ * file, and only writes up to PIPE_BUF are atomic on a pipe.
+ */
 static void
-log_write_line(int fd, const char *line, size_t len)
+log_write_line(int fd, char *line, size_t size, int n)
 {
-	/* One write per line; a short write on a log is not worth a loop
-	 * that could interleave with another process's line. */
+	size_t len;
+
+	if (n <= 0)
+		return;
+	len = (size_t)n < size ? (size_t)n : size - 1;
+	if (len > LOG_WRITE_MAX)
+		len = LOG_WRITE_MAX;
+	line[len - 1] = '\n';
 	if (write(fd, line, len) < 0)
 		return;
 }
@@ -138,18 +154,13 @@ log_vemit(int prio, const char *label, const char *fmt, va_list ap)
 		host[sizeof(host) - 1] = '\0';
 		n = snprintf(line, sizeof(line), "%s %s %s[%ld]: %s%s\n",
 		    stamp, host, log_ident_buf, (long)getpid(), label, msg);
-		if (n > 0)
-			log_write_line(log_fd, line, (size_t)n < sizeof(line) ?
-			    (size_t)n : sizeof(line) - 1);
+		log_write_line(log_fd, line, sizeof(line), n);
 		break;
 	}
 	case LOG_DEST_STDERR:
 		n = snprintf(line, sizeof(line), "%s: %s%s\n", log_ident_buf,
 		    label, msg);
-		if (n > 0)
-			log_write_line(STDERR_FILENO, line,
-			    (size_t)n < sizeof(line) ? (size_t)n :
-			    sizeof(line) - 1);
+		log_write_line(STDERR_FILENO, line, sizeof(line), n);
 		break;
 	}
 	errno = saved_errno;

@@ -48,6 +48,7 @@
 #include "ioloop.h"
 #include "ipc.h"
 #include "log.h"
+#include "logpipe.h"
 #include "net.h"
 #include "priv.h"
 #include "tls.h"
@@ -742,7 +743,7 @@ master_spawn(enum master_role role, const int *fds, const int *targets,
 	struct master_child *c;
 	char nbuf[16], sbuf[16];
 	const char *argv[14], *error;
-	int sp[2], conf_fd, log_fd = log_file_fd();
+	int sp[2], conf_fd, log_fd = logpipe_child_fd();
 	size_t argc = 0;
 	sigset_t none;
 	pid_t pid;
@@ -1892,6 +1893,9 @@ master_sighup(int signo, void *ctx)
 	(void)ctx;
 	if (master.stopping)
 		return;
+	/* First, so that logrotate's SIGHUP works even when the
+	 * configuration has gone bad since the start. */
+	logpipe_reopen(conf_str("maillog_file"));
 	if (master_read_file(master.conf_path, &text, &len, &error) < 0 ||
 	    master_conf_apply(text, len, &error) < 0) {
 		log_error("reload refused, still running the previous "
@@ -2073,8 +2077,8 @@ master_main(const char *conf_path, bool foreground)
 
 		snprintf(ident, sizeof(ident), "%s/master",
 		    conf_str("syslog_name"));
-		if (log_set_file(conf_str("maillog_file")) < 0)
-			return 1;
+		if (logpipe_open(conf_str("maillog_file"), &error) < 0)
+			log_fatal("%s", error);
 		log_open(ident, LOG_DEST_FILE);
 	} else
 		loftd_log_setup("master", foreground, false);
@@ -2094,6 +2098,7 @@ master_main(const char *conf_path, bool foreground)
 	master_raise_nofile();
 	signal(SIGPIPE, SIG_IGN);
 	master.loop = ioloop_new();
+	logpipe_watch(master.loop);
 	if (ioloop_signal_add(master.loop, SIGCHLD, master_sigchld, NULL) < 0 ||
 	    ioloop_signal_add(master.loop, SIGHUP, master_sighup, NULL) < 0 ||
 	    ioloop_signal_add(master.loop, SIGTERM, master_sigterm, NULL) < 0 ||
@@ -2107,6 +2112,7 @@ master_main(const char *conf_path, bool foreground)
 	master.mail_idle_to = timeout_add(master.loop, MASTER_MAIL_CHECK_MS,
 	    true, master_mail_idle_check, NULL);
 	ioloop_run(master.loop);
+	logpipe_close();
 	log_info("stopped");
 	master_free();
 	ioloop_free(&master.loop);
