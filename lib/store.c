@@ -82,6 +82,30 @@ store_stamp_of(const struct stat *sb, int64_t checked_ns,
 	s_r->checked_ns = checked_ns;
 }
 
+/*
+ * How old an object must already have been when its stamp was taken for
+ * the stamp to be trusted. The look (the stat, then the listing) starts
+ * after checked_ns; a change made after it shows in the mtime only if the
+ * clock that stamps it has moved past the old mtime by then. On a file
+ * system with whole-second times (their nanoseconds are 0) that takes a
+ * second. With finer times the kernel stamps with its coarse clock, which
+ * moves every tick (1 to 10 ms, a little later under load): a tenth of a
+ * second is ten ticks or more. Without this shorter wait, every command
+ * within a second of a change (a STORE, an EXPUNGE, a delivery) would
+ * list the folder again, and a command that syncs twice, twice.
+ */
+#define STORE_STAMP_SETTLE_NS		(100 * 1000000LL)
+#define STORE_STAMP_SETTLE_COARSE_NS	(1000 * 1000000LL)
+
+bool
+store_stamp_settled(const struct mindex_stamp *s)
+{
+	int64_t settle = s->mtime_ns % 1000000000 == 0 ?
+	    STORE_STAMP_SETTLE_COARSE_NS : STORE_STAMP_SETTLE_NS;
+
+	return s->checked_ns - s->mtime_ns >= settle;
+}
+
 bool
 store_stamp_same(const struct mindex_stamp *old,
     const struct mindex_stamp *now)
@@ -89,10 +113,7 @@ store_stamp_same(const struct mindex_stamp *old,
 	if (old->dev != now->dev || old->ino != now->ino ||
 	    old->size != now->size || old->mtime_ns != now->mtime_ns)
 		return false;
-	/* Time stamps move in coarse ticks: a change made in the same tick
-	 * as the look that recorded this stamp would not show. Trust the
-	 * stamp only if the object was already a second old then. */
-	return old->checked_ns - old->mtime_ns >= 1000000000;
+	return store_stamp_settled(old);
 }
 
 /*

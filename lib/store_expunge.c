@@ -2,9 +2,10 @@
  * store_expunge.c: removing messages from a folder for good (IMAP
  * EXPUNGE, UID EXPUNGE and MOVE, POP3 DELE at QUIT).
  *
- * Maildir: unlink the files, fsync the directories, then sync, which
- * expunges the records of files that are gone (recording each expunge
- * with its MODSEQ) and keeps loft-uidvalidity right.
+ * Maildir: unlink the files, fsync the directories, then drop the records
+ * of the files unlinked (recording each expunge with its MODSEQ) in one
+ * index transaction, without listing the folder again: the directories'
+ * stamps changed, so the next sync lists them and sees anything else.
  * mbox: under the mailbox lock, check that the index describes the file
  * as it is, copy the file without the messages beside it and rename the
  * copy over it (mbox_rewrite.h: the rename is the commit point), then
@@ -95,13 +96,13 @@ store_expunge_md_locate(struct store *st, const char *folder,
 	return 0;
 }
 
-/* Unlink the files of e[] that still have the flags need; those not
- * where the index said are left in *missing_r for another look after a
- * sync. */
+/* Unlink the files of e[] that still have the flags need, adding their
+ * uids to done[*ndone_r]; those not where the index said are left in
+ * *missing_r for another look after a sync. */
 static int
 store_expunge_md_unlink(const char *dir, struct store_expunge_md *e,
-    size_t n, uint32_t need, size_t *missing_r, bool *unlinked_r,
-    const char **error_r)
+    size_t n, uint32_t need, size_t *missing_r, uint32_t *done,
+    size_t *ndone_r, const char **error_r)
 {
 	char path[PATH_MAX];
 	size_t missing = 0;
@@ -115,7 +116,7 @@ store_expunge_md_unlink(const char *dir, struct store_expunge_md *e,
 			return -1;
 		}
 		if (unlink(path) == 0) {
-			*unlinked_r = true;
+			done[(*ndone_r)++] = e[i].uid;
 			continue;
 		}
 		if (errno != ENOENT) {
@@ -143,8 +144,9 @@ store_expunge_maildir(struct store *st, const char *folder, const char *dir,
     const uint32_t *uids, size_t n, uint32_t need, const char **error_r)
 {
 	struct store_expunge_md *e = xcalloc(n + 1, sizeof(*e));
-	bool unlinked = false;
-	size_t left = n;
+	uint32_t *done = xreallocarray(NULL, n + 1, sizeof(*done));
+	size_t left = n, ndone = 0;
+	bool unlinked;
 	int ret = 0;
 
 	for (size_t i = 0; i < n; i++)
@@ -157,11 +159,14 @@ store_expunge_maildir(struct store *st, const char *folder, const char *dir,
 		else if ((ret = store_expunge_md_locate(st, folder, e, left,
 		    error_r)) == 0)
 			ret = store_expunge_md_unlink(dir, e, left, need, &left,
-			    &unlinked, error_r);
+			    done, &ndone, error_r);
 	}
 	store_expunge_md_free(e, n);
-	if (ret < 0 && !unlinked)
+	unlinked = ndone > 0;
+	if (ret < 0 && !unlinked) {
+		free(done);
 		return STORE_OP_TEMPFAIL;
+	}
 	/* Whatever was unlinked is gone: make it durable and drop its
 	 * records, even if something else failed. */
 	if (unlinked && st->fsync) {
@@ -176,8 +181,11 @@ store_expunge_maildir(struct store *st, const char *folder, const char *dir,
 			ret = -1;
 		}
 	}
-	if (unlinked && store_sync(st, folder, true, NULL, error_r) < 0)
+	/* Their records go at once, without listing the folder again. */
+	if (store_maildir_expunged(st, folder, dir, done, ndone,
+	    error_r) < 0)
 		ret = -1;
+	free(done);
 	return ret < 0 ? STORE_OP_TEMPFAIL : STORE_OP_OK;
 }
 

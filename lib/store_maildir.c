@@ -1106,6 +1106,72 @@ store_maildir_sync(struct store *st, const char *folder, const char *dir,
 }
 
 /*
+ * Expunges this process made (store_expunge.c).
+ */
+struct md_expunged {
+	const char *folder;
+	const uint32_t *uids;
+	size_t n;
+	struct mindex_folder f;
+	bool any;
+};
+
+static int
+md_expunged_fn(struct mindex_txn *txn, void *ctx, const char **error_r)
+{
+	struct md_expunged *x = ctx;
+	char loc[PATH_MAX];
+	struct mindex_msg m;
+	const char *b;
+	size_t blen;
+	int ret;
+
+	x->any = false;
+	if ((ret = mindex_folder_get(txn, x->folder, &x->f)) != 1)
+		return ret < 0 ? -1 : 0;
+	for (size_t i = 0; i < x->n; i++) {
+		if ((ret = mindex_msg_get(txn, x->f.id, x->uids[i], &m)) < 0)
+			return -1;
+		if (ret == 0)
+			continue;	/* a sync took it out already */
+		if (m.location_len < 5 || m.location_len >= sizeof(loc)) {
+			*error_r = "a message location in the index is "
+			    "not a Maildir one";
+			return -1;
+		}
+		/* The record points into pages the deletes below may
+		 * rewrite: copy the key first. */
+		memcpy(loc, m.location, m.location_len);
+		loc[m.location_len] = '\0';
+		blen = md_loc_base(loc, &b);
+		if ((ret = mindex_loc_delete(txn, x->f.id, b, blen)) < 0 ||
+		    (ret = mindex_msg_expunge(txn, &x->f, x->uids[i])) < 0)
+			return ret == MINDEX_EFULL ? ret : -1;
+		x->any = true;
+	}
+	return x->any ? mindex_folder_put(txn, x->folder, &x->f) : 0;
+}
+
+int
+store_maildir_expunged(struct store *st, const char *folder,
+    const char *dir, const uint32_t *uids, size_t n, const char **error_r)
+{
+	struct md_expunged x = { folder, uids, n, { 0 }, false };
+
+	if (n == 0)
+		return 0;
+	if (mindex_write(st->ix, md_expunged_fn, &x, error_r) < 0)
+		return -1;
+	/* As after a sync that expunged: a rebuild must not give the
+	 * highest UIDs again. */
+	if (x.any && md_uidfile_write(dir, x.f.uidvalidity, x.f.uidnext,
+	    st->fsync) < 0)
+		log_warning("cannot write %s/%s: %s", dir, MD_UIDFILE,
+		    strerror(errno));
+	return 0;
+}
+
+/*
  * Delivery.
  */
 struct md_deliver {

@@ -481,7 +481,7 @@ mb_sync_locked(struct mb_sync *s, int fd, bool force, const char **error_r)
 		 * spare this one the commit; once it has settled, record
 		 * it so that later looks take the quick path. */
 		store_stamp_of(&s->sb, s->checked_ns, &now);
-		if (s->checked_ns - now.mtime_ns < 1000000000)
+		if (!store_stamp_settled(&now))
 			return 0;
 	}
 	if (s->full) {

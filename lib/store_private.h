@@ -52,8 +52,11 @@ int64_t store_now_ns(void);
 struct stat;
 void store_stamp_of(const struct stat *sb, int64_t checked_ns,
     struct mindex_stamp *s_r);
-/* store_stamp_same: unchanged and trusted (quiet for a second before it
- * was looked at, so a change in the same clock tick cannot hide). */
+/* store_stamp_settled: whether the object was old enough when the stamp
+ * was taken that a later change must show in its mtime (a tenth of a
+ * second; a second on file systems with whole-second times: store.c).
+ * store_stamp_same: unchanged and settled. */
+bool store_stamp_settled(const struct mindex_stamp *s);
 bool store_stamp_same(const struct mindex_stamp *old,
     const struct mindex_stamp *now);
 /* store_folder_ensure: get folder name in txn, creating it (with
@@ -77,6 +80,13 @@ int store_maildir_sync(struct store *st, const char *folder,
     const char *dir, bool force, bool *exists_r, const char **error_r);
 int store_maildir_complete(struct store *st, const char *folder,
     const char *dir, bool sizes, const char **error_r);
+/* store_maildir_expunged: drop the records of uids[n], whose files this
+ * process has just unlinked, in one index transaction, as a sync does for
+ * files it finds gone, without listing the folder. The stamps stay: the
+ * directories changed, so the next sync lists them, and sees whatever
+ * else changed meanwhile. A uid already gone from the index is skipped. */
+int store_maildir_expunged(struct store *st, const char *folder,
+    const char *dir, const uint32_t *uids, size_t n, const char **error_r);
 enum store_result store_maildir_deliver(struct store *st, const char *dir,
     const struct store_delivery *d, struct store_delivered *out,
     const char **error_r);
