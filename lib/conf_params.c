@@ -450,6 +450,10 @@ const struct conf_param conf_params[] = {
 	{ "bounce_queue_lifetime", CONF_TYPE_TIME, "5d",
 	    0, 365 * 86400, 'd', NULL, NULL, NULL, 0,
 	    "Time a bounce (null sender) is retried before it is given up" },
+	{ "bounce_size_limit", CONF_TYPE_SIZE, "50000",
+	    1, 104857600, 0, NULL, NULL, NULL, 0,
+	    "Largest original, in bytes, a bounce returns in full; of a "
+	    "larger one only the header is returned" },
 	{ "hopcount_limit", CONF_TYPE_INT, "50",
 	    1, 10000, 0, NULL, NULL, NULL, 0,
 	    "Most Received: header lines a message may have; more is a "
