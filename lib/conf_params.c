@@ -21,6 +21,14 @@ static const char *const conf_lock_methods[] = {
 	"fcntl", "dotlock", "flock", NULL
 };
 
+static const char *const conf_smtp_tls_levels[] = {
+	"none", "may", "encrypt", "verify", NULL
+};
+
+static const char *const conf_sasl_security_options[] = {
+	"noplaintext", "noanonymous", NULL
+};
+
 static const char *const conf_facilities[] = {
 	"auth", "authpriv", "daemon", "mail", "user",
 	"local0", "local1", "local2", "local3",
@@ -471,6 +479,78 @@ const struct conf_param conf_params[] = {
 	{ "queue_manager", CONF_TYPE_BOOL, "yes", 0, 0, 0, NULL, NULL, NULL,
 	    0, "Whether loftd delivers mail out of queue_directory (no: "
 	    "mail received stays queued)" },
+
+	/* Outbound SMTP from the queue manager (smtp/smtp_client.c,
+	 * smtp/smtp_mx.c), with Postfix's names, defaults and meaning. */
+	{ "default_destination_concurrency_limit", CONF_TYPE_INT, "20",
+	    1, 1000, 0, NULL, NULL, NULL, 0,
+	    "Outbound SMTP sessions to one destination at once" },
+	{ "default_process_limit", CONF_TYPE_INT, "100",
+	    1, 10000, 0, NULL, NULL, NULL, 0,
+	    "Outbound SMTP sessions at once, all destinations together" },
+	{ "relayhost", CONF_TYPE_STRING, "", 0, 0, 0, NULL, NULL, NULL, 0,
+	    "Host all remote mail is sent through: [host]:port (no MX "
+	    "lookup) or host[:port] (its MX); empty: the recipient "
+	    "domain's MX" },
+	{ "smtp_connect_timeout", CONF_TYPE_TIME, "30s",
+	    1, 3600, 's', NULL, NULL, NULL, 0,
+	    "Time a TCP connection to a remote SMTP server may take" },
+	{ "smtp_connection_cache_time_limit", CONF_TYPE_TIME, "2s",
+	    0, 300, 's', NULL, NULL, NULL, 0,
+	    "Time an idle outbound SMTP session is kept open for the next "
+	    "message to the same destination" },
+	{ "smtp_data_done_timeout", CONF_TYPE_TIME, "600s",
+	    1, 86400, 's', NULL, NULL, NULL, 0,
+	    "Time a remote SMTP server may take to answer the end of "
+	    "data" },
+	{ "smtp_data_init_timeout", CONF_TYPE_TIME, "120s",
+	    1, 86400, 's', NULL, NULL, NULL, 0,
+	    "Time a remote SMTP server may take to answer DATA" },
+	{ "smtp_data_xfer_timeout", CONF_TYPE_TIME, "180s",
+	    1, 86400, 's', NULL, NULL, NULL, 0,
+	    "Time a remote SMTP server may stop taking message content" },
+	{ "smtp_helo_name", CONF_TYPE_STRING, "$myhostname",
+	    0, 0, 0, NULL, NULL, NULL, 0,
+	    "Name sent in EHLO or HELO to remote SMTP servers" },
+	{ "smtp_helo_timeout", CONF_TYPE_TIME, "300s",
+	    1, 86400, 's', NULL, NULL, NULL, 0,
+	    "Time a remote SMTP server may take to greet or answer EHLO, "
+	    "HELO or AUTH" },
+	{ "smtp_mail_timeout", CONF_TYPE_TIME, "300s",
+	    1, 86400, 's', NULL, NULL, NULL, 0,
+	    "Time a remote SMTP server may take to answer MAIL FROM" },
+	{ "smtp_quit_timeout", CONF_TYPE_TIME, "300s",
+	    1, 86400, 's', NULL, NULL, NULL, 0,
+	    "Time a remote SMTP server may take to answer QUIT" },
+	{ "smtp_rcpt_timeout", CONF_TYPE_TIME, "300s",
+	    1, 86400, 's', NULL, NULL, NULL, 0,
+	    "Time a remote SMTP server may take to answer RCPT TO" },
+	{ "smtp_rset_timeout", CONF_TYPE_TIME, "20s",
+	    1, 86400, 's', NULL, NULL, NULL, 0,
+	    "Time a remote SMTP server may take to answer RSET" },
+	{ "smtp_sasl_auth_enable", CONF_TYPE_BOOL, "no",
+	    0, 0, 0, NULL, NULL, NULL, 0,
+	    "Whether loft authenticates to remote SMTP servers with the "
+	    "password of smtp_sasl_password_maps" },
+	{ "smtp_sasl_password_maps", CONF_TYPE_PATH, "",
+	    0, 0, 0, NULL, NULL, NULL, 0,
+	    "File of \"host user:password\" or \"[host]:port "
+	    "user:password\" lines, read as root when loftd starts" },
+	{ "smtp_sasl_security_options", CONF_TYPE_LIST,
+	    "noplaintext, noanonymous", 0, 0, 0, conf_sasl_security_options,
+	    NULL, NULL, 0,
+	    "noplaintext: no AUTH to a remote server outside TLS" },
+	{ "smtp_starttls_timeout", CONF_TYPE_TIME, "300s",
+	    1, 86400, 's', NULL, NULL, NULL, 0,
+	    "Time a remote SMTP server may take for STARTTLS and the TLS "
+	    "handshake" },
+	{ "smtp_tls_CAfile", CONF_TYPE_PATH, "", 0, 0, 0, NULL, NULL, NULL, 0,
+	    "PEM file of the certificate authorities that verify remote "
+	    "SMTP servers (empty: the system's)" },
+	{ "smtp_tls_security_level", CONF_TYPE_STRING, "may",
+	    0, 0, 0, conf_smtp_tls_levels, NULL, NULL, 0,
+	    "TLS to remote SMTP servers: none, may (STARTTLS when offered), "
+	    "encrypt (required) or verify (required, certificate checked)" },
 
 	/* Logging. */
 	{ "maillog_file", CONF_TYPE_PATH, "", 0, 0, 0, NULL, NULL, NULL, 0,

@@ -23,20 +23,24 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
-from loft import Env, Tap, need_loftd  # noqa: E402
+from loft import Env, Tap, free_port, need_loftd  # noqa: E402
 
 t = Tap()
 need_loftd(t)
 ROOT = os.geteuid() == 0
 HOPS = 5
 
+# Remote mail goes to a relayhost where nothing listens: every attempt
+# is deferred ("connect ... refused"), whatever DNS the machine has.
+DEAD_PORT = free_port()
 CONF = """mydestination = localhost, example.test
 recipient_delimiter = +
 always_bcc = archive@example.test
 quota_full_tempfail = yes
 hopcount_limit = %d
 disable_plaintext_auth = no
-""" % HOPS
+relayhost = [127.0.0.1]:%d
+""" % (HOPS, DEAD_PORT)
 
 RECEIVED = re.compile(
     rb"^Received: from client\.test \(\[127\.0\.0\.1\]\)\r\n"
@@ -293,13 +297,15 @@ def test_unknown(d, env):
 
 
 def test_remote(d, env):
-    # A trusted client relays: other.test is remote, not built yet.
+    # A trusted client relays: other.test is remote, and its relayhost
+    # refuses connections.
     qid = send(d, ["ghost@example.test", "carl@other.test"],
                message("half remote"))
     t.ok(d.wait_log(r"%s: to=<carl@other\.test>, relay=none, .*"
-                    r"dsn=4\.4\.0, status=deferred \(remote delivery not "
-                    r"implemented\)" % qid),
-         "remote recipient: deferred, remote delivery not implemented")
+                    r"dsn=4\.4\.1, status=deferred \(connect to "
+                    r"127\.0\.0\.1\[127\.0\.0\.1\]:%d: Connection "
+                    r"refused\)" % (qid, DEAD_PORT)),
+         "remote recipient, relayhost down: deferred, 4.4.1")
     t.ok(d.wait_log(r"%s: to=<nosuchuser@test\.example\.org>, .*"
                     r"status=bounced" % qid), "  the local one failed")
     time.sleep(0.3)
@@ -308,8 +314,7 @@ def test_remote(d, env):
                    r"(?:.*\n)*?diag 5\.1\.1 unknown user\n", text),
          "  queued still: ghost failed with its diagnostic")
     t.ok(re.search(r"rcpt <carl@other\.test>\n(?:.*\n)*?state deferred\n"
-                   r"(?:.*\n)*?diag 4\.4\.0 remote delivery not "
-                   r"implemented\n", text),
+                   r"(?:.*\n)*?diag 4\.4\.1 connect to .*refused\n", text),
          "  and carl deferred with its diagnostic")
     t.ok(not d.wait_log(r"%s: removed" % qid, timeout=0.2),
          "  not removed while a recipient is not final")

@@ -13,9 +13,11 @@
  * recipient is final (delivered or failed) leaves the queue. always_bcc
  * is added as a recipient at the first run over a message.
  *
- * Not built yet, and deferred with a diagnostic that says so: remote
- * recipients (outbound SMTP), alias targets that are commands or files.
- * Failed recipients stay in the envelope, failed, until bounces exist.
+ * Remote recipients (and remote alias targets) go to qmgr_smtp.c, which
+ * sends them by SMTP and reports each outcome back here. Once every
+ * recipient is final, a message with failed ones gets its bounce
+ * (smtp_bounce) before it is removed. Not built yet, and deferred with a
+ * diagnostic that says so: alias targets that are commands or files.
  *
  * Crash-safety: the envelope is saved after the deliveries of a run have
  * answered; a qmgr killed in between delivers those recipients again
@@ -58,8 +60,10 @@
 #include "smtp_alias.h"
 #include "smtp_queue.h"
 #include "smtp_relay.h"
+#include "smtp_bounce.h"
 #include "chan.h"
 #include "loftd.h"
+#include "qmgr_smtp.h"
 
 /* Messages delivered at once (each locked, its content open). */
 #define QMGR_ACTIVE_MAX		20
@@ -118,6 +122,8 @@ struct qmgr_msg {
 	unsigned hops;			/* Received: lines */
 	char **dt;			/* owned: Delivered-To:, lower case */
 	size_t ndt;
+	struct qmgr_smtp_msg smtp;	/* its remote recipients, while
+					   active */
 	/* Across runs: "INDEX USER" of what was delivered (see the top). */
 	char **done;			/* owned */
 	size_t ndone;
@@ -244,6 +250,8 @@ qmgr_scan(bool flush)
 		smtp_queue_env_free(&env);
 	}
 	smtp_queue_iter_free(&it);
+	if (flush)
+		qmgr_smtp_flush();
 	if (n > 0)
 		log_info("queue %s: %u message%s", flush ? "flush" : "scan", n,
 		    n == 1 ? "" : "s");
@@ -387,15 +395,17 @@ qmgr_status_word(enum loftd_dstatus status)
 
 /* One part of recipient i's outcome: logged as Postfix logs a delivery,
  * and ranked into the recipient's run. to is what was delivered to (an
- * alias's target, or the recipient), relay "local" or "none". */
+ * alias's target, or the recipient), relay "local", "none" or
+ * "host[addr]:port"; delays "a/b/c/d" or NULL. */
 static void
-qmgr_part(struct qmgr_msg *m, unsigned i, const char *to, const char *relay,
-    enum loftd_dstatus status, const char *dsn, const char *text)
+qmgr_outcome(struct qmgr_msg *m, unsigned i, const char *to,
+    const char *relay, const char *delays, enum loftd_dstatus status,
+    const char *dsn, const char *text)
 {
 	struct qmgr_rcpt_run *run = &m->runs[i];
 	const char *rcpt = m->env->rcpts[i].addr;
 	char eto[QMGR_ADDR_BUF * 4], eorig[QMGR_ADDR_BUF * 4], etext[1024];
-	char orig[sizeof(eorig) + 16] = "";
+	char orig[sizeof(eorig) + 16] = "", erelay[1024], edelays[96] = "";
 	int rank = status == LOFTD_DELIVER_OK ? 0 :
 	    status == LOFTD_DELIVER_PERM ? 1 : 2;
 
@@ -404,13 +414,42 @@ qmgr_part(struct qmgr_msg *m, unsigned i, const char *to, const char *relay,
 	if (strcasecmp(to, rcpt) != 0)
 		snprintf(orig, sizeof(orig), ", orig_to=<%s>",
 		    log_escape(rcpt, eorig, sizeof(eorig)));
-	log_info("%s: to=<%s>%s, relay=%s, delay=%.2f, dsn=%s, status=%s (%s)",
-	    m->id, eto, orig, relay, qmgr_delay(m->env), dsn,
+	if (delays != NULL)
+		snprintf(edelays, sizeof(edelays), ", delays=%s", delays);
+	log_info("%s: to=<%s>%s, relay=%s, delay=%.2f%s, dsn=%s, status=%s "
+	    "(%s)", m->id, eto, orig, log_escape(relay, erelay,
+	    sizeof(erelay)), qmgr_delay(m->env), edelays, dsn,
 	    qmgr_status_word(status), etext);
 	if (rank > run->rank) {
 		run->rank = rank;
 		snprintf(run->diag, sizeof(run->diag), "%s %s", dsn, text);
 	}
+}
+
+static void
+qmgr_part(struct qmgr_msg *m, unsigned i, const char *to, const char *relay,
+    enum loftd_dstatus status, const char *dsn, const char *text)
+{
+	qmgr_outcome(m, i, to, relay, NULL, status, dsn, text);
+}
+
+/* qmgr_smtp's report of one remote part (struct qmgr_smtp_msg). */
+static void
+qmgr_smtp_part(void *ctx, unsigned i, const char *to, const char *relay,
+    const char *delays, enum loftd_dstatus status, const char *dsn,
+    const char *text)
+{
+	qmgr_outcome(ctx, i, to, relay, delays, status, dsn, text);
+}
+
+/* qmgr_smtp's end of one job (counted in m->pending by the run). */
+static void
+qmgr_smtp_job_done(void *ctx)
+{
+	struct qmgr_msg *m = ctx;
+
+	if (--m->pending == 0)
+		qmgr_finish(m);
 }
 
 static void
@@ -548,6 +587,21 @@ qmgr_aliases(void)
 static void qmgr_expand(struct qmgr_msg *m, unsigned i, const char *local,
     const char *sender, unsigned depth);
 
+/* Recipient i goes to the remote address to (domain as parsed). */
+static void
+qmgr_remote(struct qmgr_msg *m, unsigned i, const char *to,
+    const char *domain, const char *sender)
+{
+	char lower[SMTP_DOMAIN_MAX + 1];
+	size_t k;
+
+	for (k = 0; domain[k] != '\0' && k + 1 < sizeof(lower); k++)
+		lower[k] = (char)(domain[k] >= 'A' && domain[k] <= 'Z' ?
+		    domain[k] - 'A' + 'a' : domain[k]);
+	lower[k] = '\0';
+	qmgr_smtp_add(&m->smtp, i, to, lower, sender);
+}
+
 /* One target an alias expanded to. */
 static void
 qmgr_target(struct qmgr_msg *m, unsigned i,
@@ -567,8 +621,12 @@ qmgr_target(struct qmgr_msg *m, unsigned i,
 		}
 		snprintf(path, sizeof(path), "<%s>", t->value);
 		if (smtp_path_parse(path, strlen(path), false, true, &p,
-		    &error) == 0 && smtp_relay_is_local(qmgr.relay,
-		    p.domain)) {
+		    &error) < 0) {
+			qmgr_part(m, i, t->value, "none", LOFTD_DELIVER_PERM,
+			    "5.1.3", error);
+			return;
+		}
+		if (smtp_relay_is_local(qmgr.relay, p.domain)) {
 			/* Postfix queues it again; we expand it at once. */
 			if (depth + 1 >= QMGR_ALIAS_DEPTH)
 				qmgr_part(m, i, t->value, "none",
@@ -579,8 +637,7 @@ qmgr_target(struct qmgr_msg *m, unsigned i,
 				qmgr_expand(m, i, p.local, sender, depth + 1);
 			return;
 		}
-		qmgr_part(m, i, t->value, "none", LOFTD_DELIVER_TEMP, "4.4.0",
-		    "remote delivery not implemented");
+		qmgr_remote(m, i, t->value, p.domain, sender);
 		return;
 	case SMTP_ALIAS_COMMAND:
 	case SMTP_ALIAS_FILE:
@@ -646,6 +703,7 @@ qmgr_rcpt_start(struct qmgr_msg *m, unsigned i)
 	const char *addr = m->env->rcpts[i].addr, *error;
 	char path[SMTP_QUEUE_ADDR_MAX + 3], text[128];
 	struct smtp_path p;
+	bool remote;
 
 	m->runs[i].tried = true;
 	snprintf(path, sizeof(path), "<%s>", addr);
@@ -655,24 +713,24 @@ qmgr_rcpt_start(struct qmgr_msg *m, unsigned i)
 		    error);
 		return;
 	}
-	if (p.domain[0] != '\0' && !smtp_relay_is_local(qmgr.relay,
-	    p.domain)) {
-		qmgr_part(m, i, addr, "none", LOFTD_DELIVER_TEMP, "4.4.0",
-		    "remote delivery not implemented");
+	remote = p.domain[0] != '\0' && !smtp_relay_is_local(qmgr.relay,
+	    p.domain);
+	if (m->hops > qmgr.hopcount_limit) {
+		snprintf(text, sizeof(text), "mail forwarding loop: %u "
+		    "Received: headers, hopcount_limit is %u", m->hops,
+		    qmgr.hopcount_limit);
+		qmgr_part(m, i, addr, remote ? "none" : "local",
+		    LOFTD_DELIVER_PERM, "5.4.6", text);
+		return;
+	}
+	if (remote) {
+		qmgr_remote(m, i, addr, p.domain, m->env->sender);
 		return;
 	}
 	if (qmgr_dt_has(m, addr)) {
 		qmgr_part(m, i, addr, "local", LOFTD_DELIVER_PERM, "5.4.6",
 		    "mail forwarding loop: Delivered-To: is this address "
 		    "already");
-		return;
-	}
-	if (m->hops > qmgr.hopcount_limit) {
-		snprintf(text, sizeof(text), "mail forwarding loop: %u "
-		    "Received: headers, hopcount_limit is %u", m->hops,
-		    qmgr.hopcount_limit);
-		qmgr_part(m, i, addr, "local", LOFTD_DELIVER_PERM, "5.4.6",
-		    text);
 		return;
 	}
 	qmgr_expand(m, i, p.local, m->env->sender, 0);
@@ -766,6 +824,14 @@ qmgr_run(struct qmgr_msg *m)
 	if (qmgr_header_read(m, &error) < 0)
 		log_error("%s", error);
 	m->runs = xcalloc(m->env->rcpt_count, sizeof(*m->runs));
+	memset(&m->smtp, 0, sizeof(m->smtp));
+	m->smtp.id = m->id;
+	m->smtp.env = m->env;
+	m->smtp.fd = m->fd;
+	gettimeofday(&m->smtp.run_start, NULL);
+	m->smtp.part = qmgr_smtp_part;
+	m->smtp.job_done = qmgr_smtp_job_done;
+	m->smtp.ctx = m;
 	/* Counts as one pending until every recipient is started, so
 	 * that no answer finishes the run half-way. */
 	m->pending = 1;
@@ -777,6 +843,7 @@ qmgr_run(struct qmgr_msg *m)
 		    (flush || r->next_attempt <= now)))
 			qmgr_rcpt_start(m, i);
 	}
+	m->pending += qmgr_smtp_submit(&m->smtp);
 	if (--m->pending == 0)
 		qmgr_finish(m);
 	else
@@ -815,8 +882,36 @@ qmgr_rcpt_record(struct qmgr_msg *m, unsigned i, time_t now)
 	    (const unsigned char *)run->diag, strlen(run->diag));
 }
 
+/* A message whose recipients are all final: the bounce to its sender
+ * about the failed ones (smtp_bounce decides whether one is due: none
+ * for a bounce, none without a failed recipient). 0 done or none due, -1
+ * (keep the message, try again later). A crash between the bounce's
+ * commit and the removal bounces again: the envelope has no "reported"
+ * mark to save first. */
+static int
+qmgr_bounce(struct qmgr_msg *m)
+{
+	char id[SMTP_QUEUE_ID_MAX];
+	const char *error;
+	int r;
+
+	r = smtp_bounce_enqueue(qmgr.queue, m->env, m->fd, qmgr.hostname,
+	    "postmaster", id, sizeof(id), &error);
+	if (r < 0) {
+		log_error("%s: bounce not sent: %s", m->id, error);
+		return -1;
+	}
+	if (r == 0) {
+		log_info("%s: sender non-delivery notification: %s", m->id,
+		    id);
+		qmgr_msg_note(id, 0, false);
+	}
+	return 0;
+}
+
 /* Every answer of the run is in: record, save, and remove the message
- * if nothing is left to deliver, or set when it is due again. */
+ * if nothing is left to deliver (after its bounce), or set when it is
+ * due again. */
 static void
 qmgr_finish(struct qmgr_msg *m)
 {
@@ -835,6 +930,10 @@ qmgr_finish(struct qmgr_msg *m)
 		due = true;
 	} else if ((due = smtp_queue_env_due(m->env, &next)))
 		m->due = m->flush ? 0 : next;
+	else if (qmgr_bounce(m) < 0) {
+		m->due = now + QMGR_ERROR_RETRY;
+		due = true;
+	}
 	free(m->runs);
 	m->runs = NULL;
 	qmgr_strings_free(m->dt, m->ndt);
@@ -897,7 +996,7 @@ qmgr_schedule(void)
 	unsigned ms;
 
 	if (qmgr.retired) {
-		if (qmgr.nactive == 0)
+		if (qmgr.nactive == 0 && !qmgr_smtp_busy())
 			ioloop_stop(qmgr.loop);
 		return;
 	}
@@ -991,6 +1090,7 @@ qmgr_master_msg(struct chan *ch, struct ipc_msg *m, void *ctx)
 		break;
 	case LOFTD_RETIRE:
 		qmgr.retired = true;
+		qmgr_smtp_retire();
 		qmgr_kick();
 		break;
 	default:
@@ -1028,6 +1128,7 @@ qmgr_settings(void)
 	qmgr.delim = conf_str("recipient_delimiter");
 	qmgr.bcc = conf_str("always_bcc");
 	qmgr.hopcount_limit = (unsigned)conf_int("hopcount_limit");
+	smtp_bounce_set_size_limit((uint64_t)conf_int("bounce_size_limit"));
 	qmgr.sched.minimal_backoff_time =
 	    (unsigned)conf_time("minimal_backoff_time");
 	qmgr.sched.maximal_backoff_time =
@@ -1053,6 +1154,7 @@ qmgr_free(void)
 	}
 	/* Messages under way keep their old envelopes: what was delivered
 	 * of them is delivered again (the crash window, see the top). */
+	qmgr_smtp_deinit();
 	while (qmgr.msgs != NULL)
 		qmgr_msg_forget(qmgr.msgs);
 	timeout_remove(&qmgr.wake_to);
@@ -1118,6 +1220,9 @@ qmgr_main(bool foreground, bool have_log_fd)
 	signal(SIGPIPE, SIG_IGN);
 	umask(077);
 	qmgr_settings();
+	qmgr.loop = ioloop_new();
+	/* As root still: smtp_sasl_password_maps may be root's alone. */
+	qmgr_smtp_init(qmgr.loop, qmgr_kick);
 	/* No chroot: the queue and the alias maps must stay reachable. */
 	loftd_drop_privileges("mail_owner", NULL);
 	if (smtp_queue_open(conf_str("queue_directory"), &qmgr.queue,
@@ -1126,7 +1231,6 @@ qmgr_main(bool foreground, bool have_log_fd)
 	if (smtp_relay_new_conf(&qmgr.relay, &error) < 0)
 		log_fatal("%s", error);
 	qmgr.sendq_tail = &qmgr.sendq;
-	qmgr.loop = ioloop_new();
 	loftd_stop_on_sigterm(qmgr.loop);
 	qmgr.master = chan_new(qmgr.loop, LOFTD_FD_MASTER, &qmgr_master_cb,
 	    NULL);

@@ -477,9 +477,13 @@ class Loftd:
         return True
 
     def role_pids(self, role):
-        """Pids of the daemon's processes running -X role."""
-        return [p["pid"] for p in self.processes()
-                if ("-X " + role) in p["cmdline"]]
+        """Pids of the daemon's processes running -X role. A child of
+        one of them with the same command line (a fork that has not
+        exec'd, such as LeakSanitizer's tracer at exit) is not counted."""
+        procs = [p for p in self.processes()
+                 if ("-X " + role) in p["cmdline"]]
+        pids = set(p["pid"] for p in procs)
+        return [p["pid"] for p in procs if p["ppid"] not in pids]
 
     def stop(self, timeout=40):
         """SIGTERM, wait up to timeout s; returns the exit status, or None
