@@ -569,7 +569,7 @@ smtp_queue_notify_valid(unsigned int notify)
  */
 
 static const char *const smtp_queue_state_names[] = {
-	"pending", "delivered", "failed", "deferred"
+	"pending", "delivered", "failed", "deferred", "bounced"
 };
 
 const char *
@@ -646,7 +646,7 @@ smtp_queue_format_rcpt(struct buf *b, const struct smtp_queue_rcpt *r)
 
 	if (!smtp_queue_time_ok(r->last_attempt) ||
 	    !smtp_queue_time_ok(r->next_attempt) ||
-	    (unsigned int)r->state > SMTP_QUEUE_DEFERRED ||
+	    (unsigned int)r->state > SMTP_QUEUE_BOUNCED ||
 	    !smtp_queue_notify_valid(r->notify) ||
 	    r->diag_len > SMTP_QUEUE_DIAG_MAX)
 		return -1;
@@ -1042,7 +1042,7 @@ smtp_queue_parse_rcpt(struct smtp_queue_parser *ps, struct smtp_queue_rcpt *r)
 	    smtp_queue_xtext_field(ps, "orcpt", SMTP_QUEUE_ORCPT_MAX,
 	    &r->orcpt) < 0 ||
 	    smtp_queue_notify_field(ps, &r->notify) < 0 ||
-	    smtp_queue_word_field(ps, "state", smtp_queue_state_names, 4,
+	    smtp_queue_word_field(ps, "state", smtp_queue_state_names, 5,
 	    false, &state) < 0 ||
 	    smtp_queue_unsigned_field(ps, "attempts", &r->attempts) < 0 ||
 	    smtp_queue_time_field(ps, "last", &r->last_attempt) < 0 ||
@@ -1830,6 +1830,13 @@ smtp_queue_save(struct smtp_queue *q, const struct smtp_queue_env *env,
 		return -1;
 	}
 	return 0;
+}
+
+void
+smtp_queue_rcpt_reported(struct smtp_queue_env *env, unsigned int i)
+{
+	if (i < env->rcpt_count && env->rcpts[i].state == SMTP_QUEUE_FAILED)
+		env->rcpts[i].state = SMTP_QUEUE_BOUNCED;
 }
 
 void

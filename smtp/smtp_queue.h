@@ -98,7 +98,10 @@ enum smtp_queue_state {
 	SMTP_QUEUE_PENDING,	/* not tried yet */
 	SMTP_QUEUE_DELIVERED,	/* final: accepted by the next hop */
 	SMTP_QUEUE_FAILED,	/* final: refused, or expired (bounce due) */
-	SMTP_QUEUE_DEFERRED	/* tried, temporary failure: next_attempt */
+	SMTP_QUEUE_DEFERRED,	/* tried, temporary failure: next_attempt */
+	SMTP_QUEUE_BOUNCED	/* final: failed, and the sender was told
+				   (or no report was due): see
+				   smtp_queue_rcpt_reported */
 };
 
 struct smtp_queue_rcpt {
@@ -260,7 +263,12 @@ void smtp_queue_rcpt_result(struct smtp_queue_env *env, unsigned int i,
  * (PENDING or DEFERRED); if so, *next_r (may be NULL) is the earliest time
  * to try (0 for a PENDING one: now). */
 bool smtp_queue_env_due(const struct smtp_queue_env *env, time_t *next_r);
-/* smtp_queue_state_name: "pending", "delivered", "failed", "deferred". */
+/* smtp_queue_rcpt_reported: recipient i, FAILED, has been reported to
+ * the sender (its bounce is in the queue): it becomes BOUNCED, so that no
+ * later run reports it again. Other states are left alone. */
+void smtp_queue_rcpt_reported(struct smtp_queue_env *env, unsigned int i);
+/* smtp_queue_state_name: "pending", "delivered", "failed", "deferred",
+ * "bounced". */
 const char *smtp_queue_state_name(enum smtp_queue_state state);
 
 /* smtp_queue_open_content: open message id's content for reading: 1 with

@@ -310,9 +310,10 @@ def test_remote(d, env):
                     r"status=bounced" % qid), "  the local one failed")
     time.sleep(0.3)
     text = d.queue_envelope(qid) or ""
-    t.ok(re.search(r"rcpt <ghost@example\.test>\n(?:.*\n)*?state failed\n"
+    t.ok(re.search(r"rcpt <ghost@example\.test>\n(?:.*\n)*?state bounced\n"
                    r"(?:.*\n)*?diag 5\.1\.1 unknown user\n", text),
-         "  queued still: ghost failed with its diagnostic")
+         "  queued still: ghost failed with its diagnostic, and reported "
+         "to the sender at once (bounced)")
     t.ok(re.search(r"rcpt <carl@other\.test>\n(?:.*\n)*?state deferred\n"
                    r"(?:.*\n)*?diag 4\.4\.1 connect to .*refused\n", text),
          "  and carl deferred with its diagnostic")

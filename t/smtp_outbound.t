@@ -408,6 +408,43 @@ def test_bounce(d, env, sink):
          "  alice reads the bounce over POP3, quoting the remote reply")
 
 
+def test_early_bounce(d, env, sink):
+    """One recipient refused, one deferred: the sender hears of the
+    refused one at once, and only once, while the other waits."""
+    sink.rcpt_codes["gone@remote.test"] = "550 5.1.1 gone for good"
+    sink.rcpt_codes["slow@remote.test"] = "450 4.2.0 come back later"
+    before = len(pop3_all(d, "alice"))
+    qid = send(d, ["gone@remote.test", "slow@remote.test"],
+               message("half refused"))
+    t.ok(d.wait_log(r"%s: sender non-delivery notification: [0-9A-Z]{17}" %
+                    qid), "a refused and a deferred recipient: the bounce "
+         "goes out at once")
+    got = wait_for(lambda: len(pop3_all(d, "alice")) > before and
+                   pop3_all(d, "alice"))
+    new = got[before:] if got else []
+    t.ok(len(new) == 1 and b"gone@remote.test" in new[0] and
+         b"slow@remote.test" not in new[0],
+         "  alice reads it: about the refused recipient only")
+    env_text = d.queue_envelope(qid) or ""
+    t.ok(re.search(r"rcpt <gone@remote\.test>\n(?:.*\n)*?state bounced\n",
+                   env_text) and
+         re.search(r"rcpt <slow@remote\.test>\n(?:.*\n)*?state deferred\n",
+                   env_text), "  the message stays queued: one bounced, "
+         "one deferred")
+    del sink.rcpt_codes["slow@remote.test"]
+    mark = d.mark()
+    env.ctl("queue", "flush")
+    t.ok(d.wait_log(SENT % (qid, r"slow@remote\.test", sink.port),
+                    since=mark), "  flushed: the deferred one is sent")
+    t.ok(wait_for(lambda: qid not in d.queue_ids()), "  and the message "
+         "removed")
+    time.sleep(0.5)
+    t.eq(len(pop3_all(d, "alice")), before + 1,
+         "  no second bounce for the refused one")
+    t.ok(not re.search(r"%s: sender non-delivery notification" % qid,
+                       d.log(since=mark)), "  (none logged)")
+
+
 def test_mixed(d, env, sink):
     qid = send(d, ["bob@example.test", "far@remote.test"], message("mixed"))
     got = sink_msg(sink, "mixed")
@@ -492,6 +529,8 @@ def main():
                            ("concurrency", test_concurrency, (d, sink)),
                            ("defer", test_defer_flush, (d, env, sink)),
                            ("bounce", test_bounce, (d, env, sink)),
+                           ("early bounce", test_early_bounce,
+                            (d, env, sink)),
                            ("mixed", test_mixed, (d, env, sink)),
                            ("tls", test_tls_sasl, (d, env)),
                            ("loop", test_loop, (d, env))):

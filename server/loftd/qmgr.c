@@ -882,12 +882,14 @@ qmgr_rcpt_record(struct qmgr_msg *m, unsigned i, time_t now)
 	    (const unsigned char *)run->diag, strlen(run->diag));
 }
 
-/* A message whose recipients are all final: the bounce to its sender
- * about the failed ones (smtp_bounce decides whether one is due: none
- * for a bounce, none without a failed recipient). 0 done or none due, -1
- * (keep the message, try again later). A crash between the bounce's
- * commit and the removal bounces again: the envelope has no "reported"
- * mark to save first. */
+/* The bounce to the sender about the recipients that failed and were not
+ * reported yet (smtp_bounce decides whether one is due: none for a
+ * bounce, none without such a recipient), sent as soon as they fail, as
+ * Postfix does, not when the last deferred one is done; then they are
+ * marked BOUNCED, so that the envelope saved next keeps them from being
+ * reported again. 0 done or none due, -1 (they stay FAILED: tried again
+ * at the next run). A crash between the bounce's commit and the save of
+ * the envelope reports them twice, never not at all. */
 static int
 qmgr_bounce(struct qmgr_msg *m)
 {
@@ -906,6 +908,8 @@ qmgr_bounce(struct qmgr_msg *m)
 		    id);
 		qmgr_msg_note(id, 0, false);
 	}
+	for (unsigned i = 0; i < m->env->rcpt_count; i++)
+		smtp_queue_rcpt_reported(m->env, i);
 	return 0;
 }
 
@@ -917,11 +921,12 @@ qmgr_finish(struct qmgr_msg *m)
 {
 	time_t now = time(NULL), next;
 	const char *error;
-	bool due;
+	bool due, unreported;
 
 	for (unsigned i = 0; i < m->env->rcpt_count; i++)
 		if (m->runs[i].tried)
 			qmgr_rcpt_record(m, i, now);
+	unreported = qmgr_bounce(m) < 0;
 	if (smtp_queue_save(qmgr.queue, m->env, &error) < 0) {
 		/* The old envelope stays: the recipients delivered now
 		 * are delivered again at the next run. */
@@ -930,7 +935,7 @@ qmgr_finish(struct qmgr_msg *m)
 		due = true;
 	} else if ((due = smtp_queue_env_due(m->env, &next)))
 		m->due = m->flush ? 0 : next;
-	else if (qmgr_bounce(m) < 0) {
+	else if (unreported) {
 		m->due = now + QMGR_ERROR_RETRY;
 		due = true;
 	}

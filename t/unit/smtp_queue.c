@@ -717,6 +717,23 @@ test_roundtrip(void)
 		if (strcmp(env->rcpts[i].addr, env2->rcpts[i].addr) != 0)
 			same = false;
 	ok(same, "addresses survive");
+	/* Reported: FAILED becomes BOUNCED, and that is saved; the others
+	 * do not change. */
+	for (i = 0; i < 3; i++)
+		smtp_queue_rcpt_reported(env2, i);
+	ok(env2->rcpts[0].state == SMTP_QUEUE_DELIVERED &&
+	    env2->rcpts[1].state == SMTP_QUEUE_DEFERRED &&
+	    env2->rcpts[2].state == SMTP_QUEUE_BOUNCED &&
+	    env2->rcpts[2].attempts == 2, "reported: only the failed one "
+	    "becomes bounced");
+	smtp_queue_env_free(&env2);
+	smtp_queue_rcpt_reported(env, 2);	/* env holds the lock */
+	smtp_queue_rcpt_reported(env, 3);	/* out of range: nothing */
+	is_int(smtp_queue_save(q, env, &error), 0, "save it bounced");
+	is_int(smtp_queue_load(q, id, 0, &env2, &error), 1, "and load");
+	ok(env2->rcpts[2].state == SMTP_QUEUE_BOUNCED &&
+	    strcmp(smtp_queue_state_name(env2->rcpts[2].state), "bounced") ==
+	    0, "  \"state bounced\" read back");
 	smtp_queue_env_free(&env2);
 	smtp_queue_env_free(&env);
 	free(data);
