@@ -64,7 +64,7 @@ imap_cmd_getquotaroot(struct imap_session *s, const struct imap_cmd *cmd)
 	}
 	/* The mailbox is named back as the client sent it. */
 	buf_append_str(&s->out, "* QUOTAROOT ");
-	imap_write_init(&w, &s->out, 0);
+	imap_write_init(&w, &s->out, imap_write_flags(s));
 	(void)imap_write_astring(&w, strcmp(buf_cstr(&name), "INBOX") == 0 ?
 	    "INBOX" : wire);
 	(void)imap_write_string(&w, IMAP_QUOTA_ROOT);

@@ -29,6 +29,9 @@
  * sent, NUL bytes and all). They are all received before anything is
  * stored, then stored all or none (store_append_multi), and APPENDUID
  * gives their UIDs as a set, in the order of the messages ("5:7").
+ * After ENABLE UTF8=ACCEPT a message may also come as "UTF8 (~{n})" (RFC
+ * 6855 section 4), stored as sent like any other; before it, that form
+ * is BAD, as the RFC asks.
  *
  * Trusts nothing from the client: arguments come through the parser's
  * accessors, sets through imap_seqset and are cut to the view, names
@@ -929,8 +932,37 @@ imap_append_set_free(struct imap_append_set *set)
 	memset(set, 0, sizeof(*set));
 }
 
-/* One message's [(flags)] [date-time] literal from args[*i], into ap and
- * f (initialised here). -1 after BAD or NO. */
+/* RFC 6855 section 4: the message as "UTF8 (~{n}...)", its header
+ * fields maybe in UTF-8, at args[*i]; stored as it is, like any other.
+ * Only after ENABLE UTF8=ACCEPT (else BAD, as the RFC says); the
+ * parser streamed the literal8 in the list like a plain message. -1
+ * after BAD. */
+static int
+imap_append_utf8(struct imap_session *s, const struct imap_cmd *cmd,
+    unsigned *i)
+{
+	const struct imap_arg *l;
+	const char *atom, *error;
+	unsigned n;
+
+	if (imap_arg_atom(&cmd->args[*i], &atom, &error) < 0 ||
+	    strcasecmp(atom, "UTF8") != 0 || *i + 1 >= cmd->argc ||
+	    imap_arg_list(&cmd->args[*i + 1], &l, &n, &error) < 0 ||
+	    n != 1 || l[0].type != IMAP_ARG_STREAMED || !l[0].literal8) {
+		imap_bad(s, "APPEND mailbox 1*([(flags)] [date-time] "
+		    "(literal / UTF8 (literal8)))");
+		return -1;
+	}
+	if (!s->utf8_accept) {
+		imap_bad(s, "APPEND UTF8 needs ENABLE UTF8=ACCEPT");
+		return -1;
+	}
+	*i += 2;
+	return 0;
+}
+
+/* One message's [(flags)] [date-time] literal (or UTF8 (literal8)) from
+ * args[*i], into ap and f (initialised here). -1 after BAD or NO. */
 static int
 imap_append_msg_args(struct imap_session *s, const struct imap_cmd *cmd,
     unsigned *i, struct store_append *ap, struct imap_flags *f)
@@ -947,7 +979,8 @@ imap_append_msg_args(struct imap_session *s, const struct imap_cmd *cmd,
 		ap->keywords_len = f->kw.len;
 		(*i)++;
 	}
-	if (*i < cmd->argc && cmd->args[*i].type != IMAP_ARG_STREAMED) {
+	if (*i < cmd->argc && (cmd->args[*i].type == IMAP_ARG_STRING ||
+	    cmd->args[*i].type == IMAP_ARG_LITERAL)) {
 		if (imap_arg_string(&cmd->args[*i], &date, &error) < 0 ||
 		    imap_date_parse(date, &ap->internal_date) < 0) {
 			imap_bad(s, "Invalid date-time");
@@ -955,6 +988,8 @@ imap_append_msg_args(struct imap_session *s, const struct imap_cmd *cmd,
 		}
 		(*i)++;
 	}
+	if (*i < cmd->argc && cmd->args[*i].type == IMAP_ARG_ATOM)
+		return imap_append_utf8(s, cmd, i);
 	if (*i >= cmd->argc || cmd->args[*i].type != IMAP_ARG_STREAMED) {
 		imap_bad(s, "APPEND mailbox 1*([(flags)] [date-time] literal)");
 		return -1;

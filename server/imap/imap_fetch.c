@@ -249,7 +249,7 @@ imap_fetch_index_items(struct imap_session *s, unsigned msn,
 	if (want & IMAP_FETCH_ENVELOPE) {
 		SEP();
 		buf_append_str(&s->out, "ENVELOPE ");
-		imap_write_init(&w, &s->out, 0);
+		imap_write_init(&w, &s->out, imap_write_flags(s));
 		(void)imap_envelope_write(&w, m->headers, m->headers_len);
 		(void)imap_write_finish(&w);
 	}
@@ -261,7 +261,7 @@ imap_fetch_index_items(struct imap_session *s, unsigned msn,
 			SEP();
 			buf_append_str(&s->out, ext ? "BODYSTRUCTURE " :
 			    "BODY ");
-			imap_write_init(&w, &s->out, 0);
+			imap_write_init(&w, &s->out, imap_write_flags(s));
 			if (imap_bodystruct_write_blob(&w, m->mime, m->mime_len,
 			    ext != 0, &error) < 0 ||
 			    imap_write_finish(&w) < 0) {

@@ -1139,7 +1139,7 @@ imap_job_preview(struct imap_session *s, struct imap_fetch_job *j)
 		buf_append_byte(&s->out, ' ');
 	j->need_sp = true;
 	buf_append_str(&s->out, "PREVIEW ");
-	imap_write_init(&w, &s->out, 0);
+	imap_write_init(&w, &s->out, imap_write_flags(s));
 	(void)imap_write_string_mem(&w, p->out, p->len);
 	if (imap_write_finish(&w) < 0)
 		buf_append_str(&s->out, "\"\"");

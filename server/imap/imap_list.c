@@ -23,9 +23,13 @@
  * allows it); XLIST adds \Inbox and spells \Junk as Gmail does, \Spam.
  * CHILDREN information is always returned (RFC 5258 allows it).
  *
+ * Names and patterns are modified UTF-7, or UTF-8 in a session with
+ * UTF8=ACCEPT or IMAP4rev2 enabled (imap_mailbox_put writes them).
+ *
  * Trusts nothing the client sends: arguments come through the parser's
- * accessors, names through lib/utf7; patterns are matched in time
- * bounded by pattern length times name length, never by backtracking.
+ * accessors, names through lib/utf7 or imap_mailbox_utf8_valid;
+ * patterns are matched in time bounded by pattern length times name
+ * length, never by backtracking.
  * Lines of those files that cannot be read are skipped, and they hold
  * at most IMAP_SPECIAL_ENTRIES_MAX and IMAP_SUBS_MAX names. Trusts the
  * store's folder list and the index.
@@ -87,6 +91,7 @@ struct imap_list_req {
 	unsigned npats;
 	const struct imap_arg *status;	/* RETURN (STATUS (items)) */
 	unsigned nstatus;
+	bool utf8;			/* names in UTF-8 (session's utf8) */
 };
 
 /* The special-use file: uses are bits of imap_special[]. */
@@ -541,8 +546,24 @@ imap_list_ret_opts(struct imap_list_req *r, const struct imap_arg *arg)
 	return 0;
 }
 
-/* Add reference + pattern (both wire form) to r; -1 if it is not
- * modified UTF-7 or there are too many. */
+/* imap_list_decode: a reference or pattern in wire form into out, as
+ * modified UTF-7 or, with utf8, as UTF-8 that imap_mailbox_utf8_valid
+ * takes. The wildcards survive either. -1 if it is neither. */
+static int
+imap_list_decode(const struct imap_list_req *r, const char *wire,
+    struct buf *out)
+{
+	size_t len = strlen(wire);
+
+	if (!r->utf8)
+		return utf7_decode(wire, out);
+	if (!imap_mailbox_utf8_valid(wire, len))
+		return -1;
+	return buf_append(out, wire, len);
+}
+
+/* Add reference + pattern (both wire form) to r; -1 if one cannot be
+ * decoded or there are too many. */
 static int
 imap_list_add_pattern(struct imap_list_req *r, const char *ref_w,
     const char *pat_w)
@@ -554,9 +575,8 @@ imap_list_add_pattern(struct imap_list_req *r, const char *ref_w,
 		return -1;
 	buf_init(&ref, IMAP_LIST_NAME_MAX);
 	buf_init(&pat, IMAP_LIST_NAME_MAX);
-	/* The wildcards survive modified UTF-7 decoding. */
-	if ((ref_w[0] == '\0' || utf7_decode(ref_w, &ref) == 0) &&
-	    utf7_decode(pat_w, &pat) == 0 &&
+	if ((ref_w[0] == '\0' || imap_list_decode(r, ref_w, &ref) == 0) &&
+	    imap_list_decode(r, pat_w, &pat) == 0 &&
 	    buf_append(&ref, pat.data, pat.len) == 0) {
 		r->pats[r->npats] = xstrdup(buf_cstr(&ref));
 		imap_list_inbox_case(r->pats[r->npats++]);
@@ -712,23 +732,6 @@ imap_list_sub_below(const struct imap_list_folders *f, size_t i)
  */
 
 static void
-imap_list_put_name(struct buf *b, const char *name)
-{
-	struct buf w;
-
-	buf_init(&w, STORE_FOLDER_NAME_MAX * 4 + 16);
-	buf_append_byte(b, '"');
-	if (imap_mailbox_to_wire(name, &w) == 0)
-		for (const char *p = buf_cstr(&w); *p != '\0'; p++) {
-			if (*p == '"' || *p == '\\')
-				buf_append_byte(b, '\\');
-			buf_append_byte(b, (unsigned char)*p);
-		}
-	buf_append_byte(b, '"');
-	buf_free(&w);
-}
-
-static void
 imap_list_attr(struct buf *b, const char *attr)
 {
 	if (b->len > 0 && b->data[b->len - 1] != '(')
@@ -795,7 +798,7 @@ imap_list_status(struct imap_session *s, const struct imap_list_req *r,
 		return;
 	buf_init(&line, STORE_FOLDER_NAME_MAX * 4 + 512);
 	buf_append_str(&line, "STATUS ");
-	imap_list_put_name(&line, name);
+	imap_mailbox_put(s, name, &line);
 	buf_append_str(&line, " (");
 	for (unsigned i = 0; i < r->nstatus; i++) {
 		const unsigned long long v[IMAP_STATUS_COUNT] = { f.count,
@@ -811,7 +814,7 @@ imap_list_status(struct imap_session *s, const struct imap_list_req *r,
 		    imap_status_items[k], v[k]);
 	}
 	buf_append_byte(&line, ')');
-	imap_untagged(s, "%s", buf_cstr(&line));
+	imap_untagged_buf(s, &line);
 	buf_free(&line);
 }
 
@@ -859,11 +862,11 @@ imap_list_answer(struct imap_session *s, const struct imap_list_req *r,
 		imap_list_attrs(r, f->names[i], f->attrs[i], sub,
 		    imap_special_uses(&f->su, f->names[i]), &line);
 		buf_append_str(&line, " \"/\" ");
-		imap_list_put_name(&line, f->names[i]);
+		imap_mailbox_put(s, f->names[i], &line);
 		if (childinfo)
 			buf_append_str(&line,
 			    " (\"CHILDINFO\" (\"SUBSCRIBED\"))");
-		imap_untagged(s, "%s", buf_cstr(&line));
+		imap_untagged_buf(s, &line);
 		if ((r->ret & IMAP_LRET_STATUS) &&
 		    (f->attrs[i] & STORE_FOLDER_NOSELECT) == 0)
 			imap_list_status(s, r, st, f->names[i]);
@@ -890,6 +893,7 @@ imap_cmd_list_ext(struct imap_session *s, const struct imap_cmd *cmd)
 
 	memset(&r, 0, sizeof(r));
 	r.verb = cmd->name;
+	r.utf8 = s->utf8;
 	if (strcmp(r.verb, "LSUB") == 0)
 		r.sel |= IMAP_LSEL_SUBSCRIBED;
 	if (imap_list_parse(&r, cmd, &delim) < 0) {

@@ -11,10 +11,16 @@
  * another program left is adopted from its name, unread); what needs the
  * files' content has them read first (imap_view_complete).
  *
+ * Mailbox names are modified UTF-7 on the wire, or UTF-8 once the session
+ * enabled UTF8=ACCEPT or IMAP4rev2 (then SELECT and EXAMINE also send no
+ * RECENT, a LIST of the mailbox and always [CLOSED] on a reselect, RFC
+ * 9051 6.3.2); the store's names are UTF-8 either way.
+ *
  * Trusts nothing the client sends: names come through the parser's
- * accessors and lib/utf7, and the store refuses names that would leave the
- * user's storage. Trusts the index, but writes no keyword name from it
- * that is not a valid atom (store_keyword_valid).
+ * accessors and lib/utf7 or the UTF-8 check (imap_mailbox_utf8_valid:
+ * strict UTF-8, no control characters), and the store refuses names that
+ * would leave the user's storage. Trusts the index, but writes no keyword
+ * name from it that is not a valid atom (store_keyword_valid).
  */
 #include "config.h"
 
@@ -31,6 +37,7 @@
 #include "xmalloc.h"
 #include "server/imap/imap_private.h"
 #include "server/imap/imap_seqset.h"
+#include "server/imap/imap_write.h"
 
 #define IMAP_NAME_MAX		1024	/* a mailbox name, decoded */
 #define IMAP_LIST_MAX		10000	/* folders one LIST reports */
@@ -39,17 +46,44 @@
  * Names.
  */
 
+bool
+imap_mailbox_utf8_valid(const char *name, size_t len)
+{
+	const unsigned char *p = (const unsigned char *)name;
+
+	if (!imap_write_utf8_valid(p, len))
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		if (p[i] < 0x20 || p[i] == 0x7f)
+			return false;
+		/* U+0080-U+009F: C2 80 .. C2 9F */
+		if (p[i] == 0xc2 && i + 1 < len && p[i + 1] <= 0x9f)
+			return false;
+	}
+	return true;
+}
+
 int
 imap_mailbox_from_wire(struct imap_session *s, const char *wire,
     struct buf *out)
 {
+	size_t len = strlen(wire);
+	int ret;
+
 	buf_truncate(out, 0);
 	if (strcasecmp(wire, "INBOX") == 0) {
 		buf_append_str(out, "INBOX");
 		return 0;
 	}
-	if (wire[0] == '\0' || utf7_decode(wire, out) < 0 ||
-	    out->len > IMAP_NAME_MAX) {
+	/* With UTF-8 on, "&" is an ampersand: no modified UTF-7 is read
+	 * (RFC 6855 section 3). */
+	if (s->utf8)
+		ret = imap_mailbox_utf8_valid(wire, len) &&
+		    len <= IMAP_NAME_MAX ? buf_append(out, wire, len) : -1;
+	else
+		ret = utf7_decode(wire, out);
+	if (wire[0] == '\0' || ret < 0 || out->len > IMAP_NAME_MAX) {
+		buf_truncate(out, 0);
 		imap_tagged(s, "NO", "[CANNOT] Invalid mailbox name");
 		return -1;
 	}
@@ -58,36 +92,35 @@ imap_mailbox_from_wire(struct imap_session *s, const char *wire,
 }
 
 int
-imap_mailbox_to_wire(const char *name, struct buf *out)
+imap_mailbox_to_wire(const char *name, bool utf8, struct buf *out)
 {
 	buf_truncate(out, 0);
-	if (utf7_encode(name, out) < 0)
+	if (utf8) {
+		if (!imap_write_utf8_valid((const unsigned char *)name,
+		    strlen(name)) || buf_append_str(out, name) < 0)
+			return -1;
+	} else if (utf7_encode(name, out) < 0)
 		return -1;
 	(void)buf_cstr(out);
 	return 0;
 }
 
-/* Append name as an IMAP mailbox (astring) to b. */
-static void
-imap_put_mailbox(struct buf *b, const char *name)
+void
+imap_mailbox_put(const struct imap_session *s, const char *name,
+    struct buf *b)
 {
-	struct buf w;
-	const char *p;
+	struct imap_write w;
+	struct buf wire;
 
-	buf_init(&w, IMAP_NAME_MAX * 4);
-	if (imap_mailbox_to_wire(name, &w) < 0) {
-		buf_free(&w);
+	buf_init(&wire, IMAP_NAME_MAX * 4 + 16);
+	imap_write_init(&w, b, imap_write_flags(s) & IMAP_WRITE_UTF8);
+	if (imap_mailbox_to_wire(name, s->utf8, &wire) < 0 ||
+	    imap_write_string_mem(&w, wire.data, wire.len) < 0 ||
+	    imap_write_finish(&w) < 0) {
+		(void)imap_write_finish(&w);
 		buf_append_str(b, "\"\"");
-		return;
 	}
-	buf_append_byte(b, '"');
-	for (p = buf_cstr(&w); *p != '\0'; p++) {
-		if (*p == '"' || *p == '\\')
-			buf_append_byte(b, '\\');
-		buf_append_byte(b, (unsigned char)*p);
-	}
-	buf_append_byte(b, '"');
-	buf_free(&w);
+	buf_free(&wire);
 }
 
 /*
@@ -908,6 +941,23 @@ imap_select_resync(struct imap_session *s,
 			imap_view_flags_changed(s, i + 1, &s->view.msgs[i]);
 }
 
+/* RFC 9051 6.3.2: under IMAP4rev2, SELECT and EXAMINE name the mailbox
+ * in a LIST response (its name as the store spells it, so a client
+ * learns the canonical form, INBOX for "inbox"). */
+static void
+imap_select_list(struct imap_session *s)
+{
+	struct buf line;
+
+	if (!s->rev2)
+		return;
+	buf_init(&line, SIZE_MAX);
+	buf_append_str(&line, "LIST () \"/\" ");
+	imap_mailbox_put(s, s->view.name, &line);
+	imap_untagged_buf(s, &line);
+	buf_free(&line);
+}
+
 void
 imap_cmd_select(struct imap_session *s, const struct imap_cmd *cmd)
 {
@@ -933,7 +983,8 @@ imap_cmd_select(struct imap_session *s, const struct imap_cmd *cmd)
 	}
 	if (s->state == IMAP_STATE_SELECTED) {
 		imap_unselect(s);
-		if (s->qresync)
+		/* RFC 7162 3.2.11; RFC 9051 makes it part of the base. */
+		if (s->qresync || s->rev2)
 			imap_untagged(s, "OK [CLOSED] Previous mailbox closed");
 	}
 	buf_init(&name, IMAP_NAME_MAX * 4);
@@ -977,7 +1028,10 @@ imap_cmd_select(struct imap_session *s, const struct imap_cmd *cmd)
 		}
 	s->state = IMAP_STATE_SELECTED;
 	imap_untagged(s, "%u EXISTS", l.count);
-	imap_untagged(s, "0 RECENT");
+	/* IMAP4rev2 has no \Recent (RFC 9051 appendix E); no message
+	 * is ever recent here. */
+	if (!s->rev2)
+		imap_untagged(s, "0 RECENT");
 	/* The keywords its messages have; \* says new ones may be made
 	 * (a Maildir folder's 27th is then refused with [LIMIT]). */
 	imap_view_kw_flags(s, true);
@@ -988,6 +1042,7 @@ imap_cmd_select(struct imap_session *s, const struct imap_cmd *cmd)
 	imap_untagged(s, "OK [UIDNEXT %u] Predicted next UID", f.uidnext);
 	imap_untagged(s, "OK [HIGHESTMODSEQ %llu] Highest",
 	    (unsigned long long)imap_modseq_out(f.highestmodseq));
+	imap_select_list(s);
 	imap_select_resync(s, &p);
 	imap_seqset_deinit(&p.known);
 	if (s->cb->selected != NULL)
@@ -1078,7 +1133,7 @@ imap_cmd_status(struct imap_session *s, const struct imap_cmd *cmd)
 	}
 	buf_init(&line, 1024);
 	buf_append_str(&line, "STATUS ");
-	imap_put_mailbox(&line, buf_cstr(&name));
+	imap_mailbox_put(s, buf_cstr(&name), &line);
 	buf_append_str(&line, " (");
 	for (unsigned i = 0; i < count; i++) {
 		const struct {
@@ -1107,7 +1162,7 @@ imap_cmd_status(struct imap_session *s, const struct imap_cmd *cmd)
 		    st_items[k].name, st_items[k].v);
 	}
 	buf_append_byte(&line, ')');
-	imap_untagged(s, "%s", buf_cstr(&line));
+	imap_untagged_buf(s, &line);
 	imap_tagged(s, "OK", "STATUS completed");
 	buf_free(&line);
 	buf_free(&name);

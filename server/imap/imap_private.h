@@ -99,6 +99,16 @@ struct imap_session {
 	 * condstore): VANISHED for EXPUNGE, SELECT's QRESYNC parameter. */
 	bool condstore;
 	bool qresync;
+	/* ENABLE, for the rest of the session (imap_session.c). utf8:
+	 * mailbox names are UTF-8 on the wire (never modified UTF-7),
+	 * quoted strings may carry UTF-8 both ways, APPEND takes the UTF8
+	 * (literal8) form; set by UTF8=ACCEPT (RFC 6855) and by IMAP4rev2.
+	 * utf8_accept: UTF8=ACCEPT itself, after which SEARCH CHARSET is
+	 * BAD (RFC 6855 section 3). rev2: IMAP4rev2 (RFC 9051): no RECENT,
+	 * SEARCH answered as ESEARCH, LIST in SELECT, [CLOSED] always. */
+	bool utf8;
+	bool utf8_accept;
+	bool rev2;
 	bool tls_reset;			/* STARTTLS: drop the rest of input */
 	/* RFC 5182: the result saved by SEARCH RETURN (SAVE), as UIDs so
 	 * expunges do not shift it; "$" in later commands. Empty (all
@@ -119,16 +129,51 @@ void imap_tagged(struct imap_session *s, const char *status,
     const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* imap_send: write s->out (a built response) and empty it. */
 void imap_send(struct imap_session *s);
+/* imap_untagged_buf: "* " + line + CRLF, of any length (imap_untagged
+ * cuts at 1 KiB): for lines that hold a mailbox name, which may be a
+ * literal. */
+void imap_untagged_buf(struct imap_session *s, const struct buf *line);
+/* imap_write_flags: the IMAP_WRITE_* flags for this session's responses
+ * (UTF8 once utf8 is on, REV2 once IMAP4rev2 is). */
+unsigned imap_write_flags(const struct imap_session *s);
 void imap_bad(struct imap_session *s, const char *text);
 /* imap_store: the store, opened again if released; NULL after a "NO"
  * (the command is answered). */
 struct store *imap_store(struct imap_session *s);
 
-/* Mailbox names (imap_mailbox.c): the wire form (modified UTF-7) to the
- * store's (UTF-8, "/" separated) and back. -1 after answering BAD/NO. */
+/*
+ * Mailbox names (imap_mailbox.c). The store keeps names as UTF-8 ("/"
+ * separated; Maildir++ folders are modified UTF-7 on disk, which the
+ * store converts), so the wire form is converted here only: modified
+ * UTF-7 (RFC 3501 5.1.3) for a session without utf8, UTF-8 as it is
+ * with it (RFC 6855 section 3, RFC 9051 section 5.1), where a name must
+ * be valid UTF-8 (imap_mailbox_utf8_valid).
+ */
+/* imap_mailbox_from_wire: the client's name (after the parser's
+ * accessors) into out as the store spells it; "INBOX" in any case is
+ * INBOX. -1 after answering NO [CANNOT]: empty, not canonical modified
+ * UTF-7 or not a valid UTF-8 name (as the session has it), or decoded
+ * longer than 1024 bytes. */
 int imap_mailbox_from_wire(struct imap_session *s, const char *wire,
     struct buf *out);
-int imap_mailbox_to_wire(const char *name, struct buf *out);
+/* imap_mailbox_utf8_valid: whether name[0..len) may be a mailbox name
+ * sent in UTF-8: strict UTF-8 (RFC 3629: no overlong form, no
+ * surrogate, nothing past U+10FFFF, nothing cut short) and no control
+ * character (U+0000-U+001F, U+007F-U+009F), which RFC 5198's
+ * Net-Unicode that RFC 6855 asks for excludes. Normalization (NFC) is
+ * not checked. */
+bool imap_mailbox_utf8_valid(const char *name, size_t len);
+/* imap_mailbox_to_wire: the store's name as the client is to see it:
+ * modified UTF-7, or with utf8 the name itself. -1 if it cannot be
+ * (not valid UTF-8: the store never gives such a name). */
+int imap_mailbox_to_wire(const char *name, bool utf8, struct buf *out);
+/* imap_mailbox_put: append name (as the store spells it) as a mailbox of
+ * a response for session s to b, in the session's wire form: a quoted
+ * string when imap_write_string would quote it (no CR or LF, at most
+ * IMAP_WRITE_QUOTED_MAX bytes), else a literal; "" if it cannot be
+ * converted. */
+void imap_mailbox_put(const struct imap_session *s, const char *name,
+    struct buf *b);
 
 /* imap_fetch_flags_text: flags as an IMAP flag list "(\Seen ...)"
  * (imap_mailbox.c). */

@@ -4,7 +4,10 @@
  * matched against the index record first, and its file is read only when
  * the index cannot decide (imap_search.h says which keys need it). The
  * answer is one "* SEARCH" line, numbers ascending, flushed in pieces,
- * or with RETURN (RFC 4731) one "* ESEARCH" line. RETURN (SAVE) keeps
+ * or with RETURN (RFC 4731) one "* ESEARCH" line, as every SEARCH is
+ * answered once IMAP4rev2 is enabled (RFC 9051 6.4.4: RETURN (ALL) when
+ * none is given). After ENABLE UTF8=ACCEPT a CHARSET is BAD (RFC 6855
+ * section 3); its strings are UTF-8 anyway. RETURN (SAVE) keeps
  * the matches' UIDs in the session for "$" (RFC 5182), so expunges do not
  * shift it. Beyond RFC 3501's keys: OLDER and YOUNGER (RFC 5032 WITHIN),
  * measured from the moment the command is parsed; SAVEDBEFORE, SAVEDON,
@@ -1814,6 +1817,17 @@ isk_failed(struct imap_session *s, unsigned ret)
 		imap_seqset_deinit(&s->searchres);
 }
 
+/* Whether the search program args[0..argc) starts with CHARSET. */
+static bool
+isk_has_charset(const struct imap_arg *args, unsigned argc)
+{
+	const char *key, *error;
+
+	return argc > 0 && args[0].type == IMAP_ARG_ATOM &&
+	    imap_arg_atom(&args[0], &key, &error) == 0 &&
+	    strcasecmp(key, "CHARSET") == 0;
+}
+
 void
 imap_cmd_search(struct imap_session *s, const struct imap_cmd *cmd)
 {
@@ -1829,6 +1843,16 @@ imap_cmd_search(struct imap_session *s, const struct imap_cmd *cmd)
 		imap_bad(s, error);
 		return;
 	}
+	if (s->utf8_accept && isk_has_charset(cmd->args + used,
+	    cmd->argc - used)) {
+		/* RFC 6855 section 3: the client said it speaks UTF-8. */
+		imap_bad(s, "No CHARSET after ENABLE UTF8=ACCEPT");
+		return;
+	}
+	/* IMAP4rev2 answers every SEARCH with ESEARCH, RETURN () being
+	 * RETURN (ALL) (RFC 9051 6.4.4). */
+	if (s->rev2 && ret == 0)
+		ret = IMAP_SEARCH_RET_ALL | IMAP_SEARCH_RET_ESEARCH;
 	/* Expunges only for UID SEARCH: sequence numbers in the answer
 	 * must mean what the client thinks they mean (RFC 3501 7.4.1). */
 	if (imap_view_sync(s, cmd->uid) < 0) {

@@ -2,7 +2,8 @@
  * imap_session.c: the IMAP engine's core (see imap_session.h): the input
  * loop over the command parser, the command table and states, replies,
  * authentication (LOGIN, AUTHENTICATE with SASL-IR, asynchronous answers),
- * STARTTLS, the hand-over to the mail process, COMPRESS, ID, ENABLE, NOOP,
+ * STARTTLS, the hand-over to the mail process, COMPRESS, ID, ENABLE
+ * (which also switches the parser to UTF-8 quoted strings), NOOP,
  * IDLE and LOGOUT. Mailbox commands live in imap_mailbox.c, FETCH in
  * imap_fetch.c.
  *
@@ -28,6 +29,7 @@
 #include "xmalloc.h"
 #include "server/imap/imap_private.h"
 #include "server/imap/imap_sort.h"
+#include "server/imap/imap_write.h"
 
 #define IMAP_REPLY_MAX		1024
 /* A SASL response or IDLE's DONE line, CRLF included. */
@@ -95,6 +97,22 @@ imap_send(struct imap_session *s)
 	if (s->out.len > 0)
 		imap_out(s, s->out.data, s->out.len);
 	buf_truncate(&s->out, 0);
+}
+
+void
+imap_untagged_buf(struct imap_session *s, const struct buf *line)
+{
+	buf_append_str(&s->out, "* ");
+	buf_append(&s->out, line->data, line->len);
+	buf_append_str(&s->out, "\r\n");
+	imap_send(s);
+}
+
+unsigned
+imap_write_flags(const struct imap_session *s)
+{
+	return (s->utf8 ? IMAP_WRITE_UTF8 : 0) |
+	    (s->rev2 ? IMAP_WRITE_REV2 : 0);
 }
 
 static void
@@ -183,12 +201,13 @@ imap_session_offer_compress(bool on)
 static void
 imap_caps(const struct imap_session *s, bool after_login, struct buf *b)
 {
-	buf_append_str(b, "IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE "
-	    "NAMESPACE UNSELECT UIDPLUS MULTIAPPEND BINARY MOVE CONDSTORE "
-	    "QRESYNC QUOTA QUOTA=RES-STORAGE STATUS=SIZE LIST-EXTENDED "
-	    "LIST-STATUS SPECIAL-USE CREATE-SPECIAL-USE XLIST CHILDREN "
-	    "ESEARCH SEARCHRES WITHIN SAVEDATE PREVIEW SORT SORT=DISPLAY "
-	    "ESORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES");
+	buf_append_str(b, "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE "
+	    "IDLE NAMESPACE UNSELECT UIDPLUS MULTIAPPEND BINARY MOVE "
+	    "CONDSTORE QRESYNC QUOTA QUOTA=RES-STORAGE STATUS=SIZE "
+	    "LIST-EXTENDED LIST-STATUS SPECIAL-USE CREATE-SPECIAL-USE XLIST "
+	    "CHILDREN ESEARCH SEARCHRES WITHIN SAVEDATE PREVIEW SORT "
+	    "SORT=DISPLAY ESORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES "
+	    "UTF8=ACCEPT");
 	buf_printf(b, " APPENDLIMIT=%u", (unsigned)IMAP_APPEND_LIMIT);
 	/* The login OK speaks for the session after login, which the mail
 	 * process serves with COMPRESS; before login it is not valid. */
@@ -281,12 +300,51 @@ imap_cmd_id(struct imap_session *s, const struct imap_cmd *cmd)
 	imap_tagged(s, "OK", "ID completed");
 }
 
-/* ENABLE (RFC 5161): CONDSTORE and QRESYNC (RFC 7162; QRESYNC brings
- * CONDSTORE with it); other names are accepted and not enabled.
- * "* ENABLED" names what this command turned on. */
+/* The parser's settings for this session: its line limit, LITERAL+,
+ * and UTF-8 in quoted strings once utf8 is on. */
+static void
+imap_parser_settings_of(const struct imap_session *s,
+    struct imap_parser_settings *ps)
+{
+	memset(ps, 0, sizeof(*ps));
+	ps->line_max = s->set.line_max;
+	ps->literal_plus = true;
+	ps->utf8 = s->utf8;
+}
+
+/* imap_enable_one: turn on what capability name atom names, if it is
+ * off; its name (or names: QRESYNC brings CONDSTORE) into b. */
+static void
+imap_enable_one(struct imap_session *s, const char *atom, struct buf *b)
+{
+	if (strcasecmp(atom, "QRESYNC") == 0 && !s->qresync) {
+		s->qresync = true;
+		buf_append_str(b, " QRESYNC");
+	}
+	if ((strcasecmp(atom, "CONDSTORE") == 0 ||
+	    strcasecmp(atom, "QRESYNC") == 0) && !s->condstore) {
+		s->condstore = true;
+		buf_append_str(b, " CONDSTORE");
+	}
+	if (strcasecmp(atom, "UTF8=ACCEPT") == 0 && !s->utf8_accept) {
+		s->utf8_accept = s->utf8 = true;
+		buf_append_str(b, " UTF8=ACCEPT");
+	}
+	if (strcasecmp(atom, "IMAP4rev2") == 0 && !s->rev2) {
+		s->rev2 = s->utf8 = true;
+		buf_append_str(b, " IMAP4rev2");
+	}
+}
+
+/* ENABLE (RFC 5161, authenticated state only): CONDSTORE and QRESYNC
+ * (RFC 7162; QRESYNC brings CONDSTORE with it), UTF8=ACCEPT (RFC 6855)
+ * and IMAP4rev2 (RFC 9051); other names are accepted and not enabled.
+ * "* ENABLED" names what this command turned on. UTF-8 reaches the
+ * parser from the next command on. */
 static void
 imap_cmd_enable(struct imap_session *s, const struct imap_cmd *cmd)
 {
+	struct imap_parser_settings ps;
 	const char *atom, *error;
 	struct buf b;
 
@@ -303,16 +361,10 @@ imap_cmd_enable(struct imap_session *s, const struct imap_cmd *cmd)
 	buf_append_str(&b, "ENABLED");
 	for (unsigned i = 0; i < cmd->argc; i++) {
 		(void)imap_arg_atom(&cmd->args[i], &atom, &error);
-		if (strcasecmp(atom, "QRESYNC") == 0 && !s->qresync) {
-			s->qresync = true;
-			buf_append_str(&b, " QRESYNC");
-		}
-		if ((strcasecmp(atom, "CONDSTORE") == 0 ||
-		    strcasecmp(atom, "QRESYNC") == 0) && !s->condstore) {
-			s->condstore = true;
-			buf_append_str(&b, " CONDSTORE");
-		}
+		imap_enable_one(s, atom, &b);
 	}
+	imap_parser_settings_of(s, &ps);
+	imap_parser_set_settings(s->parser, &ps);
 	imap_untagged(s, "%s", buf_cstr(&b));
 	buf_free(&b);
 	imap_tagged(s, "OK", "ENABLE completed");
@@ -927,9 +979,7 @@ imap_session_alloc(const struct imap_settings *set,
 	    set->mechanisms : "");
 	s->cb = cb;
 	s->ctx = ctx;
-	memset(&ps, 0, sizeof(ps));
-	ps.line_max = set->line_max;
-	ps.literal_plus = true;
+	imap_parser_settings_of(s, &ps);
 	s->parser = imap_parser_new(&ps, &imap_parser_cb, s);
 	buf_init(&s->line, IMAP_AUX_LINE_MAX);
 	buf_init(&s->out, SIZE_MAX);

@@ -17,7 +17,9 @@
  * opens the user's store -> authenticated / selected -> LOGOUT.
  *
  * This version serves: CAPABILITY, NOOP, LOGOUT, STARTTLS, LOGIN,
- * AUTHENTICATE, ID, ENABLE (accepting names, enabling none yet), SELECT,
+ * AUTHENTICATE, ID, ENABLE (CONDSTORE, QRESYNC, UTF8=ACCEPT of RFC 6855
+ * and IMAP4rev2 of RFC 9051, each then on for the rest of the session;
+ * other names accepted and not enabled), SELECT,
  * EXAMINE, CLOSE, UNSELECT, LIST, LSUB, STATUS, NAMESPACE, CHECK, IDLE
  * (with the daemon's change notification), FETCH / UID FETCH (index items
  * and streamed body sections), STORE, EXPUNGE, COPY, MOVE (UIDPLUS),
