@@ -1055,6 +1055,10 @@ mindex_quota_adjust(struct mindex_txn *txn, uint64_t add_bytes,
 {
 	uint64_t bytes, msgs;
 
+	/* A flag change rewrites the record with the same size: spare the
+	 * read and the write of the quota record for each message. */
+	if (add_bytes == sub_bytes && add_msgs == sub_msgs)
+		return 0;
 	if (mindex_quota_get(txn, &bytes, &msgs) < 0)
 		return -1;
 	bytes = mindex_sub(bytes + add_bytes, sub_bytes);
