@@ -919,7 +919,7 @@ qmgr_bounce(struct qmgr_msg *m)
 static void
 qmgr_finish(struct qmgr_msg *m)
 {
-	time_t now = time(NULL), next;
+	time_t now = time(NULL), next = 0;
 	const char *error;
 	bool due, unreported;
 
@@ -927,18 +927,18 @@ qmgr_finish(struct qmgr_msg *m)
 		if (m->runs[i].tried)
 			qmgr_rcpt_record(m, i, now);
 	unreported = qmgr_bounce(m) < 0;
-	if (smtp_queue_save(qmgr.queue, m->env, &error) < 0) {
+	due = smtp_queue_env_due(m->env, &next) || unreported;
+	/* A message with nothing left to do is removed without saving its
+	 * envelope first: the removal makes the results durable at once,
+	 * and the save would cost two fsyncs for a file about to go. */
+	if (due && smtp_queue_save(qmgr.queue, m->env, &error) < 0) {
 		/* The old envelope stays: the recipients delivered now
 		 * are delivered again at the next run. */
 		log_error("%s", error);
 		m->due = now + QMGR_ERROR_RETRY;
-		due = true;
-	} else if ((due = smtp_queue_env_due(m->env, &next)))
-		m->due = m->flush ? 0 : next;
-	else if (unreported) {
-		m->due = now + QMGR_ERROR_RETRY;
-		due = true;
-	}
+	} else if (due)
+		m->due = unreported ? now + QMGR_ERROR_RETRY :
+		    m->flush ? 0 : next;
 	free(m->runs);
 	m->runs = NULL;
 	qmgr_strings_free(m->dt, m->ndt);
