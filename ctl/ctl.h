@@ -18,5 +18,8 @@ int ctl_alias_main(int argc, char **argv);
  * they become mail_owner for good first. */
 int ctl_mailq_main(int argc, char **argv);
 int ctl_queue_main(int argc, char **argv);
+/* ctl_sendmail.c: sendmail (installed as sendmail too); loads the
+ * configuration itself when none is (the link), or again with -C. */
+int ctl_sendmail_main(int argc, char **argv);
 
 #endif

@@ -34,6 +34,8 @@ static const struct ctl_command ctl_commands[] = {
 	{ "mailq", ctl_mailq_main, "mailq" },
 	{ "queue", ctl_queue_main,
 	    "queue delete|hold|release ID ...|ALL, queue flush, queue show ID" },
+	{ "sendmail", ctl_sendmail_main,
+	    "sendmail [-t] [-i] [-f sender] [-bs|-bp|-bi|-q] [recipient ...]" },
 };
 
 static int
@@ -60,6 +62,10 @@ main(int argc, char **argv)
 	int ch;
 
 	log_open("loft/ctl", LOG_DEST_STDERR);
+	/* Installed as "sendmail" (a link): sendmail's own options (-C for
+	 * the configuration), none of loftctl's. */
+	if (strcmp(base, "sendmail") == 0)
+		return ctl_sendmail_main(argc, argv);
 	while ((ch = getopt(argc, argv, "+c:")) != -1) {
 		if (ch == 'c')
 			config = optarg;

@@ -262,9 +262,12 @@ smtp_queue_id_check(const char *id, const char **error_r)
  * Opening the queue.
  */
 
-/* smtp_queue_check_dir: fd is a directory of ours, closed to others. */
+/* smtp_queue_check_dir: fd is a directory of ours, closed to others;
+ * the queue directory itself (top) may let them search it (0711), so
+ * that local users reach its maildrop (smtp/smtp_pickup.h). */
 static int
-smtp_queue_check_dir(int fd, const char *path, const char **error_r)
+smtp_queue_check_dir(int fd, const char *path, bool top,
+    const char **error_r)
 {
 	struct stat st;
 
@@ -284,10 +287,10 @@ smtp_queue_check_dir(int fd, const char *path, const char **error_r)
 		    (unsigned long)st.st_uid, (unsigned long)geteuid());
 		return -1;
 	}
-	if ((st.st_mode & 077) != 0) {
+	if ((st.st_mode & (top ? 066 : 077)) != 0) {
 		*error_r = smtp_queue_fail("queue: %s has mode %04o: group "
-		    "and others must have no access (chmod 700)", path,
-		    (unsigned int)(st.st_mode & 07777));
+		    "and others must have no access (chmod %s)", path,
+		    (unsigned int)(st.st_mode & 07777), top ? "711" : "700");
 		return -1;
 	}
 	return 0;
@@ -296,7 +299,7 @@ smtp_queue_check_dir(int fd, const char *path, const char **error_r)
 /* smtp_queue_open_dir: mkdir (mode 0700) if missing, open without
  * following a symbolic link, check. -1 or the descriptor. */
 static int
-smtp_queue_open_dir(int at, const char *name, const char *path,
+smtp_queue_open_dir(int at, const char *name, const char *path, bool top,
     const char **error_r)
 {
 	int fd, err;
@@ -315,7 +318,7 @@ smtp_queue_open_dir(int at, const char *name, const char *path,
 		    " (it must be a directory, not a symbolic link)" : "");
 		return -1;
 	}
-	if (smtp_queue_check_dir(fd, path, error_r) < 0) {
+	if (smtp_queue_check_dir(fd, path, top, error_r) < 0) {
 		close(fd);
 		return -1;
 	}
@@ -334,11 +337,11 @@ smtp_queue_open(const char *dir, struct smtp_queue **q_r,
 	q->path = xstrdup(dir);
 	for (i = 0; i < SMTP_QUEUE_DIR_COUNT; i++)
 		q->fd[i] = -1;
-	q->dir_fd = smtp_queue_open_dir(AT_FDCWD, dir, dir, error_r);
+	q->dir_fd = smtp_queue_open_dir(AT_FDCWD, dir, dir, true, error_r);
 	for (i = 0; q->dir_fd >= 0 && i < SMTP_QUEUE_DIR_COUNT; i++) {
 		path = xasprintf("%s/%s", dir, smtp_queue_dir_names[i]);
 		q->fd[i] = smtp_queue_open_dir(q->dir_fd,
-		    smtp_queue_dir_names[i], path, error_r);
+		    smtp_queue_dir_names[i], path, false, error_r);
 		free(path);
 		if (q->fd[i] < 0)
 			break;

@@ -60,6 +60,7 @@
 #include "smtp_alias.h"
 #include "smtp_queue.h"
 #include "smtp_relay.h"
+#include "smtp_pickup.h"
 #include "smtp_bounce.h"
 #include "chan.h"
 #include "loftd.h"
@@ -150,6 +151,12 @@ struct qmgr {
 	const char *delim;		/* recipient_delimiter */
 	const char *bcc;		/* always_bcc, or "" */
 	unsigned hopcount_limit;
+	/* Local submission (smtp_pickup): */
+	char maildrop[PATH_MAX];
+	int pickup_fd;			/* owned: public/pickup, or -1 */
+	struct io *pickup_io;		/* owned */
+	struct timeout *pickup_poll;	/* owned: every QMGR_PICKUP_POLL */
+	struct timeout *pickup_more;	/* owned: a full batch was taken */
 };
 
 static struct qmgr qmgr;
@@ -1119,6 +1126,102 @@ static const struct chan_callbacks qmgr_master_cb = {
 };
 
 /*
+ * Local submission: files sendmail dropped into maildrop/ become messages
+ * (smtp/smtp_pickup.h), at start, when a byte arrives in public/pickup,
+ * and every QMGR_PICKUP_POLL ms in case a wake-up was lost. A run takes
+ * QMGR_PICKUP_BATCH files at most (four fsyncs each), and the rest after
+ * the loop has turned.
+ */
+#define QMGR_PICKUP_POLL	60000
+#define QMGR_PICKUP_BATCH	100
+
+static void
+qmgr_pickup_queued(const char *id, void *ctx)
+{
+	(void)ctx;
+	qmgr_msg_note(id, 0, false);
+}
+
+static void qmgr_pickup_again(void *ctx);
+
+static void
+qmgr_pickup(void)
+{
+	unsigned picked;
+	const char *error;
+
+	if (qmgr.retired || qmgr.maildrop[0] == '\0')
+		return;
+	if (smtp_pickup_run(qmgr.queue, qmgr.maildrop, QMGR_PICKUP_BATCH,
+	    &picked, &error) < 0)
+		log_error("%s", error);
+	if (picked > 0)
+		qmgr_kick();
+	if (picked == QMGR_PICKUP_BATCH && qmgr.pickup_more == NULL)
+		qmgr.pickup_more = timeout_add(qmgr.loop, 0, false,
+		    qmgr_pickup_again, NULL);
+}
+
+static void
+qmgr_pickup_again(void *ctx)
+{
+	(void)ctx;
+	timeout_remove(&qmgr.pickup_more);
+	qmgr_pickup();
+}
+
+static void
+qmgr_pickup_poll(void *ctx)
+{
+	(void)ctx;
+	qmgr_pickup();
+}
+
+static void
+qmgr_pickup_wake(void *ctx)
+{
+	(void)ctx;
+	smtp_pickup_fifo_drain(qmgr.pickup_fd);
+	qmgr_pickup();
+}
+
+static void
+qmgr_pickup_init(void)
+{
+	const char *dir = conf_str("queue_directory"), *error;
+
+	qmgr.pickup_fd = -1;
+	if (smtp_pickup_prepare(dir, &error) < 0) {
+		log_error("%s (local submission is off)", error);
+		return;
+	}
+	snprintf(qmgr.maildrop, sizeof(qmgr.maildrop), "%s/%s", dir,
+	    SMTP_PICKUP_MAILDROP);
+	smtp_pickup_set_queued(qmgr_pickup_queued, NULL);
+	if ((qmgr.pickup_fd = smtp_pickup_fifo_open(dir, &error)) < 0)
+		log_error("%s (sendmail's mail waits for the next poll)",
+		    error);
+	else
+		qmgr.pickup_io = io_add(qmgr.loop, qmgr.pickup_fd, IO_READ,
+		    qmgr_pickup_wake, NULL);
+	qmgr.pickup_poll = timeout_add(qmgr.loop, QMGR_PICKUP_POLL, true,
+	    qmgr_pickup_poll, NULL);
+	qmgr_pickup();
+}
+
+static void
+qmgr_pickup_deinit(void)
+{
+	io_remove(&qmgr.pickup_io);
+	if (qmgr.pickup_fd >= 0)
+		close(qmgr.pickup_fd);
+	qmgr.pickup_fd = -1;
+	timeout_remove(&qmgr.pickup_poll);
+	timeout_remove(&qmgr.pickup_more);
+	smtp_pickup_set_queued(NULL, NULL);
+}
+
+/*
  * Start and end.
  */
 
@@ -1160,6 +1263,7 @@ qmgr_free(void)
 	/* Messages under way keep their old envelopes: what was delivered
 	 * of them is delivered again (the crash window, see the top). */
 	qmgr_smtp_deinit();
+	qmgr_pickup_deinit();
 	while (qmgr.msgs != NULL)
 		qmgr_msg_forget(qmgr.msgs);
 	timeout_remove(&qmgr.wake_to);
@@ -1241,6 +1345,7 @@ qmgr_main(bool foreground, bool have_log_fd)
 	    NULL);
 	(void)qmgr_aliases();
 	qmgr_scan(false);
+	qmgr_pickup_init();
 	if (ioloop_signal_add(qmgr.loop, SIGUSR1, qmgr_sigusr1, NULL) < 0)
 		log_fatal("signals: cannot watch SIGUSR1");
 	qmgr_pid_file(true);
