@@ -11,7 +11,6 @@ starts again; -bs speaks SMTP on a pipe into the maildrop; bad arguments
 exit 64; a message over message_size_limit exits 65; modes of the
 maildrop, public/ and the FIFO."""
 import os
-import poplib
 import re
 import stat
 import subprocess
@@ -19,7 +18,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
-from loft import Env, Tap, need_loftd, SBINDIR, LOFTCTL  # noqa: E402
+from loft import Env, LOFTCTL, SBINDIR, Tap, need_loftd, pop3_all  # noqa: E402
 
 t = Tap()
 need_loftd(t)
@@ -53,17 +52,6 @@ def sendmail(env, msg, *args, user=None):
 def user_group(user):
     import pwd
     return str(pwd.getpwnam(user).pw_gid)
-
-
-def pop3_all(d, user):
-    p = poplib.POP3("127.0.0.1", d.pop3_port, timeout=10)
-    p.user(user)
-    p.pass_("secret")
-    out = []
-    for i in range(1, len(p.list()[1]) + 1):
-        out.append(b"\r\n".join(p.retr(i)[1]) + b"\r\n")
-    p.quit()
-    return out
 
 
 def wait_count(d, user, n, timeout=15.0):
@@ -120,14 +108,6 @@ def check_pickup(m, name, sender, rcpt, uid, rest_re):
                 "%s: the message byte for byte" % name):
         t.diag("got:  %r" % rest)
         t.diag("want: %r" % want)
-
-
-def guard(name, fn, *args):
-    try:
-        return fn(*args)
-    except Exception as e:  # noqa: BLE001
-        t.ok(False, "%s: raised %s: %s" % (name, type(e).__name__, e))
-        return None
 
 
 MSG_T = (b"To: Alice Example <alice@example.test>\n"
@@ -264,16 +244,16 @@ def main():
     code, err = sendmail(env, b"x\n", "alice")
     t.eq(code, 75, "no maildrop yet (loftd never ran): exit 75")
     d = start(env)
-    guard("layout", test_layout, env)
-    guard("root", test_root, env, d)
+    t.guard("layout", test_layout, env)
+    t.guard("root", test_root, env, d)
     uid = os.geteuid()
     if ROOT:
-        uid = guard("nobody", test_user, env, d)
+        uid = t.guard("nobody", test_user, env, d)
     else:
         sendmail(env, b"Subject: filler\n\nx\n", "bob")
-    guard("dots", test_dots, env, d)
-    d = guard("stopped", test_stopped, env, d, uid) or d
-    guard("-bs", test_smtp, env, d)
+    t.guard("dots", test_dots, env, d)
+    d = t.guard("stopped", test_stopped, env, d, uid) or d
+    t.guard("-bs", test_smtp, env, d)
     log = d.log()
     t.ok(re.search(r"[0-9A-Z]{17}: uid=0 from=<root@example\.test>", log),
          "the pickup logs ID: uid=N from=<...>")

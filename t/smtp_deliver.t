@@ -13,9 +13,7 @@ loops: a Delivered-To: of the recipient, and Received: lines at
 hopcount_limit (delivered) and one more (failed); the Postfix-style log
 lines; qmgr runs as mail_owner, never root; a kill -9 of the qmgr process
 while it delivers loses nothing, and a new one takes over."""
-import imaplib
 import os
-import poplib
 import re
 import signal
 import smtplib
@@ -23,7 +21,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
-from loft import Env, Tap, free_port, need_loftd  # noqa: E402
+from loft import (Env, Tap, free_port, imap_all, need_loftd,  # noqa: E402
+                  pop3_all, smtp_send)
 
 t = Tap()
 need_loftd(t)
@@ -50,13 +49,9 @@ RECEIVED = re.compile(
     rb"[+-]\d{4}\r\n")
 
 
-def guard(name, fn, *args):
-    try:
-        return fn(*args)
-    except Exception as e:  # noqa: BLE001
-        t.ok(False, "%s: raised %s: %s" % (name, type(e).__name__, e))
-        return None
-
+def send(d, rcpts, msg, sender="sender@other.test"):
+    """One message over SMTP; returns its queue ID."""
+    return smtp_send(d, rcpts, msg, sender)
 
 def setup():
     env = Env("maildir", extra=CONF)
@@ -99,23 +94,6 @@ def message(subject, extra=b""):
             b"bye\r\n")
 
 
-def send(d, rcpts, msg, sender="sender@other.test"):
-    """One message over SMTP; returns its queue ID."""
-    s = smtplib.SMTP("127.0.0.1", d.smtp_port, timeout=10)
-    s.ehlo("client.test")
-    s.mail(sender)
-    for r in rcpts:
-        code, text = s.rcpt(r)
-        if code != 250:
-            raise RuntimeError("RCPT %s: %d %s" % (r, code, text))
-    code, text = s.data(msg)
-    s.quit()
-    m = re.search(rb"queued as ([0-9A-Z]{17})", text)
-    if code != 250 or m is None:
-        raise RuntimeError("DATA: %d %s" % (code, text))
-    return m.group(1).decode()
-
-
 def wait_gone(d, qid, timeout=15.0):
     deadline = time.monotonic() + timeout
     while qid in d.queue_ids():
@@ -123,29 +101,6 @@ def wait_gone(d, qid, timeout=15.0):
             return False
         time.sleep(0.05)
     return True
-
-
-def pop3_all(d, user):
-    """Every message of user's INBOX over POP3, as sent (CRLF lines)."""
-    p = poplib.POP3("127.0.0.1", d.pop3_port, timeout=10)
-    p.user(user)
-    p.pass_("secret")
-    out = []
-    for i in range(1, len(p.list()[1]) + 1):
-        out.append(b"\r\n".join(p.retr(i)[1]) + b"\r\n")
-    p.quit()
-    return out
-
-
-def imap_all(d, user):
-    m = imaplib.IMAP4("127.0.0.1", d.imap_port, timeout=10)
-    m.login(user, "secret")
-    m.select("INBOX", readonly=True)
-    typ, data = m.fetch("1:*", "(BODY.PEEK[])")
-    m.logout()
-    if typ != "OK" or data == [None]:
-        return []
-    return [part[1] for part in data if isinstance(part, tuple)]
 
 
 def by_subject(msgs, subject):
@@ -441,7 +396,7 @@ def main():
                      ("remote", test_remote), ("loops", test_loops),
                      ("privileges", test_privileges),
                      ("reload", test_reload), ("kill", test_kill)):
-        guard(name, fn, d, env)
+        t.guard(name, fn, d, env)
     t.eq(env.stop_loftd(), 0, "loftd stops cleanly (status 0)")
     env.cleanup()
     t.done()

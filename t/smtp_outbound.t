@@ -17,7 +17,6 @@ a relayhost that is loft's own SMTP listener fails with "mail for DOMAIN
 loops back to myself". Needs no Postfix."""
 import base64
 import os
-import poplib
 import re
 import smtplib
 import socket
@@ -28,7 +27,8 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
-from loft import Env, Tap, make_cert, need_loftd  # noqa: E402
+from loft import (Env, Tap, make_cert, need_loftd, pop3_all,  # noqa: E402
+                  smtp_send)
 
 t = Tap()
 need_loftd(t)
@@ -220,29 +220,9 @@ class _SinkSession:
                 self.say("502 5.5.2 unknown command")
 
 
-def guard(name, fn, *args):
-    try:
-        return fn(*args)
-    except Exception as e:  # noqa: BLE001
-        t.ok(False, "%s: raised %s: %s" % (name, type(e).__name__, e))
-        return None
-
-
 def send(d, rcpts, msg, sender="alice@example.test"):
-    s = smtplib.SMTP("127.0.0.1", d.smtp_port, timeout=10)
-    s.ehlo("client.test")
-    s.mail(sender)
-    for r in rcpts:
-        code, text = s.rcpt(r)
-        if code != 250:
-            raise RuntimeError("RCPT %s: %d %s" % (r, code, text))
-    code, text = s.data(msg)
-    s.quit()
-    m = re.search(rb"queued as ([0-9A-Z]{17})", text)
-    if code != 250 or m is None:
-        raise RuntimeError("DATA: %d %s" % (code, text))
-    return m.group(1).decode()
-
+    """One message over SMTP; returns its queue ID."""
+    return smtp_send(d, rcpts, msg, sender)
 
 def message(subject, body=b"Hello.\r\n"):
     return (b"From: Alice <alice@example.test>\r\nTo: x@remote.test\r\n"
@@ -268,16 +248,6 @@ def sink_msg(sink, subject, timeout=15.0):
             return [m for m in sink.msgs if key in m["data"]]
     got = wait_for(find, timeout)
     return got[0] if got else None
-
-
-def pop3_all(d, user):
-    p = poplib.POP3("127.0.0.1", d.pop3_port, timeout=10)
-    p.user(user)
-    p.pass_("secret")
-    out = [b"\r\n".join(p.retr(i)[1]) + b"\r\n"
-           for i in range(1, len(p.list()[1]) + 1)]
-    p.quit()
-    return out
 
 
 def new_qmgr(d, old):
@@ -534,7 +504,7 @@ def main():
                            ("mixed", test_mixed, (d, env, sink)),
                            ("tls", test_tls_sasl, (d, env)),
                            ("loop", test_loop, (d, env))):
-        guard(name, fn, *args)
+        t.guard(name, fn, *args)
     r = subprocess.run(["dpkg-query", "-W", "-f=${Status}", "postfix"],
                        capture_output=True)
     t.diag("no Postfix used (postfix package: %s)" %

@@ -57,6 +57,16 @@ class Tap:
             return False
         return True
 
+    def guard(self, name, fn, *args):
+        """fn(*args); an exception it raises is one failed test named
+        after name (the rest of the script goes on). Returns fn's value,
+        or None."""
+        try:
+            return fn(*args)
+        except Exception as e:  # noqa: BLE001
+            self.ok(False, "%s: raised %s: %s" % (name, type(e).__name__, e))
+            return None
+
     def diag(self, msg):
         for line in str(msg).splitlines() or [""]:
             print("# " + line)
@@ -817,3 +827,50 @@ class Smtp:
             self.sock.close()
         except OSError:
             pass
+
+
+# Clients for the daemon's tests: what a user sends and reads back.
+
+def smtp_send(d, rcpts, msg, sender, port=None):
+    """One message over SMTP to d (its smtp_port unless port); every RCPT
+    must get 250; returns the queue ID of the 250 after DATA."""
+    import re
+    import smtplib
+    s = smtplib.SMTP("127.0.0.1", port or d.smtp_port, timeout=10)
+    s.ehlo("client.test")
+    s.mail(sender)
+    for r in rcpts:
+        code, text = s.rcpt(r)
+        if code != 250:
+            raise RuntimeError("RCPT %s: %d %s" % (r, code, text))
+    code, text = s.data(msg)
+    s.quit()
+    m = re.search(rb"queued as ([0-9A-Z]{17})", text)
+    if code != 250 or m is None:
+        raise RuntimeError("DATA: %d %s" % (code, text))
+    return m.group(1).decode()
+
+
+def pop3_all(d, user, password="secret"):
+    """Every message of user's INBOX over POP3, as sent (CRLF lines)."""
+    import poplib
+    p = poplib.POP3("127.0.0.1", d.pop3_port, timeout=10)
+    p.user(user)
+    p.pass_(password)
+    out = [b"\r\n".join(p.retr(i)[1]) + b"\r\n"
+           for i in range(1, len(p.list()[1]) + 1)]
+    p.quit()
+    return out
+
+
+def imap_all(d, user, password="secret"):
+    """Every message of user's INBOX over IMAP (BODY.PEEK[]), read-only."""
+    import imaplib
+    m = imaplib.IMAP4("127.0.0.1", d.imap_port, timeout=10)
+    m.login(user, password)
+    m.select("INBOX", readonly=True)
+    typ, data = m.fetch("1:*", "(BODY.PEEK[])")
+    m.logout()
+    if typ != "OK" or data == [None]:
+        return []
+    return [part[1] for part in data if isinstance(part, tuple)]
