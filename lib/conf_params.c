@@ -199,6 +199,18 @@ conf_check_alias_maps(const char *value)
 	return 0;
 }
 
+/* conf_check_mode: a file mode in octal, 0 to 0777 (lmtp_socket_mode). */
+static int
+conf_check_mode(const char *value)
+{
+	size_t len = strspn(value, "01234567");
+
+	if (len == 0 || len > 4 || value[len] != '\0' ||
+	    strtoul(value, NULL, 8) > 0777)
+		return -1;
+	return 0;
+}
+
 #define CONF_ALIAS_FORM \
 	"a list of lmdb:/path, hash:/path or /path (an absolute path)"
 
@@ -352,6 +364,14 @@ const struct conf_param conf_params[] = {
 	{ "imaps_listen", CONF_TYPE_LIST, "", 0, 0, 0, NULL, NULL, NULL, 0,
 	    "Addresses (host:port) where loftd serves IMAP over TLS "
 	    "(RFC 8314; empty: none)" },
+	{ "lmtp_listen", CONF_TYPE_LIST, "", 0, 0, 0, NULL, NULL, NULL, 0,
+	    "Addresses (host:port, clients in mynetworks only) or UNIX "
+	    "socket paths (absolute) where loftd takes mail by LMTP for "
+	    "local users (empty: none)" },
+	{ "lmtp_socket_mode", CONF_TYPE_STRING, "0666",
+	    0, 0, 0, NULL, conf_check_mode, "an octal file mode, 0 to 0777",
+	    0,
+	    "Permissions of the UNIX sockets of lmtp_listen (owned by root)" },
 	{ "login_chroot", CONF_TYPE_PATH, "/run/loft/login",
 	    0, 0, 0, NULL, NULL, NULL, 0,
 	    "Empty directory the login processes are locked into when loftd "

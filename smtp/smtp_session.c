@@ -610,12 +610,19 @@ unsupported:
 	return -1;
 }
 
+/* What a command before the greeting command is told. */
+static const char *
+smtp_hello_first(const struct smtp_session *s)
+{
+	return s->set.lmtp ? "Send LHLO first" : "Send HELO/EHLO first";
+}
+
 /* Check MAIL may come now; -1 after replying. */
 static int
 smtp_check_mail(struct smtp_session *s)
 {
 	if (s->state == SMTP_STATE_INIT) {
-		smtp_error(s, 503, "5.5.1", "Send HELO/EHLO first");
+		smtp_error(s, 503, "5.5.1", "%s", smtp_hello_first(s));
 		return -1;
 	}
 	if (s->state != SMTP_STATE_READY) {
@@ -744,7 +751,7 @@ static int
 smtp_check_rcpt(struct smtp_session *s)
 {
 	if (s->state == SMTP_STATE_INIT) {
-		smtp_error(s, 503, "5.5.1", "Send HELO/EHLO first");
+		smtp_error(s, 503, "5.5.1", "%s", smtp_hello_first(s));
 		return -1;
 	}
 	if (s->state != SMTP_STATE_MAIL) {
@@ -811,11 +818,15 @@ smtp_check_data(struct smtp_session *s, unsigned *code_r, const char **enh_r,
 	*enh_r = "5.5.1";
 	*code_r = 503;
 	if (s->state == SMTP_STATE_INIT)
-		*text_r = "Send HELO/EHLO first";
+		*text_r = smtp_hello_first(s);
 	else if (s->state != SMTP_STATE_MAIL)
 		*text_r = "Need MAIL command";
-	else if (s->rcpts == 0 && s->rcpt_tries > 0) {
+	else if (s->rcpts == 0 && s->rcpt_tries > 0 && !s->set.lmtp) {
 		*code_r = 554;
+		*text_r = "No valid recipients";
+	} else if (s->rcpts == 0 && s->rcpt_tries > 0) {
+		/* RFC 2033 section 4.2: 503 in LMTP, where 554 would be
+		 * taken for a refusal of the message itself. */
 		*text_r = "No valid recipients";
 	} else if (s->rcpts == 0)
 		*text_r = "Need RCPT command";
@@ -950,9 +961,9 @@ smtp_text_count(struct smtp_session *s, size_t n)
 		s->bad |= SMTP_BAD_LINE;
 }
 
-/* The message ended: refuse it, or hand it over and wait. */
+/* The refusal of a message the engine found bad. */
 static void
-smtp_message_end(struct smtp_session *s)
+smtp_message_refuse(struct smtp_session *s)
 {
 	if ((s->bad & SMTP_BAD_EOL) != 0)
 		smtp_reply(s, 550, "5.6.0", "Message contains bare CR or LF "
@@ -960,10 +971,20 @@ smtp_message_end(struct smtp_session *s)
 	else if ((s->bad & SMTP_BAD_SIZE) != 0)
 		smtp_reply(s, 552, "5.3.4", "Message size exceeds fixed "
 		    "limit");
-	else if ((s->bad & SMTP_BAD_LINE) != 0)
+	else
 		smtp_reply(s, 550, "5.6.0", "Message has a line longer than "
 		    "%zu bytes", s->set.text_line_max);
+}
+
+/* The message ended: refuse it, or hand it over and wait. */
+static void
+smtp_message_end(struct smtp_session *s)
+{
 	if (s->bad != 0) {
+		/* LMTP: the client waits for one reply per recipient
+		 * (RFC 2033 section 4.2), refusals included. */
+		for (unsigned i = 0; i < (s->set.lmtp ? s->rcpts : 1); i++)
+			smtp_message_refuse(s);
 		smtp_txn_abort(s);
 		return;
 	}

@@ -28,6 +28,13 @@
  * message into two (SMTP smuggling, CVE-2023-51764). After STARTTLS every
  * byte that came with or after the command is dropped (CVE-2011-0411).
  *
+ * LMTP (smtp_settings.lmtp, RFC 2033): LHLO instead of HELO and EHLO,
+ * PIPELINING and ENHANCEDSTATUSCODES always on; DATA (or BDAT) without an
+ * accepted recipient is 503 (section 4.2), and a message the engine
+ * refuses when it ends (bare CR or LF, size, line length) is answered once
+ * per accepted recipient, as every end of data is, so that the client's
+ * count of replies stays right.
+ *
  * Pipelining: replies are written in command order; the replies of the
  * commands found in one input call are collected and written together
  * (in pieces of SMTP_OUT_FLUSH bytes at most). While the engine waits for

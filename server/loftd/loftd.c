@@ -89,7 +89,8 @@ loftd_service_name(uint32_t service)
 	    service == LOFTD_SVC_IMAP ? "imap" :
 	    service == LOFTD_SVC_SMTP ? "smtp" :
 	    service == LOFTD_SVC_SUBMISSION ||
-	    service == LOFTD_SVC_SUBMISSIONS ? "submission" : "?";
+	    service == LOFTD_SVC_SUBMISSIONS ? "submission" :
+	    loftd_service_lmtp(service) ? "lmtp" : "?";
 }
 
 bool
@@ -97,6 +98,34 @@ loftd_service_smtp(uint32_t service)
 {
 	return service == LOFTD_SVC_SMTP || service == LOFTD_SVC_SUBMISSION ||
 	    service == LOFTD_SVC_SUBMISSIONS;
+}
+
+bool
+loftd_service_lmtp(uint32_t service)
+{
+	return service == LOFTD_SVC_LMTP || service == LOFTD_SVC_LMTP_UNIX;
+}
+
+void
+loftd_date(char *out, size_t size)
+{
+	static const char *const days[] = {
+		"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"
+	};
+	static const char *const months[] = {
+		"Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep",
+		"Oct", "Nov", "Dec"
+	};
+	time_t now = time(NULL);
+	struct tm tm;
+	long off;
+
+	localtime_r(&now, &tm);
+	off = tm.tm_gmtoff / 60;
+	snprintf(out, size, "%s, %d %s %d %02d:%02d:%02d %c%02ld%02ld",
+	    days[tm.tm_wday % 7], tm.tm_mday, months[tm.tm_mon % 12],
+	    tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec,
+	    off < 0 ? '-' : '+', labs(off) / 60, labs(off) % 60);
 }
 
 void
@@ -259,6 +288,8 @@ main(int argc, char **argv)
 		return smtpd_main(foreground, have_log);
 	if (strcmp(role, "qmgr") == 0)
 		return qmgr_main(foreground, have_log);
+	if (strcmp(role, "lmtp") == 0)
+		return lmtpd_main(foreground, have_log);
 #endif
 	if (strcmp(role, "mail") == 0)
 		return mailproc_main(foreground, have_log);

@@ -18,6 +18,10 @@
  *	qmgr	mail_owner; one, outside the generations: takes mail out
  *		of the queue, expands aliases, asks the master for local
  *		deliveries and records their results (qmgr.c)
+ *	lmtp	mail_owner; one, outside the generations, when lmtp_listen
+ *		is set: LMTP (RFC 2033) from the MTA in front of loft,
+ *		each recipient checked and each message delivered through
+ *		the master as qmgr's are, no queue (lmtpd.c)
  *
  * Descriptors a child finds at start: LOFTD_FD_MASTER, its channel to the
  * master (every role); for login and smtpd, LOFTD_FD_AUTH, its channel to
@@ -28,15 +32,16 @@
  * Records (lib/ipc; fields in order, ipc.h types). conn_id names a client
  * connection for the master; a stale or foreign one is ignored.
  *
- * master -> login, and -> smtpd for the SMTP services
+ * master -> login, and -> smtpd for the SMTP services, -> lmtp for LMTP
  *	LOFTD_CONN_NEW	fd: the accepted socket. u32 conn_id, u32 service,
  *			u32 implicit_tls, str rip, u32 rport, str lip,
- *			u32 lport
+ *			u32 lport (LOFTD_SVC_LMTP_UNIX: rip and lip are
+ *			"", the ports 0)
  *	LOFTD_LOGIN_RESULT  u32 conn_id, u32 ok (the session was handed to a
  *			mail process; 0: answer a temporary failure)
  *	LOFTD_RETIRE	(no fields) no new connections will come; exit once
  *			the last client (logging in, or relayed) is gone
- * login, smtpd -> master (smtpd sends LOFTD_CONN_DONE only)
+ * login, smtpd, lmtp -> master (smtpd and lmtp send LOFTD_CONN_DONE only)
  *	LOFTD_LOGIN	fd: the client socket (plaintext) or the mail end of
  *			a relay socketpair (TLS). u32 conn_id, data token,
  *			u32 relayed, u32 secured, data pending (client bytes
@@ -65,19 +70,37 @@
  *	LOFTD_RETIRE	finish the deliveries under way, then exit
  *	LOFTD_DELIVER_RESULT  u32 req (qmgr's), u32 status, str dsn,
  *			str text
- * qmgr -> master
- *	LOFTD_DELIVER	fd: the content (data/ID), read-only. u32 req
- *			(qmgr's number, repeated in the result), str
- *			queue_id, str user (a local name: the master
- *			looks it up, as itself, then without its
- *			recipient_delimiter extension, then in lower
- *			case), str rcpt, str sender. The master answers
- *			every request exactly once.
+ * qmgr -> master, and lmtp -> master
+ *	LOFTD_DELIVER	fd: the content (data/ID; for lmtp, its spool
+ *			file), read-only. u32 req (the sender's number,
+ *			repeated in the result), str queue_id (lmtp: an
+ *			ID of the same form, for the log only), str user
+ *			(a local name: the master looks it up, as
+ *			itself, then without its recipient_delimiter
+ *			extension, then in lower case), str rcpt, str
+ *			sender. The master answers every request exactly
+ *			once.
+ * master -> lmtp
+ *	LOFTD_DELIVER_RESULT  as to qmgr
+ * lmtp -> master
+ *	LOFTD_LMTP_RCPT	u32 req, str user (looked up as for LOFTD_DELIVER),
+ *			u64 size (MAIL's SIZE=, 0: not given). Answered
+ *			once with LOFTD_LMTP_RCPT_RESULT: u32 req, u32
+ *			status (enum loftd_dstatus), str dsn, str text:
+ *			OK for a user whose quota limit (quota=, else
+ *			mailbox_size_limit) size does not exceed; PERM
+ *			5.1.1 for no user, PERM 5.2.2 (TEMP 4.2.2 with
+ *			quota_full_tempfail) for a size over the limit,
+ *			TEMP 4.3.0 when the user database cannot be
+ *			read. The usage is not looked at: the index is
+ *			the owner's, read by the mail process only, at
+ *			delivery.
  */
 #ifndef LOFT_LOFTD_H
 #define LOFT_LOFTD_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define LOFTD_FD_MASTER		3
@@ -101,7 +124,9 @@ enum loftd_service {
 	LOFTD_SVC_IMAP = 2,
 	LOFTD_SVC_SMTP = 3,		/* smtp_listen: port 25 */
 	LOFTD_SVC_SUBMISSION = 4,	/* submission_listen: 587 */
-	LOFTD_SVC_SUBMISSIONS = 5	/* submissions_listen: 465, TLS */
+	LOFTD_SVC_SUBMISSIONS = 5,	/* submissions_listen: 465, TLS */
+	LOFTD_SVC_LMTP = 6,		/* lmtp_listen, a TCP address */
+	LOFTD_SVC_LMTP_UNIX = 7		/* lmtp_listen, a UNIX socket path */
 };
 
 enum loftd_rec {
@@ -114,7 +139,9 @@ enum loftd_rec {
 	LOFTD_DELIVER = 230,
 	LOFTD_DELIVER_RESULT = 231,
 	LOFTD_QUEUED = 232,
-	LOFTD_FLUSH = 233
+	LOFTD_FLUSH = 233,
+	LOFTD_LMTP_RCPT = 234,
+	LOFTD_LMTP_RCPT_RESULT = 235
 };
 
 /* The outcome of a local delivery (LOFTD_DELIVER_RESULT). */
@@ -132,6 +159,7 @@ int login_main(bool foreground, bool have_log_fd);
 int smtpd_main(bool foreground, bool have_log_fd);
 int mailproc_main(bool foreground, bool have_log_fd);
 int qmgr_main(bool foreground, bool have_log_fd);
+int lmtpd_main(bool foreground, bool have_log_fd);
 
 /* loftd_log_setup: log as program (e.g. "pop3-login") where the loaded
  * configuration says: the inherited LOFTD_FD_LOG when have_log_fd, else
@@ -146,6 +174,14 @@ const char *loftd_service_name(uint32_t service);
 /* loftd_service_smtp: whether service is one of the SMTP services, which
  * the smtpd processes serve. */
 bool loftd_service_smtp(uint32_t service);
+/* loftd_service_lmtp: whether service is LMTP (TCP or UNIX socket), which
+ * the lmtp process serves. */
+bool loftd_service_lmtp(uint32_t service);
+
+/* loftd_date: the current time as an RFC 5322 date-time in local time,
+ * without the locale's names ("Tue, 3 Jun 2025 14:05:09 +0200"), for
+ * Received: lines; into out (size bytes, 64 suffices). */
+void loftd_date(char *out, size_t size);
 
 /*
  * loftd_drop_privileges: when running as root, become for good the

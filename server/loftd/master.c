@@ -9,7 +9,10 @@
  * mailbox owner, and reloads (SIGHUP) and stops (SIGTERM) the whole. It
  * also runs the queue manager (qmgr, one, outside the generations),
  * relays smtpd's "queued" notices to it, and turns its delivery requests
- * into deliveries by the mail process of the recipient's owner.
+ * into deliveries by the mail process of the recipient's owner; and the
+ * lmtp process (one, outside the generations too), whose connections it
+ * accepts on lmtp_listen (TCP, or a UNIX socket it makes) and whose
+ * recipient checks and deliveries it serves as qmgr's.
  *
  * SECURITY: this process keeps root, so it reads no byte a client sends:
  * it accepts sockets and passes them on. From its children it takes only
@@ -20,7 +23,8 @@
  * names a user and passes a read-only descriptor of a queue file, and the
  * master looks the user up itself and hands the request to that user's
  * mail process only, so qmgr can write into no mailbox and cannot pick
- * whose process runs.
+ * whose process runs. The lmtp process is believed as little: it gets
+ * "this name is a user" or not, and its deliveries go the same way.
  */
 #include "config.h"
 
@@ -37,6 +41,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -76,11 +81,12 @@ enum master_role {
 	MASTER_ROLE_LOGIN,
 	MASTER_ROLE_MAIL,
 	MASTER_ROLE_SMTPD,
-	MASTER_ROLE_QMGR
+	MASTER_ROLE_QMGR,
+	MASTER_ROLE_LMTP
 };
 
 static const char *const master_role_names[] = {
-	"auth", "login", "mail", "smtpd", "qmgr"
+	"auth", "login", "mail", "smtpd", "qmgr", "lmtp"
 };
 
 struct master_child {
@@ -99,14 +105,14 @@ struct master_child {
 	size_t deliveries;		/* MAIL: deliveries under way */
 };
 
-/* A delivery the qmgr process asked for and the master passed to a mail
- * process, until the mail process answers (or exits). */
+/* A delivery the qmgr or the lmtp process asked for and the master
+ * passed to a mail process, until the mail process answers (or exits). */
 struct master_delivery {
 	struct master_delivery *next;
 	uint32_t id;			/* the master's, in LOFTD_DELIVER */
-	uint32_t req;			/* qmgr's */
+	uint32_t req;			/* the asker's */
 	struct master_child *mail;
-	struct master_child *qmgr;	/* NULL once it has gone */
+	struct master_child *from;	/* qmgr or lmtp; NULL once gone */
 };
 
 /* One client connection, from accept until both its login and its mail
@@ -132,6 +138,7 @@ struct master_listener {
 	char *spec;			/* one item of it */
 	uint32_t service;
 	bool tls;
+	bool unix_path;			/* spec is a UNIX socket we made */
 	int fd;
 	struct io *io;			/* owned; NULL while paused */
 };
@@ -160,6 +167,10 @@ struct master {
 	struct timeout *qmgr_to;	/* owned: start (again) */
 	unsigned qmgr_respawn_ms;
 	uint64_t qmgr_started_ms;
+	/* The lmtp process. */
+	struct timeout *lmtp_to;	/* owned: start (again) */
+	unsigned lmtp_respawn_ms;
+	uint64_t lmtp_started_ms;
 	struct master_delivery *deliveries;	/* owned list */
 	size_t ndeliveries;
 	uint32_t delivery_seq;
@@ -173,6 +184,8 @@ static void master_child_read(void *ctx);
 static void master_child_write(void *ctx);
 static void master_gen_start(void);
 static void master_qmgr_start(void);
+static void master_lmtp_start(void);
+static struct master_child *master_lmtp(void);
 
 /*
  * Configuration.
@@ -224,7 +237,8 @@ master_read_file(const char *path, unsigned char **text_r, size_t *len_r,
  * certificate loads, the login user exists. */
 static const char *const master_listen_params[] = {
 	"pop3_listen", "pop3s_listen", "imap_listen", "imaps_listen",
-	"smtp_listen", "submission_listen", "submissions_listen", NULL
+	"smtp_listen", "submission_listen", "submissions_listen",
+	"lmtp_listen", NULL
 };
 
 /* The listeners this version serves: service and implicit TLS. */
@@ -240,6 +254,7 @@ static const struct {
 	{ "smtp_listen", LOFTD_SVC_SMTP, false },
 	{ "submission_listen", LOFTD_SVC_SUBMISSION, false },
 	{ "submissions_listen", LOFTD_SVC_SUBMISSIONS, true },
+	{ "lmtp_listen", LOFTD_SVC_LMTP, false },
 };
 
 static int
@@ -403,6 +418,49 @@ master_conf_smtp(void)
 	return any;
 }
 
+/* Whether the configuration names an LMTP listener: then the lmtp
+ * process runs, as mail_owner, with its spool in queue_directory. */
+static bool
+master_conf_lmtp(void)
+{
+	size_t n;
+	char **items = conf_list("lmtp_listen", &n);
+
+	conf_list_free(&items);
+	return n > 0;
+}
+
+/* Whether a listener item is a UNIX socket path (lmtp_listen only). */
+static bool
+master_item_unix(const char *param, const char *item)
+{
+	return item[0] == '/' && strcmp(param, "lmtp_listen") == 0;
+}
+
+/* One item of a listener parameter: host:port, or for lmtp_listen an
+ * absolute path that fits a socket address. */
+static int
+master_check_item(const char *param, const char *item, const char **error_r)
+{
+	static char errbuf[512];
+	struct sockaddr_un sun;
+	struct net_addr *addrs;
+	size_t count;
+	const char *error;
+
+	if (master_item_unix(param, item)) {
+		if (strlen(item) < sizeof(sun.sun_path))
+			return 0;
+		error = "socket path too long";
+	} else if (net_parse_listen(item, &addrs, &count, &error) == 0) {
+		free(addrs);
+		return 0;
+	}
+	snprintf(errbuf, sizeof(errbuf), "%s: %s: %s", param, item, error);
+	*error_r = errbuf;
+	return -1;
+}
+
 static int
 master_prepare_chroot(const char **error_r)
 {
@@ -432,8 +490,7 @@ master_check_conf(const char **error_r)
 {
 	static char errbuf[1024];
 	struct tls_ctx *tls = NULL;
-	struct net_addr *addrs;
-	size_t count, n;
+	size_t n;
 	char **items;
 	const char *error;
 	bool want_tls = false;
@@ -441,15 +498,11 @@ master_check_conf(const char **error_r)
 	for (size_t p = 0; master_listen_params[p] != NULL; p++) {
 		items = conf_list(master_listen_params[p], &n);
 		for (size_t i = 0; i < n; i++) {
-			if (net_parse_listen(items[i], &addrs, &count,
-			    &error) < 0) {
-				snprintf(errbuf, sizeof(errbuf), "%s: %s: %s",
-				    master_listen_params[p], items[i], error);
+			if (master_check_item(master_listen_params[p],
+			    items[i], error_r) < 0) {
 				conf_list_free(&items);
-				*error_r = errbuf;
 				return -1;
 			}
-			free(addrs);
 		}
 		if (n > 0 && master_param_served(master_listen_params[p]) &&
 		    master_served[master_param_served_index(
@@ -483,7 +536,7 @@ master_check_conf(const char **error_r)
 	    (master_check_login_user(error_r) < 0 ||
 	    master_prepare_chroot(error_r) < 0))
 		return -1;
-	if (master_conf_smtp() &&
+	if ((master_conf_smtp() || master_conf_lmtp()) &&
 	    ((master.root && master_check_mail_owner(error_r) < 0) ||
 	    master_prepare_queue(error_r) < 0))
 		return -1;
@@ -552,11 +605,117 @@ static void
 master_listener_free(struct master_listener *l)
 {
 	io_remove(&l->io);
+	if (l->unix_path)
+		(void)unlink(l->spec);
 	if (l->fd >= 0)
 		close(l->fd);
 	free(l->param);
 	free(l->spec);
 	free(l);
+}
+
+/* lmtp_socket_mode (checked octal by conf_params.c). */
+static mode_t
+master_socket_mode(void)
+{
+	return (mode_t)strtoul(conf_str("lmtp_socket_mode"), NULL, 8);
+}
+
+/* Whether something accepts connections on the socket sun names. */
+static bool
+master_unix_live(const struct sockaddr_un *sun)
+{
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+	    0);
+	bool live;
+
+	if (fd < 0)
+		return false;
+	live = connect(fd, (const struct sockaddr *)sun, sizeof(*sun)) == 0 ||
+	    errno == EAGAIN;
+	close(fd);
+	return live;
+}
+
+/*
+ * A listening UNIX socket at path, made by us as root, mode
+ * lmtp_socket_mode (until the chmod it has the umask's mode, never a
+ * wider one). A socket file left there is replaced only when nothing
+ * answers on it: another loftd's live socket is an error, as a bound
+ * TCP port is. Returns the fd, or -1 with *error_r.
+ */
+static int
+master_listen_unix(const char *path, const char **error_r)
+{
+	static char errbuf[400];	/* a path fits sun_path */
+	struct sockaddr_un sun;
+	struct stat st;
+	mode_t mode = master_socket_mode();
+	char *dir, *slash;
+	int fd;
+
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	if (strlcpy(sun.sun_path, path, sizeof(sun.sun_path)) >=
+	    sizeof(sun.sun_path)) {
+		errno = ENAMETOOLONG;
+		goto fail;
+	}
+	/* Its directory (e.g. /run/loft, which is lost at each boot) as
+	 * the login chroot's: made if missing, 0755. */
+	dir = xstrdup(path);
+	if ((slash = strrchr(dir, '/')) != NULL && slash != dir) {
+		*slash = '\0';
+		(void)fsutil_mkdir_p(dir, 0755);
+	}
+	free(dir);
+	if (lstat(path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode)) {
+			snprintf(errbuf, sizeof(errbuf), "%s exists and is no "
+			    "socket", path);
+			*error_r = errbuf;
+			return -1;
+		}
+		if (master_unix_live(&sun)) {
+			errno = EADDRINUSE;
+			goto fail;
+		}
+		(void)unlink(path);
+	}
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+	    0)) < 0)
+		goto fail;
+	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 ||
+	    chmod(path, mode) < 0 || listen(fd, SOMAXCONN) < 0) {
+		int err = errno;
+
+		close(fd);
+		errno = err;
+		goto fail;
+	}
+	return fd;
+fail:
+	snprintf(errbuf, sizeof(errbuf), "bind %s: %s", path,
+	    strerror(errno));
+	*error_r = errbuf;
+	return -1;
+}
+
+static struct master_listener *
+master_listener_new(const char *param, const char *spec, int fd,
+    bool unix_path)
+{
+	struct master_listener *l = xcalloc(1, sizeof(*l));
+	int i = master_param_served_index(param);
+
+	l->param = xstrdup(param);
+	l->spec = xstrdup(spec);
+	l->service = unix_path ? LOFTD_SVC_LMTP_UNIX :
+	    master_served[i].service;
+	l->tls = master_served[i].tls;
+	l->unix_path = unix_path;
+	l->fd = fd;
+	return l;
 }
 
 /* Bind the listeners the configuration names that are not bound yet;
@@ -591,6 +750,24 @@ master_listeners_update(bool starting, const char **error_r)
 				*lp = l->next;
 				l->next = keep;
 				keep = l;
+				/* The mode may be new. */
+				if (l->unix_path && chmod(l->spec,
+				    master_socket_mode()) < 0)
+					log_warning("chmod %s: %s", l->spec,
+					    strerror(errno));
+				continue;
+			}
+			if (master_item_unix(param, items[i])) {
+				if ((fd = master_listen_unix(items[i],
+				    &error)) < 0) {
+					snprintf(errbuf, sizeof(errbuf),
+					    "%s: %s", param, error);
+					goto fail;
+				}
+				l = master_listener_new(param, items[i], fd,
+				    true);
+				l->next = keep;
+				keep = l;
 				continue;
 			}
 			if (net_parse_listen(items[i], &addrs, &count,
@@ -607,14 +784,8 @@ master_listeners_update(bool starting, const char **error_r)
 					free(addrs);
 					goto fail;
 				}
-				l = xcalloc(1, sizeof(*l));
-				l->param = xstrdup(param);
-				l->spec = xstrdup(items[i]);
-				l->service = master_served[
-				    master_param_served_index(param)].service;
-				l->tls = master_served[
-				    master_param_served_index(param)].tls;
-				l->fd = fd;
+				l = master_listener_new(param, items[i], fd,
+				    false);
 				l->next = keep;
 				keep = l;
 			}
@@ -1128,6 +1299,16 @@ master_pick(enum master_role role)
 	return best;
 }
 
+/* The process that takes a new connection of service. */
+static struct master_child *
+master_pick_for(uint32_t service)
+{
+	if (loftd_service_lmtp(service))
+		return master_lmtp();
+	return master_pick(loftd_service_smtp(service) ? MASTER_ROLE_SMTPD :
+	    MASTER_ROLE_LOGIN);
+}
+
 static void
 master_accept_one(struct master_listener *l, int fd,
     const struct net_addr *peer)
@@ -1138,16 +1319,23 @@ master_accept_one(struct master_listener *l, int fd,
 	struct master_slot *s;
 	size_t per_ip = (size_t)conf_int("client_connection_limit");
 	bool imap = l->service == LOFTD_SVC_IMAP;
-	bool smtp = loftd_service_smtp(l->service);
+	bool lmtp = loftd_service_lmtp(l->service);
+	bool unix_sock = l->service == LOFTD_SVC_LMTP_UNIX;
+	bool smtp = loftd_service_smtp(l->service) || lmtp;
 	int one = 1;
 
 	net_addr_str(peer, ip, sizeof(ip));
+	if (unix_sock)
+		strlcpy(ip, "local", sizeof(ip));
 	/* Replies are small and often end in a short write (POP3's ".",
 	 * a tagged OK): without this each would wait for the client's
 	 * delayed ACK, 40 ms a command. */
-	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (!unix_sock)
+		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one,
+		    sizeof(one));
 	local.len = sizeof(local.ss);
-	if (getsockname(fd, (struct sockaddr *)&local.ss, &local.len) < 0)
+	if (unix_sock || getsockname(fd, (struct sockaddr *)&local.ss,
+	    &local.len) < 0)
 		local.ss.ss_family = AF_UNSPEC;
 	net_addr_str(&local, lip, sizeof(lip));
 	if (master.used >= (size_t)conf_int("connection_limit")) {
@@ -1157,7 +1345,10 @@ master_accept_one(struct master_listener *l, int fd,
 		    "-ERR [SYS/TEMP] Too many connections\r\n");
 		return;
 	}
-	if (master_ip_count(ip) >= per_ip) {
+	/* The MTA in front of loft opens as many LMTP connections as its
+	 * concurrency says (Postfix: 20 by default), all from one address;
+	 * connection_limit still bounds them. */
+	if (!lmtp && master_ip_count(ip) >= per_ip) {
 		master_refuse(fd, ip, "client_connection_limit reached", smtp ?
 		    "421 4.7.0 Error: too many connections from your "
 		    "address\r\n" : imap ?
@@ -1166,10 +1357,10 @@ master_accept_one(struct master_listener *l, int fd,
 		    "from your address\r\n");
 		return;
 	}
-	if ((login = master_pick(smtp ? MASTER_ROLE_SMTPD :
-	    MASTER_ROLE_LOGIN)) == NULL ||
+	if ((login = master_pick_for(l->service)) == NULL ||
 	    (s = master_slot_new(ip, l->service)) == NULL) {
-		master_refuse(fd, ip, smtp ? "no smtpd process" :
+		master_refuse(fd, ip, lmtp ? "no lmtp process" :
+		    smtp ? "no smtpd process" :
 		    "no login process", smtp ?
 		    "421 4.3.2 Service not available, try again later\r\n" :
 		    imap ? "* BYE [UNAVAILABLE] Server not ready, try again "
@@ -1182,10 +1373,10 @@ master_accept_one(struct master_listener *l, int fd,
 	ipc_add_u32(&master_out, s->id);
 	ipc_add_u32(&master_out, l->service);
 	ipc_add_u32(&master_out, l->tls);
-	ipc_add_str(&master_out, ip);
-	ipc_add_u32(&master_out, net_addr_port(peer));
-	ipc_add_str(&master_out, lip);
-	ipc_add_u32(&master_out, net_addr_port(&local));
+	ipc_add_str(&master_out, unix_sock ? "" : ip);
+	ipc_add_u32(&master_out, unix_sock ? 0 : net_addr_port(peer));
+	ipc_add_str(&master_out, unix_sock ? "" : lip);
+	ipc_add_u32(&master_out, unix_sock ? 0 : net_addr_port(&local));
 	ipc_msg_set_fd(&master_out, fd);
 	if (master_send(login, &master_out) < 0) {
 		memset(s, 0, sizeof(*s));
@@ -1437,6 +1628,26 @@ master_qmgr_timeout(void *ctx)
 	master_qmgr_start();
 }
 
+/* The delay before a single process (qmgr, lmtp) starts again: none
+ * after a retired one left, else growing while they keep dying young
+ * (started: when the last one started). */
+static unsigned
+master_respawn_delay(unsigned prev_ms, uint64_t started_ms, bool failed,
+    const char *what)
+{
+	unsigned ms;
+
+	if (!failed || ioloop_now_ms() - started_ms >= 5000)
+		return 0;
+	ms = prev_ms == 0 ? MASTER_RESPAWN_MIN_MS : prev_ms * 2;
+	if (ms > MASTER_RESPAWN_MAX_MS)
+		ms = MASTER_RESPAWN_MAX_MS;
+	if (ms > MASTER_RESPAWN_MIN_MS)
+		log_error("the %s keeps failing: starting a new one in %u ms",
+		    what, ms);
+	return ms;
+}
+
 /* Start a qmgr process soon: at once after a retired one left, after a
  * delay that grows while they keep dying young. */
 static void
@@ -1444,18 +1655,8 @@ master_qmgr_later(bool failed)
 {
 	if (!master_qmgr_wanted() || master.qmgr_to != NULL)
 		return;
-	if (!failed)
-		master.qmgr_respawn_ms = 0;
-	else if (ioloop_now_ms() - master.qmgr_started_ms < 5000)
-		master.qmgr_respawn_ms = master.qmgr_respawn_ms == 0 ?
-		    MASTER_RESPAWN_MIN_MS : master.qmgr_respawn_ms * 2;
-	else
-		master.qmgr_respawn_ms = 0;
-	if (master.qmgr_respawn_ms > MASTER_RESPAWN_MAX_MS)
-		master.qmgr_respawn_ms = MASTER_RESPAWN_MAX_MS;
-	if (master.qmgr_respawn_ms > MASTER_RESPAWN_MIN_MS)
-		log_error("the queue manager keeps failing: starting a new "
-		    "one in %u ms", master.qmgr_respawn_ms);
+	master.qmgr_respawn_ms = master_respawn_delay(master.qmgr_respawn_ms,
+	    master.qmgr_started_ms, failed, "queue manager");
 	master.qmgr_to = timeout_add(master.loop, master.qmgr_respawn_ms,
 	    false, master_qmgr_timeout, NULL);
 }
@@ -1485,6 +1686,81 @@ master_qmgr_reload(void)
 	}
 	q->retired = true;
 	master_send_simple(q, LOFTD_RETIRE);
+}
+
+/*
+ * The lmtp process: one, outside the generations (it needs no auth
+ * channel: the master looks recipients up), running while an LMTP
+ * listener is bound.
+ */
+
+static bool
+master_lmtp_wanted(void)
+{
+	if (master.stopping)
+		return false;
+	for (struct master_listener *l = master.listeners; l != NULL;
+	    l = l->next)
+		if (loftd_service_lmtp(l->service))
+			return true;
+	return false;
+}
+
+/* The lmtp process that takes new connections, or NULL. */
+static struct master_child *
+master_lmtp(void)
+{
+	for (struct master_child *c = master.children; c != NULL; c = c->next)
+		if (c->role == MASTER_ROLE_LMTP && !c->retired &&
+		    c->pid != 0 && c->chan != NULL)
+			return c;
+	return NULL;
+}
+
+static void
+master_lmtp_timeout(void *ctx)
+{
+	(void)ctx;
+	timeout_remove(&master.lmtp_to);
+	master_lmtp_start();
+}
+
+static void
+master_lmtp_later(bool failed)
+{
+	if (!master_lmtp_wanted() || master.lmtp_to != NULL)
+		return;
+	master.lmtp_respawn_ms = master_respawn_delay(master.lmtp_respawn_ms,
+	    master.lmtp_started_ms, failed, "lmtp process");
+	master.lmtp_to = timeout_add(master.loop, master.lmtp_respawn_ms,
+	    false, master_lmtp_timeout, NULL);
+}
+
+static void
+master_lmtp_start(void)
+{
+	timeout_remove(&master.lmtp_to);
+	if (!master_lmtp_wanted() || master_lmtp() != NULL)
+		return;
+	master.lmtp_started_ms = ioloop_now_ms();
+	if (master_spawn(MASTER_ROLE_LMTP, NULL, NULL, 0, 0, 0, NULL) == NULL)
+		master_lmtp_later(true);
+}
+
+/* After a reload: a new lmtp process, with the new configuration, takes
+ * new connections at once, and the old one ends its sessions and exits.
+ * Unlike two qmgr processes, two lmtp processes share nothing (each
+ * message is in a spool file of its own). */
+static void
+master_lmtp_reload(void)
+{
+	struct master_child *old = master_lmtp();
+
+	if (old != NULL) {
+		old->retired = true;
+		master_send_simple(old, LOFTD_RETIRE);
+	}
+	master_lmtp_start();
 }
 
 /* LOFTD_QUEUED from an smtpd process: pass it on to the qmgr process. A
@@ -1653,7 +1929,7 @@ master_deliver_start(struct master_child *q, uint32_t req, int fd,
 	d->id = master.delivery_seq;
 	d->req = req;
 	d->mail = mail;
-	d->qmgr = q;
+	d->from = q;
 	d->next = master.deliveries;
 	master.deliveries = d;
 	master.ndeliveries++;
@@ -1679,8 +1955,9 @@ master_handle_deliver(struct master_child *q, struct ipc_msg *m)
 	ipc_get_str(m, &sender);
 	if (ipc_get_end(m, &error) < 0 || fd < 0) {
 		/* A bug in qmgr: it would wait for an answer forever. */
-		log_warning("qmgr process %ld: bad delivery record: %s",
-		    (long)q->pid, fd < 0 ? "no descriptor" : error);
+		log_warning("%s process %ld: bad delivery record: %s",
+		    master_role_names[q->role], (long)q->pid,
+		    fd < 0 ? "no descriptor" : error);
 		if (fd >= 0)
 			close(fd);
 		master_child_close_chan(q);
@@ -1714,7 +1991,72 @@ master_handle_deliver(struct master_child *q, struct ipc_msg *m)
 	user_free(&u);
 }
 
-/* LOFTD_DELIVER_RESULT from a mail process: back to qmgr. */
+static void
+master_lmtp_rcpt_answer(struct master_child *c, uint32_t req,
+    enum loftd_dstatus status, const char *dsn, const char *text)
+{
+	ipc_msg_init(&master_out, LOFTD_LMTP_RCPT_RESULT, 0);
+	ipc_add_u32(&master_out, req);
+	ipc_add_u32(&master_out, (uint32_t)status);
+	ipc_add_str(&master_out, dsn);
+	ipc_add_str(&master_out, text);
+	(void)master_send(c, &master_out);
+}
+
+/*
+ * LOFTD_LMTP_RCPT: is the name a user, by the lookup a delivery to it
+ * will make, and does the size the client announced fit under the
+ * user's quota limit? The usage is not known here (it is in the user's
+ * index, which only the mail process of its owner opens): a mailbox
+ * that is full is found at delivery, and answered after DATA.
+ */
+static void
+master_handle_lmtp_rcpt(struct master_child *c, struct ipc_msg *m)
+{
+	const char *user, *error;
+	struct user *u = NULL;
+	char text[600];
+	uint64_t size, limit;
+	uint32_t req;
+	bool temp = conf_bool("quota_full_tempfail");
+	int ret;
+
+	ipc_get_u32(m, &req);
+	ipc_get_str(m, &user);
+	ipc_get_u64(m, &size);
+	if (ipc_get_end(m, &error) < 0) {
+		/* A bug in the lmtp process: it would wait forever. */
+		log_warning("lmtp process %ld: bad recipient record: %s",
+		    (long)c->pid, error);
+		master_child_close_chan(c);
+		return;
+	}
+	if (strlen(user) > USER_NAME_MAX ||
+	    (ret = master_deliver_lookup(user, &u, &error)) == 0) {
+		master_lmtp_rcpt_answer(c, req, LOFTD_DELIVER_PERM, "5.1.1",
+		    "unknown user");
+		return;
+	}
+	if (ret < 0) {
+		snprintf(text, sizeof(text), "user lookup: %s", error);
+		master_lmtp_rcpt_answer(c, req, LOFTD_DELIVER_TEMP, "4.3.0",
+		    text);
+		return;
+	}
+	/* The limit as the store enforces it (store_open). */
+	limit = u->has_quota ? u->quota :
+	    (uint64_t)conf_int("mailbox_size_limit");
+	user_free(&u);
+	if (limit > 0 && size > limit)
+		master_lmtp_rcpt_answer(c, req, temp ? LOFTD_DELIVER_TEMP :
+		    LOFTD_DELIVER_PERM, temp ? "4.2.2" : "5.2.2",
+		    "message larger than the mailbox quota");
+	else
+		master_lmtp_rcpt_answer(c, req, LOFTD_DELIVER_OK, "2.1.5",
+		    "ok");
+}
+
+/* LOFTD_DELIVER_RESULT from a mail process: back to qmgr or lmtp. */
 static void
 master_handle_deliver_result(struct master_child *mail, struct ipc_msg *m)
 {
@@ -1740,7 +2082,7 @@ master_handle_deliver_result(struct master_child *mail, struct ipc_msg *m)
 	}
 	if (status > LOFTD_DELIVER_PERM)
 		status = LOFTD_DELIVER_TEMP;
-	master_deliver_answer(d->qmgr, d->req, (enum loftd_dstatus)status,
+	master_deliver_answer(d->from, d->req, (enum loftd_dstatus)status,
 	    dsn, text);
 	master_delivery_done(d);
 }
@@ -1755,10 +2097,10 @@ master_deliveries_child_gone(struct master_child *c)
 
 	for (d = master.deliveries; d != NULL; d = next) {
 		next = d->next;
-		if (d->qmgr == c)
-			d->qmgr = NULL;
+		if (d->from == c)
+			d->from = NULL;
 		if (d->mail == c) {
-			master_deliver_answer(d->qmgr, d->req,
+			master_deliver_answer(d->from, d->req,
 			    LOFTD_DELIVER_TEMP, "4.3.0",
 			    "mail process ended during the delivery");
 			master_delivery_done(d);
@@ -1786,8 +2128,12 @@ master_child_read(void *ctx)
 		    c->role == MASTER_ROLE_SMTPD)
 			master_relay_queued(c, &master_in);
 		else if (master_in.type == LOFTD_DELIVER &&
-		    c->role == MASTER_ROLE_QMGR)
+		    (c->role == MASTER_ROLE_QMGR ||
+		    c->role == MASTER_ROLE_LMTP))
 			master_handle_deliver(c, &master_in);
+		else if (master_in.type == LOFTD_LMTP_RCPT &&
+		    c->role == MASTER_ROLE_LMTP)
+			master_handle_lmtp_rcpt(c, &master_in);
 		else if (master_in.type == LOFTD_DELIVER_RESULT &&
 		    c->role == MASTER_ROLE_MAIL)
 			master_handle_deliver_result(c, &master_in);
@@ -1813,11 +2159,12 @@ static void
 master_child_gone(struct master_child *c, int status)
 {
 	bool current = c->role != MASTER_ROLE_MAIL &&
-	    c->role != MASTER_ROLE_QMGR && !c->retired &&
-	    c->gen == master.gen;
+	    c->role != MASTER_ROLE_QMGR && c->role != MASTER_ROLE_LMTP &&
+	    !c->retired && c->gen == master.gen;
 	bool qmgr = c->role == MASTER_ROLE_QMGR;
-	bool qmgr_failed = qmgr && (!c->retired || WIFSIGNALED(status) ||
-	    WEXITSTATUS(status) != 0);
+	bool lmtp = c->role == MASTER_ROLE_LMTP;
+	bool failed = !c->retired || WIFSIGNALED(status) ||
+	    WEXITSTATUS(status) != 0;
 
 	if (WIFSIGNALED(status))
 		log_error("%s process %ld killed by signal %d",
@@ -1855,7 +2202,9 @@ master_child_gone(struct master_child *c, int status)
 	if (current)
 		master_gen_failed();
 	if (qmgr)
-		master_qmgr_later(qmgr_failed);
+		master_qmgr_later(failed);
+	if (lmtp)
+		master_lmtp_later(failed);
 	if (master.stopping && master.children == NULL)
 		ioloop_stop(master.loop);
 }
@@ -1909,6 +2258,7 @@ master_sighup(int signo, void *ctx)
 	master.respawn_ms = 0;
 	master_gen_start();
 	master_qmgr_reload();
+	master_lmtp_reload();
 }
 
 static void
@@ -1948,6 +2298,7 @@ master_sigterm(int signo, void *ctx)
 	master.stopping = true;
 	timeout_remove(&master.respawn_to);
 	timeout_remove(&master.qmgr_to);
+	timeout_remove(&master.lmtp_to);
 	while (master.listeners != NULL) {
 		struct master_listener *l = master.listeners;
 
@@ -2015,6 +2366,7 @@ master_free(void)
 		free(d);
 	}
 	timeout_remove(&master.qmgr_to);
+	timeout_remove(&master.lmtp_to);
 	timeout_remove(&master.respawn_to);
 	timeout_remove(&master.stop_to);
 	timeout_remove(&master.kill_to);
@@ -2087,8 +2439,8 @@ master_main(const char *conf_path, bool foreground)
 	if (master.listeners == NULL)
 		log_warning("no listener configured (pop3_listen, "
 		    "pop3s_listen, imap_listen, imaps_listen, smtp_listen, "
-		    "submission_listen, submissions_listen): serving "
-		    "nothing");
+		    "submission_listen, submissions_listen, lmtp_listen): "
+		    "serving nothing");
 	if (!master.root)
 		log_warning("not started as root: every process runs as uid "
 		    "%lu, without chroot", (unsigned long)geteuid());
@@ -2109,6 +2461,7 @@ master_main(const char *conf_path, bool foreground)
 	    master.conf_path);
 	master_gen_start();
 	master_qmgr_start();
+	master_lmtp_start();
 	master.mail_idle_to = timeout_add(master.loop, MASTER_MAIL_CHECK_MS,
 	    true, master_mail_idle_check, NULL);
 	ioloop_run(master.loop);

@@ -727,29 +727,6 @@ smtpd_write(struct smtpd_client *c, const unsigned char *data, size_t len)
 	c->size += len;
 }
 
-/* RFC 5322 date-time in local time, without the locale's names. */
-static void
-smtpd_date(char *out, size_t size)
-{
-	static const char *const days[] = {
-		"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"
-	};
-	static const char *const months[] = {
-		"Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep",
-		"Oct", "Nov", "Dec"
-	};
-	time_t now = time(NULL);
-	struct tm tm;
-	long off;
-
-	localtime_r(&now, &tm);
-	off = tm.tm_gmtoff / 60;
-	snprintf(out, size, "%s, %d %s %d %02d:%02d:%02d %c%02ld%02ld",
-	    days[tm.tm_wday % 7], tm.tm_mday, months[tm.tm_mon % 12],
-	    tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec,
-	    off < 0 ? '-' : '+', labs(off) / 60, labs(off) % 60);
-}
-
 /* RFC 5321 section 4.4's protocol names (RFC 3848). */
 static const char *
 smtpd_with(const struct smtpd_client *c)
@@ -775,7 +752,7 @@ smtpd_received(struct smtpd_client *c)
 	bool v6 = strchr(c->rip, ':') != NULL;
 
 	snprintf(lit, sizeof(lit), "[%s%s]", v6 ? "IPv6:" : "", c->rip);
-	smtpd_date(date, sizeof(date));
+	loftd_date(date, sizeof(date));
 	if (smtp_session_rcpt_count(c->smtp) == 1 && c->first_rcpt[0] != '\0')
 		line = xasprintf("Received: from %s (%s)\r\n\tby %s (loft) "
 		    "with %s id %s\r\n\tfor %s; %s\r\n", c->helo[0] != '\0' ?
