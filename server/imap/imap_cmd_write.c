@@ -31,7 +31,13 @@
  * gives their UIDs as a set, in the order of the messages ("5:7").
  * After ENABLE UTF8=ACCEPT a message may also come as "UTF8 (~{n})" (RFC
  * 6855 section 4), stored as sent like any other; before it, that form
- * is BAD, as the RFC asks.
+ * is BAD, as the RFC asks. A message may also be a CATENATE (RFC 4469)
+ * of TEXT literals and IMAP URLs of the user's own messages or their
+ * sections (imap_url.c parses them; a URL of another user, another
+ * UIDVALIDITY or no such message or section is NO [BADURL "url"]); it is
+ * put together at the end of the same temporary file, held to
+ * APPENDLIMIT (NO [TOOBIG]), and stored all or none with the others. A
+ * TEXT literal counts as one of the command's literals for the limits.
  *
  * Trusts nothing from the client: arguments come through the parser's
  * accessors, sets through imap_seqset and are cut to the view, names
@@ -61,6 +67,7 @@
 #include "server/imap/imap_private.h"
 #include "server/imap/imap_search.h"
 #include "server/imap/imap_seqset.h"
+#include "server/imap/imap_url.h"
 
 #define IMAP_WRITE_NAME_MAX	1024	/* a decoded mailbox name */
 /* Where APPEND's message waits: unlinked at once, so only this process
@@ -529,8 +536,11 @@ imap_cmd_store(struct imap_session *s, const struct imap_cmd *cmd)
 		goto out;
 	}
 	imap_seqset_init(&modified);
-	if (imap_store_run(s, st, &c, &f, &u, cmd->uid, silent, &modified))
+	if (imap_store_run(s, st, &c, &f, &u, cmd->uid, silent, &modified)) {
+		/* The view holds the new flags: contexts follow. */
+		imap_context_refresh(s);
 		imap_store_done(s, cmd->uid, &modified);
+	}
 	imap_seqset_deinit(&modified);
 	free(u.r);
 out:
@@ -914,7 +924,10 @@ struct imap_append_set {
 	struct store_append *ap;	/* owned; n */
 	struct imap_flags *f;		/* owned; n (ap's keywords point in) */
 	struct store_appended *out;	/* owned; n */
+	uint64_t *off, *size;		/* owned; n: each message in the file */
 	unsigned n;
+	unsigned lit;			/* literals of the file taken */
+	uint64_t total;			/* bytes of the messages, all */
 	void *map;			/* the file mapped, or NULL */
 	size_t map_len;
 };
@@ -927,10 +940,17 @@ imap_append_set_free(struct imap_append_set *set)
 	free(set->ap);
 	free(set->f);
 	free(set->out);
+	free(set->off);
+	free(set->size);
 	if (set->map != NULL)
 		(void)munmap(set->map, set->map_len);
 	memset(set, 0, sizeof(*set));
 }
+
+static int imap_append_literal_take(struct imap_session *s,
+    struct imap_append_set *set);
+static int imap_catenate(struct imap_session *s, const struct imap_cmd *cmd,
+    unsigned *i, struct imap_append_set *set);
 
 /* RFC 6855 section 4: the message as "UTF8 (~{n}...)", its header
  * fields maybe in UTF-8, at args[*i]; stored as it is, like any other.
@@ -965,8 +985,10 @@ imap_append_utf8(struct imap_session *s, const struct imap_cmd *cmd,
  * args[*i], into ap and f (initialised here). -1 after BAD or NO. */
 static int
 imap_append_msg_args(struct imap_session *s, const struct imap_cmd *cmd,
-    unsigned *i, struct store_append *ap, struct imap_flags *f)
+    unsigned *i, struct imap_append_set *set)
 {
+	struct store_append *ap = &set->ap[set->n];
+	struct imap_flags *f = &set->f[set->n];
 	const char *date, *error;
 
 	memset(ap, 0, sizeof(*ap));
@@ -988,13 +1010,243 @@ imap_append_msg_args(struct imap_session *s, const struct imap_cmd *cmd,
 		}
 		(*i)++;
 	}
-	if (*i < cmd->argc && cmd->args[*i].type == IMAP_ARG_ATOM)
-		return imap_append_utf8(s, cmd, i);
+	if (*i < cmd->argc && cmd->args[*i].type == IMAP_ARG_ATOM &&
+	    imap_arg_atom(&cmd->args[*i], &date, &error) == 0 &&
+	    strcasecmp(date, "CATENATE") == 0)
+		return imap_catenate(s, cmd, i, set);
+	if (*i < cmd->argc && cmd->args[*i].type == IMAP_ARG_ATOM) {
+		if (imap_append_utf8(s, cmd, i) < 0)
+			return -1;
+		return imap_append_literal_take(s, set);
+	}
 	if (*i >= cmd->argc || cmd->args[*i].type != IMAP_ARG_STREAMED) {
 		imap_bad(s, "APPEND mailbox 1*([(flags)] [date-time] literal)");
 		return -1;
 	}
 	(*i)++;
+	return imap_append_literal_take(s, set);
+}
+
+/*
+ * CATENATE (RFC 4469): a message made of TEXT literals (streamed into the
+ * file like any APPEND literal) and URL parts (the user's own messages,
+ * or sections of them, as FETCH gives them), written at the end of the
+ * file and stored from there.
+ */
+
+/* The next streamed literal is the current message. */
+static int
+imap_append_literal_take(struct imap_session *s, struct imap_append_set *set)
+{
+	const struct imap_append *a = s->append;
+
+	if (set->lit >= a->count) {
+		/* More literals than the parser streamed: cannot be, but
+		 * never read past what was received. */
+		imap_bad(s, "APPEND: more messages than literals");
+		return -1;
+	}
+	set->off[set->n] = a->msgs[set->lit].off;
+	set->size[set->n] = a->msgs[set->lit].size;
+	set->lit++;
+	set->total += set->size[set->n];
+	return 0;
+}
+
+/* "tag NO [BADURL "url"] why": the URL quoted, a control byte as "?". */
+static void
+imap_catenate_badurl(struct imap_session *s, const char *url, const char *why)
+{
+	buf_printf(&s->out, "%s NO [BADURL \"", s->tag);
+	for (const unsigned char *p = (const unsigned char *)url; *p != '\0';
+	    p++) {
+		if (*p == '"' || *p == '\\')
+			buf_append_byte(&s->out, '\\');
+		buf_append_byte(&s->out, *p < 0x20 || *p == 0x7f ? '?' : *p);
+	}
+	buf_printf(&s->out, "\"] %s\r\n", why);
+	imap_send(s);
+}
+
+static void
+imap_catenate_toobig(struct imap_session *s)
+{
+	imap_tagged(s, "NO", "[TOOBIG] Message is larger than APPENDLIMIT=%u",
+	    (unsigned)IMAP_APPEND_LIMIT);
+}
+
+/* The file, made if no literal came before. */
+static int
+imap_catenate_fd(struct imap_session *s)
+{
+	struct imap_append *a = s->append;
+
+	if (a->fd < 0 && (a->fd = imap_append_tmpfile()) < 0) {
+		log_error("imap: user=<%s>, APPEND: temporary file in %s: %s",
+		    s->user, IMAP_APPEND_TMPDIR, strerror(errno));
+		imap_tagged(s, "NO", "[UNAVAILABLE] Cannot take the message "
+		    "now");
+		return -1;
+	}
+	return 0;
+}
+
+/* A TEXT part: literal number set->lit, copied to the end of the file. */
+static int
+imap_catenate_text(struct imap_session *s, struct imap_append_set *set,
+    uint64_t *len)
+{
+	struct imap_append *a = s->append;
+	unsigned char chunk[65536];
+	uint64_t off, left;
+	ssize_t n;
+
+	if (set->lit >= a->count) {
+		imap_bad(s, "CATENATE: more TEXT parts than literals");
+		return -1;
+	}
+	off = a->msgs[set->lit].off;
+	left = a->msgs[set->lit].size;
+	set->lit++;
+	if (left > IMAP_APPEND_LIMIT - *len) {
+		imap_catenate_toobig(s);
+		return -1;
+	}
+	while (left > 0) {
+		size_t want = left < sizeof(chunk) ? (size_t)left :
+		    sizeof(chunk);
+
+		n = pread(a->fd, chunk, want, (off_t)off);
+		if (n <= 0 || write(a->fd, chunk, (size_t)n) != n) {
+			imap_tagged(s, "NO", "[UNAVAILABLE] Cannot take the "
+			    "message now");
+			return -1;
+		}
+		off += (uint64_t)n;
+		left -= (uint64_t)n;
+		*len += (uint64_t)n;
+	}
+	return 0;
+}
+
+/* The folder of u, checked: 0 with *folder_id_r, or -1 (not the user's,
+ * no such folder, another UIDVALIDITY). */
+static int
+imap_catenate_folder(struct imap_session *s, struct store *st,
+    const struct imap_url *u, uint32_t *folder_id_r)
+{
+	struct mindex_folder f;
+	struct mindex_txn *txn;
+	const char *error;
+	int r;
+
+	if ((u->user[0] != '\0' && strcmp(u->user, s->user) != 0) ||
+	    !imap_mailbox_utf8_valid(u->mailbox, strlen(u->mailbox)))
+		return -1;
+	if (mindex_begin(store_index(st), false, &txn, &error) < 0)
+		return -1;
+	/* The index spells INBOX so, whatever case the URL used. */
+	r = mindex_folder_get(txn, strcasecmp(u->mailbox, "INBOX") == 0 ?
+	    "INBOX" : u->mailbox, &f);
+	mindex_abort(&txn);
+	if (r <= 0 || (u->uidvalidity != 0 && u->uidvalidity != f.uidvalidity))
+		return -1;
+	*folder_id_r = f.id;
+	return 0;
+}
+
+/* A URL part, copied to the end of the file. */
+static int
+imap_catenate_url(struct imap_session *s, const struct imap_arg *arg,
+    uint64_t *len)
+{
+	struct imap_url u;
+	struct store *st;
+	const char *text, *error;
+	uint32_t folder_id;
+	uint64_t got;
+	int r;
+
+	if (arg->type == IMAP_ARG_STREAMED ||
+	    imap_arg_astring(arg, &text, &error) < 0) {
+		imap_bad(s, "CATENATE: URL takes a quoted string");
+		return -1;
+	}
+	if (imap_url_parse(text, &u, &error) < 0) {
+		imap_catenate_badurl(s, text, error);
+		return -1;
+	}
+	if ((st = imap_store(s)) == NULL)
+		return -1;
+	if (imap_catenate_folder(s, st, &u, &folder_id) < 0) {
+		imap_catenate_badurl(s, text, "No such mailbox of yours, or "
+		    "another UIDVALIDITY");
+		return -1;
+	}
+	r = imap_section_copy(st, strcasecmp(u.mailbox, "INBOX") == 0 ?
+	    "INBOX" : u.mailbox, folder_id, u.uid, u.section, u.partial,
+	    u.origin, u.length, IMAP_APPEND_LIMIT - *len, s->append->fd, &got);
+	if (r == IMAP_SECTION_COPY_BAD)
+		imap_catenate_badurl(s, text, "No such message or section");
+	else if (r == IMAP_SECTION_COPY_TOOBIG)
+		imap_catenate_toobig(s);
+	else if (r < 0)
+		imap_tagged(s, "NO", "[UNAVAILABLE] Cannot read the message");
+	if (r < 0)
+		return -1;
+	*len += got;
+	return 0;
+}
+
+/* "CATENATE (part ...)" at args[*i]: the current message of set. -1
+ * after BAD or NO. */
+static int
+imap_catenate(struct imap_session *s, const struct imap_cmd *cmd,
+    unsigned *i, struct imap_append_set *set)
+{
+	const struct imap_arg *l;
+	const char *word, *error;
+	uint64_t start, len = 0;
+	unsigned n;
+	int r = 0;
+
+	if (*i + 1 >= cmd->argc ||
+	    imap_arg_list(&cmd->args[*i + 1], &l, &n, &error) < 0 || n == 0 ||
+	    n % 2 != 0) {
+		imap_bad(s, "CATENATE (TEXT literal / URL url ...)");
+		return -1;
+	}
+	*i += 2;
+	if (imap_catenate_fd(s) < 0)
+		return -1;
+	start = s->append->total;
+	for (unsigned k = 0; k < n && r == 0; k += 2) {
+		if (imap_arg_atom(&l[k], &word, &error) < 0)
+			word = "";
+		if (strcasecmp(word, "TEXT") == 0 &&
+		    l[k + 1].type == IMAP_ARG_STREAMED)
+			r = imap_catenate_text(s, set, &len);
+		else if (strcasecmp(word, "URL") == 0)
+			r = imap_catenate_url(s, &l[k + 1], &len);
+		else {
+			imap_bad(s, "CATENATE (TEXT literal / URL url ...)");
+			r = -1;
+		}
+	}
+	/* A literal of a failed part is not ours to read twice: count the
+	 * ones after it as taken, so the command ends as one failure. */
+	s->append->total = start + len;
+	if (r < 0)
+		return -1;
+	if (len > IMAP_APPEND_TOTAL_LIMIT - set->total) {
+		imap_tagged(s, "NO", "[TOOBIG] The messages of one APPEND are "
+		    "larger than %llu bytes in all",
+		    (unsigned long long)IMAP_APPEND_TOTAL_LIMIT);
+		return -1;
+	}
+	set->off[set->n] = start;
+	set->size[set->n] = len;
+	set->total += len;
 	return 0;
 }
 
@@ -1015,24 +1267,25 @@ imap_append_args(struct imap_session *s, const struct imap_cmd *cmd,
 		imap_bad(s, "APPEND mailbox 1*([(flags)] [date-time] literal)");
 		return -1;
 	}
-	set->ap = xcalloc(a->count, sizeof(*set->ap));
-	set->f = xcalloc(a->count, sizeof(*set->f));
-	set->out = xcalloc(a->count, sizeof(*set->out));
+	/* Each message takes an argument at least. */
+	set->ap = xcalloc(cmd->argc, sizeof(*set->ap));
+	set->f = xcalloc(cmd->argc, sizeof(*set->f));
+	set->out = xcalloc(cmd->argc, sizeof(*set->out));
+	set->off = xcalloc(cmd->argc, sizeof(*set->off));
+	set->size = xcalloc(cmd->argc, sizeof(*set->size));
 	while (i < cmd->argc) {
-		if (set->n == a->count) {
-			/* More literals than the parser streamed: cannot be,
-			 * but never read past what was received. */
-			imap_bad(s, "APPEND: more messages than literals");
+		if (set->n == IMAP_MULTIAPPEND_MAX) {
+			imap_tagged(s, "NO", "[LIMIT] At most %u messages in "
+			    "one APPEND", (unsigned)IMAP_MULTIAPPEND_MAX);
 			return -1;
 		}
-		if (imap_append_msg_args(s, cmd, &i, &set->ap[set->n],
-		    &set->f[set->n]) < 0) {
+		if (imap_append_msg_args(s, cmd, &i, set) < 0) {
 			set->n++;
 			return -1;
 		}
 		set->n++;
 	}
-	if (set->n != a->count) {
+	if (set->lit != a->count) {
 		imap_bad(s, "APPEND mailbox 1*([(flags)] [date-time] literal)");
 		return -1;
 	}
@@ -1065,9 +1318,8 @@ imap_append_map(struct imap_session *s, struct imap_append_set *set,
 		base = set->map;
 	}
 	for (unsigned i = 0; i < set->n; i++) {
-		set->ap[i].msg = a->msgs[i].size > 0 ? base + a->msgs[i].off :
-		    empty;
-		set->ap[i].len = (size_t)a->msgs[i].size;
+		set->ap[i].msg = set->size[i] > 0 ? base + set->off[i] : empty;
+		set->ap[i].len = (size_t)set->size[i];
 	}
 	return 0;
 }
@@ -1137,8 +1389,11 @@ imap_cmd_append(struct imap_session *s, const struct imap_cmd *cmd)
 	enum store_op op;
 	bool empty = false;
 
-	if (s->append == NULL || s->append->fd < 0 ||
-	    s->append->got != s->append->msgs[s->append->count - 1].size) {
+	/* A CATENATE of URLs alone has no literal: nothing was taken. */
+	if (s->append == NULL)
+		(void)imap_append_get(s);
+	if (s->append->count > 0 && (s->append->fd < 0 ||
+	    s->append->got != s->append->msgs[s->append->count - 1].size)) {
 		imap_append_free(s);
 		imap_bad(s, "APPEND mailbox [(flags)] [date-time] literal");
 		return;
@@ -1157,8 +1412,8 @@ imap_cmd_append(struct imap_session *s, const struct imap_cmd *cmd)
 		    "now");
 		return;
 	}
-	for (unsigned i = 0; i < s->append->count; i++)
-		empty |= s->append->msgs[i].size == 0;
+	for (unsigned i = 0; i < set.n; i++)
+		empty |= set.size[i] == 0;
 	buf_init(&name, IMAP_WRITE_NAME_MAX * 4);
 	if (imap_mailbox_from_wire(s, wire, &name) < 0 ||
 	    (st = imap_store(s)) == NULL) {

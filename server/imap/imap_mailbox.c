@@ -308,6 +308,7 @@ imap_view_kw_announce(struct imap_session *s)
 void
 imap_view_free(struct imap_view *v)
 {
+	imap_context_free_all(v);
 	free(v->name);
 	free(v->msgs);
 	imap_kwtab_free(&v->kwsets);
@@ -482,6 +483,41 @@ imap_view_flags_changed(struct imap_session *s, unsigned msn,
 	imap_send(s);
 }
 
+/* Whether uid is in l (ascending). */
+static bool
+imap_load_has(const struct imap_load *l, uint32_t uid)
+{
+	for (unsigned a = 0, z = l->count; a < z;) {
+		unsigned mid = a + (z - a) / 2;
+
+		if (l->msgs[mid].uid == uid)
+			return true;
+		if (l->msgs[mid].uid < uid)
+			a = mid + 1;
+		else
+			z = mid;
+	}
+	return false;
+}
+
+/* The view's messages l no longer has, told to the search contexts
+ * before their EXPUNGE. */
+static void
+imap_view_expunging(struct imap_session *s, const struct imap_load *l)
+{
+	unsigned *idx = NULL;
+	size_t n = 0;
+
+	for (unsigned i = 0; i < s->view.count; i++) {
+		if (imap_load_has(l, s->view.msgs[i].uid))
+			continue;
+		idx = xreallocarray(idx, n + 1, sizeof(*idx));
+		idx[n++] = i;
+	}
+	imap_context_expunging(s, idx, n);
+	free(idx);
+}
+
 /* Report what changed between the view and l, and make l the view. */
 static void
 imap_view_apply(struct imap_session *s, struct imap_load *l, bool expunges)
@@ -497,7 +533,10 @@ imap_view_apply(struct imap_session *s, struct imap_load *l, bool expunges)
 	if (imap_view_kw_announce(s))
 		imap_send(s);
 	/* Expunges, highest sequence number first, so each number is
-	 * right when the client reads it. */
+	 * right when the client reads it; a search context hears of them
+	 * first (RFC 5267 4.3.4). */
+	if (expunges && v->nctx > 0)
+		imap_view_expunging(s, l);
 	if (expunges) {
 		for (i = v->count; i-- > 0;) {
 			uint32_t uid = v->msgs[i].uid;
@@ -602,6 +641,8 @@ imap_view_sync(struct imap_session *s, bool expunges)
 	s->view.uidnext = f.uidnext;
 	s->view.highestmodseq = f.highestmodseq;
 	s->view.dirty = false;
+	/* After EXISTS, so the numbers of an ADDTO hold (RFC 5267 4.3.3). */
+	imap_context_refresh(s);
 	return 0;
 }
 

@@ -48,6 +48,11 @@ struct imap_kwtab {
 	unsigned nslots;
 };
 
+/* Search contexts one session keeps at once (RFC 5267 RETURN (UPDATE));
+ * one more is refused with NOUPDATE. */
+#define IMAP_CONTEXT_MAX	8
+struct imap_context;
+
 /* The selected folder as this session sees it (RFC 3501 section 5.2):
  * sequence numbers change only when this session reports them. */
 struct imap_view {
@@ -68,6 +73,10 @@ struct imap_view {
 	struct imap_kwtab kwsets;
 	struct imap_kwtab kwnames;
 	unsigned kw_announced;
+	/* RFC 5267 contexts (imap_context.c): they live as long as the
+	 * folder stays selected. Owned. */
+	struct imap_context *ctx[IMAP_CONTEXT_MAX];
+	unsigned nctx;
 };
 
 struct imap_session {
@@ -263,6 +272,48 @@ struct imap_seqset;
 int imap_vanished_earlier(struct imap_session *s, uint64_t since,
     const struct imap_seqset *known);
 
+/*
+ * Search contexts (RFC 5267, imap_context.c): a SEARCH or SORT with
+ * RETURN (UPDATE) keeps its program and result (as UIDs, in mailbox
+ * order for SEARCH, in sort order for SORT), and every change of the
+ * view the session reports is followed by "* ESEARCH (TAG ...) [UID]
+ * ADDTO/REMOVEFROM" lines for the messages entering or leaving the
+ * result: REMOVEFROM for expunged messages before their EXPUNGE or
+ * VANISHED (imap_context_expunging), the others after the EXISTS and
+ * FETCH of the change (imap_context_refresh). A message is looked at
+ * again when its MODSEQ passed what the context saw or its UID is new;
+ * sequence-number keys are therefore evaluated with the numbers of that
+ * moment. SEARCH contexts give position 0 (RFC 5267 4.3.3: anywhere, in
+ * mailbox order); SORT contexts the position in their order. A sort key
+ * of a member does not change (dates, sizes, header fields), so the
+ * order of the members stays.
+ */
+struct imap_sort_prog;
+/* imap_context_add: a context named by s->tag for the result uids[0..
+ * count) (ascending for SEARCH, in prog's order for SORT; prog NULL for
+ * SEARCH), whose program *search it takes (*search set NULL). -1 when
+ * IMAP_CONTEXT_MAX are kept already (the caller answers NOUPDATE). */
+int imap_context_add(struct imap_session *s, bool uid,
+    const struct imap_sort_prog *prog, struct imap_search **search,
+    const uint32_t *uids, size_t count);
+/* imap_context_find: the context of tag, or NULL. */
+struct imap_context *imap_context_find(const struct imap_session *s,
+    const char *tag);
+/* imap_context_expunging: the view's messages idx[0..n) (ascending view
+ * indexes) are about to be reported expunged: REMOVEFROM for those in a
+ * context, sent now. */
+void imap_context_expunging(struct imap_session *s, const unsigned *idx,
+    size_t n);
+/* imap_context_refresh: after the view changed (sync, STORE): evaluate
+ * the messages changed since each context looked and send ADDTO and
+ * REMOVEFROM. Answers nothing else; an index error is logged and the
+ * context is tried again at the next change. */
+void imap_context_refresh(struct imap_session *s);
+/* imap_context_free_all: the view's contexts (imap_view_free). */
+void imap_context_free_all(struct imap_view *v);
+/* CANCELUPDATE "tag" ... (RFC 5267 4.3.5). */
+void imap_cmd_cancelupdate(struct imap_session *s, const struct imap_cmd *cmd);
+
 /* Command handlers. */
 void imap_cmd_select(struct imap_session *s, const struct imap_cmd *cmd);
 void imap_cmd_close(struct imap_session *s, const struct imap_cmd *cmd);
@@ -324,6 +375,25 @@ int imap_fetch_job_new(struct imap_session *s, struct imap_seqset *set,
     unsigned check);
 bool imap_fetch_job_run(struct imap_session *s);
 void imap_fetch_job_free(struct imap_fetch_job **j);
+
+/*
+ * imap_section_copy (imap_fetch_body.c): append to fd the bytes FETCH
+ * BODY[section] (the text between the brackets: "", "1.2", "HEADER",
+ * "1.MIME", "HEADER.FIELDS (From)") gives of message uid of folder (as
+ * the store spells it; folder_id its index id), in CRLF as FETCH sends
+ * them; with partial, origin and length (0: to the end) as RFC 5092's
+ * ;PARTIAL= cut them. Writes nothing when the result would pass max
+ * bytes. 0 with *len_r the bytes written; IMAP_SECTION_COPY_BAD: no
+ * such message or section, or not a section (the message's structure is
+ * unknown: its file was never read); _TOOBIG (*len_r the size); _IO.
+ * For CATENATE (imap_cmd_write.c).
+ */
+#define IMAP_SECTION_COPY_BAD		(-1)
+#define IMAP_SECTION_COPY_TOOBIG	(-2)
+#define IMAP_SECTION_COPY_IO		(-3)
+int imap_section_copy(struct store *st, const char *folder,
+    uint32_t folder_id, uint32_t uid, const char *section, bool partial,
+    uint64_t origin, uint64_t length, uint64_t max, int fd, uint64_t *len_r);
 
 /*
  * PREVIEW (RFC 8970; imap_fetch.c): the text a client shows under a

@@ -9,7 +9,9 @@
  * none is given). After ENABLE UTF8=ACCEPT a CHARSET is BAD (RFC 6855
  * section 3); its strings are UTF-8 anyway. RETURN (SAVE) keeps
  * the matches' UIDs in the session for "$" (RFC 5182), so expunges do not
- * shift it. Beyond RFC 3501's keys: OLDER and YOUNGER (RFC 5032 WITHIN),
+ * shift it. RETURN (PARTIAL m:n) and (UPDATE) are RFC 5267's (PARTIAL
+ * with RFC 9394's -m:-n); an UPDATE leaves the program and result with
+ * imap_context.c. Beyond RFC 3501's keys: OLDER and YOUNGER (RFC 5032 WITHIN),
  * measured from the moment the command is parsed; SAVEDBEFORE, SAVEDON,
  * SAVEDSINCE and SAVEDATESUPPORTED (RFC 8514), on the index's save date
  * (a message without one matches none of them).
@@ -1537,7 +1539,7 @@ static const struct imap_search_reader isk_store_reader = {
  * transaction (no network wait inside). state[i] gets ISK_*. */
 static int
 isk_pass_index(struct imap_session *s, struct store *st,
-    struct imap_search *search, unsigned char *state)
+    struct imap_search *search, unsigned char *state, bool answer)
 {
 	struct mindex_txn *txn;
 	struct mindex_msg m;
@@ -1545,15 +1547,20 @@ isk_pass_index(struct imap_session *s, struct store *st,
 
 	if (mindex_begin(store_index(st), false, &txn, &error) < 0) {
 		log_error("imap: user=<%s>, index: %s", s->user, error);
-		imap_tagged(s, "NO", "[UNAVAILABLE] Index unavailable");
+		if (answer)
+			imap_tagged(s, "NO", "[UNAVAILABLE] Index unavailable");
 		return -1;
 	}
 	for (unsigned i = 0; i < s->view.count; i++) {
+		if (state[i] == IMAP_SEARCH_SKIP)
+			continue;
 		/* Expunged by another session and not reported yet: not
 		 * found, not matched (RFC 3501 section 7.4.1). */
 		if (mindex_msg_get(txn, s->view.folder_id, s->view.msgs[i].uid,
-		    &m) <= 0)
+		    &m) <= 0) {
+			state[i] = ISK_NO;
 			continue;
+		}
 		state[i] = (unsigned char)imap_search_match_index(search,
 		    i + 1, &m);
 	}
@@ -1626,7 +1633,17 @@ int
 imap_search_run(struct imap_session *s, struct store *st,
     struct imap_search *search, unsigned char *state)
 {
-	if (isk_pass_index(s, st, search, state) < 0)
+	if (isk_pass_index(s, st, search, state, true) < 0)
+		return -1;
+	isk_pass_messages(s, st, search, state);
+	return 0;
+}
+
+int
+imap_search_run_some(struct imap_session *s, struct store *st,
+    struct imap_search *search, unsigned char *state)
+{
+	if (isk_pass_index(s, st, search, state, false) < 0)
 		return -1;
 	isk_pass_messages(s, st, search, state);
 	return 0;
@@ -1636,19 +1653,138 @@ imap_search_run(struct imap_session *s, struct store *st,
  * ESEARCH (RFC 4731) and SEARCHRES (RFC 5182).
  */
 
-int
-imap_search_parse_return(const struct imap_arg *args, unsigned argc,
-    unsigned *ret_r, unsigned *used_r, const char **error_r)
+static int
+isk_partial_num(const char **pp, bool neg, uint32_t *n_r)
 {
-	static const struct { const char *name; unsigned bit; } opts[] = {
-		{ "MIN", IMAP_SEARCH_RET_MIN }, { "MAX", IMAP_SEARCH_RET_MAX },
-		{ "ALL", IMAP_SEARCH_RET_ALL },
-		{ "COUNT", IMAP_SEARCH_RET_COUNT },
-		{ "SAVE", IMAP_SEARCH_RET_SAVE }
-	};
+	const char *p = *pp;
+	uint64_t n = 0;
+
+	if (neg && *p++ != '-')
+		return -1;
+	/* nz-number: no leading zero, at most 4294967295. */
+	if (*p < '1' || *p > '9')
+		return -1;
+	for (; *p >= '0' && *p <= '9'; p++) {
+		n = n * 10 + (uint64_t)(*p - '0');
+		if (n > UINT32_MAX)
+			return -1;
+	}
+	*n_r = (uint32_t)n;
+	*pp = p;
+	return 0;
+}
+
+int
+imap_search_partial_parse(const char *text, struct imap_search_partial *p)
+{
+	const char *q = text;
+	uint32_t a, b;
+	bool neg = *q == '-';
+
+	if (isk_partial_num(&q, neg, &a) < 0 || *q++ != ':' ||
+	    isk_partial_num(&q, neg, &b) < 0 || *q != '\0')
+		return -1;
+	p->lo = a < b ? a : b;
+	p->hi = a < b ? b : a;
+	p->last = neg;
+	return 0;
+}
+
+void
+imap_search_partial_slice(const struct imap_search_partial *p, size_t count,
+    size_t *first_r, size_t *end_r)
+{
+	size_t lo = p->lo, hi = p->hi;
+
+	*first_r = *end_r = 0;
+	if (lo > count)
+		return;
+	if (hi > count)
+		hi = count;
+	if (p->last) {
+		/* -1 is the last result: -hi:-lo from the start. */
+		*first_r = count - hi;
+		*end_r = count - lo + 1;
+	} else {
+		*first_r = lo - 1;
+		*end_r = hi;
+	}
+}
+
+static const struct isk_ret_opt {
+	const char *name;
+	unsigned bit;
+	bool ctx;		/* CONTEXT=SEARCH's */
+} isk_ret_opts[] = {
+	{ "MIN", IMAP_SEARCH_RET_MIN, false },
+	{ "MAX", IMAP_SEARCH_RET_MAX, false },
+	{ "ALL", IMAP_SEARCH_RET_ALL, false },
+	{ "COUNT", IMAP_SEARCH_RET_COUNT, false },
+	{ "SAVE", IMAP_SEARCH_RET_SAVE, false },
+	{ "UPDATE", IMAP_SEARCH_RET_UPDATE, true },
+	{ "CONTEXT", IMAP_SEARCH_RET_CONTEXT, true },
+	{ "PARTIAL", IMAP_SEARCH_RET_PARTIAL, true },
+};
+
+static const struct isk_ret_opt *
+isk_ret_opt(const struct imap_arg *a, bool ctx)
+{
+	const char *word, *error;
+
+	if (a->type != IMAP_ARG_ATOM || imap_arg_atom(a, &word, &error) < 0)
+		return NULL;
+	for (size_t k = 0; k < sizeof(isk_ret_opts) / sizeof(isk_ret_opts[0]);
+	    k++)
+		if (strcasecmp(word, isk_ret_opts[k].name) == 0)
+			return isk_ret_opts[k].ctx && !ctx ? NULL :
+			    &isk_ret_opts[k];
+	return NULL;
+}
+
+/* The options of the list; PARTIAL takes the element after it. */
+static int
+isk_ret_list(const struct imap_arg *list, unsigned count, bool ctx,
+    unsigned *ret_r, struct imap_search_partial *partial_r)
+{
+	const struct isk_ret_opt *o;
+	const char *range, *error;
+
+	for (unsigned i = 0; i < count; i++) {
+		if ((o = isk_ret_opt(&list[i], ctx)) == NULL) {
+			snprintf(isk_error, sizeof(isk_error),
+			    "Unknown RETURN option %u", i + 1);
+			return -1;
+		}
+		if (o->bit == IMAP_SEARCH_RET_PARTIAL) {
+			if ((*ret_r & IMAP_SEARCH_RET_PARTIAL) ||
+			    i + 1 >= count || imap_arg_atom(&list[i + 1],
+			    &range, &error) < 0 ||
+			    imap_search_partial_parse(range, partial_r) < 0) {
+				snprintf(isk_error, sizeof(isk_error),
+				    "PARTIAL needs one range (m:n or -m:-n)");
+				return -1;
+			}
+			i++;
+		}
+		*ret_r |= o->bit;
+	}
+	if ((*ret_r & IMAP_SEARCH_RET_PARTIAL) &&
+	    (*ret_r & IMAP_SEARCH_RET_ALL)) {
+		snprintf(isk_error, sizeof(isk_error),
+		    "PARTIAL and ALL cannot both be asked");
+		return -1;
+	}
+	return 0;
+}
+
+static int
+isk_parse_return(const struct imap_arg *args, unsigned argc, bool ctx,
+    unsigned *ret_r, unsigned *used_r, struct imap_search_partial *partial_r,
+    const char **error_r)
+{
 	const struct imap_arg *list;
 	const char *word, *error;
-	unsigned count, k;
+	unsigned count;
 
 	*ret_r = 0;
 	*used_r = 0;
@@ -1662,19 +1798,8 @@ imap_search_parse_return(const struct imap_arg *args, unsigned argc,
 		    "RETURN needs a list of options");
 		return -1;
 	}
-	for (unsigned i = 0; i < count; i++) {
-		if (imap_arg_atom(&list[i], &word, &error) < 0)
-			word = "";
-		for (k = 0; k < sizeof(opts) / sizeof(opts[0]); k++)
-			if (strcasecmp(word, opts[k].name) == 0)
-				break;
-		if (k == sizeof(opts) / sizeof(opts[0])) {
-			snprintf(isk_error, sizeof(isk_error),
-			    "Unknown RETURN option %u", i + 1);
-			return -1;
-		}
-		*ret_r |= opts[k].bit;
-	}
+	if (isk_ret_list(list, count, ctx, ret_r, partial_r) < 0)
+		return -1;
 	/* "RETURN ()" is "RETURN (ALL)" (RFC 4731 section 3.1). */
 	if (count == 0)
 		*ret_r = IMAP_SEARCH_RET_ALL;
@@ -1684,8 +1809,58 @@ imap_search_parse_return(const struct imap_arg *args, unsigned argc,
 }
 
 int
+imap_search_parse_return_ctx(const struct imap_arg *args, unsigned argc,
+    unsigned *ret_r, unsigned *used_r, struct imap_search_partial *partial_r,
+    const char **error_r)
+{
+	memset(partial_r, 0, sizeof(*partial_r));
+	return isk_parse_return(args, argc, true, ret_r, used_r, partial_r,
+	    error_r);
+}
+
+int
+imap_search_parse_return(const struct imap_arg *args, unsigned argc,
+    unsigned *ret_r, unsigned *used_r, const char **error_r)
+{
+	struct imap_search_partial unused;
+
+	return isk_parse_return(args, argc, false, ret_r, used_r, &unused,
+	    error_r);
+}
+
+int
 imap_search_esearch(const char *tag, bool uid, unsigned ret,
     const uint32_t *nums, size_t count, struct buf *out)
+{
+	return imap_search_esearch_partial(tag, uid,
+	    ret & ~(unsigned)IMAP_SEARCH_RET_PARTIAL, NULL, nums, count, out);
+}
+
+/* " PARTIAL (range set)": the range as asked (normalized), NIL when it
+ * names no result. */
+static int
+isk_esearch_partial(const struct imap_search_partial *p,
+    const uint32_t *nums, size_t count, struct buf *out)
+{
+	const char *minus = p->last ? "-" : "";
+	size_t first, end;
+	int r = 0;
+
+	imap_search_partial_slice(p, count, &first, &end);
+	r |= buf_printf(out, " PARTIAL (%s%u:%s%u ", minus, p->lo, minus,
+	    p->hi);
+	if (first == end)
+		r |= buf_append_str(out, "NIL");
+	else
+		r |= imap_seqset_format_nums(nums + first, end - first, out);
+	r |= buf_append_byte(out, ')');
+	return r;
+}
+
+int
+imap_search_esearch_partial(const char *tag, bool uid, unsigned ret,
+    const struct imap_search_partial *partial, const uint32_t *nums,
+    size_t count, struct buf *out)
 {
 	size_t start = out->len;
 	int r = 0;
@@ -1712,6 +1887,8 @@ imap_search_esearch(const char *tag, bool uid, unsigned ret,
 		r |= buf_append_str(out, " ALL ");
 		r |= imap_seqset_format_nums(nums, count, out);
 	}
+	if ((ret & IMAP_SEARCH_RET_PARTIAL) && partial != NULL)
+		r |= isk_esearch_partial(partial, nums, count, out);
 	r |= buf_append_str(out, "\r\n");
 	if (r != 0) {
 		buf_truncate(out, start);
@@ -1769,10 +1946,18 @@ isk_save(struct imap_session *s, unsigned ret, const uint32_t *uids,
 			break;
 }
 
+/* What a SEARCH asked for besides its keys. */
+struct isk_ask {
+	unsigned ret;			/* IMAP_SEARCH_RET_* */
+	struct imap_search_partial partial;
+};
+
 static void
 isk_reply(struct imap_session *s, const struct imap_cmd *cmd,
-    const unsigned char *state, unsigned ret)
+    const unsigned char *state, const struct isk_ask *ask,
+    struct imap_search **search)
 {
+	unsigned ret = ask->ret;
 	uint32_t *nums, *uids;
 	size_t n = 0;
 
@@ -1797,14 +1982,20 @@ isk_reply(struct imap_session *s, const struct imap_cmd *cmd,
 	} else if ((ret & ~(IMAP_SEARCH_RET_ESEARCH | IMAP_SEARCH_RET_SAVE))
 	    != 0) {
 		/* SAVE alone answers no ESEARCH (RFC 5182 section 2.4). */
-		if (imap_search_esearch(s->tag, cmd->uid, ret, nums, n,
-		    &s->out) < 0)
+		if (imap_search_esearch_partial(s->tag, cmd->uid, ret,
+		    &ask->partial, nums, n, &s->out) < 0)
 			log_warning("imap: user=<%s>, ESEARCH answer too large",
 			    s->user);
 	}
+	imap_send(s);
+	/* The context starts from the result just sent (RFC 5267 4.3);
+	 * refused, the rest of the command stands (4.3.1). */
+	if ((ret & IMAP_SEARCH_RET_UPDATE) &&
+	    imap_context_add(s, cmd->uid, NULL, search, uids, n) < 0)
+		imap_untagged(s, "NO [NOUPDATE \"%s\"] At most %u search "
+		    "contexts at once", s->tag, (unsigned)IMAP_CONTEXT_MAX);
 	free(nums);
 	free(uids);
-	imap_send(s);
 	imap_tagged(s, "OK", "%sSEARCH completed", cmd->uid ? "UID " : "");
 }
 
@@ -1834,13 +2025,20 @@ imap_cmd_search(struct imap_session *s, const struct imap_cmd *cmd)
 	struct imap_search *search;
 	unsigned char *state;
 	struct store *st;
+	struct isk_ask ask;
 	const char *error;
 	unsigned ret, used;
 	int r;
 
-	if (imap_search_parse_return(cmd->args, cmd->argc, &ret, &used,
-	    &error) < 0) {
+	if (imap_search_parse_return_ctx(cmd->args, cmd->argc, &ret, &used,
+	    &ask.partial, &error) < 0) {
 		imap_bad(s, error);
+		return;
+	}
+	/* The tag names the context (RFC 5267 section 4.3). */
+	if ((ret & IMAP_SEARCH_RET_UPDATE) &&
+	    imap_context_find(s, s->tag) != NULL) {
+		imap_bad(s, "Tag reuse: a search context has this tag");
 		return;
 	}
 	if (s->utf8_accept && isk_has_charset(cmd->args + used,
@@ -1879,8 +2077,9 @@ imap_cmd_search(struct imap_session *s, const struct imap_cmd *cmd)
 		return;
 	}
 	state = xcalloc((size_t)s->view.count + 1, 1);
+	ask.ret = ret;
 	if (imap_search_run(s, st, search, state) == 0)
-		isk_reply(s, cmd, state, ret);
+		isk_reply(s, cmd, state, &ask, &search);
 	else
 		isk_failed(s, ret);
 	free(state);

@@ -158,6 +158,9 @@ uint64_t imap_search_files_read(void);
 #define IMAP_SEARCH_RET_ALL	0x04
 #define IMAP_SEARCH_RET_COUNT	0x08
 #define IMAP_SEARCH_RET_SAVE	0x10
+#define IMAP_SEARCH_RET_UPDATE	0x20	/* RFC 5267: keep a context */
+#define IMAP_SEARCH_RET_CONTEXT	0x40	/* RFC 5267: a hint, ignored */
+#define IMAP_SEARCH_RET_PARTIAL	0x80	/* RFC 5267, RFC 9394 */
 #define IMAP_SEARCH_RET_ESEARCH	0x100	/* RETURN was given: answer
 					   ESEARCH, not SEARCH */
 
@@ -170,6 +173,61 @@ uint64_t imap_search_files_read(void);
  */
 int imap_search_parse_return(const struct imap_arg *args, unsigned argc,
     unsigned *ret_r, unsigned *used_r, const char **error_r);
+
+/*
+ * PARTIAL (RFC 5267 section 4.4; RFC 9394's negative ranges): the
+ * results from position lo to hi (1-based, lo <= hi), counted from the
+ * first result, or with last from the last one (-1 is the last result).
+ */
+struct imap_search_partial {
+	uint32_t lo, hi;
+	bool last;
+};
+
+/*
+ * imap_search_partial_parse: a partial-range "m:n" or "-m:-n" (each an
+ * nz-number up to 4294967295, no sign mixing, no "*"; "5:2" is "2:5").
+ * 0, or -1 if text is not one.
+ */
+int imap_search_partial_parse(const char *text,
+    struct imap_search_partial *p);
+/* imap_search_partial_slice: results [*first_r, *end_r) (0-based) of
+ * count that p names; empty (first == end) when none. */
+void imap_search_partial_slice(const struct imap_search_partial *p,
+    size_t count, size_t *first_r, size_t *end_r);
+
+/*
+ * imap_search_parse_return_ctx: as imap_search_parse_return, also taking
+ * the options of CONTEXT=SEARCH (RFC 5267): UPDATE, CONTEXT and
+ * "PARTIAL range" (into *partial_r). At most one of PARTIAL and ALL, and
+ * PARTIAL once (RFC 5267 4.4): else -1 with *error_r. imap_search_parse_
+ * return itself refuses these three (a command that has no contexts).
+ */
+int imap_search_parse_return_ctx(const struct imap_arg *args, unsigned argc,
+    unsigned *ret_r, unsigned *used_r, struct imap_search_partial *partial_r,
+    const char **error_r);
+
+/*
+ * imap_search_esearch_partial: as imap_search_esearch, plus with
+ * IMAP_SEARCH_RET_PARTIAL " PARTIAL (range set)" (or "range NIL") for
+ * the results partial names, nums being in the order to answer (mailbox
+ * order for SEARCH, the sort order for SORT: MIN and MAX are then the
+ * first and the last). partial may be NULL without that option.
+ */
+int imap_search_esearch_partial(const char *tag, bool uid, unsigned ret,
+    const struct imap_search_partial *partial, const uint32_t *nums,
+    size_t count, struct buf *out);
+
+/*
+ * imap_search_run_some: as imap_search_run, for the messages of the view
+ * whose state is 0 only: the others (IMAP_SEARCH_SKIP) are left as they
+ * are. Answers nothing: -1 (logged) if the index could not be read. For
+ * the updates of a context (imap_context.c), which may come with no
+ * command to answer.
+ */
+#define IMAP_SEARCH_SKIP	0xfe
+int imap_search_run_some(struct imap_session *s, struct store *st,
+    struct imap_search *search, unsigned char *state);
 
 /*
  * imap_search_esearch: append the line "* ESEARCH (TAG "tag") [UID]

@@ -207,7 +207,7 @@ imap_caps(const struct imap_session *s, bool after_login, struct buf *b)
 	    "LIST-EXTENDED LIST-STATUS SPECIAL-USE CREATE-SPECIAL-USE XLIST "
 	    "CHILDREN ESEARCH SEARCHRES WITHIN SAVEDATE PREVIEW SORT "
 	    "SORT=DISPLAY ESORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES "
-	    "UTF8=ACCEPT");
+	    "UTF8=ACCEPT CONTEXT=SEARCH CONTEXT=SORT CATENATE");
 	buf_printf(b, " APPENDLIMIT=%u", (unsigned)IMAP_APPEND_LIMIT);
 	/* The login OK speaks for the session after login, which the mail
 	 * process serves with COMPRESS; before login it is not valid. */
@@ -700,6 +700,7 @@ static const struct imap_command imap_commands[] = {
 	{ "FETCH", ST_SEL, true, imap_cmd_fetch },
 	{ "SEARCH", ST_SEL, true, imap_cmd_search },
 	{ "SORT", ST_SEL, true, imap_cmd_sort },
+	{ "CANCELUPDATE", ST_SEL, false, imap_cmd_cancelupdate },
 	{ "THREAD", ST_SEL, true, imap_cmd_thread },
 	{ "GETQUOTAROOT", ST_AUTH | ST_SEL, false, imap_cmd_getquotaroot },
 	{ "GETQUOTA", ST_AUTH | ST_SEL, false, imap_cmd_getquota },
@@ -1100,7 +1101,16 @@ imap_session_watches(struct imap_session *s, struct imap_watch out[2])
 	    sizeof(s->watch_dirs[0]));
 	out[0].dir = s->watch_dirs[0];
 	out[0].name = s->watch_name;
-	return 1;
+	/* And the index: an mbox message's flags live there alone, so a
+	 * STORE by another session changes no file of the mailbox. Any
+	 * write to the user's index wakes the session, which syncs and
+	 * finds out whether it concerned this folder. */
+	if (strlcpy(s->watch_dirs[1], store_location(st)->index_dir,
+	    sizeof(s->watch_dirs[1])) >= sizeof(s->watch_dirs[1]))
+		return 1;
+	out[1].dir = s->watch_dirs[1];
+	out[1].name = "data.mdb";
+	return 2;
 }
 
 enum imap_state

@@ -23,8 +23,9 @@
  * EXAMINE, CLOSE, UNSELECT, LIST, LSUB, STATUS, NAMESPACE, CHECK, IDLE
  * (with the daemon's change notification), FETCH / UID FETCH (index items
  * and streamed body sections), STORE, EXPUNGE, COPY, MOVE (UIDPLUS),
- * APPEND, CREATE, DELETE, RENAME, SUBSCRIBE, UNSUBSCRIBE, SEARCH / UID
- * SEARCH, COMPRESS DEFLATE (RFC 4978, delegated to the owner like
+ * APPEND (with CATENATE of RFC 4469), CREATE, DELETE, RENAME, SUBSCRIBE,
+ * UNSUBSCRIBE, SEARCH / UID SEARCH (RFC 5267 contexts: RETURN (UPDATE),
+ * PARTIAL; CANCELUPDATE), COMPRESS DEFLATE (RFC 4978, delegated to the owner like
  * STARTTLS). Commands it does not serve yet are answered "NO [CANNOT] ...
  * not supported yet" and are not advertised.
  */
@@ -168,10 +169,11 @@ void imap_session_changed(struct imap_session *s);
 /* imap_session_idle_release: the client has been quiet: close the store
  * (reopened on the next command), as pop3_session_idle does. */
 void imap_session_idle_release(struct imap_session *s);
-/* imap_session_watch_path: the directories the daemon should watch for
- * the selected folder (Maildir new/ and cur/, or the mbox's directory
- * and name); count 0 when nothing is selected. Valid until the next
- * call into the session. */
+/* imap_session_watches: what the daemon should watch for the selected
+ * folder (Maildir new/ and cur/; or the mbox's entry in its directory
+ * and the index's data.mdb, where an mbox message's flags live); count 0
+ * when nothing is selected. Valid until the next call into the
+ * session. */
 struct imap_watch {
 	const char *dir;
 	const char *name;	/* NULL: any entry */

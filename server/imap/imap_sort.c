@@ -520,9 +520,9 @@ imap_sort_reread(struct imap_session *s, struct store *st,
 }
 
 static int
-imap_sort_from_index(struct imap_session *s, struct store *st,
-    const struct imap_cmd *cmd, const unsigned char *state,
-    struct imap_sort_msg *msgs, bool *partial, size_t *count_r)
+imap_sort_from_index(struct imap_session *s, struct store *st, bool uid,
+    bool answer, const unsigned char *state, struct imap_sort_msg *msgs,
+    bool *partial, size_t *count_r)
 {
 	struct mindex_txn *txn;
 	struct mindex_msg m;
@@ -531,7 +531,8 @@ imap_sort_from_index(struct imap_session *s, struct store *st,
 
 	if (mindex_begin(store_index(st), false, &txn, &error) < 0) {
 		log_error("imap: user=<%s>, index: %s", s->user, error);
-		imap_tagged(s, "NO", "[UNAVAILABLE] Index unavailable");
+		if (answer)
+			imap_tagged(s, "NO", "[UNAVAILABLE] Index unavailable");
 		return -1;
 	}
 	for (unsigned i = 0; i < s->view.count; i++) {
@@ -542,7 +543,7 @@ imap_sort_from_index(struct imap_session *s, struct store *st,
 			continue;
 		memset(sm, 0, sizeof(*sm));
 		sm->seq = i + 1;
-		sm->num = cmd->uid ? s->view.msgs[i].uid : i + 1;
+		sm->num = uid ? s->view.msgs[i].uid : i + 1;
 		sm->size = m.vsize;
 		sm->arrival = m.internal_date;
 		imap_sort_msg_fields(sm, m.headers, m.headers_len);
@@ -575,9 +576,24 @@ imap_sort_charset(struct imap_session *s, const struct imap_arg *arg)
 	return 0;
 }
 
+static int imap_sort_load_prog(struct imap_session *s,
+    const struct imap_cmd *cmd, unsigned first_arg,
+    struct imap_sort_msg **msgs_r, size_t *count_r,
+    struct imap_search **search_r);
+
 int
 imap_sort_load(struct imap_session *s, const struct imap_cmd *cmd,
     unsigned first_arg, struct imap_sort_msg **msgs_r, size_t *count_r)
+{
+	return imap_sort_load_prog(s, cmd, first_arg, msgs_r, count_r, NULL);
+}
+
+/* As imap_sort_load; with search_r, the search program is given to the
+ * caller (a context keeps it) instead of freed. */
+static int
+imap_sort_load_prog(struct imap_session *s, const struct imap_cmd *cmd,
+    unsigned first_arg, struct imap_sort_msg **msgs_r, size_t *count_r,
+    struct imap_search **search_r)
 {
 	struct imap_search *search;
 	struct imap_sort_msg *msgs;
@@ -618,10 +634,14 @@ imap_sort_load(struct imap_session *s, const struct imap_cmd *cmd,
 	partial = xcalloc((size_t)s->view.count + 1, sizeof(*partial));
 	r = imap_search_run(s, st, search, state);
 	if (r == 0)
-		r = imap_sort_from_index(s, st, cmd, state, msgs, partial,
-		    count_r);
+		r = imap_sort_from_index(s, st, cmd->uid, true, state, msgs,
+		    partial, count_r);
 	if (r == 0)
 		imap_sort_reread(s, st, msgs, partial, *count_r);
+	if (r == 0 && search_r != NULL) {
+		*search_r = search;
+		search = NULL;
+	}
 	imap_search_free(&search);
 	free(state);
 	free(partial);
@@ -633,26 +653,31 @@ imap_sort_load(struct imap_session *s, const struct imap_cmd *cmd,
 	return 0;
 }
 
+int
+imap_sort_collect(struct imap_session *s, struct store *st, bool uid,
+    const unsigned char *state, struct imap_sort_msg **msgs_r,
+    size_t *count_r)
+{
+	struct imap_sort_msg *msgs;
+	bool *partial;
+
+	msgs = xcalloc((size_t)s->view.count + 1, sizeof(*msgs));
+	partial = xcalloc((size_t)s->view.count + 1, sizeof(*partial));
+	if (imap_sort_from_index(s, st, uid, false, state, msgs, partial,
+	    count_r) < 0) {
+		free(msgs);
+		free(partial);
+		return -1;
+	}
+	imap_sort_reread(s, st, msgs, partial, *count_r);
+	free(partial);
+	*msgs_r = msgs;
+	return 0;
+}
+
 /*
  * The answers.
  */
-
-/* ESORT's ALL: the numbers in sort order, runs of n, n+1, ... as a:b. */
-static void
-imap_sort_esort_all(const struct imap_sort_msg *msgs, size_t n,
-    struct buf *out)
-{
-	for (size_t i = 0; i < n;) {
-		size_t j = i;
-
-		while (j + 1 < n && msgs[j + 1].num == msgs[j].num + 1)
-			j++;
-		buf_printf(out, "%s%u", i == 0 ? " ALL " : ",", msgs[i].num);
-		if (j > i)
-			buf_printf(out, ":%u", msgs[j].num);
-		i = j + 1;
-	}
-}
 
 /* RFC 5182 with RFC 5267: SAVE keeps the matches (as UIDs); with MIN or
  * MAX and neither ALL nor COUNT, only those. */
@@ -676,34 +701,50 @@ imap_sort_save(struct imap_session *s, unsigned ret,
 	}
 }
 
+/* ESORT (RFC 5267 section 3): MIN and MAX the first and last in the
+ * order, ALL and PARTIAL in the order. */
 static void
 imap_sort_esort(struct imap_session *s, const struct imap_cmd *cmd,
-    unsigned ret, const struct imap_sort_msg *msgs, size_t n)
+    unsigned ret, const struct imap_search_partial *partial,
+    const uint32_t *nums, size_t n)
 {
-	buf_printf(&s->out, "* ESEARCH (TAG \"%s\")%s", s->tag,
-	    cmd->uid ? " UID" : "");
-	if ((ret & IMAP_SEARCH_RET_MIN) && n > 0)
-		buf_printf(&s->out, " MIN %u", msgs[0].num);
-	if ((ret & IMAP_SEARCH_RET_MAX) && n > 0)
-		buf_printf(&s->out, " MAX %u", msgs[n - 1].num);
-	if (ret & IMAP_SEARCH_RET_COUNT)
-		buf_printf(&s->out, " COUNT %zu", n);
-	if (ret & IMAP_SEARCH_RET_ALL)
-		imap_sort_esort_all(msgs, n, &s->out);
-	buf_append_str(&s->out, "\r\n");
+	if (imap_search_esearch_partial(s->tag, cmd->uid, ret, partial, nums,
+	    n, &s->out) < 0)
+		log_warning("imap: user=<%s>, ESEARCH answer too large",
+		    s->user);
+}
+
+/* SORT RETURN (UPDATE): the context, or NOUPDATE (RFC 5267 4.3.1). */
+static void
+imap_sort_context(struct imap_session *s, const struct imap_cmd *cmd,
+    const struct imap_sort_prog *prog, struct imap_search **search,
+    const struct imap_sort_msg *msgs, size_t n)
+{
+	uint32_t *uids;
+
+	uids = xreallocarray(NULL, n + 1, sizeof(*uids));
+	for (size_t i = 0; i < n; i++)
+		uids[i] = s->view.msgs[msgs[i].seq - 1].uid;
+	if (imap_context_add(s, cmd->uid, prog, search, uids, n) < 0)
+		imap_untagged(s, "NO [NOUPDATE \"%s\"] At most %u search "
+		    "contexts at once", s->tag, (unsigned)IMAP_CONTEXT_MAX);
+	free(uids);
 }
 
 void
 imap_cmd_sort(struct imap_session *s, const struct imap_cmd *cmd)
 {
 	struct imap_sort_prog prog;
+	struct imap_search_partial partial;
+	struct imap_search *search = NULL;
 	struct imap_sort_msg *msgs;
 	const char *error;
 	unsigned ret, used;
+	uint32_t *nums;
 	size_t n;
 
-	if (imap_search_parse_return(cmd->args, cmd->argc, &ret, &used,
-	    &error) < 0) {
+	if (imap_search_parse_return_ctx(cmd->args, cmd->argc, &ret, &used,
+	    &partial, &error) < 0) {
 		imap_bad(s, error);
 		return;
 	}
@@ -715,7 +756,13 @@ imap_cmd_sort(struct imap_session *s, const struct imap_cmd *cmd)
 		imap_bad(s, error);
 		return;
 	}
-	if (imap_sort_load(s, cmd, used + 1, &msgs, &n) < 0) {
+	if ((ret & IMAP_SEARCH_RET_UPDATE) &&
+	    imap_context_find(s, s->tag) != NULL) {
+		imap_bad(s, "Tag reuse: a search context has this tag");
+		return;
+	}
+	if (imap_sort_load_prog(s, cmd, used + 1, &msgs, &n,
+	    (ret & IMAP_SEARCH_RET_UPDATE) ? &search : NULL) < 0) {
 		if (ret & IMAP_SEARCH_RET_SAVE)
 			imap_seqset_deinit(&s->searchres);
 		return;
@@ -732,10 +779,18 @@ imap_cmd_sort(struct imap_session *s, const struct imap_cmd *cmd)
 		}
 		buf_append_str(&s->out, "\r\n");
 	} else if ((ret & ~(IMAP_SEARCH_RET_ESEARCH | IMAP_SEARCH_RET_SAVE))
-	    != 0)
-		imap_sort_esort(s, cmd, ret, msgs, n);
+	    != 0) {
+		nums = xreallocarray(NULL, n + 1, sizeof(*nums));
+		for (size_t i = 0; i < n; i++)
+			nums[i] = msgs[i].num;
+		imap_sort_esort(s, cmd, ret, &partial, nums, n);
+		free(nums);
+	}
+	imap_send(s);
+	if (ret & IMAP_SEARCH_RET_UPDATE)
+		imap_sort_context(s, cmd, &prog, &search, msgs, n);
+	imap_search_free(&search);
 	imap_sort_msgs_free(msgs, n);
 	free(msgs);
-	imap_send(s);
 	imap_tagged(s, "OK", "%sSORT completed", cmd->uid ? "UID " : "");
 }

@@ -124,4 +124,14 @@ void imap_cmd_thread(struct imap_session *s, const struct imap_cmd *cmd);
 int imap_sort_load(struct imap_session *s, const struct imap_cmd *cmd,
     unsigned first_arg, struct imap_sort_msg **msgs_r, size_t *count_r);
 
+/* imap_sort_collect: the messages of the view whose state is 1 as
+ * imap_sort_load loads them (num: the UID if uid, else the sequence
+ * number; a record not found is left out), into *msgs_r (free as
+ * there). Answers nothing: -1 (logged) if the index cannot be read. For
+ * the SORT contexts of RFC 5267 (imap_context.c). */
+struct store;
+int imap_sort_collect(struct imap_session *s, struct store *st, bool uid,
+    const unsigned char *state, struct imap_sort_msg **msgs_r,
+    size_t *count_r);
+
 #endif

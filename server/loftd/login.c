@@ -68,6 +68,10 @@ struct login_client {
 	uint32_t auth_id;		/* request awaiting an answer, or 0 */
 	uint32_t sasl_id;		/* the SASL session, or 0 */
 	bool handing_over;
+	bool handover_drain;		/* the login OK is still queued: hand
+					   the socket over on its DRAINED */
+	struct buf handover;		/* owned: what the client pipelined
+					   after login, for the mail process */
 	int relay_fd;			/* our end while handing over */
 	struct conn *peer;		/* owned: the mail side of a relay */
 	unsigned char token[64];
@@ -125,6 +129,16 @@ login_client_log_end(struct login_client *c)
 	    c->secured ? "TLS" : "plaintext");
 }
 
+/* Forget the bytes kept for the hand-over: they may hold a password the
+ * client pipelined (a second LOGIN). */
+static void
+login_handover_wipe(struct login_client *c)
+{
+	if (c->handover.data != NULL)
+		explicit_bzero(c->handover.data, c->handover.len);
+	buf_free(&c->handover);
+}
+
 /* Free c now. notify: tell the master this process holds it no more. */
 static void
 login_client_free(struct login_client *c, bool notify)
@@ -151,6 +165,7 @@ login_client_free(struct login_client *c, bool notify)
 	conn_close(&c->peer);
 	if (c->relay_fd >= 0)
 		close(c->relay_fd);
+	login_handover_wipe(c);
 	timeout_remove(&c->rate_to);
 	timeout_remove(&c->kill_to);
 	explicit_bzero(c->token, sizeof(c->token));
@@ -353,37 +368,29 @@ login_engine_login_failed(struct login_client *c)
 	conn_close_after_flush(c->conn);
 }
 
+/* The hand-over did not happen: this process keeps the client. */
 static void
-login_authenticated(struct login_client *c, const char *user)
+login_handover_failed(struct login_client *c)
 {
-	const unsigned char *rest;
-	struct buf pending;
-	size_t rest_len;
+	login_handover_wipe(c);
+	c->handing_over = false;
+	c->handover_drain = false;
+	if (c->relay_fd >= 0)
+		close(c->relay_fd);
+	c->relay_fd = -1;
+	conn_set_idle_timeout(c->conn, login.timeout_ms);
+	conn_pause_input(c->conn, false);
+	login_engine_login_failed(c);
+}
+
+/* Send the master the client (its socket, or our relay's other end), the
+ * login token and the bytes pipelined after login. */
+static void
+login_handover_send(struct login_client *c)
+{
 	int fd, sp[2];
 
-	strlcpy(c->user, user, sizeof(c->user));
-	/* Room for all the engine may hold; what goes to the mail process
-	 * must fit one record. */
-	buf_init(&pending, POP3_EXPORT_MAX(login.line_max) + LOGIN_INPUT_MAX);
-	/* IMAP stops consuming at the end of the login command: what
-	 * follows is all in the connection's buffer. */
-	if (c->pop3 != NULL)
-		pop3_session_export_pending(c->pop3, &pending);
-	rest = conn_input_peek(c->conn, &rest_len);
-	if (buf_append(&pending, rest, rest_len) < 0 ||
-	    pending.len > LOFTD_PENDING_MAX) {
-		if (pending.data != NULL)
-			explicit_bzero(pending.data, pending.len);
-		buf_free(&pending);
-		(void)conn_printf(c->conn, c->pop3 != NULL ? "-ERR [SYS/TEMP] "
-		    "Too much pipelined input at login\r\n" : "* BYE Too "
-		    "much pipelined input at login\r\n");
-		c->quit = true;
-		c->reason = "too much pipelined input at login";
-		conn_close_after_flush(c->conn);
-		return;
-	}
-	conn_input_consume(c->conn, rest_len);
+	c->handover_drain = false;
 	if (c->secured) {
 		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0,
 		    sp) < 0) {
@@ -393,16 +400,10 @@ login_authenticated(struct login_client *c, const char *user)
 			c->relay_fd = sp[0];
 			fd = sp[1];
 		}
-	} else {
-		/* What the client sends from now on stays in the socket for
-		 * the mail process. */
-		conn_pause_input(c->conn, true);
+	} else
 		fd = fcntl(conn_fd(c->conn), F_DUPFD_CLOEXEC, 0);
-	}
 	if (fd < 0) {
-		buf_free(&pending);
-		conn_pause_input(c->conn, false);
-		login_engine_login_failed(c);
+		login_handover_failed(c);
 		return;
 	}
 	ipc_msg_init(&login_out, LOFTD_LOGIN, 0);
@@ -410,23 +411,67 @@ login_authenticated(struct login_client *c, const char *user)
 	ipc_add_data(&login_out, c->token, c->token_len);
 	ipc_add_u32(&login_out, c->secured);
 	ipc_add_u32(&login_out, c->secured);
-	ipc_add_data(&login_out, pending.data, pending.len);
+	ipc_add_data(&login_out, c->handover.data, c->handover.len);
 	ipc_msg_set_fd(&login_out, fd);
-	if (pending.data != NULL)
-		explicit_bzero(pending.data, pending.len);
-	buf_free(&pending);
+	login_handover_wipe(c);
 	explicit_bzero(c->token, sizeof(c->token));
-	if (chan_send(login.master, &login_out) < 0) {
-		if (c->relay_fd >= 0)
-			close(c->relay_fd);
-		c->relay_fd = -1;
-		conn_pause_input(c->conn, false);
-		login_engine_login_failed(c);
+	if (chan_send(login.master, &login_out) < 0)
+		login_handover_failed(c);
+}
+
+/*
+ * Logged in: hand the client over to a mail process, with what it
+ * pipelined behind the login command (IMAP stops consuming at the end of
+ * that command, so it is all in the connection's buffer; POP3 also holds
+ * some). A plaintext socket changes process, so the login OK must have
+ * left first: the mail process writes to the same socket, and its
+ * answers to the pipelined commands (COMPRESS, then compressed ones)
+ * must come after our OK, never before it or around it; the
+ * LOGIN_RESULT that ends our copy would also drop an OK still queued. A
+ * TLS client stays here behind the relay, which queues the mail
+ * process's output after ours, so it goes at once.
+ */
+static void
+login_authenticated(struct login_client *c, const char *user)
+{
+	const unsigned char *rest;
+	size_t rest_len;
+
+	strlcpy(c->user, user, sizeof(c->user));
+	/* Room for all the engine may hold; what goes to the mail process
+	 * must fit one record. */
+	login_handover_wipe(c);
+	buf_init(&c->handover, POP3_EXPORT_MAX(login.line_max) +
+	    LOGIN_INPUT_MAX);
+	if (c->pop3 != NULL)
+		pop3_session_export_pending(c->pop3, &c->handover);
+	rest = conn_input_peek(c->conn, &rest_len);
+	if (buf_append(&c->handover, rest, rest_len) < 0 ||
+	    c->handover.len > LOFTD_PENDING_MAX) {
+		login_handover_wipe(c);
+		(void)conn_printf(c->conn, c->pop3 != NULL ? "-ERR [SYS/TEMP] "
+		    "Too much pipelined input at login\r\n" : "* BYE Too "
+		    "much pipelined input at login\r\n");
+		c->quit = true;
+		c->reason = "too much pipelined input at login";
+		conn_close_after_flush(c->conn);
 		return;
 	}
+	conn_input_consume(c->conn, rest_len);
 	c->handing_over = true;
 	/* From here the mail process's idle_timeout applies. */
 	conn_set_idle_timeout(c->conn, 0);
+	if (!c->secured) {
+		/* What the client sends from now on stays in the socket for
+		 * the mail process. */
+		conn_pause_input(c->conn, true);
+		/* No transport on a plaintext socket: the queue is all. */
+		if (conn_output_size(c->conn) > 0) {
+			c->handover_drain = true;
+			return;
+		}
+	}
+	login_handover_send(c);
 }
 
 static void
@@ -688,6 +733,10 @@ login_client_event(struct conn *conn, enum conn_event ev, void *ctx)
 		login_feed(c);
 		break;
 	case CONN_EV_DRAINED:
+		if (c->handover_drain) {
+			login_handover_send(c);
+			break;
+		}
 		if (c->starting_tls)
 			login_start_tls(c);
 		login_feed(c);
@@ -829,13 +878,7 @@ login_login_result(struct ipc_msg *m)
 	    (c = login_client_find(id, false)) == NULL || !c->handing_over)
 		return;
 	if (!ok) {
-		c->handing_over = false;
-		if (c->relay_fd >= 0)
-			close(c->relay_fd);
-		c->relay_fd = -1;
-		conn_set_idle_timeout(c->conn, login.timeout_ms);
-		conn_pause_input(c->conn, false);
-		login_engine_login_failed(c);
+		login_handover_failed(c);
 		login_feed(c);
 		return;
 	}

@@ -854,6 +854,119 @@ test_memory_release(void)
 	bytes_free(&pl);
 }
 
+/* A write from outside any conn callback (a timer here, inotify in the
+ * mail process), the way IDLE's EXISTS comes. */
+struct late_write {
+	struct conn *conn;
+	const char *text;
+};
+
+static void
+late_write_cb(void *ctx)
+{
+	struct late_write *w = ctx;
+
+	if (conn_write(w->conn, w->text, strlen(w->text)) < 0)
+		bail("conn_write refused");
+}
+
+/*
+ * IDLE on a quiet session: the deflater is released, then an untagged
+ * line is written from a timer while nothing else happens (the peer
+ * sends nothing, so no input event can push it out). It must reach the
+ * peer by itself, each time, inflating as one stream. Then the same
+ * with the release done while compressed bytes are still held (the peer
+ * not reading): the held bytes and the next write both arrive, in order.
+ */
+static void
+test_release_idle_write(void)
+{
+	static const char *const lines[] = { "* 4 EXISTS\r\n",
+	    "* 5 EXISTS\r\n", "* 6 EXISTS\r\n" };
+	struct owner o;
+	struct peer p;
+	struct bytes want = { 0 }, pl = { 0 };
+	struct late_write w;
+	struct timeout *to;
+	size_t quiet;
+	int inputs;
+
+	setup(&o, &p, 4096);
+	if (conn_write(o.conn, "+ idling\r\n", 10) < 0)
+		bail("conn_write");
+	bytes_add(&want, "+ idling\r\n", 10);
+	RUN_UNTIL(p.rx.len >= want.len);
+	inputs = o.ev[CONN_EV_INPUT];
+	for (size_t i = 0; i < 3; i++) {
+		conn_zlib_release(o.conn);
+		quiet = conn_zlib_memory(o.conn);
+		ok(quiet < 41 * 1024, "write %zu: released first (%zu bytes)",
+		    i + 1, quiet);
+		w.conn = o.conn;
+		w.text = lines[i];
+		to = timeout_add(loop, 1, false, late_write_cb, &w);
+		bytes_add(&want, lines[i], strlen(lines[i]));
+		RUN_UNTIL(p.rx.len >= want.len);
+		timeout_remove(&to);
+		is_mem(p.rx.p, p.rx.len, want.p, want.len, "write %zu after "
+		    "the release: arrived by itself, whole", i + 1);
+		is_int(conn_output_size(o.conn), 0, "write %zu: nothing left "
+		    "queued", i + 1);
+	}
+	is_int(o.ev[CONN_EV_INPUT], inputs, "no input event helped");
+	is_int(p.inflate_err, 0, "one valid stream across three deflaters");
+	teardown(&o, &p);
+	bytes_free(&want);
+
+	/* Released with compressed bytes held: they are not zlib's. */
+	setup(&o, &p, 4096);
+	{
+		int sndbuf = 4096;
+
+		(void)setsockopt(conn_fd(o.conn), SOL_SOCKET, SO_SNDBUF,
+		    &sndbuf, sizeof(sndbuf));
+	}
+	p.reading = false;
+	peer_update(&p);
+	{
+		uint32_t x = 11;
+
+		while (pl.len < 200000) {
+			unsigned char c;
+
+			x = x * 1103515245u + 12345u;
+			c = (unsigned char)(x >> 16);
+			bytes_add(&pl, &c, 1);
+		}
+	}
+	/* One write, one deflate call, more than the socket takes. */
+	if (conn_write(o.conn, pl.p, 16000) < 0)
+		bail("conn_write");
+	run_bounded(20);
+	/* Random bytes do not shrink: less than 16000 sent means held. */
+	ok(o.zst.out_plain == 16000 && o.zst.out_wire < 16000 &&
+	    conn_output_size(o.conn) == 0, "the peer not reading: compressed "
+	    "bytes held (%llu of 16000 sent; %llu given, %zu queued)",
+	    (unsigned long long)o.zst.out_wire,
+	    (unsigned long long)o.zst.out_plain, conn_output_size(o.conn));
+	conn_zlib_release(o.conn);
+	w.conn = o.conn;
+	w.text = "* 7 EXISTS\r\n";
+	to = timeout_add(loop, 1, false, late_write_cb, &w);
+	run_bounded(20);
+	p.reading = true;
+	peer_update(&p);
+	RUN_UNTIL(p.rx.len >= 16000 + 12);
+	timeout_remove(&to);
+	ok(p.rx.len == 16000 + 12 && memcmp(p.rx.p, pl.p, 16000) == 0 &&
+	    memcmp(p.rx.p + 16000, "* 7 EXISTS\r\n", 12) == 0,
+	    "released while holding output: it all arrives, in order (%zu)",
+	    p.rx.len);
+	is_int(p.inflate_err, 0, "still one valid stream");
+	teardown(&o, &p);
+	bytes_free(&pl);
+}
+
 int
 main(void)
 {
@@ -871,6 +984,7 @@ main(void)
 	test_close_after_flush();
 	test_bomb();
 	test_memory_release();
+	test_release_idle_write();
 	ioloop_free(&loop);
 	return done_testing();
 }
