@@ -251,6 +251,19 @@ const struct conf_param conf_params[] = {
 	    0, 0, 0, NULL, NULL, NULL, 0,
 	    "Characters that separate a user name from an address "
 	    "extension (empty: none)" },
+	/* Issue 6: procmail-compatible rules in loft-deliver (lib/rules.h). */
+	{ "mda_rules_file", CONF_TYPE_STRING, "~/.procmailrc",
+	    0, 0, 0, NULL, NULL, NULL, 0,
+	    "The user's rule file in procmailrc(5) language, ~ being the "
+	    "user's home (none: no rules)" },
+	{ "mda_command_timeout", CONF_TYPE_TIME, "60s",
+	    0, 86400, 's', NULL, NULL, NULL, 0,
+	    "Time a command run by the rules may take before it is killed "
+	    "(0: no limit)" },
+	{ "sendmail_path", CONF_TYPE_STRING, "",
+	    0, 0, 0, NULL, NULL, NULL, 0,
+	    "The sendmail command a .forward or a rule forwards mail with "
+	    "(empty: loft's own, else /usr/sbin/sendmail)" },
 
 	/* Aliases (smtp/smtp_alias.c), with Postfix's names: alias_maps
 	 * are searched, alias_database is what newaliases builds. */

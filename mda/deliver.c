@@ -4,7 +4,9 @@
  *   loft-deliver [-c FILE] -d USER [-f SENDER] [-a RECIPIENT] [-m FOLDER]
  *
  * Reads one message on standard input, prepends Return-Path: and
- * Delivered-To:, stores it in the user's mail (store.h) and exits with a
+ * Delivered-To:, runs the user's procmail-style rules (mda_rules_file,
+ * lib/rules.h) unless -m names the folder, stores it in the user's mail
+ * (store.h) and exits with a
  * sysexits(3) code that Postfix's mailbox_command (and any MTA) reads:
  * 0 only once the message is on disk. Every other outcome prints one line
  * on standard error that starts with an enhanced status code (RFC 3463),
@@ -13,7 +15,7 @@
  * SECURITY: started as root it switches to the mailbox owner before it
  * reads the message or touches any mailbox. The message is untrusted and
  * is only stored (and parsed by the bounded parsers of lib/msg.c), never
- * interpreted.
+ * interpreted; the rules are the user's, read and run as the user.
  */
 #include "config.h"
 #include <errno.h>
@@ -23,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <sysexits.h>
 #include <time.h>
@@ -30,8 +33,11 @@
 #include "buf.h"
 #include "compat/compat.h"
 #include "conf.h"
+#include "forward.h"
+#include "lock.h"
 #include "log.h"
 #include "priv.h"
+#include "rules.h"
 #include "store.h"
 #include "user.h"
 #include "xmalloc.h"
@@ -343,6 +349,208 @@ deliver_set_rcpt(struct deliver_ctx *c)
 		    conf_str("myhostname"));
 }
 
+/* The rule file for u, or false: none configured, or no home for "~". */
+static bool
+deliver_rules_path(const struct user *u, char *out, size_t size)
+{
+	const char *f = conf_str("mda_rules_file");
+	int n;
+
+	if (f[0] == '\0' || strcmp(f, "none") == 0)
+		return false;
+	if (f[0] == '/')
+		n = snprintf(out, size, "%s", f);
+	else if (u->home[0] == '\0')
+		return false;
+	else if (f[0] == '~' && (f[1] == '/' || f[1] == '\0'))
+		n = snprintf(out, size, "%s%s", u->home, f + 1);
+	else
+		n = snprintf(out, size, "%s/%s", u->home, f);
+	return n > 0 && (size_t)n < size;
+}
+
+/*
+ * A rule file others could have written is not run (procmail's
+ * "suspicious rcfile"): it must be a regular file owned by the user and
+ * writable by nobody else. NULL if it may be run, else why not.
+ */
+static const char *
+deliver_rules_suspicious(const char *path)
+{
+	struct stat st;
+
+	if (stat(path, &st) < 0)
+		return NULL;	/* missing: rules_parse_file says so */
+	if (!S_ISREG(st.st_mode))
+		return "not a regular file";
+	if (st.st_uid != geteuid())
+		return "not owned by the user";
+	if (st.st_mode & (S_IWGRP | S_IWOTH))
+		return "writable by group or others";
+	return NULL;
+}
+
+static void
+deliver_rules_log(void *ctx, bool error, const char *line)
+{
+	char esc[1024];
+
+	(void)ctx;
+	log_escape(line, esc, sizeof(esc));
+	if (!error) {
+		log_info("rules: %s", esc);
+		return;
+	}
+	log_warning("rules: %s", esc);
+	fprintf(stderr, "loft-deliver: rules: %s\n", esc);
+}
+
+/* sendmail_path, or loft's own sendmail when it is installed, else the
+ * system's (what procmail's $SENDMAIL is, and what a .forward's addresses
+ * go to). */
+static const char *
+deliver_sendmail(void)
+{
+	if (conf_str("sendmail_path")[0] != '\0')
+		return conf_str("sendmail_path");
+#ifdef LOFT_SBINDIR
+	if (access(LOFT_SBINDIR "/sendmail", X_OK) == 0)
+		return LOFT_SBINDIR "/sendmail";
+#endif
+	return "/usr/sbin/sendmail";
+}
+
+/* The folder writer rules and .forward targets share: into the store,
+ * or beside it under the delivery locks. */
+static void
+deliver_rules_store_init(struct rules_store *rs, struct store *st,
+    const struct deliver_ctx *c)
+{
+	char **items = conf_list("mailbox_delivery_lock", NULL);
+	const char *err;
+
+	memset(rs, 0, sizeof(*rs));
+	rs->st = st;
+	rs->sender = c->sender;
+	rs->received = time(NULL);
+	rs->do_fsync = conf_bool("mail_fsync");
+	if (lock_methods_parse(items, &rs->lock_methods, &err) < 0)
+		rs->lock_methods = LOCK_M_FCNTL | LOCK_M_DOTLOCK;
+	conf_list_free(&items);
+	rs->lock_attempts = (unsigned)conf_int("deliver_lock_attempts");
+	rs->lock_delay_ms = (unsigned)(conf_time("deliver_lock_delay") * 1000);
+	rs->lock_stale_secs = (unsigned)conf_time("stale_lock_time");
+}
+
+/*
+ * The user's ~/.forward (forward.h), before any rule: Postfix's local(8)
+ * reads it first too. Returns when the mailbox is to get the message
+ * (there is no .forward, it names the user itself (\user), or it is
+ * refused: logged, and the mail is not lost); otherwise ends the process:
+ * 0 once every target took the message, EX_TEMPFAIL if one may work
+ * later (the MTA tries again, all of them: a duplicate for those that
+ * worked, as with Postfix), EX_UNAVAILABLE if one never will.
+ */
+static void
+deliver_forward(struct deliver_ctx *c, const struct user *u,
+    struct store **stp, const struct buf *msg)
+{
+	struct rules_callbacks cb = { rules_store_folder, NULL,
+	    deliver_rules_log };
+	struct forward f = { NULL, 0, 0 };
+	struct forward_result res;
+	struct forward_env env;
+	struct rules_store rs;
+	const char *err;
+	char path[4096], text[700];
+	int r;
+
+	if (u->home[0] == '\0' || (size_t)snprintf(path, sizeof(path),
+	    "%s/.forward", u->home) >= sizeof(path))
+		return;
+	if ((r = forward_read(path, geteuid(), u->home, u->name, &f,
+	    &err)) <= 0) {
+		if (r < 0) {
+			snprintf(text, sizeof(text), "%s; delivering to the "
+			    "mailbox instead", err);
+			deliver_rules_log(NULL, true, text);
+		}
+		return;
+	}
+	deliver_rules_store_init(&rs, *stp, c);
+	memset(&env, 0, sizeof(env));
+	env.user = u->name;
+	env.home = u->home;
+	env.sender = c->sender;
+	env.recipient = c->rcpt;
+	env.sendmail = deliver_sendmail();
+	env.command_timeout = (unsigned)conf_time("mda_command_timeout");
+	(void)forward_run(&f, &env, &cb, &rs, msg->data, msg->len, &res);
+	forward_free(&f);
+	if (res.status == RULES_OK && res.self)
+		return;
+	store_close(stp);
+	if (res.status == RULES_TEMPFAIL)
+		deliver_finish(c, EX_TEMPFAIL, "4.3.0", res.error);
+	if (res.status == RULES_PERMFAIL)
+		deliver_finish(c, EX_UNAVAILABLE, "5.3.0", res.error);
+	snprintf(text, sizeof(text), "forwarded by ~/.forward to %u "
+	    "target%s", res.done, res.done == 1 ? "" : "s");
+	deliver_finish(c, EX_OK, "2.0.0", text);
+}
+
+/*
+ * Run the user's rules: every folder write goes through rules_store (into
+ * the store, or beside it), the exit says whether the message is where
+ * the rules (or $DEFAULT) put it and every folder write succeeded. A rule
+ * file that does not parse is reported (file:line, stderr and log) and
+ * the message goes to the inbox.
+ */
+static void __attribute__((noreturn))
+deliver_rules(struct deliver_ctx *c, const struct user *u,
+    struct store **stp, struct rules *r, const struct buf *msg)
+{
+	struct store *st = *stp;
+	struct rules_callbacks cb = { rules_store_folder, NULL,
+	    deliver_rules_log };
+	struct rules_result res;
+	struct rules_store rs;
+	struct rules_env env;
+	char *inbox = rules_store_inbox(st);
+	char text[700];
+
+	deliver_rules_store_init(&rs, st, c);
+	memset(&env, 0, sizeof(env));
+	env.user = u->name;
+	env.home = u->home[0] != '\0' ? u->home : NULL;
+	env.sender = c->sender;
+	env.recipient = c->rcpt;
+	env.orgmail = inbox;
+	env.sendmail = deliver_sendmail();
+	env.hostname = conf_str("myhostname");
+	env.command_timeout = (unsigned)conf_time("mda_command_timeout");
+	rules_limits_default(&env.limits);
+	(void)rules_run(r, &env, &cb, &rs, msg->data, msg->len, &res);
+	free(inbox);
+	rules_free(&r);
+	store_close(stp);
+	if (res.delivered && rs.store_failure == STORE_OK) {
+		snprintf(text, sizeof(text), "delivered by rules%s to %s",
+		    res.rules_error ? " (after a rules error)" : "",
+		    rs.last_folder[0] != '\0' ? rs.last_folder :
+		    res.lastfolder);
+		deliver_finish(c, EX_OK, "2.0.0", text);
+	}
+	if (rs.store_failure != STORE_OK) {
+		struct store_delivered none = { 0, 0, "" };
+
+		deliver_result(c, (enum store_result)rs.store_failure, &none,
+		    "", rs.failure);
+	}
+	deliver_finish(c, EX_TEMPFAIL, "4.3.0", res.error[0] != '\0' ?
+	    res.error : "rules delivered the message nowhere");
+}
+
 int
 main(int argc, char **argv)
 {
@@ -355,6 +563,9 @@ main(int argc, char **argv)
 	const char *err, *folder;
 	enum store_result r;
 	size_t skip, limit;
+	struct rules *rules = NULL;
+	char rpath[4096];
+	int ret = 0;
 
 	memset(&c, 0, sizeof(c));
 	gettimeofday(&c.start, NULL);
@@ -392,8 +603,27 @@ main(int argc, char **argv)
 		    "empty message refused");
 	deliver_compose(&c, &in, skip, &msg);
 	buf_free(&in);
+	if (c.a.folder == NULL && deliver_rules_path(u, rpath,
+	    sizeof(rpath))) {
+		const char *why = deliver_rules_suspicious(rpath);
+
+		if (why != NULL) {
+			char text[4200];
+
+			snprintf(text, sizeof(text), "%s: %s: ignored", rpath,
+			    why);
+			deliver_rules_log(NULL, true, text);
+			ret = -1;
+		} else if ((ret = rules_parse_file(rpath, NULL, &rules,
+		    &err)) < 0)
+			deliver_rules_log(NULL, true, err);
+	}
 	if (store_open(u, &st, &err) < 0)
 		deliver_finish(&c, EX_TEMPFAIL, "4.3.0", err);
+	if (c.a.folder == NULL)
+		deliver_forward(&c, u, &st, &msg);
+	if (ret != 0)
+		deliver_rules(&c, u, &st, rules, &msg);
 	folder = c.a.folder != NULL ? c.a.folder : "INBOX";
 	d.folder = folder;
 	d.sender = c.sender;
