@@ -3,7 +3,9 @@
  * front of loft, so that Postfix hands mail over with mailbox_transport
  * (or virtual_transport) = lmtp:unix:/path or lmtp:inet:host:port without
  * a process per message. The master gives it the connections of
- * lmtp_listen; the engine is smtp/smtp_session in LMTP mode.
+ * lmtp_listen; the engine is smtp/smtp_session in LMTP mode, and a client
+ * is held as smtpd's are (smtp_conn.c): this file is what LMTP does with
+ * a recipient and a message.
  *
  * A recipient must be in a local domain (mydestination) and name a user:
  * the master looks the local part up as it will for the delivery
@@ -37,12 +39,9 @@
  */
 #include "config.h"
 
-#include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <netinet/in.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,20 +63,13 @@
 #include "smtp_queue.h"
 #include "smtp_relay.h"
 #include "smtp_session.h"
-#include "chan.h"
 #include "loftd.h"
+#include "smtp_conn.h"
 
-/* Client bytes read ahead of the engine (which keeps its own bounded
- * queue while it waits). */
-#define LMTPD_INPUT_MAX		16384
 /* Delivery requests at the master at once, from all clients: with the
  * queue manager's 32, well below LOFTD_DELIVER_MAX, so the master never
  * refuses one for being busy. The rest wait here, in order. */
 #define LMTPD_INFLIGHT_MAX	64
-/* "unknown[" address "]" for the log. */
-#define LMTPD_CLIENT_MAX	(NET_ADDR_STR_MAX + 16)
-/* A path as smtp_path_format writes it, with room to spare. */
-#define LMTPD_PATH_BUF		(SMTP_PATH_MAX + 3)
 /* The reason a delivery gave, kept for the reply and the log. */
 #define LMTPD_TEXT_MAX		256
 /* The spool, below queue_directory. */
@@ -89,7 +81,7 @@
 
 /* An accepted recipient of the transaction. */
 struct lmtpd_rcpt {
-	char addr[LMTPD_PATH_BUF];	/* without <>: Delivered-To:, log */
+	char addr[SMTP_CONN_PATH_BUF];	/* without <>: Delivered-To:, log */
 	char user[SMTP_LOCAL_MAX + 1];	/* the name the master looks up */
 	bool answered;
 	enum loftd_dstatus status;
@@ -98,22 +90,13 @@ struct lmtpd_rcpt {
 };
 
 struct lmtpd_client {
-	struct lmtpd_client *prev, *next;
-	uint32_t id;			/* the master's conn_id */
-	uint32_t service;
-	char rip[NET_ADDR_STR_MAX];	/* "" on a UNIX socket */
-	char client[LMTPD_CLIENT_MAX];	/* for the log */
-	struct conn *conn;		/* owned */
-	struct smtp_session *smtp;	/* owned; NULL for a refused client */
-	bool quit, dying, in_engine;
-	struct timeout *kill_to;	/* owned */
+	struct smtp_conn sc;		/* first: the connection, the engine
+					   (no engine for a refused client) */
 	/* A RCPT waiting for the master's word (at most one: the engine
 	 * waits for the decision). */
 	uint32_t rcpt_req;
 	struct smtp_path rcpt_path;
-	/* The transaction. */
-	char helo[SMTP_HELO_MAX + 1];
-	char sender[LMTPD_PATH_BUF];	/* without <>; "" for <> */
+	/* The transaction (MAIL's names: sc). */
 	uint64_t size_announced;	/* MAIL's SIZE=, or 0 */
 	char qid[SMTP_QUEUE_ID_MAX];	/* "" until data begins */
 	int spool_fd;			/* owned, read-write; or -1 */
@@ -127,8 +110,6 @@ struct lmtpd_client {
 	unsigned next_reply;		/* next recipient to answer */
 	bool delivered;			/* a recipient got its 250 */
 	uint64_t data_end_ms;		/* for the delay in the log */
-	/* Counts for the disconnect line. */
-	unsigned n_mail, n_rcpt, n_rcpt_ok, n_data, n_data_ok;
 };
 
 /* A request at the master: a delivery, or a RCPT check. */
@@ -140,33 +121,18 @@ struct lmtpd_req {
 };
 
 struct lmtpd {
-	struct ioloop *loop;
-	struct chan *master;		/* owned */
 	struct smtp_relay *relay;	/* owned: mydestination, mynetworks */
 	char spool[4096];
-	struct lmtpd_client *clients;
-	size_t nclients;
 	struct lmtpd_req *reqs;		/* owned list: deliveries out */
 	unsigned inflight;
 	uint32_t next_req;
 	uint64_t last_id_us;
-	bool retired;
-	unsigned timeout_ms;
-	char hostname[SMTP_HELO_MAX + 1];
 };
 
 static struct lmtpd lmtpd;
 static struct ipc_msg lmtpd_out;
 
-static void lmtpd_feed(struct lmtpd_client *c);
 static void lmtpd_pump(void);
-
-static void
-lmtpd_maybe_exit(void)
-{
-	if (lmtpd.retired && lmtpd.nclients == 0)
-		ioloop_stop(lmtpd.loop);
-}
 
 static uint32_t
 lmtpd_req_new(void)
@@ -245,95 +211,27 @@ lmtpd_txn_clear(struct lmtpd_client *c)
 	c->wfull = false;
 }
 
-/* The path without its angle brackets. */
-static void
-lmtpd_path_bare(const struct smtp_path *p, char *out, size_t size)
-{
-	char buf[LMTPD_PATH_BUF];
-	size_t len;
-
-	smtp_path_format(p, buf, sizeof(buf));
-	len = strlen(buf);
-	if (len >= 2 && buf[0] == '<' && buf[len - 1] == '>') {
-		buf[len - 1] = '\0';
-		strlcpy(out, buf + 1, size);
-	} else
-		strlcpy(out, buf, size);
-}
-
 /*
  * Ending a client.
  */
 
+/* smtp_conn_ops.free: deliveries still at the master find no client;
+ * the transaction goes. */
 static void
-lmtpd_client_free(struct lmtpd_client *c, bool notify)
+lmtpd_client_free(struct smtp_conn *sc)
 {
-	if (notify && chan_ok(lmtpd.master)) {
-		ipc_msg_init(&lmtpd_out, LOFTD_CONN_DONE, 0);
-		ipc_add_u32(&lmtpd_out, c->id);
-		(void)chan_send(lmtpd.master, &lmtpd_out);
-	}
-	for (struct lmtpd_req *r = lmtpd.reqs; r != NULL; r = r->next)
-		if (r->c == c)
-			r->c = NULL;
-	smtp_session_free(&c->smtp);
+	struct lmtpd_client *c = (struct lmtpd_client *)sc;
+
 	lmtpd_txn_clear(c);
-	conn_close(&c->conn);
-	timeout_remove(&c->kill_to);
-	if (c->prev != NULL)
-		c->prev->next = c->next;
-	else
-		lmtpd.clients = c->next;
-	if (c->next != NULL)
-		c->next->prev = c->prev;
-	lmtpd.nclients--;
-	free(c);
-	lmtpd_maybe_exit();
 }
 
-static void
-lmtpd_client_kill_now(void *ctx)
+/* smtp_conn_ops.in_rcpt: "lost connection after RCPT". */
+static bool
+lmtpd_in_rcpt(const struct smtp_conn *sc)
 {
-	struct lmtpd_client *c = ctx;
+	const struct lmtpd_client *c = (const struct lmtpd_client *)sc;
 
-	log_info("disconnect from %s mail=%u rcpt=%u/%u data=%u/%u",
-	    c->client, c->n_mail, c->n_rcpt_ok, c->n_rcpt, c->n_data_ok,
-	    c->n_data);
-	lmtpd_client_free(c, true);
-}
-
-/* End c from inside a callback that may still use it: the free runs from
- * the loop, right after. */
-static void
-lmtpd_client_kill(struct lmtpd_client *c)
-{
-	if (c->dying)
-		return;
-	c->dying = true;
-	if (c->kill_to == NULL)
-		c->kill_to = timeout_add(lmtpd.loop, 0, false,
-		    lmtpd_client_kill_now, c);
-}
-
-static const char *
-lmtpd_state_name(const struct lmtpd_client *c)
-{
-	if (c->smtp == NULL)
-		return "CONNECT";
-	switch (smtp_session_state(c->smtp)) {
-	case SMTP_STATE_INIT:
-		return "CONNECT";
-	case SMTP_STATE_READY:
-		return "LHLO";
-	case SMTP_STATE_MAIL:
-		return c->rcpt_req != 0 || c->nrcpts > 0 ? "RCPT" : "MAIL";
-	case SMTP_STATE_DATA:
-		return "DATA";
-	case SMTP_STATE_CHUNKING:
-		return "BDAT";
-	default:
-		return "END-OF-MESSAGE";
-	}
+	return c->rcpt_req != 0 || c->nrcpts > 0;
 }
 
 /*
@@ -345,15 +243,10 @@ lmtpd_mail(void *ctx, const struct smtp_mail *m)
 {
 	struct lmtpd_client *c = ctx;
 
-	c->n_mail++;
 	lmtpd_txn_clear(c);
-	strlcpy(c->helo, m->helo != NULL ? m->helo : "", sizeof(c->helo));
-	if (m->from->null)
-		c->sender[0] = '\0';
-	else
-		lmtpd_path_bare(m->from, c->sender, sizeof(c->sender));
+	smtp_conn_mail(&c->sc, m);
 	c->size_announced = m->has_size ? m->size : 0;
-	smtp_session_reply(c->smtp, 250, "2.1.0", "Ok");
+	smtp_session_reply(c->sc.smtp, 250, "2.1.0", "Ok");
 }
 
 /*
@@ -364,15 +257,16 @@ static void
 lmtpd_rcpt_refuse(struct lmtpd_client *c, const struct smtp_path *to,
     unsigned code, const char *enh, const char *what)
 {
-	char path[LMTPD_PATH_BUF], text[LMTPD_PATH_BUF + LMTPD_TEXT_MAX];
-	char epath[LMTPD_PATH_BUF * 4], etext[sizeof(text) * 4];
+	char path[SMTP_CONN_PATH_BUF];
+	char text[SMTP_CONN_PATH_BUF + LMTPD_TEXT_MAX];
+	char epath[SMTP_CONN_PATH_BUF * 4], etext[sizeof(text) * 4];
 
 	smtp_path_format(to, path, sizeof(path));
 	snprintf(text, sizeof(text), "%s: %s", path, what);
 	log_info("NOQUEUE: reject: RCPT from %s: %u %s %s; to=%s proto=LMTP",
-	    c->client, code, enh, log_escape(text, etext, sizeof(etext)),
+	    c->sc.client, code, enh, log_escape(text, etext, sizeof(etext)),
 	    log_escape(path, epath, sizeof(epath)));
-	smtp_session_reply(c->smtp, code, enh, text);
+	smtp_session_reply(c->sc.smtp, code, enh, text);
 }
 
 /* A reply line of smtp_relay_check ("553 5.1.3 <a@b>: text"). */
@@ -391,9 +285,9 @@ lmtpd_rcpt_refuse_line(struct lmtpd_client *c, const struct smtp_path *to,
 		return;
 	}
 	/* The line names the path itself: send it as it is. */
-	log_info("NOQUEUE: reject: RCPT from %s: %s; proto=LMTP", c->client,
+	log_info("NOQUEUE: reject: RCPT from %s: %s; proto=LMTP", c->sc.client,
 	    line);
-	smtp_session_reply(c->smtp, code, enh, line + n);
+	smtp_session_reply(c->sc.smtp, code, enh, line + n);
 }
 
 static void
@@ -402,7 +296,7 @@ lmtpd_rcpt(void *ctx, const struct smtp_rcpt *r)
 	struct lmtpd_client *c = ctx;
 	char reply[SMTP_RELAY_REPLY_MAX];
 
-	c->n_rcpt++;
+	c->sc.n_rcpt++;
 	/* LMTP delivers; it never relays, whoever the client is. */
 	if (!r->to->postmaster && !smtp_relay_is_local(lmtpd.relay,
 	    r->to->domain)) {
@@ -422,7 +316,7 @@ lmtpd_rcpt(void *ctx, const struct smtp_rcpt *r)
 	ipc_add_u32(&lmtpd_out, c->rcpt_req);
 	ipc_add_str(&lmtpd_out, r->to->local);
 	ipc_add_u64(&lmtpd_out, c->size_announced);
-	if (chan_send(lmtpd.master, &lmtpd_out) < 0) {
+	if (role_master_send(&lmtpd_out) < 0) {
 		c->rcpt_req = 0;
 		lmtpd_rcpt_refuse(c, r->to, 451, "4.3.0", "Temporary lookup "
 		    "failure");
@@ -441,7 +335,7 @@ lmtpd_rcpt_add(struct lmtpd_client *c, const struct smtp_path *to)
 	}
 	r = &c->rcpts[c->nrcpts++];
 	memset(r, 0, sizeof(*r));
-	lmtpd_path_bare(to, r->addr, sizeof(r->addr));
+	smtp_conn_path_bare(to, r->addr, sizeof(r->addr));
 	strlcpy(r->user, to->local, sizeof(r->user));
 }
 
@@ -456,8 +350,8 @@ lmtpd_rcpt_answer(struct lmtpd_client *c, enum loftd_dstatus status,
 	c->rcpt_req = 0;
 	if (status == LOFTD_DELIVER_OK) {
 		lmtpd_rcpt_add(c, &to);
-		c->n_rcpt_ok++;
-		smtp_session_reply(c->smtp, 250, "2.1.5", "Ok");
+		c->sc.n_rcpt_ok++;
+		smtp_session_reply(c->sc.smtp, 250, "2.1.5", "Ok");
 	} else if (quota)
 		lmtpd_rcpt_refuse(c, &to, status == LOFTD_DELIVER_PERM ? 552 :
 		    452, status == LOFTD_DELIVER_PERM ? "5.2.2" : "4.2.2",
@@ -526,22 +420,12 @@ lmtpd_write(struct lmtpd_client *c, const unsigned char *data, size_t len)
 static void
 lmtpd_received(struct lmtpd_client *c)
 {
-	char date[64], lit[NET_ADDR_STR_MAX + 8], *line;
+	char rcpt[SMTP_CONN_PATH_BUF + 2], *line;
 
-	if (c->rip[0] == '\0')
-		strlcpy(lit, "local", sizeof(lit));
-	else
-		snprintf(lit, sizeof(lit), "[%s%s]", strchr(c->rip, ':') !=
-		    NULL ? "IPv6:" : "", c->rip);
-	loftd_date(date, sizeof(date));
 	if (c->nrcpts == 1)
-		line = xasprintf("Received: from %s (%s)\r\n\tby %s (loft) "
-		    "with LMTP id %s\r\n\tfor <%s>; %s\r\n", c->helo, lit,
-		    lmtpd.hostname, c->qid, c->rcpts[0].addr, date);
-	else
-		line = xasprintf("Received: from %s (%s)\r\n\tby %s (loft) "
-		    "with LMTP id %s;\r\n\t%s\r\n", c->helo, lit,
-		    lmtpd.hostname, c->qid, date);
+		snprintf(rcpt, sizeof(rcpt), "<%s>", c->rcpts[0].addr);
+	line = smtp_conn_received(&c->sc, "LMTP", c->qid, c->nrcpts == 1 ?
+	    rcpt : NULL);
 	lmtpd_write(c, (const unsigned char *)line, strlen(line));
 	free(line);
 }
@@ -551,9 +435,9 @@ lmtpd_data_begin(void *ctx)
 {
 	struct lmtpd_client *c = ctx;
 
-	c->n_data++;
+	c->sc.n_data++;
 	lmtpd_id_make(c->qid);
-	log_info("%s: client=%s", c->qid, c->client);
+	log_info("%s: client=%s", c->qid, c->sc.client);
 	if (lmtpd_spool_open(c) < 0) {
 		c->werror = "cannot make a spool file";
 		return;
@@ -617,12 +501,12 @@ lmtpd_dsn_ok(enum loftd_dstatus status, const char *dsn)
 static void
 lmtpd_replies(struct lmtpd_client *c)
 {
-	char text[LMTPD_PATH_BUF + LMTPD_TEXT_MAX + 64], dsn[8];
+	char text[SMTP_CONN_PATH_BUF + LMTPD_TEXT_MAX + 64], dsn[8];
 	enum loftd_dstatus status;
 	struct lmtpd_rcpt *r;
 	bool last;
 
-	while (c->smtp != NULL && c->next_reply < c->nrcpts &&
+	while (c->sc.smtp != NULL && c->next_reply < c->nrcpts &&
 	    c->rcpts[c->next_reply].answered) {
 		r = &c->rcpts[c->next_reply++];
 		status = r->status;
@@ -636,14 +520,14 @@ lmtpd_replies(struct lmtpd_client *c)
 			    r->text);
 		last = c->next_reply == c->nrcpts;
 		if (last && c->delivered)
-			c->n_data_ok++;
+			c->sc.n_data_ok++;
 		if (last)
 			lmtpd_txn_clear(c);
-		smtp_session_data_done(c->smtp, lmtpd_code(status, dsn), dsn,
+		smtp_session_data_done(c->sc.smtp, lmtpd_code(status, dsn), dsn,
 		    text);
 		if (last) {
-			if (!c->in_engine)
-				lmtpd_feed(c);
+			if (!c->sc.in_engine)
+				smtp_conn_feed(&c->sc);
 			return;
 		}
 	}
@@ -656,7 +540,7 @@ lmtpd_result(struct lmtpd_client *c, unsigned i, enum loftd_dstatus status,
     const char *dsn, const char *text)
 {
 	struct lmtpd_rcpt *r = &c->rcpts[i];
-	char eto[LMTPD_PATH_BUF * 4], etext[LMTPD_TEXT_MAX * 4];
+	char eto[SMTP_CONN_PATH_BUF * 4], etext[LMTPD_TEXT_MAX * 4];
 
 	if (!lmtpd_dsn_ok(status, dsn)) {
 		status = status == LOFTD_DELIVER_OK ? LOFTD_DELIVER_TEMP :
@@ -697,9 +581,9 @@ lmtpd_deliver_send(struct lmtpd_client *c)
 	ipc_add_str(&lmtpd_out, c->qid);
 	ipc_add_str(&lmtpd_out, r->user);
 	ipc_add_str(&lmtpd_out, r->addr);
-	ipc_add_str(&lmtpd_out, c->sender);
+	ipc_add_str(&lmtpd_out, c->sc.sender);
 	ipc_msg_set_fd(&lmtpd_out, fd);
-	if (chan_send(lmtpd.master, &lmtpd_out) < 0) {
+	if (role_master_send(&lmtpd_out) < 0) {
 		free(q);
 		return -1;
 	}
@@ -715,8 +599,9 @@ lmtpd_pump(void)
 {
 	struct lmtpd_client *c, *next;
 
-	for (c = lmtpd.clients; c != NULL; c = next) {
-		next = c->next;
+	for (c = (struct lmtpd_client *)smtp_conn_first(); c != NULL;
+	    c = next) {
+		next = (struct lmtpd_client *)c->sc.next;
 		while (c->spool_ro >= 0 && c->next_send < c->nrcpts &&
 		    lmtpd.inflight < LMTPD_INFLIGHT_MAX) {
 			if (lmtpd_deliver_send(c) < 0)
@@ -734,7 +619,7 @@ static void
 lmtpd_data_end(void *ctx)
 {
 	struct lmtpd_client *c = ctx;
-	char efrom[LMTPD_PATH_BUF * 4];
+	char efrom[SMTP_CONN_PATH_BUF * 4];
 	const char *why;
 
 	c->data_end_ms = ioloop_now_ms();
@@ -750,7 +635,7 @@ lmtpd_data_end(void *ctx)
 		return;
 	}
 	log_info("%s: from=<%s>, size=%llu, nrcpt=%u", c->qid,
-	    log_escape(c->sender, efrom, sizeof(efrom)),
+	    log_escape(c->sc.sender, efrom, sizeof(efrom)),
 	    (unsigned long long)c->size, c->nrcpts);
 	lmtpd_pump();
 }
@@ -762,96 +647,19 @@ lmtpd_reset(void *ctx)
 }
 
 /*
- * The engine's other callbacks, and client input.
+ * The engine's callbacks.
  */
 
-static void
-lmtpd_engine_write(void *ctx, const unsigned char *data, size_t len)
-{
-	struct lmtpd_client *c = ctx;
-
-	if (c->dying)
-		return;
-	if (conn_write(c->conn, data, len) < 0)
-		lmtpd_client_kill(c);
-}
-
-static void
-lmtpd_closed(void *ctx)
-{
-	struct lmtpd_client *c = ctx;
-
-	c->quit = true;
-	conn_close_after_flush(c->conn);
-}
-
 static const struct smtp_callbacks lmtpd_cb = {
-	.write = lmtpd_engine_write,
+	.write = smtp_conn_engine_write,
 	.mail = lmtpd_mail,
 	.rcpt = lmtpd_rcpt,
 	.data_begin = lmtpd_data_begin,
 	.data = lmtpd_data,
 	.data_end = lmtpd_data_end,
 	.reset = lmtpd_reset,
-	.closed = lmtpd_closed,
+	.closed = smtp_conn_engine_closed,
 };
-
-static void
-lmtpd_feed(struct lmtpd_client *c)
-{
-	const unsigned char *data;
-	size_t len, used;
-
-	while (!c->dying && !c->quit && c->smtp != NULL &&
-	    !conn_output_full(c->conn)) {
-		data = conn_input_peek(c->conn, &len);
-		if (len == 0)
-			return;
-		c->in_engine = true;
-		used = smtp_session_input(c->smtp, data, len);
-		c->in_engine = false;
-		conn_input_consume(c->conn, used);
-		if (used < len)
-			return;
-	}
-}
-
-static void
-lmtpd_client_event(struct conn *conn, enum conn_event ev, void *ctx)
-{
-	struct lmtpd_client *c = ctx;
-
-	switch (ev) {
-	case CONN_EV_INPUT:
-	case CONN_EV_DRAINED:
-		lmtpd_feed(c);
-		break;
-	case CONN_EV_TIMEOUT:
-		log_info("timeout after %s from %s", lmtpd_state_name(c),
-		    c->client);
-		(void)conn_printf(conn, "421 4.4.2 %s Error: timeout "
-		    "exceeded\r\n", lmtpd.hostname);
-		c->quit = true;
-		conn_close_after_flush(conn);
-		break;
-	case CONN_EV_CLOSED:
-		if (!c->quit)
-			log_info("lost connection after %s from %s",
-			    lmtpd_state_name(c), c->client);
-		lmtpd_client_kill(c);
-		break;
-	case CONN_EV_STALLED:
-	case CONN_EV_ERROR:
-		if (!c->quit)
-			log_info("lost connection after %s from %s (%s)",
-			    lmtpd_state_name(c), c->client,
-			    ev == CONN_EV_STALLED ? "output stalled" :
-			    conn_error(conn) != NULL ? conn_error(conn) :
-			    "error");
-		lmtpd_client_kill(c);
-		break;
-	}
-}
 
 /*
  * Records from the master.
@@ -860,115 +668,67 @@ lmtpd_client_event(struct conn *conn, enum conn_event ev, void *ctx)
 static void
 lmtpd_settings(struct smtp_settings *set)
 {
-	memset(set, 0, sizeof(*set));
-	set->hostname = lmtpd.hostname;
+	smtp_conn_settings(set);
 	set->lmtp = true;
 	/* No DSN (the client makes the bounces), no SMTPUTF8 (no user name
 	 * needs it), no STARTTLS or AUTH (trusted clients only). */
 	set->extensions = SMTP_EXT_SIZE | SMTP_EXT_8BITMIME |
 	    SMTP_EXT_PIPELINING | SMTP_EXT_ENHANCED | SMTP_EXT_CHUNKING;
-	set->size_max = (uint64_t)conf_int("message_size_limit");
-	set->rcpt_max = (unsigned)conf_int("smtpd_recipient_limit");
-	set->errors_max = (unsigned)conf_int("smtpd_hard_error_limit");
 }
 
 /* Whether a TCP client is in mynetworks (a UNIX socket's always is). */
 static bool
 lmtpd_client_trusted(const struct lmtpd_client *c)
 {
-	struct net_addr a;
-	struct sockaddr_in *sin = (struct sockaddr_in *)&a.ss;
-	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&a.ss;
-
-	if (c->service == LOFTD_SVC_LMTP_UNIX)
+	if (c->sc.service == LOFTD_SVC_LMTP_UNIX)
 		return true;
-	memset(&a, 0, sizeof(a));
-	if (inet_pton(AF_INET, c->rip, &sin->sin_addr) == 1) {
-		sin->sin_family = AF_INET;
-		a.len = sizeof(*sin);
-	} else if (inet_pton(AF_INET6, c->rip, &sin6->sin6_addr) == 1) {
-		sin6->sin6_family = AF_INET6;
-		a.len = sizeof(*sin6);
-	} else
-		return false;
-	return smtp_relay_client_trusted(lmtpd.relay, &a);
+	return c->sc.have_addr && smtp_relay_client_trusted(lmtpd.relay,
+	    &c->sc.addr);
 }
 
-static struct lmtpd_client *
-lmtpd_client_new(uint32_t id, uint32_t service, const char *rip, int fd)
-{
-	struct lmtpd_client *c = xcalloc(1, sizeof(*c));
-
-	c->id = id;
-	c->service = service;
-	c->spool_fd = c->spool_ro = -1;
-	strlcpy(c->rip, rip, sizeof(c->rip));
-	if (rip[0] == '\0')
-		strlcpy(c->client, "local", sizeof(c->client));
-	else
-		snprintf(c->client, sizeof(c->client), "unknown[%s]", rip);
-	c->conn = conn_new(lmtpd.loop, fd, LMTPD_INPUT_MAX,
-	    lmtpd_client_event, c);
-	conn_set_idle_timeout(c->conn, lmtpd.timeout_ms);
-	conn_set_output_timeout(c->conn, lmtpd.timeout_ms);
-	c->next = lmtpd.clients;
-	if (c->next != NULL)
-		c->next->prev = c;
-	lmtpd.clients = c;
-	lmtpd.nclients++;
-	return c;
-}
-
+/* role_master_ops.conn_new: an LMTP client. */
 static void
-lmtpd_conn_new(struct ipc_msg *m)
+lmtpd_conn_new(struct role_conn *rc)
 {
 	struct smtp_settings set;
 	struct lmtpd_client *c;
-	const char *rip, *lip, *error;
-	uint32_t id, service, tls, rport, lport;
-	int fd = ipc_msg_take_fd(m);
 
-	ipc_get_u32(m, &id);
-	ipc_get_u32(m, &service);
-	ipc_get_u32(m, &tls);
-	ipc_get_str(m, &rip);
-	ipc_get_u32(m, &rport);
-	ipc_get_str(m, &lip);
-	ipc_get_u32(m, &lport);
-	if (ipc_get_end(m, &error) < 0 || fd < 0 ||
-	    !loftd_service_lmtp(service) || tls != 0 ||
-	    strlen(rip) >= NET_ADDR_STR_MAX ||
-	    (service == LOFTD_SVC_LMTP_UNIX) != (rip[0] == '\0')) {
-		log_warning("bad connection record from the master");
-		if (fd >= 0)
-			close(fd);
+	if (!loftd_service_lmtp(rc->service) || rc->tls != 0 ||
+	    strlen(rc->rip) >= NET_ADDR_STR_MAX ||
+	    (rc->service == LOFTD_SVC_LMTP_UNIX) != (rc->rip[0] == '\0')) {
+		role_conn_refuse(rc);
 		return;
 	}
-	c = lmtpd_client_new(id, service, rip, fd);
-	log_info("connect from %s", c->client);
+	c = xcalloc(1, sizeof(*c));
+	c->spool_fd = c->spool_ro = -1;
+	(void)smtp_conn_add(&c->sc, rc);
 	if (!lmtpd_client_trusted(c)) {
 		/* 421, not 554: a client that is refused by mistake (a
 		 * mynetworks to fix) defers its mail instead of bouncing
 		 * it. */
 		log_info("refused LMTP connection from %s: not in "
-		    "mynetworks", c->client);
-		(void)conn_printf(c->conn, "421 4.7.1 %s Error: LMTP is for "
-		    "clients in mynetworks only\r\n", lmtpd.hostname);
-		c->quit = true;
-		conn_close_after_flush(c->conn);
+		    "mynetworks", c->sc.client);
+		(void)conn_printf(c->sc.conn, "421 4.7.1 %s Error: LMTP is for "
+		    "clients in mynetworks only\r\n", smtp_conn_hostname());
+		c->sc.quit = true;
+		conn_close_after_flush(c->sc.conn);
 		return;
 	}
 	lmtpd_settings(&set);
-	c->smtp = smtp_session_new(&set, &lmtpd_cb, c);
-	smtp_session_greet(c->smtp);
+	smtp_conn_start(&c->sc, &set);
 }
 
 static struct lmtpd_client *
 lmtpd_client_by_rcpt(uint32_t req)
 {
-	for (struct lmtpd_client *c = lmtpd.clients; c != NULL; c = c->next)
+	struct lmtpd_client *c;
+
+	for (struct smtp_conn *sc = smtp_conn_first(); sc != NULL;
+	    sc = sc->next) {
+		c = (struct lmtpd_client *)sc;
 		if (c->rcpt_req == req)
 			return c;
+	}
 	return NULL;
 }
 
@@ -991,10 +751,10 @@ lmtpd_master_result(struct ipc_msg *m)
 		return;
 	}
 	if (m->type == LOFTD_LMTP_RCPT_RESULT) {
-		if ((c = lmtpd_client_by_rcpt(req)) == NULL || c->dying)
+		if ((c = lmtpd_client_by_rcpt(req)) == NULL || c->sc.dying)
 			return;
 		lmtpd_rcpt_answer(c, (enum loftd_dstatus)status, dsn);
-		lmtpd_feed(c);
+		smtp_conn_feed(&c->sc);
 		return;
 	}
 	for (pp = &lmtpd.reqs; *pp != NULL && (*pp)->req != req;
@@ -1006,49 +766,23 @@ lmtpd_master_result(struct ipc_msg *m)
 	}
 	*pp = q->next;
 	lmtpd.inflight--;
-	if (q->c != NULL && !q->c->dying)
+	if (q->c != NULL && !q->c->sc.dying)
 		lmtpd_result(q->c, q->index, (enum loftd_dstatus)status, dsn,
 		    text);
 	free(q);
 	lmtpd_pump();
 }
 
-static void
-lmtpd_master_msg(struct chan *ch, struct ipc_msg *m, void *ctx)
+/* role_master_ops.msg: the answers to our requests. */
+static bool
+lmtpd_master_msg(struct ipc_msg *m)
 {
-	(void)ch;
-	(void)ctx;
-	switch (m->type) {
-	case LOFTD_CONN_NEW:
-		lmtpd_conn_new(m);
-		break;
-	case LOFTD_LMTP_RCPT_RESULT:
-	case LOFTD_DELIVER_RESULT:
-		lmtpd_master_result(m);
-		break;
-	case LOFTD_RETIRE:
-		lmtpd.retired = true;
-		lmtpd_maybe_exit();
-		break;
-	default:
-		log_warning("unexpected record %u from the master", m->type);
-	}
+	if (m->type != LOFTD_LMTP_RCPT_RESULT &&
+	    m->type != LOFTD_DELIVER_RESULT)
+		return false;
+	lmtpd_master_result(m);
+	return true;
 }
-
-static void
-lmtpd_master_closed(struct chan *ch, const char *error, void *ctx)
-{
-	(void)ch;
-	(void)ctx;
-	if (error != NULL)
-		log_error("master channel: %s", error);
-	ioloop_stop(lmtpd.loop);
-}
-
-static const struct chan_callbacks lmtpd_master_cb = {
-	.msg = lmtpd_master_msg,
-	.closed = lmtpd_master_closed,
-};
 
 /*
  * Start.
@@ -1097,43 +831,36 @@ lmtpd_spool_prepare(void)
 	lmtpd_spool_cleanup();
 }
 
+static const struct smtp_conn_ops lmtpd_ops = {
+	.engine = &lmtpd_cb,
+	.hello = "LHLO",
+	.in_rcpt = lmtpd_in_rcpt,
+	.free = lmtpd_client_free,
+	.conn_new = lmtpd_conn_new,
+	.master_msg = lmtpd_master_msg,
+};
+
 int
 lmtpd_main(bool foreground, bool have_log_fd)
 {
 	const char *error;
 
-	loftd_log_setup("lmtp", foreground, have_log_fd);
-	signal(SIGPIPE, SIG_IGN);
-	umask(077);
-	if (strlcpy(lmtpd.hostname, conf_str("myhostname"),
-	    sizeof(lmtpd.hostname)) >= sizeof(lmtpd.hostname) ||
-	    lmtpd.hostname[0] == '\0' || strpbrk(lmtpd.hostname, " \t") !=
-	    NULL)
-		log_fatal("myhostname %s: not a host name",
-		    conf_str("myhostname"));
+	smtp_conn_role_init("lmtp", foreground, have_log_fd);
 	/* As the smtpd processes: mail_owner, no chroot (the spool must
 	 * stay reachable). */
 	loftd_drop_privileges("mail_owner", NULL);
 	lmtpd_spool_prepare();
 	if (smtp_relay_new_conf(&lmtpd.relay, &error) < 0)
 		log_fatal("%s", error);
-	lmtpd.timeout_ms = (unsigned)conf_time("smtpd_timeout") * 1000;
-	lmtpd.loop = ioloop_new();
-	loftd_stop_on_sigterm(lmtpd.loop);
-	lmtpd.master = chan_new(lmtpd.loop, LOFTD_FD_MASTER, &lmtpd_master_cb,
-	    NULL);
-	ioloop_run(lmtpd.loop);
-	while (lmtpd.clients != NULL)
-		lmtpd_client_free(lmtpd.clients, false);
+	(void)smtp_conn_loop_new(&lmtpd_ops, NULL);
+	smtp_conn_loop_run();
 	while (lmtpd.reqs != NULL) {
 		struct lmtpd_req *q = lmtpd.reqs;
 
 		lmtpd.reqs = q->next;
 		free(q);
 	}
-	chan_free(&lmtpd.master);
 	smtp_relay_free(&lmtpd.relay);
-	ioloop_free(&lmtpd.loop);
-	conf_reset();
+	smtp_conn_loop_free();
 	return 0;
 }

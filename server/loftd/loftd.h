@@ -207,6 +207,46 @@ int role_tls_ctx(struct tls_ctx **ctx_r, const char **error_r);
  * *mechs_r is the caller's to free. 0, or -1 with *error_r. */
 int role_auth_mechs(char **mechs_r, const char **error_r);
 
+/*
+ * role.c: the channel to the master of a login, smtpd or lmtp process
+ * (LOFTD_FD_MASTER), one a process. It takes LOFTD_CONN_NEW (parsed, then
+ * handed to ops->conn_new) and LOFTD_RETIRE (the process ends once its
+ * clients, counted with role_client_add and role_client_remove, are
+ * gone), passes any other record to ops->msg, and stops the loop when the
+ * master goes.
+ */
+struct ipc_msg;
+/* A LOFTD_CONN_NEW record. The strings point into the record: valid
+ * during ops->conn_new only. */
+struct role_conn {
+	int fd;			/* the client socket: the callee's */
+	uint32_t id, service, tls, rport, lport;
+	const char *rip, *lip;	/* "" on a UNIX socket */
+};
+struct role_master_ops {
+	/* conn_new: a well-formed LOFTD_CONN_NEW; the role checks that it
+	 * is one it serves (else role_conn_refuse) and takes rc->fd. */
+	void (*conn_new)(struct role_conn *rc);
+	/* msg: any other record than LOFTD_CONN_NEW and LOFTD_RETIRE;
+	 * false for one the role does not take (logged). May be NULL. */
+	bool (*msg)(struct ipc_msg *m);
+};
+/* role_master_open: watch LOFTD_FD_MASTER on loop with ops (kept). */
+void role_master_open(struct ioloop *loop, const struct role_master_ops *ops);
+/* role_master_close: close the channel; nothing more is sent. */
+void role_master_close(void);
+/* role_master_send: chan_send to the master (m's fd moves); 0 or -1. */
+int role_master_send(struct ipc_msg *m);
+/* role_conn_done: LOFTD_CONN_DONE for conn_id id, if the master is still
+ * there. */
+void role_conn_done(uint32_t id);
+/* role_conn_refuse: log a bad connection record and close rc->fd. */
+void role_conn_refuse(struct role_conn *rc);
+/* role_client_add, role_client_remove: count the clients this process
+ * holds; the last one's removal ends a retired process (ioloop_stop). */
+void role_client_add(void);
+void role_client_remove(void);
+
 struct pop3_settings;
 /* loftd_pop3_policy: the POP3 policy the configuration sets
  * (pop3_login_delay, pop3_expire) into set, for the login process, which

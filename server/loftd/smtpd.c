@@ -9,7 +9,9 @@
  * user exists, and writes each message into the queue (smtp/smtp_queue),
  * answering 250 only once smtp_queue_commit has made it durable, and
  * then telling the master (LOFTD_QUEUED), which tells the queue manager.
- * Delivery out of the queue is the qmgr process's job (qmgr.c).
+ * Delivery out of the queue is the qmgr process's job (qmgr.c). The
+ * connection, the engine's input and output, the timeouts and the log of
+ * a client's life are smtp_conn.c's, shared with the lmtp process.
  *
  * SECURITY: this process parses what any client on the Internet sends.
  * Started as root it loads the TLS key, then becomes mail_owner for good
@@ -23,26 +25,14 @@
  */
 #include "config.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <grp.h>
-#include <netinet/in.h>
-#include <pwd.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/prctl.h>
-#include <sys/resource.h>
-#include <sys/stat.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "compat/compat.h"
 #include "conf.h"
-#include "conn.h"
-#include "conn_tls.h"
 #include "fsutil.h"
 #include "ioloop.h"
 #include "ipc.h"
@@ -59,18 +49,12 @@
 #include "smtp_session.h"
 #include "chan.h"
 #include "loftd.h"
+#include "smtp_conn.h"
 
-/* Client bytes read ahead of the engine. The engine keeps its own bounded
- * queue while it waits for a decision; this is only the read buffer. */
-#define SMTPD_INPUT_MAX		16384
 /* smtp_session.c's bound on the mechanism list (SMTP_MECHS_MAX there). */
 #define SMTPD_MECHS_MAX		400
 /* How often a missing alias database is looked for again. */
 #define SMTPD_ALIAS_RETRY_MS	10000
-/* "unknown[" address "]" for the log. */
-#define SMTPD_CLIENT_MAX	(NET_ADDR_STR_MAX + 16)
-/* A path as smtp_path_format writes it, with room to spare. */
-#define SMTPD_PATH_BUF		(SMTP_PATH_MAX + 3)
 
 /* What the one outstanding auth request of a client is for. */
 enum smtpd_wait {
@@ -90,42 +74,26 @@ struct smtpd_rcpt {
 };
 
 struct smtpd_client {
-	struct smtpd_client *prev, *next;
-	uint32_t id;			/* the master's conn_id */
-	uint32_t service;
-	char rip[NET_ADDR_STR_MAX];
-	char client[SMTPD_CLIENT_MAX];	/* "unknown[ip]", for the log */
-	struct net_addr addr;		/* for relay control */
-	bool have_addr;
-	struct conn *conn;		/* owned */
-	struct smtp_session *smtp;	/* owned */
-	bool secured, starting_tls, quit, dying;
-	struct timeout *kill_to;	/* owned */
+	struct smtp_conn sc;		/* first: the connection, the engine */
 	/* The auth request in flight (at most one: the engine waits). */
 	enum smtpd_wait wait;
 	uint32_t auth_id;
 	uint32_t sasl_id;		/* the SASL session, or 0 */
 	char sasl_mech[32];
 	struct smtpd_rcpt rcpt;		/* SMTPD_WAIT_EXISTS */
-	/* The transaction. */
-	char helo[SMTP_HELO_MAX + 1];
-	char sender[SMTPD_PATH_BUF];	/* without <>; "" for <> */
+	/* The transaction (MAIL's names: sc). */
 	char *envid;			/* owned, or NULL */
 	enum smtp_ret ret;
 	struct smtp_queue_msg *msg;	/* owned, or NULL */
 	char qid[SMTP_QUEUE_ID_MAX];	/* "" until the queue file exists */
-	char first_rcpt[SMTPD_PATH_BUF];	/* for the Received: line */
+	char first_rcpt[SMTP_CONN_PATH_BUF];	/* for the Received: line */
 	uint64_t size;			/* bytes written to the queue */
 	const char *qerror;		/* a write failed: the error */
 	bool qfull;			/* ... because the disk is full */
-	/* Counts for the disconnect line. */
-	unsigned n_mail, n_rcpt, n_rcpt_ok, n_data, n_data_ok, n_auth,
-	    n_auth_ok;
 };
 
 struct smtpd {
-	struct ioloop *loop;
-	struct chan *master;		/* owned */
+	struct ioloop *loop;		/* smtp_conn's */
 	struct chan *auth;		/* owned */
 	struct tls_ctx *tls;		/* owned, or NULL */
 	char mechs[SMTPD_MECHS_MAX + 1];
@@ -133,25 +101,11 @@ struct smtpd {
 	struct smtp_queue *queue;	/* owned */
 	struct smtp_alias_map *aliases;	/* owned; NULL: unreadable */
 	uint64_t alias_tried_ms;
-	struct smtpd_client *clients;
-	size_t nclients;
 	uint32_t next_id;
-	bool retired;
-	unsigned timeout_ms;
-	char hostname[SMTP_HELO_MAX + 1];
 };
 
 static struct smtpd smtpd;
 static struct ipc_msg smtpd_out;
-
-static void smtpd_feed(struct smtpd_client *c);
-
-static void
-smtpd_maybe_exit(void)
-{
-	if (smtpd.retired && smtpd.nclients == 0)
-		ioloop_stop(smtpd.loop);
-}
 
 /*
  * The transaction's state in the queue.
@@ -171,29 +125,16 @@ smtpd_txn_clear(struct smtpd_client *c)
 	c->qfull = false;
 }
 
-/* The path without its angle brackets, as the queue stores it. */
-static void
-smtpd_path_bare(const struct smtp_path *p, char *out, size_t size)
-{
-	char buf[SMTPD_PATH_BUF];
-	size_t len;
-
-	smtp_path_format(p, buf, sizeof(buf));
-	len = strlen(buf);
-	if (len >= 2 && buf[0] == '<' && buf[len - 1] == '>') {
-		buf[len - 1] = '\0';
-		strlcpy(out, buf + 1, size);
-	} else
-		strlcpy(out, buf, size);
-}
-
 /*
  * Ending a client.
  */
 
+/* smtp_conn_ops.free: the SASL session and the transaction go. */
 static void
-smtpd_client_free(struct smtpd_client *c, bool notify)
+smtpd_client_free(struct smtp_conn *sc)
 {
+	struct smtpd_client *c = (struct smtpd_client *)sc;
+
 	if (c->sasl_id != 0 && chan_ok(smtpd.auth)) {
 		struct auth_req req;
 		const char *error;
@@ -205,78 +146,20 @@ smtpd_client_free(struct smtpd_client *c, bool notify)
 		if (auth_proto_req_encode(&smtpd_out, &req, &error) == 0)
 			(void)chan_send(smtpd.auth, &smtpd_out);
 	}
-	if (notify && chan_ok(smtpd.master)) {
-		ipc_msg_init(&smtpd_out, LOFTD_CONN_DONE, 0);
-		ipc_add_u32(&smtpd_out, c->id);
-		(void)chan_send(smtpd.master, &smtpd_out);
-	}
-	/* An open transaction ends with cb->reset: the queue file goes. */
-	smtp_session_free(&c->smtp);
+	/* The engine's cb->reset would do it too: the queue file goes. */
 	smtpd_txn_clear(c);
 	free(c->rcpt.orcpt);
-	conn_close(&c->conn);
-	timeout_remove(&c->kill_to);
-	if (c->prev != NULL)
-		c->prev->next = c->next;
-	else
-		smtpd.clients = c->next;
-	if (c->next != NULL)
-		c->next->prev = c->prev;
-	smtpd.nclients--;
-	free(c);
-	smtpd_maybe_exit();
+	c->rcpt.orcpt = NULL;
 }
 
-static void
-smtpd_log_disconnect(struct smtpd_client *c)
+/* smtp_conn_ops.in_rcpt: "lost connection after RCPT". */
+static bool
+smtpd_in_rcpt(const struct smtp_conn *sc)
 {
-	log_info("disconnect from %s mail=%u rcpt=%u/%u data=%u/%u "
-	    "auth=%u/%u", c->client, c->n_mail, c->n_rcpt_ok, c->n_rcpt,
-	    c->n_data_ok, c->n_data, c->n_auth_ok, c->n_auth);
-}
+	const struct smtpd_client *c = (const struct smtpd_client *)sc;
 
-static void
-smtpd_client_kill_now(void *ctx)
-{
-	struct smtpd_client *c = ctx;
-
-	smtpd_log_disconnect(c);
-	smtpd_client_free(c, true);
-}
-
-/* End c from inside a callback that may still use it: the free runs from
- * the loop, right after. */
-static void
-smtpd_client_kill(struct smtpd_client *c)
-{
-	if (c->dying)
-		return;
-	c->dying = true;
-	if (c->kill_to == NULL)
-		c->kill_to = timeout_add(smtpd.loop, 0, false,
-		    smtpd_client_kill_now, c);
-}
-
-/* What the engine was doing, for "lost connection after X". */
-static const char *
-smtpd_state_name(const struct smtpd_client *c)
-{
-	switch (smtp_session_state(c->smtp)) {
-	case SMTP_STATE_INIT:
-		return "CONNECT";
-	case SMTP_STATE_READY:
-		return "EHLO";
-	case SMTP_STATE_MAIL:
-		return c->wait == SMTPD_WAIT_EXISTS ||
-		    smtp_session_rcpt_count(c->smtp) > 0 ? "RCPT" : "MAIL";
-	case SMTP_STATE_DATA:
-	case SMTP_STATE_END:
-		return "DATA";
-	case SMTP_STATE_CHUNKING:
-		return "BDAT";
-	default:
-		return "END-OF-MESSAGE";
-	}
+	return c->wait == SMTPD_WAIT_EXISTS ||
+	    smtp_session_rcpt_count(sc->smtp) > 0;
 }
 
 /*
@@ -294,9 +177,9 @@ smtpd_auth_send(struct smtpd_client *c, struct auth_req *req,
 	if (req->id == 0)
 		req->id = ++smtpd.next_id;
 	if (req->type != AUTH_REQ_EXISTS) {
-		req->service = loftd_service_name(c->service);
-		req->ip = c->rip;
-		req->secure = c->secured;
+		req->service = loftd_service_name(c->sc.service);
+		req->ip = c->sc.rip;
+		req->secure = c->sc.secured;
 	}
 	ret = auth_proto_req_encode(&smtpd_out, req, &error);
 	if (ret == 0)
@@ -329,7 +212,7 @@ smtpd_sasl(void *ctx, const char *mech, bool first, const unsigned char *resp,
 	(void)user_r;
 	memset(&req, 0, sizeof(req));
 	if (first) {
-		c->n_auth++;
+		c->sc.n_auth++;
 		strlcpy(c->sasl_mech, mech, sizeof(c->sasl_mech));
 		req.type = AUTH_REQ_SASL_START;
 		req.mech = mech;
@@ -376,8 +259,8 @@ smtpd_sasl_answer(struct smtpd_client *c, const struct auth_resp *r)
 	if (res != AUTH_RESULT_CONTINUE)
 		c->sasl_id = 0;
 	if (res == AUTH_RESULT_OK)
-		c->n_auth_ok++;
-	smtp_session_auth_reply(c->smtp, res == AUTH_RESULT_OK ?
+		c->sc.n_auth_ok++;
+	smtp_session_auth_reply(c->sc.smtp, res == AUTH_RESULT_OK ?
 	    SMTP_AUTH_OK : res == AUTH_RESULT_CONTINUE ? SMTP_AUTH_CONTINUE :
 	    res == AUTH_RESULT_TEMPFAIL ? SMTP_AUTH_TEMPFAIL : SMTP_AUTH_FAIL,
 	    r->challenge, r->challenge_len, r->user);
@@ -392,16 +275,11 @@ smtpd_mail(void *ctx, const struct smtp_mail *m)
 {
 	struct smtpd_client *c = ctx;
 
-	c->n_mail++;
 	smtpd_txn_clear(c);
-	strlcpy(c->helo, m->helo != NULL ? m->helo : "", sizeof(c->helo));
-	if (m->from->null)
-		c->sender[0] = '\0';
-	else
-		smtpd_path_bare(m->from, c->sender, sizeof(c->sender));
+	smtp_conn_mail(&c->sc, m);
 	c->envid = m->envid != NULL ? xstrdup(m->envid) : NULL;
 	c->ret = m->ret;
-	smtp_session_reply(c->smtp, 250, "2.1.0", "Ok");
+	smtp_session_reply(c->sc.smtp, 250, "2.1.0", "Ok");
 }
 
 /*
@@ -411,7 +289,7 @@ smtpd_mail(void *ctx, const struct smtp_mail *m)
 static const char *
 smtpd_proto(const struct smtpd_client *c)
 {
-	return c->helo[0] == '\0' ? "SMTP" : "ESMTP";
+	return c->sc.helo[0] == '\0' ? "SMTP" : "ESMTP";
 }
 
 /* One "reject" line, Postfix's form. */
@@ -419,17 +297,17 @@ static void
 smtpd_log_reject(struct smtpd_client *c, const struct smtp_path *to,
     unsigned code, const char *enh, const char *text)
 {
-	char path[SMTPD_PATH_BUF], eto[SMTPD_PATH_BUF * 4];
-	char efrom[SMTPD_PATH_BUF * 4], ehelo[sizeof(c->helo) * 4];
+	char path[SMTP_CONN_PATH_BUF], eto[SMTP_CONN_PATH_BUF * 4];
+	char efrom[SMTP_CONN_PATH_BUF * 4], ehelo[sizeof(c->sc.helo) * 4];
 	char etext[SMTP_RELAY_REPLY_MAX * 4];
 
-	smtpd_path_bare(to, path, sizeof(path));
+	smtp_conn_path_bare(to, path, sizeof(path));
 	log_info("%s: reject: RCPT from %s: %u %s %s; from=<%s> to=<%s> "
 	    "proto=%s helo=<%s>", c->qid[0] != '\0' ? c->qid : "NOQUEUE",
-	    c->client, code, enh, log_escape(text, etext, sizeof(etext)),
-	    log_escape(c->sender, efrom, sizeof(efrom)),
+	    c->sc.client, code, enh, log_escape(text, etext, sizeof(etext)),
+	    log_escape(c->sc.sender, efrom, sizeof(efrom)),
 	    log_escape(path, eto, sizeof(eto)), smtpd_proto(c),
-	    log_escape(c->helo, ehelo, sizeof(ehelo)));
+	    log_escape(c->sc.helo, ehelo, sizeof(ehelo)));
 }
 
 static void
@@ -437,7 +315,7 @@ smtpd_rcpt_refuse(struct smtpd_client *c, const struct smtp_path *to,
     unsigned code, const char *enh, const char *text)
 {
 	smtpd_log_reject(c, to, code, enh, text);
-	smtp_session_reply(c->smtp, code, enh, text);
+	smtp_session_reply(c->sc.smtp, code, enh, text);
 }
 
 /* A reply line of smtp_relay_check ("554 5.7.1 <a@b>: Relay access
@@ -468,14 +346,14 @@ smtpd_rcpt_refuse_line(struct smtpd_client *c, const struct smtp_path *to,
 static void
 smtpd_log_client(struct smtpd_client *c)
 {
-	const char *user = smtp_session_auth_user(c->smtp);
+	const char *user = smtp_session_auth_user(c->sc.smtp);
 	char euser[(SMTP_USER_MAX + 1) * 4];
 
 	if (user == NULL)
-		log_info("%s: client=%s", c->qid, c->client);
+		log_info("%s: client=%s", c->qid, c->sc.client);
 	else
 		log_info("%s: client=%s, sasl_method=%s, sasl_username=%s",
-		    c->qid, c->client, c->sasl_mech,
+		    c->qid, c->sc.client, c->sasl_mech,
 		    log_escape(user, euser, sizeof(euser)));
 }
 
@@ -489,7 +367,7 @@ smtpd_queue_begin(struct smtpd_client *c)
 
 	if (c->msg != NULL)
 		return 0;
-	if (smtp_queue_begin(smtpd.queue, c->sender,
+	if (smtp_queue_begin(smtpd.queue, c->sc.sender,
 	    (unsigned)conf_int("smtpd_recipient_limit"), &c->msg,
 	    &error) < 0) {
 		log_error("%s", error);
@@ -507,10 +385,10 @@ static void
 smtpd_rcpt_accept(struct smtpd_client *c, const struct smtp_path *to,
     const char *orcpt, unsigned notify)
 {
-	char bare[SMTPD_PATH_BUF];
+	char bare[SMTP_CONN_PATH_BUF];
 	const char *error;
 
-	smtpd_path_bare(to, bare, sizeof(bare));
+	smtp_conn_path_bare(to, bare, sizeof(bare));
 	if (smtpd_queue_begin(c) < 0) {
 		smtpd_rcpt_refuse(c, to, 451, "4.3.0", "Error: queue file "
 		    "write error");
@@ -524,14 +402,14 @@ smtpd_rcpt_accept(struct smtpd_client *c, const struct smtp_path *to,
 	}
 	if (c->first_rcpt[0] == '\0')
 		smtp_path_format(to, c->first_rcpt, sizeof(c->first_rcpt));
-	c->n_rcpt_ok++;
-	smtp_session_reply(c->smtp, 250, "2.1.5", "Ok");
+	c->sc.n_rcpt_ok++;
+	smtp_session_reply(c->sc.smtp, 250, "2.1.5", "Ok");
 }
 
 static void
 smtpd_rcpt_unknown(struct smtpd_client *c, const struct smtp_path *to)
 {
-	char path[SMTPD_PATH_BUF], text[SMTPD_PATH_BUF + 80];
+	char path[SMTP_CONN_PATH_BUF], text[SMTP_CONN_PATH_BUF + 80];
 
 	smtp_path_format(to, path, sizeof(path));
 	snprintf(text, sizeof(text), "%s: Recipient address rejected: User "
@@ -542,7 +420,7 @@ smtpd_rcpt_unknown(struct smtpd_client *c, const struct smtp_path *to)
 static void
 smtpd_rcpt_tempfail(struct smtpd_client *c, const struct smtp_path *to)
 {
-	char path[SMTPD_PATH_BUF], text[SMTPD_PATH_BUF + 80];
+	char path[SMTP_CONN_PATH_BUF], text[SMTP_CONN_PATH_BUF + 80];
 
 	smtp_path_format(to, path, sizeof(path));
 	snprintf(text, sizeof(text), "%s: Temporary lookup failure", path);
@@ -691,9 +569,9 @@ smtpd_rcpt(void *ctx, const struct smtp_rcpt *r)
 	struct smtpd_client *c = ctx;
 	char reply[SMTP_RELAY_REPLY_MAX];
 
-	c->n_rcpt++;
-	switch (smtp_relay_check(smtpd.relay, c->have_addr ? &c->addr : NULL,
-	    smtp_session_auth_user(c->smtp) != NULL, r->to, reply,
+	c->sc.n_rcpt++;
+	switch (smtp_relay_check(smtpd.relay, c->sc.have_addr ? &c->sc.addr :
+	    NULL, smtp_session_auth_user(c->sc.smtp) != NULL, r->to, reply,
 	    sizeof(reply))) {
 	case SMTP_RELAY_LOCAL:
 		smtpd_rcpt_local(c, r);
@@ -731,11 +609,11 @@ smtpd_write(struct smtpd_client *c, const unsigned char *data, size_t len)
 static const char *
 smtpd_with(const struct smtpd_client *c)
 {
-	bool auth = smtp_session_auth_user(c->smtp) != NULL;
+	bool auth = smtp_session_auth_user(c->sc.smtp) != NULL;
 
-	if (c->helo[0] == '\0')
+	if (c->sc.helo[0] == '\0')
 		return "SMTP";
-	return c->secured ? (auth ? "ESMTPSA" : "ESMTPS") :
+	return c->sc.secured ? (auth ? "ESMTPSA" : "ESMTPS") :
 	    (auth ? "ESMTPA" : "ESMTP");
 }
 
@@ -748,21 +626,12 @@ smtpd_with(const struct smtpd_client *c)
 static void
 smtpd_received(struct smtpd_client *c)
 {
-	char date[64], lit[NET_ADDR_STR_MAX + 8], *line;
-	bool v6 = strchr(c->rip, ':') != NULL;
+	char *line;
+	bool one = smtp_session_rcpt_count(c->sc.smtp) == 1 &&
+	    c->first_rcpt[0] != '\0';
 
-	snprintf(lit, sizeof(lit), "[%s%s]", v6 ? "IPv6:" : "", c->rip);
-	loftd_date(date, sizeof(date));
-	if (smtp_session_rcpt_count(c->smtp) == 1 && c->first_rcpt[0] != '\0')
-		line = xasprintf("Received: from %s (%s)\r\n\tby %s (loft) "
-		    "with %s id %s\r\n\tfor %s; %s\r\n", c->helo[0] != '\0' ?
-		    c->helo : lit, lit, smtpd.hostname, smtpd_with(c), c->qid,
-		    c->first_rcpt, date);
-	else
-		line = xasprintf("Received: from %s (%s)\r\n\tby %s (loft) "
-		    "with %s id %s;\r\n\t%s\r\n", c->helo[0] != '\0' ?
-		    c->helo : lit, lit, smtpd.hostname, smtpd_with(c), c->qid,
-		    date);
+	line = smtp_conn_received(&c->sc, smtpd_with(c), c->qid,
+	    one ? c->first_rcpt : NULL);
 	smtpd_write(c, (const unsigned char *)line, strlen(line));
 	free(line);
 }
@@ -772,7 +641,7 @@ smtpd_data_begin(void *ctx)
 {
 	struct smtpd_client *c = ctx;
 
-	c->n_data++;
+	c->sc.n_data++;
 	if (c->msg == NULL) {
 		/* The engine starts data only after an accepted RCPT. */
 		c->qerror = "no queue file";
@@ -796,22 +665,22 @@ smtpd_notify_queued(const char *id)
 {
 	ipc_msg_init(&smtpd_out, LOFTD_QUEUED, 0);
 	ipc_add_str(&smtpd_out, id);
-	(void)chan_send(smtpd.master, &smtpd_out);
+	(void)role_master_send(&smtpd_out);
 }
 
 static void
 smtpd_data_end(void *ctx)
 {
 	struct smtpd_client *c = ctx;
-	char id[SMTP_QUEUE_ID_MAX], text[64], efrom[SMTPD_PATH_BUF * 4];
+	char id[SMTP_QUEUE_ID_MAX], text[64], efrom[SMTP_CONN_PATH_BUF * 4];
 	const char *error;
-	unsigned nrcpt = smtp_session_rcpt_count(c->smtp);
+	unsigned nrcpt = smtp_session_rcpt_count(c->sc.smtp);
 	bool full;
 
 	if (c->qerror != NULL || c->msg == NULL) {
 		full = c->qfull;
 		smtpd_txn_clear(c);
-		smtp_session_data_done(c->smtp, full ? 452 : 451, full ?
+		smtp_session_data_done(c->sc.smtp, full ? 452 : 451, full ?
 		    "4.3.1" : "4.3.0", full ? "Error: insufficient system "
 		    "storage" : "Error: queue file write error");
 		return;
@@ -820,20 +689,20 @@ smtpd_data_end(void *ctx)
 		full = fsutil_is_disk_full(errno);
 		log_error("%s: %s", id, error);
 		smtpd_txn_clear(c);
-		smtp_session_data_done(c->smtp, full ? 452 : 451, full ?
+		smtp_session_data_done(c->sc.smtp, full ? 452 : 451, full ?
 		    "4.3.1" : "4.3.0", full ? "Error: insufficient system "
 		    "storage" : "Error: queue file write error");
 		return;
 	}
 	/* Durable now (smtp_queue.h): only now the 250. */
 	log_info("%s: from=<%s>, size=%llu, nrcpt=%u (queue active)", id,
-	    log_escape(c->sender, efrom, sizeof(efrom)),
+	    log_escape(c->sc.sender, efrom, sizeof(efrom)),
 	    (unsigned long long)c->size, nrcpt);
-	c->n_data_ok++;
+	c->sc.n_data_ok++;
 	smtpd_notify_queued(id);
 	snprintf(text, sizeof(text), "Ok: queued as %s", id);
 	smtpd_txn_clear(c);
-	smtp_session_data_done(c->smtp, 250, "2.0.0", text);
+	smtp_session_data_done(c->sc.smtp, 250, "2.0.0", text);
 }
 
 static void
@@ -843,40 +712,11 @@ smtpd_reset(void *ctx)
 }
 
 /*
- * The engine's other callbacks.
+ * The engine's callbacks.
  */
 
-static void
-smtpd_engine_write(void *ctx, const unsigned char *data, size_t len)
-{
-	struct smtpd_client *c = ctx;
-
-	if (c->dying)
-		return;
-	if (conn_write(c->conn, data, len) < 0)
-		smtpd_client_kill(c);
-}
-
-static void
-smtpd_start_tls(void *ctx)
-{
-	struct smtpd_client *c = ctx;
-
-	/* Done once "220 Ready to start TLS" has left: CONN_EV_DRAINED. */
-	c->starting_tls = true;
-}
-
-static void
-smtpd_closed(void *ctx)
-{
-	struct smtpd_client *c = ctx;
-
-	c->quit = true;
-	conn_close_after_flush(c->conn);
-}
-
 static const struct smtp_callbacks smtpd_cb = {
-	.write = smtpd_engine_write,
+	.write = smtp_conn_engine_write,
 	.mail = smtpd_mail,
 	.rcpt = smtpd_rcpt,
 	.data_begin = smtpd_data_begin,
@@ -885,94 +725,9 @@ static const struct smtp_callbacks smtpd_cb = {
 	.reset = smtpd_reset,
 	.sasl = smtpd_sasl,
 	.sasl_abort = smtpd_sasl_abort,
-	.start_tls = smtpd_start_tls,
-	.closed = smtpd_closed,
+	.start_tls = smtp_conn_engine_start_tls,
+	.closed = smtp_conn_engine_closed,
 };
-
-/*
- * Client input.
- */
-
-static void
-smtpd_feed(struct smtpd_client *c)
-{
-	const unsigned char *data;
-	size_t len, used;
-
-	while (!c->dying && !c->quit && !c->starting_tls &&
-	    !conn_output_full(c->conn)) {
-		data = conn_input_peek(c->conn, &len);
-		if (len == 0)
-			return;
-		used = smtp_session_input(c->smtp, data, len);
-		conn_input_consume(c->conn, used);
-		if (c->starting_tls) {
-			/* Plaintext after STARTTLS is never read as a
-			 * command (the engine dropped what it was given). */
-			conn_input_discard(c->conn);
-			return;
-		}
-		if (used < len)
-			return;
-	}
-}
-
-static void
-smtpd_tls_begin(struct smtpd_client *c)
-{
-	const char *error;
-
-	c->starting_tls = false;
-	conn_input_discard(c->conn);
-	if (conn_tls_start(c->conn, smtpd.tls, &error) < 0) {
-		log_error("cannot start TLS for %s: %s", c->client, error);
-		smtpd_client_kill(c);
-		return;
-	}
-	c->secured = true;
-	smtp_session_tls_started(c->smtp);
-}
-
-static void
-smtpd_client_event(struct conn *conn, enum conn_event ev, void *ctx)
-{
-	struct smtpd_client *c = ctx;
-
-	switch (ev) {
-	case CONN_EV_INPUT:
-		smtpd_feed(c);
-		break;
-	case CONN_EV_DRAINED:
-		if (c->starting_tls)
-			smtpd_tls_begin(c);
-		smtpd_feed(c);
-		break;
-	case CONN_EV_TIMEOUT:
-		log_info("timeout after %s from %s", smtpd_state_name(c),
-		    c->client);
-		(void)conn_printf(conn, "421 4.4.2 %s Error: timeout "
-		    "exceeded\r\n", smtpd.hostname);
-		c->quit = true;
-		conn_close_after_flush(conn);
-		break;
-	case CONN_EV_CLOSED:
-		if (!c->quit)
-			log_info("lost connection after %s from %s",
-			    smtpd_state_name(c), c->client);
-		smtpd_client_kill(c);
-		break;
-	case CONN_EV_STALLED:
-	case CONN_EV_ERROR:
-		if (!c->quit)
-			log_info("lost connection after %s from %s (%s)",
-			    smtpd_state_name(c), c->client,
-			    ev == CONN_EV_STALLED ? "output stalled" :
-			    conn_error(conn) != NULL ? conn_error(conn) :
-			    "error");
-		smtpd_client_kill(c);
-		break;
-	}
-}
 
 /*
  * Records from the master.
@@ -983,127 +738,37 @@ smtpd_settings(const struct smtpd_client *c, struct smtp_settings *set)
 {
 	bool plain_ok = !conf_bool("disable_plaintext_auth");
 
-	memset(set, 0, sizeof(*set));
-	set->hostname = smtpd.hostname;
+	smtp_conn_settings(set);
 	set->extensions = SMTP_EXT_ALL;
 	set->tls_available = smtpd.tls != NULL;
-	set->secured = c->secured;
+	set->secured = c->sc.secured;
 	/* AUTH only inside TLS, unless disable_plaintext_auth = no. */
 	set->allow_plaintext_auth = plain_ok;
 	/* Submission (RFC 6409): AUTH first, and TLS before it (RFC 8314)
 	 * unless plaintext passwords are allowed. */
-	set->require_auth = c->service != LOFTD_SVC_SMTP;
-	set->require_tls = c->service == LOFTD_SVC_SUBMISSION && !plain_ok;
+	set->require_auth = c->sc.service != LOFTD_SVC_SMTP;
+	set->require_tls = c->sc.service == LOFTD_SVC_SUBMISSION && !plain_ok;
 	set->mechanisms = smtpd.mechs;
-	set->size_max = (uint64_t)conf_int("message_size_limit");
-	set->rcpt_max = (unsigned)conf_int("smtpd_recipient_limit");
-	set->errors_max = (unsigned)conf_int("smtpd_hard_error_limit");
 }
 
+/* role_master_ops.conn_new: a client of an SMTP service. */
 static void
-smtpd_client_addr(struct smtpd_client *c)
-{
-	struct sockaddr_in *sin = (struct sockaddr_in *)&c->addr.ss;
-	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&c->addr.ss;
-
-	memset(&c->addr, 0, sizeof(c->addr));
-	if (inet_pton(AF_INET, c->rip, &sin->sin_addr) == 1) {
-		sin->sin_family = AF_INET;
-		c->addr.len = sizeof(*sin);
-		c->have_addr = true;
-	} else if (inet_pton(AF_INET6, c->rip, &sin6->sin6_addr) == 1) {
-		sin6->sin6_family = AF_INET6;
-		c->addr.len = sizeof(*sin6);
-		c->have_addr = true;
-	}
-	snprintf(c->client, sizeof(c->client), "unknown[%s]", c->rip);
-}
-
-static void
-smtpd_conn_new(struct ipc_msg *m)
+smtpd_conn_new(struct role_conn *rc)
 {
 	struct smtp_settings set;
 	struct smtpd_client *c;
-	const char *rip, *lip, *error;
-	uint32_t id, service, tls, rport, lport;
-	int fd = ipc_msg_take_fd(m);
 
-	ipc_get_u32(m, &id);
-	ipc_get_u32(m, &service);
-	ipc_get_u32(m, &tls);
-	ipc_get_str(m, &rip);
-	ipc_get_u32(m, &rport);
-	ipc_get_str(m, &lip);
-	ipc_get_u32(m, &lport);
-	if (ipc_get_end(m, &error) < 0 || fd < 0 ||
-	    !loftd_service_smtp(service) || (tls && smtpd.tls == NULL) ||
-	    strlen(rip) >= NET_ADDR_STR_MAX) {
-		log_warning("bad connection record from the master");
-		if (fd >= 0)
-			close(fd);
+	if (!loftd_service_smtp(rc->service) || (rc->tls && smtpd.tls ==
+	    NULL) || strlen(rc->rip) >= NET_ADDR_STR_MAX) {
+		role_conn_refuse(rc);
 		return;
 	}
 	c = xcalloc(1, sizeof(*c));
-	c->id = id;
-	c->service = service;
-	strlcpy(c->rip, rip, sizeof(c->rip));
-	smtpd_client_addr(c);
-	c->conn = conn_new(smtpd.loop, fd, SMTPD_INPUT_MAX,
-	    smtpd_client_event, c);
-	conn_set_idle_timeout(c->conn, smtpd.timeout_ms);
-	conn_set_output_timeout(c->conn, smtpd.timeout_ms);
-	c->next = smtpd.clients;
-	if (c->next != NULL)
-		c->next->prev = c;
-	smtpd.clients = c;
-	smtpd.nclients++;
-	log_info("connect from %s", c->client);
-	if (tls) {
-		if (conn_tls_start(c->conn, smtpd.tls, &error) < 0) {
-			log_error("cannot start TLS for %s: %s", c->client,
-			    error);
-			smtpd_client_kill(c);
-			return;
-		}
-		c->secured = true;
-	}
+	if (smtp_conn_add(&c->sc, rc) < 0)
+		return;
 	smtpd_settings(c, &set);
-	c->smtp = smtp_session_new(&set, &smtpd_cb, c);
-	smtp_session_greet(c->smtp);
+	smtp_conn_start(&c->sc, &set);
 }
-
-static void
-smtpd_master_msg(struct chan *ch, struct ipc_msg *m, void *ctx)
-{
-	(void)ch;
-	(void)ctx;
-	switch (m->type) {
-	case LOFTD_CONN_NEW:
-		smtpd_conn_new(m);
-		break;
-	case LOFTD_RETIRE:
-		smtpd.retired = true;
-		smtpd_maybe_exit();
-		break;
-	default:
-		log_warning("unexpected record %u from the master", m->type);
-	}
-}
-
-static void
-smtpd_master_closed(struct chan *ch, const char *error, void *ctx)
-{
-	(void)ch;
-	(void)ctx;
-	if (error != NULL)
-		log_error("master channel: %s", error);
-	ioloop_stop(smtpd.loop);
-}
-
-static const struct chan_callbacks smtpd_master_cb = {
-	.msg = smtpd_master_msg,
-	.closed = smtpd_master_closed,
-};
 
 /*
  * Answers from the auth process.
@@ -1112,9 +777,14 @@ static const struct chan_callbacks smtpd_master_cb = {
 static struct smtpd_client *
 smtpd_client_by_auth(uint32_t id)
 {
-	for (struct smtpd_client *c = smtpd.clients; c != NULL; c = c->next)
+	struct smtpd_client *c;
+
+	for (struct smtp_conn *sc = smtp_conn_first(); sc != NULL;
+	    sc = sc->next) {
+		c = (struct smtpd_client *)sc;
 		if (c->auth_id == id && c->wait != SMTPD_WAIT_NONE)
 			return c;
+	}
 	return NULL;
 }
 
@@ -1140,14 +810,14 @@ smtpd_auth_msg(struct chan *ch, struct ipc_msg *m, void *ctx)
 	wait = c->wait;
 	c->wait = SMTPD_WAIT_NONE;
 	c->auth_id = 0;
-	if (c->dying)
+	if (c->sc.dying)
 		return;
 	if (wait == SMTPD_WAIT_SASL)
 		smtpd_sasl_answer(c, &r);
 	else
 		smtpd_rcpt_answer(c, &r);
 	if (c->wait == SMTPD_WAIT_NONE)
-		smtpd_feed(c);
+		smtp_conn_feed(&c->sc);
 }
 
 static void
@@ -1207,20 +877,21 @@ smtpd_open_stores(void)
 	(void)smtpd_aliases();
 }
 
+static const struct smtp_conn_ops smtpd_ops = {
+	.engine = &smtpd_cb,
+	.hello = "EHLO",
+	.auth = true,
+	.in_rcpt = smtpd_in_rcpt,
+	.free = smtpd_client_free,
+	.conn_new = smtpd_conn_new,
+};
+
 int
 smtpd_main(bool foreground, bool have_log_fd)
 {
 	const char *error;
 
-	loftd_log_setup("smtpd", foreground, have_log_fd);
-	signal(SIGPIPE, SIG_IGN);
-	umask(077);
-	if (strlcpy(smtpd.hostname, conf_str("myhostname"),
-	    sizeof(smtpd.hostname)) >= sizeof(smtpd.hostname) ||
-	    smtpd.hostname[0] == '\0' || strpbrk(smtpd.hostname, " \t") !=
-	    NULL)
-		log_fatal("myhostname %s: not a host name",
-		    conf_str("myhostname"));
+	smtp_conn_role_init("smtpd", foreground, have_log_fd);
 	if (role_tls_ctx(&smtpd.tls, &error) < 0)
 		log_fatal("%s", error);
 	if (smtpd_get_mechs(&error) < 0)
@@ -1229,22 +900,14 @@ smtpd_main(bool foreground, bool have_log_fd)
 	 * directory must stay reachable. */
 	loftd_drop_privileges("mail_owner", NULL);
 	smtpd_open_stores();
-	smtpd.timeout_ms = (unsigned)conf_time("smtpd_timeout") * 1000;
-	smtpd.loop = ioloop_new();
-	loftd_stop_on_sigterm(smtpd.loop);
-	smtpd.master = chan_new(smtpd.loop, LOFTD_FD_MASTER, &smtpd_master_cb,
-	    NULL);
+	smtpd.loop = smtp_conn_loop_new(&smtpd_ops, smtpd.tls);
 	smtpd.auth = chan_new(smtpd.loop, LOFTD_FD_AUTH, &smtpd_auth_cb, NULL);
-	ioloop_run(smtpd.loop);
-	while (smtpd.clients != NULL)
-		smtpd_client_free(smtpd.clients, false);
-	chan_free(&smtpd.master);
+	smtp_conn_loop_run();
 	chan_free(&smtpd.auth);
 	tls_ctx_free(&smtpd.tls);
 	smtp_alias_close(&smtpd.aliases);
 	smtp_relay_free(&smtpd.relay);
 	smtp_queue_close(&smtpd.queue);
-	ioloop_free(&smtpd.loop);
-	conf_reset();
+	smtp_conn_loop_free();
 	return 0;
 }
