@@ -100,6 +100,12 @@ int rules_parse_buffer(const char *name, const void *text, size_t len,
  * with *error_r. */
 int rules_parse_file(const char *path, const struct rules_limits *lim,
     struct rules **r_r, const char **error_r);
+/* rules_file_path: the rule file that setting (mda_rules_file) names for a
+ * user whose home is home: "~/x" and "x" under the home, "/x" as it is;
+ * false for "" or "none", for a relative name without a home, or when it
+ * does not fit in size (rules_file.c: no PCRE2). */
+bool rules_file_path(const char *setting, const char *home, char *out,
+    size_t size);
 /* rules_free: the tree and the regexes compiled for it; NULL ignored. */
 void rules_free(struct rules **r);
 /* rules_name: the name given to the parser. */

@@ -143,6 +143,44 @@ deliver_switch_user(struct deliver_ctx *c, const struct user *u)
 		deliver_finish(c, EX_TEMPFAIL, "4.3.0", err);
 }
 
+/*
+ * loftd's mail process runs loft-deliver for a user with rules or a
+ * .forward (server/loftd/mailproc.c). It is the user already and cannot
+ * read the user database, so it says who the user is in the environment:
+ * LOFT_DELIVER_USER (the -d name again), LOFT_DELIVER_HOME,
+ * LOFT_DELIVER_MAIL (the mail_location) and LOFT_DELIVER_QUOTA (bytes;
+ * empty: none). Taken only when not running as root: then this process
+ * can do nothing its caller could not, so nothing is gained by lying.
+ */
+static struct user *
+deliver_user_given(const struct deliver_ctx *c)
+{
+	const char *name = getenv("LOFT_DELIVER_USER");
+	const char *home = getenv("LOFT_DELIVER_HOME");
+	const char *mail = getenv("LOFT_DELIVER_MAIL");
+	const char *quota = getenv("LOFT_DELIVER_QUOTA");
+	struct user *u;
+	char *end;
+
+	if (getuid() == 0 || geteuid() == 0 || name == NULL ||
+	    strcmp(name, c->a.user) != 0 || home == NULL || mail == NULL ||
+	    mail[0] == '\0')
+		return NULL;
+	u = xcalloc(1, sizeof(*u));
+	u->name = xstrdup(name);
+	u->pwhash = xstrdup("");
+	u->uid = geteuid();
+	u->gid = getegid();
+	u->home = xstrdup(home);
+	u->mail_location = xstrdup(mail);
+	u->fields = xstrdup("");
+	if (quota != NULL && quota[0] != '\0') {
+		u->quota = strtoull(quota, &end, 10);
+		u->has_quota = *end == '\0';
+	}
+	return u;
+}
+
 /* Look the user up, trying USER then, with recipient_delimiter, the part
  * before the delimiter (alice+lists -> alice). */
 static struct user *
@@ -153,6 +191,8 @@ deliver_lookup(struct deliver_ctx *c)
 	char base[256];
 	int ret;
 
+	if ((u = deliver_user_given(c)) != NULL)
+		return u;
 	ret = user_lookup(c->a.user, &u, &err);
 	if (ret == 0 && delim[0] != '\0') {
 		size_t n = strcspn(c->a.user, delim);
@@ -347,26 +387,6 @@ deliver_set_rcpt(struct deliver_ctx *c)
 	else
 		snprintf(c->rcpt, sizeof(c->rcpt), "%s@%s", esc,
 		    conf_str("myhostname"));
-}
-
-/* The rule file for u, or false: none configured, or no home for "~". */
-static bool
-deliver_rules_path(const struct user *u, char *out, size_t size)
-{
-	const char *f = conf_str("mda_rules_file");
-	int n;
-
-	if (f[0] == '\0' || strcmp(f, "none") == 0)
-		return false;
-	if (f[0] == '/')
-		n = snprintf(out, size, "%s", f);
-	else if (u->home[0] == '\0')
-		return false;
-	else if (f[0] == '~' && (f[1] == '/' || f[1] == '\0'))
-		n = snprintf(out, size, "%s%s", u->home, f + 1);
-	else
-		n = snprintf(out, size, "%s/%s", u->home, f);
-	return n > 0 && (size_t)n < size;
 }
 
 /*
@@ -603,8 +623,8 @@ main(int argc, char **argv)
 		    "empty message refused");
 	deliver_compose(&c, &in, skip, &msg);
 	buf_free(&in);
-	if (c.a.folder == NULL && deliver_rules_path(u, rpath,
-	    sizeof(rpath))) {
+	if (c.a.folder == NULL && rules_file_path(conf_str("mda_rules_file"),
+	    u->home, rpath, sizeof(rpath))) {
 		const char *why = deliver_rules_suspicious(rpath);
 
 		if (why != NULL) {

@@ -40,6 +40,8 @@
 #include "tls.h"
 #endif
 
+const char *loftd_conf_path;
+
 static void
 loftd_usage(void)
 {
@@ -276,6 +278,7 @@ main(int argc, char **argv)
 		return master_main(conf_path, foreground);
 #endif
 	/* A child: the configuration is the text the master runs with. */
+	loftd_conf_path = conf_path;
 	if (loftd_conf_inherit(conf_path, &error) < 0)
 		log_fatal("%s", error);
 #ifndef LOFTD_MAIL_ONLY

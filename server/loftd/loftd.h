@@ -158,6 +158,9 @@ int authproc_main(int login_channels, int smtpd_channels, bool foreground,
 int login_main(bool foreground, bool have_log_fd);
 int smtpd_main(bool foreground, bool have_log_fd);
 int mailproc_main(bool foreground, bool have_log_fd);
+/* The configuration file loftd was started with (-c), for the programs
+ * a child runs (loft-deliver). */
+extern const char *loftd_conf_path;
 int qmgr_main(bool foreground, bool have_log_fd);
 int lmtpd_main(bool foreground, bool have_log_fd);
 

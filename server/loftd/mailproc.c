@@ -27,8 +27,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <sysexits.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -51,6 +55,7 @@
 #include "chan.h"
 #include "loftd.h"
 #include "rate.h"
+#include "rules.h"
 
 #define MAILPROC_INPUT_MAX	4096
 #define MAILPROC_STALL_MS	(10 * 60 * 1000)
@@ -102,6 +107,9 @@ struct mailproc {
 	unsigned idle_ms;
 	size_t line_max;
 	bool compress;			/* imap_compress */
+	struct mailproc_agent *agents;	/* owned: loft-deliver runs */
+	size_t nagents;
+	char agent_path[4096];		/* loft-deliver, or "" */
 };
 
 static struct mailproc mailproc;
@@ -176,7 +184,8 @@ mailproc_session_free(struct mailproc_session *s)
 		s->next->prev = s->prev;
 	mailproc.nsessions--;
 	free(s);
-	if (mailproc.retired && mailproc.nsessions == 0)
+	if (mailproc.retired && mailproc.nsessions == 0 &&
+	    mailproc.nagents == 0)
 		ioloop_stop(mailproc.loop);
 }
 
@@ -620,8 +629,10 @@ mailproc_deliver_compose(int fd, const char *rcpt, const char *sender,
 	off_t off = 0;
 	ssize_t n;
 
-	if (buf_printf(out, "Return-Path: <%s>\nDelivered-To: %s\n", sender,
-	    rcpt) < 0)
+	/* rcpt NULL: the content alone (for loft-deliver, which adds
+	 * them). */
+	if (rcpt != NULL && buf_printf(out, "Return-Path: <%s>\n"
+	    "Delivered-To: %s\n", sender, rcpt) < 0)
 		return 1;
 	while ((n = pread(fd, chunk, sizeof(chunk), off)) != 0) {
 		if (n < 0 && errno == EINTR)
@@ -717,10 +728,9 @@ mailproc_deliver_store(const struct user *u, int fd, const char *rcpt,
 		snprintf(text, size, "%s", error);
 		return LOFTD_DELIVER_TEMP;
 	}
-	/* Issue 6 hooks in here: the user's .forward and filter rules pick
-	 * the folder (or other targets) as they will in loft-deliver; until
-	 * then, as Postfix's local(8) by default, everything goes to INBOX,
-	 * user+tag included. */
+	/* No .forward and no rules (those go to loft-deliver: see
+	 * mailproc_agent_start): as Postfix's local(8) by default,
+	 * everything goes to INBOX, user+tag included. */
 	memset(&d, 0, sizeof(d));
 	d.folder = "INBOX";
 	d.sender = sender;
@@ -747,6 +757,287 @@ mailproc_deliver_answer(uint32_t id, enum loftd_dstatus status,
 	ipc_add_str(&mailproc_out, dsn);
 	ipc_add_str(&mailproc_out, text);
 	(void)chan_send(mailproc.master, &mailproc_out);
+}
+
+/*
+ * A user with a ~/.forward or a rule file (mda_rules_file) gets the
+ * message through loft-deliver, which runs them (forward.h, rules.h):
+ * this process, which links no PCRE2 and already runs as the user, forks
+ * it with the queued content on its standard input, as Postfix's local(8)
+ * runs a mailbox_command, and reads its exit status and the line it
+ * writes on standard error (an enhanced status code, then the reason)
+ * without waiting for it: a rule's command may take up to
+ * mda_command_timeout, and the user's sessions in this process go on.
+ */
+#define MAILPROC_AGENT_ERR_MAX	1024
+
+struct mailproc_agent {
+	struct mailproc_agent *next;
+	pid_t pid;
+	int err_fd;			/* owned: its standard error */
+	struct io *io;			/* owned */
+	char err[MAILPROC_AGENT_ERR_MAX];
+	size_t err_len;
+	uint32_t id;			/* the master's request */
+	char qid[64];
+	char rcpt[MAILPROC_ADDR_MAX];
+	char user[USER_NAME_MAX + 1];
+};
+
+/* Whether u has a .forward or a rule file (a stat each: cheap next to a
+ * delivery). */
+static bool
+mailproc_agent_wanted(const struct user *u)
+{
+	char path[4096];
+	struct stat st;
+
+	if (mailproc.agent_path[0] == '\0' || u->home[0] == '\0')
+		return false;
+	if ((size_t)snprintf(path, sizeof(path), "%s/.forward", u->home) <
+	    sizeof(path) && lstat(path, &st) == 0)
+		return true;
+	return rules_file_path(conf_str("mda_rules_file"), u->home, path,
+	    sizeof(path)) && stat(path, &st) == 0;
+}
+
+/* loft-deliver beside this program (installed), or in the build tree. */
+static void
+mailproc_agent_find(void)
+{
+	char self[3072], *slash;	/* room for the suffixes below */
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+
+	mailproc.agent_path[0] = '\0';
+	if (n <= 0)
+		return;
+	self[n] = '\0';
+	if ((slash = strrchr(self, '/')) == NULL)
+		return;
+	*slash = '\0';
+	snprintf(mailproc.agent_path, sizeof(mailproc.agent_path),
+	    "%s/loft-deliver", self);
+	if (access(mailproc.agent_path, X_OK) == 0)
+		return;
+	snprintf(mailproc.agent_path, sizeof(mailproc.agent_path),
+	    "%s/../../mda/loft-deliver", self);
+	if (access(mailproc.agent_path, X_OK) != 0)
+		mailproc.agent_path[0] = '\0';
+}
+
+static void
+mailproc_agent_done(struct mailproc_agent *a)
+{
+	const char *dsn = "4.3.0", *text = "delivery agent failed";
+	enum loftd_dstatus status = LOFTD_DELIVER_TEMP;
+	char dsnbuf[16], *nl;
+	int wst = 0, code;
+
+	while (waitpid(a->pid, &wst, 0) < 0 && errno == EINTR)
+		;
+	a->err[a->err_len] = '\0';
+	if ((nl = strchr(a->err, '\n')) != NULL)
+		*nl = '\0';
+	/* "loft-deliver: 5.1.1 reason" or "5.1.1 reason": the code. */
+	text = a->err;
+	if (strncmp(text, "loft-deliver: ", 14) == 0)
+		text += 14;
+	if (strlen(text) >= 6 && text[0] >= '2' && text[0] <= '5' &&
+	    text[1] == '.' && strspn(text + 2, "0123456789.") >= 3) {
+		size_t len = strcspn(text, " ");
+
+		if (len < sizeof(dsnbuf)) {
+			memcpy(dsnbuf, text, len);
+			dsnbuf[len] = '\0';
+			dsn = dsnbuf;
+			text += len + (text[len] == ' ');
+		}
+	}
+	code = WIFEXITED(wst) ? WEXITSTATUS(wst) : -1;
+	if (code == 0) {
+		status = LOFTD_DELIVER_OK;
+		if (dsn[0] != '2')
+			dsn = "2.0.0";
+		if (text[0] == '\0')
+			text = "delivered by loft-deliver";
+	} else if (code == EX_NOUSER || code == EX_UNAVAILABLE ||
+	    code == EX_DATAERR || code == EX_NOPERM || code == EX_USAGE ||
+	    code == EX_NOINPUT || code == EX_PROTOCOL || code == EX_CONFIG ||
+	    code == EX_NOHOST || code == EX_SOFTWARE) {
+		status = LOFTD_DELIVER_PERM;
+		if (dsn[0] != '5')
+			dsn = "5.3.0";
+	} else if (dsn[0] != '4')
+		dsn = "4.3.0";
+	if (text[0] == '\0')
+		text = code < 0 ? "delivery agent killed by a signal" :
+		    "delivery agent failed";
+	if (status != LOFTD_DELIVER_OK)
+		log_info("%s: deliver(%s): to=<%s>, dsn=%s, %s (%s)", a->qid,
+		    a->user, a->rcpt, dsn, status == LOFTD_DELIVER_TEMP ?
+		    "deferred" : "failed", text);
+	mailproc_deliver_answer(a->id, status, dsn, text);
+}
+
+static void
+mailproc_agent_read(void *ctx)
+{
+	struct mailproc_agent *a = ctx, **pp;
+	char chunk[512];
+	ssize_t n = read(a->err_fd, chunk, sizeof(chunk));
+
+	if (n < 0 && (errno == EINTR || errno == EAGAIN))
+		return;
+	if (n > 0) {
+		size_t room = sizeof(a->err) - 1 - a->err_len;
+		size_t take = (size_t)n < room ? (size_t)n : room;
+
+		memcpy(a->err + a->err_len, chunk, take);
+		a->err_len += take;
+		return;
+	}
+	/* EOF (or an error): it has ended, or closed its standard error. */
+	io_remove(&a->io);
+	close(a->err_fd);
+	mailproc_agent_done(a);
+	for (pp = &mailproc.agents; *pp != NULL; pp = &(*pp)->next)
+		if (*pp == a) {
+			*pp = a->next;
+			break;
+		}
+	free(a);
+	mailproc.nagents--;
+	if (mailproc.retired && mailproc.nsessions == 0 &&
+	    mailproc.nagents == 0)
+		ioloop_stop(mailproc.loop);
+}
+
+/* The content of the queue file fd with LF line ends, in a new memfd at
+ * offset 0; -1 with text. */
+static int
+mailproc_agent_input(int fd, char *text, size_t size)
+{
+	size_t limit = conf_int("message_size_limit") > 0 ?
+	    (size_t)conf_int("message_size_limit") + MAILPROC_DELIVER_SLACK :
+	    (size_t)-1;
+	const char *error = "message too big for the system";
+	struct buf msg;
+	size_t off = 0;
+	int in = -1;
+
+	buf_init(&msg, limit);
+	if (mailproc_deliver_compose(fd, NULL, "", &msg, &error) != 0 ||
+	    (in = memfd_create("loft-deliver-input", MFD_CLOEXEC)) < 0) {
+		snprintf(text, size, "%s", in < 0 && errno != 0 ?
+		    strerror(errno) : error);
+		buf_free(&msg);
+		return -1;
+	}
+	while (off < msg.len) {
+		ssize_t n = write(in, msg.data + off, msg.len - off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			snprintf(text, size, "memfd: %s", strerror(errno));
+			close(in);
+			buf_free(&msg);
+			return -1;
+		}
+		off += (size_t)n;
+	}
+	buf_free(&msg);
+	if (lseek(in, 0, SEEK_SET) < 0) {
+		close(in);
+		return -1;
+	}
+	return in;
+}
+
+/* Start loft-deliver for the message of fd. 0 (the answer comes when it
+ * ends), or -1 with text. */
+static int
+mailproc_agent_start(const struct user *u, int fd, uint32_t id,
+    const char *qid, const char *rcpt, const char *sender, char *text,
+    size_t size)
+{
+	struct mailproc_agent *a;
+	const char *argv[12];
+	char *envp[6];
+	int p[2], null, in;
+	size_t n = 0;
+	pid_t pid;
+
+	/* Its input: the content with LF line ends, as the store keeps
+	 * mail, in a file of its own (the queue file's descriptor and its
+	 * offset are shared with other deliveries of the same message). */
+	if ((in = mailproc_agent_input(fd, text, size)) < 0)
+		return -1;
+	if (pipe2(p, O_CLOEXEC) < 0) {
+		snprintf(text, size, "cannot start the delivery agent: %s",
+		    strerror(errno));
+		close(in);
+		return -1;
+	}
+	argv[n++] = "loft-deliver";
+	argv[n++] = "-c";
+	argv[n++] = loftd_conf_path;
+	argv[n++] = "-d";
+	argv[n++] = u->name;
+	argv[n++] = "-f";
+	argv[n++] = sender;
+	argv[n++] = "-a";
+	argv[n++] = rcpt;
+	argv[n] = NULL;
+	/* Who the user is, since loft-deliver, running as the user, cannot
+	 * read the user database (its deliver_user_given). */
+	envp[0] = xasprintf("PATH=/usr/local/bin:/usr/bin:/bin");
+	envp[1] = xasprintf("LOFT_DELIVER_USER=%s", u->name);
+	envp[2] = xasprintf("LOFT_DELIVER_HOME=%s", u->home);
+	envp[3] = xasprintf("LOFT_DELIVER_MAIL=%s", u->mail_location != NULL ?
+	    u->mail_location : "");
+	envp[4] = u->has_quota ? xasprintf("LOFT_DELIVER_QUOTA=%llu",
+	    (unsigned long long)u->quota) : xstrdup("LOFT_DELIVER_QUOTA=");
+	envp[5] = NULL;
+	pid = fork();
+	if (pid != 0)
+		for (size_t i = 0; envp[i] != NULL; i++)
+			free(envp[i]);
+	if (pid < 0) {
+		snprintf(text, size, "fork: %s", strerror(errno));
+		close(p[0]);
+		close(p[1]);
+		close(in);
+		return -1;
+	}
+	if (pid == 0) {
+		sigset_t none;
+
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		signal(SIGPIPE, SIG_DFL);
+		null = open("/dev/null", O_RDWR);
+		if (dup2(in, 0) < 0 || null < 0 || dup2(null, 1) < 0 ||
+		    dup2(p[1], 2) < 0)
+			_exit(EX_OSERR);
+		execve(mailproc.agent_path, (char *const *)argv, envp);
+		_exit(EX_OSERR);
+	}
+	close(p[1]);
+	close(in);
+	a = xcalloc(1, sizeof(*a));
+	a->pid = pid;
+	a->err_fd = p[0];
+	a->id = id;
+	strlcpy(a->qid, qid, sizeof(a->qid));
+	strlcpy(a->rcpt, rcpt, sizeof(a->rcpt));
+	strlcpy(a->user, u->name, sizeof(a->user));
+	a->io = io_add(mailproc.loop, a->err_fd, IO_READ, mailproc_agent_read,
+	    a);
+	a->next = mailproc.agents;
+	mailproc.agents = a;
+	mailproc.nagents++;
+	return 0;
 }
 
 /* LOFTD_DELIVER from the master: store, answer. Every request that
@@ -778,6 +1069,14 @@ mailproc_deliver(struct ipc_msg *m)
 		status = LOFTD_DELIVER_PERM;
 		dsn = "5.1.3";
 		snprintf(text, sizeof(text), "address unfit for a header");
+	} else if (mailproc_agent_wanted(u)) {
+		if (mailproc_agent_start(u, fd, id, qid, rcpt, sender, text,
+		    sizeof(text)) == 0) {
+			close(fd);	/* the agent has its copy */
+			user_free(&u);
+			return;
+		}
+		status = LOFTD_DELIVER_TEMP;
 	} else
 		status = mailproc_deliver_store(u, fd, rcpt, sender, &dsn,
 		    text, sizeof(text));
@@ -801,7 +1100,7 @@ mailproc_master_msg(struct chan *ch, struct ipc_msg *m, void *ctx)
 		mailproc_deliver(m);
 	else if (m->type == LOFTD_RETIRE) {
 		mailproc.retired = true;
-		if (mailproc.nsessions == 0)
+		if (mailproc.nsessions == 0 && mailproc.nagents == 0)
 			ioloop_stop(mailproc.loop);
 	} else
 		log_warning("unexpected record %u from the master", m->type);
@@ -850,6 +1149,7 @@ mailproc_main(bool foreground, bool have_log_fd)
 	mailproc.compress = conf_bool("imap_compress");
 	imap_session_offer_compress(mailproc.compress);
 	mailproc.loop = ioloop_new();
+	mailproc_agent_find();
 	if (notify_new(mailproc.loop, &mailproc.notify, &error) < 0)
 		log_warning("%s: IMAP IDLE reports changes at the next "
 		    "command only", error);
