@@ -323,6 +323,25 @@ def test_quota(d, env):
                     r"relay=local, delay=\d+\.\d\d, dsn=5\.2\.2, "
                     r"status=bounced"),
          "log: to=<dave@example.test>, ... dsn=5.2.2, status=bounced")
+    # Fill most of dave's mailbox: a RCPT whose SIZE is under his quota
+    # but over what is left is refused at once, by what the mailbox
+    # holds (the mail process counts it).
+    s = lmtp(d.lmtp_port)
+    fill = message("fills dave", b"y" * (QUOTA - 400) + b"\r\n")
+    t.eq(s.mail("sender@other.test")[0], 250, "MAIL (no SIZE)")
+    t.eq(s.rcpt("dave@example.test")[0], 250, "RCPT dave: 250, room left")
+    reps = data_replies(s, fill, 1)
+    t.eq([c for c, _ in reps], [250], "DATA: a message that nearly fills "
+         "dave's quota is stored")
+    t.eq(s.mail("sender@other.test", ["SIZE=500"])[0], 250,
+         "MAIL again, SIZE=500 (under the quota of %d)" % QUOTA)
+    t.eq(s.rcpt("dave@example.test"),
+         (552, b"5.2.2 <dave@example.test>: Recipient address rejected: "
+          b"Mailbox full (no room left for the message)"),
+         "RCPT dave: 552 5.2.2 at RCPT, by what his mailbox holds")
+    t.eq(s.rcpt("alice@example.test")[0], 250, "  RCPT alice still 250")
+    s.rset()
+    s.quit()
 
 
 def read_replies(s, n):

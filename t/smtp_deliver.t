@@ -55,7 +55,7 @@ def send(d, rcpts, msg, sender="sender@other.test"):
 
 def setup():
     env = Env("maildir", extra=CONF)
-    for u in ("alice", "bob", "archive", "carol", "dave", "erin"):
+    for u in ("alice", "bob", "archive", "carol", "dave", "erin", "frank"):
         env.add_user(u)
     # carol keeps her mail in an mbox: a mail= field on her line.
     users = os.path.join(env.dir, "users")
@@ -224,6 +224,35 @@ def test_quota(d, env):
     t.ok(wait_gone(d, qid), "  flushed: delivered and removed")
     check_stored(pop3_all(d, "erin"), "over quota", "erin@example.test", msg,
                  "erin after the quota was raised")
+    # Quota at RCPT: dave (quota 10) and MAIL's SIZE over it; then frank
+    # with a quota of 3000 and 2,700 bytes stored: SIZE=500 is under his
+    # quota but over what is left (his mail process counts the usage).
+    env.ctl("user", "quota", "frank", "3000")
+    before = len(pop3_all(d, "frank"))
+    pad = b"".join(b"X-Pad-%02d: %s\r\n" % (i, b"p" * 70) for i in range(30))
+    rc, err = env.deliver("frank", message("fills frank", pad))
+    s = smtplib.SMTP("127.0.0.1", d.smtp_port, timeout=10)
+    s.ehlo("client.test")
+    s.mail("sender@other.test", ["SIZE=100"])
+    code, text = s.rcpt("dave@example.test")
+    t.ok(code == 452 and text.startswith(b"4.2.2 "),
+         "RCPT with SIZE over the user's quota: 452 4.2.2 (%d %r)" %
+         (code, text))
+    s.rset()
+    s.mail("sender@other.test", ["SIZE=500"])
+    code, text = s.rcpt("frank@example.test")
+    t.ok(rc == 0 and code == 452 and b"Mailbox full" in text,
+         "RCPT with SIZE under the quota but over what is left: 452 "
+         "4.2.2 Mailbox full (%d %r)" % (code, text))
+    code, text = s.rcpt("alice@example.test")
+    t.eq(code, 250, "  another recipient of the same message: 250")
+    s.rset()
+    s.mail("sender@other.test", ["SIZE=50"])
+    code, text = s.rcpt("frank@example.test")
+    t.eq(code, 250, "  SIZE=50 still fits: 250")
+    s.quit()
+    env.ctl("user", "quota", "frank", "none")
+    t.eq(len(pop3_all(d, "frank")), before + 1, "  (frank's own message)")
 
 
 def test_unknown(d, env):

@@ -339,24 +339,30 @@ lmtpd_rcpt_add(struct lmtpd_client *c, const struct smtp_path *to)
 	strlcpy(r->user, to->local, sizeof(r->user));
 }
 
-/* The master's word on the pending RCPT. */
+/* The master's word on the pending RCPT (text: the reason for a full
+ * mailbox, "mailbox full" or the SIZE over the limit). */
 static void
 lmtpd_rcpt_answer(struct lmtpd_client *c, enum loftd_dstatus status,
-    const char *dsn)
+    const char *dsn, const char *text)
 {
 	struct smtp_path to = c->rcpt_path;
 	bool quota = strlen(dsn) == 5 && strcmp(dsn + 1, ".2.2") == 0;
+	char why[LMTPD_TEXT_MAX];
 
 	c->rcpt_req = 0;
 	if (status == LOFTD_DELIVER_OK) {
 		lmtpd_rcpt_add(c, &to);
 		c->sc.n_rcpt_ok++;
 		smtp_session_reply(c->sc.smtp, 250, "2.1.5", "Ok");
-	} else if (quota)
+	} else if (quota) {
+		snprintf(why, sizeof(why), "Recipient address rejected: "
+		    "Mailbox full (%s)", strcmp(text, "mailbox full") == 0 ?
+		    "no room left for the message" :
+		    "the message is larger than the quota");
 		lmtpd_rcpt_refuse(c, &to, status == LOFTD_DELIVER_PERM ? 552 :
 		    452, status == LOFTD_DELIVER_PERM ? "5.2.2" : "4.2.2",
-		    "Recipient address rejected: Mailbox full (the message "
-		    "is larger than the quota)");
+		    why);
+	}
 	else if (status == LOFTD_DELIVER_PERM)
 		lmtpd_rcpt_refuse(c, &to, 550, "5.1.1", "Recipient address "
 		    "rejected: User unknown in local recipient table");
@@ -753,7 +759,7 @@ lmtpd_master_result(struct ipc_msg *m)
 	if (m->type == LOFTD_LMTP_RCPT_RESULT) {
 		if ((c = lmtpd_client_by_rcpt(req)) == NULL || c->sc.dying)
 			return;
-		lmtpd_rcpt_answer(c, (enum loftd_dstatus)status, dsn);
+		lmtpd_rcpt_answer(c, (enum loftd_dstatus)status, dsn, text);
 		smtp_conn_feed(&c->sc);
 		return;
 	}

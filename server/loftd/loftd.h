@@ -82,7 +82,7 @@
  *			once.
  * master -> lmtp
  *	LOFTD_DELIVER_RESULT  as to qmgr
- * lmtp -> master
+ * lmtp or smtpd -> master (smtpd for a recipient the auth process knows)
  *	LOFTD_LMTP_RCPT	u32 req, str user (looked up as for LOFTD_DELIVER),
  *			u64 size (MAIL's SIZE=, 0: not given). Answered
  *			once with LOFTD_LMTP_RCPT_RESULT: u32 req, u32
@@ -92,9 +92,17 @@
  *			5.1.1 for no user, PERM 5.2.2 (TEMP 4.2.2 with
  *			quota_full_tempfail) for a size over the limit,
  *			TEMP 4.3.0 when the user database cannot be
- *			read. The usage is not looked at: the index is
- *			the owner's, read by the mail process only, at
- *			delivery.
+ *			read. When a limit applies, the usage is asked
+ *			of the mail process of the user's owner (only it
+ *			opens the index): LOFTD_QUOTA_CHECK, below, and
+ *			its answer is the RCPT's.
+ * master -> mail
+ *	LOFTD_QUOTA_CHECK  u32 id, u64 size, then the user record as in
+ *			LOFTD_DELIVER. Answered with LOFTD_DELIVER_RESULT
+ *			(u32 id, u32 status, str dsn, str text): OK when
+ *			usage + size fits the limit, else PERM 5.2.2 (TEMP
+ *			4.2.2 with quota_full_tempfail), TEMP 4.3.0 when
+ *			the index cannot be read.
  */
 #ifndef LOFT_LOFTD_H
 #define LOFT_LOFTD_H
@@ -141,7 +149,8 @@ enum loftd_rec {
 	LOFTD_QUEUED = 232,
 	LOFTD_FLUSH = 233,
 	LOFTD_LMTP_RCPT = 234,
-	LOFTD_LMTP_RCPT_RESULT = 235
+	LOFTD_LMTP_RCPT_RESULT = 235,
+	LOFTD_QUOTA_CHECK = 236
 };
 
 /* The outcome of a local delivery (LOFTD_DELIVER_RESULT). */

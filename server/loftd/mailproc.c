@@ -1089,6 +1089,45 @@ mailproc_deliver(struct ipc_msg *m)
 	user_free(&u);
 }
 
+/*
+ * LOFTD_QUOTA_CHECK from the master: would size more bytes fit the user's
+ * quota, by what the index counts now (an RCPT's question: the delivery
+ * checks again)? An empty size (0) asks whether anything fits at all.
+ */
+static void
+mailproc_quota_check(struct ipc_msg *m)
+{
+	const char *error, *dsn = "2.1.5", *text = "ok";
+	enum loftd_dstatus status = LOFTD_DELIVER_OK;
+	uint64_t size, bytes, msgs, limit;
+	bool temp = conf_bool("quota_full_tempfail");
+	struct user *u = NULL;
+	struct store *st = NULL;
+	uint32_t id;
+
+	ipc_get_u32(m, &id);
+	ipc_get_u64(m, &size);
+	if (m->error != NULL || auth_proto_get_user(m, &u, &error) < 0 ||
+	    ipc_get_end(m, &error) < 0) {
+		log_warning("bad quota record from the master");
+		user_free(&u);
+		return;
+	}
+	if (store_open(u, &st, &error) < 0 ||
+	    store_quota(st, &bytes, &msgs, &limit, &error) < 0) {
+		status = LOFTD_DELIVER_TEMP;
+		dsn = "4.3.0";
+		text = error;
+	} else if (limit > 0 && bytes + (size > 0 ? size : 1) > limit) {
+		status = temp ? LOFTD_DELIVER_TEMP : LOFTD_DELIVER_PERM;
+		dsn = temp ? "4.2.2" : "5.2.2";
+		text = "mailbox full";
+	}
+	mailproc_deliver_answer(id, status, dsn, text);
+	store_close(&st);
+	user_free(&u);
+}
+
 static void
 mailproc_master_msg(struct chan *ch, struct ipc_msg *m, void *ctx)
 {
@@ -1098,6 +1137,8 @@ mailproc_master_msg(struct chan *ch, struct ipc_msg *m, void *ctx)
 		mailproc_session_new(m);
 	else if (m->type == LOFTD_DELIVER)
 		mailproc_deliver(m);
+	else if (m->type == LOFTD_QUOTA_CHECK)
+		mailproc_quota_check(m);
 	else if (m->type == LOFTD_RETIRE) {
 		mailproc.retired = true;
 		if (mailproc.nsessions == 0 && mailproc.nagents == 0)

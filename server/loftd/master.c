@@ -113,6 +113,8 @@ struct master_delivery {
 	uint32_t req;			/* the asker's */
 	struct master_child *mail;
 	struct master_child *from;	/* qmgr or lmtp; NULL once gone */
+	bool quota;			/* a LOFTD_QUOTA_CHECK for an RCPT:
+					   answered as LOFTD_LMTP_RCPT_RESULT */
 };
 
 /* One client connection, from accept until both its login and its mail
@@ -2003,12 +2005,60 @@ master_lmtp_rcpt_answer(struct master_child *c, uint32_t req,
 	(void)master_send(c, &master_out);
 }
 
+/* Answer the asker of d, as the kind of request it made. */
+static void
+master_delivery_answer(struct master_delivery *d, enum loftd_dstatus status,
+    const char *dsn, const char *text)
+{
+	if (!d->quota)
+		master_deliver_answer(d->from, d->req, status, dsn, text);
+	else if (d->from != NULL && d->from->chan != NULL)
+		master_lmtp_rcpt_answer(d->from, d->req, status, dsn, text);
+}
+
+/* Ask the mail process of u's owner whether size more fits u's quota;
+ * its answer is the RCPT's (master_handle_deliver_result). */
+static void
+master_quota_check(struct master_child *c, uint32_t req, uint64_t size,
+    const struct user *u)
+{
+	struct master_child *mail = master_mail_for(u);
+	struct master_delivery *d;
+
+	if (mail == NULL) {
+		master_lmtp_rcpt_answer(c, req, LOFTD_DELIVER_TEMP, "4.3.0",
+		    "no mail process for the recipient");
+		return;
+	}
+	if (++master.delivery_seq == 0)
+		master.delivery_seq = 1;
+	ipc_msg_init(&master_out, LOFTD_QUOTA_CHECK, 0);
+	ipc_add_u32(&master_out, master.delivery_seq);
+	ipc_add_u64(&master_out, size);
+	auth_proto_add_user(&master_out, u);
+	if (master_send(mail, &master_out) < 0) {
+		master_lmtp_rcpt_answer(c, req, LOFTD_DELIVER_TEMP, "4.3.0",
+		    "mail process unreachable");
+		return;
+	}
+	d = xcalloc(1, sizeof(*d));
+	d->id = master.delivery_seq;
+	d->req = req;
+	d->mail = mail;
+	d->from = c;
+	d->quota = true;
+	d->next = master.deliveries;
+	master.deliveries = d;
+	master.ndeliveries++;
+	mail->deliveries++;
+}
+
 /*
  * LOFTD_LMTP_RCPT: is the name a user, by the lookup a delivery to it
  * will make, and does the size the client announced fit under the
- * user's quota limit? The usage is not known here (it is in the user's
- * index, which only the mail process of its owner opens): a mailbox
- * that is full is found at delivery, and answered after DATA.
+ * user's quota limit, with what the mailbox holds already? The usage is
+ * in the user's index, which only the mail process of its owner opens:
+ * when a limit applies, that process is asked (master_quota_check).
  */
 static void
 master_handle_lmtp_rcpt(struct master_child *c, struct ipc_msg *m)
@@ -2046,14 +2096,16 @@ master_handle_lmtp_rcpt(struct master_child *c, struct ipc_msg *m)
 	/* The limit as the store enforces it (store_open). */
 	limit = u->has_quota ? u->quota :
 	    (uint64_t)conf_int("mailbox_size_limit");
-	user_free(&u);
 	if (limit > 0 && size > limit)
 		master_lmtp_rcpt_answer(c, req, temp ? LOFTD_DELIVER_TEMP :
 		    LOFTD_DELIVER_PERM, temp ? "4.2.2" : "5.2.2",
 		    "message larger than the mailbox quota");
+	else if (limit > 0)
+		master_quota_check(c, req, size, u);
 	else
 		master_lmtp_rcpt_answer(c, req, LOFTD_DELIVER_OK, "2.1.5",
 		    "ok");
+	user_free(&u);
 }
 
 /* LOFTD_DELIVER_RESULT from a mail process: back to qmgr or lmtp. */
@@ -2082,8 +2134,7 @@ master_handle_deliver_result(struct master_child *mail, struct ipc_msg *m)
 	}
 	if (status > LOFTD_DELIVER_PERM)
 		status = LOFTD_DELIVER_TEMP;
-	master_deliver_answer(d->from, d->req, (enum loftd_dstatus)status,
-	    dsn, text);
+	master_delivery_answer(d, (enum loftd_dstatus)status, dsn, text);
 	master_delivery_done(d);
 }
 
@@ -2100,8 +2151,7 @@ master_deliveries_child_gone(struct master_child *c)
 		if (d->from == c)
 			d->from = NULL;
 		if (d->mail == c) {
-			master_deliver_answer(d->from, d->req,
-			    LOFTD_DELIVER_TEMP, "4.3.0",
+			master_delivery_answer(d, LOFTD_DELIVER_TEMP, "4.3.0",
 			    "mail process ended during the delivery");
 			master_delivery_done(d);
 		}
@@ -2132,7 +2182,8 @@ master_child_read(void *ctx)
 		    c->role == MASTER_ROLE_LMTP))
 			master_handle_deliver(c, &master_in);
 		else if (master_in.type == LOFTD_LMTP_RCPT &&
-		    c->role == MASTER_ROLE_LMTP)
+		    (c->role == MASTER_ROLE_LMTP ||
+		    c->role == MASTER_ROLE_SMTPD))
 			master_handle_lmtp_rcpt(c, &master_in);
 		else if (master_in.type == LOFTD_DELIVER_RESULT &&
 		    c->role == MASTER_ROLE_MAIL)

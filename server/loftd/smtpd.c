@@ -60,7 +60,8 @@
 enum smtpd_wait {
 	SMTPD_WAIT_NONE,
 	SMTPD_WAIT_SASL,		/* an AUTH step */
-	SMTPD_WAIT_EXISTS		/* a local recipient's user lookup */
+	SMTPD_WAIT_EXISTS,		/* a local recipient's user lookup */
+	SMTPD_WAIT_QUOTA		/* its quota, asked of the master */
 };
 
 /* A recipient waiting for the auth process's answer. */
@@ -80,7 +81,9 @@ struct smtpd_client {
 	uint32_t auth_id;
 	uint32_t sasl_id;		/* the SASL session, or 0 */
 	char sasl_mech[32];
-	struct smtpd_rcpt rcpt;		/* SMTPD_WAIT_EXISTS */
+	struct smtpd_rcpt rcpt;		/* SMTPD_WAIT_EXISTS, _QUOTA */
+	uint32_t quota_req;		/* SMTPD_WAIT_QUOTA: the request */
+	uint64_t size_announced;	/* MAIL's SIZE=, or 0 */
 	/* The transaction (MAIL's names: sc). */
 	char *envid;			/* owned, or NULL */
 	enum smtp_ret ret;
@@ -158,7 +161,7 @@ smtpd_in_rcpt(const struct smtp_conn *sc)
 {
 	const struct smtpd_client *c = (const struct smtpd_client *)sc;
 
-	return c->wait == SMTPD_WAIT_EXISTS ||
+	return c->wait == SMTPD_WAIT_EXISTS || c->wait == SMTPD_WAIT_QUOTA ||
 	    smtp_session_rcpt_count(sc->smtp) > 0;
 }
 
@@ -277,6 +280,7 @@ smtpd_mail(void *ctx, const struct smtp_mail *m)
 
 	smtpd_txn_clear(c);
 	smtp_conn_mail(&c->sc, m);
+	c->size_announced = m->has_size ? m->size : 0;
 	c->envid = m->envid != NULL ? xstrdup(m->envid) : NULL;
 	c->ret = m->ret;
 	smtp_session_reply(c->sc.smtp, 250, "2.1.0", "Ok");
@@ -539,6 +543,8 @@ smtpd_rcpt_local(struct smtpd_client *c, const struct smtp_rcpt *r)
 		smtpd_rcpt_tempfail(c, r->to);
 }
 
+static int smtpd_quota_ask(struct smtpd_client *c, const char *name);
+
 static void
 smtpd_rcpt_answer(struct smtpd_client *c, const struct auth_resp *r)
 {
@@ -549,11 +555,10 @@ smtpd_rcpt_answer(struct smtpd_client *c, const struct auth_resp *r)
 			return;
 		smtpd_rcpt_tempfail(c, &pr->path);
 	} else if (r->result == AUTH_RESULT_OK) {
-		/*
-		 * Quota at RCPT (issue 5: 452 4.2.2 / 552 5.2.2 for a user
-		 * over quota) belongs here, once the auth process can tell
-		 * a user's usage: this process cannot open the index.
-		 */
+		/* A user: is there room in the mailbox? (Answered in
+		 * smtpd_quota_answer; without the master, at delivery.) */
+		if (smtpd_quota_ask(c, pr->name[pr->tried - 1]) == 0)
+			return;
 		smtpd_rcpt_accept(c, &pr->path, pr->orcpt, pr->notify);
 	} else if (r->result == AUTH_RESULT_FAIL && !pr->alias_unknown)
 		smtpd_rcpt_unknown(c, &pr->path);
@@ -561,6 +566,82 @@ smtpd_rcpt_answer(struct smtpd_client *c, const struct auth_resp *r)
 		smtpd_rcpt_tempfail(c, &pr->path);
 	free(pr->orcpt);
 	pr->orcpt = NULL;
+}
+
+/*
+ * Quota at RCPT: the master looks the user up and, when a limit applies,
+ * asks the mail process of the user's owner, the only one that opens the
+ * index, whether MAIL's SIZE (or anything) still fits (LOFTD_LMTP_RCPT).
+ */
+static int
+smtpd_quota_ask(struct smtpd_client *c, const char *name)
+{
+	static uint32_t seq;
+
+	if (++seq == 0)
+		seq = 1;
+	ipc_msg_init(&smtpd_out, LOFTD_LMTP_RCPT, 0);
+	ipc_add_u32(&smtpd_out, seq);
+	ipc_add_str(&smtpd_out, name);
+	ipc_add_u64(&smtpd_out, c->size_announced);
+	if (role_master_send(&smtpd_out) < 0)
+		return -1;
+	c->quota_req = seq;
+	c->wait = SMTPD_WAIT_QUOTA;
+	return 0;
+}
+
+static void
+smtpd_quota_answer(struct smtpd_client *c, enum loftd_dstatus status,
+    const char *dsn)
+{
+	struct smtpd_rcpt *pr = &c->rcpt;
+	bool full = strlen(dsn) == 5 && strcmp(dsn + 1, ".2.2") == 0;
+
+	c->wait = SMTPD_WAIT_NONE;
+	c->quota_req = 0;
+	if (status == LOFTD_DELIVER_OK || !full)
+		/* Anything but a full mailbox (a lookup that failed just
+		 * now) is the delivery's to find out. */
+		smtpd_rcpt_accept(c, &pr->path, pr->orcpt, pr->notify);
+	else
+		smtpd_rcpt_refuse(c, &pr->path, status == LOFTD_DELIVER_PERM ?
+		    552 : 452, status == LOFTD_DELIVER_PERM ? "5.2.2" : "4.2.2",
+		    "Recipient address rejected: Mailbox full");
+	free(pr->orcpt);
+	pr->orcpt = NULL;
+}
+
+/* role_master_ops.msg: the answers to quota questions. */
+static bool
+smtpd_master_msg(struct ipc_msg *m)
+{
+	const char *dsn, *text, *error;
+	uint32_t req, status;
+	struct smtp_conn *sc;
+
+	if (m->type != LOFTD_LMTP_RCPT_RESULT)
+		return false;
+	ipc_get_u32(m, &req);
+	ipc_get_u32(m, &status);
+	ipc_get_str(m, &dsn);
+	ipc_get_str(m, &text);
+	if (ipc_get_end(m, &error) < 0) {
+		log_warning("bad quota answer from the master: %s", error);
+		return true;
+	}
+	for (sc = smtp_conn_first(); sc != NULL; sc = sc->next) {
+		struct smtpd_client *c = (struct smtpd_client *)sc;
+
+		if (c->wait != SMTPD_WAIT_QUOTA || c->quota_req != req ||
+		    sc->dying)
+			continue;
+		smtpd_quota_answer(c, status > LOFTD_DELIVER_PERM ?
+		    LOFTD_DELIVER_TEMP : (enum loftd_dstatus)status, dsn);
+		smtp_conn_feed(sc);
+		break;
+	}
+	return true;
 }
 
 static void
@@ -884,6 +965,7 @@ static const struct smtp_conn_ops smtpd_ops = {
 	.in_rcpt = smtpd_in_rcpt,
 	.free = smtpd_client_free,
 	.conn_new = smtpd_conn_new,
+	.master_msg = smtpd_master_msg,
 };
 
 int
