@@ -368,9 +368,8 @@ const struct conf_param conf_params[] = {
 	    10, 86400, 's', NULL, NULL, NULL, 0,
 	    "Time a logged-in client may stay silent before it is "
 	    "disconnected (RFC 1939: at least 10 minutes for POP3)" },
-	{ "imap_compress", CONF_TYPE_BOOL, "no", 0, 0, 0, NULL, NULL, NULL, 0,
-	    "Whether IMAP offers COMPRESS=DEFLATE after login (RFC 4978); "
-	    "off by default while an IDLE race is open (loft.conf(5))" },
+	{ "imap_compress", CONF_TYPE_BOOL, "yes", 0, 0, 0, NULL, NULL, NULL,
+	    0, "Whether IMAP offers COMPRESS=DEFLATE after login (RFC 4978)" },
 	{ "imap_listen", CONF_TYPE_LIST, "", 0, 0, 0, NULL, NULL, NULL, 0,
 	    "Addresses (host:port) where loftd serves IMAP, with STARTTLS "
 	    "(empty: none)" },
