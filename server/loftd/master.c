@@ -1895,6 +1895,34 @@ master_delivery_done(struct master_delivery *d)
 	free(d);
 }
 
+/* The id of the next request to a mail process (never 0). */
+static uint32_t
+master_delivery_next(void)
+{
+	if (++master.delivery_seq == 0)
+		master.delivery_seq = 1;
+	return master.delivery_seq;
+}
+
+/* Remember that mail owes an answer to request id, which stands for
+ * from's req (a delivery, or with quota an RCPT's quota question). */
+static void
+master_delivery_add(struct master_child *mail, uint32_t id,
+    struct master_child *from, uint32_t req, bool quota)
+{
+	struct master_delivery *d = xcalloc(1, sizeof(*d));
+
+	d->id = id;
+	d->req = req;
+	d->mail = mail;
+	d->from = from;
+	d->quota = quota;
+	d->next = master.deliveries;
+	master.deliveries = d;
+	master.ndeliveries++;
+	mail->deliveries++;
+}
+
 /* Pass the checked request on to the mail process of u's owner. */
 static void
 master_deliver_start(struct master_child *q, uint32_t req, int fd,
@@ -1902,7 +1930,7 @@ master_deliver_start(struct master_child *q, uint32_t req, int fd,
     const struct user *u)
 {
 	struct master_child *mail = master_mail_for(u);
-	struct master_delivery *d;
+	uint32_t id;
 	char text[128];
 
 	if (mail == NULL) {
@@ -1913,10 +1941,9 @@ master_deliver_start(struct master_child *q, uint32_t req, int fd,
 		    text);
 		return;
 	}
-	if (++master.delivery_seq == 0)
-		master.delivery_seq = 1;
+	id = master_delivery_next();
 	ipc_msg_init(&master_out, LOFTD_DELIVER, 0);
-	ipc_add_u32(&master_out, master.delivery_seq);
+	ipc_add_u32(&master_out, id);
 	ipc_add_str(&master_out, qid);
 	ipc_add_str(&master_out, rcpt);
 	ipc_add_str(&master_out, sender);
@@ -1927,15 +1954,7 @@ master_deliver_start(struct master_child *q, uint32_t req, int fd,
 		    "mail process unreachable");
 		return;
 	}
-	d = xcalloc(1, sizeof(*d));
-	d->id = master.delivery_seq;
-	d->req = req;
-	d->mail = mail;
-	d->from = q;
-	d->next = master.deliveries;
-	master.deliveries = d;
-	master.ndeliveries++;
-	mail->deliveries++;
+	master_delivery_add(mail, id, q, req, false);
 }
 
 /* LOFTD_DELIVER from the qmgr process: check, look up, pass on. Every
@@ -2023,17 +2042,16 @@ master_quota_check(struct master_child *c, uint32_t req, uint64_t size,
     const struct user *u)
 {
 	struct master_child *mail = master_mail_for(u);
-	struct master_delivery *d;
+	uint32_t id;
 
 	if (mail == NULL) {
 		master_lmtp_rcpt_answer(c, req, LOFTD_DELIVER_TEMP, "4.3.0",
 		    "no mail process for the recipient");
 		return;
 	}
-	if (++master.delivery_seq == 0)
-		master.delivery_seq = 1;
+	id = master_delivery_next();
 	ipc_msg_init(&master_out, LOFTD_QUOTA_CHECK, 0);
-	ipc_add_u32(&master_out, master.delivery_seq);
+	ipc_add_u32(&master_out, id);
 	ipc_add_u64(&master_out, size);
 	auth_proto_add_user(&master_out, u);
 	if (master_send(mail, &master_out) < 0) {
@@ -2041,16 +2059,7 @@ master_quota_check(struct master_child *c, uint32_t req, uint64_t size,
 		    "mail process unreachable");
 		return;
 	}
-	d = xcalloc(1, sizeof(*d));
-	d->id = master.delivery_seq;
-	d->req = req;
-	d->mail = mail;
-	d->from = c;
-	d->quota = true;
-	d->next = master.deliveries;
-	master.deliveries = d;
-	master.ndeliveries++;
-	mail->deliveries++;
+	master_delivery_add(mail, id, c, req, true);
 }
 
 /*
