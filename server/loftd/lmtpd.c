@@ -20,13 +20,11 @@
  * own delivery has answered. Nothing is queued: the client keeps the
  * message until it has its 250, and tries again after a 4xx.
  *
- * The quota at RCPT is checked against what the master knows (the user's
- * limit, and SIZE), not against the usage: that is in the user's index,
- * which only a process of the owner's uid opens. A full mailbox is found
- * at delivery and answered 552 5.2.2 (452 4.2.2 with quota_full_tempfail)
- * for that recipient alone after the data. Moving it to RCPT needs a
- * quota query the mail process answers (store_quota), relayed by the
- * master as LOFTD_DELIVER is: a record mailproc.c does not serve yet.
+ * The quota at RCPT: the master checks SIZE against the user's limit and
+ * asks the mail process of the owner's uid, which alone opens the index,
+ * whether the mailbox has room (LOFTD_QUOTA_CHECK). The delivery checks
+ * again: a mailbox that filled meanwhile is answered 552 5.2.2 (452 4.2.2
+ * with quota_full_tempfail) for that recipient alone after the data.
  *
  * SECURITY: this process parses what the LMTP client sends. It runs as
  * mail_owner (no_new_privs, not dumpable, no children), not chrooted only
