@@ -93,14 +93,14 @@ def run(a):
     before = count_files(a.maildir)
     errors = []
     lock = threading.Lock()
-    todo = list(range(a.n))
-    msgs = {i: message(i, a.size, runid) for i in todo}
+    unsent = list(range(a.n))
+    msgs = {i: message(i, a.size, runid) for i in unsent}
 
     def worker():
         while True:
             with lock:
-                batch = todo[:a.per_conn]
-                del todo[:a.per_conn]
+                batch = unsent[:a.per_conn]
+                del unsent[:a.per_conn]
             if not batch:
                 return
             try:

@@ -7,8 +7,10 @@ found on disk with LF line ends; always_bcc gets a copy of each; a user
 over quota (quota_full_tempfail) is deferred, then delivered after the
 quota is raised and the queue flushed (SIGUSR1 to loftd); a user deleted
 meanwhile fails with 5.1.1 at delivery; an alias to a user unknown fails;
-a remote recipient stays deferred ("remote delivery not implemented")
-beside a failed one, and the message stays queued until both are final;
+a remote recipient stays deferred (its relayhost refuses connections)
+beside a failed one, which is bounced to the sender at once, and the
+message stays queued until both are final; quota at RCPT (SIZE over the
+limit, or over what the mailbox has left);
 loops: a Delivered-To: of the recipient, and Received: lines at
 hopcount_limit (delivered) and one more (failed); the Postfix-style log
 lines; qmgr runs as mail_owner, never root; a kill -9 of the qmgr process
