@@ -130,8 +130,8 @@ cat <<EOF
 
 loftd serves POP3 and IMAP for user demo, password demo, and receives
 mail by SMTP on 127.0.0.1 port 2525 (and submission, with STARTTLS and
-AUTH as demo, on 2587); accepted mail waits in $dev/queue (delivery out
-of the queue comes next):
+AUTH as demo, on 2587); mail for demo@localhost is delivered to the
+mailbox, other mail goes out by SMTP (queue: $dev/queue):
   Thunderbird:  server 127.0.0.1; IMAP port 1143 with STARTTLS or 1993
                 with SSL/TLS (POP3: 1110 or 1995); normal password; accept
                 the self-signed certificate.
