@@ -172,7 +172,12 @@ struct rules_env {
 	const char *orgmail;	/* ORGMAIL and DEFAULT's default: the
 				   user's inbox, as a folder path */
 	const char *sendmail;	/* SENDMAIL's default */
-	const char *hostname;	/* HOST */
+	const char *hostname;	/* HOST; assigning HOST anything but this
+				   or gethostname()'s name stops the rules */
+	char *const *args;	/* $1, $2 ... (SHIFT shifts them); borrowed */
+	size_t nargs;
+	int stdout_fd;		/* a bare "|" writes the message here;
+				   <= 0: refused (the recipe fails) */
 	unsigned command_timeout;	/* seconds; 0: none */
 	struct rules_limits limits;
 };
@@ -180,6 +185,12 @@ struct rules_env {
 struct rules_result {
 	bool delivered;		/* a delivering action, or $DEFAULT, took it */
 	bool rules_error;	/* the rule file failed: defaults were used */
+	bool host_stop;		/* HOST did not name this host: the rules
+				   stopped, nothing was delivered, and (as
+				   procmail) that counts as done */
+	int exitcode;		/* EXITCODE (or, EXITCODE empty, TRAP's
+				   exit) when it is 1..255, for the caller to
+				   exit with; 0: the caller's own */
 	enum rules_status status;	/* worst folder-write failure */
 	unsigned folders;	/* folder writes that succeeded */
 	char lastfolder[512];	/* where it went last, for the log */
@@ -196,8 +207,11 @@ struct rules_result {
  * delivered (res->delivered) when a recipe without `c` delivered it, or
  * $DEFAULT (or, that failing, $ORGMAIL) took it; res->status is the worst
  * failure of a folder write (carbon copies included), which the caller
- * must not acknowledge as success. Returns 0, or -1 when nothing could be
- * delivered at all (res says why).
+ * must not acknowledge as success. At the end a global LOCKFILE is
+ * removed and $TRAP runs (the message on its standard input, its output
+ * into LOGFILE), which with EXITCODE sets res->exitcode. Returns 0, or -1
+ * when nothing could be delivered at all (res says why); HOST stopping
+ * the rules returns 0 with res->host_stop.
  */
 int rules_run(const struct rules *r, const struct rules_env *env,
     const struct rules_callbacks *cb, void *ctx, const unsigned char *msg,

@@ -72,46 +72,115 @@ rules_folder_kind(const struct rules_state *s, const char *name,
 	return RULES_FOLDER_MBOX;
 }
 
+/* One folder of an action: *stored_r (malloc'd) is what $LASTFOLDER
+ * names, *len_r what was written. */
+static enum rules_status
+rules_folder_one(struct rules_state *s, const struct rules_node *n,
+    const char *name, enum rules_folder_kind kind, enum rules_folder_kind
+    shape, const char *path, char **stored_r, size_t *len_r)
+{
+	const struct rules_shared *sh = s->sh;
+	const unsigned char *p;
+	const char *err = NULL;
+	enum rules_status st;
+	char *stored = NULL;
+
+	rules_msg_feed(s, n->flags, shape == RULES_FOLDER_MBOX ?
+	    RULES_FEED_MBOX : shape == RULES_FOLDER_MAILDIR ?
+	    RULES_FEED_MAILDIR : RULES_FEED_RAW, &p, len_r);
+	st = sh->cb->folder(sh->ctx, kind, path, p, *len_r, &stored, &err);
+	if (st == RULES_OK) {
+		sh->res->folders++;
+		*stored_r = stored != NULL ? stored : xstrdup(name);
+		return st;
+	}
+	free(stored);
+	rules_log(s, true, "couldn't deliver to \"%s\": %s", path,
+	    err != NULL ? err : "failed");
+	rules_result_status(s, st);
+	return st;
+}
+
+/*
+ * Several directories in one action ("a/ b/. c"): each gets the message
+ * (procmail links one file into each; loft writes each, so that a folder
+ * of the store is written by the store), shaped as the first one's kind
+ * wants it (procmail's links share the first file's bytes: a Maildir
+ * first, no From_ line in the MH ones either), $LASTFOLDER lists them.
+ * As in procmail, when the first name is a file the others are skipped. The
+ * result is the first one's; a later failure is still a failed write
+ * (res->status).
+ */
+static enum rules_status
+rules_folders(struct rules_state *s, const struct rules_node *n,
+    const char *words, size_t nw)
+{
+	enum rules_folder_kind kind, shape = RULES_FOLDER_MBOX;
+	enum rules_status st = RULES_OK, one;
+	struct buf names;
+	const char *w = words;
+	char *path, *stored;
+	size_t i, len = 0;
+
+	buf_init(&names, RULES_VALUE_MAX);
+	for (i = 0; i < nw; i++, w += strlen(w) + 1) {
+		kind = rules_folder_kind(s, w, &path);
+		if (i > 0 && kind == RULES_FOLDER_MBOX) {
+			rules_log(s, true, "skipped \"%s\": not a directory",
+			    w);
+			free(path);
+			continue;
+		}
+		if (i == 0)
+			shape = kind;
+		stored = NULL;
+		one = rules_folder_one(s, n, w, kind, shape, path, &stored,
+		    &len);
+		free(path);
+		if (i == 0)
+			st = one;
+		if (one == RULES_OK) {
+			if (names.len > 0)
+				buf_append_byte(&names, ' ');
+			buf_append_str(&names, stored);
+		}
+		free(stored);
+		if (i == 0 && kind == RULES_FOLDER_MBOX) {
+			if (nw > 1)
+				rules_log(s, true, "skipped \"%s\": \"%s\" is "
+				    "not a directory", w + strlen(w) + 1, words);
+			break;
+		}
+	}
+	if (names.len > 0)
+		rules_lastfolder(s, buf_cstr(&names), len);
+	buf_free(&names);
+	return st;
+}
+
 enum rules_status
 rules_do_folder(struct rules_state *s, const struct rules_node *n)
 {
-	const struct rules_shared *sh = s->sh;
-	enum rules_folder_kind kind;
 	enum rules_status st;
-	const unsigned char *p;
-	struct buf name;
-	char *path, *stored = NULL;
+	struct buf words;
 	const char *err = NULL;
-	size_t len;
+	size_t nw = 0;
 
-	buf_init(&name, RULES_VALUE_MAX);
-	if (rules_expand(s, n->arg, RULES_EXP_ASSIGN, &name, NULL, &err) < 0) {
+	buf_init(&words, RULES_VALUE_MAX);
+	if (rules_expand(s, n->arg, RULES_EXP_WORDS, &words, &nw, &err) < 0) {
 		rules_log(s, true, "folder: %s", err);
-		buf_free(&name);
+		buf_free(&words);
 		return RULES_TEMPFAIL;
 	}
-	if (strcmp(buf_cstr(&name), "/dev/null") == 0) {
+	if (nw == 0)
+		buf_append_byte(&words, '\0');
+	if (nw <= 1 && strcmp(buf_cstr(&words), "/dev/null") == 0) {
 		rules_lastfolder(s, "/dev/null", s->msg.len);
-		buf_free(&name);
+		buf_free(&words);
 		return RULES_OK;
 	}
-	kind = rules_folder_kind(s, buf_cstr(&name), &path);
-	rules_msg_feed(s, n->flags, kind == RULES_FOLDER_MBOX ?
-	    RULES_FEED_MBOX : kind == RULES_FOLDER_MAILDIR ?
-	    RULES_FEED_MAILDIR : RULES_FEED_RAW, &p, &len);
-	st = sh->cb->folder(sh->ctx, kind, path, p, len, &stored, &err);
-	if (st == RULES_OK) {
-		sh->res->folders++;
-		rules_lastfolder(s, stored != NULL ? stored : buf_cstr(&name),
-		    len);
-	} else {
-		rules_log(s, true, "couldn't deliver to \"%s\": %s", path,
-		    err != NULL ? err : "failed");
-		rules_result_status(s, st);
-	}
-	free(stored);
-	free(path);
-	buf_free(&name);
+	st = rules_folders(s, n, (const char *)words.data, nw > 0 ? nw : 1);
+	buf_free(&words);
 	return st;
 }
 
@@ -166,22 +235,60 @@ rules_command(struct rules_state *s, char *const *argv, const char *cmd,
 #define RULES_LOCK_SLEEP	8
 #define RULES_LOCK_STALE	1024
 
+static unsigned
+rules_var_uint(const struct rules_state *s, const char *name, unsigned def)
+{
+	const char *v = rules_var_get(s, name);
+	char *end;
+	unsigned long n;
+
+	if (v == NULL || v[0] < '0' || v[0] > '9')
+		return def;
+	n = strtoul(v, &end, 10);
+	return *end == '\0' && n <= 86400 ? (unsigned)n : def;
+}
+
+char *
+rules_dotlock(struct rules_state *s, const char *name)
+{
+	unsigned waited = 0, limit = s->sh->env->command_timeout;
+	unsigned nap = rules_var_uint(s, "LOCKSLEEP", RULES_LOCK_SLEEP);
+	unsigned stale = rules_var_uint(s, "LOCKTIMEOUT", RULES_LOCK_STALE);
+	struct stat st;
+	char *path = rules_path(s, name);
+	int fd;
+
+	while ((fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
+	    0444)) < 0) {
+		if (errno != EEXIST || (limit > 0 && waited >= limit)) {
+			rules_log(s, true, "cannot lock \"%s\": %s", path,
+			    errno == EEXIST ? "timed out" : strerror(errno));
+			free(path);
+			return NULL;
+		}
+		if (stale > 0 && stat(path, &st) == 0 &&
+		    time(NULL) - st.st_mtime > (time_t)stale) {
+			unlink(path);
+			continue;
+		}
+		sleep(nap > 0 ? nap : 1);
+		waited += nap > 0 ? nap : 1;
+	}
+	close(fd);
+	return path;
+}
+
 /*
- * ":0:name" on a command: the dotlock name (relative to $MAILDIR), made
- * with O_EXCL, waited for every RULES_LOCK_SLEEP seconds for at most the
- * command time limit, removed when older than RULES_LOCK_STALE seconds
- * (procmail's rules). Folders need none: the folder callback locks them.
- * Returns the path to unlink afterwards (NULL: no lock), or sets *failed.
+ * ":0:name" on a command: its lock file (rules_dotlock). Folders need
+ * none: the folder callback locks them. Returns the path to unlink
+ * afterwards (NULL: no lock), or sets *failed.
  */
 static char *
 rules_lock(struct rules_state *s, const struct rules_node *n, bool *failed)
 {
-	unsigned waited = 0, limit = s->sh->env->command_timeout;
 	struct buf name;
-	struct stat st;
 	const char *err;
 	char *path;
-	int fd;
 
 	*failed = false;
 	if (!n->has_lock || n->lockfile == NULL)
@@ -194,26 +301,9 @@ rules_lock(struct rules_state *s, const struct rules_node *n, bool *failed)
 		*failed = true;
 		return NULL;
 	}
-	path = rules_path(s, buf_cstr(&name));
+	path = rules_dotlock(s, buf_cstr(&name));
 	buf_free(&name);
-	while ((fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
-	    0444)) < 0) {
-		if (errno != EEXIST || (limit > 0 && waited >= limit)) {
-			rules_log(s, true, "cannot lock \"%s\": %s", path,
-			    errno == EEXIST ? "timed out" : strerror(errno));
-			free(path);
-			*failed = true;
-			return NULL;
-		}
-		if (stat(path, &st) == 0 &&
-		    time(NULL) - st.st_mtime > RULES_LOCK_STALE) {
-			unlink(path);
-			continue;
-		}
-		sleep(RULES_LOCK_SLEEP);
-		waited += RULES_LOCK_SLEEP;
-	}
-	close(fd);
+	*failed = path == NULL;
 	return path;
 }
 
@@ -224,6 +314,32 @@ rules_unlock(char *path)
 		return;
 	unlink(path);
 	free(path);
+}
+
+/* A bare "|": the message (as a pipe gets it) on standard output. */
+static enum rules_status
+rules_to_stdout(struct rules_state *s, const unsigned char *p, size_t len,
+    const char **error_r)
+{
+	int fd = s->sh->env->stdout_fd;
+	ssize_t n;
+
+	if (fd <= 0) {
+		*error_r = "no standard output to write to";
+		return RULES_TEMPFAIL;
+	}
+	while (len > 0) {
+		n = write(fd, p, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			*error_r = "cannot write to standard output";
+			return RULES_TEMPFAIL;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return RULES_OK;
 }
 
 enum rules_status
@@ -242,8 +358,11 @@ rules_do_pipe(struct rules_state *s, const struct rules_node *n)
 	if (lock_failed)
 		return RULES_TEMPFAIL;
 	rules_msg_feed(s, n->flags, RULES_FEED_RAW, &p, &len);
-	st = rules_command(s, NULL, n->arg, p, len, check,
-	    (n->flags & RULES_F_IGNORE_WERR) != 0, &err);
+	if (n->arg[0] == '\0')
+		st = rules_to_stdout(s, p, len, &err);
+	else
+		st = rules_command(s, NULL, n->arg, p, len, check,
+		    (n->flags & RULES_F_IGNORE_WERR) != 0, &err);
 	rules_unlock(lock);
 	if (st == RULES_OK)
 		rules_lastfolder(s, n->arg, len);

@@ -136,14 +136,16 @@ rules_msg_harea(struct rules_state *s)
 	if (s->harea_valid)
 		return;
 	buf_truncate(&s->harea, 0);
-	buf_reserve(&s->harea, s->header_end + 1);
-	for (i = 0; i < s->header_end; i++) {
-		unsigned char c = s->msg.data[i];
+	buf_append(&s->harea, s->msg.data, s->header_end);
+	for (i = 0; i + 1 < s->harea.len; i++) {
+		unsigned char *nl = memchr(s->harea.data + i, '\n',
+		    s->harea.len - i - 1);
 
-		if (c == '\n' && i + 1 < s->header_end &&
-		    (s->msg.data[i + 1] == ' ' || s->msg.data[i + 1] == '\t'))
-			c = ' ';
-		buf_append_byte(&s->harea, c);
+		if (nl == NULL)
+			break;
+		i = (size_t)(nl - s->harea.data);
+		if (nl[1] == ' ' || nl[1] == '\t')
+			*nl = ' ';
 	}
 	s->harea_valid = true;
 }
@@ -300,6 +302,75 @@ struct rules_verdict {
 	double add;		/* weighted: what it adds */
 };
 
+static unsigned char
+rules_ascii_lower(unsigned char c)
+{
+	return c >= 'A' && c <= 'Z' ? (unsigned char)(c | 0x20) : c;
+}
+
+/* Does area hold lit (ASCII case folded unless exact, as PCRE2_CASELESS
+ * folds with its default tables)? */
+static bool
+rules_area_has(const unsigned char *area, size_t len, const char *lit,
+    size_t lit_len, bool exact)
+{
+	const unsigned char *l = (const unsigned char *)lit, *end, *lo, *up;
+	unsigned char first = rules_ascii_lower(l[0]);
+	size_t i, k;
+
+	if (exact)
+		return memmem(area, len, lit, lit_len) != NULL;
+	if (lit_len > len)
+		return false;
+	/* Candidates are found with memchr, for each case of the first
+	 * byte; each search is redone only when its hit was used. */
+	end = area + len - lit_len + 1;
+	lo = memchr(area, first, (size_t)(end - area));
+	up = first >= 'a' && first <= 'z' ?
+	    memchr(area, first & ~0x20, (size_t)(end - area)) : NULL;
+	while (lo != NULL || up != NULL) {
+		const unsigned char *p = lo == NULL ? up : up == NULL ? lo :
+		    lo < up ? lo : up;
+
+		i = (size_t)(p - area);
+		for (k = 1; k < lit_len; k++)
+			if (rules_ascii_lower(area[i + k]) !=
+			    rules_ascii_lower(l[k]))
+				break;
+		if (k == lit_len)
+			return true;
+		if (p == lo)
+			lo = memchr(p + 1, first, (size_t)(end - p - 1));
+		else
+			up = memchr(p + 1, first & ~0x20,
+			    (size_t)(end - p - 1));
+	}
+	return false;
+}
+
+/* Can c match area at all? A regex whose required literal (rules_regex.c)
+ * is not there cannot: it is then neither compiled nor run, which for a
+ * rule file of header tests that miss saves most of the engine's work. */
+static bool
+rules_cond_possible(struct rules_cond *c, unsigned flags,
+    const unsigned char *area, size_t len)
+{
+	if (!c->lit_known) {
+		struct buf lit;
+
+		buf_init(&lit, RULES_VALUE_MAX);
+		if (rules_regex_literal(c->text, &lit) == 0 && lit.len > 0) {
+			c->lit_len = lit.len;
+			c->lit = xmalloc(lit.len);
+			memcpy(c->lit, lit.data, lit.len);
+		}
+		buf_free(&lit);
+		c->lit_known = true;
+	}
+	return c->lit == NULL || rules_area_has(area, len, c->lit, c->lit_len,
+	    (flags & RULES_F_CASE) != 0);
+}
+
 static void
 rules_cond_regex(struct rules_state *s, struct rules_cond *c,
     const struct rules_cond *w, unsigned flags, bool cache,
@@ -308,6 +379,12 @@ rules_cond_regex(struct rules_state *s, struct rules_cond *c,
 	pcre2_code *code = c->code;
 	unsigned long n;
 
+	if (!c->bad && !rules_cond_possible(c, flags, area, len)) {
+		n = c->negate ? 1 : 0;
+		v->ok = n > 0;
+		v->add = rules_score_matches(w, n);
+		return;
+	}
 	if (code == NULL && !c->bad) {
 		code = rules_compile(s, c->text, flags, len, &c->has_match);
 		c->bad = code == NULL;
@@ -559,6 +636,50 @@ rules_set_maildir(struct rules_state *s, const char *value)
 	s->cwd = path;
 }
 
+/* LOCKFILE=name: the old one is removed, then the new one taken (and
+ * waited for); LOCKFILE= only removes. */
+static void
+rules_set_lockfile(struct rules_state *s, const char *value)
+{
+	if (s->lockfile != NULL) {
+		unlink(s->lockfile);
+		free(s->lockfile);
+		s->lockfile = NULL;
+	}
+	if (value[0] != '\0')
+		s->lockfile = rules_dotlock(s, value);
+}
+
+/* HOST=name: the rules stop unless name is this host: the name loft
+ * was given (myhostname) or the kernel's, which procmail uses. */
+static void
+rules_set_host(struct rules_state *s, const char *value)
+{
+	const char *mine = s->sh->env->hostname;
+	char host[256];
+
+	if (mine != NULL && strcmp(value, mine) == 0)
+		return;
+	if (gethostname(host, sizeof(host)) == 0 &&
+	    (host[sizeof(host) - 1] = '\0', strcmp(value, host) == 0))
+		return;
+	if (s->verbose)
+		rules_log(s, false, "HOST=%s: not this host, stopping", value);
+	s->host_stop = true;
+}
+
+/* SHIFT=n: as sh's shift n, over rules_env.args. */
+static void
+rules_set_shift(struct rules_state *s, const char *value)
+{
+	size_t left = s->sh->env->nargs - s->shift;
+	unsigned long n = strtoul(value, NULL, 10);
+
+	if (value[0] < '0' || value[0] > '9')
+		return;
+	s->shift += n < left ? (size_t)n : left;
+}
+
 static bool
 rules_bool(const char *v)
 {
@@ -592,6 +713,14 @@ rules_assign(struct rules_state *s, const char *name, const char *value)
 		s->verbose = rules_bool(value);
 	else if (strcmp(name, "UMASK") == 0)
 		s->umask = (mode_t)(strtoul(value, NULL, 8) & 0777);
+	else if (strcmp(name, "LOCKFILE") == 0)
+		rules_set_lockfile(s, value);
+	else if (strcmp(name, "HOST") == 0)
+		rules_set_host(s, value);
+	else if (strcmp(name, "SHIFT") == 0) {
+		rules_set_shift(s, value);
+		rules_var_unset(s, "SHIFT");
+	}
 	return 0;
 }
 
@@ -723,6 +852,10 @@ rules_state_free(struct rules_state *s)
 	free(s->cwd);
 	if (s->logfd >= 0)
 		close(s->logfd);
+	if (s->lockfile != NULL) {
+		unlink(s->lockfile);
+		free(s->lockfile);
+	}
 }
 
 static void
@@ -744,6 +877,8 @@ rules_state_clone(const struct rules_state *s, struct rules_state *c)
 	memcpy(c->frames, s->frames, s->nframes * sizeof(*c->frames));
 	c->cwd = s->cwd != NULL ? xstrdup(s->cwd) : NULL;
 	c->logfd = s->logfd >= 0 ? fcntl(s->logfd, F_DUPFD_CLOEXEC, 0) : -1;
+	/* The parent holds LOCKFILE, and removes it at its own end. */
+	c->lockfile = NULL;
 }
 
 /* --- actions -------------------------------------------------------- */
@@ -859,7 +994,8 @@ rules_recipe(struct rules_state *s, const struct rules_node *n)
 static void
 rules_loop(struct rules_state *s)
 {
-	while (s->nframes > 0 && !s->delivered && !s->failed) {
+	while (s->nframes > 0 && !s->delivered && !s->failed &&
+	    !s->host_stop) {
 		struct rules_frame *f = &s->frames[s->nframes - 1];
 		const struct rules_node *n;
 
@@ -886,14 +1022,20 @@ rules_finish(struct rules_state *s)
 	const char *def = rules_var_get(s, "DEFAULT");
 	struct rules_node n;
 
-	if (s->delivered)
+	if (s->delivered || s->host_stop)
 		return;
 	memset(&n, 0, sizeof(n));
 	n.action = RULES_A_FOLDER;
 	n.line = s->line;
 	if (!s->failed && def != NULL && def[0] != '\0') {
-		n.arg = (char *)def;
-		if (rules_do_folder(s, &n) == RULES_OK) {
+		enum rules_status st;
+
+		/* DEFAULT is a name already: one word, not expanded again. */
+		n.arg = strchr(def, '\'') == NULL ? xasprintf("'%s'", def) :
+		    xstrdup(def);
+		st = rules_do_folder(s, &n);
+		free(n.arg);
+		if (st == RULES_OK) {
 			s->delivered = true;
 			return;
 		}
@@ -907,6 +1049,81 @@ rules_finish(struct rules_state *s)
 	    RULES_OK)
 		s->delivered = true;
 	free(n.arg);
+}
+
+/* --- the end: LOCKFILE, TRAP, EXITCODE ------------------------------ */
+
+static int
+rules_exitcode_value(const char *v)
+{
+	char *end;
+	long n;
+
+	if (v == NULL || v[0] < '0' || v[0] > '9')
+		return 0;
+	n = strtol(v, &end, 10);
+	return *end == '\0' && n > 0 && n <= 255 ? (int)n : 0;
+}
+
+/* TRAP: as rules_run_shell, but its output goes to LOGFILE. */
+static int
+rules_trap_run(struct rules_state *s, const char *cmd,
+    struct rules_cmd_result *res, const char **error_r)
+{
+	struct rules_cmd c;
+	char **envp = rules_var_envp(s);
+	int ret;
+
+	memset(&c, 0, sizeof(c));
+	c.shell = rules_var_get(s, "SHELL");
+	c.shell_cmd = cmd;
+	c.envp = envp;
+	c.cwd = s->cwd;
+	c.in = s->msg.data;
+	c.in_len = s->msg.len;
+	c.output_fd = s->logfd;
+	c.stderr_fd = s->logfd;
+	c.timeout = s->sh->env->command_timeout;
+	c.umask = s->umask;
+	ret = rules_cmd_run(&c, res, error_r);
+	rules_var_envp_free(envp);
+	return ret;
+}
+
+/*
+ * procmail's end: LOCKFILE is removed; if EXITCODE is unset it is set to
+ * the status procmail would exit with (0 delivered, else 75); TRAP runs
+ * with the message on its standard input and its output appended to
+ * LOGFILE; then a positive EXITCODE, or with EXITCODE set but empty the
+ * TRAP's exit status, is what the caller exits with. A zero from either
+ * leaves the caller's own status: it never turns a failed write into a
+ * success.
+ */
+static void
+rules_trap(struct rules_state *s)
+{
+	struct rules_result *res = s->sh->res;
+	struct rules_cmd_result cr;
+	const char *trap, *code, *err;
+	bool was_empty;
+
+	rules_set_lockfile(s, "");
+	code = rules_var_get(s, "EXITCODE");
+	was_empty = code != NULL && code[0] == '\0';
+	if (code == NULL)
+		rules_var_set(s, "EXITCODE", res->delivered || res->host_stop ?
+		    "0" : "75");
+	trap = rules_var_get(s, "TRAP");
+	if (trap != NULL && trap[0] != '\0') {
+		if (rules_trap_run(s, trap, &cr, &err) < 0)
+			rules_log(s, true, "TRAP: %s", err);
+		else if (was_empty)
+			res->exitcode = cr.status > 0 && cr.status <= 255 ?
+			    cr.status : 0;
+	}
+	if (!was_empty)
+		res->exitcode = rules_exitcode_value(rules_var_get(s,
+		    "EXITCODE"));
 }
 
 /* --- the entry point ------------------------------------------------ */
@@ -968,10 +1185,12 @@ rules_run(const struct rules *r, const struct rules_env *env,
 	res->rules_error = s.failed;
 	rules_finish(&s);
 	res->delivered = s.delivered;
+	res->host_stop = s.host_stop;
+	rules_trap(&s);
 	rules_state_free(&s);
 	for (i = 0; i < sh.nincludes; i++)
 		rules_free(&sh.includes[i]);
 	free(sh.includes);
 	pcre2_match_data_free(sh.match_data);
-	return res->delivered ? 0 : -1;
+	return res->delivered || res->host_stop ? 0 : -1;
 }

@@ -111,6 +111,7 @@ rules_cond_clear(struct rules_cond *c)
 {
 	free(c->text);
 	free(c->var);
+	free(c->lit);
 	/* c->code belongs to rules_eval.c, which frees it in rules_free. */
 	memset(c, 0, sizeof(*c));
 }
@@ -595,10 +596,10 @@ rules_action(struct rules_parser *p, const char *line, const char **error_r)
 		/* Comments are the shell's business on a command line. */
 		n->arg = rules_strdup_trim(rules_skip_blanks(line + 1),
 		    strlen(rules_skip_blanks(line + 1)));
-		if (n->arg[0] == '\0') {
+		/* A bare "|" writes the message to standard output. */
+		if (n->arg[0] == '\0' && n->capture != NULL) {
 			*error_r = rules_parse_error(p, p->logical_line,
-			    "\"|\" without a command (piping to standard "
-			    "output is not supported)");
+			    "VAR=| without a command");
 			return -1;
 		}
 		return 0;
@@ -735,15 +736,17 @@ rules_parser_feed(struct rules_parser *p, const void *data, size_t len,
 	}
 	p->total += len;
 	for (i = 0; i < len; i++) {
-		if (d[i] != '\n') {
-			if (buf_append_byte(&p->phys, d[i]) < 0) {
-				*error_r = rules_parse_error(p, p->lineno + 1,
-				    "line longer than %zu bytes",
-				    p->lim.line_max);
-				return -1;
-			}
-			continue;
+		const unsigned char *nl = memchr(d + i, '\n', len - i);
+		size_t end = nl != NULL ? (size_t)(nl - d) : len;
+
+		if (buf_append(&p->phys, d + i, end - i) < 0) {
+			*error_r = rules_parse_error(p, p->lineno + 1,
+			    "line longer than %zu bytes", p->lim.line_max);
+			return -1;
 		}
+		i = end;
+		if (nl == NULL)
+			break;
 		p->lineno++;
 		if (rules_phys_line(p, error_r) < 0)
 			return -1;

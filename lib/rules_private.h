@@ -31,6 +31,10 @@ struct rules_cond {
 	void *code;		/* pcre2_code *, compiled at first use */
 	bool has_match;		/* the regex has \/ */
 	bool bad;		/* compiling failed: logged once */
+	bool lit_known;		/* lit is computed */
+	char *lit;		/* what every match contains (NULL: none
+				   known): absent, no need to compile */
+	size_t lit_len;
 };
 
 enum rules_action {
@@ -84,5 +88,14 @@ void rules_cond_clear(struct rules_cond *c);
  * *has_match_r: there was a \/ (then group 1 is MATCH). 0, or -1 when
  * out's maximum is reached. */
 int rules_regex_translate(const char *re, struct buf *out, bool *has_match_r);
+
+/* rules_regex_literal: the longest run of bytes that every match of re
+ * (a procmail regex) contains, found outside groups and optional items,
+ * into out (truncated first): if the area searched lacks it, re cannot
+ * match there, and need not be compiled. Empty when there is none. -1
+ * (out empty) when re is not plain enough to tell (an alternative at the
+ * top, unbalanced parentheses, a quantifier after nothing), so that
+ * compiling reports what is wrong with it. */
+int rules_regex_literal(const char *re, struct buf *out);
 
 #endif

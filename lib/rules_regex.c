@@ -77,6 +77,14 @@ rules_regex_macros(const char *re, struct buf *out)
 	size_t n;
 
 	while (*re != '\0') {
+		size_t plain = strcspn(re, "\\^");
+
+		if (plain > 0) {
+			if (buf_append(out, re, plain) < 0)
+				return -1;
+			re += plain;
+			continue;
+		}
 		if (*re == '\\' && re[1] != '\0') {
 			if (buf_append(out, re, 2) < 0)
 				return -1;
@@ -209,5 +217,170 @@ rules_regex_translate(const char *re, struct buf *out, bool *has_match_r)
 	ret = 0;
 done:
 	buf_free(&m);
+	return ret;
+}
+
+/* --- the literal every match contains (a prefilter) ---------------- */
+
+/* The length of the bracket expression at re (re[0] == '['), parsed as
+ * rules_regex_bracket does; 0 when it is not closed. */
+static size_t
+rules_regex_bracket_len(const char *re)
+{
+	size_t i = 1;
+
+	if (re[i] == '^')
+		i++;
+	if (re[i] == ']')
+		i++;
+	for (; re[i] != '\0' && re[i] != ']'; i++)
+		if (re[i] == '\\' && re[i + 1] != '\0')
+			i++;
+	return re[i] == ']' ? i + 1 : 0;
+}
+
+static bool
+rules_regex_is_quant(char c)
+{
+	return c == '*' || c == '+' || c == '?';
+}
+
+struct rules_lit {
+	struct buf run;		/* the literal being read */
+	struct buf *best;	/* the longest so far */
+};
+
+static void
+rules_lit_flush(struct rules_lit *l)
+{
+	if (l->run.len > l->best->len) {
+		buf_truncate(l->best, 0);
+		buf_append(l->best, l->run.data, l->run.len);
+	}
+	buf_truncate(&l->run, 0);
+}
+
+/* Inside a group: skip to its end; depth counts the open ones. */
+static size_t
+rules_lit_skip(const char *p, unsigned *depth)
+{
+	size_t n;
+
+	if (p[0] == '\\' && p[1] != '\0')
+		return 2;
+	if (p[0] == '[')
+		return (n = rules_regex_bracket_len(p)) > 0 ? n : 1;
+	if (p[0] == '(')
+		(*depth)++;
+	else if (p[0] == ')')
+		(*depth)--;
+	return 1;
+}
+
+/* One item at depth 0: 1 and its byte in *c if it is a literal, 0 if not
+ * (anchors, ., classes, groups), -1 if re is not plain enough to tell;
+ * *n_r is its length. */
+static int
+rules_lit_item(const char *p, unsigned *depth, char *c, size_t *n_r)
+{
+	*n_r = 1;
+	switch (p[0]) {
+	case '|':
+	case ')':
+	case '*':
+	case '+':
+	case '?':
+		return -1;
+	case '(':
+		(*depth)++;
+		return 0;
+	case '.':
+	case '^':
+	case '$':
+		return 0;
+	case '[':
+		*n_r = rules_regex_bracket_len(p);
+		if (*n_r > 0)
+			return 0;
+		*n_r = 1;
+		*c = '[';	/* unclosed: taken literally */
+		return 1;
+	case '\\':
+		if (p[1] == '\0')
+			return -1;
+		*n_r = 2;
+		if (p[1] == '<' || p[1] == '>' || p[1] == '/')
+			return 0;
+		*c = p[1];
+		return 1;
+	}
+	*c = p[0];
+	return 1;
+}
+
+static int
+rules_lit_scan(const char *p, struct rules_lit *l)
+{
+	unsigned depth = 0;
+	size_t n;
+	char c;
+	int r;
+
+	while (*p != '\0') {
+		if (depth > 0) {
+			p += rules_lit_skip(p, &depth);
+			/* A group's quantifier, as an item's below. */
+			if (depth == 0 && rules_regex_is_quant(*p) &&
+			    rules_regex_is_quant(*++p))
+				return -1;
+			continue;
+		}
+		if ((r = rules_lit_item(p, &depth, &c, &n)) < 0)
+			return -1;
+		p += n;
+		if (r == 0) {
+			/* ".*", "[a-z]+", "\<?": not a literal, whatever
+			 * follows; an anchor quantified is too odd to tell. */
+			rules_lit_flush(l);
+			if (depth == 0 && rules_regex_is_quant(*p)) {
+				if (p[-1] == '^' || p[-1] == '$' ||
+				    rules_regex_is_quant(*++p))
+					return -1;
+			}
+			continue;
+		}
+		if (rules_regex_is_quant(*p)) {
+			/* "c*" "c?" need no c; "c+" needs one, then others. */
+			if (*p == '+')
+				buf_append_byte(&l->run, (unsigned char)c);
+			rules_lit_flush(l);
+			if (rules_regex_is_quant(*++p))
+				return -1;
+			continue;
+		}
+		buf_append_byte(&l->run, (unsigned char)c);
+	}
+	rules_lit_flush(l);
+	return depth == 0 ? 0 : -1;
+}
+
+int
+rules_regex_literal(const char *re, struct buf *out)
+{
+	struct rules_lit l;
+	struct buf m;
+	int ret = -1;
+
+	buf_truncate(out, 0);
+	buf_init(&m, RULES_VALUE_MAX);
+	buf_init(&l.run, RULES_VALUE_MAX);
+	l.best = out;
+	if (rules_regex_macros(re, &m) == 0 &&
+	    rules_lit_scan(buf_cstr(&m), &l) == 0)
+		ret = 0;
+	if (ret < 0)
+		buf_truncate(out, 0);
+	buf_free(&m);
+	buf_free(&l.run);
 	return ret;
 }

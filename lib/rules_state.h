@@ -67,6 +67,9 @@ struct rules_state {
 	int last_exit;
 	bool delivered;
 	bool failed;			/* a rules error: stop, use ORGMAIL */
+	bool host_stop;			/* HOST was not this host: stop */
+	size_t shift;			/* SHIFT: args skipped */
+	char *lockfile;			/* owned: LOCKFILE held (its path) */
 	unsigned line;			/* of the node being run */
 };
 
@@ -132,6 +135,13 @@ int rules_expand(struct rules_state *s, const char *in, enum rules_exp mode,
 int rules_run_shell(struct rules_state *s, const char *cmd,
     const unsigned char *in, size_t in_len, struct buf *out,
     struct rules_cmd_result *res, const char **error_r);
+
+/* rules_dotlock: take the lock file name (expanded; relative to
+ * $MAILDIR) as procmail does: made with O_EXCL, retried every $LOCKSLEEP
+ * seconds (8) for at most the command time limit, broken when older than
+ * $LOCKTIMEOUT seconds (1024; 0: never). The path to unlink afterwards,
+ * or NULL (logged). */
+char *rules_dotlock(struct rules_state *s, const char *name);
 
 /* rules_log: a line into LOGFILE (if set) and, if error, to the caller's
  * log too; "NAME:LINE: " is put first when error. */

@@ -221,6 +221,23 @@ rules_exp_name_len(const char *s)
 	return n;
 }
 
+/* $@: the arguments left after SHIFT, separated by blanks (into tmp,
+ * cut at its size). */
+static const char *
+rules_exp_args(struct rules_exp_ctx *x, char *tmp, size_t size)
+{
+	const struct rules_env *env = x->s->sh->env;
+	size_t i;
+
+	tmp[0] = '\0';
+	for (i = x->s->shift; i < env->nargs; i++) {
+		if (i > x->s->shift)
+			strlcat(tmp, " ", size);
+		strlcat(tmp, env->args[i], size);
+	}
+	return tmp;
+}
+
 /* The special one-character variables; NULL if c is none. */
 static const char *
 rules_exp_special(struct rules_exp_ctx *x, char c, char *tmp, size_t size)
@@ -244,11 +261,14 @@ rules_exp_special(struct rules_exp_ctx *x, char c, char *tmp, size_t size)
 		snprintf(tmp, size, "%d", s->last_exit);
 		return tmp;
 	case '#':
-		return "0";
+		snprintf(tmp, size, "%zu", s->sh->env->nargs - s->shift);
+		return tmp;
 	case '@':
+		return rules_exp_args(x, tmp, size);
 	case '1': case '2': case '3': case '4': case '5':
 	case '6': case '7': case '8': case '9':
-		return "";
+		return s->shift + (size_t)(c - '1') < s->sh->env->nargs ?
+		    s->sh->env->args[s->shift + (size_t)(c - '1')] : "";
 	}
 	return NULL;
 }
@@ -327,7 +347,7 @@ static int
 rules_exp_dollar(struct rules_exp_ctx *x, const char *p, bool dq,
     size_t *used_r)
 {
-	char tmp[64], name[256];
+	char tmp[RULES_LINE_MAX], name[256];
 	const char *v;
 	size_t n = 0;
 

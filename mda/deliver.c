@@ -2,7 +2,10 @@
  * deliver.c: loft-deliver, the local delivery agent.
  *
  *   loft-deliver [-c FILE] -d USER [-f SENDER] [-a RECIPIENT] [-m FOLDER]
+ *       [ARG...]
  *
+ * ARGs are the rules' $1, $2 ... (procmail's -a, for a Postfix
+ * mailbox_command such as 'loft-deliver -d "$USER" -- "$EXTENSION"').
  * Reads one message on standard input, prepends Return-Path: and
  * Delivered-To:, runs the user's procmail-style rules (mda_rules_file,
  * lib/rules.h) unless -m names the folder, stores it in the user's mail
@@ -48,6 +51,8 @@ struct deliver_args {
 	const char *sender;	/* NULL: none given */
 	const char *orig_rcpt;
 	const char *folder;
+	char *const *args;	/* the rules' $1 ... */
+	size_t nargs;
 };
 
 struct deliver_ctx {
@@ -58,11 +63,46 @@ struct deliver_ctx {
 	bool sender_given;	/* -f, possibly empty (<>, a bounce) */
 };
 
+/*
+ * The table of parameters (conf_params.c) checks the TLS settings with
+ * OpenSSL. loft-deliver makes no TLS context, and mapping and binding
+ * libssl and libcrypto at start cost it about half of its instructions a
+ * delivery (bench/rules.sh); these take the place of lib/tls.c's checks,
+ * so the linker leaves tls.o, and OpenSSL, out (loftd-mail does the same).
+ * Accepting any value is right here: a wrong TLS setting is loftd's and
+ * loftctl's to report, and must not defer local deliveries.
+ */
+int tls_check_protocols(const char *value);
+int tls_check_ciphers(const char *value);
+int tls_check_suites(const char *value);
+
+int
+tls_check_protocols(const char *value)
+{
+	(void)value;
+	return 0;
+}
+
+int
+tls_check_ciphers(const char *value)
+{
+	(void)value;
+	return 0;
+}
+
+int
+tls_check_suites(const char *value)
+{
+	(void)value;
+	return 0;
+}
+
 static void __attribute__((noreturn))
 deliver_usage(void)
 {
 	fprintf(stderr, "usage: loft-deliver [-c config] -d user "
-	    "[-f sender] [-a original_recipient] [-m folder] < message\n");
+	    "[-f sender] [-a original_recipient] [-m folder] [arg ...] "
+	    "< message\n");
 	exit(EX_USAGE);
 }
 
@@ -129,8 +169,10 @@ deliver_parse_args(int argc, char **argv, struct deliver_args *a)
 			deliver_usage();
 		}
 	}
-	if (a->user == NULL || optind != argc)
+	if (a->user == NULL)
 		deliver_usage();
+	a->args = argv + optind;
+	a->nargs = (size_t)(argc - optind);
 }
 
 /* Become the mailbox owner, for good, before any input is read. */
@@ -520,6 +562,25 @@ deliver_forward(struct deliver_ctx *c, const struct user *u,
 }
 
 /*
+ * EXITCODE (or TRAP's exit) set by the rules: procmail exits with it, and
+ * so does loft-deliver. The status code says what the number means to
+ * the MTA (sysexits: 75 and 4.x.x defers); the text says who chose it.
+ */
+static void __attribute__((noreturn))
+deliver_exitcode(struct deliver_ctx *c, const struct rules_result *res,
+    const struct rules_store *rs)
+{
+	char text[700];
+	bool ok = res->delivered && rs->store_failure == STORE_OK;
+
+	snprintf(text, sizeof(text), "exit %d set by the rules (EXITCODE); "
+	    "the message %s", res->exitcode, ok ? "was delivered" :
+	    "was not delivered");
+	deliver_finish(c, res->exitcode, res->exitcode == EX_TEMPFAIL ?
+	    "4.3.0" : "5.3.0", text);
+}
+
+/*
  * Run the user's rules: every folder write goes through rules_store (into
  * the store, or beside it), the exit says whether the message is where
  * the rules (or $DEFAULT) put it and every folder write succeeded. A rule
@@ -548,12 +609,20 @@ deliver_rules(struct deliver_ctx *c, const struct user *u,
 	env.orgmail = inbox;
 	env.sendmail = deliver_sendmail();
 	env.hostname = conf_str("myhostname");
+	env.args = c->a.args;
+	env.nargs = c->a.nargs;
+	env.stdout_fd = STDOUT_FILENO;
 	env.command_timeout = (unsigned)conf_time("mda_command_timeout");
 	rules_limits_default(&env.limits);
 	(void)rules_run(r, &env, &cb, &rs, msg->data, msg->len, &res);
 	free(inbox);
 	rules_free(&r);
 	store_close(stp);
+	if (res.exitcode > 0)
+		deliver_exitcode(c, &res, &rs);
+	if (res.host_stop && rs.store_failure == STORE_OK)
+		deliver_finish(c, EX_OK, "2.0.0", "rules stopped by HOST "
+		    "(procmail's: not delivered, not an error)");
 	if (res.delivered && rs.store_failure == STORE_OK) {
 		snprintf(text, sizeof(text), "delivered by rules%s to %s",
 		    res.rules_error ? " (after a rules error)" : "",

@@ -27,12 +27,17 @@ mboxo against mboxrd quoting (procmail quotes "From " body lines with one
 (unique names; their contents are compared as a sorted list per
 directory); and loft's own metadata (the index, loft-uidvalidity,
 maildirfolder, dovecot-*) and the case's own files (rc, includes,
-LOGFILE). Exit codes must agree on success or failure.
+LOGFILE). Exit codes must agree on success or failure; exactly, when the
+case has a file "exact-exit" (EXITCODE, TRAP). A case's file "args"
+holds arguments, one a line: procmail gets each as -a ARG, loft-deliver
+after its options ($1 ...). What each side writes on its standard output
+(a bare "|") is kept in HOME/stdout and compared like a folder.
 """
 import concurrent.futures
 import os
 import pwd
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -58,7 +63,8 @@ if ROOT:
 else:
     OWNER = (os.getuid(), os.getgid())
 SKIP_NAMES = {"rc", ".procmailrc", "log", "maildirfolder", "loft-uidvalidity",
-              "loft-uidlist", ".loft-index", "loft-index", "fake-sendmail"}
+              "loft-uidlist", ".loft-index", "loft-index", "fake-sendmail",
+              "args", "exact-exit"}
 
 
 def as_owner():
@@ -92,15 +98,16 @@ LOOP = """
 for m in "$@"; do
     s=sender@example.net
     case "$m" in */bounce*) s= ;; esac
-    "$RUN" "$s" "$m"
+    "$RUN" "$s" "$m" >> "$STDOUT"
     echo "$(basename "$m") $?" >> "$CODES"
 done
 """
 
 
-def run_loop(run, msgs, codes, owner):
+def run_loop(run, msgs, codes, owner, stdout):
     subprocess.run(["sh", "-c", LOOP, "sh"] + msgs,
-                   env={"PATH": PATH, "RUN": run, "CODES": codes},
+                   env={"PATH": PATH, "RUN": run, "CODES": codes,
+                        "STDOUT": stdout},
                    preexec_fn=as_owner if owner else None,
                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     out = {}
@@ -111,16 +118,17 @@ def run_loop(run, msgs, codes, owner):
     return out
 
 
-def procmail_script(path, home):
+def procmail_script(path, home, args):
     """A script running procmail on message $2 with sender $1, the message
     given Return-Path: and Delivered-To: first, as loft-deliver adds them."""
     inbox = os.path.join(home, "Mail", "INBOX")
+    dash_a = "".join(" -a %s" % shlex.quote(a) for a in args)
     with open(path, "w") as f:
         f.write('#!/bin/sh\n{ printf "Return-Path: <%%s>\\nDelivered-To: '
                 'alice@test.example.org\\n" "$1"; cat "$2"; } | '
-                '%s -p -f "${1:-<>}" HOME=%s SHELL=/bin/sh DEFAULT=%s '
-                'ORGMAIL=%s %s/.procmailrc\n' % (PROCMAIL, home, inbox, inbox,
-                                                 home))
+                '%s -p -f "${1:-<>}"%s HOME=%s SHELL=/bin/sh DEFAULT=%s '
+                'ORGMAIL=%s %s/.procmailrc\n' % (PROCMAIL, dash_a, home, inbox,
+                                                 inbox, home))
     os.chmod(path, 0o755)
 
 
@@ -149,10 +157,10 @@ class Loft:
         if r.returncode != 0:
             raise RuntimeError("user add: %r" % r.stderr)
 
-    def script(self, path):
+    def script(self, path, args):
         with open(path, "w") as f:
-            f.write('#!/bin/sh\nexec %s -c %s -d alice -f "$1" < "$2"\n' %
-                    (DELIVER, self.conf))
+            f.write('#!/bin/sh\nexec %s -c %s -d alice -f "$1" -- %s < "$2"\n' %
+                    (DELIVER, self.conf, " ".join(shlex.quote(a) for a in args)))
         os.chmod(path, 0o755)
 
     def deliver(self, msg, sender):
@@ -190,13 +198,15 @@ def snapshot(home):
             with open(os.path.join(d, f), "rb") as fh:
                 data = fh.read()
             base = os.path.basename(d)
+            if data.startswith(b"From "):
+                # Its date is the run's (a Maildir file has one when it
+                # shares the bytes of an MH folder's, 86-multi-dir).
+                data = norm_mbox(data)
             if base in ("new", "cur", "tmp") or f.startswith("msg."):
                 key = os.path.join(rel, "*" if base in ("new", "cur", "tmp")
                                    else "msg.*")
                 snap.setdefault(key, []).append(data)
                 continue
-            if data.startswith(b"From "):
-                data = norm_mbox(data)
             snap[os.path.join(rel, f)] = data
     for k, v in snap.items():
         if isinstance(v, list):
@@ -242,17 +252,28 @@ def run_case(case_dir):
         paths = [os.path.join(case_dir, "msgs", m) for m in msgs]
         pscript = os.path.join(tmp, "run-procmail")
         lscript = os.path.join(tmp, "run-loft")
-        procmail_script(pscript, pm_home)
-        loft.script(lscript)
-        for c in ("p.codes", "l.codes"):
+        args = []
+        if os.path.exists(os.path.join(case_dir, "args")):
+            with open(os.path.join(case_dir, "args")) as f:
+                args = f.read().splitlines()
+        exact = os.path.exists(os.path.join(case_dir, "exact-exit"))
+        procmail_script(pscript, pm_home, args)
+        loft.script(lscript, args)
+        for c in ("p.codes", "l.codes", "p.stdout", "l.stdout"):
             open(os.path.join(tmp, c), "w").close()
             if ROOT:
                 os.chown(os.path.join(tmp, c), *OWNER)
-        pcodes = run_loop(pscript, paths, os.path.join(tmp, "p.codes"), True)
-        lcodes = run_loop(lscript, paths, os.path.join(tmp, "l.codes"), False)
+        pcodes = run_loop(pscript, paths, os.path.join(tmp, "p.codes"), True,
+                          os.path.join(tmp, "p.stdout"))
+        lcodes = run_loop(lscript, paths, os.path.join(tmp, "l.codes"), False,
+                          os.path.join(tmp, "l.stdout"))
+        for side, home in (("p", pm_home), ("l", lo_home)):
+            if os.path.getsize(os.path.join(tmp, side + ".stdout")) > 0:
+                shutil.copy(os.path.join(tmp, side + ".stdout"),
+                            os.path.join(home, "stdout"))
         for m in msgs:
             prc, lrc = pcodes.get(m, -1), lcodes.get(m, -1)
-            if (prc == 0) != (lrc == 0):
+            if (prc == 0) != (lrc == 0) or (exact and prc != lrc):
                 problems.append("%s: procmail exit %d, loft-deliver exit %d"
                                 % (m, prc, lrc))
         a, b = snapshot(pm_home), snapshot(lo_home)

@@ -168,10 +168,7 @@ test_errors(void)
 		    "size" },
 		{ ":0\n* ?\ny\n", "rc:2: condition: \"?\" without a command" },
 		{ "A=\"open\n", "rc:1: unterminated quote" },
-		{ ":0\nX=|\n", "rc:2: \"|\" without a command (piping to "
-		    "standard output is not supported)" },
-		{ ":0\n|\n", "rc:2: \"|\" without a command (piping to "
-		    "standard output is not supported)" },
+		{ ":0\nX=|\n", "rc:2: VAR=| without a command" },
 		{ ":0\n!\n", "rc:2: \"!\" without an address" },
 		{ "\n\nwhat is this\n", "rc:3: syntax error (not an "
 		    "assignment, a recipe or \"}\")" },
@@ -329,6 +326,75 @@ test_regex(void)
 	}
 }
 
+/* A bare "|" (standard output) is a pipe without a command. */
+static void
+test_bare_pipe(void)
+{
+	struct rules *r = NULL;
+	const char *err = NULL;
+	char *d;
+
+	is_int(rules_parse_buffer("rc", ":0 c\n|\n:0\n|   \n", 13, NULL,
+	    &r, &err), 0, "a bare | parses");
+	d = dump(r);
+	is_string(d, "1: recipe flags=c lock=-\n1:  action pipe \n"
+	    "3: recipe flags= lock=-\n3:  action pipe \n", "as an empty pipe");
+	free(d);
+	rules_free(&r);
+}
+
+/* The literal every match must contain (the prefilter of rules_eval.c):
+ * a wrong one would make a matching regex miss, so each kind of item is
+ * checked, and the cases where nothing can be told. */
+static void
+test_literal(void)
+{
+	static const struct {
+		const char *in;
+		int ret;
+		const char *lit;
+	} cases[] = {
+		{ "^Subject:.*never-matches-1", 0, "never-matches-1" },
+		{ "^Subject: hello", 0, "Subject: hello" },
+		{ "abc*def", 0, "def" },
+		{ "abcd?ef", 0, "abc" },
+		{ "abc+def", 0, "abc" },
+		{ "ab(cdefgh)+ij", 0, "ab" },
+		{ "x(abc|defgh)yz", 0, "yz" },
+		{ "[abc]def[g]", 0, "def" },
+		{ "[]xyz]+ab", 0, "ab" },
+		{ "\\.de\\$", 0, ".de$" },
+		{ "\\<word\\>", 0, "word" },
+		{ "^X-Spam: \\/.*", 0, "X-Spam: " },
+		{ "a{2}", 0, "a{2}" },
+		{ "[unclosed", 0, "[unclosed" },
+		{ "^TO_bob@example\\.org", 0, "bob@example.org" },
+		{ "^FROM_DAEMON", 0, "" },
+		{ ".*", 0, "" },
+		{ "abc|defgh", -1, "" },
+		{ "(abc", -1, "" },
+		{ "abc)", -1, "" },
+		{ "*abc", -1, "" },
+		{ "ab**c", -1, "" },
+		{ "ab.*?cd", -1, "" },
+		{ "^*abc", -1, "" },
+		{ "abc\\", -1, "" },
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct buf b;
+
+		buf_init(&b, 4096);
+		buf_append_str(&b, "junk");
+		is_int(rules_regex_literal(cases[i].in, &b), cases[i].ret,
+		    "literal of %s", cases[i].in);
+		is_string(buf_cstr(&b), cases[i].lit, "is \"%s\"",
+		    cases[i].lit);
+		buf_free(&b);
+	}
+}
+
 int
 main(void)
 {
@@ -336,5 +402,7 @@ main(void)
 	test_errors();
 	test_limits();
 	test_regex();
+	test_bare_pipe();
+	test_literal();
 	return done_testing();
 }
