@@ -454,6 +454,34 @@ smtp_mx_host_addrs(const struct smtp_mx_settings *set,
 
 /* --- the lookups --- */
 
+/*
+ * mx_refusal: the name of the refusal (SERVFAIL, NOTIMP, REFUSED) that
+ * ans holds in answer to query q, or NULL. glibc's res_nsend tries the
+ * next server on those and, when every one refused, fails with ETIMEDOUT
+ * as after a real timeout, but leaves the last refusal in ans: read so,
+ * the log says what the server said, not "Connection timed out". Only
+ * the header is read, and only when its ID and flags match.
+ */
+static const char *
+mx_refusal(const unsigned char *q, const unsigned char *ans)
+{
+	unsigned flags = mx_get16(ans + 2);
+
+	if (ans[0] != q[0] || ans[1] != q[1] || (flags & 0x8000) == 0 ||
+	    (flags >> 11 & 0xf) != ns_o_query)
+		return NULL;
+	switch (flags & 0xf) {
+	case ns_r_servfail:
+		return "SERVFAIL";
+	case ns_r_notimpl:
+		return "NOTIMP";
+	case ns_r_refused:
+		return "REFUSED";
+	default:
+		return NULL;
+	}
+}
+
 /* mx_query: ask the resolver for domain's MX records, parse the answer. */
 static int
 mx_query(const struct smtp_mx_settings *set, const char *domain,
@@ -461,7 +489,7 @@ mx_query(const struct smtp_mx_settings *set, const char *domain,
 {
 	struct __res_state rs;
 	unsigned char q[MX_QUERY_MAX], *ans;
-	const char *error;
+	const char *error, *refusal;
 	int qlen, alen, ret;
 
 	memset(&rs, 0, sizeof(rs));
@@ -480,10 +508,15 @@ mx_query(const struct smtp_mx_settings *set, const char *domain,
 		    "DNS query for %s", domain);
 	}
 	ans = xmalloc(SMTP_MX_ANSWER_MAX);
+	memset(ans, 0, MX_HDR_LEN);
 	errno = 0;
 	alen = res_nsend(&rs, q, qlen, ans, SMTP_MX_ANSWER_MAX);
 	res_nclose(&rs);
-	if (alen < 0)
+	if (alen < 0 && (refusal = mx_refusal(q, ans)) != NULL)
+		ret = mx_fail(SMTP_MX_TEMP, "4.4.3", dsn_r, "DNS lookup of MX "
+		    "for %s failed: the name server answered %s", domain,
+		    refusal);
+	else if (alen < 0)
 		ret = mx_fail(SMTP_MX_TEMP, "4.4.3", dsn_r, "DNS lookup of MX "
 		    "for %s failed: %s", domain, errno == 0 || errno ==
 		    ECONNREFUSED ? "no answer from the name servers" :

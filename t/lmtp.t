@@ -21,17 +21,16 @@ import imaplib
 import os
 import poplib
 import re
-import shutil
 import smtplib
 import socket
 import stat
-import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 from loft import (Env, Smtp, Tap, ensure_login_user, free_port,  # noqa: E402
                   need_loftd, wait_port)
+import postfix  # noqa: E402
 
 t = Tap()
 need_loftd(t)
@@ -522,65 +521,20 @@ def test_reload_mynetworks(d, env):
 # directories, an SMTP port on the loopback) with mailbox_transport =
 # lmtp:unix:SOCKET. Skipped when Postfix is not installed.
 
-POSTFIX = "/usr/sbin/postfix"
-
-
-def postfix_setup(env, d, port):
-    pdir = os.path.join(env.dir, "postfix")
-    conf = os.path.join(pdir, "etc")
-    queue = os.path.join(pdir, "spool")
-    os.makedirs(conf)
-    os.makedirs(queue)
-    data = os.path.join(pdir, "data")
-    os.makedirs(data)
-    shutil.chown(data, "postfix")
-    with open(os.path.join(conf, "main.cf"), "w") as f:
-        f.write("""compatibility_level = 3.6
-queue_directory = %s
-data_directory = %s
-mail_owner = postfix
-setgid_group = postdrop
-myhostname = pf.example.test
-mydestination = example.test
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-mynetworks = 127.0.0.0/8
-alias_maps =
-alias_database =
-local_recipient_maps =
-mailbox_transport = lmtp:unix:%s
-maillog_file = %s/maillog
-maillog_file_prefixes = %s
-smtputf8_enable = no
-""" % (queue, data, d.lmtp_sock, pdir, pdir))
-    with open("/etc/postfix/master.cf") as f:
-        master = f.read()
-    master = re.sub(r"(?m)^smtp(\s+inet)", "127.0.0.1:%d\\1" % port, master)
-    # No chroot: the LMTP socket lies outside the private queue directory.
-    master = re.sub(r"(?m)^(\S+\s+\S+\s+\S+\s+\S+\s+)y(\s)", r"\1n\2",
-                    master)
-    with open(os.path.join(conf, "master.cf"), "w") as f:
-        f.write(master)
-    return conf, pdir
-
-
-def postfix(conf, *args):
-    return subprocess.run([POSTFIX, "-c", conf] + list(args),
-                          capture_output=True, timeout=60)
-
-
 def test_postfix(d, env):
-    if not (ROOT and os.access(POSTFIX, os.X_OK)):
-        t.ok(True, "# SKIP Postfix part: %s" % (
-            "not root" if not ROOT else "postfix is not installed"))
+    why = postfix.available()
+    if why is not None:
+        t.ok(True, "# SKIP Postfix part: %s" % why)
         return
     port = free_port()
-    conf, pdir = postfix_setup(env, d, port)
-    r = postfix(conf, "start")
-    if not t.ok(r.returncode == 0 and wait_port(port),
-                "a private Postfix starts (SMTP on 127.0.0.1:%d)" % port):
-        t.diag(r.stderr.decode(errors="replace"))
-        postfix(conf, "stop")
+    pf = postfix.Postfix(env.dir, port, {
+        "mydestination": "example.test",
+        "local_recipient_maps": "",
+        "mailbox_transport": "lmtp:unix:%s" % d.lmtp_sock})
+    ok, err = pf.start()
+    if not t.ok(ok, "a private Postfix starts (SMTP on 127.0.0.1:%d)" % port):
+        t.diag(err)
+        pf.stop()
         return
     try:
         msg = message("through postfix")
@@ -605,18 +559,14 @@ def test_postfix(d, env):
                                                               1)[1]),
                  "Postfix -> LMTP -> %s's INBOX, behind loft's "
                  "Received: line" % user)
-        try:
-            with open(os.path.join(pdir, "maillog")) as f:
-                plog = f.read()
-        except OSError:
-            plog = ""
+        plog = pf.log()
         t.ok(re.search(r"to=<alice@example\.test>, relay=[^,\[]*\[%s\], "
                        r".*status=sent \(250 2\.0\.0 <alice@example\.test> "
                        r"Ok, id=[0-9A-Z]{17} \(delivered to maildir\)\)"
                        % re.escape(d.lmtp_sock), plog),
              "Postfix logs status=sent with loft's per-recipient reply")
     finally:
-        postfix(conf, "stop")
+        pf.stop()
 
 
 def main():
