@@ -1406,7 +1406,7 @@ test_version(void)
 	tpath(dir, sizeof(dir), "version");
 	ix = xopen(dir, 0, 0, true);
 	mindex_close(&ix);
-	raw_meta(dir, "\3\0\0\0", 4);
+	raw_meta(dir, "\4\0\0\0", 4);
 	ix = (struct mindex *)dir;	/* any non-NULL value */
 	is_int(mindex_open(dir, NULL, &ix, &err), -1,
 	    "an index of a newer version is refused");
@@ -1422,8 +1422,172 @@ test_version(void)
 	raw_meta(dir, "\2\0\0\0", 4);
 	is_int(mindex_open(dir, NULL, &ix, &err), 0, "version 2 opens");
 	mindex_close(&ix);
+	raw_meta(dir, "\3\0\0\0", 4);
+	is_int(mindex_open(dir, NULL, &ix, &err), 0, "version 3 opens");
+	mindex_close(&ix);
 	is_int(mindex_open("/nonexistent/dir/x", NULL, &ix, &err), -1,
 	    "a missing parent directory is an error");
+}
+
+/* State records: a change of flags, location or keywords alone leaves
+ * the full record as it was and puts them into the brief record. */
+
+static unsigned char *
+raw_copy(const char *dir, const char *db, uint32_t uid, size_t *len_r)
+{
+	unsigned char k[8], *copy;
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_val key = { 8, k }, val;
+
+	raw_begin(dir, &env, &txn);
+	raw_key(k, 1, uid);
+	if (mdb_get(txn, raw_dbi(txn, db), &key, &val) != 0)
+		bail("raw get %s", db);
+	copy = malloc(val.mv_size + 1);
+	memcpy(copy, val.mv_data, val.mv_size);
+	*len_r = val.mv_size;
+	raw_end(env, txn);
+	return copy;
+}
+
+static int
+state_iter_cb(const struct mindex_msg *m, void *ctx)
+{
+	struct mindex_msg *out = ctx;
+
+	if (m->uid == 1) {
+		*out = *m;
+		return 1;
+	}
+	return 0;
+}
+
+static int
+state_brief_cb(const struct mindex_brief *b, void *ctx)
+{
+	uint32_t *flags = ctx;
+
+	if (b->uid == 1)
+		*flags = b->flags;
+	return 0;
+}
+
+static void
+test_state(void)
+{
+	static const char loc2[] = "cur/1234.M1P2.host:2,FSa";
+	static const char kw2[] = "$Done\0";
+	static const unsigned char hdr2[] = "Y: 2\r\n";
+	char dir[PATH_MAX], locbuf[64], kwbuf[16];
+	unsigned char *full0, *full1, *brief;
+	size_t full0_len, full1_len, brief_len;
+	struct mindex_folder f;
+	struct mindex_msg m, got, walked;
+	struct mindex_txn *txn;
+	struct mindex *ix;
+	uint32_t bflags = 0;
+
+	diag("state records");
+	tpath(dir, sizeof(dir), "state");
+	ix = xopen(dir, 0, 0, true);
+	txn = xbegin(ix, true);
+	is_int(mindex_folder_create(txn, "INBOX", 7, &f), 0, "create");
+	msg1(&m);
+	is_int(mindex_msg_add(txn, &f, &m), 0, "add");
+	is_int(mindex_folder_put(txn, "INBOX", &f), 0, "put folder");
+	xcommit(&txn);
+	full0 = raw_copy(dir, "msgs", 1, &full0_len);
+
+	txn = xbegin(ix, true);
+	is_int(mindex_msg_get(txn, f.id, 1, &got), 1, "get");
+	m = got;
+	m.flags = MINDEX_F_FLAGGED | MINDEX_F_SEEN;
+	m.location = loc2;
+	m.location_len = strlen(loc2);
+	m.keywords = kw2;
+	m.keywords_len = sizeof(kw2) - 1;
+	m.vsize = got.vsize + 1;
+	is_int(mindex_msg_update(txn, &f, &m), 0, "update flags, location, "
+	    "keywords and vsize");
+	is_int(mindex_folder_put(txn, "INBOX", &f), 0, "put folder");
+	xcommit(&txn);
+	full1 = raw_copy(dir, "msgs", 1, &full1_len);
+	brief = raw_copy(dir, "brief", 1, &brief_len);
+	ok(full1_len == full0_len && memcmp(full0, full1, full0_len) == 0,
+	    "the full record is untouched");
+	is_int(brief_len, 24 + 4 + sizeof(loc2) + 4 + sizeof(kw2) - 1,
+	    "the brief record carries location and keywords");
+	free(full1);
+	free(brief);
+
+	txn = xbegin(ix, false);
+	is_int(mindex_msg_get(txn, f.id, 1, &got), 1, "get after");
+	ok(got.flags == m.flags && got.modseq == m.modseq &&
+	    got.vsize == m.vsize, "flags, modseq, vsize from the state");
+	is_string(got.location, loc2, "location from the state");
+	is_mem(got.keywords, got.keywords_len, kw2, sizeof(kw2) - 1,
+	    "keywords from the state");
+	is_mem(got.headers, got.headers_len, hdr1, sizeof(hdr1) - 1,
+	    "headers from the full record");
+	memset(&walked, 0, sizeof(walked));
+	is_int(mindex_msg_iter(txn, f.id, 1, state_iter_cb, &walked), 0,
+	    "iter");
+	ok(msg_eq(&walked, &got), "iter sees what get sees");
+	is_int(mindex_brief_iter(txn, f.id, 1, state_brief_cb, &bflags), 0,
+	    "brief iter over a state record");
+	is_int(bflags, m.flags, "brief iter flags");
+	mindex_abort(&txn);
+
+	/* A change beyond the state writes the full record and the short
+	 * brief again, with the state's location kept. */
+	txn = xbegin(ix, true);
+	is_int(mindex_msg_get(txn, f.id, 1, &got), 1, "get");
+	m = got;
+	strlcpy(locbuf, got.location, sizeof(locbuf));
+	memcpy(kwbuf, got.keywords, got.keywords_len);
+	m.location = locbuf;
+	m.keywords = kwbuf;
+	m.headers = hdr2;
+	m.headers_len = sizeof(hdr2) - 1;
+	is_int(mindex_msg_refresh(txn, &f, &m), 0, "refresh with new headers");
+	xcommit(&txn);
+	brief = raw_copy(dir, "brief", 1, &brief_len);
+	is_int(brief_len, 24, "the brief record is short again");
+	free(brief);
+	txn = xbegin(ix, false);
+	is_int(mindex_msg_get(txn, f.id, 1, &got), 1, "get after refresh");
+	is_string(got.location, loc2, "location kept");
+	is_mem(got.keywords, got.keywords_len, kw2, sizeof(kw2) - 1,
+	    "keywords kept");
+	is_mem(got.headers, got.headers_len, hdr2, sizeof(hdr2) - 1,
+	    "new headers");
+	ok(got.flags == m.flags, "flags kept");
+	mindex_abort(&txn);
+
+	/* A state record that does not decode is corrupt, never read past. */
+	{
+		unsigned char k[8], v[24 + 4 + 3];
+		MDB_env *env;
+		MDB_txn *rt;
+
+		memset(v, 0, sizeof(v));
+		v[24] = 200;	/* location length past the end */
+		mindex_close(&ix);
+		raw_begin(dir, &env, &rt);
+		raw_key(k, 1, 1);
+		raw_put(rt, raw_dbi(rt, "brief"), k, 8, v, sizeof(v));
+		raw_end(env, rt);
+		ix = xopen(dir, 0, 0, true);
+		txn = xbegin(ix, false);
+		is_int(mindex_msg_get(txn, f.id, 1, &got), -1,
+		    "a corrupt state record: -1");
+		ok(has(mindex_last_error(), "corrupt index record"), "error: %s",
+		    mindex_last_error());
+		mindex_abort(&txn);
+	}
+	mindex_close(&ix);
+	free(full0);
 }
 
 /* Map growth. */
@@ -2196,6 +2360,7 @@ main(void)
 	test_model();
 	test_corrupt();
 	test_version();
+	test_state();
 	test_growth();
 	test_early_growth();
 	test_field_max();
