@@ -494,6 +494,14 @@ const struct conf_param conf_params[] = {
 	    1, 104857600, 0, NULL, NULL, NULL, 0,
 	    "Largest original, in bytes, a bounce returns in full; of a "
 	    "larger one only the header is returned" },
+	{ "command_time_limit", CONF_TYPE_TIME, "1000s",
+	    1, 86400, 's', NULL, NULL, NULL, 0,
+	    "Longest time a command of alias_maps may run for one "
+	    "delivery; then it is killed and the delivery bounced" },
+	{ "default_privs", CONF_TYPE_STRING, "nobody", 0, 0, 0, NULL, NULL,
+	    NULL, 0,
+	    "User the commands and files of alias_maps run as when the "
+	    "alias database or include file naming them is root's" },
 	{ "hopcount_limit", CONF_TYPE_INT, "50",
 	    1, 10000, 0, NULL, NULL, NULL, 0,
 	    "Most Received: header lines a message may have; more is a "

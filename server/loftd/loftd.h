@@ -103,6 +103,8 @@
  *			usage + size fits the limit, else PERM 5.2.2 (TEMP
  *			4.2.2 with quota_full_tempfail), TEMP 4.3.0 when
  *			the index cannot be read.
+ * qmgr -> master
+ *	LOFTD_DELIVER_LOCAL  an alias's command or file: see localcmd.h.
  */
 #ifndef LOFT_LOFTD_H
 #define LOFT_LOFTD_H
@@ -150,7 +152,8 @@ enum loftd_rec {
 	LOFTD_FLUSH = 233,
 	LOFTD_LMTP_RCPT = 234,
 	LOFTD_LMTP_RCPT_RESULT = 235,
-	LOFTD_QUOTA_CHECK = 236
+	LOFTD_QUOTA_CHECK = 236,
+	LOFTD_DELIVER_LOCAL = 237	/* localcmd.h */
 };
 
 /* The outcome of a local delivery (LOFTD_DELIVER_RESULT). */

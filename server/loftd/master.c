@@ -25,6 +25,9 @@
  * mail process only, so qmgr can write into no mailbox and cannot pick
  * whose process runs. The lmtp process is believed as little: it gets
  * "this name is a user" or not, and its deliveries go the same way.
+ * A request of qmgr's to run an alias's command or file
+ * (LOFTD_DELIVER_LOCAL) is checked by localcmd.c against the master's
+ * own expansion of that alias, which also gives the uid it runs as.
  */
 #include "config.h"
 
@@ -62,6 +65,7 @@
 #include "auth_proto.h"
 #include "smtp_queue.h"
 #include "loftd.h"
+#include "localcmd.h"
 
 #define MASTER_ACCEPT_BATCH	64	/* accepts per listener event */
 #define MASTER_RESPAWN_MIN_MS	1000
@@ -1957,6 +1961,28 @@ master_deliver_start(struct master_child *q, uint32_t req, int fd,
 	master_delivery_add(mail, id, q, req, false);
 }
 
+/* localcmd's answers go the way a mail process's do (localcmd.h). */
+static void
+master_localcmd_answer(void *asker, uint32_t req, enum loftd_dstatus status,
+    const char *dsn, const char *text)
+{
+	master_deliver_answer(asker, req, status, dsn, text);
+}
+
+/* LOFTD_DELIVER_LOCAL from the qmgr process: an alias's command or file,
+ * which localcmd checks against its own expansion and runs. */
+static void
+master_handle_deliver_local(struct master_child *q, struct ipc_msg *m)
+{
+	const char *error;
+
+	if (localcmd_request(q, m, &error) < 0) {
+		log_warning("qmgr process %ld: bad local delivery record: %s",
+		    (long)q->pid, error);
+		master_child_close_chan(q);
+	}
+}
+
 /* LOFTD_DELIVER from the qmgr process: check, look up, pass on. Every
  * request that parses is answered exactly once (here, or when its mail
  * process answers or exits). */
@@ -2190,6 +2216,9 @@ master_child_read(void *ctx)
 		    (c->role == MASTER_ROLE_QMGR ||
 		    c->role == MASTER_ROLE_LMTP))
 			master_handle_deliver(c, &master_in);
+		else if (master_in.type == LOFTD_DELIVER_LOCAL &&
+		    c->role == MASTER_ROLE_QMGR)
+			master_handle_deliver_local(c, &master_in);
 		else if (master_in.type == LOFTD_LMTP_RCPT &&
 		    (c->role == MASTER_ROLE_LMTP ||
 		    c->role == MASTER_ROLE_SMTPD))
@@ -2236,6 +2265,7 @@ master_child_gone(struct master_child *c, int status)
 		    WEXITSTATUS(status));
 	master_child_close_chan(c);
 	master_deliveries_child_gone(c);
+	localcmd_asker_gone(c);
 	for (size_t i = 0; i < master.nslots && c->conns > 0; i++) {
 		struct master_slot *s = &master.slots[i];
 
@@ -2284,6 +2314,8 @@ master_sigchld(int signo, void *ctx)
 				break;
 		if (c != NULL)
 			master_child_gone(c, status);
+		else
+			(void)localcmd_reaped(pid, status);
 	}
 }
 
@@ -2425,6 +2457,7 @@ master_free(void)
 		master.deliveries = d->next;
 		free(d);
 	}
+	localcmd_deinit();
 	timeout_remove(&master.qmgr_to);
 	timeout_remove(&master.lmtp_to);
 	timeout_remove(&master.respawn_to);
@@ -2511,6 +2544,7 @@ master_main(const char *conf_path, bool foreground)
 	signal(SIGPIPE, SIG_IGN);
 	master.loop = ioloop_new();
 	logpipe_watch(master.loop);
+	localcmd_init(master.loop, master_localcmd_answer);
 	if (ioloop_signal_add(master.loop, SIGCHLD, master_sigchld, NULL) < 0 ||
 	    ioloop_signal_add(master.loop, SIGHUP, master_sighup, NULL) < 0 ||
 	    ioloop_signal_add(master.loop, SIGTERM, master_sigterm, NULL) < 0 ||

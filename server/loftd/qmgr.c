@@ -16,8 +16,9 @@
  * Remote recipients (and remote alias targets) go to qmgr_smtp.c, which
  * sends them by SMTP and reports each outcome back here. Once every
  * recipient is final, a message with failed ones gets its bounce
- * (smtp_bounce) before it is removed. Not built yet, and deferred with a
- * diagnostic that says so: alias targets that are commands or files.
+ * (smtp_bounce) before it is removed. Alias targets that are commands
+ * or files go to the master as LOFTD_DELIVER_LOCAL (localcmd.h), which
+ * runs them as Postfix's local(8) would, and are answered as a delivery.
  *
  * Crash-safety: the envelope is saved after the deliveries of a run have
  * answered; a qmgr killed in between delivers those recipients again
@@ -32,7 +33,9 @@
  * strict parser reads them, and reads of a message's content only its
  * header (bounded), to count Received: lines and compare Delivered-To:
  * values. The alias maps are the administrator's; include files are read
- * as smtp_alias allows.
+ * as smtp_alias allows. A command or file target is only named to the
+ * master, with the alias it came from: the master expands that alias
+ * again and runs what it finds there, not what qmgr says.
  */
 #include "config.h"
 
@@ -64,6 +67,7 @@
 #include "smtp_bounce.h"
 #include "chan.h"
 #include "loftd.h"
+#include "localcmd.h"
 #include "qmgr_smtp.h"
 
 /* Messages delivered at once (each locked, its content open). */
@@ -97,6 +101,11 @@ struct qmgr_req {
 	char *to;			/* owned: the address, for the log */
 	char *sender;			/* owned: Return-Path */
 	bool alias_unknown;		/* the alias maps could not be read */
+	/* An alias's command or file (LOFTD_DELIVER_LOCAL) rather than a
+	 * user: user is then "|command" or "/path" (the key of m->done). */
+	enum smtp_alias_kind kind;	/* SMTP_ALIAS_ADDRESS: a user */
+	char *alias;			/* owned: the name expanded */
+	char *target;			/* owned: command line or path */
 };
 
 /* What a run over a message made of one recipient. Outcomes rank OK <
@@ -465,6 +474,8 @@ qmgr_req_free(struct qmgr_req *r)
 	free(r->user);
 	free(r->to);
 	free(r->sender);
+	free(r->alias);
+	free(r->target);
 	free(r);
 }
 
@@ -510,6 +521,22 @@ qmgr_req_result(struct qmgr_req *r, enum loftd_dstatus status,
  * Sending requests to the master.
  */
 
+/* LOFTD_DELIVER_LOCAL for r (localcmd.h): rcpt is the address the alias
+ * was found for (r->to), orig_rcpt the message's recipient. */
+static void
+qmgr_local_record(const struct qmgr_req *r)
+{
+	ipc_msg_init(&qmgr_out, LOFTD_DELIVER_LOCAL, 0);
+	ipc_add_u32(&qmgr_out, r->id);
+	ipc_add_str(&qmgr_out, r->msg->id);
+	ipc_add_str(&qmgr_out, r->alias);
+	ipc_add_u32(&qmgr_out, (uint32_t)r->kind);
+	ipc_add_str(&qmgr_out, r->target);
+	ipc_add_str(&qmgr_out, r->to);
+	ipc_add_str(&qmgr_out, r->msg->env->rcpts[r->rcpt].addr);
+	ipc_add_str(&qmgr_out, r->sender);
+}
+
 static void
 qmgr_dispatch(void)
 {
@@ -527,12 +554,17 @@ qmgr_dispatch(void)
 		if (++qmgr.req_seq == 0)
 			qmgr.req_seq = 1;
 		r->id = qmgr.req_seq;
-		ipc_msg_init(&qmgr_out, LOFTD_DELIVER, 0);
-		ipc_add_u32(&qmgr_out, r->id);
-		ipc_add_str(&qmgr_out, r->msg->id);
-		ipc_add_str(&qmgr_out, r->user);
-		ipc_add_str(&qmgr_out, r->msg->env->rcpts[r->rcpt].addr);
-		ipc_add_str(&qmgr_out, r->sender);
+		if (r->kind != SMTP_ALIAS_ADDRESS)
+			qmgr_local_record(r);
+		else {
+			ipc_msg_init(&qmgr_out, LOFTD_DELIVER, 0);
+			ipc_add_u32(&qmgr_out, r->id);
+			ipc_add_str(&qmgr_out, r->msg->id);
+			ipc_add_str(&qmgr_out, r->user);
+			ipc_add_str(&qmgr_out,
+			    r->msg->env->rcpts[r->rcpt].addr);
+			ipc_add_str(&qmgr_out, r->sender);
+		}
 		ipc_msg_set_fd(&qmgr_out, fd);
 		if (chan_send(qmgr.master, &qmgr_out) < 0) {
 			qmgr_req_result(r, LOFTD_DELIVER_TEMP, "4.3.0",
@@ -545,17 +577,20 @@ qmgr_dispatch(void)
 	}
 }
 
-/* Queue a delivery of recipient i to the local user (for the log: to). */
-static void
+/* Queue a delivery of recipient i to the local user (for the log: to);
+ * the request is returned for a command or file target to complete,
+ * NULL when it was delivered in an earlier run. */
+static struct qmgr_req *
 qmgr_request(struct qmgr_msg *m, unsigned i, const char *user,
     const char *to, const char *sender, bool alias_unknown)
 {
 	struct qmgr_req *r;
-	char key[SMTP_QUEUE_ADDR_MAX + 16];
+	char *key = xasprintf("%u %s", i, user);
+	bool done = qmgr_done_has(m, key);
 
-	snprintf(key, sizeof(key), "%u %s", i, user);
-	if (qmgr_done_has(m, key))
-		return;		/* delivered in an earlier run */
+	free(key);
+	if (done)
+		return NULL;	/* delivered in an earlier run */
 	r = xcalloc(1, sizeof(*r));
 	r->msg = m;
 	r->rcpt = i;
@@ -567,6 +602,26 @@ qmgr_request(struct qmgr_msg *m, unsigned i, const char *user,
 	qmgr.sendq_tail = &r->next;
 	m->runs[i].pending++;
 	m->pending++;
+	return r;
+}
+
+/* Queue the delivery of recipient i to the command or file t, a target
+ * of alias (found for the address to). */
+static void
+qmgr_request_target(struct qmgr_msg *m, unsigned i,
+    const struct smtp_alias_target *t, const char *alias, const char *to,
+    const char *sender)
+{
+	struct qmgr_req *r;
+	char *key = t->kind == SMTP_ALIAS_COMMAND ?
+	    xasprintf("|%s", t->value) : xstrdup(t->value);
+
+	if ((r = qmgr_request(m, i, key, to, sender, false)) != NULL) {
+		r->kind = t->kind;
+		r->alias = xstrdup(alias);
+		r->target = xstrdup(t->value);
+	}
+	free(key);
 }
 
 /*
@@ -609,10 +664,11 @@ qmgr_remote(struct qmgr_msg *m, unsigned i, const char *to,
 	qmgr_smtp_add(&m->smtp, i, to, lower, sender);
 }
 
-/* One target an alias expanded to. */
+/* One target of alias (the local part of the address alias_to). */
 static void
 qmgr_target(struct qmgr_msg *m, unsigned i,
-    const struct smtp_alias_target *t, const char *sender, unsigned depth)
+    const struct smtp_alias_target *t, const char *alias,
+    const char *alias_to, const char *sender, unsigned depth)
 {
 	struct smtp_path p;
 	char to[QMGR_ADDR_BUF], path[SMTP_QUEUE_ADDR_MAX + 3];
@@ -623,7 +679,7 @@ qmgr_target(struct qmgr_msg *m, unsigned i,
 		if (strchr(t->value, '@') == NULL) {
 			snprintf(to, sizeof(to), "%s@%s", t->value,
 			    qmgr.hostname);
-			qmgr_request(m, i, t->value, to, sender, false);
+			(void)qmgr_request(m, i, t->value, to, sender, false);
 			return;
 		}
 		snprintf(path, sizeof(path), "<%s>", t->value);
@@ -648,9 +704,7 @@ qmgr_target(struct qmgr_msg *m, unsigned i,
 		return;
 	case SMTP_ALIAS_COMMAND:
 	case SMTP_ALIAS_FILE:
-		qmgr_part(m, i, t->value, "none", LOFTD_DELIVER_TEMP, "4.3.0",
-		    t->kind == SMTP_ALIAS_COMMAND ? "delivery to a command "
-		    "not implemented" : "delivery to a file not implemented");
+		qmgr_request_target(m, i, t, alias, alias_to, sender);
 		return;
 	default:
 		qmgr_part(m, i, t->value, "none", t->temporary ?
@@ -679,18 +733,18 @@ qmgr_expand(struct qmgr_msg *m, unsigned i, const char *local,
 		    LOFTD_DELIVER_TEMP, "4.3.0", error);
 		return;
 	}
+	if (depth == 0)
+		strlcpy(to, m->env->rcpts[i].addr, sizeof(to));
+	else
+		snprintf(to, sizeof(to), "%s@%s", local, qmgr.hostname);
 	if (ret == 0) {
-		if (depth == 0)
-			strlcpy(to, m->env->rcpts[i].addr, sizeof(to));
-		else
-			snprintf(to, sizeof(to), "%s@%s", local,
-			    qmgr.hostname);
-		qmgr_request(m, i, local, to, sender, map == NULL);
+		(void)qmgr_request(m, i, local, to, sender, map == NULL);
 		return;
 	}
 	for (size_t k = 0; k < count; k++)
-		qmgr_target(m, i, &targets[k], targets[k].owner != NULL ?
-		    targets[k].owner : sender, depth);
+		qmgr_target(m, i, &targets[k], local, to,
+		    targets[k].owner != NULL ? targets[k].owner : sender,
+		    depth);
 	smtp_alias_targets_free(targets, count);
 }
 
