@@ -1172,3 +1172,79 @@ imap_subscriptions_rename(struct imap_session *s, const char *from,
 	imap_subs_free(&u);
 	return ret;
 }
+
+/*
+ * NOTIFY's view of the folder list (RFC 5465 MailboxName and
+ * SubscriptionChange, imap_notify.c).
+ */
+
+static int
+imap_folder_ent_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct imap_folder_ent *)a)->name,
+	    ((const struct imap_folder_ent *)b)->name);
+}
+
+int
+imap_list_snapshot(struct store *st, struct imap_folder_ent **ents_r,
+    size_t *count_r, const char **error_r)
+{
+	struct imap_list_folders f;
+	struct imap_folder_ent *e;
+
+	*ents_r = NULL;
+	*count_r = 0;
+	if (imap_list_load(st, &f, error_r) < 0)
+		return -1;
+	e = xcalloc(f.count + 1, sizeof(*e));
+	for (size_t i = 0; i < f.count; i++) {
+		e[i].attrs = f.attrs[i] & ~IMAP_LIST_NONEXISTENT;
+		e[i].exists = (f.attrs[i] & IMAP_LIST_NONEXISTENT) == 0;
+		e[i].sub = imap_list_subscribed(&f, i);
+		e[i].uses = imap_special_uses(&f.su, f.names[i]);
+	}
+	/* The names change hands last: the lookups above need them. */
+	for (size_t i = 0; i < f.count; i++) {
+		e[i].name = f.names[i];
+		f.names[i] = NULL;
+	}
+	qsort(e, f.count, sizeof(*e), imap_folder_ent_cmp);
+	*ents_r = e;
+	*count_r = f.count;
+	imap_list_folders_free(&f);
+	return 0;
+}
+
+void
+imap_list_snapshot_free(struct imap_folder_ent **ents, size_t count)
+{
+	if (*ents == NULL)
+		return;
+	for (size_t i = 0; i < count; i++)
+		free((*ents)[i].name);
+	free(*ents);
+	*ents = NULL;
+}
+
+void
+imap_list_notify_line(const struct imap_session *s,
+    const struct imap_folder_ent *e, const char *oldname, struct buf *line)
+{
+	struct imap_list_req r;
+
+	memset(&r, 0, sizeof(r));
+	r.verb = "LIST";
+	buf_append_str(line, "LIST ");
+	if (!e->exists)
+		buf_append_str(line, e->sub ? "(\\NonExistent \\Subscribed)" :
+		    "(\\NonExistent)");
+	else
+		imap_list_attrs(&r, e->name, e->attrs, e->sub, e->uses, line);
+	buf_append_str(line, " \"/\" ");
+	imap_mailbox_put(s, e->name, line);
+	if (oldname != NULL) {
+		buf_append_str(line, " (\"OLDNAME\" (");
+		imap_mailbox_put(s, oldname, line);
+		buf_append_str(line, "))");
+	}
+}

@@ -35,6 +35,7 @@
 #include "store.h"
 #include "utf7.h"
 #include "xmalloc.h"
+#include "server/imap/imap_notify.h"
 #include "server/imap/imap_private.h"
 #include "server/imap/imap_seqset.h"
 #include "server/imap/imap_write.h"
@@ -483,6 +484,36 @@ imap_view_flags_changed(struct imap_session *s, unsigned msn,
 	imap_send(s);
 }
 
+/* RFC 5465 MessageNew with fetch-att: the view's messages from index
+ * first on, with what fetch (IMAP_NOTIFY_FETCH_*) asks, after their
+ * EXISTS. */
+static void
+imap_view_new_fetch(struct imap_session *s, unsigned first, unsigned fetch)
+{
+	const char *sp;
+
+	for (unsigned i = first; i < s->view.count; i++) {
+		const struct imap_msgref *m = &s->view.msgs[i];
+
+		sp = "";
+		buf_printf(&s->out, "* %u FETCH (", i + 1);
+		if (fetch & IMAP_NOTIFY_FETCH_UID) {
+			buf_printf(&s->out, "UID %u", m->uid);
+			sp = " ";
+		}
+		if (fetch & IMAP_NOTIFY_FETCH_FLAGS) {
+			buf_printf(&s->out, "%sFLAGS ", sp);
+			imap_msgref_flags(&s->view, m, &s->out);
+			sp = " ";
+		}
+		if (fetch & IMAP_NOTIFY_FETCH_MODSEQ)
+			buf_printf(&s->out, "%sMODSEQ (%llu)", sp,
+			    (unsigned long long)imap_modseq_out(m->modseq));
+		buf_append_str(&s->out, ")\r\n");
+		imap_send(s);
+	}
+}
+
 /* Whether uid is in l (ascending). */
 static bool
 imap_load_has(const struct imap_load *l, uint32_t uid)
@@ -524,9 +555,10 @@ imap_view_apply(struct imap_session *s, struct imap_load *l, bool expunges)
 {
 	struct imap_view *v = &s->view;
 	struct imap_msgref *merged;
-	unsigned i = 0, j = 0, n = 0;
+	unsigned i = 0, j = 0, n = 0, fetch = 0, old_count;
 	uint32_t *gone = NULL;
 	size_t ngone = 0;
+	int sel;
 
 	/* Keywords new to the folder first: the client learns them from
 	 * FLAGS before any FETCH shows them (RFC 3501 7.2.6). */
@@ -569,8 +601,10 @@ imap_view_apply(struct imap_session *s, struct imap_load *l, bool expunges)
 		imap_vanished_send(s, gone, ngone);
 		free(gone);
 	}
-	/* Flag changes of the messages both know; keep the expunged ones
-	 * we may not report yet. */
+	/* Under NOTIFY (RFC 5465) the selected mailbox's events are the
+	 * client's choice: without MessageNew no EXISTS, without
+	 * FlagChange no FETCH (the view takes the flags silently). */
+	sel = imap_notify_selected(s, &fetch);
 	merged = xreallocarray(NULL, v->count + l->count + 1,
 	    sizeof(*merged));
 	for (i = 0, j = 0; i < v->count; i++) {
@@ -581,10 +615,11 @@ imap_view_apply(struct imap_session *s, struct imap_load *l, bool expunges)
 			/* A new MODSEQ with the same flags is news too
 			 * for a CONDSTORE client (another session's STORE
 			 * that changed nothing visible still moved it). */
-			if (l->msgs[j].flags != v->msgs[i].flags ||
+			if ((sel < 0 || (sel & IMAP_NOTIFY_EV_FLAG)) &&
+			    (l->msgs[j].flags != v->msgs[i].flags ||
 			    l->msgs[j].kw != v->msgs[i].kw ||
 			    (s->condstore &&
-			    l->msgs[j].modseq != v->msgs[i].modseq))
+			    l->msgs[j].modseq != v->msgs[i].modseq)))
 				imap_view_flags_changed(s, n + 1,
 				    &l->msgs[j]);
 			merged[n] = l->msgs[j];
@@ -592,14 +627,18 @@ imap_view_apply(struct imap_session *s, struct imap_load *l, bool expunges)
 		n++;
 	}
 	/* New messages: above the view's highest UID. */
-	for (j = 0; j < l->count; j++)
+	for (j = 0; j < l->count && (sel < 0 || (sel & IMAP_NOTIFY_EV_NEW));
+	    j++)
 		if (v->count == 0 || l->msgs[j].uid > v->msgs[v->count - 1].uid)
 			merged[n++] = l->msgs[j];
+	old_count = v->count;
 	if (n != v->count)
 		imap_untagged(s, "%u EXISTS", n);
 	free(v->msgs);
 	v->msgs = merged;
 	v->count = v->cap = n;
+	if (sel > 0 && fetch != 0)
+		imap_view_new_fetch(s, old_count, fetch);
 }
 
 int

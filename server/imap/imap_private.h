@@ -126,6 +126,9 @@ struct imap_session {
 	unsigned bad;
 	struct imap_stats stats;
 	struct buf out;			/* response being built */
+	/* RFC 5465: the NOTIFY SET in force (imap_notify.c); NULL when
+	 * none (or after NOTIFY NONE). Owned. */
+	struct imap_notify *notify;
 	char watch_dirs[2][4096];	/* imap_session_watches' memory */
 	char watch_name[256];
 };
@@ -313,6 +316,57 @@ void imap_context_refresh(struct imap_session *s);
 void imap_context_free_all(struct imap_view *v);
 /* CANCELUPDATE "tag" ... (RFC 5267 4.3.5). */
 void imap_cmd_cancelupdate(struct imap_session *s, const struct imap_cmd *cmd);
+
+/*
+ * NOTIFY (RFC 5465, imap_notify.c; the parser is in imap_notify.h).
+ */
+struct imap_notify;
+/* NOTIFY SET ... / NOTIFY NONE. */
+void imap_cmd_notify(struct imap_session *s, const struct imap_cmd *cmd);
+/* imap_notify_free: drop the session's NOTIFY state and its watches. */
+void imap_notify_free(struct imap_session *s);
+/* imap_notify_selected: -1 when no NOTIFY SET is in force (RFC 3501's
+ * behaviour for the selected mailbox), else the IMAP_NOTIFY_EV_* its
+ * SELECTED or SELECTED-DELAYED group asks (0: none), and *fetch_r the
+ * fetch-att of its MessageNew. */
+int imap_notify_selected(const struct imap_session *s, unsigned *fetch_r);
+/* imap_notify_selected_delayed: the selected group is SELECTED-DELAYED
+ * (expunges wait for a command, as RFC 3501 has it). */
+bool imap_notify_selected_delayed(const struct imap_session *s);
+/* imap_notify_command_done: command name has been answered: take the
+ * snapshots again where it changed things itself (not reported), then
+ * send what waits. */
+void imap_notify_command_done(struct imap_session *s, const char *name);
+/* imap_notify_flush: send the pending notifications if a response may
+ * be sent now (no command running, nor a response streaming). */
+void imap_notify_flush(struct imap_session *s);
+/* imap_notify_drained: the client has read everything sent. */
+void imap_notify_drained(struct imap_session *s);
+/* imap_notify_can_send: no command runs and nothing streams: an
+ * unsolicited response may go out now. */
+bool imap_notify_can_send(const struct imap_session *s);
+
+/* A folder as LIST sees it, for NOTIFY's MailboxName and
+ * SubscriptionChange (imap_list.c). */
+struct imap_folder_ent {
+	char *name;		/* owned, as the store spells it */
+	unsigned attrs;		/* STORE_FOLDER_* */
+	bool exists;		/* false: only a subscription */
+	bool sub;		/* \Subscribed */
+	unsigned uses;		/* special uses (imap_list.c's bits) */
+};
+/* imap_list_snapshot: every folder (INBOX always) and subscribed name,
+ * sorted by name (strcmp), into *ents_r (free with
+ * imap_list_snapshot_free). 0, or -1 with *error_r. */
+int imap_list_snapshot(struct store *st, struct imap_folder_ent **ents_r,
+    size_t *count_r, const char **error_r);
+void imap_list_snapshot_free(struct imap_folder_ent **ents, size_t count);
+/* imap_list_notify_line: "LIST (attributes) "/" name" for e as LIST
+ * shows it (\NonExistent for a name that is gone), with
+ * ("OLDNAME" (oldname)) when oldname is not NULL (RFC 5465 5.4), into
+ * line (without "* " and CRLF). */
+void imap_list_notify_line(const struct imap_session *s,
+    const struct imap_folder_ent *e, const char *oldname, struct buf *line);
 
 /* Command handlers. */
 void imap_cmd_select(struct imap_session *s, const struct imap_cmd *cmd);

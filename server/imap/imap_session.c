@@ -27,6 +27,7 @@
 #include "mailloc.h"
 #include "store.h"
 #include "xmalloc.h"
+#include "server/imap/imap_notify.h"
 #include "server/imap/imap_private.h"
 #include "server/imap/imap_sort.h"
 #include "server/imap/imap_write.h"
@@ -214,6 +215,12 @@ imap_caps(const struct imap_session *s, bool after_login, struct buf *b)
 	if (imap_compress_offered && (after_login ||
 	    (s->state != IMAP_STATE_NOT_AUTH && s->cb->start_compress != NULL)))
 		buf_append_str(b, " COMPRESS=DEFLATE");
+	/* NOTIFY works where the process gave an inotify instance: the
+	 * mail process, so not in the login OK, which the login process
+	 * writes (a client asks CAPABILITY after login to learn it). */
+	if (s->state != IMAP_STATE_NOT_AUTH && !after_login &&
+	    imap_notify_available())
+		buf_append_str(b, " NOTIFY");
 	if (after_login || s->state != IMAP_STATE_NOT_AUTH)
 		return;
 	if (s->set.tls_available && !s->set.secured)
@@ -693,6 +700,7 @@ static const struct imap_command imap_commands[] = {
 	{ "STATUS", ST_AUTH | ST_SEL, false, imap_cmd_status },
 	{ "NAMESPACE", ST_AUTH | ST_SEL, false, imap_cmd_namespace },
 	{ "IDLE", ST_AUTH | ST_SEL, false, imap_cmd_idle },
+	{ "NOTIFY", ST_AUTH | ST_SEL, false, imap_cmd_notify },
 	{ "COMPRESS", ST_AUTH | ST_SEL, false, imap_cmd_compress },
 	{ "CHECK", ST_SEL, false, imap_cmd_noop },
 	{ "CLOSE", ST_SEL, false, imap_cmd_close },
@@ -807,6 +815,7 @@ imap_dispatch(struct imap_session *s, const struct imap_cmd *cmd)
 	}
 	s->bad = 0;
 	c->fn(s, cmd);
+	imap_notify_command_done(s, c->name);
 }
 
 static void
@@ -934,11 +943,14 @@ imap_run(struct imap_session *s)
 {
 	if (s->fetch != NULL && !s->closed)
 		(void)imap_fetch_job_run(s);
+	/* Notifications held while the response streamed. */
+	imap_notify_flush(s);
 }
 
 void
 imap_session_output_ready(struct imap_session *s)
 {
+	imap_notify_drained(s);
 	imap_run(s);
 }
 
@@ -1040,6 +1052,7 @@ imap_session_free(struct imap_session **sp)
 		imap_sasl_end(s, true);
 	imap_fetch_job_free(&s->fetch);
 	imap_append_free(s);
+	imap_notify_free(s);
 	imap_view_free(&s->view);
 	imap_seqset_deinit(&s->searchres);
 	store_close(&s->st);
@@ -1056,9 +1069,19 @@ imap_session_free(struct imap_session **sp)
 void
 imap_session_changed(struct imap_session *s)
 {
+	unsigned fetch;
+
 	s->view.dirty = true;
-	if (s->idling && s->state == IMAP_STATE_SELECTED)
+	if (s->state != IMAP_STATE_SELECTED)
+		return;
+	if (s->idling)
 		(void)imap_view_sync(s, true);
+	else if (imap_notify_selected(s, &fetch) > 0 &&
+	    imap_notify_can_send(s))
+		/* NOTIFY SELECTED: at once, between commands too (RFC 5465
+		 * 5.2, 5.3); SELECTED-DELAYED keeps expunges for a
+		 * command. */
+		(void)imap_view_sync(s, !imap_notify_selected_delayed(s));
 }
 
 void

@@ -51,6 +51,7 @@
 #include "auth_proto.h"
 #include "notify.h"
 #include "pop3_session.h"
+#include "server/imap/imap_notify.h"
 #include "server/imap/imap_session.h"
 #include "chan.h"
 #include "loftd.h"
@@ -1194,6 +1195,8 @@ mailproc_main(bool foreground, bool have_log_fd)
 	if (notify_new(mailproc.loop, &mailproc.notify, &error) < 0)
 		log_warning("%s: IMAP IDLE reports changes at the next "
 		    "command only", error);
+	/* IMAP NOTIFY watches through it too (none: not offered). */
+	imap_notify_use(mailproc.notify);
 	if (ioloop_signal_add(mailproc.loop, SIGTERM, mailproc_signal,
 	    mailproc.loop) < 0)
 		log_fatal("signals: cannot watch SIGTERM");
