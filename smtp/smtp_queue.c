@@ -13,17 +13,24 @@
  * made), envelope files (parsed strictly, bounded, quarantined when
  * damaged), addresses and remote replies (bounded; control bytes never
  * reach a file raw).
+ *
+ * Threads: a committer (smtp_queue_committer_new) runs commits on its own
+ * threads, one message per thread at a time; everything else runs on the
+ * caller's one thread. A commit touches only its message, the queue's
+ * directory descriptors (read only) and the per-thread error buffer.
  */
 #include "config.h"
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -103,7 +110,9 @@ struct smtp_queue_iter {
 
 int (*smtp_queue_test_hook)(enum smtp_queue_step step);
 
-static char smtp_queue_errbuf[1024];
+/* Per thread: a committer's threads run smtp_queue_commit beside the
+ * loop's thread (see the committer, below). */
+static _Thread_local char smtp_queue_errbuf[1024];
 /* The last time an ID was made from, in microseconds: IDs of this process
  * never repeat, even if the clock goes back. */
 static uint64_t smtp_queue_last_us;
@@ -1614,6 +1623,221 @@ smtp_queue_abort(struct smtp_queue_msg **msgp)
 		return;
 	smtp_queue_msg_free(*msgp);
 	*msgp = NULL;
+}
+
+/*
+ * Committing off the caller's thread. A commit waits for four fsyncs,
+ * milliseconds each on a busy disk; a process serving many clients on one
+ * event loop would make all of them wait for each one's. A committer's
+ * threads run whole commits, several at once, and the file system joins
+ * the fsyncs that are waiting at the same moment into one journal commit
+ * (group commit, done by the kernel): four clients committing together
+ * cost about what one did. The commit is exactly smtp_queue_commit, so
+ * the order of the steps and the crash-safety argument do not change.
+ */
+
+struct smtp_queue_job {
+	struct smtp_queue_job *next;
+	struct smtp_queue_msg *msg;	/* owned until the commit ran */
+	void *ctx;			/* the caller's */
+	int result;
+	int error_errno;
+	char id[SMTP_QUEUE_ID_MAX];
+	char error[512];
+};
+
+struct smtp_queue_committer {
+	pthread_mutex_t mutex;
+	pthread_cond_t cond;		/* a job to run, or stopping */
+	struct smtp_queue_job *todo, **todo_tail;	/* owned, FIFO */
+	struct smtp_queue_job *done, **done_tail;	/* owned, FIFO */
+	unsigned int outstanding;	/* submitted, not reaped */
+	bool stopping;
+	int event_fd;			/* readable: something is done */
+	pthread_t *threads;		/* owned */
+	unsigned int nthreads;
+};
+
+static void
+smtp_queue_committer_lock(struct smtp_queue_committer *c)
+{
+	int err = pthread_mutex_lock(&c->mutex);
+
+	if (err != 0)
+		log_panic("smtp_queue: mutex: %s", strerror(err));
+}
+
+static void
+smtp_queue_committer_unlock(struct smtp_queue_committer *c)
+{
+	(void)pthread_mutex_unlock(&c->mutex);
+}
+
+/* A worker: take the oldest job, commit it, hand it back, wake the
+ * caller's loop. Ends when stopping and nothing is left to do. */
+static void *
+smtp_queue_committer_run(void *arg)
+{
+	struct smtp_queue_committer *c = arg;
+	struct smtp_queue_job *job;
+	const char *error = "";
+	uint64_t one = 1;
+
+	for (;;) {
+		smtp_queue_committer_lock(c);
+		while (c->todo == NULL && !c->stopping)
+			(void)pthread_cond_wait(&c->cond, &c->mutex);
+		if ((job = c->todo) == NULL) {
+			smtp_queue_committer_unlock(c);
+			return NULL;
+		}
+		if ((c->todo = job->next) == NULL)
+			c->todo_tail = &c->todo;
+		smtp_queue_committer_unlock(c);
+
+		job->result = smtp_queue_commit(&job->msg, job->id, &error);
+		job->error_errno = job->result < 0 ? errno : 0;
+		if (job->result < 0)
+			strlcpy(job->error, error, sizeof(job->error));
+
+		smtp_queue_committer_lock(c);
+		job->next = NULL;
+		*c->done_tail = job;
+		c->done_tail = &job->next;
+		smtp_queue_committer_unlock(c);
+		/* An eventfd counter cannot overflow here (one per job). */
+		while (write(c->event_fd, &one, sizeof(one)) < 0 &&
+		    errno == EINTR)
+			;
+	}
+}
+
+int
+smtp_queue_committer_new(unsigned int threads,
+    struct smtp_queue_committer **c_r, const char **error_r)
+{
+	struct smtp_queue_committer *c;
+	pthread_attr_t attr;
+	int err = 0;
+
+	if (threads == 0 || threads > SMTP_QUEUE_COMMIT_THREADS_MAX) {
+		*error_r = smtp_queue_fail("queue: %u commit threads (1 to "
+		    "%u)", threads, SMTP_QUEUE_COMMIT_THREADS_MAX);
+		return -1;
+	}
+	c = xcalloc(1, sizeof(*c));
+	c->todo_tail = &c->todo;
+	c->done_tail = &c->done;
+	c->threads = xreallocarray(NULL, threads, sizeof(*c->threads));
+	if ((c->event_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {
+		*error_r = smtp_queue_fail("queue: eventfd: %s",
+		    strerror(errno));
+		free(c->threads);
+		free(c);
+		return -1;
+	}
+	(void)pthread_mutex_init(&c->mutex, NULL);
+	(void)pthread_cond_init(&c->cond, NULL);
+	/* A commit needs little stack: its buffers are on the heap. */
+	(void)pthread_attr_init(&attr);
+	(void)pthread_attr_setstacksize(&attr, SMTP_QUEUE_COMMIT_STACK);
+	while (c->nthreads < threads && (err = pthread_create(
+	    &c->threads[c->nthreads], &attr, smtp_queue_committer_run,
+	    c)) == 0)
+		c->nthreads++;
+	(void)pthread_attr_destroy(&attr);
+	if (err != 0) {
+		*error_r = smtp_queue_fail("queue: starting a commit thread: "
+		    "%s", strerror(err));
+		smtp_queue_committer_free(&c, NULL);
+		return -1;
+	}
+	*c_r = c;
+	return 0;
+}
+
+int
+smtp_queue_committer_fd(const struct smtp_queue_committer *c)
+{
+	return c->event_fd;
+}
+
+unsigned int
+smtp_queue_committer_outstanding(const struct smtp_queue_committer *c)
+{
+	return c->outstanding;
+}
+
+void
+smtp_queue_commit_submit(struct smtp_queue_committer *c,
+    struct smtp_queue_msg **msgp, void *ctx)
+{
+	struct smtp_queue_job *job = xcalloc(1, sizeof(*job));
+
+	job->msg = *msgp;
+	*msgp = NULL;
+	job->ctx = ctx;
+	smtp_queue_committer_lock(c);
+	if (c->stopping)
+		log_panic("smtp_queue_commit_submit: the committer stops");
+	*c->todo_tail = job;
+	c->todo_tail = &job->next;
+	c->outstanding++;
+	(void)pthread_cond_signal(&c->cond);
+	smtp_queue_committer_unlock(c);
+}
+
+unsigned int
+smtp_queue_commit_reap(struct smtp_queue_committer *c,
+    smtp_queue_commit_cb *cb)
+{
+	struct smtp_queue_job *list, *job;
+	uint64_t count;
+	unsigned int n = 0;
+
+	/* Reset the counter first: a job finishing after our look at the
+	 * list writes it again, so the loop is woken for it. */
+	(void)read(c->event_fd, &count, sizeof(count));
+	smtp_queue_committer_lock(c);
+	list = c->done;
+	c->done = NULL;
+	c->done_tail = &c->done;
+	smtp_queue_committer_unlock(c);
+	while ((job = list) != NULL) {
+		list = job->next;
+		c->outstanding--;
+		n++;
+		errno = job->error_errno;
+		if (cb != NULL)
+			cb(job->ctx, job->result, job->id,
+			    job->result < 0 ? job->error : NULL);
+		free(job);
+	}
+	return n;
+}
+
+void
+smtp_queue_committer_free(struct smtp_queue_committer **cp,
+    smtp_queue_commit_cb *cb)
+{
+	struct smtp_queue_committer *c = *cp;
+
+	if (c == NULL)
+		return;
+	*cp = NULL;
+	smtp_queue_committer_lock(c);
+	c->stopping = true;
+	(void)pthread_cond_broadcast(&c->cond);
+	smtp_queue_committer_unlock(c);
+	/* The threads run what was submitted before they end. */
+	for (unsigned int i = 0; i < c->nthreads; i++)
+		(void)pthread_join(c->threads[i], NULL);
+	(void)smtp_queue_commit_reap(c, cb);
+	(void)pthread_mutex_destroy(&c->mutex);
+	(void)pthread_cond_destroy(&c->cond);
+	close(c->event_fd);
+	free(c->threads);
+	free(c);
 }
 
 /*

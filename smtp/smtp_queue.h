@@ -230,6 +230,53 @@ int smtp_queue_commit(struct smtp_queue_msg **msg,
 void smtp_queue_abort(struct smtp_queue_msg **msg);
 
 /*
+ * A committer: smtp_queue_commit run on threads of its own, so that a
+ * process serving many clients on one event loop does not make them all
+ * wait for each one's fsyncs, and several commits wait at the same moment
+ * (the file system joins their fsyncs into one journal commit). Each
+ * commit is exactly smtp_queue_commit, one message per thread at a time;
+ * the caller's thread keeps every other call into this module. Threads
+ * are started by smtp_queue_committer_new, so a process that may start
+ * none later (RLIMIT_NPROC 0) makes its committer before that.
+ */
+#define SMTP_QUEUE_COMMIT_THREADS_MAX	64
+#define SMTP_QUEUE_COMMIT_STACK		(256 * 1024)
+struct smtp_queue_committer;
+
+/* A finished commit, on the caller's thread: result and id as from
+ * smtp_queue_commit; error NULL on success, else the reason (valid during
+ * the call), with errno set to the failed call's errno (so that
+ * fsutil_is_disk_full can tell a full disk). */
+typedef void smtp_queue_commit_cb(void *ctx, int result, const char *id,
+    const char *error);
+
+/* smtp_queue_committer_new: start threads (1 to
+ * SMTP_QUEUE_COMMIT_THREADS_MAX) waiting for commits. 0 and *c_r, or -1
+ * (nothing is left running). */
+int smtp_queue_committer_new(unsigned int threads,
+    struct smtp_queue_committer **c_r, const char **error_r);
+/* smtp_queue_committer_fd: a descriptor that is readable when a commit has
+ * finished: watch it on the loop and call smtp_queue_commit_reap. */
+int smtp_queue_committer_fd(const struct smtp_queue_committer *c);
+/* smtp_queue_committer_outstanding: commits submitted and not reaped. */
+unsigned int smtp_queue_committer_outstanding(
+    const struct smtp_queue_committer *c);
+/* smtp_queue_commit_submit: commit *msg (taken over, set to NULL) on a
+ * thread; ctx is given back to the reap callback. The message must not be
+ * touched after this call. Never fails: a failed commit is reported. */
+void smtp_queue_commit_submit(struct smtp_queue_committer *c,
+    struct smtp_queue_msg **msg, void *ctx);
+/* smtp_queue_commit_reap: call cb (may be NULL) for each commit finished
+ * since the last reap, in the order they finished. Returns how many. */
+unsigned int smtp_queue_commit_reap(struct smtp_queue_committer *c,
+    smtp_queue_commit_cb *cb);
+/* smtp_queue_committer_free: wait until every submitted commit has run,
+ * reap them with cb (may be NULL), stop the threads, free *c (NULL is
+ * fine) and set it to NULL. */
+void smtp_queue_committer_free(struct smtp_queue_committer **c,
+    smtp_queue_commit_cb *cb);
+
+/*
  * smtp_queue_load: read the envelope of message id. With SMTP_QUEUE_LOCK
  * the message is locked (without waiting) until smtp_queue_env_free, and
  * its content must exist; only a locked envelope can be saved or removed.

@@ -108,7 +108,8 @@ smtp_conn_kill(struct smtp_conn *sc)
 }
 
 /* What the engine was doing, for "lost connection after X". END is seen
- * only while deliveries answer (lmtp): smtpd answers its data at once. */
+ * while deliveries answer (lmtp) or the message is being committed
+ * (smtpd). */
 static const char *
 smtp_conn_state_name(const struct smtp_conn *sc)
 {
@@ -436,6 +437,8 @@ void
 smtp_conn_loop_run(void)
 {
 	ioloop_run(smtp_conn_srv.loop);
+	if (smtp_conn_srv.ops->stop != NULL)
+		smtp_conn_srv.ops->stop();
 	while (smtp_conn_srv.clients != NULL)
 		smtp_conn_free(smtp_conn_srv.clients, false);
 	role_master_close();

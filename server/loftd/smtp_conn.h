@@ -82,6 +82,9 @@ struct smtp_conn_ops {
 	/* master_msg: another record from the master; false if the role
 	 * does not take it. May be NULL. */
 	bool (*master_msg)(struct ipc_msg *m);
+	/* stop: the loop has stopped; the clients and the master channel
+	 * are still there (they go next). May be NULL. */
+	void (*stop)(void);
 };
 
 /* smtp_conn_role_init: what an smtpd or lmtp process does first: log as

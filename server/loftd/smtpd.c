@@ -9,6 +9,10 @@
  * user exists, and writes each message into the queue (smtp/smtp_queue),
  * answering 250 only once smtp_queue_commit has made it durable, and
  * then telling the master (LOFTD_QUEUED), which tells the queue manager.
+ * The commits (their fsyncs) run on the queue's committer threads, so
+ * that the other clients are served meanwhile and commits that wait at
+ * the same moment share the file system's journal commits; the client
+ * whose message it is waits for its 250 (its pipelined input is held).
  * Delivery out of the queue is the qmgr process's job (qmgr.c). The
  * connection, the engine's input and output, the timeouts and the log of
  * a client's life are smtp_conn.c's, shared with the lmtp process.
@@ -55,6 +59,9 @@
 #define SMTPD_MECHS_MAX		400
 /* How often a missing alias database is looked for again. */
 #define SMTPD_ALIAS_RETRY_MS	10000
+/* Commits at once (each client has at most one under way): enough that
+ * the commits of many clients wait for the same journal commit. */
+#define SMTPD_COMMIT_THREADS	16
 
 /* What the one outstanding auth request of a client is for. */
 enum smtpd_wait {
@@ -93,6 +100,17 @@ struct smtpd_client {
 	uint64_t size;			/* bytes written to the queue */
 	const char *qerror;		/* a write failed: the error */
 	bool qfull;			/* ... because the disk is full */
+	struct smtpd_commit *commit;	/* its commit under way, or NULL;
+					   owned by the committer */
+};
+
+/* A message being committed on a committer thread: what its log line
+ * and its client need when the commit is done. */
+struct smtpd_commit {
+	struct smtpd_client *c;		/* NULL: the client left meanwhile */
+	char *from;			/* the sender, escaped; owned */
+	uint64_t size;
+	unsigned nrcpt;
 };
 
 struct smtpd {
@@ -102,6 +120,8 @@ struct smtpd {
 	char mechs[SMTPD_MECHS_MAX + 1];
 	struct smtp_relay *relay;	/* owned */
 	struct smtp_queue *queue;	/* owned */
+	struct smtp_queue_committer *committer;	/* owned */
+	struct io *commit_io;		/* owned: the committer's fd */
 	struct smtp_alias_map *aliases;	/* owned; NULL: unreadable */
 	uint64_t alias_tried_ms;
 	uint32_t next_id;
@@ -149,7 +169,11 @@ smtpd_client_free(struct smtp_conn *sc)
 		if (auth_proto_req_encode(&smtpd_out, &req, &error) == 0)
 			(void)chan_send(smtpd.auth, &smtpd_out);
 	}
-	/* The engine's cb->reset would do it too: the queue file goes. */
+	/* The engine's cb->reset would do it too: the queue file goes. A
+	 * commit under way goes on (a message that reaches the queue gets
+	 * no 250: the client sends it again, RFC 1047's duplicate). */
+	if (c->commit != NULL)
+		c->commit->c = NULL;
 	smtpd_txn_clear(c);
 	free(c->rcpt.orcpt);
 	c->rcpt.orcpt = NULL;
@@ -749,41 +773,100 @@ smtpd_notify_queued(const char *id)
 	(void)role_master_send(&smtpd_out);
 }
 
+/* The answer to a message whose commit failed, or could not start. */
+static void
+smtpd_data_failed(struct smtpd_client *c, bool full)
+{
+	smtp_session_data_done(c->sc.smtp, full ? 452 : 451, full ?
+	    "4.3.1" : "4.3.0", full ? "Error: insufficient system "
+	    "storage" : "Error: queue file write error");
+}
+
+/* smtp_queue_commit_cb: a commit is over (on the loop's thread). Durable
+ * (smtp_queue.h): only now the 250, and the queue manager hears of it
+ * even if the client left meanwhile. */
+static void
+smtpd_commit_done(void *ctx, int result, const char *id, const char *error)
+{
+	struct smtpd_commit *cm = ctx;
+	struct smtpd_client *c = cm->c;
+	char text[64];
+	bool full = result < 0 && fsutil_is_disk_full(errno);
+
+	if (result < 0)
+		log_error("%s: %s", id, error);
+	else {
+		log_info("%s: from=<%s>, size=%llu, nrcpt=%u (queue active)",
+		    id, cm->from, (unsigned long long)cm->size, cm->nrcpt);
+		smtpd_notify_queued(id);
+	}
+	free(cm->from);
+	free(cm);
+	if (c == NULL)
+		return;
+	c->commit = NULL;
+	if (c->sc.dying)
+		return;
+	if (result < 0)
+		smtpd_data_failed(c, full);
+	else {
+		c->sc.n_data_ok++;
+		snprintf(text, sizeof(text), "Ok: queued as %s", id);
+		smtp_session_data_done(c->sc.smtp, 250, "2.0.0", text);
+	}
+	/* What the client pipelined behind its message. */
+	smtp_conn_feed(&c->sc);
+}
+
+static void
+smtpd_commit_ready(void *ctx)
+{
+	(void)ctx;
+	(void)smtp_queue_commit_reap(smtpd.committer, smtpd_commit_done);
+}
+
 static void
 smtpd_data_end(void *ctx)
 {
 	struct smtpd_client *c = ctx;
-	char id[SMTP_QUEUE_ID_MAX], text[64], efrom[SMTP_CONN_PATH_BUF * 4];
-	const char *error;
-	unsigned nrcpt = smtp_session_rcpt_count(c->sc.smtp);
+	struct smtpd_commit *cm;
+	char efrom[SMTP_CONN_PATH_BUF * 4];
 	bool full;
 
 	if (c->qerror != NULL || c->msg == NULL) {
 		full = c->qfull;
 		smtpd_txn_clear(c);
-		smtp_session_data_done(c->sc.smtp, full ? 452 : 451, full ?
-		    "4.3.1" : "4.3.0", full ? "Error: insufficient system "
-		    "storage" : "Error: queue file write error");
+		smtpd_data_failed(c, full);
 		return;
 	}
-	if (smtp_queue_commit(&c->msg, id, &error) < 0) {
-		full = fsutil_is_disk_full(errno);
-		log_error("%s: %s", id, error);
-		smtpd_txn_clear(c);
-		smtp_session_data_done(c->sc.smtp, full ? 452 : 451, full ?
-		    "4.3.1" : "4.3.0", full ? "Error: insufficient system "
-		    "storage" : "Error: queue file write error");
-		return;
-	}
-	/* Durable now (smtp_queue.h): only now the 250. */
-	log_info("%s: from=<%s>, size=%llu, nrcpt=%u (queue active)", id,
-	    log_escape(c->sc.sender, efrom, sizeof(efrom)),
-	    (unsigned long long)c->size, nrcpt);
-	c->sc.n_data_ok++;
-	smtpd_notify_queued(id);
-	snprintf(text, sizeof(text), "Ok: queued as %s", id);
+	cm = xcalloc(1, sizeof(*cm));
+	cm->c = c;
+	cm->from = xstrdup(log_escape(c->sc.sender, efrom, sizeof(efrom)));
+	cm->size = c->size;
+	cm->nrcpt = smtp_session_rcpt_count(c->sc.smtp);
+	c->commit = cm;
+	smtp_queue_commit_submit(smtpd.committer, &c->msg, cm);
 	smtpd_txn_clear(c);
-	smtp_session_data_done(c->sc.smtp, 250, "2.0.0", text);
+	/* smtpd_commit_done answers, and the engine waits till then. */
+}
+
+/* smtp_conn_ops.stop: the loop has stopped; commits under way finish,
+ * are logged and announced before the clients and the master channel
+ * go (their clients get no answer). */
+static void
+smtpd_stop(void)
+{
+	struct smtp_conn *sc;
+
+	for (sc = smtp_conn_first(); sc != NULL; sc = sc->next) {
+		struct smtpd_client *c = (struct smtpd_client *)sc;
+
+		if (c->commit != NULL)
+			c->commit->c = NULL;
+		c->commit = NULL;
+	}
+	io_remove(&smtpd.commit_io);
+	smtp_queue_committer_free(&smtpd.committer, smtpd_commit_done);
 }
 
 static void
@@ -966,6 +1049,7 @@ static const struct smtp_conn_ops smtpd_ops = {
 	.free = smtpd_client_free,
 	.conn_new = smtpd_conn_new,
 	.master_msg = smtpd_master_msg,
+	.stop = smtpd_stop,
 };
 
 int
@@ -978,12 +1062,20 @@ smtpd_main(bool foreground, bool have_log_fd)
 		log_fatal("%s", error);
 	if (smtpd_get_mechs(&error) < 0)
 		log_fatal("asking the auth process for mechanisms: %s", error);
+	/* Its threads now: no process or thread can start after the drop
+	 * (RLIMIT_NPROC 0); they become mail_owner with the process. */
+	if (smtp_queue_committer_new(SMTPD_COMMIT_THREADS, &smtpd.committer,
+	    &error) < 0)
+		log_fatal("%s", error);
 	/* As the login processes, but without a chroot: the queue
 	 * directory must stay reachable. */
 	loftd_drop_privileges("mail_owner", NULL);
 	smtpd_open_stores();
 	smtpd.loop = smtp_conn_loop_new(&smtpd_ops, smtpd.tls);
 	smtpd.auth = chan_new(smtpd.loop, LOFTD_FD_AUTH, &smtpd_auth_cb, NULL);
+	smtpd.commit_io = io_add(smtpd.loop,
+	    smtp_queue_committer_fd(smtpd.committer), IO_READ,
+	    smtpd_commit_ready, NULL);
 	smtp_conn_loop_run();
 	chan_free(&smtpd.auth);
 	tls_ctx_free(&smtpd.tls);
