@@ -73,6 +73,19 @@ buf_append_byte(struct buf *b, unsigned char c)
 }
 
 int
+buf_append_uint(struct buf *b, unsigned long long v)
+{
+	char d[20];
+	size_t n = sizeof(d);
+
+	do {
+		d[--n] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v != 0);
+	return buf_append(b, d + n, sizeof(d) - n);
+}
+
+int
 buf_printf(struct buf *b, const char *fmt, ...)
 {
 	va_list ap;

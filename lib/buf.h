@@ -25,6 +25,9 @@ int buf_append_str(struct buf *b, const char *s);
 int buf_append_byte(struct buf *b, unsigned char c);
 int buf_printf(struct buf *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/* buf_append_uint: v in decimal; what buf_printf("%llu") gives, without
+ * its two formatting passes (protocol writers append millions). */
+int buf_append_uint(struct buf *b, unsigned long long v);
 /* buf_reserve: make room for len more bytes; 0 or -1 past max. */
 int buf_reserve(struct buf *b, size_t len);
 void buf_truncate(struct buf *b, size_t len);

@@ -223,12 +223,15 @@ imap_fetch_index_items(struct imap_session *s, unsigned msn,
 	bool sp = false;
 	int n = 0;
 
-	buf_printf(&s->out, "* %u FETCH (", msn);
+	buf_append_str(&s->out, "* ");
+	buf_append_uint(&s->out, msn);
+	buf_append_str(&s->out, " FETCH (");
 #define SEP() do { if (sp) buf_append_byte(&s->out, ' '); sp = true; \
 	n++; } while (0)
 	if (want & IMAP_FETCH_UID) {
 		SEP();
-		buf_printf(&s->out, "UID %u", m->uid);
+		buf_append_str(&s->out, "UID ");
+		buf_append_uint(&s->out, m->uid);
 	}
 	if (want & IMAP_FETCH_FLAGS) {
 		SEP();
@@ -238,8 +241,8 @@ imap_fetch_index_items(struct imap_session *s, unsigned msn,
 	}
 	if (want & IMAP_FETCH_SIZE) {
 		SEP();
-		buf_printf(&s->out, "RFC822.SIZE %llu",
-		    (unsigned long long)m->vsize);
+		buf_append_str(&s->out, "RFC822.SIZE ");
+		buf_append_uint(&s->out, m->vsize);
 	}
 	if (want & IMAP_FETCH_DATE) {
 		SEP();
@@ -276,8 +279,9 @@ imap_fetch_index_items(struct imap_session *s, unsigned msn,
 	}
 	if (want & IMAP_FETCH_MODSEQ) {
 		SEP();
-		buf_printf(&s->out, "MODSEQ (%llu)",
-		    (unsigned long long)imap_modseq_out(m->modseq));
+		buf_append_str(&s->out, "MODSEQ (");
+		buf_append_uint(&s->out, imap_modseq_out(m->modseq));
+		buf_append_byte(&s->out, ')');
 	}
 	if (want & IMAP_FETCH_SAVEDATE) {
 		/* RFC 8514: NIL for a message saved before the index kept
@@ -797,17 +801,83 @@ imap_fetch_need(unsigned want, unsigned nsections)
 	return 0;
 }
 
-/* The answers from the index, in one read transaction. */
+/* One message of imap_fetch_index: its response, or why not. */
+struct imap_fetch_walk {
+	struct imap_session *s;
+	const struct imap_cmd *cmd;
+	const struct imap_seqset *set;
+	unsigned want, check;
+	unsigned i, end;	/* view positions still to answer: [i, end) */
+	bool missing;
+};
+
+static void
+imap_fetch_walk_one(struct imap_fetch_walk *w, const struct mindex_msg *m)
+{
+	/* Never the empty fields of a file adopted unread. */
+	if (w->check != 0 && !imap_msg_ready(m, w->check)) {
+		w->missing = true;
+		return;
+	}
+	imap_fetch_one(w->s, w->i + 1, m, w->want);
+	w->s->stats.fetched++;
+	/* Keep memory bounded on large folders. */
+	if (w->s->out.len >= 64 * 1024)
+		imap_send(w->s);
+}
+
+static bool
+imap_fetch_walk_wanted(const struct imap_fetch_walk *w, unsigned i)
+{
+	return imap_seqset_contains(w->set, w->cmd->uid ?
+	    w->s->view.msgs[i].uid : i + 1);
+}
+
+/* The index walked in UID order beside the view (both ascending): a
+ * message of the view without a record was expunged by another session
+ * and not reported yet (RFC 3501 allows answering without it); a record
+ * the view lacks is not announced yet. */
+static int
+imap_fetch_walk_cb(const struct mindex_msg *m, void *ctx)
+{
+	struct imap_fetch_walk *w = ctx;
+	const struct imap_msgref *v = w->s->view.msgs;
+
+	while (w->i < w->end && v[w->i].uid < m->uid)
+		w->i++;
+	if (w->i >= w->end)
+		return 1;
+	if (v[w->i].uid != m->uid)
+		return 0;
+	if (imap_fetch_walk_wanted(w, w->i))
+		imap_fetch_walk_one(w, m);
+	w->i++;
+	return w->i >= w->end ? 1 : 0;
+}
+
+/* The answers from the index, in one read transaction: a walk of the
+ * records from the first message asked for when most of that range is
+ * asked for (UID FETCH 1:* FLAGS, Thunderbird's resync), a lookup each
+ * when the set is sparse. */
 static void
 imap_fetch_index(struct imap_session *s, const struct imap_cmd *cmd,
     const struct imap_seqset *set, unsigned want, unsigned check)
 {
+	struct imap_fetch_walk w = { s, cmd, set, want, check, 0, 0, false };
 	struct mindex_txn *txn;
 	struct mindex_msg m;
 	struct store *st;
 	const char *error;
-	bool missing = false;
+	unsigned first = s->view.count, nsel = 0;
+	int rc = 0;
 
+	for (unsigned i = 0; i < s->view.count; i++)
+		if (imap_fetch_walk_wanted(&w, i)) {
+			if (first == s->view.count)
+				first = i;
+			w.end = i + 1;
+			nsel++;
+		}
 	if ((st = imap_store(s)) == NULL)
 		return;
 	if (mindex_begin(store_index(st), false, &txn, &error) < 0) {
@@ -815,29 +885,27 @@ imap_fetch_index(struct imap_session *s, const struct imap_cmd *cmd,
 		return;
 	}
 	s->stats.fetches++;
-	for (unsigned i = 0; i < s->view.count; i++) {
-		const struct imap_msgref *r = &s->view.msgs[i];
-
-		if (!imap_seqset_contains(set, cmd->uid ? r->uid : i + 1))
-			continue;
-		/* A message expunged by another session and not reported
-		 * yet has no record: RFC 3501 allows answering without it. */
-		if (mindex_msg_get(txn, s->view.folder_id, r->uid, &m) <= 0)
-			continue;
-		/* Never the empty fields of a file adopted unread. */
-		if (check != 0 && !imap_msg_ready(&m, check)) {
-			missing = true;
-			continue;
+	if (nsel > 0 && (w.end - first) / 4 < nsel) {
+		w.i = first;
+		rc = mindex_msg_iter(txn, s->view.folder_id,
+		    s->view.msgs[first].uid, imap_fetch_walk_cb, &w);
+	} else {
+		for (w.i = first; w.i < w.end && rc == 0; w.i++) {
+			if (!imap_fetch_walk_wanted(&w, w.i))
+				continue;
+			if ((rc = mindex_msg_get(txn, s->view.folder_id,
+			    s->view.msgs[w.i].uid, &m)) > 0)
+				imap_fetch_walk_one(&w, &m);
+			rc = rc < 0 ? -1 : 0;
 		}
-		imap_fetch_one(s, i + 1, &m, want);
-		s->stats.fetched++;
-		/* Keep memory bounded on large folders. */
-		if (s->out.len >= 64 * 1024)
-			imap_send(s);
 	}
 	mindex_abort(&txn);
 	imap_send(s);
-	if (missing)
+	if (rc < 0) {
+		log_warning("imap: user=<%s>, fetch: %s", s->user,
+		    mindex_last_error());
+		imap_tagged(s, "NO", "[UNAVAILABLE] Index unavailable");
+	} else if (w.missing)
 		imap_tagged(s, "NO", "[UNAVAILABLE] Some messages could not "
 		    "be read");
 	else

@@ -31,5 +31,19 @@ main(void)
 	is_int(buf_reserve(&b, (size_t)-1), -1,
 	    "reserve rejects an impossible size without allocating");
 	buf_free(&b);
+	buf_init(&b, 24);
+	is_int(buf_append_uint(&b, 0), 0, "uint 0");
+	is_int(buf_append_byte(&b, ' '), 0, "space");
+	is_int(buf_append_uint(&b, 10), 0, "uint 10");
+	is_string(buf_cstr(&b), "0 10", "uint digits");
+	buf_truncate(&b, 4);
+	is_int(buf_append_uint(&b, 18446744073709551615ull), 0,
+	    "uint at its maximum");
+	is_string(buf_cstr(&b), "0 1018446744073709551615", "all 20 digits");
+	buf_truncate(&b, 5);
+	is_int(buf_append_uint(&b, 18446744073709551615ull), -1,
+	    "uint past the buffer's max fails");
+	is_string(buf_cstr(&b), "0 101", "and leaves the buffer");
+	buf_free(&b);
 	return done_testing();
 }
