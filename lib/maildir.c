@@ -898,12 +898,11 @@ maildir_scan_one(const struct dirent *de, void *ctx)
 	return s->cb(s->sub, de->d_name, s->ctx);
 }
 
-int
-maildir_scan(const char *dir,
+static int
+maildir_scan_subs(const char *dir, const char *const *subs, size_t nsubs,
     int (*cb)(const char *sub, const char *name, void *ctx), void *ctx,
     const char **error_r)
 {
-	static const char *const subs[] = { "new", "cur" };
 	struct maildir_scan_ctx s;
 	char *path;
 	size_t i;
@@ -911,7 +910,7 @@ maildir_scan(const char *dir,
 
 	s.cb = cb;
 	s.ctx = ctx;
-	for (i = 0; i < sizeof(subs) / sizeof(subs[0]) && r == 0; i++) {
+	for (i = 0; i < nsubs && r == 0; i++) {
 		s.sub = subs[i];
 		path = xasprintf("%s/%s", dir, subs[i]);
 		r = maildir_each(path, maildir_want_msg, maildir_scan_one, &s,
@@ -919,6 +918,26 @@ maildir_scan(const char *dir,
 		free(path);
 	}
 	return r < 0 ? -1 : 0;
+}
+
+int
+maildir_scan(const char *dir,
+    int (*cb)(const char *sub, const char *name, void *ctx), void *ctx,
+    const char **error_r)
+{
+	static const char *const subs[] = { "new", "cur" };
+
+	return maildir_scan_subs(dir, subs, 2, cb, ctx, error_r);
+}
+
+int
+maildir_scan_new(const char *dir,
+    int (*cb)(const char *sub, const char *name, void *ctx), void *ctx,
+    const char **error_r)
+{
+	static const char *const subs[] = { "new" };
+
+	return maildir_scan_subs(dir, subs, 1, cb, ctx, error_r);
 }
 
 struct maildir_list_ctx {

@@ -131,6 +131,10 @@ void maildir_flags_to_info(uint32_t flags, const char *keep_letters,
 int maildir_scan(const char *dir,
     int (*cb)(const char *sub, const char *name, void *ctx), void *ctx,
     const char **error_r);
+/* maildir_scan_new: maildir_scan of dir/new alone. */
+int maildir_scan_new(const char *dir,
+    int (*cb)(const char *sub, const char *name, void *ctx), void *ctx,
+    const char **error_r);
 
 /* maildir_list_folders: call cb(folder, ctx) with the name (UTF-8, "A/B")
  * of each ROOT/.X directory (or symlink to one) that

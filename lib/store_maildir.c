@@ -121,6 +121,22 @@ md_guid(const char *loc, uint8_t guid[16])
 	memcpy(guid + 8, &b, 8);
 }
 
+/* The two hooks store_append.c's store_deliver_batch uses (store_private.h):
+ * the GUID and the loft-uidvalidity file exactly as a single delivery
+ * makes them. */
+void
+store_maildir_guid(const char *loc, uint8_t guid[16])
+{
+	md_guid(loc, guid);
+}
+
+int
+store_maildir_uidfile_write(const char *dir, uint32_t uidvalidity,
+    uint32_t uidnext, bool do_fsync)
+{
+	return md_uidfile_write(dir, uidvalidity, uidnext, do_fsync);
+}
+
 /* A file found in new/ or cur/. */
 struct md_entry {
 	char *loc;		/* "new/NAME" or "cur/NAME:2,..." (owned) */
@@ -201,6 +217,7 @@ struct md_rec {
 struct md_recs {
 	struct md_rec *r;
 	size_t count, alloc;
+	bool new_only;		/* only the records of files in new/ */
 };
 
 static int
@@ -208,6 +225,8 @@ md_rec_cb(const struct mindex_msg *m, void *ctx)
 {
 	struct md_recs *rs = ctx;
 
+	if (rs->new_only && strncmp(m->location, "new/", 4) != 0)
+		return 0;
 	if (rs->count == rs->alloc) {
 		rs->alloc = rs->alloc == 0 ? 256 : rs->alloc * 2;
 		rs->r = xreallocarray(rs->r, rs->alloc, sizeof(*rs->r));
@@ -284,6 +303,8 @@ struct md_sync {
 	size_t batch_start, batch_end;	/* of cand, being adopted */
 	struct buf uidlist;		/* lines for loft-uidlist */
 	bool in_index;			/* the index had the folder */
+	bool cur_same;			/* cur/ unchanged since its stamp */
+	bool new_only;			/* this sync lists new/ alone */
 	struct mindex_stamp stamp[2];
 	bool expunged;
 	bool renamed;		/* this batch gave files their UIDs */
@@ -427,6 +448,7 @@ md_sync_classify(struct md_sync *s, const char **error_r)
 			    &e->uid) != 1)
 				e->uid = 0;
 		}
+		s->recs.new_only = s->new_only;
 		ret = mindex_msg_iter(txn, f.id, 1, md_rec_cb, &s->recs);
 	}
 	mindex_abort(&txn);
@@ -434,6 +456,13 @@ md_sync_classify(struct md_sync *s, const char **error_r)
 		*error_r = "cannot read the index";
 		return -1;
 	}
+	/* Listing new/ alone assumed that every record outside new/ still
+	 * has its file in cur/. A file in new/ whose record says cur/ (a
+	 * copy under the same name) breaks that: list both after all. */
+	for (size_t i = 0; s->new_only && i < s->files.count; i++)
+		if (s->files.e[i].uid != 0 &&
+		    md_recs_find(&s->recs, s->files.e[i].uid) == NULL)
+			return 1;
 	s->cand = xreallocarray(NULL, s->files.count + 1, sizeof(*s->cand));
 	for (size_t i = 0; i < s->files.count; i++) {
 		struct md_entry *e = &s->files.e[i];
@@ -981,12 +1010,14 @@ md_sync_adopt(struct md_sync *s, const char **error_r)
 		ret = mindex_write(s->st->ix, md_sync_adopt_fn, s, error_r);
 	}
 	buf_free(&s->uidlist);
-	if (ret == 0)
+	/* The live lines are counted over every file: a full listing's. */
+	if (ret == 0 && !s->new_only)
 		md_uidlist_compact(s);
 	return ret;
 }
 
-/* md_sync_quick: 1 if the stamps say nothing changed. */
+/* md_sync_quick: 1 if the stamps say nothing changed; s->cur_same says
+ * whether cur/ did not. */
 static int
 md_sync_quick(struct md_sync *s, const char **error_r)
 {
@@ -1002,8 +1033,8 @@ md_sync_quick(struct md_sync *s, const char **error_r)
 		*error_r = "cannot read the index";
 		return -1;
 	}
-	return ret == 1 && store_stamp_same(&f.stamp[0], &s->stamp[0]) &&
-	    store_stamp_same(&f.stamp[1], &s->stamp[1]);
+	s->cur_same = ret == 1 && store_stamp_same(&f.stamp[1], &s->stamp[1]);
+	return s->cur_same && store_stamp_same(&f.stamp[0], &s->stamp[0]);
 }
 
 static int
@@ -1057,6 +1088,43 @@ md_clean_tmp(const char *dir)
 	closedir(d);
 }
 
+/* md_sync_reset: forget a listing, for another. */
+static void
+md_sync_reset(struct md_sync *s)
+{
+	md_list_free(&s->files);
+	md_recs_free(&s->recs);
+	free(s->cand);
+	s->cand = NULL;
+	s->ncand = 0;
+}
+
+/* md_sync_list: list (new/ alone when s->new_only), classify, apply and
+ * adopt. 0, -1, or 1: new/ alone was not enough, list both. */
+static int
+md_sync_list(struct md_sync *s, const char **error_r)
+{
+	int ret;
+
+	if ((s->new_only ? maildir_scan_new(s->dir, md_scan_cb, &s->files,
+	    error_r) : maildir_scan(s->dir, md_scan_cb, &s->files,
+	    error_r)) < 0)
+		return -1;
+	if ((ret = md_sync_classify(s, error_r)) != 0)
+		return ret;
+	if ((ret = mindex_write(s->st->ix, md_sync_apply_fn, s,
+	    error_r)) == 0)
+		ret = md_sync_adopt(s, error_r);
+	return ret;
+}
+
+/*
+ * A sync lists new/ alone when cur/ is what its stamp says (unchanged and
+ * settled): then every record of a file in cur/ still has its file, and
+ * only new/ can hold files that came or went. That is the sync a delivery
+ * causes (a session in IDLE, the next NOOP): listing 10,000 files of cur/
+ * for the one file that arrived in new/ was most of its cost.
+ */
 int
 store_maildir_sync(struct store *st, const char *folder, const char *dir,
     bool force, bool *exists_r, const char **error_r)
@@ -1077,29 +1145,30 @@ store_maildir_sync(struct store *st, const char *folder, const char *dir,
 		return store_folder_forget(st, folder, error_r);
 	if (!force && (ret = md_sync_quick(&s, error_r)) != 0)
 		return ret < 0 ? -1 : 0;
+	s.new_only = !force && s.cur_same;
 	if (md_uidfile_read(dir, &s.uidvalidity_hint, &s.uidnext_hint) < 0) {
 		s.uidvalidity_hint = 0;
 		s.uidnext_hint = 0;
 	}
-	md_clean_tmp(dir);
+	if (!s.new_only)
+		md_clean_tmp(dir);
 	if (maildir_keywords_read(dir, &s.kw, &kwerr) < 0)
 		log_warning("%s: %s; keywords of files renamed meanwhile are "
 		    "not read", st->user, kwerr);
 	buf_init(&s.kwbuf, (size_t)-1);
-	if (maildir_scan(dir, md_scan_cb, &s.files, error_r) < 0)
-		ret = -1;
-	else if ((ret = md_sync_classify(&s, error_r)) == 0 &&
-	    (ret = mindex_write(st->ix, md_sync_apply_fn, &s, error_r)) == 0)
-		ret = md_sync_adopt(&s, error_r);
+	if ((ret = md_sync_list(&s, error_r)) == 1) {
+		md_sync_reset(&s);
+		s.new_only = false;
+		md_clean_tmp(dir);
+		ret = md_sync_list(&s, error_r);
+	}
 	if (ret == 0 && s.expunged &&
 	    md_uidfile_write(dir, s.f.uidvalidity, s.f.uidnext, st->fsync) < 0)
 		log_warning("cannot write %s/%s: %s", dir, MD_UIDFILE,
 		    strerror(errno));
 	if (ret == 0)
 		ret = mindex_write(st->ix, md_sync_stamp_fn, &s, error_r);
-	md_list_free(&s.files);
-	md_recs_free(&s.recs);
-	free(s.cand);
+	md_sync_reset(&s);
 	maildir_keywords_free(&s.kw);
 	buf_free(&s.kwbuf);
 	return ret;

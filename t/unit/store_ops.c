@@ -1096,6 +1096,128 @@ test_flags_renamed(void)
 	store_close(&st);
 }
 
+/* Set dir's times to a minute ago: a stamp taken now is settled. */
+static void
+t_age(const char *dir, const char *sub)
+{
+	char path[PATH_MAX + 8];
+	struct timespec ts[2];
+
+	clock_gettime(CLOCK_REALTIME, &ts[0]);
+	ts[0].tv_sec -= 60;
+	ts[1] = ts[0];
+	snprintf(path, sizeof(path), "%s/%s", dir, sub);
+	if (utimensat(AT_FDCWD, path, ts, 0) < 0)
+		bail("utimensat %s", path);
+}
+
+static void
+t_put_file(const char *dir, const char *rel, const char *msg)
+{
+	char path[PATH_MAX * 2];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, rel);
+	if ((f = fopen(path, "w")) == NULL || fputs(msg, f) < 0 ||
+	    fclose(f) != 0)
+		bail("write %s", path);
+}
+
+/* A sync whose cur/ is unchanged lists new/ alone: what arrived in new/
+ * is adopted, cur/ is taken as its stamp says (a file removed there with
+ * the directory's time put back is not seen until a full sync). A file
+ * in new/ whose name a cur/ record has sends it to a full listing. */
+static void
+test_sync_new_only(void)
+{
+	struct store *st;
+	struct t_idx x;
+	const char *err;
+	char path[PATH_MAX], name[PATH_MAX], from[PATH_MAX * 2 + 8];
+	char to[PATH_MAX * 2 + 8], base[PATH_MAX];
+	struct stat sb;
+	struct timespec keep[2];
+	uint32_t u1;
+
+	fmt = 0;
+	t_reset();
+	st = t_store();
+	u1 = t_deliver(st, "INBOX", m1);
+	(void)t_deliver(st, "INBOX", m2);
+	t_path(st, "INBOX", path, sizeof(path));
+	t_md_files(path, u1, name, sizeof(name));
+	snprintf(from, sizeof(from), "%s/%s", path, name);
+	snprintf(base, sizeof(base), "%s", name + 4);
+	snprintf(to, sizeof(to), "%s/cur/%s:2,S", path, base);
+	if (rename(from, to) < 0)
+		bail("rename");
+	t_age(path, "new");
+	t_age(path, "cur");
+	is_int(store_sync(st, "INBOX", true, NULL, &err), 0,
+	    "new only: full sync records settled stamps");
+	t_index(st, "INBOX", &x);
+	ok(x.n == 2 && strncmp(x.loc[0], "cur/", 4) == 0,
+	    "new only: two records, the first in cur/ (%s)", x.loc[0]);
+
+	/* cur/ loses a file behind the index's back, its time put back;
+	 * new/ gets one. */
+	snprintf(to, sizeof(to), "%s/cur", path);
+	if (stat(to, &sb) < 0)
+		bail("stat");
+	keep[0] = sb.st_atim;
+	keep[1] = sb.st_mtim;
+	snprintf(from, sizeof(from), "%s/cur/%s:2,S", path, base);
+	if (unlink(from) < 0 || utimensat(AT_FDCWD, to, keep, 0) < 0)
+		bail("unlink in cur");
+	t_put_file(path, "new/1700000100.M1P1.elsewhere", m3);
+	is_int(store_sync(st, "INBOX", false, NULL, &err), 0,
+	    "new only: sync after a file came into new/");
+	t_index(st, "INBOX", &x);
+	ok(x.n == 3 && strcmp(x.loc[2], "new/1700000100.M1P1.elsewhere") == 0,
+	    "new only: the new file adopted, cur/ not listed (%zu records)",
+	    x.n);
+	is_int(store_sync(st, "INBOX", true, NULL, &err), 0,
+	    "new only: a full sync");
+	t_index(st, "INBOX", &x);
+	ok(x.n == 2 && x.uid[0] != u1, "new only: the full sync saw cur/ "
+	    "lose its file (%zu records)", x.n);
+
+	/* new/ gets a file under the name of a cur/ record. */
+	u1 = t_deliver(st, "INBOX", m1);
+	t_md_files(path, u1, name, sizeof(name));
+	snprintf(from, sizeof(from), "%s/%s", path, name);
+	snprintf(base, sizeof(base), "%s", name + 4);
+	snprintf(to, sizeof(to), "%s/cur/%s:2,S", path, base);
+	if (rename(from, to) < 0)
+		bail("rename");
+	t_age(path, "new");
+	t_age(path, "cur");
+	is_int(store_sync(st, "INBOX", true, NULL, &err), 0,
+	    "new only: full sync again");
+	snprintf(to, sizeof(to), "%s/cur", path);
+	if (stat(to, &sb) < 0)
+		bail("stat");
+	keep[0] = sb.st_atim;
+	keep[1] = sb.st_mtim;
+	snprintf(from, sizeof(from), "%s/cur/%s:2,S", path, base);
+	snprintf(to, sizeof(to), "%s/new/%s", path, base);
+	if (link(from, to) < 0 || unlink(from) < 0)
+		bail("move back");
+	snprintf(to, sizeof(to), "%s/cur", path);
+	if (utimensat(AT_FDCWD, to, keep, 0) < 0)
+		bail("utimensat");
+	is_int(store_sync(st, "INBOX", false, NULL, &err), 0,
+	    "new only: sync with a cur/ record's name in new/");
+	t_index(st, "INBOX", &x);
+	ok(x.n == 3, "new only: no record doubled (%zu)", x.n);
+	for (size_t i = 0; i < x.n; i++)
+		if (x.uid[i] == u1)
+			ok(strncmp(x.loc[i], "new/", 4) == 0,
+			    "new only: its record follows it to new/ (%s)",
+			    x.loc[i]);
+	store_close(&st);
+}
+
 /* mbox flags live in the index and survive rewrites, even for a
  * message whose Status: header says otherwise. */
 static void
@@ -2205,6 +2327,7 @@ main(int argc, char **argv)
 	t_reset();
 	test_rename_children();
 	test_flags_renamed();
+	test_sync_new_only();
 	test_kw_maildir_others();
 	run_format(1);
 	test_flags_mbox_kept();
