@@ -21,6 +21,7 @@
 #include "buf.h"
 #include "compat/compat.h"
 #include "forward.h"
+#include "rules.h"
 #include "xmalloc.h"
 
 static char forward_errbuf[PATH_MAX + 256];
@@ -334,8 +335,12 @@ forward_inside(const char *path, const char *dir)
 /*
  * Open path for reading as the rules say: a .forward (include false) must
  * be owned by uid, and a symbolic link must lead inside home; an :include:
- * file may also be root's and lie anywhere. Either must be a regular file
- * that neither group nor others may write.
+ * file may also be root's (a list the administrator keeps) and lie
+ * anywhere. Either must pass the check loft-deliver makes of the rule file
+ * (rules_file_suspicious): a regular file that neither group nor others
+ * may write. The symbolic link rule is this file's own: a .forward is
+ * always in the home, and a link out of it would let the user point the
+ * delivery at a file that is not really theirs to name.
  */
 static int
 forward_open(const char *path, uid_t uid, const char *home, bool include,
@@ -343,6 +348,7 @@ forward_open(const char *path, uid_t uid, const char *home, bool include,
 {
 	char real[PATH_MAX];
 	struct stat lsb;
+	const char *why;
 	int fd;
 
 	if (lstat(path, &lsb) < 0) {
@@ -370,22 +376,14 @@ forward_open(const char *path, uid_t uid, const char *home, bool include,
 		    "a symbolic link (changed while read)" : strerror(errno));
 		return -1;
 	}
-	if (fstat(fd, sb) < 0 || !S_ISREG(sb->st_mode)) {
+	if (fstat(fd, sb) < 0) {
+		*error_r = forward_error(path, 0, strerror(errno));
 		close(fd);
-		*error_r = forward_error(path, 0, "not a regular file");
 		return -1;
 	}
-	if (sb->st_uid != uid && !(include && sb->st_uid == 0)) {
+	if ((why = rules_file_suspicious(sb, uid, include)) != NULL) {
 		close(fd);
-		*error_r = forward_error(path, 0, include ?
-		    "owned by neither the user nor root" :
-		    "not owned by the user");
-		return -1;
-	}
-	if ((sb->st_mode & (S_IWGRP | S_IWOTH)) != 0) {
-		close(fd);
-		*error_r = forward_error(path, 0,
-		    "writable by group or others");
+		*error_r = forward_error(path, 0, why);
 		return -1;
 	}
 	return fd;

@@ -18,6 +18,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <time.h>
 
@@ -106,6 +107,15 @@ int rules_parse_file(const char *path, const struct rules_limits *lim,
  * does not fit in size (rules_file.c: no PCRE2). */
 bool rules_file_path(const char *setting, const char *home, char *out,
     size_t size);
+/* rules_file_suspicious: why a file whose status is st (stat or fstat, as
+ * the caller's symbolic link policy wants) may not be trusted as uid's own
+ * instructions (procmail's "suspicious rcfile"; the rule file, .forward
+ * and :include: files): not a regular file, owned by neither uid nor
+ * (with root_ok) root, or writable by group or others. NULL if it may be
+ * trusted, else a static text such as "not owned by the user"
+ * (rules_file.c: no PCRE2). */
+const char *rules_file_suspicious(const struct stat *st, uid_t uid,
+    bool root_ok);
 /* rules_free: the tree and the regexes compiled for it; NULL ignored. */
 void rules_free(struct rules **r);
 /* rules_name: the name given to the parser. */

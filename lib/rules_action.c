@@ -429,7 +429,7 @@ rules_do_filter(struct rules_state *s, const struct rules_node *n)
 
 	rules_msg_feed(s, n->flags, RULES_FEED_RAW, &p, &len);
 	buf_init(&out, RULES_FILTER_MAX);
-	if (rules_run_shell(s, n->arg, p, len, &out, &res, &err) < 0 ||
+	if (rules_run_shell(s, n->arg, p, len, &out, -1, &res, &err) < 0 ||
 	    res.out_overflow || res.timed_out ||
 	    (res.write_error && !(n->flags & RULES_F_IGNORE_WERR)) ||
 	    (check && res.status != 0) || (res.status != 0 && out.len == 0)) {
@@ -472,7 +472,7 @@ rules_do_capture(struct rules_state *s, const struct rules_node *n)
 
 	rules_msg_feed(s, n->flags, RULES_FEED_RAW, &p, &len);
 	buf_init(&out, RULES_CAPTURE_MAX);
-	if (rules_run_shell(s, n->arg, p, len, &out, &res, &err) < 0) {
+	if (rules_run_shell(s, n->arg, p, len, &out, -1, &res, &err) < 0) {
 		rules_log(s, true, "cannot run \"%s\": %s", n->arg, err);
 		buf_free(&out);
 		return RULES_TEMPFAIL;

@@ -474,7 +474,7 @@ rules_cond_program(struct rules_state *s, const struct rules_cond *c,
 	if (feed == 0)
 		feed = RULES_F_HEADER_FEED;
 	rules_msg_feed(s, feed, RULES_FEED_RAW, &p, &len);
-	if (rules_run_shell(s, c->text, p, len, NULL, &res, &err) < 0) {
+	if (rules_run_shell(s, c->text, p, len, NULL, -1, &res, &err) < 0) {
 		rules_log(s, true, "cannot run \"%s\": %s", c->text, err);
 		v->ok = false;
 		return;
@@ -1065,31 +1065,6 @@ rules_exitcode_value(const char *v)
 	return *end == '\0' && n > 0 && n <= 255 ? (int)n : 0;
 }
 
-/* TRAP: as rules_run_shell, but its output goes to LOGFILE. */
-static int
-rules_trap_run(struct rules_state *s, const char *cmd,
-    struct rules_cmd_result *res, const char **error_r)
-{
-	struct rules_cmd c;
-	char **envp = rules_var_envp(s);
-	int ret;
-
-	memset(&c, 0, sizeof(c));
-	c.shell = rules_var_get(s, "SHELL");
-	c.shell_cmd = cmd;
-	c.envp = envp;
-	c.cwd = s->cwd;
-	c.in = s->msg.data;
-	c.in_len = s->msg.len;
-	c.output_fd = s->logfd;
-	c.stderr_fd = s->logfd;
-	c.timeout = s->sh->env->command_timeout;
-	c.umask = s->umask;
-	ret = rules_cmd_run(&c, res, error_r);
-	rules_var_envp_free(envp);
-	return ret;
-}
-
 /*
  * procmail's end: LOCKFILE is removed; if EXITCODE is unset it is set to
  * the status procmail would exit with (0 delivered, else 75); TRAP runs
@@ -1115,7 +1090,8 @@ rules_trap(struct rules_state *s)
 		    "0" : "75");
 	trap = rules_var_get(s, "TRAP");
 	if (trap != NULL && trap[0] != '\0') {
-		if (rules_trap_run(s, trap, &cr, &err) < 0)
+		if (rules_run_shell(s, trap, s->msg.data, s->msg.len, NULL,
+		    s->logfd, &cr, &err) < 0)
 			rules_log(s, true, "TRAP: %s", err);
 		else if (was_empty)
 			res->exitcode = cr.status > 0 && cr.status <= 255 ?

@@ -130,10 +130,11 @@ int rules_expand(struct rules_state *s, const char *in, enum rules_exp mode,
     struct buf *out, size_t *nwords_r, const char **error_r);
 
 /* rules_run_shell: run cmd with $SHELL -c in the rules' environment and
- * directory, msg on its standard input, output into out (NULL: to
- * /dev/null), standard error into the log file. 0 or -1. */
+ * directory, in on its standard input, its output into out, or with out
+ * NULL onto out_fd (-1: /dev/null; TRAP passes the log file), standard
+ * error into the log file. Sets $? (last_exit). 0 or -1. */
 int rules_run_shell(struct rules_state *s, const char *cmd,
-    const unsigned char *in, size_t in_len, struct buf *out,
+    const unsigned char *in, size_t in_len, struct buf *out, int out_fd,
     struct rules_cmd_result *res, const char **error_r);
 
 /* rules_dotlock: take the lock file name (expanded; relative to

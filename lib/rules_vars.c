@@ -127,7 +127,7 @@ rules_log(struct rules_state *s, bool error, const char *fmt, ...)
 
 int
 rules_run_shell(struct rules_state *s, const char *cmd,
-    const unsigned char *in, size_t in_len, struct buf *out,
+    const unsigned char *in, size_t in_len, struct buf *out, int out_fd,
     struct rules_cmd_result *res, const char **error_r)
 {
 	struct rules_cmd c;
@@ -142,7 +142,7 @@ rules_run_shell(struct rules_state *s, const char *cmd,
 	c.in = in;
 	c.in_len = in_len;
 	c.out = out;
-	c.output_fd = -1;
+	c.output_fd = out_fd;
 	c.stderr_fd = s->logfd;
 	c.timeout = s->sh->env->command_timeout;
 	c.umask = s->umask;
@@ -413,7 +413,7 @@ rules_exp_backquote(struct rules_exp_ctx *x, const char *p, size_t len,
 	*used_r = i + 1;
 	buf_init(&out, RULES_CAPTURE_MAX);
 	if (rules_run_shell(s, buf_cstr(&cmd), s->msg.data, s->msg.len, &out,
-	    &res, &err) < 0) {
+	    -1, &res, &err) < 0) {
 		x->error = err;
 		goto done;
 	}

@@ -63,40 +63,6 @@ struct deliver_ctx {
 	bool sender_given;	/* -f, possibly empty (<>, a bounce) */
 };
 
-/*
- * The table of parameters (conf_params.c) checks the TLS settings with
- * OpenSSL. loft-deliver makes no TLS context, and mapping and binding
- * libssl and libcrypto at start cost it about half of its instructions a
- * delivery (bench/rules.sh); these take the place of lib/tls.c's checks,
- * so the linker leaves tls.o, and OpenSSL, out (loftd-mail does the same).
- * Accepting any value is right here: a wrong TLS setting is loftd's and
- * loftctl's to report, and must not defer local deliveries.
- */
-int tls_check_protocols(const char *value);
-int tls_check_ciphers(const char *value);
-int tls_check_suites(const char *value);
-
-int
-tls_check_protocols(const char *value)
-{
-	(void)value;
-	return 0;
-}
-
-int
-tls_check_ciphers(const char *value)
-{
-	(void)value;
-	return 0;
-}
-
-int
-tls_check_suites(const char *value)
-{
-	(void)value;
-	return 0;
-}
-
 static void __attribute__((noreturn))
 deliver_usage(void)
 {
@@ -433,8 +399,11 @@ deliver_set_rcpt(struct deliver_ctx *c)
 
 /*
  * A rule file others could have written is not run (procmail's
- * "suspicious rcfile"): it must be a regular file owned by the user and
- * writable by nobody else. NULL if it may be run, else why not.
+ * "suspicious rcfile"), by the check .forward files get (forward.c). Unlike
+ * a .forward, a symbolic link is followed wherever it leads, on purpose:
+ * mda_rules_file may name a file outside the home, and what counts is
+ * the file that is read, which must still be the user's. NULL if it may
+ * be run, else why not.
  */
 static const char *
 deliver_rules_suspicious(const char *path)
@@ -443,13 +412,7 @@ deliver_rules_suspicious(const char *path)
 
 	if (stat(path, &st) < 0)
 		return NULL;	/* missing: rules_parse_file says so */
-	if (!S_ISREG(st.st_mode))
-		return "not a regular file";
-	if (st.st_uid != geteuid())
-		return "not owned by the user";
-	if (st.st_mode & (S_IWGRP | S_IWOTH))
-		return "writable by group or others";
-	return NULL;
+	return rules_file_suspicious(&st, geteuid(), false);
 }
 
 static void

@@ -199,8 +199,7 @@ def main():
             env.add_user("alice")
             rc, err = env.deliver("alice", message1(attach))
             t.eq(rc, 0, "%s: delivered (%s)" % (fmt, err.strip()))
-            d = env.start_loftd("disable_plaintext_auth = no\n", pop3=False,
-                                pop3s=False, imap=True, imaps=False)
+            d = env.start_imap()
             run(env, d, fmt, attach)
             run_large(env, d, fmt)
             t.eq(env.stop_loftd(), 0, "%s: loftd exits with status 0" % fmt)

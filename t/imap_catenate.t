@@ -189,8 +189,7 @@ def main():
         t.eq(rc, 0, "delivered 1 MiB (%s)" % err.strip())
         rc, err = env.deliver("bob", MULTI)
         t.eq(rc, 0, "delivered to bob")
-        d = env.start_loftd("disable_plaintext_auth = no\n", pop3=False,
-                            pop3s=False, imap=True, imaps=False)
+        d = env.start_imap()
         run(env, d)
         t.eq(env.stop_loftd(), 0, "loftd stops cleanly")
     finally:

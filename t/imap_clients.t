@@ -23,7 +23,9 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
-from loft import Env, Tap, message, need_loftd, tls_client_context  # noqa: E402
+from imapraw import Lines  # noqa: E402
+from loft import (Env, Tap, maildir_messages, message,  # noqa: E402
+                  need_loftd, tls_client_context)
 
 
 class PTap(Tap):
@@ -62,18 +64,6 @@ def untuid(data):
     """lf(data) without the X-TUID header line mbsync puts into every
     message it copies (its own bookkeeping, isync's documented habit)."""
     return re.sub(rb"(?m)^X-TUID: [^\n]*\n", b"", lf(data), count=1)
-
-
-def local_maildir(path):
-    """{file name: bytes} of a client's local Maildir folder."""
-    out = {}
-    for sub in ("new", "cur"):
-        p = os.path.join(path, sub)
-        if os.path.isdir(p):
-            for name in sorted(os.listdir(p)):
-                with open(os.path.join(p, name), "rb") as f:
-                    out[sub + "/" + name] = f.read()
-    return out
 
 
 def server_files(env, folder=None):
@@ -136,44 +126,6 @@ def show(r, what):
     t.diag("%s: exit %d" % (what, r.returncode))
     t.diag("stdout: " + r.stdout.decode("utf-8", "replace")[-3000:])
     t.diag("stderr: " + r.stderr.decode("utf-8", "replace")[-3000:])
-
-
-class Raw:
-    """A line-oriented IMAP client on a socket (IDLE is not in imaplib)."""
-
-    def __init__(self, port, ctx):
-        s = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
-        self.s = ctx.wrap_socket(s, server_hostname="localhost")
-        self.buf = b""
-        self.greeting = self.line()
-
-    def line(self, timeout=TIMEOUT):
-        self.s.settimeout(timeout)
-        while b"\n" not in self.buf:
-            data = self.s.recv(65536)
-            if not data:
-                raise EOFError("closed")
-            self.buf += data
-        ln, self.buf = self.buf.split(b"\n", 1)
-        return ln.rstrip(b"\r").decode("utf-8", "replace")
-
-    def send(self, data):
-        self.s.sendall(data.encode())
-
-    def cmd(self, tag, text):
-        self.send("%s %s\r\n" % (tag, text))
-        return self.until(tag)
-
-    def until(self, tag):
-        lines = []
-        while True:
-            ln = self.line()
-            if ln.startswith(tag + " "):
-                return lines, ln
-            lines.append(ln)
-
-    def close(self):
-        self.s.close()
 
 
 def connect(d, ctx):
@@ -259,7 +211,7 @@ def test_mbsync(env, d, ctx):
     if not mbsync(rc, "first sync"):
         t.diag("loftd log: " + d.log(mark)[-3000:])
         return
-    inbox = local_maildir(os.path.join(near, "INBOX"))
+    inbox = maildir_messages(os.path.join(near, "INBOX"))
     srv = server_files(env)
     t.eq(len(inbox), len(srv), "mbsync: INBOX has as many messages "
          "locally as on the server")
@@ -288,7 +240,7 @@ def test_mbsync(env, d, ctx):
                     "delivered" % subj, todo=todo):
             t.diag("got:  %r" % (got[:300] if got else got,))
             t.diag("want: %r" % body[:300])
-    larch = local_maildir(os.path.join(near, "Archive"))
+    larch = maildir_messages(os.path.join(near, "Archive"))
     t.ok(len(larch) == 1 and untuid(list(larch.values())[0]) == lf(arch),
          "mbsync: the folder Archive arrived byte-exact (%r)" %
          [v[:80] for v in larch.values()])
@@ -355,17 +307,17 @@ def test_mbsync(env, d, ctx):
     # A server delivery after that reaches the local side.
     env.deliver("alice", message("late", "after the second sync\n"))
     mbsync(rc, "third sync (new mail on the server)")
-    inbox = local_maildir(os.path.join(near, "INBOX"))
+    inbox = maildir_messages(os.path.join(near, "INBOX"))
     _, sl = by_subject(server_files(env), "late")
     _, ll = by_subject(list(inbox.items()), "late")
     t.ok(sl is not None and ll is not None and lf(sl) == untuid(ll),
          "mbsync: a later delivery is fetched byte-exact")
     # Nothing changed: a fourth run must change nothing either side.
     before = (server_files(env), server_files(env, "Archive"),
-              local_maildir(os.path.join(near, "INBOX")))
+              maildir_messages(os.path.join(near, "INBOX")))
     mbsync(rc, "fourth sync (nothing to do)")
     after = (server_files(env), server_files(env, "Archive"),
-             local_maildir(os.path.join(near, "INBOX")))
+             maildir_messages(os.path.join(near, "INBOX")))
     t.ok(before == after, "mbsync: a sync with nothing to do changes nothing")
     # The same over imap:// with STARTTLS and LOGIN (above: IMAPS and
     # mbsync's first choice, SCRAM-SHA-256 through libsasl2).
@@ -375,7 +327,7 @@ def test_mbsync(env, d, ctx):
     mbsync(rc2, "STARTTLS + LOGIN, fresh sync")
     srv = sorted(lf(x) for _, x in server_files(env))
     loc = sorted(untuid(x) for x in
-                 local_maildir(os.path.join(near2, "INBOX")).values())
+                 maildir_messages(os.path.join(near2, "INBOX")).values())
     t.ok(len(srv) > 0 and srv == loc,
          "mbsync STARTTLS: INBOX equals the server (%d vs %d)" %
          (len(loc), len(srv)))
@@ -386,7 +338,7 @@ def test_mbsync(env, d, ctx):
     t.ok(typ == "OK", "setup: UID STORE +FLAGS (\\Answered) (%r)" % (data,))
     M.logout()
     mbsync(rc, "fifth sync (a flag set on the server)")
-    name, _ = by_subject(list(local_maildir(os.path.join(near, "INBOX")).items()),
+    name, _ = by_subject(list(maildir_messages(os.path.join(near, "INBOX")).items()),
                          "first")
     t.ok(name is not None and "R" in flags_of(name) and "S" in flags_of(name),
          "mbsync: \\Answered set on the server reaches the local file (%s)" %
@@ -427,7 +379,7 @@ remotepass = secret
     ok = offlineimap(env, d, rc, "first sync")
     for folder, sub in (("INBOX", None), ("Archive", "Archive")):
         srv = [lf(x) for _, x in server_files(env, sub)]
-        loc = [lf(x) for x in local_maildir(os.path.join(local, folder)).values()]
+        loc = [lf(x) for x in maildir_messages(os.path.join(local, folder)).values()]
         # offlineimap may add an X-OfflineIMAP header only to what it
         # uploads; downloads must be the server's bytes.
         t.ok(len(srv) > 0 and sorted(srv) == sorted(loc),
@@ -437,7 +389,7 @@ remotepass = secret
         return
     # Back the other way: flag a message locally, sync, see it on the server.
     inbox = os.path.join(local, "INBOX")
-    items = list(local_maildir(inbox).items())
+    items = list(maildir_messages(inbox).items())
     name, _ = by_subject(items, "second")
     if not t.ok(name is not None, "offlineimap: 'second' is local"):
         return
@@ -667,20 +619,20 @@ def test_mutt(env, d, ctx):
 def test_idle(env, d, ctx):
     for i in range(2):
         env.deliver("alice", message("idle %d" % i, "x\n"))
-    r = Raw(d.imaps_port, ctx)
-    _, tagged = r.cmd("a1", "LOGIN alice secret")
+    r = Lines(d.imaps_port, ctx)
+    *_, tagged = r.cmd("a1", "LOGIN alice secret")
     t.ok(tagged.startswith("a1 OK"), "idle: LOGIN (%s)" % tagged)
-    lines, tagged = r.cmd("a2", "SELECT INBOX")
+    *lines, tagged = r.cmd("a2", "SELECT INBOX")
     exists = [int(x.split()[1]) for x in lines
               if x.startswith("* ") and x.endswith(" EXISTS")]
     t.ok(tagged.startswith("a2 OK") and exists, "idle: SELECT INBOX (%s)" %
          tagged)
     n = exists[-1] if exists else 0
     # Bring every flag to a known state first.
-    _, tagged = r.cmd("a3", "STORE 1:* FLAGS.SILENT ()")
+    *_, tagged = r.cmd("a3", "STORE 1:* FLAGS.SILENT ()")
     t.ok(tagged.startswith("a3 OK"), "idle: STORE 1:* FLAGS.SILENT () (%s)" %
          tagged)
-    r.send("a4 IDLE\r\n")
+    r.send("a4 IDLE")
     ln = r.line()
     t.ok(ln.startswith("+"), "idle: IDLE continuation (%s)" % ln)
 
@@ -718,10 +670,10 @@ def test_idle(env, d, ctx):
     t.ok(not any(x.startswith("* %d FETCH" % n) and "\\Deleted" not in x
                  for x in got),
          "idle: no FETCH for the expunged message without \\Deleted (%r)" % got)
-    r.send("DONE\r\n")
-    lines, tagged = r.until("a4")
+    r.send("DONE")
+    *lines, tagged = r.until("^a4 ")
     t.ok(tagged.startswith("a4 OK"), "idle: DONE ends IDLE (%s)" % tagged)
-    lines, tagged = r.cmd("a5", "FETCH 1:* (FLAGS)")
+    *lines, tagged = r.cmd("a5", "FETCH 1:* (FLAGS)")
     fetched = len([x for x in lines if " FETCH " in x])
     t.ok(tagged.startswith("a5 OK") and fetched == n - 1,
          "idle: after DONE the idler's view has %d messages (FETCH 1:* "

@@ -9,66 +9,15 @@ CANCELUPDATE, tag reuse, the context limit (8 kept, the 9th NOUPDATE),
 and contexts ending with the selection."""
 import imaplib
 import os
-import re
-import socket
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
+from imapraw import TIMEOUT, Lines, mail  # noqa: E402
 from loft import Env, Tap, need_loftd  # noqa: E402
 
 t = Tap()
 need_loftd(t)
-TIMEOUT = 15
 CONTEXT_MAX = 8
-
-
-def mail(subject, body="x\n"):
-    return ("From: s@example.net\nTo: alice@example.org\nSubject: %s\n"
-            "Date: Mon, 02 Mar 2026 10:00:00 +0000\n\n%s" %
-            (subject, body)).encode()
-
-
-class Raw:
-    """A plain IMAP session whose every line is kept as sent."""
-
-    def __init__(self, port):
-        self.s = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
-        self.f = self.s.makefile("rb")
-        self.greeting = self.line()
-
-    def line(self):
-        ln = self.f.readline()
-        if not ln:
-            raise EOFError("connection closed")
-        return ln.decode("utf-8", "replace").rstrip("\r\n")
-
-    def send(self, text):
-        self.s.sendall(text.encode() + b"\r\n")
-
-    def cmd(self, tag, text):
-        """Lines up to and with the tagged one."""
-        self.send("%s %s" % (tag, text))
-        out = []
-        while True:
-            ln = self.line()
-            out.append(ln)
-            if ln.startswith(tag + " "):
-                return out
-
-    def until(self, pattern):
-        out = []
-        while True:
-            ln = self.line()
-            out.append(ln)
-            if re.search(pattern, ln):
-                return out
-
-    def close(self):
-        try:
-            self.cmd("z", "LOGOUT")
-        except (OSError, EOFError):
-            pass
-        self.s.close()
 
 
 def es(lines):
@@ -83,7 +32,7 @@ def pos(lines, prefix):
 
 
 def run(env, d):
-    A = Raw(d.imap_port)
+    A = Lines(d.imap_port)
     t.ok("CONTEXT=SEARCH" in A.greeting and "CONTEXT=SORT" in A.greeting,
          "greeting capabilities name CONTEXT=SEARCH and CONTEXT=SORT")
     t.ok(A.cmd("a1", "LOGIN alice secret")[-1].startswith("a1 OK"), "A logs in")
@@ -272,8 +221,7 @@ def main():
         for s in ("alpha one", "zulu two", "gamma three", "delta four"):
             rc, err = env.deliver("alice", mail(s))
             t.eq(rc, 0, "delivered %s (%s)" % (s, err.strip()))
-        d = env.start_loftd("disable_plaintext_auth = no\n", pop3=False,
-                            pop3s=False, imap=True, imaps=False)
+        d = env.start_imap()
         run(env, d)
         t.eq(env.stop_loftd(), 0, "loftd stops cleanly")
     finally:

@@ -127,8 +127,7 @@ def main():
             fill(env, u)
         r = env.ctl("index", "list", "full")
         t.eq(r.returncode, 0, "loftctl index list: the copy fully synced")
-        d = env.start_loftd("disable_plaintext_auth = no\n", pop3=False,
-                            pop3s=False, imap=True, imaps=False)
+        d = env.start_imap()
         F = session(d, "full")
         t.eq(F.select("INBOX"), ("OK", [str(N).encode()]),
              "SELECT of the synced copy")

@@ -240,8 +240,7 @@ def main():
         try:
             env.add_user("alice")
             env.add_user("bob", "--quota", "2500")
-            d = env.start_loftd("disable_plaintext_auth = no\n", pop3=False,
-                                pop3s=False, imap=True, imaps=False)
+            d = env.start_imap()
             M = imaplib.IMAP4("127.0.0.1", d.imap_port, timeout=TIMEOUT)
             M.login("alice", "secret")
             typ, _ = M.create("Multi")

@@ -12,62 +12,15 @@ that NOTIFY NONE stops it all."""
 import imaplib
 import os
 import re
-import socket
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
+from imapraw import TIMEOUT, Lines, mail  # noqa: E402
 from loft import Env, Tap, need_loftd  # noqa: E402
 
 t = Tap()
 need_loftd(t)
-TIMEOUT = 15
 WATCH_MAX = 1000
-
-
-def mail(subject):
-    return ("From: s@example.net\nTo: alice@example.org\nSubject: %s\n"
-            "Date: Mon, 02 Mar 2026 10:00:00 +0000\n\nx\n" % subject).encode()
-
-
-class Raw:
-    """A plain IMAP session whose every line is kept as sent."""
-
-    def __init__(self, port):
-        self.s = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
-        self.f = self.s.makefile("rb")
-        self.greeting = self.line()
-
-    def line(self):
-        ln = self.f.readline()
-        if not ln:
-            raise EOFError("connection closed")
-        return ln.decode("utf-8", "replace").rstrip("\r\n")
-
-    def send(self, text):
-        self.s.sendall(text.encode() + b"\r\n")
-
-    def cmd(self, tag, text):
-        self.send("%s %s" % (tag, text))
-        out = []
-        while True:
-            ln = self.line()
-            out.append(ln)
-            if ln.startswith(tag + " "):
-                return out
-
-    def lines(self, n):
-        return [self.line() for _ in range(n)]
-
-    def quiet(self):
-        """Nothing more is waiting: a NOOP gets its OK alone."""
-        return self.cmd("q", "NOOP")
-
-    def close(self):
-        try:
-            self.cmd("z", "LOGOUT")
-        except (OSError, EOFError):
-            pass
-        self.s.close()
 
 
 SET = ("NOTIFY SET (selected (MessageNew MessageExpunge FlagChange)) "
@@ -120,7 +73,7 @@ def rules(A):
 def run(env, d, fmt):
     leaf = "\\HasNoChildren" if fmt == "maildir" else \
         "\\Noinferiors \\HasNoChildren"
-    A = Raw(d.imap_port)
+    A = Lines(d.imap_port)
     t.ok(A.cmd("a1", "LOGIN alice secret")[-1].startswith("a1 OK"),
          "%s: A logs in" % fmt)
     r = A.cmd("a2", "CAPABILITY")
@@ -263,8 +216,7 @@ def main():
                             exist_ok=True)
                 open(env.inbox("alice"), "a").close()
                 env.own(env.user_dir("alice"))
-            d = env.start_loftd("disable_plaintext_auth = no\n", pop3=False,
-                                pop3s=False, imap=True, imaps=False)
+            d = env.start_imap()
             c = imaplib.IMAP4("127.0.0.1", d.imap_port, timeout=TIMEOUT)
             c.login("alice", "secret")
             c.create("Work")

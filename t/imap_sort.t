@@ -64,8 +64,7 @@ def main():
             "Re: Project plan", "dave@example.net",
             "Mon, 02 Mar 2026 13:00:00 +0000", "p4@x", refs=longrefs))
         t.eq(rc, 0, "delivered one with a 60 KB References")
-        d = env.start_loftd("disable_plaintext_auth = no\n", pop3=False,
-                            pop3s=False, imap=True, imaps=False)
+        d = env.start_imap()
         M = imaplib.IMAP4("127.0.0.1", d.imap_port, timeout=TIMEOUT)
         M.login("alice", "secret")
         caps = M.capabilities

@@ -68,8 +68,7 @@ def main():
                       "w") as f:
                 f.write(body)
         env.own(root)
-        d = env.start_loftd("disable_plaintext_auth = no\n", pop3=False,
-                            pop3s=False, imap=True, imaps=False)
+        d = env.start_imap()
         M = imaplib.IMAP4("127.0.0.1", d.imap_port, timeout=120)
         M.login("alice", "secret")
         typ, data = M.select("INBOX")

@@ -53,14 +53,6 @@ RECEIVED = (rb"Received: from client\.test \(%s\)\r\n"
             rb"[+-]\d{4}\r\n")
 
 
-def guard(name, fn, *args):
-    try:
-        return fn(*args)
-    except Exception as e:  # noqa: BLE001
-        t.ok(False, "%s: raised %s: %s" % (name, type(e).__name__, e))
-        return None
-
-
 class Raw(Smtp):
     """The raw client of loft.py on TCP or on a UNIX socket path."""
 
@@ -570,10 +562,10 @@ def test_postfix(d, env):
 
 
 def main():
-    env = guard("setup", setup)
+    env = t.guard("setup", setup)
     if env is None:
         t.done()
-    d = guard("start", start, env)
+    d = t.guard("start", start, env)
     if d is None:
         t.diag(env.log()[-3000:])
         t.done()
@@ -582,9 +574,9 @@ def main():
                test_rcpt_limit,
                test_process, test_reload_mynetworks, test_postfix):
         if fn is test_lhlo:
-            guard(fn.__name__, fn, d)
+            t.guard(fn.__name__, fn, d)
         else:
-            guard(fn.__name__, fn, d, env)
+            t.guard(fn.__name__, fn, d, env)
     rc = env.stop_loftd()
     t.eq(rc, 0, "loftd stops cleanly (SIGTERM)")
     t.ok(not os.path.exists(d.lmtp_sock), "the UNIX socket is removed")

@@ -23,14 +23,6 @@ TIMEOUT = 15
 RUN_TIMEOUT = 120
 
 
-def guard(name, fn, *args):
-    try:
-        return fn(*args)
-    except Exception as e:  # noqa: BLE001
-        t.ok(False, "%s: raised %s: %s" % (name, type(e).__name__, e))
-        return None
-
-
 def crlf(data):
     return re.sub(rb"(?<!\r)\n", b"\r\n", data)
 
@@ -376,7 +368,7 @@ def part_getmail():
     env.cleanup()
 
 
-guard("curl", part_curl)
-guard("fetchmail", part_fetchmail)
-guard("getmail", part_getmail)
+t.guard("curl", part_curl)
+t.guard("fetchmail", part_fetchmail)
+t.guard("getmail", part_getmail)
 t.done()

@@ -25,14 +25,6 @@ TIMEOUT = 15
 ROOT = os.geteuid() == 0
 
 
-def guard(name, fn, *args):
-    try:
-        return fn(*args)
-    except Exception as e:  # noqa: BLE001
-        t.ok(False, "%s: raised %s: %s" % (name, type(e).__name__, e))
-        return None
-
-
 def setup(extra=""):
     env = Env("maildir")
     env.add_user("demo")
@@ -410,11 +402,11 @@ def part_bad_start():
     env.cleanup()
 
 
-guard("reload config", part_reload_config)
-guard("reload certificate", part_reload_cert)
-guard("processes", part_processes)
-guard("sigterm", part_sigterm)
-guard("idle timeout", part_idle_timeout)
-guard("mail process idle", part_mail_idle)
-guard("bad start", part_bad_start)
+t.guard("reload config", part_reload_config)
+t.guard("reload certificate", part_reload_cert)
+t.guard("processes", part_processes)
+t.guard("sigterm", part_sigterm)
+t.guard("idle timeout", part_idle_timeout)
+t.guard("mail process idle", part_mail_idle)
+t.guard("bad start", part_bad_start)
 t.done()

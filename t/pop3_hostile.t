@@ -26,14 +26,6 @@ TIMEOUT = 15
 PASSWORD = "Pw-7f3Kq9-unique"   # grep-able: must never reach a log
 
 
-def guard(name, fn, *args):
-    try:
-        return fn(*args)
-    except Exception as e:  # noqa: BLE001
-        t.ok(False, "%s: raised %s: %s" % (name, type(e).__name__, e))
-        return None
-
-
 def b64(s):
     return base64.b64encode(s.encode() if isinstance(s, str) else s).decode()
 
@@ -627,28 +619,28 @@ def part_slow_reader():
 
 def main():
     env = setup()
-    guard("lines", part_lines, env)
-    guard("NUL", part_nul, env)
-    guard("bad commands", part_bad_commands, env)
-    guard("stls injection", part_stls_injection, env)
+    t.guard("lines", part_lines, env)
+    t.guard("NUL", part_nul, env)
+    t.guard("bad commands", part_bad_commands, env)
+    t.guard("stls injection", part_stls_injection, env)
     env.stop_loftd()
     env.cleanup()
     # Auth failures slow the answers down for the address; a fresh daemon
     # for each part that fails logins keeps the delays short.
     env = setup("disable_plaintext_auth = no\n")   # plaintext USER/PASS
-    guard("auth", part_auth, env)
-    guard("pipeline", part_pipeline, env)
+    t.guard("auth", part_auth, env)
+    t.guard("pipeline", part_pipeline, env)
     env.stop_loftd()
     env.cleanup()
     env = setup()
-    guard("log", part_log, env)
+    t.guard("log", part_log, env)
     env.stop_loftd()
     env.cleanup()
-    guard("limits", part_limits)
-    guard("rate limit", part_rate_limit)
-    guard("line limit", part_line_limit_conf)
-    guard("slow reader", part_slow_reader)
-    guard("login timeout", part_login_timeout)
+    t.guard("limits", part_limits)
+    t.guard("rate limit", part_rate_limit)
+    t.guard("line limit", part_line_limit_conf)
+    t.guard("slow reader", part_slow_reader)
+    t.guard("login timeout", part_login_timeout)
 
 
 main()

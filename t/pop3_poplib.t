@@ -21,16 +21,6 @@ need_loftd(t)
 TIMEOUT = 15
 
 
-def guard(name, fn, *args):
-    """Run one section; an exception (a hung or dead daemon) is one
-    failed test, and the next section still runs."""
-    try:
-        return fn(*args)
-    except Exception as e:  # noqa: BLE001
-        t.ok(False, "%s: raised %s: %s" % (name, type(e).__name__, e))
-        return None
-
-
 def crlf(data):
     """LF line ends to CRLF (a CRLF stays), as POP3 sends a message."""
     return re.sub(rb"(?<!\r)\n", b"\r\n", data)
@@ -447,8 +437,8 @@ def part_mailbox(fmt):
     env.cleanup()
 
 
-guard("default configuration", part_default)
-guard("plaintext allowed", part_plaintext)
-guard("maildir", part_mailbox, "maildir")
-guard("mbox", part_mailbox, "mbox")
+t.guard("default configuration", part_default)
+t.guard("plaintext allowed", part_plaintext)
+t.guard("maildir", part_mailbox, "maildir")
+t.guard("mbox", part_mailbox, "mbox")
 t.done()

@@ -27,7 +27,9 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
-from loft import Env, Tap, free_port, need_loftd, smtp_send  # noqa: E402
+from loft import (Env, Tap, free_port, maildir_messages,  # noqa: E402
+                  need_loftd, smtp_send)
+from loft import wait_for as loft_wait_for  # noqa: E402
 import postfix  # noqa: E402
 
 t = Tap()
@@ -40,13 +42,10 @@ SIZE_LIMIT = 20000
 NOBODY = 65534
 
 
-def wait_for(fn, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = fn()
-        if v or time.monotonic() >= deadline:
-            return v
-        time.sleep(0.1)
+def wait_for(fn):
+    """loft.wait_for, longer: mail through Postfix waits on its queue
+    manager too."""
+    return loft_wait_for(fn, 20.0, 0.1)
 
 
 def message(subject, sender, to, body=b"Hello,\n.a line with a dot\n\nbye\n"):
@@ -56,18 +55,6 @@ def message(subject, sender, to, body=b"Hello,\n.a line with a dot\n\nbye\n"):
             b">\nSubject: " + subject.encode() + b"\nMessage-ID: <" +
             subject.replace(" ", ".").encode() + b"@pf.test>\n"
             b"Date: Sun, 29 Nov 2026 10:00:00 +0000\n\n" + body)
-
-
-def maildir(path):
-    """{name: bytes} of the messages in Maildir path (new/ and cur/)."""
-    out = {}
-    for sub in ("new", "cur"):
-        p = os.path.join(path, sub)
-        if os.path.isdir(p):
-            for n in sorted(os.listdir(p)):
-                with open(os.path.join(p, n), "rb") as f:
-                    out[sub + "/" + n] = f.read()
-    return out
 
 
 def by_subject(msgs, subject):
@@ -111,14 +98,7 @@ class Setup:
             self.env.add_user(u)
         # An alias map, so that a name that is neither user nor alias
         # is unknown (550), not a failed lookup (451).
-        aliases = os.path.join(self.env.dir, "aliases")
-        with open(aliases, "w") as f:
-            f.write("postmaster: alice\n")
-        with open(self.env.conf, "a") as f:
-            f.write("alias_maps = lmdb:%s\n" % aliases)
-        r = self.env.ctl("newaliases")
-        if r.returncode != 0:
-            raise RuntimeError("newaliases: %s" % r.stderr)
+        self.env.add_aliases("postmaster: alice\n")
         self.pf_port = free_port()
         self.d = self.env.start_loftd(
             "relayhost = [127.0.0.1]:%d\nsmtp_tls_security_level = none\n"
@@ -196,7 +176,7 @@ def bounce_in(s, what):
     """The bounces in carol's (Postfix) Maildir that mention what, their
     folded lines (Postfix wraps the reasons it quotes) unfolded."""
     unfolded = [re.sub(rb"\r?\n[ \t]+", b" ", m)
-                for m in maildir(s.carol).values()]
+                for m in maildir_messages(s.carol).values()]
     return [m for m in unfolded
             if b"Undelivered Mail Returned to Sender" in m and
             what.encode() in m]
@@ -274,11 +254,11 @@ def test_into_postfix(s):
                            r"status=sent \(delivered to maildir\)" %
                            r.group(1)),
              "  Postfix delivers it to carol's Maildir (virtual)")
-    wait_for(lambda: by_subject(maildir(s.carol), "into postfix"))
+    wait_for(lambda: by_subject(maildir_messages(s.carol), "into postfix"))
     # Both queues empty: no copy is on its way any more.
     t.ok(wait_for(lambda: qid not in s.d.queue_ids()) and
          wait_for(s.pf.queue_empty), "  both queues are empty")
-    got = by_subject(maildir(s.carol), "into postfix")
+    got = by_subject(maildir_messages(s.carol), "into postfix")
     if not t.eq(len(got), 1, "  the message arrived once"):
         return
     lf = msg.replace(b"\r\n", b"\n")

@@ -24,7 +24,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 from loft import (Env, Tap, free_port, imap_all, need_loftd,  # noqa: E402
-                  pop3_all, smtp_send)
+                  pop3_all, smtp_send, wait_gone)
 
 t = Tap()
 need_loftd(t)
@@ -75,15 +75,8 @@ def setup():
         r = env.ctl("user", "quota", u, q)
         if r.returncode != 0:
             raise RuntimeError("user quota: %s" % r.stderr)
-    aliases = os.path.join(env.dir, "aliases")
-    with open(aliases, "w") as f:
-        f.write("team: alice, bob\nghost: nosuchuser\n"
-                "far: alice, someone@other.test\n")
-    with open(env.conf, "a") as f:
-        f.write("alias_maps = lmdb:%s\n" % aliases)
-    r = env.ctl("newaliases")
-    if r.returncode != 0:
-        raise RuntimeError("newaliases: %s" % r.stderr)
+    env.add_aliases("team: alice, bob\nghost: nosuchuser\n"
+                    "far: alice, someone@other.test\n")
     env.mbox = mbox
     return env
 
@@ -94,15 +87,6 @@ def message(subject, extra=b""):
             b"\r\nMessage-ID: <" + subject.replace(" ", ".").encode() +
             b"@other.test>\r\n\r\nHello,\r\n.a line with a dot\r\n\r\n"
             b"bye\r\n")
-
-
-def wait_gone(d, qid, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while qid in d.queue_ids():
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def by_subject(msgs, subject):
@@ -412,15 +396,11 @@ def test_kill(d, env):
 def main():
     env = setup()
     try:
-        d = env.start_loftd("", imap=True, smtp=True, pop3s=False,
-                            qmgr=True)
+        d, up = env.start_qmgr("", imap=True, pop3s=False)
     except RuntimeError as e:
         t.ok(False, "loftd starts: %s" % e)
         t.done()
-    deadline = time.monotonic() + 10
-    while not d.role_pids("qmgr") and time.monotonic() < deadline:
-        time.sleep(0.05)
-    t.ok(d.role_pids("qmgr"), "loftd started with a qmgr process")
+    t.ok(up, "loftd started with a qmgr process")
     for name, fn in (("local", test_local), ("alias", test_alias),
                      ("extension", test_extension), ("mbox", test_mbox),
                      ("quota", test_quota), ("unknown", test_unknown),

@@ -28,7 +28,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 from loft import (Env, Tap, make_cert, need_loftd, pop3_all,  # noqa: E402
-                  smtp_send)
+                  smtp_send, wait_for)
 
 t = Tap()
 need_loftd(t)
@@ -229,15 +229,6 @@ def message(subject, body=b"Hello.\r\n"):
             b"Subject: " + subject.encode() + b"\r\nMessage-ID: <" +
             subject.replace(" ", ".").encode() + b"@example.test>\r\n\r\n" +
             body)
-
-
-def wait_for(fn, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = fn()
-        if v or time.monotonic() >= deadline:
-            return v
-        time.sleep(0.05)
 
 
 def sink_msg(sink, subject, timeout=15.0):

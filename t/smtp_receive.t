@@ -38,26 +38,11 @@ smtpd_hard_error_limit = %d
 """ % (SIZE_LIMIT, RCPT_LIMIT, ERROR_LIMIT)
 
 
-def guard(name, fn, *args):
-    try:
-        return fn(*args)
-    except Exception as e:  # noqa: BLE001
-        t.ok(False, "%s: raised %s: %s" % (name, type(e).__name__, e))
-        return None
-
-
 def setup():
     env = Env("maildir", extra=CONF)
     env.add_user("alice")
     env.add_user("bob")
-    aliases = os.path.join(env.dir, "aliases")
-    with open(aliases, "w") as f:
-        f.write("info: alice\nteam: alice, bob\n")
-    with open(env.conf, "a") as f:
-        f.write("alias_maps = lmdb:%s\n" % aliases)
-    r = env.ctl("newaliases")
-    if r.returncode != 0:
-        raise RuntimeError("newaliases: %s" % r.stderr)
+    env.add_aliases("info: alice\nteam: alice, bob\n")
     return env
 
 
@@ -461,9 +446,9 @@ def main():
                      ("bdat", test_bdat), ("errors", test_errors),
                      ("swaks", test_swaks), ("privileges", test_privileges),
                      ("kill", test_kill)):
-        guard(name, fn, d)
+        t.guard(name, fn, d)
     t.eq(env.stop_loftd(), 0, "loftd stops cleanly (status 0)")
-    guard("untrusted", test_untrusted, env)
+    t.guard("untrusted", test_untrusted, env)
     env.cleanup()
     t.done()
 

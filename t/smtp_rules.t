@@ -9,7 +9,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
-from loft import Env, Tap, need_loftd, pop3_all, smtp_send  # noqa: E402
+from loft import (Env, Tap, need_loftd, pop3_all, smtp_send,  # noqa: E402
+                  wait_for)
 
 t = Tap()
 need_loftd(t)
@@ -43,15 +44,6 @@ def msg(subject):
     return ("From: Sender <sender@other.test>\r\nTo: x@example.test\r\n"
             "Subject: %s\r\nMessage-ID: <%s@other.test>\r\n\r\nHello.\r\n" %
             (subject, subject.replace(" ", "."))).encode()
-
-
-def wait_for(fn, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = fn()
-        if v or time.monotonic() >= deadline:
-            return v
-        time.sleep(0.05)
 
 
 def files(d):

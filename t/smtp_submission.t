@@ -24,14 +24,6 @@ need_loftd(t)
 CONF = "mydestination = localhost, example.test\nmynetworks = 192.0.2.0/24\n"
 
 
-def guard(name, fn, *args):
-    try:
-        return fn(*args)
-    except Exception as e:  # noqa: BLE001
-        t.ok(False, "%s: raised %s: %s" % (name, type(e).__name__, e))
-        return None
-
-
 def queue_ids(d):
     try:
         return sorted(os.listdir(os.path.join(d.queue, "env")))
@@ -213,7 +205,7 @@ def main():
                      ("submissions", test_submissions),
                      ("pipelined", test_pipelined_plaintext),
                      ("port25", test_port25_auth), ("swaks", test_swaks)):
-        guard(name, fn, d)
+        t.guard(name, fn, d)
     t.eq(env.stop_loftd(), 0, "loftd stops cleanly (status 0)")
     env.cleanup()
     t.done()

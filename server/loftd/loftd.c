@@ -11,7 +11,8 @@
  * relays TLS clients in plaintext) nor checks a password, and a process
  * that merely maps libcrypto, libssl and libsasl2 pays some 500 KiB of
  * their relocated data: with one mail process per mailbox owner, that was
- * most of what an idle session of a system user cost.
+ * most of what an idle session of a system user cost. (The TLS setting
+ * checks of the parameter table are lib/tls_nocheck.c's stand-ins there.)
  *
  * Trusts its arguments only as far as an administrator's.
  */
@@ -36,9 +37,6 @@
 #include "log.h"
 #include "loftd.h"
 #include "pop3_session.h"
-#ifdef LOFTD_MAIL_ONLY
-#include "tls.h"
-#endif
 
 const char *loftd_conf_path;
 
@@ -52,37 +50,6 @@ loftd_usage(void)
 #endif
 	exit(64);
 }
-
-#ifdef LOFTD_MAIL_ONLY
-/*
- * The table of parameters (conf_params.c) checks the TLS settings with
- * OpenSSL, which loftd-mail is not linked with; these take the place of
- * lib/tls.c's checks (so the linker leaves tls.o, and OpenSSL, out). They
- * may accept anything: the text this process loads is the one the master
- * loaded and checked with the real ones (LOFTD_FD_CONF), and this process
- * makes no TLS context from it.
- */
-int
-tls_check_protocols(const char *value)
-{
-	(void)value;
-	return 0;
-}
-
-int
-tls_check_ciphers(const char *value)
-{
-	(void)value;
-	return 0;
-}
-
-int
-tls_check_suites(const char *value)
-{
-	(void)value;
-	return 0;
-}
-#endif
 
 const char *
 loftd_service_name(uint32_t service)

@@ -1,10 +1,79 @@
-"""imapraw.py: an IMAP client for tests that must see the bytes (mailbox
-names in UTF-8 or modified UTF-7, literals, untagged lines imaplib hides):
-Raw sends what it is given and returns each response line as bytes."""
+"""imapraw.py: IMAP clients for tests that must see what imaplib hides.
+Raw sends bytes as given and returns each response line as bytes (mailbox
+names in UTF-8 or modified UTF-7, literals). Lines is a session read line
+by line as text, with the caller's tags, for untagged lines that come
+between commands (IDLE, NOTIFY, CONTEXT updates)."""
 import re
 import socket
 
 TIMEOUT = 15
+
+
+def mail(subject, body="x\n"):
+    """A small message to alice, as bytes with LF line ends."""
+    return ("From: s@example.net\nTo: alice@example.org\nSubject: %s\n"
+            "Date: Mon, 02 Mar 2026 10:00:00 +0000\n\n%s" %
+            (subject, body)).encode()
+
+
+class Lines:
+    """An IMAP session on 127.0.0.1:port, through TLS if ctx is given,
+    that returns each line the server sends as text without its CRLF."""
+
+    def __init__(self, port, ctx=None):
+        s = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+        if ctx is not None:
+            s = ctx.wrap_socket(s, server_hostname="localhost")
+        self.s = s
+        self.buf = b""
+        self.greeting = self.line()
+
+    def line(self, timeout=TIMEOUT):
+        """The next line; socket.timeout after timeout seconds, EOFError
+        if the server closed the connection."""
+        self.s.settimeout(timeout)
+        while b"\n" not in self.buf:
+            data = self.s.recv(65536)
+            if not data:
+                raise EOFError("connection closed")
+            self.buf += data
+        ln, self.buf = self.buf.split(b"\n", 1)
+        return ln.rstrip(b"\r").decode("utf-8", "replace")
+
+    def send(self, text):
+        """text (str or bytes) and CRLF."""
+        if isinstance(text, str):
+            text = text.encode()
+        self.s.sendall(text + b"\r\n")
+
+    def cmd(self, tag, text):
+        """Send "tag text"; the lines up to and with the tagged one."""
+        self.send("%s %s" % (tag, text))
+        return self.until("^" + re.escape(tag) + " ")
+
+    def until(self, pattern):
+        """The lines up to and with the first that pattern matches."""
+        out = []
+        while True:
+            ln = self.line()
+            out.append(ln)
+            if re.search(pattern, ln):
+                return out
+
+    def lines(self, n):
+        return [self.line() for _ in range(n)]
+
+    def quiet(self):
+        """Nothing more is waiting: a NOOP gets its OK alone."""
+        return self.cmd("q", "NOOP")
+
+    def close(self):
+        """LOGOUT (if the server still listens), then close."""
+        try:
+            self.cmd("z", "LOGOUT")
+        except (OSError, EOFError):
+            pass
+        self.s.close()
 
 
 class Lit:

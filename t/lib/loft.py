@@ -160,15 +160,19 @@ myhostname = test.example.org
         d = self.user_dir(user)
         if folder:
             d = os.path.join(d, "." + folder.replace("/", "."))
-        out = {}
-        for sub in ("new", "cur"):
-            p = os.path.join(d, sub)
-            if not os.path.isdir(p):
-                continue
-            for name in sorted(os.listdir(p)):
-                with open(os.path.join(p, name), "rb") as f:
-                    out[sub + "/" + name] = f.read()
-        return out
+        return maildir_messages(d)
+
+    def add_aliases(self, text):
+        """Write text as the alias file, name it in alias_maps and run
+        newaliases; RuntimeError if that fails."""
+        aliases = os.path.join(self.dir, "aliases")
+        with open(aliases, "w") as f:
+            f.write(text)
+        with open(self.conf, "a") as f:
+            f.write("alias_maps = lmdb:%s\n" % aliases)
+        r = self.ctl("newaliases")
+        if r.returncode != 0:
+            raise RuntimeError("newaliases: %s" % r.stderr)
 
     def log(self):
         try:
@@ -190,6 +194,19 @@ myhostname = test.example.org
         self.loftd.start()
         return self.loftd
 
+    def start_imap(self, extra_conf=""):
+        """start_loftd with plain IMAP alone, plaintext LOGIN allowed."""
+        return self.start_loftd("disable_plaintext_auth = no\n" + extra_conf,
+                                pop3=False, pop3s=False, imap=True,
+                                imaps=False)
+
+    def start_qmgr(self, extra_conf="", **kw):
+        """start_loftd with SMTP and the queue manager (kw as for Loftd),
+        once the qmgr process runs (ok is False if it did not come up in
+        10 s): (daemon, ok)."""
+        d = self.start_loftd(extra_conf, smtp=True, qmgr=True, **kw)
+        return d, bool(wait_for(lambda: d.role_pids("qmgr"), 10.0))
+
     def stop_loftd(self, timeout=40):
         """SIGTERM loftd and wait; returns its exit status (None: it had
         to be killed)."""
@@ -198,6 +215,36 @@ myhostname = test.example.org
             return None
         self.loftd = None
         return d.stop(timeout=timeout)
+
+
+def maildir_messages(path):
+    """{"new/NAME" or "cur/NAME": bytes} of the messages in the Maildir
+    folder path."""
+    out = {}
+    for sub in ("new", "cur"):
+        p = os.path.join(path, sub)
+        if not os.path.isdir(p):
+            continue
+        for name in sorted(os.listdir(p)):
+            with open(os.path.join(p, name), "rb") as f:
+                out[sub + "/" + name] = f.read()
+    return out
+
+
+def wait_for(fn, timeout=15.0, step=0.05):
+    """fn() every step seconds until it is true or timeout seconds have
+    passed; its last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = fn()
+        if v or time.monotonic() >= deadline:
+            return v
+        time.sleep(step)
+
+
+def wait_gone(d, qid, timeout=15.0):
+    """Whether message qid left loftd d's queue within timeout s."""
+    return wait_for(lambda: qid not in d.queue_ids(), timeout)
 
 
 def need_binaries(tap):

@@ -40,13 +40,12 @@ size_t __sanitizer_get_current_allocated_bytes(void);
 #include "xmalloc.h"
 #include "server/imap/imap_private.h"
 #include "tap.h"
+#include "imap_harness.h"
 
 /*
  * Through the engine.
  */
 
-static struct buf out;
-static struct user alice;
 static bool maildir;
 /* Peak of the process's allocated bytes seen by t_write, when on. */
 static bool watch_mem;
@@ -62,21 +61,17 @@ t_allocated(void)
 #endif
 }
 
+/* The harness's write hook: the peak, while watch_mem is on. */
 static void
-t_write(void *ctx, const unsigned char *d, size_t len)
+t_mem_sample(void)
 {
-	(void)ctx;
 	if (watch_mem && t_allocated() > mem_peak)
 		mem_peak = t_allocated();
-	if (buf_append(&out, d, len) < 0)
-		bail("output too large");
 }
-
-static const struct imap_callbacks cb = { .write = t_write };
 
 /* Feed text; run a streamed FETCH to its end. */
 static const struct buf *
-t_say(struct imap_session *s, const void *data, size_t len)
+t_stream(struct imap_session *s, const void *data, size_t len)
 {
 	buf_truncate(&out, 0);
 	if (imap_session_input(s, data, len) != len)
@@ -89,11 +84,11 @@ t_say(struct imap_session *s, const void *data, size_t len)
 static const struct buf *
 t_cmd(struct imap_session *s, const char *text)
 {
-	return t_say(s, text, strlen(text));
+	return t_stream(s, text, strlen(text));
 }
 
 static bool
-has(const struct buf *b, const char *needle)
+has_buf(const struct buf *b, const char *needle)
 {
 	return memmem(b->data, b->len, needle, strlen(needle)) != NULL;
 }
@@ -115,36 +110,6 @@ has_literal(const struct buf *b, const char *what, const void *want,
 	p += strlen(head);
 	return (size_t)(b->data + b->len - p) >= want_len &&
 	    memcmp(p, want, want_len) == 0;
-}
-
-static void
-t_deliver(const char *folder, const unsigned char *msg, size_t len)
-{
-	struct store *st;
-	struct store_delivery d = { folder, "bob@example.net", 1700000000,
-	    msg, len };
-	struct store_delivered r;
-	const char *err;
-
-	if (store_open(&alice, &st, &err) < 0)
-		bail("store_open: %s", err);
-	if (store_deliver(st, &d, &r, &err) != STORE_OK)
-		bail("store_deliver: %s", err);
-	store_close(&st);
-}
-
-static struct imap_session *
-t_session(void)
-{
-	struct imap_settings set;
-	struct imap_session *s;
-
-	memset(&set, 0, sizeof(set));
-	set.mechanisms = "";
-	s = imap_session_new_authenticated(&set, &cb, NULL, "alice");
-	if (imap_session_login(s, &alice) < 0)
-		bail("login");
-	return s;
 }
 
 /* The attachment: 300 bytes, NULs and all byte values. */
@@ -195,19 +160,19 @@ test_fetch_parts(struct imap_session *s)
 	char exp[64];
 
 	o = t_cmd(s, "b1 SELECT INBOX\r\n");
-	ok(has(o, "b1 OK"), "SELECT");
+	ok(has_buf(o, "b1 OK"), "SELECT");
 	o = t_cmd(s, "b2 FETCH 1 (BINARY.PEEK[2])\r\n");
 	ok(has_literal(o, "BINARY[2]", attach, sizeof(attach), true) &&
-	    has(o, "b2 OK FETCH completed"),
+	    has_buf(o, "b2 OK FETCH completed"),
 	    "BINARY[2]: the base64 attachment's own bytes, as a literal8");
 	o = t_cmd(s, "b3 FETCH 1 (BINARY.SIZE[2] BINARY.PEEK[2])\r\n");
 	snprintf(exp, sizeof(exp), "BINARY.SIZE[2] %zu BINARY[2] ~{%zu}",
 	    sizeof(attach), sizeof(attach));
-	ok(has(o, exp), "BINARY.SIZE beside it agrees");
+	ok(has_buf(o, exp), "BINARY.SIZE beside it agrees");
 	o = t_cmd(s, "b4 FETCH 1 (BINARY.PEEK[1] BINARY.SIZE[1])\r\n");
 	snprintf(exp, sizeof(exp), "BINARY.SIZE[1] %zu)", sizeof(qp) - 1);
 	ok(has_literal(o, "BINARY[1]", qp, sizeof(qp) - 1, false) &&
-	    has(o, exp), "BINARY[1]: quoted-printable decoded, CRLF lines, "
+	    has_buf(o, exp), "BINARY[1]: quoted-printable decoded, CRLF lines, "
 	    "a literal; its size");
 	o = t_cmd(s, "b5 FETCH 1 (BINARY.PEEK[4])\r\n");
 	ok(has_literal(o, "BINARY[4]", text, sizeof(text) - 1, false),
@@ -223,20 +188,20 @@ test_fetch_parts(struct imap_session *s)
 	o = t_cmd(s, "b8 FETCH 1 (BINARY.PEEK[2]<299.10> BINARY.PEEK[2]"
 	    "<400.10>)\r\n");
 	ok(has_literal(o, "BINARY[2]<299>", attach + 299, 1, false) &&
-	    has(o, "BINARY[2]<400> {0}\r\n"), "partial at and past the end");
+	    has_buf(o, "BINARY[2]<400> {0}\r\n"), "partial at and past the end");
 	o = t_cmd(s, "b9 FETCH 1 (BINARY.PEEK[9] BINARY.SIZE[9])\r\n");
-	ok(has(o, "BINARY[9] \"\" BINARY.SIZE[9] 0") && has(o, "b9 OK"),
+	ok(has_buf(o, "BINARY[9] \"\" BINARY.SIZE[9] 0") && has_buf(o, "b9 OK"),
 	    "a part that does not exist: empty");
 	o = t_cmd(s, "b10 FETCH 1:2 (UID BINARY.PEEK[3])\r\n");
-	ok(has(o, "b10 NO [UNKNOWN-CTE]") && !has(o, "* 1 FETCH") &&
-	    has(o, "* 2 FETCH (UID 2 BINARY[3] \"\")"),
+	ok(has_buf(o, "b10 NO [UNKNOWN-CTE]") && !has_buf(o, "* 1 FETCH") &&
+	    has_buf(o, "* 2 FETCH (UID 2 BINARY[3] \"\")"),
 	    "x-uuencode: NO [UNKNOWN-CTE], the other message answered");
 	o = t_cmd(s, "b11 FETCH 1 BINARY.SIZE[3]\r\n");
-	ok(has(o, "b11 NO [UNKNOWN-CTE]") && !has(o, "* 1 FETCH"),
+	ok(has_buf(o, "b11 NO [UNKNOWN-CTE]") && !has_buf(o, "* 1 FETCH"),
 	    "BINARY.SIZE of it too");
 	o = t_cmd(s, "b12 FETCH 1 BINARY[1.TEXT]\r\nb13 FETCH 1 "
 	    "BINARY.SIZE[1]<0.5>\r\nb14 FETCH 1 BINARY\r\n");
-	ok(has(o, "b12 BAD") && has(o, "b13 BAD") && has(o, "b14 BAD"),
+	ok(has_buf(o, "b12 BAD") && has_buf(o, "b13 BAD") && has_buf(o, "b14 BAD"),
 	    "BINARY[1.TEXT], BINARY.SIZE with a partial, bare BINARY: BAD");
 	o = t_cmd(s, "b15 FETCH 2 (BINARY.PEEK[1] BINARY.PEEK[])\r\n");
 	ok(has_literal(o, "BINARY[1]", "Hello\0World", 11, true),
@@ -253,11 +218,11 @@ test_fetch_seen(struct imap_session *s)
 	const struct buf *o;
 
 	o = t_cmd(s, "c1 FETCH 2 (FLAGS)\r\n");
-	ok(has(o, "FLAGS ()"), "not \\Seen yet");
+	ok(has_buf(o, "FLAGS ()"), "not \\Seen yet");
 	o = t_cmd(s, "c2 FETCH 2 (BINARY.PEEK[1])\r\nc3 FETCH 2 (FLAGS)\r\n");
-	ok(!has(o, "\\Seen"), "BINARY.PEEK leaves it");
+	ok(!has_buf(o, "\\Seen"), "BINARY.PEEK leaves it");
 	o = t_cmd(s, "c4 FETCH 2 (BINARY[1])\r\n");
-	ok(has(o, "FLAGS (\\Seen)") && has(o, "c4 OK"),
+	ok(has_buf(o, "FLAGS (\\Seen)") && has_buf(o, "c4 OK"),
 	    "BINARY sets \\Seen, and says so");
 }
 
@@ -286,7 +251,7 @@ test_append_literal8(struct imap_session *s)
 	o = t_cmd(s, cmd);
 	snprintf(cmd, sizeof(cmd), "BINARY.SIZE[] %zu)", sizeof(msg) - 1);
 	ok(has_literal(o, "BINARY[]", msg, sizeof(msg) - 1, true) &&
-	    has(o, cmd), "BINARY[] gives it back byte for byte, a literal8");
+	    has_buf(o, cmd), "BINARY[] gives it back byte for byte, a literal8");
 	snprintf(cmd, sizeof(cmd), "d3 UID FETCH %u (BODY.PEEK[TEXT])\r\n",
 	    uid);
 	o = t_cmd(s, cmd);
@@ -323,7 +288,7 @@ test_fetch_large(struct imap_session *s)
 	}
 	buf_append_str(&m, "--B--\n");
 	buf_free(&b64);
-	t_deliver("INBOX", m.data, m.len);
+	t_deliver_data("INBOX", m.data, m.len);
 	diag("a part of %zu bytes of base64", m.len);
 	buf_free(&m);
 	t_cmd(s, "e1 NOOP\r\n");
@@ -341,7 +306,7 @@ test_fetch_large(struct imap_session *s)
 	    0;
 	same = p != NULL && got_len >= raw &&
 	    memcmp(p + strlen(head), data, raw) == 0;
-	ok(same && has(o, "e2 OK"), "a 50 MB base64 part: the original %zu "
+	ok(same && has_buf(o, "e2 OK"), "a 50 MB base64 part: the original %zu "
 	    "bytes", raw);
 	ok(mem_peak - before < 4 * 1024 * 1024, "streamed: %zu KiB more "
 	    "allocated at most (the decoded part is %zu KiB)",
@@ -366,9 +331,9 @@ t_format(const char *location, bool md)
 	diag("format %s", location);
 	buf_init(&m, 1 << 20);
 	t_message1(&m);
-	t_deliver("INBOX", m.data, m.len);
+	t_deliver_data("INBOX", m.data, m.len);
 	buf_free(&m);
-	t_deliver("INBOX", (const unsigned char *)msg2, sizeof(msg2) - 1);
+	t_deliver_data("INBOX", (const unsigned char *)msg2, sizeof(msg2) - 1);
 	s = t_session();
 	test_fetch_parts(s);
 	test_fetch_seen(s);
@@ -385,6 +350,7 @@ int
 main(void)
 {
 	buf_init(&out, 1 << 22);
+	t_write_hook = t_mem_sample;
 	alice.name = xstrdup("alice");
 	alice.pwhash = xstrdup("");
 	alice.uid = getuid();

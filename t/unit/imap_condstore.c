@@ -25,65 +25,9 @@
 #include "xmalloc.h"
 #include "server/imap/imap_private.h"
 #include "tap.h"
+#include "imap_harness.h"
 
-static struct buf out;
-static struct user alice;
 static bool maildir;
-
-static void
-t_write(void *ctx, const unsigned char *d, size_t len)
-{
-	(void)ctx;
-	if (buf_append(&out, d, len) < 0)
-		bail("output too large");
-}
-
-static const struct imap_callbacks cb = { .write = t_write };
-
-static const char *
-t_feed(struct imap_session *s, const char *text, bool bytewise)
-{
-	const unsigned char *p = (const unsigned char *)text;
-	size_t len = strlen(text), used = 0;
-
-	buf_truncate(&out, 0);
-	if (bytewise) {
-		for (size_t i = 0; i < len; i++)
-			used += imap_session_input(s, p + i, 1);
-	} else
-		used = imap_session_input(s, p, len);
-	if (used != len)
-		diag("only %zu of %zu bytes taken", used, len);
-	return buf_cstr(&out);
-}
-
-static const char *
-t_say(struct imap_session *s, const char *text)
-{
-	return t_feed(s, text, false);
-}
-
-static bool
-has(const char *hay, const char *needle)
-{
-	return strstr(hay, needle) != NULL;
-}
-
-static void
-t_deliver(const char *msg)
-{
-	struct store *st;
-	struct store_delivery d = { "INBOX", "bob@example.net", 1700000000,
-	    (const unsigned char *)msg, strlen(msg) };
-	struct store_delivered r;
-	const char *err;
-
-	if (store_open(&alice, &st, &err) < 0)
-		bail("store_open: %s", err);
-	if (store_deliver(st, &d, &r, &err) != STORE_OK)
-		bail("store_deliver: %s", err);
-	store_close(&st);
-}
 
 /* The index's view of INBOX: the folder, and the MODSEQ of uid (0 if
  * the message is not there). */
@@ -150,18 +94,6 @@ t_files(const char *want)
 		closedir(d);
 	}
 	return n;
-}
-
-static struct imap_session *
-t_session(void)
-{
-	struct imap_settings set = { false, true, false, "", 0, false };
-	struct imap_session *s;
-
-	s = imap_session_new_authenticated(&set, &cb, NULL, "alice");
-	if (imap_session_login(s, &alice) < 0)
-		bail("login");
-	return s;
 }
 
 static void
@@ -414,7 +346,7 @@ test_qresync(void)
 	o = t_say(q, "q6 ENABLE QRESYNC\r\n");
 	snprintf(cmd, sizeof(cmd), "q7 SELECT INBOX (QRESYNC (%u %llu))\r\n",
 	    f.uidvalidity, (unsigned long long)h0);
-	o = t_feed(q, cmd, true);
+	o = t_send(q, cmd, true);
 	snprintf(want, sizeof(want), "* VANISHED (EARLIER) 2\r\n"
 	    "* 1 FETCH (UID 1 FLAGS () MODSEQ (%llu))\r\n",
 	    (unsigned long long)m1);
@@ -507,9 +439,9 @@ t_format(const char *location, bool md)
 	alice.home = home;
 	alice.mail_location = (char *)location;
 	diag("format %s", location);
-	t_deliver("Subject: one\n\none\n");
-	t_deliver("Subject: two\n\ntwo\n");
-	t_deliver("Subject: three\n\nthree\n");
+	t_deliver("INBOX", "Subject: one\n\none\n");
+	t_deliver("INBOX", "Subject: two\n\ntwo\n");
+	t_deliver("INBOX", "Subject: three\n\nthree\n");
 	test_enable();
 	test_select_status();
 	test_fetch();

@@ -46,9 +46,8 @@
 #include "server/imap/imap_private.h"
 #include "server/imap/imap_write.h"
 #include "tap.h"
+#include "imap_harness.h"
 
-static struct buf out;
-static struct user alice;
 static char base[PATH_MAX];	/* the test's directory */
 static unsigned ncopies;
 
@@ -163,34 +162,11 @@ static const struct {
 	{ "cur", "", -1 }, { "new", NULL, 1 }, { "cur", "RS", 0 },
 };
 
-static void
-t_write(void *ctx, const unsigned char *d, size_t len)
-{
-	(void)ctx;
-	if (buf_append(&out, d, len) < 0)
-		bail("output too large");
-}
-
-static const struct imap_callbacks cb = { .write = t_write };
-
 /* The answer to text, as a copy (free it). */
 static char *
-t_say(struct imap_session *s, const char *text)
+t_ask(struct imap_session *s, const char *text)
 {
-	const unsigned char *p = (const unsigned char *)text;
-	size_t len = strlen(text), used;
-
-	buf_truncate(&out, 0);
-	used = imap_session_input(s, p, len);
-	if (used != len)
-		diag("only %zu of %zu bytes taken", used, len);
-	return xstrdup(buf_cstr(&out));
-}
-
-static bool
-has(const char *hay, const char *needle)
-{
-	return strstr(hay, needle) != NULL;
+	return xstrdup(t_say(s, text));
 }
 
 static void
@@ -250,18 +226,6 @@ t_home(const char *what)
 		t_msg_path(i, path, sizeof(path));
 		t_file(path, msgs[i], strlen(msgs[i]));
 	}
-}
-
-static struct imap_session *
-t_session(void)
-{
-	struct imap_settings set = { false, true, false, "", 0, false };
-	struct imap_session *s;
-
-	s = imap_session_new_authenticated(&set, &cb, NULL, "alice");
-	if (imap_session_login(s, &alice) < 0)
-		bail("login");
-	return s;
 }
 
 struct t_count {
@@ -345,14 +309,14 @@ t_same(const char *cmd, const char *name)
 
 	alice.home = full_home;
 	s = t_session();
-	free(t_say(s, "a SELECT INBOX\r\n"));
-	want = t_say(s, cmd);
+	free(t_ask(s, "a SELECT INBOX\r\n"));
+	want = t_ask(s, cmd);
 	imap_session_free(&s);
 
 	t_home("lazy");
 	s = t_session();
-	sel = t_say(s, "a SELECT INBOX\r\n");
-	got = t_say(s, cmd);
+	sel = t_ask(s, "a SELECT INBOX\r\n");
+	got = t_ask(s, cmd);
 	imap_session_free(&s);
 	if (!has(sel, "* 6 EXISTS"))
 		diag("select: %s", sel);
@@ -448,14 +412,14 @@ test_cheap(void)
 
 	t_home("cheap");
 	s = t_session();
-	o = t_say(s, "a SELECT INBOX\r\n");
+	o = t_ask(s, "a SELECT INBOX\r\n");
 	ok(has(o, "* 6 EXISTS") && has(o, "a OK [READ-WRITE]"), "SELECT");
 	free(o);
 	t_index(&f, &unparsed, &sized);
 	ok(unparsed == NMSGS && f.unparsed == NMSGS && sized == 0,
 	    "SELECT adopted the files unread (%u unparsed, %u sized)",
 	    unparsed, sized);
-	o = t_say(s, "b FETCH 1:* (UID FLAGS MODSEQ SAVEDATE)\r\n"
+	o = t_ask(s, "b FETCH 1:* (UID FLAGS MODSEQ SAVEDATE)\r\n"
 	    "c UID FETCH 1:* (FLAGS)\r\nd NOOP\r\ne STATUS INBOX "
 	    "(MESSAGES UNSEEN UIDNEXT HIGHESTMODSEQ)\r\n");
 	ok(has(o, "* 3 FETCH (UID 3 FLAGS (\\Flagged \\Seen) MODSEQ (") &&
@@ -465,7 +429,7 @@ test_cheap(void)
 	free(o);
 	t_index(&f, &unparsed, &sized);
 	ok(unparsed == NMSGS && sized == 0, "and read no file");
-	o = t_say(s, "f FETCH 1:* (RFC822.SIZE)\r\n");
+	o = t_ask(s, "f FETCH 1:* (RFC822.SIZE)\r\n");
 	ok(has(o, "f OK FETCH") && has(o, "* 1 FETCH (RFC822.SIZE 276)") &&
 	    has(o, "* 4 FETCH (RFC822.SIZE 428)") &&
 	    has(o, "* 5 FETCH (RFC822.SIZE 260)"),
@@ -475,12 +439,12 @@ test_cheap(void)
 	ok(unparsed == NMSGS && sized == NMSGS,
 	    "counted line ends only (%u unparsed, %u sized)", unparsed,
 	    sized);
-	o = t_say(s, "g SEARCH SMALLER 300\r\n");
+	o = t_ask(s, "g SEARCH SMALLER 300\r\n");
 	ok(has(o, "* SEARCH 1 5\r\n"), "SEARCH SMALLER on sizes alone");
 	free(o);
 	t_index(&f, &unparsed, &sized);
 	ok(unparsed == NMSGS, "still nothing parsed");
-	o = t_say(s, "h FETCH 4 (ENVELOPE)\r\n");
+	o = t_ask(s, "h FETCH 4 (ENVELOPE)\r\n");
 	t_index(&f, &unparsed, &sized);
 	ok(has(o, "\"Newsletter\"") && unparsed == 0 && f.unparsed == 0,
 	    "ENVELOPE parses the folder");
@@ -500,13 +464,13 @@ test_modseq(void)
 	t_home("modseq");
 	a = t_session();
 	b = t_session();
-	free(t_say(a, "a1 ENABLE QRESYNC\r\n"));
-	o = t_say(a, "a2 SELECT INBOX\r\n");
+	free(t_ask(a, "a1 ENABLE QRESYNC\r\n"));
+	o = t_ask(a, "a2 SELECT INBOX\r\n");
 	free(o);
 	c0 = t_index_count(&f0);
-	before = t_say(a, "a3 FETCH 1:* (UID MODSEQ)\r\n");
-	free(t_say(b, "b1 SELECT INBOX\r\n"));
-	o = t_say(b, "b2 FETCH 1:* (ENVELOPE BODYSTRUCTURE)\r\n");
+	before = t_ask(a, "a3 FETCH 1:* (UID MODSEQ)\r\n");
+	free(t_ask(b, "b1 SELECT INBOX\r\n"));
+	o = t_ask(b, "b2 FETCH 1:* (ENVELOPE BODYSTRUCTURE)\r\n");
 	ok(has(o, "b2 OK FETCH"), "another session completes the folder");
 	free(o);
 	c1 = t_index_count(&f1);
@@ -516,13 +480,13 @@ test_modseq(void)
 	ok(c1.modseq_sum == c0.modseq_sum && f1.highestmodseq ==
 	    f0.highestmodseq, "no MODSEQ moved, HIGHESTMODSEQ stays %llu",
 	    (unsigned long long)f0.highestmodseq);
-	o = t_say(a, "a4 NOOP\r\n");
+	o = t_ask(a, "a4 NOOP\r\n");
 	is_string(o, "a4 OK NOOP completed\r\n",
 	    "the CONDSTORE session: no untagged FETCH after it");
 	free(o);
-	after = t_say(a, "a3 FETCH 1:* (UID MODSEQ)\r\n");
+	after = t_ask(a, "a3 FETCH 1:* (UID MODSEQ)\r\n");
 	is_string(after, before, "FETCH MODSEQ as before");
-	o = t_say(a, "a5 FETCH 1:* (ENVELOPE)\r\na6 NOOP\r\n");
+	o = t_ask(a, "a5 FETCH 1:* (ENVELOPE)\r\na6 NOOP\r\n");
 	ok(has(o, "a5 OK") && has(o, "a6 OK") && !has(o, "FLAGS"),
 	    "its own completing FETCH: no FLAGS either");
 	free(o);
@@ -530,7 +494,7 @@ test_modseq(void)
 	    f0.uidvalidity, (unsigned long long)f0.highestmodseq);
 	snprintf(want, sizeof(want), "[HIGHESTMODSEQ %llu]",
 	    (unsigned long long)f0.highestmodseq);
-	o = t_say(a, cmd);
+	o = t_ask(a, cmd);
 	ok(has(o, want) && !has(o, "FETCH") && !has(o, "VANISHED") &&
 	    has(o, "a7 OK"), "QRESYNC from before: nothing to resync");
 	free(o);
@@ -549,17 +513,17 @@ test_moved(void)
 
 	t_home("moved");
 	s = t_session();
-	free(t_say(s, "a SELECT INBOX\r\n"));
+	free(t_ask(s, "a SELECT INBOX\r\n"));
 	/* mutt flags message 1 meanwhile: its file has a new name. */
 	t_msg_path(0, from, sizeof(from));
 	snprintf(to, sizeof(to), "%.*sFS", (int)strlen(from) - 1, from);
 	if (rename(from, to) < 0)
 		bail("rename %s", from);
-	o = t_say(s, "b FETCH 1 (ENVELOPE)\r\n");
+	o = t_ask(s, "b FETCH 1 (ENVELOPE)\r\n");
 	ok(has(o, "\"Lunch on Friday\"") && has(o, "b OK FETCH"),
 	    "a file renamed after SELECT is read where it is now");
 	free(o);
-	o = t_say(s, "c NOOP\r\n");
+	o = t_ask(s, "c NOOP\r\n");
 	ok(has(o, "* 1 FETCH (UID 1 FLAGS (\\Flagged \\Seen))"),
 	    "and its new flags are reported");
 	free(o);
@@ -567,16 +531,16 @@ test_moved(void)
 
 	t_home("vanished");
 	s = t_session();
-	free(t_say(s, "a SELECT INBOX\r\n"));
+	free(t_ask(s, "a SELECT INBOX\r\n"));
 	t_msg_path(2, from, sizeof(from));
 	if (unlink(from) < 0)
 		bail("unlink %s", from);
-	o = t_say(s, "b FETCH 1:* (ENVELOPE)\r\n");
+	o = t_ask(s, "b FETCH 1:* (ENVELOPE)\r\n");
 	ok(has(o, "* 2 FETCH (ENVELOPE") && has(o, "* 4 FETCH (ENVELOPE") &&
 	    !has(o, "* 3 FETCH") && has(o, "b OK FETCH"),
 	    "a file gone after SELECT: the others answered, OK");
 	free(o);
-	o = t_say(s, "c NOOP\r\n");
+	o = t_ask(s, "c NOOP\r\n");
 	is_string(o, "* 3 EXPUNGE\r\nc OK NOOP completed\r\n",
 	    "and it is reported expunged after");
 	free(o);
@@ -602,35 +566,35 @@ test_unreadable(void)
 		return;
 	}
 	s = t_session();
-	o = t_say(s, "a SELECT INBOX\r\n");
+	o = t_ask(s, "a SELECT INBOX\r\n");
 	ok(has(o, "* 6 EXISTS"), "a file no one can read is adopted by name");
 	free(o);
-	o = t_say(s, "b FETCH 1:* (ENVELOPE)\r\n");
+	o = t_ask(s, "b FETCH 1:* (ENVELOPE)\r\n");
 	ok(has(o, "* 2 FETCH (ENVELOPE") && has(o, "* 4 FETCH (ENVELOPE") &&
 	    !has(o, "* 3 FETCH") && has(o, "b NO [UNAVAILABLE]"),
 	    "FETCH ENVELOPE: the others answered, it is left out, NO");
 	free(o);
 	t_index(&f, &unparsed, &sized);
 	ok(unparsed == 1 && f.unparsed == 1, "it stays unparsed");
-	o = t_say(s, "c FETCH 3 (FLAGS)\r\n");
+	o = t_ask(s, "c FETCH 3 (FLAGS)\r\n");
 	is_string(o, "* 3 FETCH (FLAGS (\\Flagged \\Seen))\r\n"
 	    "c OK FETCH completed\r\n", "its FLAGS are still answered");
 	free(o);
-	o = t_say(s, "d FETCH 2:3 (BODY.PEEK[HEADER.FIELDS (SUBJECT)])\r\n");
+	o = t_ask(s, "d FETCH 2:3 (BODY.PEEK[HEADER.FIELDS (SUBJECT)])\r\n");
 	ok(has(o, "* 2 FETCH (BODY[HEADER.FIELDS (SUBJECT)] {") &&
 	    !has(o, "* 3 FETCH") && has(o, "d NO [UNAVAILABLE]"),
 	    "a body section: left out, NO");
 	free(o);
-	o = t_say(s, "e FETCH 3 (RFC822.SIZE)\r\nf FETCH 3 (PREVIEW)\r\n");
+	o = t_ask(s, "e FETCH 3 (RFC822.SIZE)\r\nf FETCH 3 (PREVIEW)\r\n");
 	ok(!has(o, "* 3 FETCH") && has(o, "e NO [UNAVAILABLE]") &&
 	    has(o, "f NO [UNAVAILABLE]"),
 	    "RFC822.SIZE (never the size in its name), PREVIEW: NO");
 	free(o);
-	o = t_say(s, "g SEARCH SUBJECT report\r\nh SEARCH SUBJECT lunch\r\n");
+	o = t_ask(s, "g SEARCH SUBJECT report\r\nh SEARCH SUBJECT lunch\r\n");
 	ok(has(o, "* SEARCH\r\ng OK") && has(o, "* SEARCH 1 5\r\nh OK"),
 	    "SEARCH: it matches nothing, the others are matched");
 	free(o);
-	o = t_say(s, "i SORT (SUBJECT) UTF-8 ALL\r\n");
+	o = t_ask(s, "i SORT (SUBJECT) UTF-8 ALL\r\n");
 	ok(has(o, "* SORT ") && has(o, "i OK"), "SORT still answers");
 	free(o);
 	imap_session_free(&s);
@@ -645,12 +609,12 @@ test_savedate_preview(void)
 
 	t_home("preview");
 	s = t_session();
-	free(t_say(s, "a SELECT INBOX\r\n"));
-	o = t_say(s, "b FETCH 1 (SAVEDATE)\r\n");
+	free(t_ask(s, "a SELECT INBOX\r\n"));
+	o = t_ask(s, "b FETCH 1 (SAVEDATE)\r\n");
 	ok(has(o, "* 1 FETCH (SAVEDATE \"") && has(o, " +0000\")\r\n"),
 	    "SAVEDATE: a date in the INTERNALDATE form");
 	free(o);
-	o = t_say(s, "c FETCH 1:* (PREVIEW)\r\n");
+	o = t_ask(s, "c FETCH 1:* (PREVIEW)\r\n");
 	ok(has(o, "* 1 FETCH (PREVIEW \"Shall we meet at noon? Carol\")"),
 	    "PREVIEW of plain text: white space made one space");
 	ok(has(o, "* 2 FETCH (PREVIEW {23}\r\nUn caf\xc3\xa9 demain matin ?)"),
@@ -665,20 +629,20 @@ test_savedate_preview(void)
 	    "no text part (an attached message): the empty string");
 	ok(has(o, "c OK FETCH"), "FETCH PREVIEW OK");
 	free(o);
-	o = t_say(s, "d FETCH 1 (UID PREVIEW (LAZY) FLAGS)\r\n");
+	o = t_ask(s, "d FETCH 1 (UID PREVIEW (LAZY) FLAGS)\r\n");
 	is_string(o, "* 1 FETCH (UID 1 FLAGS (\\Seen) PREVIEW NIL)\r\n"
 	    "d OK FETCH completed\r\n", "PREVIEW (LAZY): NIL, none is kept");
 	free(o);
-	o = t_say(s, "e FETCH 1 (PREVIEW (LAZY) PREVIEW)\r\n");
+	o = t_ask(s, "e FETCH 1 (PREVIEW (LAZY) PREVIEW)\r\n");
 	ok(has(o, "PREVIEW \"Shall") && !has(o, "NIL"),
 	    "PREVIEW and PREVIEW (LAZY): the preview");
 	free(o);
-	o = t_say(s, "f FETCH 1 (PREVIEW (EAGER))\r\ng FETCH 1 (PREVIEW ())"
+	o = t_ask(s, "f FETCH 1 (PREVIEW (EAGER))\r\ng FETCH 1 (PREVIEW ())"
 	    "\r\nh FETCH 1 PREVIEW\r\n");
 	ok(has(o, "f BAD") && has(o, "g BAD") && has(o, "h OK"),
 	    "an unknown modifier, an empty list: BAD; PREVIEW alone: OK");
 	free(o);
-	o = t_say(s, "i FETCH 4 (BODY[TEXT])\r\nj FETCH 2 (PREVIEW)\r\n"
+	o = t_ask(s, "i FETCH 4 (BODY[TEXT])\r\nj FETCH 2 (PREVIEW)\r\n"
 	    "k FETCH 2 (FLAGS)\r\n");
 	ok(has(o, "* 4 FETCH (FLAGS (\\Seen) BODY[TEXT]") &&
 	    has(o, "* 2 FETCH (FLAGS ())\r\nk OK"),

@@ -30,53 +30,13 @@
 #include "xmalloc.h"
 #include "server/imap/imap_private.h"
 #include "tap.h"
+#include "imap_harness.h"
 
 int imap_default_folders(struct imap_session *s);
 int imap_special_use_rename(struct imap_session *s, const char *from,
     const char *to);
 
-static struct buf out;
-static struct user alice;
 static bool maildir;
-
-static void
-t_write(void *ctx, const unsigned char *d, size_t len)
-{
-	(void)ctx;
-	if (buf_append(&out, d, len) < 0)
-		bail("output too large");
-}
-
-static const struct imap_callbacks cb = { .write = t_write };
-
-static const char *
-t_feed(struct imap_session *s, const char *text, bool bytewise)
-{
-	const unsigned char *p = (const unsigned char *)text;
-	size_t len = strlen(text), used = 0;
-
-	buf_truncate(&out, 0);
-	if (bytewise) {
-		for (size_t i = 0; i < len; i++)
-			used += imap_session_input(s, p + i, 1);
-	} else
-		used = imap_session_input(s, p, len);
-	if (used != len)
-		diag("only %zu of %zu bytes taken", used, len);
-	return buf_cstr(&out);
-}
-
-static const char *
-t_say(struct imap_session *s, const char *text)
-{
-	return t_feed(s, text, false);
-}
-
-static bool
-has(const char *hay, const char *needle)
-{
-	return strstr(hay, needle) != NULL;
-}
 
 /* Lines of hay that start with prefix. */
 static int
@@ -92,34 +52,6 @@ lines(const char *hay, const char *prefix)
 		p++;
 	}
 	return n;
-}
-
-static void
-t_deliver(const char *folder, const char *msg)
-{
-	struct store *st;
-	struct store_delivery d = { folder, "bob@example.net", 1700000000,
-	    (const unsigned char *)msg, strlen(msg) };
-	struct store_delivered r;
-	const char *err;
-
-	if (store_open(&alice, &st, &err) < 0)
-		bail("store_open: %s", err);
-	if (store_deliver(st, &d, &r, &err) != STORE_OK)
-		bail("store_deliver: %s", err);
-	store_close(&st);
-}
-
-static struct imap_session *
-t_session(void)
-{
-	struct imap_settings set = { false, true, false, "", 0, false };
-	struct imap_session *s;
-
-	s = imap_session_new_authenticated(&set, &cb, NULL, "alice");
-	if (imap_session_login(s, &alice) < 0)
-		bail("login");
-	return s;
 }
 
 /*
@@ -444,7 +376,7 @@ test_create_special(struct imap_session *s)
 	file = t_special_file();
 	is_string(file, "\\Sent\tSent Items\n", "the use on disk");
 	free(file);
-	r = t_feed(s, "c2 CREATE Bulk (use (\\Junk \\archive))\r\n", true);
+	r = t_send(s, "c2 CREATE Bulk (use (\\Junk \\archive))\r\n", true);
 	is_string(r, "c2 OK CREATE completed\r\n", "two uses, byte by byte");
 	r = t_say(s, "c3 LIST \"\" (\"Sent Items\" Bulk)\r\n");
 	ok(has(r, T("* LIST (@ \\Junk \\Archive) \"/\" \"Bulk\"\r\n")),
@@ -503,8 +435,8 @@ test_bytewise(struct imap_session *s)
 	char *whole;
 	const char *r;
 
-	whole = xstrdup(t_feed(s, cmd, false));
-	r = t_feed(s, cmd, true);
+	whole = xstrdup(t_send(s, cmd, false));
+	r = t_send(s, cmd, true);
 	is_string(r, whole, "byte by byte: the same answer");
 	ok(has(whole, "\"Work/Projects\"\r\n* STATUS \"Work/Projects\" "
 	    "(MESSAGES 0)\r\n"), "second pattern with STATUS");

@@ -29,6 +29,7 @@
 #include "server/imap/imap_search.h"
 #include "server/imap/imap_session.h"
 #include "tap.h"
+#include "imap_harness.h"
 
 /*
  * Parsing through the real command parser.
@@ -582,13 +583,13 @@ test_chunks(void)
 static void
 t_decode_is(const char *in, const char *want, const char *name)
 {
-	struct buf out;
+	struct buf dec;
 
-	buf_init(&out, 1024);
+	buf_init(&dec, 1024);
 	imap_search_decode_header((const unsigned char *)in, strlen(in),
-	    &out);
-	is_string(buf_cstr(&out), want, "%s", name);
-	buf_free(&out);
+	    &dec);
+	is_string(buf_cstr(&dec), want, "%s", name);
+	buf_free(&dec);
 }
 
 static void
@@ -794,55 +795,6 @@ test_many(void)
  */
 
 static char top[PATH_MAX];
-static struct buf out;
-static struct user alice;
-
-static void
-t_write(void *ctx, const unsigned char *d, size_t len)
-{
-	(void)ctx;
-	if (buf_append(&out, d, len) < 0)
-		bail("output too large");
-}
-
-static const struct imap_callbacks cb = { .write = t_write };
-
-static const char *
-t_say(struct imap_session *s, const char *text, bool bytewise)
-{
-	size_t len = strlen(text);
-
-	buf_truncate(&out, 0);
-	if (bytewise) {
-		for (size_t i = 0; i < len; i++)
-			(void)imap_session_input(s,
-			    (const unsigned char *)text + i, 1);
-	} else
-		(void)imap_session_input(s, (const unsigned char *)text, len);
-	return buf_cstr(&out);
-}
-
-static bool
-has(const char *hay, const char *needle)
-{
-	return strstr(hay, needle) != NULL;
-}
-
-static void
-t_deliver(const char *msg)
-{
-	struct store *st;
-	struct store_delivery d = { "INBOX", "bob@example.net", 1700000000,
-	    (const unsigned char *)msg, strlen(msg) };
-	struct store_delivered r;
-	const char *err;
-
-	if (store_open(&alice, &st, &err) < 0)
-		bail("store_open: %s", err);
-	if (store_deliver(st, &d, &r, &err) != STORE_OK)
-		bail("store_deliver: %s", err);
-	store_close(&st);
-}
 
 /* Remove the Maildir file of the message with ",U=uid" in its name. */
 static void
@@ -880,71 +832,71 @@ test_engine(bool bytewise)
 	const char *o;
 	uint64_t reads;
 
-	s = imap_session_new_authenticated(&set, &cb, NULL, "alice");
+	s = imap_session_new_authenticated(&set, &t_cb, NULL, "alice");
 	if (imap_session_login(s, &alice) < 0)
 		bail("login");
-	o = t_say(s, "a1 SELECT INBOX\r\n", bytewise);
+	o = t_send(s, "a1 SELECT INBOX\r\n", bytewise);
 	ok(has(o, "* 4 EXISTS") && has(o, "a1 OK"), "SELECT: 4 messages");
 	reads = imap_search_files_read();
-	o = t_say(s, "a2 SEARCH FROM bob\r\n", bytewise);
+	o = t_send(s, "a2 SEARCH FROM bob\r\n", bytewise);
 	is_string(o, "* SEARCH 1 3\r\na2 OK SEARCH completed\r\n",
 	    "SEARCH FROM: exact answer");
-	o = t_say(s, "a3 UID SEARCH SUBJECT caf\xc3\xa9\r\n", bytewise);
+	o = t_send(s, "a3 UID SEARCH SUBJECT caf\xc3\xa9\r\n", bytewise);
 	ok(has(o, "a3 BAD"), "8-bit in an atom: BAD from the parser");
-	o = t_say(s, "a4 UID SEARCH CHARSET UTF-8 SUBJECT {5+}\r\n"
+	o = t_send(s, "a4 UID SEARCH CHARSET UTF-8 SUBJECT {5+}\r\n"
 	    "CAF\xc3\x89\r\n", bytewise);
 	is_string(o, "* SEARCH 2\r\na4 OK UID SEARCH completed\r\n",
 	    "UID SEARCH with a literal and an encoded word: UIDs");
-	o = t_say(s, "a5 SEARCH NOT SUBJECT x UNSEEN SMALLER 100000\r\n",
+	o = t_send(s, "a5 SEARCH NOT SUBJECT x UNSEEN SMALLER 100000\r\n",
 	    bytewise);
 	is_string(o, "* SEARCH 1 2 3 4\r\na5 OK SEARCH completed\r\n",
 	    "SEARCH with NOT and flags");
-	o = t_say(s, "a6 SEARCH 2:* TO carol\r\n", bytewise);
+	o = t_send(s, "a6 SEARCH 2:* TO carol\r\n", bytewise);
 	is_string(o, "* SEARCH 3\r\na6 OK SEARCH completed\r\n",
 	    "sequence set and TO");
 	is_int(imap_search_files_read() - reads, 0,
 	    "header and flag keys read no message file");
-	o = t_say(s, "a7 SEARCH BODY needle\r\n", bytewise);
+	o = t_send(s, "a7 SEARCH BODY needle\r\n", bytewise);
 	is_string(o, "* SEARCH 2 4\r\na7 OK SEARCH completed\r\n",
 	    "BODY (one of them base64)");
 	is_int(imap_search_files_read() - reads, 4, "BODY read each message");
-	o = t_say(s, "a8 SEARCH TEXT carol\r\n", bytewise);
+	o = t_send(s, "a8 SEARCH TEXT carol\r\n", bytewise);
 	is_string(o, "* SEARCH 3\r\na8 OK SEARCH completed\r\n", "TEXT");
-	o = t_say(s, "a9 SEARCH HEADER X-Tag blue\r\n", bytewise);
+	o = t_send(s, "a9 SEARCH HEADER X-Tag blue\r\n", bytewise);
 	is_string(o, "* SEARCH 4\r\na9 OK SEARCH completed\r\n",
 	    "HEADER on an uncached field");
-	o = t_say(s, "b1 SEARCH UID 3:4 OR SUBJECT nothing BODY needle\r\n",
+	o = t_send(s, "b1 SEARCH UID 3:4 OR SUBJECT nothing BODY needle\r\n",
 	    bytewise);
 	is_string(o, "* SEARCH 4\r\nb1 OK SEARCH completed\r\n", "UID, OR");
-	o = t_say(s, "b2 SEARCH DELETED\r\n", bytewise);
+	o = t_send(s, "b2 SEARCH DELETED\r\n", bytewise);
 	is_string(o, "* SEARCH\r\nb2 OK SEARCH completed\r\n",
 	    "no match: an empty SEARCH response");
-	o = t_say(s, "b3 SEARCH CHARSET KOI8-R ALL\r\n", bytewise);
+	o = t_send(s, "b3 SEARCH CHARSET KOI8-R ALL\r\n", bytewise);
 	is_string(o, "b3 NO [BADCHARSET (US-ASCII UTF-8)] Unsupported "
 	    "charset\r\n", "another charset: NO [BADCHARSET]");
-	o = t_say(s, "b4 SEARCH FOO\r\n", bytewise);
+	o = t_send(s, "b4 SEARCH FOO\r\n", bytewise);
 	ok(has(o, "b4 BAD") && !has(o, "* SEARCH"), "unknown key: BAD");
-	o = t_say(s, "b5 SEARCH 5\r\n", bytewise);
+	o = t_send(s, "b5 SEARCH 5\r\n", bytewise);
 	is_string(o, "* SEARCH\r\nb5 OK SEARCH completed\r\n",
 	    "a number past the last matches nothing");
-	o = t_say(s, "b6 SEARCH ((((((((((((((((((((((((((((((((((ALL"
+	o = t_send(s, "b6 SEARCH ((((((((((((((((((((((((((((((((((ALL"
 	    "))))))))))))))))))))))))))))))))))\r\n", bytewise);
 	ok(has(o, "b6 BAD"), "lists nested past the parser's limit: BAD");
-	o = t_say(s, "b7 SEARCH ON 14-Nov-2023 SINCE 1-Jan-2000\r\n",
+	o = t_send(s, "b7 SEARCH ON 14-Nov-2023 SINCE 1-Jan-2000\r\n",
 	    bytewise);
 	is_string(o, "* SEARCH 1 2 3 4\r\nb7 OK SEARCH completed\r\n",
 	    "internal dates");
 	/* Another program expunges message 2 and delivers one. */
 	t_remove_uid(2);
-	t_deliver("Subject: fifth\n\nneedle\n");
-	o = t_say(s, "c1 SEARCH BODY needle\r\n", bytewise);
+	t_deliver("INBOX", "Subject: fifth\n\nneedle\n");
+	o = t_send(s, "c1 SEARCH BODY needle\r\n", bytewise);
 	ok(!has(o, "EXPUNGE") && has(o, "* 5 EXISTS") &&
 	    has(o, "* SEARCH 4 5\r\n"), "SEARCH: no EXPUNGE, the new "
 	    "message is reported and found, the gone one not matched");
-	o = t_say(s, "c2 UID SEARCH ALL\r\n", bytewise);
+	o = t_send(s, "c2 UID SEARCH ALL\r\n", bytewise);
 	ok(has(o, "* 2 EXPUNGE") && has(o, "* SEARCH 1 3 4 5\r\n") &&
 	    has(o, "c2 OK UID SEARCH"), "UID SEARCH reports the expunge");
-	o = t_say(s, "c3 SEARCH ALL\r\n", bytewise);
+	o = t_send(s, "c3 SEARCH ALL\r\n", bytewise);
 	is_string(o, "* SEARCH 1 2 3 4\r\nc3 OK SEARCH completed\r\n",
 	    "sequence numbers after the expunge");
 	imap_session_free(&s);
@@ -957,93 +909,93 @@ test_engine_esearch(bool bytewise)
 	struct imap_session *s;
 	const char *o;
 
-	s = imap_session_new_authenticated(&set, &cb, NULL, "alice");
+	s = imap_session_new_authenticated(&set, &t_cb, NULL, "alice");
 	if (imap_session_login(s, &alice) < 0)
 		bail("login");
-	o = t_say(s, "e0 SELECT INBOX\r\n", bytewise);
+	o = t_send(s, "e0 SELECT INBOX\r\n", bytewise);
 	ok(has(o, "* 4 EXISTS") && has(o, "e0 OK"), "SELECT: 4 messages");
-	o = t_say(s, "e1 SEARCH RETURN (MIN MAX COUNT ALL) FROM bob\r\n",
+	o = t_send(s, "e1 SEARCH RETURN (MIN MAX COUNT ALL) FROM bob\r\n",
 	    bytewise);
 	is_string(o, "* ESEARCH (TAG \"e1\") MIN 1 MAX 3 COUNT 2 ALL 1,3\r\n"
 	    "e1 OK SEARCH completed\r\n", "ESEARCH with every option");
-	o = t_say(s, "e2 UID SEARCH RETURN () ALL\r\n", bytewise);
+	o = t_send(s, "e2 UID SEARCH RETURN () ALL\r\n", bytewise);
 	is_string(o, "* ESEARCH (TAG \"e2\") UID ALL 1:4\r\n"
 	    "e2 OK UID SEARCH completed\r\n", "RETURN () is ALL, UID form");
-	o = t_say(s, "e3 SEARCH RETURN (COUNT MIN) DELETED\r\n", bytewise);
+	o = t_send(s, "e3 SEARCH RETURN (COUNT MIN) DELETED\r\n", bytewise);
 	is_string(o, "* ESEARCH (TAG \"e3\") COUNT 0\r\n"
 	    "e3 OK SEARCH completed\r\n", "no match: COUNT 0, no MIN");
-	o = t_say(s, "e4 SEARCH RETURN (FOO) ALL\r\n", bytewise);
+	o = t_send(s, "e4 SEARCH RETURN (FOO) ALL\r\n", bytewise);
 	ok(has(o, "e4 BAD") && !has(o, "ESEARCH"), "unknown option: BAD");
-	o = t_say(s, "e5 SEARCH RETURN ALL\r\n", bytewise);
+	o = t_send(s, "e5 SEARCH RETURN ALL\r\n", bytewise);
 	ok(has(o, "e5 BAD"), "RETURN without a list: BAD");
-	o = t_say(s, "e6 FETCH $ (UID)\r\n", bytewise);
+	o = t_send(s, "e6 FETCH $ (UID)\r\n", bytewise);
 	is_string(o, "e6 OK FETCH completed\r\n", "FETCH $, nothing saved: "
 	    "no message");
-	o = t_say(s, "e7 SEARCH $\r\n", bytewise);
+	o = t_send(s, "e7 SEARCH $\r\n", bytewise);
 	is_string(o, "* SEARCH\r\ne7 OK SEARCH completed\r\n",
 	    "SEARCH $, nothing saved: empty");
-	o = t_say(s, "e8 SEARCH RETURN (SAVE) FROM bob\r\n", bytewise);
+	o = t_send(s, "e8 SEARCH RETURN (SAVE) FROM bob\r\n", bytewise);
 	is_string(o, "e8 OK SEARCH completed\r\n", "SAVE alone: no ESEARCH");
-	o = t_say(s, "e9 FETCH $ (UID)\r\n", bytewise);
+	o = t_send(s, "e9 FETCH $ (UID)\r\n", bytewise);
 	is_string(o, "* 1 FETCH (UID 1)\r\n* 3 FETCH (UID 3)\r\n"
 	    "e9 OK FETCH completed\r\n", "FETCH $: the saved messages");
-	o = t_say(s, "f1 UID FETCH $ (UID)\r\n", bytewise);
+	o = t_send(s, "f1 UID FETCH $ (UID)\r\n", bytewise);
 	is_string(o, "* 1 FETCH (UID 1)\r\n* 3 FETCH (UID 3)\r\n"
 	    "f1 OK UID FETCH completed\r\n", "UID FETCH $");
-	o = t_say(s, "f2 SEARCH $ NOT 1\r\n", bytewise);
+	o = t_send(s, "f2 SEARCH $ NOT 1\r\n", bytewise);
 	is_string(o, "* SEARCH 3\r\nf2 OK SEARCH completed\r\n",
 	    "SEARCH $ with another key");
-	o = t_say(s, "f3 UID SEARCH OR UID $ 4\r\n", bytewise);
+	o = t_send(s, "f3 UID SEARCH OR UID $ 4\r\n", bytewise);
 	is_string(o, "* SEARCH 1 3 4\r\nf3 OK UID SEARCH completed\r\n",
 	    "UID SEARCH UID $");
-	o = t_say(s, "f4 FETCH $,2 (UID)\r\n", bytewise);
+	o = t_send(s, "f4 FETCH $,2 (UID)\r\n", bytewise);
 	ok(has(o, "f4 BAD") && !has(o, "FETCH ("), "FETCH $,2: BAD");
-	o = t_say(s, "f5 SEARCH RETURN (SAVE) FOO\r\n", bytewise);
+	o = t_send(s, "f5 SEARCH RETURN (SAVE) FOO\r\n", bytewise);
 	ok(has(o, "f5 BAD"), "SAVE with a bad key: BAD");
-	o = t_say(s, "f6 SEARCH $\r\n", bytewise);
+	o = t_send(s, "f6 SEARCH $\r\n", bytewise);
 	is_string(o, "* SEARCH 1 3\r\nf6 OK SEARCH completed\r\n",
 	    "after BAD the saved result stays");
-	o = t_say(s, "f7 SEARCH RETURN (SAVE MIN) NOT FROM bob\r\n",
+	o = t_send(s, "f7 SEARCH RETURN (SAVE MIN) NOT FROM bob\r\n",
 	    bytewise);
 	is_string(o, "* ESEARCH (TAG \"f7\") MIN 2\r\n"
 	    "f7 OK SEARCH completed\r\n", "SAVE MIN answers MIN");
-	o = t_say(s, "f8 SEARCH $\r\n", bytewise);
+	o = t_send(s, "f8 SEARCH $\r\n", bytewise);
 	is_string(o, "* SEARCH 2\r\nf8 OK SEARCH completed\r\n",
 	    "SAVE MIN saves only the minimum");
-	o = t_say(s, "f9 SEARCH RETURN (SAVE MAX MIN) ALL\r\n", bytewise);
-	o = t_say(s, "g1 SEARCH $\r\n", bytewise);
+	o = t_send(s, "f9 SEARCH RETURN (SAVE MAX MIN) ALL\r\n", bytewise);
+	o = t_send(s, "g1 SEARCH $\r\n", bytewise);
 	is_string(o, "* SEARCH 1 4\r\ng1 OK SEARCH completed\r\n",
 	    "SAVE MIN MAX saves both ends");
-	o = t_say(s, "g2 SEARCH RETURN (SAVE MIN COUNT) NOT 2\r\n", bytewise);
+	o = t_send(s, "g2 SEARCH RETURN (SAVE MIN COUNT) NOT 2\r\n", bytewise);
 	is_string(o, "* ESEARCH (TAG \"g2\") MIN 1 COUNT 3\r\n"
 	    "g2 OK SEARCH completed\r\n", "SAVE MIN COUNT answers");
-	o = t_say(s, "g3 SEARCH $\r\n", bytewise);
+	o = t_send(s, "g3 SEARCH $\r\n", bytewise);
 	is_string(o, "* SEARCH 1 3 4\r\ng3 OK SEARCH completed\r\n",
 	    "SAVE with COUNT saves every match");
-	o = t_say(s, "g4 SEARCH RETURN (SAVE ALL) $ FROM bob\r\n", bytewise);
+	o = t_send(s, "g4 SEARCH RETURN (SAVE ALL) $ FROM bob\r\n", bytewise);
 	is_string(o, "* ESEARCH (TAG \"g4\") ALL 1,3\r\n"
 	    "g4 OK SEARCH completed\r\n", "SAVE from a search of $");
 	/* Another program expunges message 1: the saved UIDs do not
 	 * shift, the gone one drops out. */
 	t_remove_uid(1);
-	o = t_say(s, "g5 UID SEARCH RETURN (COUNT) ALL\r\n", bytewise);
+	o = t_send(s, "g5 UID SEARCH RETURN (COUNT) ALL\r\n", bytewise);
 	ok(has(o, "* 1 EXPUNGE\r\n") && has(o, "* ESEARCH (TAG \"g5\") UID "
 	    "COUNT 3\r\n"), "expunge reported before UID ESEARCH");
-	o = t_say(s, "g6 FETCH $ (UID)\r\n", bytewise);
+	o = t_send(s, "g6 FETCH $ (UID)\r\n", bytewise);
 	is_string(o, "* 2 FETCH (UID 3)\r\ng6 OK FETCH completed\r\n",
 	    "FETCH $ after the expunge: UID 3, now message 2");
-	o = t_say(s, "g7 UID FETCH $ (UID)\r\n", bytewise);
+	o = t_send(s, "g7 UID FETCH $ (UID)\r\n", bytewise);
 	is_string(o, "* 2 FETCH (UID 3)\r\ng7 OK UID FETCH completed\r\n",
 	    "UID FETCH $ after the expunge");
-	o = t_say(s, "g8 SEARCH RETURN (SAVE) CHARSET KOI8-R ALL\r\n",
+	o = t_send(s, "g8 SEARCH RETURN (SAVE) CHARSET KOI8-R ALL\r\n",
 	    bytewise);
 	ok(has(o, "g8 NO [BADCHARSET"), "SAVE with another charset: NO");
-	o = t_say(s, "g9 UID SEARCH $\r\n", bytewise);
+	o = t_send(s, "g9 UID SEARCH $\r\n", bytewise);
 	is_string(o, "* SEARCH\r\ng9 OK UID SEARCH completed\r\n",
 	    "after NO the saved result is empty");
-	o = t_say(s, "h1 SEARCH RETURN (SAVE) ALL\r\n", bytewise);
-	o = t_say(s, "h2 SEARCH RETURN (SAVE) DELETED\r\n", bytewise);
-	o = t_say(s, "h3 FETCH $ (UID)\r\n", bytewise);
+	o = t_send(s, "h1 SEARCH RETURN (SAVE) ALL\r\n", bytewise);
+	o = t_send(s, "h2 SEARCH RETURN (SAVE) DELETED\r\n", bytewise);
+	o = t_send(s, "h3 FETCH $ (UID)\r\n", bytewise);
 	is_string(o, "h3 OK FETCH completed\r\n",
 	    "an empty result saved replaces a full one");
 	imap_session_free(&s);
@@ -1056,10 +1008,10 @@ test_engine_unselected(void)
 	struct imap_session *s;
 	const char *o;
 
-	s = imap_session_new_authenticated(&set, &cb, NULL, "alice");
+	s = imap_session_new_authenticated(&set, &t_cb, NULL, "alice");
 	if (imap_session_login(s, &alice) < 0)
 		bail("login");
-	o = t_say(s, "z1 SEARCH ALL\r\n", false);
+	o = t_send(s, "z1 SEARCH ALL\r\n", false);
 	ok(has(o, "z1 BAD"), "SEARCH without a selected folder: BAD");
 	imap_session_free(&s);
 }
@@ -1077,12 +1029,12 @@ setup_maildir(void)
 	alice.home = xstrdup(top);
 	alice.mail_location = xstrdup("maildir:~/Maildir");
 	alice.fields = xstrdup("");
-	t_deliver("From: Bob <bob@example.net>\nSubject: Hello\n\nhi\n");
-	t_deliver("From: Alice <alice@example.org>\n"
+	t_deliver("INBOX", "From: Bob <bob@example.net>\nSubject: Hello\n\nhi\n");
+	t_deliver("INBOX", "From: Alice <alice@example.org>\n"
 	    "Subject: =?UTF-8?Q?caf=C3=A9?=\n\nthe needle is here\n");
-	t_deliver("From: bob@example.net\nTo: Carol <carol@example.org>\n"
+	t_deliver("INBOX", "From: bob@example.net\nTo: Carol <carol@example.org>\n"
 	    "Subject: third\n\nnothing\n");
-	t_deliver("From: x@example.com\nSubject: fourth\nX-Tag: Blue\n"
+	t_deliver("INBOX", "From: x@example.com\nSubject: fourth\nX-Tag: Blue\n"
 	    "MIME-Version: 1.0\nContent-Type: text/plain\n"
 	    "Content-Transfer-Encoding: base64\n\n"
 	    "aGF5c3RhY2sgd2l0aCBhIG5lZWRsZQ==\n");

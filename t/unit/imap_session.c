@@ -23,21 +23,12 @@
 #include "xmalloc.h"
 #include "server/imap/imap_session.h"
 #include "tap.h"
+#include "imap_harness.h"
 
 static char top[PATH_MAX];
-static struct buf out;
-static struct user alice;
 static bool pending;
 static int closed_calls, tls_calls, selected_calls;
 static char authed[USER_NAME_MAX + 1];
-
-static void
-t_write(void *ctx, const unsigned char *d, size_t len)
-{
-	(void)ctx;
-	if (buf_append(&out, d, len) < 0)
-		bail("output too large");
-}
 
 static enum imap_auth_result
 t_plain(void *ctx, const char *user, const char *pass)
@@ -102,45 +93,6 @@ static const struct imap_callbacks cb = {
 	.closed = t_closed, .selected = t_selected,
 };
 
-/* Feed text (byte by byte if bytewise); return what was written. */
-static const char *
-t_say(struct imap_session *s, const char *text, bool bytewise)
-{
-	size_t len = strlen(text), used = 0;
-
-	buf_truncate(&out, 0);
-	if (bytewise) {
-		for (size_t i = 0; i < len; i++)
-			used += imap_session_input(s,
-			    (const unsigned char *)text + i, 1);
-	} else
-		used = imap_session_input(s, (const unsigned char *)text, len);
-	(void)used;
-	return buf_cstr(&out);
-}
-
-static bool
-has(const char *hay, const char *needle)
-{
-	return strstr(hay, needle) != NULL;
-}
-
-static void
-t_deliver(const char *msg)
-{
-	struct store *st;
-	struct store_delivery d = { "INBOX", "bob@example.net", 1700000000,
-	    (const unsigned char *)msg, strlen(msg) };
-	struct store_delivered r;
-	const char *err;
-
-	if (store_open(&alice, &st, &err) < 0)
-		bail("store_open: %s", err);
-	if (store_deliver(st, &d, &r, &err) != STORE_OK)
-		bail("store_deliver: %s", err);
-	store_close(&st);
-}
-
 static struct imap_session *
 t_new(bool secured, bool plaintext)
 {
@@ -165,36 +117,36 @@ test_preauth(bool bytewise)
 	ok(has(o, "STARTTLS") && has(o, "LOGINDISABLED") &&
 	    has(o, "AUTH=SCRAM-SHA-256") && !has(o, "AUTH=PLAIN"),
 	    "before TLS: STARTTLS, LOGINDISABLED, no plaintext mechanism");
-	o = t_say(s, "a1 CAPABILITY\r\n", bytewise);
+	o = t_send(s, "a1 CAPABILITY\r\n", bytewise);
 	ok(has(o, "* CAPABILITY IMAP4rev1") && has(o, "a1 OK CAPABILITY"),
 	    "CAPABILITY");
-	o = t_say(s, "a2 LOGIN alice secret\r\n", bytewise);
+	o = t_send(s, "a2 LOGIN alice secret\r\n", bytewise);
 	ok(has(o, "a2 NO [PRIVACYREQUIRED]"), "LOGIN refused before TLS");
-	o = t_say(s, "a3 AUTHENTICATE PLAIN\r\n", bytewise);
+	o = t_send(s, "a3 AUTHENTICATE PLAIN\r\n", bytewise);
 	ok(has(o, "a3 NO [PRIVACYREQUIRED]"),
 	    "AUTHENTICATE PLAIN refused before TLS");
-	o = t_say(s, "a4 SELECT INBOX\r\n", bytewise);
+	o = t_send(s, "a4 SELECT INBOX\r\n", bytewise);
 	ok(has(o, "a4 BAD"), "SELECT before login: BAD");
-	o = t_say(s, "a5 FOO\r\n", bytewise);
+	o = t_send(s, "a5 FOO\r\n", bytewise);
 	ok(has(o, "a5 BAD"), "an unknown command: BAD");
-	o = t_say(s, "a6 NOOP\r\na7 STARTTLS\r\na8 NOOP\r\n", bytewise);
+	o = t_send(s, "a6 NOOP\r\na7 STARTTLS\r\na8 NOOP\r\n", bytewise);
 	ok(has(o, "a6 OK") && has(o, "a7 OK Begin TLS") && !has(o, "a8"),
 	    "STARTTLS: what was pipelined behind it is not run");
 	is_int(tls_calls, 1, "start_tls called");
 	imap_session_tls_started(s);
-	o = t_say(s, "b1 CAPABILITY\r\n", bytewise);
+	o = t_send(s, "b1 CAPABILITY\r\n", bytewise);
 	ok(!has(o, "STARTTLS") && !has(o, "LOGINDISABLED") &&
 	    has(o, "AUTH=PLAIN"), "after TLS: LOGIN and PLAIN offered");
-	o = t_say(s, "b2 LOGIN alice wrong\r\n", bytewise);
+	o = t_send(s, "b2 LOGIN alice wrong\r\n", bytewise);
 	ok(has(o, "b2 NO [AUTHENTICATIONFAILED]"), "wrong password");
-	o = t_say(s, "b3 AUTHENTICATE PLAIN\r\n", bytewise);
+	o = t_send(s, "b3 AUTHENTICATE PLAIN\r\n", bytewise);
 	ok(strcmp(o, "+ \r\n") == 0, "AUTHENTICATE without SASL-IR: \"+ \"");
-	o = t_say(s, "*\r\n", bytewise);
+	o = t_send(s, "*\r\n", bytewise);
 	ok(has(o, "b3 BAD"), "\"*\" cancels");
-	o = t_say(s, "b4 AUTHENTICATE PLAIN !!!!\r\n", bytewise);
+	o = t_send(s, "b4 AUTHENTICATE PLAIN !!!!\r\n", bytewise);
 	ok(has(o, "b4 BAD"), "bogus base64 initial response: BAD");
 	authed[0] = '\0';
-	o = t_say(s, "b5 AUTHENTICATE PLAIN AGFsaWNlAHNlY3JldA==\r\n"
+	o = t_send(s, "b5 AUTHENTICATE PLAIN AGFsaWNlAHNlY3JldA==\r\n"
 	    "b6 SELECT INBOX\r\n", bytewise);
 	ok(has(o, "b5 OK [CAPABILITY IMAP4rev1") && has(o, "Logged in") &&
 	    !has(o, "b6"), "SASL-IR PLAIN logs in; the next command waits");
@@ -211,14 +163,14 @@ test_async(void)
 
 	pending = true;
 	authed[0] = '\0';
-	o = t_say(s, "c1 LOGIN alice secret\r\nc2 NOOP\r\n", false);
+	o = t_send(s, "c1 LOGIN alice secret\r\nc2 NOOP\r\n", false);
 	ok(strcmp(o, "") == 0, "a pending check answers nothing yet");
 	ok(imap_session_waiting(s), "and waits");
 	buf_truncate(&out, 0);
 	imap_session_auth_reply(s, IMAP_AUTH_FAIL, NULL, 0, NULL);
 	ok(has(buf_cstr(&out), "c1 NO [AUTHENTICATIONFAILED]"),
 	    "the late FAIL is answered");
-	o = t_say(s, "c2 NOOP\r\nc3 LOGIN alice secret\r\n", false);
+	o = t_send(s, "c2 NOOP\r\nc3 LOGIN alice secret\r\n", false);
 	ok(has(o, "c2 OK"), "the queued command runs after the answer");
 	buf_truncate(&out, 0);
 	imap_session_auth_reply(s, IMAP_AUTH_OK, NULL, 0, "alice");
@@ -239,74 +191,74 @@ test_mailbox(bool bytewise)
 	s = imap_session_new_authenticated(&set, &cb, NULL, "alice");
 	is_int(imap_session_login(s, &alice), 0, "mail side: login");
 	selected_calls = 0;
-	o = t_say(s, "d1 SELECT INBOX\r\n", bytewise);
+	o = t_send(s, "d1 SELECT INBOX\r\n", bytewise);
 	ok(has(o, "* 2 EXISTS") && has(o, "* OK [UIDVALIDITY ") &&
 	    has(o, "* OK [UIDNEXT 3]") && has(o, "* OK [UNSEEN 1]") &&
 	    has(o, "d1 OK [READ-WRITE]"), "SELECT INBOX");
 	is_int(selected_calls, 1, "the daemon hears of the selection");
-	o = t_say(s, "d2 FETCH 1:* (UID FLAGS RFC822.SIZE)\r\n", bytewise);
+	o = t_send(s, "d2 FETCH 1:* (UID FLAGS RFC822.SIZE)\r\n", bytewise);
 	/* 47 bytes with 4 bare LFs; 22 with 3. */
 	ok(has(o, "* 1 FETCH (UID 1 FLAGS () RFC822.SIZE 51)") &&
 	    has(o, "* 2 FETCH (UID 2 FLAGS () RFC822.SIZE 25)") &&
 	    has(o, "d2 OK FETCH"), "FETCH 1:* UID FLAGS RFC822.SIZE");
-	o = t_say(s, "d3 UID FETCH 2 (FLAGS)\r\n", bytewise);
+	o = t_send(s, "d3 UID FETCH 2 (FLAGS)\r\n", bytewise);
 	ok(has(o, "* 2 FETCH (UID 2 FLAGS ())") && has(o, "d3 OK UID FETCH"),
 	    "UID FETCH adds UID");
-	o = t_say(s, "d4 FETCH 1 (ENVELOPE BODYSTRUCTURE INTERNALDATE)\r\n",
+	o = t_send(s, "d4 FETCH 1 (ENVELOPE BODYSTRUCTURE INTERNALDATE)\r\n",
 	    bytewise);
 	ok(has(o, "ENVELOPE (") && has(o, "\"Hello\"") &&
 	    has(o, "BODYSTRUCTURE (\"text\" \"plain\"") &&
 	    has(o, "INTERNALDATE \"14-Nov-2023 22:13:20 +0000\""),
 	    "ENVELOPE, BODYSTRUCTURE, INTERNALDATE from the index");
-	o = t_say(s, "d5 FETCH 3 FLAGS\r\n", bytewise);
+	o = t_send(s, "d5 FETCH 3 FLAGS\r\n", bytewise);
 	ok(has(o, "d5 BAD"), "FETCH past the last message: BAD");
-	o = t_say(s, "d6 FETCH 1 BINARY.PEEK[]\r\n", bytewise);
+	o = t_send(s, "d6 FETCH 1 BINARY.PEEK[]\r\n", bytewise);
 	ok(has(o, "BINARY[] {") && has(o, "d6 OK"),
 	    "BINARY.PEEK[]: the whole message");
-	o = t_say(s, "d7 STATUS INBOX (MESSAGES UIDNEXT UNSEEN SIZE)\r\n",
+	o = t_send(s, "d7 STATUS INBOX (MESSAGES UIDNEXT UNSEEN SIZE)\r\n",
 	    bytewise);
 	ok(has(o, "* STATUS \"INBOX\" (MESSAGES 2 UIDNEXT 3 UNSEEN 2 SIZE "),
 	    "STATUS");
-	o = t_say(s, "d8 LIST \"\" *\r\n", bytewise);
+	o = t_send(s, "d8 LIST \"\" *\r\n", bytewise);
 	ok(has(o, "* LIST (\\HasNoChildren) \"/\" \"INBOX\"") &&
 	    has(o, "d8 OK"), "LIST");
-	o = t_say(s, "d9 LIST \"\" \"\"\r\n", bytewise);
+	o = t_send(s, "d9 LIST \"\" \"\"\r\n", bytewise);
 	ok(has(o, "* LIST (\\Noselect) \"/\" \"\""),
 	    "LIST with an empty pattern: the separator");
-	o = t_say(s, "q1 GETQUOTAROOT INBOX\r\n", bytewise);
+	o = t_send(s, "q1 GETQUOTAROOT INBOX\r\n", bytewise);
 	ok(has(o, "* QUOTAROOT INBOX \"\"\r\n") &&
 	    has(o, "* QUOTA \"\" (STORAGE 1 50000)") && has(o, "q1 OK"),
 	    "GETQUOTAROOT: the root, usage in KiB, the default limit");
-	o = t_say(s, "q2 GETQUOTA \"\"\r\nq3 GETQUOTA other\r\n"
+	o = t_send(s, "q2 GETQUOTA \"\"\r\nq3 GETQUOTA other\r\n"
 	    "q4 SETQUOTA \"\" (STORAGE 1)\r\n", bytewise);
 	ok(has(o, "q2 OK") && has(o, "q3 NO [NONEXISTENT]") &&
 	    has(o, "q4 NO [NOPERM]"), "GETQUOTA; SETQUOTA refused");
-	o = t_say(s, "e1 NAMESPACE\r\n", bytewise);
+	o = t_send(s, "e1 NAMESPACE\r\n", bytewise);
 	ok(has(o, "* NAMESPACE ((\"\" \"/\")) NIL NIL"), "NAMESPACE");
-	t_deliver("Subject: third\n\nnew\n");
-	o = t_say(s, "e2 NOOP\r\n", bytewise);
+	t_deliver("INBOX", "Subject: third\n\nnew\n");
+	o = t_send(s, "e2 NOOP\r\n", bytewise);
 	ok(has(o, "* 3 EXISTS") && has(o, "e2 OK"),
 	    "NOOP reports a new delivery");
-	o = t_say(s, "e3 IDLE\r\n", bytewise);
+	o = t_send(s, "e3 IDLE\r\n", bytewise);
 	ok(strncmp(o, "+ ", 2) == 0, "IDLE: continuation");
-	t_deliver("Subject: fourth\n\nnew\n");
+	t_deliver("INBOX", "Subject: fourth\n\nnew\n");
 	buf_truncate(&out, 0);
 	imap_session_changed(s);
 	ok(has(buf_cstr(&out), "* 4 EXISTS"),
 	    "in IDLE a change notification reports at once");
-	o = t_say(s, "DONE\r\n", bytewise);
+	o = t_send(s, "DONE\r\n", bytewise);
 	ok(has(o, "e3 OK IDLE"), "DONE ends IDLE");
-	o = t_say(s, "e5 SELECT Nowhere\r\n", bytewise);
+	o = t_send(s, "e5 SELECT Nowhere\r\n", bytewise);
 	ok(has(o, "e5 NO [NONEXISTENT]"), "SELECT of a missing folder");
 	is_int(imap_session_state(s), IMAP_STATE_AUTH,
 	    "a failed SELECT leaves nothing selected");
-	o = t_say(s, "e6 SELECT ../../etc\r\n", bytewise);
+	o = t_send(s, "e6 SELECT ../../etc\r\n", bytewise);
 	ok(has(o, "e6 NO"), "a name leaving the storage is refused");
-	o = t_say(s, "e7 SELECT inbox\r\ne8 CLOSE\r\n", bytewise);
+	o = t_send(s, "e7 SELECT inbox\r\ne8 CLOSE\r\n", bytewise);
 	ok(has(o, "e7 OK") && has(o, "e8 OK"), "inbox in any case; CLOSE");
 	snprintf(exp, sizeof(exp), "f1 OK LOGOUT");
 	closed_calls = 0;
-	o = t_say(s, "f1 LOGOUT\r\n", bytewise);
+	o = t_send(s, "f1 LOGOUT\r\n", bytewise);
 	ok(has(o, "* BYE") && has(o, exp), "LOGOUT");
 	is_int(closed_calls, 1, "closed callback");
 	imap_session_free(&s);
@@ -319,7 +271,7 @@ t_run(struct imap_session *s, const char *text, size_t *len_r)
 {
 	int rounds = 0;
 
-	(void)t_say(s, text, false);
+	(void)t_send(s, text, false);
 	while (imap_session_waiting(s) && rounds++ < 100000)
 		imap_session_output_ready(s);
 	*len_r = out.len;
@@ -380,7 +332,7 @@ test_body(void)
 	buf_init(&want, 1 << 23);
 	s = imap_session_new_authenticated(&set, &cb, NULL, "alice");
 	is_int(imap_session_login(s, &alice), 0, "body: login");
-	(void)t_say(s, "g0 EXAMINE INBOX\r\n", false);
+	(void)t_send(s, "g0 EXAMINE INBOX\r\n", false);
 	o = t_run(s, "g1 FETCH 1 (BODY.PEEK[])\r\n", &olen);
 	t_crlf("From: Bob <bob@example.net>\nSubject: Hello\n\nhi\n", &want);
 	ok(t_literal(o, olen, "BODY[]", &lit) && lit.len == want.len &&
@@ -418,16 +370,16 @@ test_body(void)
 	imap_session_free(&s);
 
 	/* A multipart, and a message inside it. */
-	t_deliver(t_mp);
+	t_deliver("INBOX", t_mp);
 	big = xmalloc(bigsz + 64);
 	memcpy(big, "Subject: big\n\n", 15);
 	for (size_t i = 15; i < bigsz; i++)
 		big[i] = (i % 77 == 76) ? '\n' : (char)('a' + i % 26);
 	big[bigsz] = '\0';
-	t_deliver(big);
+	t_deliver("INBOX", big);
 	s = imap_session_new_authenticated(&set, &cb, NULL, "alice");
 	(void)imap_session_login(s, &alice);
-	o = t_say(s, "h0 EXAMINE INBOX\r\n", false);
+	o = t_send(s, "h0 EXAMINE INBOX\r\n", false);
 	ok(has(o, "* 6 EXISTS"), "six messages now");
 	o = t_run(s, "h1 FETCH 5 (BODY.PEEK[1] BODY.PEEK[2.HEADER] "
 	    "BODY.PEEK[2.TEXT] BODY.PEEK[1.MIME])\r\n", &olen);
@@ -466,7 +418,7 @@ test_bad_limit(void)
 	const char *o = "";
 
 	for (int i = 0; i < 20; i++)
-		o = t_say(s, "x FOO\r\n", false);
+		o = t_send(s, "x FOO\r\n", false);
 	ok(has(o, "* BYE Too many bad commands"),
 	    "twenty bad commands in a row: BYE");
 	imap_session_free(&s);
@@ -492,8 +444,8 @@ main(void)
 	test_preauth(false);
 	test_preauth(true);
 	test_async();
-	t_deliver("From: Bob <bob@example.net>\nSubject: Hello\n\nhi\n");
-	t_deliver("Subject: second\n\nbody\n");
+	t_deliver("INBOX", "From: Bob <bob@example.net>\nSubject: Hello\n\nhi\n");
+	t_deliver("INBOX", "Subject: second\n\nbody\n");
 	test_mailbox(false);
 	test_body();
 	test_bad_limit();

@@ -47,77 +47,9 @@
 #include "xmalloc.h"
 #include "server/imap/imap_private.h"
 #include "tap.h"
+#include "imap_harness.h"
 
-static struct buf out;
-static struct user alice;
 static bool maildir;
-
-static void
-t_write(void *ctx, const unsigned char *d, size_t len)
-{
-	(void)ctx;
-	if (buf_append(&out, d, len) < 0)
-		bail("output too large");
-}
-
-static const struct imap_callbacks cb = { .write = t_write };
-
-static const char *
-t_feed(struct imap_session *s, const void *data, size_t len, bool bytewise)
-{
-	const unsigned char *p = data;
-	size_t used = 0;
-
-	if (bytewise) {
-		for (size_t i = 0; i < len; i++)
-			used += imap_session_input(s, p + i, 1);
-	} else
-		used = imap_session_input(s, p, len);
-	if (used != len)
-		diag("only %zu of %zu bytes taken", used, len);
-	return buf_cstr(&out);
-}
-
-static const char *
-t_say(struct imap_session *s, const char *text)
-{
-	buf_truncate(&out, 0);
-	return t_feed(s, text, strlen(text), false);
-}
-
-static bool
-has(const char *hay, const char *needle)
-{
-	return strstr(hay, needle) != NULL;
-}
-
-static void
-t_deliver(const char *folder, const char *msg)
-{
-	struct store *st;
-	struct store_delivery d = { folder, "bob@example.net", 1700000000,
-	    (const unsigned char *)msg, strlen(msg) };
-	struct store_delivered r;
-	const char *err;
-
-	if (store_open(&alice, &st, &err) < 0)
-		bail("store_open: %s", err);
-	if (store_deliver(st, &d, &r, &err) != STORE_OK)
-		bail("store_deliver: %s", err);
-	store_close(&st);
-}
-
-static struct imap_session *
-t_session(void)
-{
-	struct imap_settings set = { false, true, false, "", 0, false };
-	struct imap_session *s;
-
-	s = imap_session_new_authenticated(&set, &cb, NULL, "alice");
-	if (imap_session_login(s, &alice) < 0)
-		bail("login");
-	return s;
-}
 
 /* Maildir: the files of folder ("" INBOX) in cur/ and new/ whose name
  * contains want (NULL: all). */
@@ -415,11 +347,11 @@ test_append(struct imap_session *s, bool bytewise)
 	buf_truncate(&out, 0);
 	snprintf(cmd, sizeof(cmd), "f1 APPEND Archive (\\Seen \\Flagged) "
 	    "\" 7-Feb-2024 10:00:00 +0100\" {%zu}\r\n", sizeof(msg) - 1);
-	o = t_feed(s, cmd, strlen(cmd), bytewise);
+	o = t_input(s, cmd, strlen(cmd), bytewise);
 	is_string(o, "+ OK\r\n", "APPEND: a continuation for the literal");
 	buf_truncate(&out, 0);
-	o = t_feed(s, msg, sizeof(msg) - 1, bytewise);
-	o = t_feed(s, "\r\n", 2, bytewise);
+	o = t_input(s, msg, sizeof(msg) - 1, bytewise);
+	o = t_input(s, "\r\n", 2, bytewise);
 	p = strstr(o, "f1 OK [APPENDUID ");
 	ok(p != NULL && sscanf(p, "f1 OK [APPENDUID %u %u]", &uv, &uid) == 2 &&
 	    uv != 0 && uid == (unsigned)run + 4 && has(o, "] APPEND completed"),
@@ -485,14 +417,14 @@ test_append_limit(struct imap_session *s)
 	o = t_say(s, "g1 APPEND Archive {52428800}\r\n");
 	ok(has(o, "+ OK"), "APPENDLIMIT: a continuation");
 	buf_truncate(&out, 0);
-	(void)t_feed(s, head, sizeof(head) - 1, false);
+	(void)t_input(s, head, sizeof(head) - 1, false);
 	for (size_t sent = sizeof(head) - 1; sent < n;) {
 		size_t k = n - sent < chunk ? n - sent : chunk;
 
-		(void)t_feed(s, line, k, false);
+		(void)t_input(s, line, k, false);
 		sent += k;
 	}
-	o = t_feed(s, "\r\n", 2, false);
+	o = t_input(s, "\r\n", 2, false);
 	ok(has(o, "g1 OK [APPENDUID "), "a message of APPENDLIMIT bytes is "
 	    "stored");
 	free(line);
@@ -709,7 +641,7 @@ test_kw_login(struct imap_session *s)
 	const char *o;
 
 	buf_truncate(&out, 0);
-	o = t_feed(s, cmd, sizeof(cmd) - 1, true);
+	o = t_input(s, cmd, sizeof(cmd) - 1, true);
 	ok(has(o, "* 2 FETCH (FLAGS (\\Seen $Forwarded Later))\r\n") &&
 	    has(o, "Later)\r\n* OK [PERMANENTFLAGS") && has(o, "k30 OK"),
 	    "a STORE fed byte by byte");
@@ -976,7 +908,7 @@ test_multi_three(struct imap_session *s, bool bytewise)
 	buf_append(&in, c, sizeof(c) - 1);
 	buf_append_str(&in, "\r\n");
 	buf_truncate(&out, 0);
-	o = t_feed(s, in.data, in.len, bytewise);
+	o = t_input(s, in.data, in.len, bytewise);
 	for (p = o; (p = strstr(p, "+ OK\r\n")) != NULL; p++)
 		conts++;
 	is_int(conts, 2, "MULTIAPPEND: a continuation per synchronizing "
@@ -1034,7 +966,7 @@ test_multi_count(struct imap_session *s)
 	t_status(s, "Multi", status, sizeof(status));
 	t_multi_n(&in, "m5", IMAP_MULTIAPPEND_MAX + 1);
 	buf_truncate(&out, 0);
-	o = t_feed(s, in.data, in.len, false);
+	o = t_input(s, in.data, in.len, false);
 	snprintf(exp, sizeof(exp), "m5 NO [LIMIT] At most %u messages",
 	    IMAP_MULTIAPPEND_MAX);
 	ok(has(o, exp) && has(o, "n1 OK"), "MULTIAPPEND_MAX + 1: NO [LIMIT], "
@@ -1042,7 +974,7 @@ test_multi_count(struct imap_session *s)
 	t_unchanged(s, status, files, size, "MULTIAPPEND_MAX + 1");
 	t_multi_n(&in, "m6", IMAP_MULTIAPPEND_MAX);
 	buf_truncate(&out, 0);
-	o = t_feed(s, in.data, in.len, false);
+	o = t_input(s, in.data, in.len, false);
 	p = strstr(o, "m6 OK [APPENDUID ");
 	ok(p != NULL && sscanf(p, "m6 OK [APPENDUID %u %u:%u]", &uv, &first,
 	    &last) == 3 && last - first + 1 == IMAP_MULTIAPPEND_MAX,
@@ -1097,12 +1029,12 @@ test_multi_total(struct imap_session *s)
 		snprintf(cmd, sizeof(cmd), "m%d APPEND Multi {%zu+}\r\n",
 		    10 + over, n);
 		buf_truncate(&out, 0);
-		t_feed(s, cmd, strlen(cmd), false);
-		t_feed(s, msg, n, false);
+		t_input(s, cmd, strlen(cmd), false);
+		t_input(s, msg, n, false);
 		snprintf(cmd, sizeof(cmd), " {%zu+}\r\n", n);
-		t_feed(s, cmd, strlen(cmd), false);
-		t_feed(s, msg, n, false);
-		o = t_feed(s, over ? " {1+}\r\nz\r\n" : "\r\n",
+		t_input(s, cmd, strlen(cmd), false);
+		t_input(s, msg, n, false);
+		o = t_input(s, over ? " {1+}\r\nz\r\n" : "\r\n",
 		    over ? 10 : 2, false);
 		if (over) {
 			ok(has(o, "m11 NO [TOOBIG]"), "the total + 1: NO "
