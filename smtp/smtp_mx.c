@@ -38,6 +38,10 @@
 #define MX_RCODE_NXDOMAIN 3
 #define MX_QUERY_MAX	512	/* a question fits a UDP packet */
 #define MX_LABEL_MAX	63
+/* NXDOMAIN in Postfix's words, which name what was asked: "name=N
+ * type=MX: Host not found" follows. */
+#define MX_NXDOMAIN_TEXT "Host or domain name not found. Name service " \
+	"error for "
 
 static char mx_error[512];
 
@@ -315,9 +319,10 @@ smtp_mx_parse_answer(const unsigned char *pkt, size_t len,
 	if ((flags & 0x8000) == 0 || (flags >> 11 & 0xf) != ns_o_query)
 		return mx_ret(mx_fail(SMTP_MX_TEMP, "4.4.3", dsn_r,
 		    "malformed DNS reply (not a query response)"), error_r);
+	/* The name asked is the caller's to add (mx_query does). */
 	if (rcode == MX_RCODE_NXDOMAIN)
 		return mx_ret(mx_fail(SMTP_MX_PERM, "5.1.2", dsn_r,
-		    "Host or domain name not found (NXDOMAIN)"), error_r);
+		    MX_NXDOMAIN_TEXT "type=MX: Host not found"), error_r);
 	if (rcode != 0)
 		return mx_ret(mx_fail(SMTP_MX_TEMP, "4.4.3", dsn_r,
 		    "DNS lookup failed (rcode %u%s)", rcode, rcode == 2 ?
@@ -521,10 +526,17 @@ mx_query(const struct smtp_mx_settings *set, const char *domain,
 		    "for %s failed: %s", domain, errno == 0 || errno ==
 		    ECONNREFUSED ? "no answer from the name servers" :
 		    strerror(errno));
-	else
+	else {
 		ret = smtp_mx_parse_answer(ans, alen > SMTP_MX_ANSWER_MAX ?
 		    SMTP_MX_ANSWER_MAX : (size_t)alen, hosts,
 		    SMTP_MX_HOSTS_MAX, count_r, dsn_r, &error);
+		/* PERM from a whole header: NXDOMAIN, or a null MX. */
+		if (ret == SMTP_MX_PERM && (mx_get16(ans + 2) & 0xf) ==
+		    MX_RCODE_NXDOMAIN)
+			ret = mx_fail(SMTP_MX_PERM, "5.1.2", dsn_r,
+			    MX_NXDOMAIN_TEXT "name=%s type=MX: Host not found",
+			    domain);
+	}
 	free(ans);
 	return ret;
 }

@@ -10,10 +10,23 @@ over command_time_limit is killed (its process group too) and bounced;
 a "/file" alias is appended to as an mbox (From_ line, >From quoting,
 two deliveries append), a symbolic link or a file others may write is
 refused with the reason; /dev/null and a "/dir/" Maildir take mail too;
-an :include: list with a command runs it as the include file's owner."""
+an :include: list with a command runs it as the include file's owner.
+
+The master's side (localcmd.c), counted, never timed: a delivery process
+that hangs (here: its command stops it, and ignores SIGTERM) is killed
+with its whole session when command_time_limit plus the grace
+(LOFT_LOCALCMD_GRACE, shortened for the test) is over, and deferred; then
+loftd restarts with a long command_time_limit, and 17 commands at once
+(an alias of 17 commands that block on FIFOs this test holds) run 16 at
+a time: the 17th is logged as waiting and starts once one has ended; and
+on SIGTERM the waiting one is deferred at once ("mail system is shutting
+down") and never runs, while the 16 running finish, qmgr records them
+and loftd exits 0."""
+import errno
 import os
 import pwd
 import re
+import signal
 import stat
 import subprocess
 import sys
@@ -21,12 +34,15 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 from loft import (SBINDIR, Env, Tap, need_loftd, pop3_all,  # noqa: E402
-                  smtp_send)
+                  smtp_send, wait_for, wait_gone)
 
 t = Tap()
 need_loftd(t)
 ROOT = os.geteuid() == 0
 LIMIT = 2
+GRACE = 2           # LOFT_LOCALCMD_GRACE for the first loftd
+PROCS_MAX = 16      # LOCALCMD_PROCS_MAX
+LONG_LIMIT = 300    # command_time_limit of the second loftd
 
 CONF = """mydestination = localhost, example.test
 recipient_delimiter = +
@@ -63,14 +79,40 @@ def setup():
           "exit 1\n", 0o755)
     write(os.path.join(env.bin, "slow"),
           "#!/bin/sh\nsleep 37\n", 0o755)
+    # block DIR N: note the start with how many of its runs had ended,
+    # wait for DIR/fifo.N, note the end.
+    write(os.path.join(env.bin, "block"),
+          "#!/bin/sh\ncat >/dev/null\n"
+          "echo \"$2 $(wc -l < \"$1/done\")\" >> \"$1/started\"\n"
+          "read x < \"$1/fifo.$2\"\n"
+          "echo \"$2\" >> \"$1/done\"\n", 0o755)
+    # stuck: ignores SIGTERM, starts a child, then stops the delivery
+    # process (the leader of its session) as a hung lock would, and waits.
+    write(os.path.join(env.bin, "stuck"),
+          "#!/bin/sh\ncat >/dev/null\ntrap '' TERM HUP\nsleep 1000 &\n"
+          "sid=$(cut -d' ' -f6 /proc/$$/stat)\n"
+          "echo \"$$ $! $sid\" > %s/stuck.tmp\n"
+          "mv %s/stuck.tmp %s/stuck.pids\n"
+          "kill -STOP \"$sid\"\nwait\n" % ((env.out,) * 3), 0o755)
+    env.runs = {}
+    for name in ("many1", "many2"):
+        rd = os.path.join(env.out, name)
+        os.makedirs(rd)
+        os.chmod(rd, 0o777)
+        for f in ("started", "done"):
+            write(os.path.join(rd, f), "", 0o666)
+        for n in range(1, PROCS_MAX + 2):
+            fifo = os.path.join(rd, "fifo.%d" % n)
+            os.mkfifo(fifo)
+            os.chmod(fifo, 0o666)
+        env.runs[name] = rd
     env.include = os.path.join(env.dir, "list.inc")
     write(env.include, 'alice, "|%s/capture list"\n' % env.bin)
     env.include_uid = 0
     if ROOT:
         env.include_uid = pwd.getpwnam("daemon").pw_uid
         os.chown(env.include, env.include_uid, -1)
-    aliases = os.path.join(env.dir, "aliases")
-    write(aliases, "\n".join([
+    env.add_aliases("\n".join([
         'pipe: "|%s/capture pipe"' % env.bin,
         'tempfail: |%s/exit75' % env.bin,
         'fail: |%s/fail1' % env.bin,
@@ -80,12 +122,11 @@ def setup():
         'open: %s/open.mbox' % env.out,
         'md: %s/md/' % env.out,
         'devnull: /dev/null',
-        'list: :include:%s' % env.include, ""]))
-    with open(env.conf, "a") as f:
-        f.write("alias_maps = lmdb:%s\n" % aliases)
-    r = env.ctl("newaliases")
-    if r.returncode != 0:
-        raise RuntimeError("newaliases: %s" % r.stderr)
+        'stuck: |%s/stuck' % env.bin,
+        'list: :include:%s' % env.include] +
+        ['%s: %s' % (name, ", ".join('"|%s/block %s %d"' % (env.bin, rd, n)
+                                      for n in range(1, PROCS_MAX + 2)))
+         for name, rd in sorted(env.runs.items())] + [""]))
     return env
 
 
@@ -100,21 +141,7 @@ def send(d, rcpt, subject, **kw):
 
 
 def wait_file(path, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while not os.path.exists(path):
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.05)
-    return True
-
-
-def wait_gone(d, qid, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while qid in d.queue_ids():
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.05)
-    return True
+    return wait_for(lambda: os.path.exists(path), timeout)
 
 
 def read(path):
@@ -217,14 +244,9 @@ def test_tempfail(d, env):
 
 
 def bounces(d, subject, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        got = [m for m in pop3_all(d, "sender")
-               if b"Subject: " + subject.encode() in m and
-               b"MAILER-DAEMON" in m.upper()]
-        if got or time.monotonic() >= deadline:
-            return got
-        time.sleep(0.1)
+    return wait_for(lambda: [m for m in pop3_all(d, "sender")
+                             if b"Subject: " + subject.encode() in m and
+                             b"MAILER-DAEMON" in m.upper()], timeout, 0.1)
 
 
 def test_fail(d, env):
@@ -245,11 +267,8 @@ def test_fail(d, env):
 def test_timeout(d, env):
     qid = send(d, "slow@example.test", "too slow")
     slow = os.path.join(env.bin, "slow")
-    deadline = time.monotonic() + 10
-    procs = []
-    while not procs and time.monotonic() < deadline:
-        procs = [p for p in d.processes() if slow in p["cmdline"]]
-        time.sleep(0.05)
+    procs = wait_for(lambda: [p for p in d.processes()
+                              if slow in p["cmdline"]], 10.0)
     if t.ok(procs, "the slow command runs, a descendant of loftd"):
         st = procs[0]["status"]
         t.eq(st.get("NoNewPrivs"), "1", "  with no_new_privs")
@@ -361,24 +380,183 @@ def test_include(d, env):
          "  log: delivered to command")
 
 
+def gone(pid):
+    """pid has ended (no such process, or a zombie)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except (OSError, IndexError):
+        return True
+
+
+def test_stuck(d, env):
+    pids = os.path.join(env.out, "stuck.pids")
+    qid = send(d, "stuck@example.test", "stuck")
+    t.ok(wait_file(pids), "a command that stops its delivery process "
+         "runs")
+    sh, child, sid = [int(x) for x in read(pids).split()]
+    t.ok(sid not in (sh, d.proc.pid), "  the delivery process leads a "
+         "session of its own (%d)" % sid)
+    t.ok(d.wait_log(r"%s: to=<stuck@example\.test>, relay=local, .*"
+                    r"dsn=4\.3\.0, status=deferred \(local delivery process "
+                    r"killed: it did not end in time\)" % qid,
+                    timeout=LIMIT + GRACE + 15),
+         "command_time_limit %ds + grace %ds: the master's timer kills it, "
+         "deferred 4.3.0" % (LIMIT, GRACE))
+    t.ok(re.search(r"local delivery process %d for %s/stuck did not end "
+                   r"in time: killed, with every process of its session" %
+                   (sid, re.escape(env.bin)), d.log()),
+         "  logged as a warning")
+    t.ok(wait_for(lambda: all(gone(p) for p in (sid, sh, child))),
+         "  the delivery process, the command (SIGTERM ignored, a process "
+         "group of its own) and its child are all gone")
+    t.ok(qid in d.queue_ids(), "  the message stays queued")
+
+
+def lines(path):
+    return [line.split() for line in read(path).decode().splitlines()]
+
+
+def release(rd, n, timeout=15.0):
+    """Let block N (reading DIR/fifo.N) go on: open the FIFO once it has
+    its reader."""
+    path = os.path.join(rd, "fifo.%d" % n)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+            break
+        except OSError as e:
+            if e.errno != errno.ENXIO or time.monotonic() >= deadline:
+                return False
+            time.sleep(0.02)
+    os.write(fd, b"go\n")
+    os.close(fd)
+    return True
+
+
+def start_many(d, env, name):
+    """Send to alias name (17 blocks); wait until the 17th is logged
+    waiting and 16 have started. Returns (qid, started lines, the waiting
+    N, the processes running then)."""
+    rd = env.runs[name]
+    mark = d.mark()
+    qid = send(d, "%s@example.test" % name, name)
+    m = d.wait_log(r"%s: command %s/block %s (\d+) waits \((\d+) local "
+                   r"delivery processes running" %
+                   (qid, re.escape(env.bin), re.escape(rd)), since=mark,
+                   timeout=20)
+    started = os.path.join(rd, "started")
+    got = wait_for(lambda: len(lines(started)) >= PROCS_MAX and
+                   lines(started))
+    return (qid, got or [], int(m.group(1)) if m else None,
+            int(m.group(2)) if m else None)
+
+
+def test_limit(d, env):
+    rd = env.runs["many1"]
+    mark = d.mark()
+    qid, started, waiting, running = start_many(d, env, "many1")
+    t.ok(waiting is not None, "%d commands at once: one is logged as "
+         "waiting" % (PROCS_MAX + 1))
+    t.eq(running, PROCS_MAX, "  while %d run" % PROCS_MAX)
+    t.eq(len(started), PROCS_MAX, "  %d have started" % PROCS_MAX)
+    t.ok(str(waiting) not in [s[0] for s in started],
+         "  not the waiting one")
+    first = int(started[0][0]) if started else 1
+    t.ok(release(rd, first), "one of them is let go")
+    path = os.path.join(rd, "started")
+    again = wait_for(lambda: len(lines(path)) > PROCS_MAX and lines(path))
+    t.eq(again[PROCS_MAX] if again else None, [str(waiting), "1"],
+         "  then the waiting one starts, after it had ended (1 done)")
+    t.ok(all(release(rd, n) for n in range(1, PROCS_MAX + 2)
+             if n != first), "the other %d are let go" % PROCS_MAX)
+    t.ok(wait_gone(d, qid), "  all delivered, the message leaves the queue")
+    sent = re.findall(r"%s: to=<many1@example\.test>, relay=local, [^\n]*"
+                      r"status=sent \(delivered to command: %s/block %s "
+                      r"\d+\)" % (qid, re.escape(env.bin), re.escape(rd)),
+                      d.log(since=mark))
+    t.eq(len(sent), PROCS_MAX + 1, "  %d status=sent lines" %
+         (PROCS_MAX + 1))
+
+
+def block_procs(rd):
+    out = []
+    for p in os.listdir("/proc"):
+        try:
+            with open("/proc/%s/cmdline" % p, "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode("utf-8", "replace")
+        except OSError:
+            continue
+        if "/block " + rd + " " in cmd:
+            out.append(int(p))
+    return out
+
+
+def test_shutdown(d, env):
+    rd = env.runs["many2"]
+    qid, started, waiting, running = start_many(d, env, "many2")
+    t.ok(waiting is not None and running == PROCS_MAX and
+         len(started) == PROCS_MAX, "again %d run, one waits" % PROCS_MAX)
+    mark = d.mark()
+    d.signal(signal.SIGTERM)
+    t.ok(d.wait_log(r"%s: to=<many2@example\.test>, relay=local, [^\n]*"
+                    r"dsn=4\.3\.0, status=deferred \(mail system is shutting "
+                    r"down\)" % qid, since=mark),
+         "SIGTERM: the waiting one is answered at once: deferred, 4.3.0, "
+         "mail system is shutting down")
+    t.ok(all(release(rd, int(s[0])) for s in started),
+         "the %d running are let go" % PROCS_MAX)
+    t.eq(env.stop_loftd(), 0, "loftd stops cleanly (status 0) once they "
+         "have ended")
+    sent = re.findall(r"%s: to=<many2@example\.test>, relay=local, [^\n]*"
+                      r"status=sent \(delivered to command: " % qid,
+                      d.log(since=mark))
+    t.eq(len(sent), PROCS_MAX, "  the %d running finished, and qmgr got "
+         "each answer (status=sent)" % PROCS_MAX)
+    t.ok(wait_for(lambda: not block_procs(rd)), "  none of them runs on")
+    t.eq(len(lines(os.path.join(rd, "started"))), PROCS_MAX,
+         "  the waiting one never started")
+    t.ok(qid in d.queue_ids(), "  the message stays queued, deferred")
+
+
 def main():
     env = setup()
+    with open(env.conf) as f:
+        base = f.read()
+    # Read once by the master at its start (localcmd_init).
+    os.environ["LOFT_LOCALCMD_GRACE"] = str(GRACE)
     try:
-        d = env.start_loftd("", smtp=True, pop3s=False, qmgr=True)
+        d, up = env.start_qmgr("", pop3s=False)
     except RuntimeError as e:
         t.ok(False, "loftd starts: %s" % e)
         t.done()
-    deadline = time.monotonic() + 10
-    while not d.role_pids("qmgr") and time.monotonic() < deadline:
-        time.sleep(0.05)
-    t.ok(d.role_pids("qmgr"), "loftd started with a qmgr process")
+    finally:
+        del os.environ["LOFT_LOCALCMD_GRACE"]
+    t.ok(up, "loftd started with a qmgr process")
+    t.ok(re.search(r"LOFT_LOCALCMD_GRACE: local delivery processes get %d "
+                   r"seconds past command_time_limit" % GRACE, d.log()),
+         "  it took the grace from the environment (logged)")
     for name, fn in (("command", test_command), ("tempfail", test_tempfail),
                      ("fail", test_fail), ("timeout", test_timeout),
                      ("file", test_file), ("refused", test_file_refused),
                      ("devnull", test_devnull_maildir),
-                     ("include", test_include)):
+                     ("include", test_include), ("stuck", test_stuck)):
         t.guard(name, fn, d, env)
     t.eq(env.stop_loftd(), 0, "loftd stops cleanly (status 0)")
+    # Again with a long limit, for commands that wait for this script.
+    env.write_conf(base.replace("command_time_limit = %ds" % LIMIT,
+                                "command_time_limit = %ds" % LONG_LIMIT))
+    try:
+        d, up = env.start_qmgr("", pop3s=False)
+    except RuntimeError as e:
+        t.ok(False, "loftd starts again: %s" % e)
+        t.done()
+    t.ok(up, "loftd started again, command_time_limit = %ds" % LONG_LIMIT)
+    t.guard("limit", test_limit, d, env)
+    t.guard("shutdown", test_shutdown, d, env)
+    if getattr(env, "loftd", None) is not None:
+        t.eq(env.stop_loftd(), 0, "loftd stops cleanly (status 0)")
     env.cleanup()
     t.done()
 

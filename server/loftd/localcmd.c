@@ -13,7 +13,11 @@
  * the pipe and exits. The master reads the record on its loop and reaps
  * the process through its SIGCHLD handler (localcmd_reaped), so a
  * command that runs for minutes never holds the loop; at most
- * LOCALCMD_PROCS_MAX run at once, the others wait in order.
+ * LOCALCMD_PROCS_MAX run at once, the others wait in order. The delivery
+ * process leads a session of its own, so that the safety timer (the
+ * limit plus LOCALCMD_GRACE) can kill everything it started, which it
+ * finds through /proc. Once the master stops (localcmd_stop) nothing
+ * new starts.
  *
  * SECURITY: runs in the master (root). It trusts the alias maps and the
  * configuration, not qmgr: the target, its kind and its uid come from
@@ -26,8 +30,10 @@
  */
 #include "config.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -87,6 +93,7 @@ struct localcmd_job {
 	char *user, *home;		/* owned: of uid */
 	/* Once started: */
 	pid_t pid;			/* 0: not started, or reaped */
+	pid_t sid;			/* its session: the pid it had */
 	bool started, answered;
 	int res_fd;			/* owned: the pipe's read end, or -1 */
 	struct io *io;			/* owned */
@@ -101,6 +108,8 @@ static struct {
 	localcmd_answer_fn *answer;
 	struct localcmd_job *jobs;	/* owned, in arrival order */
 	size_t running;			/* processes not reaped yet */
+	unsigned grace;			/* LOCALCMD_GRACE, or a test's */
+	bool stopping;			/* localcmd_stop was called */
 } localcmd;
 
 static char localcmd_dsn[16];
@@ -599,6 +608,9 @@ localcmd_child(const struct localcmd_job *j, int result_fd)
 	size_t len;
 
 	memset(&r, 0, sizeof(r));
+	/* A session of its own, for the master's safety timer to kill
+	 * (never fails: a child just forked leads no group). */
+	(void)setsid();
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
 	signal(SIGCHLD, SIG_DFL);
@@ -722,20 +734,104 @@ localcmd_readable(void *ctx)
 	localcmd_result_done(j);
 }
 
-/* command_time_limit and LOCALCMD_GRACE are over: the process is stuck
- * (a lock, a file system): killed, and the delivery deferred. */
+/* The session of process pid (a name in /proc) and whether it is alive
+ * (not a zombie): 0, or -1 when it is gone or unreadable. */
+static int
+localcmd_proc_session(const char *pid, pid_t *sid_r, bool *alive_r)
+{
+	char path[64], line[256], *p, state;
+	int fd, ppid, pgrp, sid;
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/%s/stat", pid);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return -1;
+	n = read(fd, line, sizeof(line) - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	line[n] = '\0';
+	/* "PID (NAME) STATE PPID PGRP SESSION ...": NAME (15 bytes at
+	 * most) may hold anything, numbers alone follow its last ')'. */
+	if ((p = strrchr(line, ')')) == NULL || sscanf(p + 1, " %c %d %d %d",
+	    &state, &ppid, &pgrp, &sid) != 4)
+		return -1;
+	*sid_r = (pid_t)sid;
+	*alive_r = state != 'Z' && state != 'X';
+	return 0;
+}
+
+/*
+ * SIGKILL to every live process of session sid, found in /proc; again
+ * while a pass finds one, for what forked between reading its parent
+ * and killing it (LOCALCMD_KILL_ROUNDS passes at most). The caller makes
+ * sure that sid is a session that still exists (its leader is not
+ * reaped), so that the number cannot be another session's. Returns how
+ * many the first pass killed.
+ */
+static unsigned
+localcmd_kill_session(pid_t sid)
+{
+	unsigned first = 0, found = 1;
+	struct dirent *e;
+	bool alive;
+	pid_t s;
+	DIR *d;
+
+	for (int round = 0; round < LOCALCMD_KILL_ROUNDS && found > 0;
+	    round++) {
+		if ((d = opendir("/proc")) == NULL) {
+			log_error("opendir /proc: %s", strerror(errno));
+			break;
+		}
+		found = 0;
+		while ((e = readdir(d)) != NULL) {
+			if (e->d_name[0] < '1' || e->d_name[0] > '9' ||
+			    localcmd_proc_session(e->d_name, &s, &alive) < 0 ||
+			    s != sid || !alive)
+				continue;
+			if (kill((pid_t)strtol(e->d_name, NULL, 10),
+			    SIGKILL) == 0)
+				found++;
+		}
+		closedir(d);
+		if (round == 0)
+			first = found;
+	}
+	return first;
+}
+
+/* command_time_limit and the grace are over: the process is stuck (a
+ * lock, a file system, stopped): killed with all it started, and the
+ * delivery deferred. */
 static void
 localcmd_overdue(void *ctx)
 {
 	struct localcmd_job *j = ctx;
 
 	timeout_remove(&j->to);
-	log_warning("local delivery process %ld for %s did not end in time: "
-	    "killed", (long)j->pid, j->target);
-	if (j->pid != 0)
+	/* Reaped already: the session id may be free for reuse; its pipe
+	 * is about to report the end anyway. */
+	if (j->pid != 0) {
 		kill(j->pid, SIGKILL);
+		(void)localcmd_kill_session(j->sid);
+	}
+	log_warning("local delivery process %ld for %s did not end in time: "
+	    "killed, with every process of its session", (long)j->sid,
+	    j->target);
 	localcmd_answer(j, LOFTD_DELIVER_TEMP, "4.3.0", "local delivery "
 	    "process killed: it did not end in time");
+}
+
+/* Milliseconds before the safety timer: the limit and the grace,
+ * bounded by what timeout_add takes. */
+static unsigned
+localcmd_overdue_ms(unsigned limit)
+{
+	unsigned long long ms = ((unsigned long long)limit + localcmd.grace) *
+	    1000u;
+
+	return ms > UINT_MAX ? UINT_MAX : (unsigned)ms;
 }
 
 static void
@@ -767,12 +863,12 @@ localcmd_start(struct localcmd_job *j)
 	close(p[1]);
 	close(j->fd);
 	j->fd = -1;
-	j->pid = pid;
+	j->pid = j->sid = pid;
 	j->res_fd = p[0];
 	(void)fcntl(p[0], F_SETFL, O_NONBLOCK);
 	j->io = io_add(localcmd.loop, p[0], IO_READ, localcmd_readable, j);
-	j->to = timeout_add(localcmd.loop, (limit + LOCALCMD_GRACE) * 1000u,
-	    false, localcmd_overdue, j);
+	j->to = timeout_add(localcmd.loop, localcmd_overdue_ms(limit), false,
+	    localcmd_overdue, j);
 	localcmd.running++;
 }
 
@@ -781,6 +877,8 @@ localcmd_start_waiting(void)
 {
 	struct localcmd_job *j, *next;
 
+	if (localcmd.stopping)
+		return;
 	for (j = localcmd.jobs; j != NULL &&
 	    localcmd.running < LOCALCMD_PROCS_MAX; j = next) {
 		next = j->next;
@@ -935,6 +1033,17 @@ localcmd_check(struct localcmd_job *j, const char *qid, const char *alias,
 	return 0;
 }
 
+/* A request that waits for a process: said once, as it happens. */
+static void
+localcmd_log_wait(const char *qid, const struct localcmd_job *j)
+{
+	char target[512];
+
+	log_info("%s: %s %s waits (%zu local delivery processes running, "
+	    "the most at once)", qid, smtp_alias_kind_name(j->kind),
+	    log_escape(j->target, target, sizeof(target)), localcmd.running);
+}
+
 int
 localcmd_request(void *asker, struct ipc_msg *m, const char **error_r)
 {
@@ -959,6 +1068,12 @@ localcmd_request(void *asker, struct ipc_msg *m, const char **error_r)
 			*error_r = "no descriptor";
 		return -1;
 	}
+	if (localcmd.stopping) {
+		close(fd);
+		localcmd.answer(asker, req, LOFTD_DELIVER_TEMP, "4.3.0",
+		    LOCALCMD_STOPPING_TEXT);
+		return 0;
+	}
 	j = xcalloc(1, sizeof(*j));
 	j->asker = asker;
 	j->req = req;
@@ -979,6 +1094,8 @@ localcmd_request(void *asker, struct ipc_msg *m, const char **error_r)
 		;
 	*pp = j;
 	localcmd_start_waiting();
+	if (!j->started)
+		localcmd_log_wait(qid, j);
 	return 0;
 }
 
@@ -998,17 +1115,72 @@ localcmd_asker_gone(void *asker)
 	}
 }
 
+/* LOCALCMD_GRACE_ENV's value: decimal seconds from 0 to LOCALCMD_GRACE;
+ * -1 for anything else. */
+static long
+localcmd_grace_parse(const char *s)
+{
+	long v = 0;
+
+	if (s[0] == '\0')
+		return -1;
+	for (; *s != '\0'; s++) {
+		if (*s < '0' || *s > '9')
+			return -1;
+		v = v * 10 + (*s - '0');
+		if (v > LOCALCMD_GRACE)
+			return -1;
+	}
+	return v;
+}
+
 void
 localcmd_init(struct ioloop *loop, localcmd_answer_fn *answer)
 {
+	const char *env = getenv(LOCALCMD_GRACE_ENV);
+	long grace = env != NULL ? localcmd_grace_parse(env) : -1;
+
 	localcmd.loop = loop;
 	localcmd.answer = answer;
+	localcmd.stopping = false;
+	localcmd.grace = grace >= 0 ? (unsigned)grace : LOCALCMD_GRACE;
+	if (env != NULL && grace < 0)
+		log_warning("%s: not a number of seconds from 0 to %d: "
+		    "ignored", LOCALCMD_GRACE_ENV, LOCALCMD_GRACE);
+	else if (env != NULL)
+		log_info("%s: local delivery processes get %ld seconds past "
+		    "command_time_limit", LOCALCMD_GRACE_ENV, grace);
+}
+
+void
+localcmd_stop(void)
+{
+	struct localcmd_job *j, **pp;
+
+	localcmd.stopping = true;
+	for (;;) {
+		for (pp = &localcmd.jobs; *pp != NULL && (*pp)->started;
+		    pp = &(*pp)->next)
+			;
+		if ((j = *pp) == NULL)
+			break;
+		/* Out of the list before the answer, whatever it leads to. */
+		*pp = j->next;
+		localcmd_answer(j, LOFTD_DELIVER_TEMP, "4.3.0",
+		    LOCALCMD_STOPPING_TEXT);
+		localcmd_job_free(j);
+	}
 }
 
 void
 localcmd_deinit(void)
 {
+	if (localcmd.running > 0)
+		log_warning("stopping with %zu local delivery processes "
+		    "running: their results are lost, those deliveries are "
+		    "made again", localcmd.running);
 	while (localcmd.jobs != NULL)
 		localcmd_job_free(localcmd.jobs);
 	localcmd.running = 0;
+	localcmd.stopping = false;
 }

@@ -27,6 +27,11 @@
  * which of the administrator's commands and files run and when, with
  * which headers and environment strings, but no other command, no other
  * path and no other uid; never root, never mail_owner.
+ *
+ * Each delivery process leads a session of its own (setsid): whatever
+ * the command starts stays in it, even in process groups of its own
+ * (rules_cmd_run makes one), unless it calls setsid itself. When the
+ * master's safety timer fires it kills that whole session.
  */
 #ifndef LOFT_LOCALCMD_H
 #define LOFT_LOCALCMD_H
@@ -46,8 +51,18 @@
  * diagnostic (the queue keeps SMTP_QUEUE_DIAG_MAX of it). */
 #define LOCALCMD_QUOTE_MAX	160
 /* Seconds the master gives a delivery process beyond command_time_limit
- * (locks, fsync) before it kills it and defers the delivery. */
+ * (locks, fsync) before it kills it, with its session, and defers the
+ * delivery. For tests only, the environment variable LOFT_LOCALCMD_GRACE
+ * (decimal seconds, 0 to LOCALCMD_GRACE; anything else is ignored with a
+ * warning) read once by localcmd_init shortens it. */
 #define LOCALCMD_GRACE		60
+#define LOCALCMD_GRACE_ENV	"LOFT_LOCALCMD_GRACE"
+/* Passes over /proc when the safety timer kills a session: one more
+ * after each that found a live process, for what forked meanwhile. */
+#define LOCALCMD_KILL_ROUNDS	4
+/* The answer to a request during shutdown (as master.c's for
+ * LOFTD_DELIVER). */
+#define LOCALCMD_STOPPING_TEXT	"mail system is shutting down"
 
 struct ioloop;
 struct ipc_msg;
@@ -57,10 +72,21 @@ struct ipc_msg;
 typedef void localcmd_answer_fn(void *asker, uint32_t req,
     enum loftd_dstatus status, const char *dsn, const char *text);
 
-/* localcmd_init: run on loop, answering through answer. */
+/* localcmd_init: run on loop, answering through answer; reads
+ * LOCALCMD_GRACE_ENV. */
 void localcmd_init(struct ioloop *loop, localcmd_answer_fn *answer);
+/*
+ * localcmd_stop: the master is shutting down (its SIGTERM). Requests
+ * waiting for a process, and every request from now on, are answered at
+ * once: LOFTD_DELIVER_TEMP, "4.3.0", LOCALCMD_STOPPING_TEXT; no process
+ * starts any more. Processes running go on, and their answers still go
+ * to qmgr while it lives (a retiring qmgr waits for them, up to
+ * shutdown_timeout).
+ */
+void localcmd_stop(void);
 /* localcmd_deinit: forget everything; processes still running are left
- * to finish (their answers are lost: qmgr delivers those again, a
+ * to finish under their own command_time_limit (logged with their
+ * number; their answers are lost: qmgr delivers those again, a
  * duplicate, never a loss), requests waiting are closed unanswered. */
 void localcmd_deinit(void);
 
@@ -68,10 +94,11 @@ void localcmd_deinit(void);
  * localcmd_request: a LOFTD_DELIVER_LOCAL record m from asker (the qmgr
  * process); takes m's descriptor. A well-formed record is answered
  * exactly once through the answer function: at once when it is refused
- * (not in the alias maps, a bad field, no such user), or when its
- * process has reported. Returns 0, or -1 with *error_r for a malformed
- * record (a bug in qmgr, which would wait for an answer forever: the
- * caller closes its channel).
+ * (not in the alias maps, a bad field, no such user, after
+ * localcmd_stop), or when its process has reported. One that must wait
+ * for a process (LOCALCMD_PROCS_MAX run) is logged as waiting. Returns
+ * 0, or -1 with *error_r for a malformed record (a bug in qmgr, which
+ * would wait for an answer forever: the caller closes its channel).
  */
 int localcmd_request(void *asker, struct ipc_msg *m, const char **error_r);
 

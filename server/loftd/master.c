@@ -2388,6 +2388,7 @@ master_sigterm(int signo, void *ctx)
 		return;
 	log_info("stopping on signal %d", signo);
 	master.stopping = true;
+	localcmd_stop();
 	timeout_remove(&master.respawn_to);
 	timeout_remove(&master.qmgr_to);
 	timeout_remove(&master.lmtp_to);
