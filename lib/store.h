@@ -117,6 +117,43 @@ enum store_result store_deliver(struct store *st,
     const struct store_delivery *d, struct store_delivered *out,
     const char **error_r);
 
+/* Most bytes of the reason kept for one message of a batch. */
+#define STORE_BATCH_ERROR_MAX	256
+
+/* One message of store_deliver_batch: the delivery, and its outcome. */
+struct store_batch_item {
+	struct store_delivery d;		/* in */
+	enum store_result result;		/* out */
+	struct store_delivered done;		/* out: for STORE_OK */
+	char error[STORE_BATCH_ERROR_MAX];	/* out: why, for the others */
+};
+
+/*
+ * store_deliver_batch: store_deliver for each of the n messages of items,
+ * in order, with every outcome store_deliver has, per message, but the
+ * costs shared: each run of consecutive messages for the same folder
+ * takes one folder lookup, and
+ *  - Maildir: every message is written into tmp/ and (mail_fsync) all of
+ *    them are fsynced back to back; then ONE index write transaction
+ *    checks the quota for each in order (as n single deliveries would:
+ *    one over it is STORE_OVERQUOTA, the ones after it still go in if
+ *    they fit), takes their UIDs, links each into new/ as NAME,U=uid,
+ *    fsyncs new/ once, adds their records and commits. A full map
+ *    (MINDEX_EFULL) runs the transaction again as store_deliver does,
+ *    keeping the UIDs the files carry when they are still free.
+ *  - mbox: one mailbox lock, the quota checked for each in order, the
+ *    accepted ones appended, one fsync (an error cuts the file back to
+ *    its size before the first: all of them fail), the lock let go, then
+ *    one sync indexes them.
+ * A message is STORE_OK only once it is on disk as store_deliver's
+ * contract says (its bytes and its name fsynced); as with store_deliver,
+ * a message on disk whose indexing failed is STORE_OK with done.uid 0 or
+ * the UID its name carries, and the next sync indexes it. Each item's
+ * result, done and error (a copy: it stays valid) are always set.
+ */
+void store_deliver_batch(struct store *st, struct store_batch_item *items,
+    size_t n);
+
 /* store_reindex: rebuild the index from storage into a new environment
  * and swap it in (refused while another process has the index open).
  * UIDs are kept as described at the top. *messages_r counts them. */

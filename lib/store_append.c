@@ -43,6 +43,7 @@
 #include "log.h"
 #include "maildir.h"
 #include "mbox.h"
+#include "msg.h"
 #include "store_ops_private.h"
 #include "xmalloc.h"
 
@@ -463,26 +464,26 @@ store_multi_maildir(struct store_multi *m, const char **error_r)
 /* mbox: open the folder's file (INBOX may not exist yet) and lock it as
  * deliveries do; a file replaced while we waited is opened again. */
 static enum store_op
-store_multi_mbox_lock(struct store_multi *m, int *fd_r,
+store_multi_mbox_lock(struct store *st, const char *path, int *fd_r,
     struct lock_mbox **lk_r, const char **error_r)
 {
 	char dir[PATH_MAX], *slash;
 	int fd, ret = -1, err;
 
-	if (strlcpy(dir, m->path, sizeof(dir)) < sizeof(dir) &&
+	if (strlcpy(dir, path, sizeof(dir)) < sizeof(dir) &&
 	    (slash = strrchr(dir, '/')) != NULL && slash != dir) {
 		*slash = '\0';
 		(void)fsutil_mkdir_p(dir, 0700);
 	}
 	for (int tries = 0; tries < 3; tries++) {
-		fd = open(m->path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC |
+		fd = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC |
 		    O_NOFOLLOW, 0600);
 		if (fd < 0) {
-			*error_r = store_error("cannot open %s: %s", m->path,
+			*error_r = store_error("cannot open %s: %s", path,
 			    strerror(errno));
 			return STORE_OP_TEMPFAIL;
 		}
-		if ((ret = store_read_lock_mbox(&m->st->lock, fd, m->path,
+		if ((ret = store_read_lock_mbox(&st->lock, fd, path,
 		    lk_r, error_r)) == 0) {
 			*fd_r = fd;
 			return STORE_OP_OK;
@@ -541,7 +542,8 @@ store_multi_mbox(struct store_multi *m, const char **error_r)
 	enum store_op op;
 	int fd = -1;
 
-	if ((op = store_multi_mbox_lock(m, &fd, &lk, error_r)) != STORE_OP_OK)
+	if ((op = store_multi_mbox_lock(m->st, m->path, &fd, &lk,
+	    error_r)) != STORE_OP_OK)
 		return op;
 	op = store_multi_mbox_write(m, fd, error_r);
 	lock_mbox_release(&lk);
@@ -954,4 +956,576 @@ store_copied_free(struct store_copied *c)
 	free(c->src_uids);
 	free(c->dst_uids);
 	memset(c, 0, sizeof(*c));
+}
+
+/*
+ * Deliveries in a batch (store_deliver_batch): what n store_deliver calls
+ * would do, with the fsyncs of the directory and the index commit shared.
+ */
+
+/* One run of a batch: consecutive messages for the same folder. */
+struct store_batch {
+	struct store *st;
+	struct store_batch_item *it;	/* borrowed: the run's items */
+	size_t n;
+	char canon[STORE_FOLDER_NAME_MAX + 1];
+	char path[PATH_MAX];		/* Maildir directory or mbox file */
+	bool *open;			/* owned: no outcome decided yet */
+	char **tmp;			/* owned: Maildir names in tmp/ */
+	bool *tmp_live;			/* owned: the tmp/ name still exists */
+	char **fin;			/* owned: "new/NAME,U=n" once linked */
+	uint32_t *uid;			/* owned: the UID fin carries */
+	bool *other;			/* owned: indexed by another process */
+	struct msg_info *info;		/* owned: Maildir, parsed */
+	uint32_t uidvalidity;
+};
+
+static void
+store_batch_init(struct store_batch *b, struct store *st,
+    struct store_batch_item *it, size_t n)
+{
+	memset(b, 0, sizeof(*b));
+	b->st = st;
+	b->it = it;
+	b->n = n;
+	b->open = xcalloc(n, sizeof(*b->open));
+	b->tmp = xcalloc(n, sizeof(*b->tmp));
+	b->tmp_live = xcalloc(n, sizeof(*b->tmp_live));
+	b->fin = xcalloc(n, sizeof(*b->fin));
+	b->uid = xcalloc(n, sizeof(*b->uid));
+	b->other = xcalloc(n, sizeof(*b->other));
+	b->info = xcalloc(n, sizeof(*b->info));
+	for (size_t i = 0; i < n; i++)
+		b->open[i] = true;
+}
+
+static void
+store_batch_free(struct store_batch *b)
+{
+	for (size_t i = 0; i < b->n; i++) {
+		free(b->tmp[i]);
+		free(b->fin[i]);
+		msg_info_free(&b->info[i]);
+	}
+	free(b->open);
+	free(b->tmp);
+	free(b->tmp_live);
+	free(b->fin);
+	free(b->uid);
+	free(b->other);
+	free(b->info);
+}
+
+/* Item i's outcome is a failure, for the reason error. */
+static void
+store_batch_fail(struct store_batch *b, size_t i, enum store_result r,
+    const char *error)
+{
+	b->open[i] = false;
+	b->it[i].result = r;
+	strlcpy(b->it[i].error, error != NULL ? error : "delivery failed",
+	    sizeof(b->it[i].error));
+}
+
+/* Every item still open fails for the same reason. */
+static void
+store_batch_fail_open(struct store_batch *b, enum store_result r,
+    const char *error)
+{
+	for (size_t i = 0; i < b->n; i++)
+		if (b->open[i])
+			store_batch_fail(b, i, r, error);
+}
+
+static void
+store_batch_ok(struct store_batch *b, size_t i, uint32_t uid,
+    uint32_t uidvalidity, const char *format)
+{
+	b->open[i] = false;
+	b->it[i].result = STORE_OK;
+	b->it[i].done.uid = uid;
+	b->it[i].done.uidvalidity = uidvalidity;
+	b->it[i].done.format = format;
+	b->it[i].error[0] = '\0';
+}
+
+/* A path below the run's Maildir ("tmp/NAME", "new/NAME,U=n"). The
+ * names were made below this directory: a path that does not fit is
+ * refused, never cut. */
+static bool
+store_batch_md_path(const struct store_batch *b, char *out, size_t size,
+    const char *sub, const char *name)
+{
+	return (size_t)snprintf(out, size, "%s/%s%s", b->path, sub, name) <
+	    size;
+}
+
+/* Maildir: every message into tmp/, without fsync (see below). */
+static void
+store_batch_md_write(struct store_batch *b)
+{
+	const char *err;
+	int e;
+
+	for (size_t i = 0; i < b->n; i++) {
+		if (maildir_tmp_write(b->path, b->it[i].d.msg, b->it[i].d.len,
+		    false, &b->tmp[i], &err) < 0) {
+			e = errno;
+			store_batch_fail(b, i, fsutil_is_disk_full(e) ?
+			    STORE_DISKFULL : STORE_TEMPFAIL, err);
+			continue;
+		}
+		b->tmp_live[i] = true;
+	}
+}
+
+/* Maildir: fsync the files in tmp/, writeback of all of them started
+ * before waiting for any (sync_file_range), so that their data and the
+ * journal commits of their inodes overlap instead of following one
+ * another. A file whose fsync fails fails its message (nothing of it is
+ * visible: it is only in tmp/). */
+static void
+store_batch_md_fsync(struct store_batch *b)
+{
+	char path[PATH_MAX];
+	int *fd = xreallocarray(NULL, b->n, sizeof(*fd));
+	int e;
+
+	for (size_t i = 0; i < b->n; i++) {
+		fd[i] = -1;
+		if (!b->open[i])
+			continue;
+		if (!store_batch_md_path(b, path, sizeof(path), "tmp/",
+		    b->tmp[i]) || (fd[i] = open(path, O_RDONLY | O_CLOEXEC |
+		    O_NOFOLLOW)) < 0) {
+			store_batch_fail(b, i, STORE_TEMPFAIL, store_error(
+			    "cannot open %s: %s", path, strerror(errno)));
+			continue;
+		}
+		(void)sync_file_range(fd[i], 0, 0, SYNC_FILE_RANGE_WRITE);
+	}
+	for (size_t i = 0; i < b->n; i++) {
+		if (fd[i] < 0)
+			continue;
+		if (fsync(fd[i]) < 0) {
+			e = errno;
+			store_batch_fail(b, i, fsutil_is_disk_full(e) ?
+			    STORE_DISKFULL : STORE_TEMPFAIL, store_error(
+			    "fsync of %s/tmp/%s failed: %s", b->path,
+			    b->tmp[i], strerror(e)));
+		}
+		close(fd[i]);
+	}
+	free(fd);
+}
+
+/* Maildir: link tmp/NAME to new/NAME,U=uid (never replacing a file; the
+ * tmp/ name goes only once new/ is fsynced). A file system without hard
+ * links gets maildir_tmp_to_new's rename. 0, or -1 with *error_r. */
+static int
+store_batch_md_link(struct store_batch *b, size_t i, uint32_t uid,
+    const char **error_r)
+{
+	char src[PATH_MAX], dst[PATH_MAX];
+	char *fin = xasprintf("new/%s,U=%u", b->tmp[i], uid);
+
+	if (!store_batch_md_path(b, src, sizeof(src), "tmp/", b->tmp[i]) ||
+	    !store_batch_md_path(b, dst, sizeof(dst), "", fin)) {
+		free(fin);
+		*error_r = "Maildir path too long";
+		return -1;
+	}
+	if (link(src, dst) == 0) {
+		b->fin[i] = fin;
+		b->uid[i] = uid;
+		return 0;
+	}
+	free(fin);
+	if (errno != EPERM && errno != ENOSYS && errno != EOPNOTSUPP) {
+		*error_r = store_error("link to %s: %s", dst, strerror(errno));
+		return -1;
+	}
+	if (maildir_tmp_to_new(b->path, b->tmp[i], uid, false, &b->fin[i],
+	    error_r) < 0)
+		return -1;
+	b->tmp_live[i] = false;
+	b->uid[i] = uid;
+	return 0;
+}
+
+/* Maildir, in the transaction: new/ fsynced once for every link of this
+ * run of the transaction, then the tmp/ names go. If the fsync fails,
+ * the files linked (and not indexed by another process) are unlinked
+ * from new/ again and their messages fail: nothing half-done stays
+ * visible. */
+static int
+store_batch_md_dirsync(struct store_batch *b, const char **error_r)
+{
+	char path[PATH_MAX];
+	int e;
+
+	if (b->st->fsync && (!store_batch_md_path(b, path, sizeof(path),
+	    "new", "") || fsutil_fsync_dir(path) < 0)) {
+		e = errno;
+		*error_r = store_error("fsync of %s/new failed: %s", b->path,
+		    strerror(e));
+		for (size_t i = 0; i < b->n; i++) {
+			if (b->fin[i] == NULL || b->other[i])
+				continue;
+			if (store_batch_md_path(b, path, sizeof(path), "",
+			    b->fin[i]))
+				(void)unlink(path);
+			free(b->fin[i]);
+			b->fin[i] = NULL;
+			store_batch_fail(b, i, fsutil_is_disk_full(e) ?
+			    STORE_DISKFULL : STORE_TEMPFAIL, *error_r);
+		}
+		return -1;
+	}
+	for (size_t i = 0; i < b->n; i++) {
+		if (b->fin[i] == NULL || !b->tmp_live[i])
+			continue;
+		if (store_batch_md_path(b, path, sizeof(path), "tmp/",
+		    b->tmp[i]))
+			(void)unlink(path);
+		b->tmp_live[i] = false;
+	}
+	return 0;
+}
+
+/* Maildir, a run of the transaction after MINDEX_EFULL: item i is linked
+ * already. Another process's sync may have indexed it meanwhile (then
+ * that record stands), or its UID may have been taken (then the file is
+ * renamed to the next free one). 1 renamed, 0, -1. */
+static int
+store_batch_md_again(struct store_batch *b, struct mindex_txn *txn,
+    const struct mindex_folder *f, size_t i, uint32_t *next,
+    const char **error_r)
+{
+	struct maildir_name mn;
+	uint32_t have;
+	char *moved;
+	int ret = 0;
+
+	if (maildir_name_parse(b->fin[i] + 4, &mn) == 0 &&
+	    mindex_loc_get(txn, f->id, b->fin[i] + 4, mn.base_len,
+	    &have) == 1) {
+		b->uid[i] = have;
+		b->other[i] = true;
+		if (have >= *next)
+			*next = have + 1;
+		return 0;
+	}
+	if (b->uid[i] < *next) {
+		if (maildir_rename_uid(b->path, b->fin[i], *next, false,
+		    &moved, error_r) < 0)
+			return -1;
+		free(b->fin[i]);
+		b->fin[i] = moved;
+		b->uid[i] = *next;
+		ret = 1;
+	}
+	*next = b->uid[i] + 1;
+	return ret;
+}
+
+/* Maildir, in the transaction: item i's record. */
+static int
+store_batch_md_record(struct store_batch *b, struct mindex_txn *txn,
+    struct mindex_folder *f, size_t i, const char **error_r)
+{
+	struct maildir_name mn;
+	struct mindex_msg m;
+	int ret;
+
+	store_fill_msg(&m, &b->info[i], b->it[i].d.len, b->it[i].d.received);
+	m.uid = b->uid[i];
+	m.location = b->fin[i];
+	m.location_len = strlen(b->fin[i]);
+	store_maildir_guid(b->fin[i], m.guid);
+	if (maildir_name_parse(b->fin[i] + 4, &mn) < 0) {
+		*error_r = "delivered file name does not parse";
+		return -1;
+	}
+	if ((ret = mindex_msg_add(txn, f, &m)) < 0 ||
+	    (ret = mindex_loc_put(txn, f->id, b->fin[i] + 4, mn.base_len,
+	    b->uid[i])) < 0)
+		return ret == MINDEX_EFULL ? ret : -1;
+	return 0;
+}
+
+/* Maildir, in the transaction: the quota for item i (not linked yet),
+ * as a single delivery checks it, with the items before it counted. */
+static bool
+store_batch_md_fits(struct store_batch *b, size_t i, uint64_t *qbytes)
+{
+	uint64_t limit = b->st->quota_limit;
+
+	if (limit > 0 && *qbytes + b->it[i].d.len > limit) {
+		store_batch_fail(b, i, STORE_OVERQUOTA, store_error("mailbox "
+		    "is full: %llu of %llu bytes used",
+		    (unsigned long long)*qbytes, (unsigned long long)limit));
+		return false;
+	}
+	*qbytes += b->it[i].d.len;
+	return true;
+}
+
+/* Maildir: the one write transaction of the run (run again by
+ * mindex_write after MINDEX_EFULL). */
+static int
+store_batch_md_fn(struct mindex_txn *txn, void *ctx, const char **error_r)
+{
+	struct store_batch *b = ctx;
+	struct mindex_folder f;
+	uint64_t qbytes, qmsgs;
+	uint32_t next;
+	bool linked = false;
+	int ret;
+
+	if ((ret = store_folder_ensure(b->st, txn, b->canon, 0, &f,
+	    error_r)) < 0)
+		return ret;
+	if (ret == 1 && store_maildir_uidfile_write(b->path, f.uidvalidity,
+	    f.uidnext, b->st->fsync) < 0)
+		log_warning("cannot write %s/loft-uidvalidity: %s", b->path,
+		    strerror(errno));
+	b->uidvalidity = f.uidvalidity;
+	if (mindex_quota_get(txn, &qbytes, &qmsgs) < 0) {
+		*error_r = "cannot read quota usage from the index";
+		return -1;
+	}
+	next = f.uidnext;
+	for (size_t i = 0; i < b->n; i++) {
+		if (b->fin[i] != NULL) {
+			if ((ret = store_batch_md_again(b, txn, &f, i, &next,
+			    error_r)) < 0)
+				return -1;
+			linked = linked || ret > 0;
+			if (!b->other[i])
+				qbytes += b->it[i].d.len;
+			continue;
+		}
+		if (!b->open[i] || !store_batch_md_fits(b, i, &qbytes))
+			continue;
+		if (next == UINT32_MAX || store_batch_md_link(b, i, next,
+		    error_r) < 0) {
+			if (next == UINT32_MAX)
+				*error_r = "no UIDs left in the folder";
+			store_batch_fail(b, i, fsutil_is_disk_full(errno) ?
+			    STORE_DISKFULL : STORE_TEMPFAIL, *error_r);
+			qbytes -= b->it[i].d.len;
+			continue;
+		}
+		next++;
+		linked = true;
+	}
+	if (linked && store_batch_md_dirsync(b, error_r) < 0)
+		return -1;
+	for (size_t i = 0; i < b->n; i++)
+		if (b->fin[i] != NULL && !b->other[i] &&
+		    (ret = store_batch_md_record(b, txn, &f, i, error_r)) < 0)
+			return ret;
+	return mindex_folder_put(txn, b->canon, &f);
+}
+
+static void
+store_batch_maildir(struct store_batch *b)
+{
+	char path[PATH_MAX];
+	struct stat sb;
+	const char *err = NULL;
+	int ret;
+
+	if ((!store_batch_md_path(b, path, sizeof(path), "tmp", "") ||
+	    stat(path, &sb) < 0) && maildir_create(b->path,
+	    strcmp(b->canon, "INBOX") != 0, &err) < 0) {
+		store_batch_fail_open(b, STORE_TEMPFAIL, err);
+		return;
+	}
+	store_batch_md_write(b);
+	if (b->st->fsync)
+		store_batch_md_fsync(b);
+	for (size_t i = 0; i < b->n; i++)
+		if (b->open[i])
+			msg_parse(b->it[i].d.msg, b->it[i].d.len, &b->info[i]);
+	ret = mindex_write(b->st->ix, store_batch_md_fn, b, &err);
+	if (err == NULL)
+		err = mindex_last_error();
+	for (size_t i = 0; i < b->n; i++) {
+		if (b->fin[i] != NULL) {
+			if (ret < 0 && !b->other[i])
+				log_warning("%s: message stored as %s/%s but "
+				    "not indexed (%s); the next sync will "
+				    "index it", b->st->user, b->path,
+				    b->fin[i], err);
+			store_batch_ok(b, i, b->uid[i], b->uidvalidity,
+			    "maildir");
+		} else if (b->open[i])
+			store_batch_fail(b, i, STORE_TEMPFAIL, err);
+		if (b->tmp_live[i] && store_batch_md_path(b, path,
+		    sizeof(path), "tmp/", b->tmp[i]))
+			(void)unlink(path);
+	}
+}
+
+/* mbox, locked: append the accepted messages (acc[0..k)) and fsync, or
+ * cut the file back to its size before the first. 0 or -1 (*err_r,
+ * *res_r). */
+static int
+store_batch_mbox_write(struct store_batch *b, int fd, const size_t *acc,
+    size_t k, struct store_multi *m, enum store_result *res_r,
+    const char **err_r)
+{
+	uint64_t data_off;
+	struct stat sb;
+	size_t j;
+	int e = 0;
+
+	if (fstat(fd, &sb) < 0) {
+		*err_r = store_error("cannot stat %s: %s", b->path,
+		    strerror(errno));
+		return -1;
+	}
+	for (j = 0; j < k; j++) {
+		const struct store_delivery *d = &b->it[acc[j]].d;
+
+		if (mbox_append(fd, d->sender, d->received, d->msg, d->len,
+		    false, &m->from[j], &data_off, &m->dlen[j], err_r) < 0) {
+			e = errno;
+			break;
+		}
+	}
+	if (j == k && (!b->st->fsync || fsync(fd) == 0)) {
+		if (sb.st_size == 0 && b->st->fsync &&
+		    fsutil_fsync_parent(b->path) < 0)
+			log_warning("%s: fsync of the directory of %s: %s",
+			    b->st->user, b->path, strerror(errno));
+		return 0;
+	}
+	if (j == k) {
+		e = errno;
+		*err_r = store_error("fsync of %s failed: %s", b->path,
+		    strerror(e));
+	}
+	*res_r = fsutil_is_disk_full(e) ? STORE_DISKFULL : STORE_TEMPFAIL;
+	if (ftruncate(fd, sb.st_size) < 0 || (b->st->fsync && fsync(fd) < 0))
+		log_error("%s: cannot cut %s back to %llu bytes after a "
+		    "failed delivery: %s", b->st->user, b->path,
+		    (unsigned long long)sb.st_size, strerror(errno));
+	return -1;
+}
+
+/* mbox: the quota for each in order, one lock, the appends, one fsync;
+ * then one sync indexes them and their UIDs are found by offset. */
+static void
+store_batch_mbox(struct store_batch *b)
+{
+	struct store_append *a = xcalloc(b->n, sizeof(*a));
+	struct store_appended *got;
+	size_t *acc = xcalloc(b->n, sizeof(*acc)), k = 0;
+	uint64_t bytes, msgs, limit;
+	struct store_multi m;
+	struct lock_mbox *lk = NULL;
+	enum store_result res = STORE_TEMPFAIL;
+	enum store_op op;
+	const char *err;
+	int fd = -1;
+
+	/* In step first, as a delivery is: the quota counts what others
+	 * appended, and the UIDs given next are above the index's. */
+	if (store_sync(b->st, b->canon, false, NULL, &err) < 0 ||
+	    store_quota(b->st, &bytes, &msgs, &limit, &err) < 0) {
+		store_batch_fail_open(b, STORE_TEMPFAIL, err);
+		free(a);
+		free(acc);
+		return;
+	}
+	for (size_t i = 0; i < b->n; i++) {
+		if (limit > 0 && bytes + b->it[i].d.len > limit) {
+			store_batch_fail(b, i, STORE_OVERQUOTA, store_error(
+			    "mailbox is full: %llu of %llu bytes used",
+			    (unsigned long long)bytes,
+			    (unsigned long long)limit));
+			continue;
+		}
+		bytes += b->it[i].d.len;
+		a[k].msg = b->it[i].d.msg;
+		a[k].len = b->it[i].d.len;
+		acc[k++] = i;
+	}
+	if (k == 0)
+		goto out;
+	store_multi_init(&m, b->st, a, k);
+	strlcpy(m.canon, b->canon, sizeof(m.canon));
+	strlcpy(m.path, b->path, sizeof(m.path));
+	if (store_multi_uidnext(&m, &err) < 0)
+		store_batch_fail_open(b, STORE_TEMPFAIL, err);
+	else if ((op = store_multi_mbox_lock(b->st, b->path, &fd, &lk,
+	    &err)) != STORE_OP_OK)
+		store_batch_fail_open(b, op == STORE_OP_INUSE ? STORE_LOCKED :
+		    STORE_TEMPFAIL, err);
+	else {
+		if (store_batch_mbox_write(b, fd, acc, k, &m, &res, &err) < 0)
+			store_batch_fail_open(b, res, err);
+		lock_mbox_release(&lk);
+		if (close(fd) < 0 && b->st->fsync)
+			log_warning("%s: close %s: %s", b->st->user, b->path,
+			    strerror(errno));
+	}
+	if (b->open[acc[0]]) {
+		/* On disk: from here on a failure only delays indexing. */
+		got = xcalloc(k, sizeof(*got));
+		if (store_sync(b->st, b->canon, false, NULL, &err) < 0)
+			log_warning("%s: %zu messages delivered to %s but not "
+			    "indexed (%s); the next sync will index them",
+			    b->st->user, k, b->path, err);
+		else
+			store_multi_find(&m, got);
+		for (size_t j = 0; j < k; j++)
+			store_batch_ok(b, acc[j], got[j].uid,
+			    got[j].uidvalidity, "mbox");
+		free(got);
+	}
+	store_multi_free(&m);
+out:
+	free(a);
+	free(acc);
+}
+
+/* One run: messages for the same folder. */
+static void
+store_batch_run(struct store *st, struct store_batch_item *it, size_t n)
+{
+	struct store_batch b;
+	const char *err;
+
+	store_batch_init(&b, st, it, n);
+	if (store_folder_resolve(st, it[0].d.folder, b.canon, sizeof(b.canon),
+	    b.path, sizeof(b.path), &err) != STORE_OP_OK)
+		store_batch_fail_open(&b, STORE_PERMFAIL, err);
+	else if (st->ml.format == MAILLOC_MAILDIR)
+		store_batch_maildir(&b);
+	else
+		store_batch_mbox(&b);
+	store_batch_free(&b);
+}
+
+void
+store_deliver_batch(struct store *st, struct store_batch_item *items,
+    size_t n)
+{
+	size_t i = 0, j;
+
+	for (i = 0; i < n; i++) {
+		items[i].result = STORE_TEMPFAIL;
+		memset(&items[i].done, 0, sizeof(items[i].done));
+		items[i].error[0] = '\0';
+	}
+	for (i = 0; i < n; i = j) {
+		for (j = i + 1; j < n && strcmp(items[j].d.folder,
+		    items[i].d.folder) == 0; j++)
+			;
+		store_batch_run(st, items + i, j - i);
+	}
 }

@@ -90,6 +90,14 @@ int store_maildir_expunged(struct store *st, const char *folder,
 enum store_result store_maildir_deliver(struct store *st, const char *dir,
     const struct store_delivery *d, struct store_delivered *out,
     const char **error_r);
+/* For store_deliver_batch (store_append.c), which indexes Maildir
+ * deliveries itself: store_maildir_guid, the GUID of the message at loc
+ * ("new/NAME,U=n"), from its base name, as every Maildir record gets it;
+ * store_maildir_uidfile_write, dir's loft-uidvalidity file (0 or -1), as
+ * a delivery writes it when it creates the folder's record. */
+void store_maildir_guid(const char *loc, uint8_t guid[16]);
+int store_maildir_uidfile_write(const char *dir, uint32_t uidvalidity,
+    uint32_t uidnext, bool do_fsync);
 int store_mbox_sync(struct store *st, const char *folder, const char *path,
     bool force, bool *exists_r, const char **error_r);
 enum store_result store_mbox_deliver(struct store *st, const char *path,

@@ -105,6 +105,31 @@
  *			the index cannot be read.
  * qmgr -> master
  *	LOFTD_DELIVER_LOCAL  an alias's command or file: see localcmd.h.
+ *	LOFTD_DELIVER_BATCH  one item of a batch of deliveries to the same
+ *			user, sent back to back, one record (and one
+ *			descriptor) per item: fd: the content, read-only.
+ *			u32 req, str queue_id, str user, str rcpt, str
+ *			sender (as LOFTD_DELIVER), then u32 left: how many
+ *			items of the batch follow this one (0: the last).
+ *			A batch holds at most LOFTD_BATCH_MAX items and
+ *			LOFTD_BATCH_BYTES of content; every item names the
+ *			same user, and no other record comes between its
+ *			items: a record that breaks this is a protocol
+ *			error (the master closes the channel). Each item
+ *			is answered once with LOFTD_DELIVER_RESULT, as a
+ *			LOFTD_DELIVER is.
+ * master -> mail
+ *	LOFTD_DELIVER_BATCH  the items of one batch the master checked,
+ *			back to back, one record and descriptor each: fd:
+ *			the content. u32 id (the master's), str queue_id,
+ *			str rcpt, str sender, u32 left (items of the batch
+ *			that follow), then the user record (the same in
+ *			every item). The mail process stores them with one
+ *			store_deliver_batch once the last (left 0) is in,
+ *			and answers each id once with LOFTD_DELIVER_RESULT.
+ *			Should the master fail to send the rest of a batch,
+ *			what came is stored after MAILPROC_BATCH_WAIT_MS, or
+ *			as soon as any other record arrives.
  */
 #ifndef LOFT_LOFTD_H
 #define LOFT_LOFTD_H
@@ -153,8 +178,15 @@ enum loftd_rec {
 	LOFTD_LMTP_RCPT = 234,
 	LOFTD_LMTP_RCPT_RESULT = 235,
 	LOFTD_QUOTA_CHECK = 236,
-	LOFTD_DELIVER_LOCAL = 237	/* localcmd.h */
+	LOFTD_DELIVER_LOCAL = 237,	/* localcmd.h */
+	LOFTD_DELIVER_BATCH = 238
 };
+
+/* A batch of deliveries to one user (LOFTD_DELIVER_BATCH): at most this
+ * many items, and this many bytes of content (a single message larger
+ * than that goes alone). */
+#define LOFTD_BATCH_MAX		32
+#define LOFTD_BATCH_BYTES	(4u * 1024 * 1024)
 
 /* The outcome of a local delivery (LOFTD_DELIVER_RESULT). */
 enum loftd_dstatus {

@@ -71,6 +71,25 @@
 /* Longest address put into a header by a delivery (RFC 5321's path, with
  * room). */
 #define MAILPROC_ADDR_MAX	512
+/* A batch the master began and did not finish sending (its channel
+ * failed it mid-way) is stored after this long with what came. */
+#define MAILPROC_BATCH_WAIT_MS	1000
+
+/* One item of a LOFTD_DELIVER_BATCH, until the batch is stored. */
+struct mailproc_batch_item {
+	uint32_t id;			/* the master's */
+	int fd;				/* owned: the content */
+	char *qid, *rcpt, *sender;	/* owned */
+};
+
+/* The items of the batch being received (loftd.h). */
+struct mailproc_batch {
+	struct user *user;		/* owned: of the first item */
+	struct mailproc_batch_item item[LOFTD_BATCH_MAX];
+	size_t n;
+	uint32_t left;			/* as the last item said */
+	struct timeout *wait_to;	/* owned: MAILPROC_BATCH_WAIT_MS */
+};
 
 struct mailproc_session {
 	struct mailproc_session *prev, *next;
@@ -111,6 +130,8 @@ struct mailproc {
 	struct mailproc_agent *agents;	/* owned: loft-deliver runs */
 	size_t nagents;
 	char agent_path[4096];		/* loft-deliver, or "" */
+	struct mailproc_batch *batch;	/* owned: LOFTD_DELIVER_BATCH items
+					   collected, or NULL */
 };
 
 static struct mailproc mailproc;
@@ -1091,6 +1112,200 @@ mailproc_deliver(struct ipc_msg *m)
 }
 
 /*
+ * Batches (LOFTD_DELIVER_BATCH): the items of one batch are collected
+ * until the last has come, then composed and stored with one
+ * store_deliver_batch (one store_open, the fsyncs and the index commit
+ * shared), and each is answered.
+ */
+
+static void
+mailproc_batch_free(struct mailproc_batch **bp)
+{
+	struct mailproc_batch *b = *bp;
+
+	if (b == NULL)
+		return;
+	*bp = NULL;
+	for (size_t i = 0; i < b->n; i++) {
+		close(b->item[i].fd);
+		free(b->item[i].qid);
+		free(b->item[i].rcpt);
+		free(b->item[i].sender);
+	}
+	timeout_remove(&b->wait_to);
+	user_free(&b->user);
+	free(b);
+}
+
+static void
+mailproc_batch_answer(const struct mailproc_batch *b, size_t i,
+    enum loftd_dstatus status, const char *dsn, const char *text)
+{
+	char esc[MAILPROC_ADDR_MAX * 4 + 1];
+
+	if (status != LOFTD_DELIVER_OK)
+		log_info("%s: deliver(%s): to=<%s>, dsn=%s, %s (%s)",
+		    b->item[i].qid, b->user->name, log_escape(b->item[i].rcpt,
+		    esc, sizeof(esc)), dsn, status == LOFTD_DELIVER_TEMP ?
+		    "deferred" : "failed", text);
+	mailproc_deliver_answer(b->item[i].id, status, dsn, text);
+}
+
+/* Compose each item (a failure answers it at once) and store the rest
+ * into INBOX, as mailproc_deliver_store does one message. */
+static void
+mailproc_batch_store(struct mailproc_batch *b)
+{
+	struct store_batch_item *it = xcalloc(b->n, sizeof(*it));
+	struct buf *msg = xcalloc(b->n, sizeof(*msg));
+	size_t *which = xcalloc(b->n, sizeof(*which)), k = 0;
+	size_t limit = conf_int("message_size_limit") > 0 ?
+	    (size_t)conf_int("message_size_limit") + MAILPROC_DELIVER_SLACK :
+	    (size_t)-1;
+	const char *error, *dsn;
+	char text[STORE_BATCH_ERROR_MAX + 32];
+	struct store *st = NULL;
+	enum loftd_dstatus status;
+	time_t now = time(NULL);
+	int ret;
+
+	for (size_t i = 0; i < b->n; i++) {
+		buf_init(&msg[k], limit);
+		if ((ret = mailproc_deliver_compose(b->item[i].fd,
+		    b->item[i].rcpt, b->item[i].sender, &msg[k],
+		    &error)) != 0) {
+			buf_free(&msg[k]);
+			mailproc_batch_answer(b, i, ret > 0 ?
+			    LOFTD_DELIVER_PERM : LOFTD_DELIVER_TEMP, ret > 0 ?
+			    "5.3.4" : "4.3.0", ret > 0 ? "message too big for "
+			    "the system" : error);
+			continue;
+		}
+		it[k].d.folder = "INBOX";
+		it[k].d.sender = b->item[i].sender;
+		it[k].d.received = now;
+		it[k].d.msg = msg[k].data;
+		it[k].d.len = msg[k].len;
+		which[k++] = i;
+	}
+	if (k > 0 && store_open(b->user, &st, &error) < 0) {
+		for (size_t j = 0; j < k; j++)
+			mailproc_batch_answer(b, which[j], LOFTD_DELIVER_TEMP,
+			    "4.3.0", error);
+		k = 0;
+	}
+	if (k > 0)
+		store_deliver_batch(st, it, k);
+	for (size_t j = 0; j < k; j++) {
+		status = mailproc_deliver_status(it[j].result, &dsn);
+		if (it[j].result == STORE_OK)
+			snprintf(text, sizeof(text), "delivered to %s",
+			    it[j].done.format);
+		else
+			snprintf(text, sizeof(text), "%s", it[j].error);
+		mailproc_batch_answer(b, which[j], status, dsn, text);
+	}
+	store_close(&st);
+	for (size_t j = 0; j < k; j++)
+		buf_free(&msg[j]);
+	free(msg);
+	free(it);
+	free(which);
+}
+
+/* Store and answer the batch collected, complete or not. */
+static void
+mailproc_batch_flush(void)
+{
+	struct mailproc_batch *b = mailproc.batch;
+
+	if (b == NULL)
+		return;
+	mailproc.batch = NULL;
+	if (b->n > 0)
+		mailproc_batch_store(b);
+	mailproc_batch_free(&b);
+}
+
+static void
+mailproc_batch_wait_over(void *ctx)
+{
+	(void)ctx;
+	log_warning("a delivery batch from the master stopped short: "
+	    "storing what came");
+	mailproc_batch_flush();
+}
+
+/* One LOFTD_DELIVER_BATCH item: checked as mailproc_deliver checks a
+ * delivery; a user with .forward or rules gets it through loft-deliver
+ * at once, as a single delivery; the rest waits for the batch's end. */
+static void
+mailproc_deliver_batch(struct ipc_msg *m)
+{
+	const char *qid, *rcpt, *sender, *error;
+	struct mailproc_batch *b = mailproc.batch;
+	struct mailproc_batch_item *bi;
+	struct user *u = NULL;
+	char text[512];
+	uint32_t id, left;
+	int fd = ipc_msg_take_fd(m);
+
+	ipc_get_u32(m, &id);
+	ipc_get_str(m, &qid);
+	ipc_get_str(m, &rcpt);
+	ipc_get_str(m, &sender);
+	ipc_get_u32(m, &left);
+	if (m->error != NULL || auth_proto_get_user(m, &u, &error) < 0 ||
+	    ipc_get_end(m, &error) < 0 || fd < 0 || left >= LOFTD_BATCH_MAX) {
+		log_warning("bad delivery batch record from the master");
+		user_free(&u);
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	/* Not the next item of the batch under way: that one is over. */
+	if (b != NULL && (left + 1 != b->left ||
+	    strcmp(u->name, b->user->name) != 0 || b->n == LOFTD_BATCH_MAX)) {
+		mailproc_batch_flush();
+		b = NULL;
+	}
+	if (!mailproc_addr_ok(rcpt) || !mailproc_addr_ok(sender) ||
+	    mailproc_agent_wanted(u)) {
+		/* As a single delivery: answered now, or by the agent. */
+		if (!mailproc_addr_ok(rcpt) || !mailproc_addr_ok(sender))
+			mailproc_deliver_answer(id, LOFTD_DELIVER_PERM,
+			    "5.1.3", "address unfit for a header");
+		else if (mailproc_agent_start(u, fd, id, qid, rcpt, sender,
+		    text, sizeof(text)) < 0)
+			mailproc_deliver_answer(id, LOFTD_DELIVER_TEMP, "4.3.0",
+			    text);
+		close(fd);
+		if (b != NULL)
+			b->left = left;
+		user_free(&u);
+	} else {
+		if (b == NULL) {
+			b = mailproc.batch = xcalloc(1, sizeof(*b));
+			b->user = u;
+		} else
+			user_free(&u);
+		bi = &b->item[b->n++];
+		bi->id = id;
+		bi->fd = fd;
+		bi->qid = xstrdup(qid);
+		bi->rcpt = xstrdup(rcpt);
+		bi->sender = xstrdup(sender);
+		b->left = left;
+	}
+	if (left == 0)
+		mailproc_batch_flush();
+	else if (mailproc.batch != NULL && mailproc.batch->wait_to == NULL)
+		mailproc.batch->wait_to = timeout_add(mailproc.loop,
+		    MAILPROC_BATCH_WAIT_MS, false, mailproc_batch_wait_over,
+		    NULL);
+}
+
+/*
  * LOFTD_QUOTA_CHECK from the master: would size more bytes fit the user's
  * quota, by what the index counts now (an RCPT's question: the delivery
  * checks again)? An empty size (0) asks whether anything fits at all.
@@ -1134,8 +1349,14 @@ mailproc_master_msg(struct chan *ch, struct ipc_msg *m, void *ctx)
 {
 	(void)ch;
 	(void)ctx;
+	/* The master sends a batch's items back to back: anything else
+	 * ends one it could not finish. */
+	if (m->type != LOFTD_DELIVER_BATCH)
+		mailproc_batch_flush();
 	if (m->type == LOFTD_SESSION)
 		mailproc_session_new(m);
+	else if (m->type == LOFTD_DELIVER_BATCH)
+		mailproc_deliver_batch(m);
 	else if (m->type == LOFTD_DELIVER)
 		mailproc_deliver(m);
 	else if (m->type == LOFTD_QUOTA_CHECK)
@@ -1203,6 +1424,9 @@ mailproc_main(bool foreground, bool have_log_fd)
 	mailproc.master = chan_new(mailproc.loop, LOFTD_FD_MASTER,
 	    &mailproc_master_cb, NULL);
 	ioloop_run(mailproc.loop);
+	/* A batch cut short by the master's end: unanswered, which the
+	 * master (if still there) reports as a deferral. */
+	mailproc_batch_free(&mailproc.batch);
 	while (mailproc.sessions != NULL) {
 		struct mailproc_session *s = mailproc.sessions;
 

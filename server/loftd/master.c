@@ -107,6 +107,24 @@ struct master_child {
 	bool system;
 	uint64_t idle_since_ms;		/* MAIL: when conns fell to 0 */
 	size_t deliveries;		/* MAIL: deliveries under way */
+	struct master_batch *inbatch;	/* owned: QMGR, the items of a
+					   LOFTD_DELIVER_BATCH coming in */
+};
+
+/* One item of a LOFTD_DELIVER_BATCH from qmgr, until the batch is in. */
+struct master_batch_item {
+	uint32_t req;			/* the asker's */
+	int fd;				/* owned: the content; -1 once used */
+	char *qid, *rcpt, *sender;	/* owned */
+};
+
+/* The items of one batch (loftd.h: all for the same user, back to
+ * back). */
+struct master_batch {
+	char *user;			/* owned */
+	struct master_batch_item item[LOFTD_BATCH_MAX];
+	size_t n;
+	uint32_t left;			/* as the last item said */
 };
 
 /* A delivery the qmgr or the lmtp process asked for and the master
@@ -848,12 +866,16 @@ master_listeners_watch(bool on)
  * Children.
  */
 
+static void master_batch_free(struct master_batch **bp);
+
 static void
 master_child_close_chan(struct master_child *c)
 {
 	io_remove(&c->io_read);
 	io_remove(&c->io_write);
 	ipc_chan_free(&c->chan);
+	/* A batch cut short: nobody is left to answer. */
+	master_batch_free(&c->inbatch);
 }
 
 static void
@@ -2038,6 +2060,194 @@ master_handle_deliver(struct master_child *q, struct ipc_msg *m)
 	user_free(&u);
 }
 
+/*
+ * LOFTD_DELIVER_BATCH from the qmgr process: the items of a batch for one
+ * user are collected as they come (loftd.h), then checked as single
+ * deliveries are, the user looked up once for all of them, and the ones
+ * that pass sent on to the mail process of its owner as one batch, each
+ * remembered (master_delivery_add) and so answered exactly once: by the
+ * mail process, or here when it exits first.
+ */
+
+static void
+master_batch_free(struct master_batch **bp)
+{
+	struct master_batch *b = *bp;
+
+	if (b == NULL)
+		return;
+	*bp = NULL;
+	for (size_t i = 0; i < b->n; i++) {
+		if (b->item[i].fd >= 0)
+			close(b->item[i].fd);
+		free(b->item[i].qid);
+		free(b->item[i].rcpt);
+		free(b->item[i].sender);
+	}
+	free(b->user);
+	free(b);
+}
+
+/* Answer item i of b (and let its content go). */
+static void
+master_batch_answer(struct master_child *q, struct master_batch *b, size_t i,
+    enum loftd_dstatus status, const char *dsn, const char *text)
+{
+	if (b->item[i].fd >= 0)
+		close(b->item[i].fd);
+	b->item[i].fd = -1;
+	master_deliver_answer(q, b->item[i].req, status, dsn, text);
+}
+
+/* Every item not answered yet gets the same answer. */
+static void
+master_batch_answer_rest(struct master_child *q, struct master_batch *b,
+    enum loftd_dstatus status, const char *dsn, const char *text)
+{
+	for (size_t i = 0; i < b->n; i++)
+		if (b->item[i].fd >= 0)
+			master_batch_answer(q, b, i, status, dsn, text);
+}
+
+/* Send the items still holding their content to mail, as one batch. */
+static void
+master_batch_send(struct master_child *q, struct master_batch *b,
+    struct master_child *mail, const struct user *u)
+{
+	size_t left = 0;
+	uint32_t id;
+
+	for (size_t i = 0; i < b->n; i++)
+		left += b->item[i].fd >= 0;
+	for (size_t i = 0; i < b->n; i++) {
+		if (b->item[i].fd < 0)
+			continue;
+		id = master_delivery_next();
+		ipc_msg_init(&master_out, LOFTD_DELIVER_BATCH, 0);
+		ipc_add_u32(&master_out, id);
+		ipc_add_str(&master_out, b->item[i].qid);
+		ipc_add_str(&master_out, b->item[i].rcpt);
+		ipc_add_str(&master_out, b->item[i].sender);
+		ipc_add_u32(&master_out, (uint32_t)--left);
+		auth_proto_add_user(&master_out, u);
+		ipc_msg_set_fd(&master_out, b->item[i].fd);
+		b->item[i].fd = -1;
+		if (master_send(mail, &master_out) < 0) {
+			/* What was sent is stored by the mail process
+			 * (loftd.h); the rest is deferred. */
+			master_deliver_answer(q, b->item[i].req,
+			    LOFTD_DELIVER_TEMP, "4.3.0",
+			    "mail process unreachable");
+			master_batch_answer_rest(q, b, LOFTD_DELIVER_TEMP,
+			    "4.3.0", "mail process unreachable");
+			return;
+		}
+		master_delivery_add(mail, id, q, b->item[i].req, false);
+	}
+}
+
+/* The whole batch is in: check each item, look the user up, pass on. */
+static void
+master_batch_run(struct master_child *q, struct master_batch *b)
+{
+	struct master_child *mail;
+	struct user *u = NULL;
+	const char *error;
+	char text[600];
+	size_t room;
+	int ret;
+
+	for (size_t i = 0; i < b->n; i++)
+		if (!smtp_queue_id_valid(b->item[i].qid) ||
+		    strlen(b->item[i].rcpt) > MASTER_ADDR_MAX ||
+		    strlen(b->item[i].sender) > MASTER_ADDR_MAX ||
+		    strlen(b->user) > USER_NAME_MAX)
+			master_batch_answer(q, b, i, LOFTD_DELIVER_PERM,
+			    "5.1.3", "bad delivery request");
+	room = master.ndeliveries < LOFTD_DELIVER_MAX ?
+	    LOFTD_DELIVER_MAX - master.ndeliveries : 0;
+	for (size_t i = 0; i < b->n; i++) {
+		if (b->item[i].fd < 0)
+			continue;
+		if (master.stopping || room == 0)
+			master_batch_answer(q, b, i, LOFTD_DELIVER_TEMP,
+			    "4.3.0", master.stopping ? "mail system is "
+			    "shutting down" : "too many deliveries at once");
+		else
+			room--;
+	}
+	if (strlen(b->user) > USER_NAME_MAX)
+		return;
+	if ((ret = master_deliver_lookup(b->user, &u, &error)) <= 0) {
+		if (ret < 0)
+			snprintf(text, sizeof(text), "user lookup: %s", error);
+		master_batch_answer_rest(q, b, ret < 0 ? LOFTD_DELIVER_TEMP :
+		    LOFTD_DELIVER_PERM, ret < 0 ? "4.3.0" : "5.1.1", ret < 0 ?
+		    text : "unknown user");
+		return;
+	}
+	if ((mail = master_mail_for(u)) == NULL) {
+		snprintf(text, sizeof(text), "no mail process for uid %lu",
+		    (unsigned long)u->uid);
+		master_batch_answer_rest(q, b, LOFTD_DELIVER_TEMP, "4.3.0",
+		    text);
+	} else
+		master_batch_send(q, b, mail, u);
+	user_free(&u);
+}
+
+/* One LOFTD_DELIVER_BATCH item. A record that breaks the batch's rules
+ * (loftd.h) is qmgr's bug: the channel is closed, as for any bad
+ * record. */
+static void
+master_handle_deliver_batch(struct master_child *q, struct ipc_msg *m)
+{
+	const char *qid, *user, *rcpt, *sender, *error;
+	struct master_batch *b = q->inbatch;
+	struct master_batch_item *bi;
+	uint32_t req, left;
+	int fd = ipc_msg_take_fd(m);
+
+	ipc_get_u32(m, &req);
+	ipc_get_str(m, &qid);
+	ipc_get_str(m, &user);
+	ipc_get_str(m, &rcpt);
+	ipc_get_str(m, &sender);
+	ipc_get_u32(m, &left);
+	error = NULL;
+	if (ipc_get_end(m, &error) < 0 || fd < 0)
+		error = fd < 0 ? "no descriptor" : error;
+	else if (b == NULL && left >= LOFTD_BATCH_MAX)
+		error = "batch too large";
+	else if (b != NULL && (left + 1 != b->left ||
+	    strcmp(user, b->user) != 0))
+		error = "item does not continue its batch";
+	if (error != NULL) {
+		log_warning("%s process %ld: bad delivery batch record: %s",
+		    master_role_names[q->role], (long)q->pid, error);
+		if (fd >= 0)
+			close(fd);
+		master_child_close_chan(q);
+		return;
+	}
+	if (b == NULL) {
+		b = q->inbatch = xcalloc(1, sizeof(*b));
+		b->user = xstrdup(user);
+	}
+	bi = &b->item[b->n++];
+	bi->req = req;
+	bi->fd = fd;
+	bi->qid = xstrdup(qid);
+	bi->rcpt = xstrdup(rcpt);
+	bi->sender = xstrdup(sender);
+	b->left = left;
+	if (left == 0) {
+		q->inbatch = NULL;
+		master_batch_run(q, b);
+		master_batch_free(&b);
+	}
+}
+
 static void
 master_lmtp_rcpt_answer(struct master_child *c, uint32_t req,
     enum loftd_dstatus status, const char *dsn, const char *text)
@@ -2202,6 +2412,15 @@ master_child_read(void *ctx)
 
 	while (c->chan != NULL &&
 	    (ret = ipc_chan_recv(c->chan, &master_in, &error)) == 1) {
+		if (c->inbatch != NULL &&
+		    master_in.type != LOFTD_DELIVER_BATCH) {
+			log_warning("%s process %ld: record %u inside a "
+			    "delivery batch", master_role_names[c->role],
+			    (long)c->pid, master_in.type);
+			ipc_msg_clear(&master_in);
+			master_child_close_chan(c);
+			break;
+		}
 		if (c->role == MASTER_ROLE_AUTH)
 			master_handle_user(c, &master_in);
 		else if (master_in.type == LOFTD_LOGIN &&
@@ -2216,6 +2435,9 @@ master_child_read(void *ctx)
 		    (c->role == MASTER_ROLE_QMGR ||
 		    c->role == MASTER_ROLE_LMTP))
 			master_handle_deliver(c, &master_in);
+		else if (master_in.type == LOFTD_DELIVER_BATCH &&
+		    c->role == MASTER_ROLE_QMGR)
+			master_handle_deliver_batch(c, &master_in);
 		else if (master_in.type == LOFTD_DELIVER_LOCAL &&
 		    c->role == MASTER_ROLE_QMGR)
 			master_handle_deliver_local(c, &master_in);

@@ -537,15 +537,121 @@ qmgr_local_record(const struct qmgr_req *r)
 	ipc_add_str(&qmgr_out, r->sender);
 }
 
+/* Take the request *rp out of the send queue. */
+static struct qmgr_req *
+qmgr_sendq_take(struct qmgr_req **rp)
+{
+	struct qmgr_req *r = *rp;
+
+	if ((*rp = r->next) == NULL)
+		qmgr.sendq_tail = rp;
+	r->next = NULL;
+	return r;
+}
+
+/* Requests sent: in flight until answered. */
+static void
+qmgr_inflight_add(struct qmgr_req *r)
+{
+	r->next = qmgr.inflight;
+	qmgr.inflight = r;
+	qmgr.ninflight++;
+}
+
+/*
+ * A batch: the first request waiting for a user (r, taken out of the
+ * send queue already), and those waiting for the same user behind it,
+ * in order, at most LOFTD_BATCH_MAX of them, LOFTD_BATCH_BYTES of
+ * content (one larger message goes alone) and what QMGR_INFLIGHT_MAX
+ * leaves. Whatever is waiting now is taken: nothing waits for more.
+ */
+static size_t
+qmgr_batch_collect(struct qmgr_req *r, struct qmgr_req **b)
+{
+	struct qmgr_req **rp = &qmgr.sendq;
+	uint64_t bytes = r->msg->env->size;
+	size_t n = 0;
+
+	b[n++] = r;
+	while (*rp != NULL && n < LOFTD_BATCH_MAX &&
+	    qmgr.ninflight + n < QMGR_INFLIGHT_MAX) {
+		if ((*rp)->kind != SMTP_ALIAS_ADDRESS ||
+		    strcmp((*rp)->user, r->user) != 0 ||
+		    bytes + (*rp)->msg->env->size > LOFTD_BATCH_BYTES) {
+			rp = &(*rp)->next;
+			continue;
+		}
+		bytes += (*rp)->msg->env->size;
+		b[n++] = qmgr_sendq_take(rp);
+	}
+	return n;
+}
+
+/* Send the n requests of b as one LOFTD_DELIVER_BATCH (loftd.h), each
+ * with its own descriptor; a request that cannot go is answered as a
+ * temporary failure. */
+static void
+qmgr_batch_send(struct qmgr_req **b, size_t n)
+{
+	int fd[LOFTD_BATCH_MAX];
+	size_t k = 0, left;
+
+	for (size_t i = 0; i < n; i++) {
+		if ((fd[i] = dup(b[i]->msg->fd)) < 0) {
+			qmgr_req_result(b[i], LOFTD_DELIVER_TEMP, "4.3.0",
+			    "out of descriptors");
+			b[i] = NULL;
+			continue;
+		}
+		k++;
+	}
+	left = k;
+	for (size_t i = 0; i < n; i++) {
+		struct qmgr_req *r = b[i];
+
+		if (r == NULL)
+			continue;
+		if (++qmgr.req_seq == 0)
+			qmgr.req_seq = 1;
+		r->id = qmgr.req_seq;
+		ipc_msg_init(&qmgr_out, LOFTD_DELIVER_BATCH, 0);
+		ipc_add_u32(&qmgr_out, r->id);
+		ipc_add_str(&qmgr_out, r->msg->id);
+		ipc_add_str(&qmgr_out, r->user);
+		ipc_add_str(&qmgr_out, r->msg->env->rcpts[r->rcpt].addr);
+		ipc_add_str(&qmgr_out, r->sender);
+		ipc_add_u32(&qmgr_out, (uint32_t)--left);
+		ipc_msg_set_fd(&qmgr_out, fd[i]);
+		if (chan_send(qmgr.master, &qmgr_out) < 0) {
+			/* The channel failed: the rest cannot go either. */
+			for (size_t j = i; j < n; j++) {
+				if (b[j] == NULL)
+					continue;
+				if (j > i)
+					close(fd[j]);
+				qmgr_req_result(b[j], LOFTD_DELIVER_TEMP,
+				    "4.3.0", "the master cannot be reached");
+			}
+			return;
+		}
+		qmgr_inflight_add(r);
+	}
+}
+
 static void
 qmgr_dispatch(void)
 {
-	struct qmgr_req *r;
+	struct qmgr_req *r, *b[LOFTD_BATCH_MAX];
+	size_t n;
 	int fd;
 
 	while ((r = qmgr.sendq) != NULL && qmgr.ninflight < QMGR_INFLIGHT_MAX) {
-		if ((qmgr.sendq = r->next) == NULL)
-			qmgr.sendq_tail = &qmgr.sendq;
+		r = qmgr_sendq_take(&qmgr.sendq);
+		if (r->kind == SMTP_ALIAS_ADDRESS &&
+		    (n = qmgr_batch_collect(r, b)) > 1) {
+			qmgr_batch_send(b, n);
+			continue;
+		}
 		if ((fd = dup(r->msg->fd)) < 0) {
 			qmgr_req_result(r, LOFTD_DELIVER_TEMP, "4.3.0",
 			    "out of descriptors");
@@ -571,9 +677,7 @@ qmgr_dispatch(void)
 			    "the master cannot be reached");
 			continue;
 		}
-		r->next = qmgr.inflight;
-		qmgr.inflight = r;
-		qmgr.ninflight++;
+		qmgr_inflight_add(r);
 	}
 }
 
@@ -905,10 +1009,10 @@ qmgr_run(struct qmgr_msg *m)
 			qmgr_rcpt_start(m, i);
 	}
 	m->pending += qmgr_smtp_submit(&m->smtp);
+	/* Its requests are sent by qmgr_schedule once every message due
+	 * has run, so that those for the same user go as one batch. */
 	if (--m->pending == 0)
 		qmgr_finish(m);
-	else
-		qmgr_dispatch();
 }
 
 /* The state a run leaves recipient i in, recorded into the envelope. */
@@ -1062,6 +1166,8 @@ qmgr_schedule(void)
 	unsigned ms;
 
 	if (qmgr.retired) {
+		/* Finish the runs under way: their requests still go. */
+		qmgr_dispatch();
 		if (qmgr.nactive == 0 && !qmgr_smtp_busy())
 			ioloop_stop(qmgr.loop);
 		return;
@@ -1078,6 +1184,7 @@ qmgr_schedule(void)
 		/* A message run to its end at once, gone, or locked has a
 		 * due time in the future now, or is forgotten. */
 	}
+	qmgr_dispatch();
 	for (m = qmgr.msgs; m != NULL; m = m->next)
 		if (!m->active && m->due > now &&
 		    (earliest == 0 || m->due < earliest))
@@ -1122,7 +1229,10 @@ qmgr_result(struct ipc_msg *m)
 	qmgr.ninflight--;
 	qmgr_req_result(r, status > LOFTD_DELIVER_PERM ? LOFTD_DELIVER_TEMP :
 	    (enum loftd_dstatus)status, dsn, text);
-	qmgr_dispatch();
+	/* The answers of a batch come together: send what waits once
+	 * they are all in (qmgr_schedule, from the loop), not one request
+	 * per answer. */
+	qmgr_kick();
 }
 
 static void
