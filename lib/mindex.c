@@ -126,6 +126,7 @@ struct mindex {
 	size_t psize;		/* LMDB page size */
 	uint64_t max_map_size;
 	bool txn_active;	/* txn below is in use */
+	bool lazy_meta;		/* commit with MDB_NOMETASYNC (mindex.h) */
 	struct mindex_txn txn;	/* the one transaction; no allocation */
 };
 
@@ -521,7 +522,13 @@ mindex_commit(struct mindex_txn **txnp, const char **error_r)
 		ix->txn_active = false;
 		return mindex_regrow(ix, error_r);
 	}
+	/* The flag is the environment's, which other handles of this
+	 * process share: set for this commit only (one thread). */
+	if (ix->lazy_meta && txn->write)
+		(void)mdb_env_set_flags(ix->env, MDB_NOMETASYNC, 1);
 	rc = mdb_txn_commit(txn->mdb);
+	if (ix->lazy_meta && txn->write)
+		(void)mdb_env_set_flags(ix->env, MDB_NOMETASYNC, 0);
 	ix->txn_active = false;
 	if (rc == MDB_MAP_FULL)
 		return mindex_regrow(ix, error_r);
@@ -529,6 +536,12 @@ mindex_commit(struct mindex_txn **txnp, const char **error_r)
 		return mindex_fail(error_r, "commit index transaction: %s",
 		    mdb_strerror(rc));
 	return 0;
+}
+
+void
+mindex_set_lazy_meta(struct mindex *ix, bool on)
+{
+	ix->lazy_meta = on;
 }
 
 void

@@ -178,6 +178,15 @@ int mindex_begin(struct mindex *ix, bool write, struct mindex_txn **txn_r,
  * (durable unless nosync), -1, or MINDEX_EFULL (the map has been grown:
  * run the transaction again). */
 int mindex_commit(struct mindex_txn **txn, const char **error_r);
+/* mindex_set_lazy_meta: with on, this handle's commits sync their data
+ * pages but write the meta page without waiting for it (MDB_NOMETASYNC):
+ * one synchronous write a commit instead of two. A system crash (not a
+ * process crash) may then undo the last such commit, never more and
+ * never leaving the index inconsistent: the next commit of any handle
+ * makes it durable. For deliveries only, whose messages are fsynced in
+ * storage first, so the next sync adopts an undone one again
+ * (doc/design.md, "Crash-safety contract"). Nothing with nosync. */
+void mindex_set_lazy_meta(struct mindex *ix, bool on);
 /* abort: end it without a trace; grows the map if it had become full.
  * Sets *txn to NULL; NULL is ignored. */
 void mindex_abort(struct mindex_txn **txn);

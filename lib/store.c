@@ -625,16 +625,24 @@ store_deliver(struct store *st, const struct store_delivery *d,
 {
 	char path[PATH_MAX];
 	struct store_delivery dd = *d;
+	enum store_result r;
 
 	if (store_folder_path(st, d->folder, path, sizeof(path),
 	    error_r) < 0)
 		return STORE_PERMFAIL;
 	dd.folder = store_folder_key(d->folder);
 	memset(out, 0, sizeof(*out));
+	/* The message is fsynced in storage before the index hears of it,
+	 * and the next sync adopts it again should a system crash undo the
+	 * commit: a lazy meta page (one synchronous write, not two). */
+	mindex_set_lazy_meta(st->ix, true);
 	if (st->ml.format == MAILLOC_MAILDIR) {
 		out->format = "maildir";
-		return store_maildir_deliver(st, path, &dd, out, error_r);
+		r = store_maildir_deliver(st, path, &dd, out, error_r);
+	} else {
+		out->format = "mbox";
+		r = store_mbox_deliver(st, path, &dd, out, error_r);
 	}
-	out->format = "mbox";
-	return store_mbox_deliver(st, path, &dd, out, error_r);
+	mindex_set_lazy_meta(st->ix, false);
+	return r;
 }

@@ -1522,10 +1522,14 @@ store_deliver_batch(struct store *st, struct store_batch_item *items,
 		memset(&items[i].done, 0, sizeof(items[i].done));
 		items[i].error[0] = '\0';
 	}
+	/* As store_deliver: every message is fsynced in storage before
+	 * the index hears of it. */
+	mindex_set_lazy_meta(st->ix, true);
 	for (i = 0; i < n; i = j) {
 		for (j = i + 1; j < n && strcmp(items[j].d.folder,
 		    items[i].d.folder) == 0; j++)
 			;
 		store_batch_run(st, items + i, j - i);
 	}
+	mindex_set_lazy_meta(st->ix, false);
 }
