@@ -163,6 +163,7 @@ struct mb_sync {
 	size_t nprev;
 	uint32_t prev_uidvalidity, prev_uidnext;
 	bool full;
+	bool delivering;	/* a delivery's look before it appends */
 	size_t batch_start, batch_end;
 	uint64_t end_offset;	/* sync_offset when done */
 };
@@ -479,9 +480,11 @@ mb_sync_locked(struct mb_sync *s, int fd, bool force, const char **error_r)
 		 * likely). While the file is too fresh for its stamp to be
 		 * trusted, recording it would not spare the next look, so
 		 * spare this one the commit; once it has settled, record
-		 * it so that later looks take the quick path. */
+		 * it so that later looks take the quick path. Before a
+		 * delivery, never: its own commit records the stamp after
+		 * its append (a commit, and its sync, a message fewer). */
 		store_stamp_of(&s->sb, s->checked_ns, &now);
-		if (!store_stamp_settled(&now))
+		if (s->delivering || !store_stamp_settled(&now))
 			return 0;
 	}
 	if (s->full) {
@@ -684,6 +687,7 @@ mb_deliver_locked(struct store *st, int fd, const char *path,
 	s.st = st;
 	s.folder = d->folder;
 	s.path = path;
+	s.delivering = true;
 	ret = mb_sync_locked(&s, fd, false, error_r);
 	mb_sync_free(&s);
 	if (ret < 0)

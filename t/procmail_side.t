@@ -87,6 +87,9 @@ def make_home(base, case_dir, extra_files):
     home = os.path.join(base, "home")
     os.makedirs(os.path.join(home, "Mail"))
     shutil.copy(os.path.join(case_dir, "rc"), os.path.join(home, ".procmailrc"))
+    # Its mode is the test's, not the checkout's (a umask of 002 makes
+    # it group-writable, which both procmail and loft refuse).
+    os.chmod(os.path.join(home, ".procmailrc"), 0o644)
     for f in extra_files:
         shutil.copy(os.path.join(case_dir, f), os.path.join(home, f))
     return home
