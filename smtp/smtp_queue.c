@@ -79,6 +79,10 @@ struct smtp_queue {
 	char *path;				/* for messages; owned */
 	int dir_fd;				/* the queue directory */
 	int fd[SMTP_QUEUE_DIR_COUNT];		/* its subdirectories */
+	/* smtp_queue_env_remove_later: envelopes unlinked, their env/
+	 * fsync and content removal still to come (owned). */
+	char (*gone)[SMTP_QUEUE_ID_MAX];
+	size_t ngone, gone_alloc;
 };
 
 /* The names a message being received has on disk, removed by
@@ -377,6 +381,7 @@ smtp_queue_close(struct smtp_queue **qp)
 			close(q->fd[i]);
 	if (q->dir_fd >= 0)
 		close(q->dir_fd);
+	free(q->gone);
 	free(q->path);
 	free(q);
 }
@@ -2218,6 +2223,59 @@ smtp_queue_env_remove(struct smtp_queue *q, struct smtp_queue_env **envp,
 		    env->id);
 	smtp_queue_env_free(envp);
 	return r == 1 ? 0 : -1;
+}
+
+int
+smtp_queue_env_remove_later(struct smtp_queue *q,
+    struct smtp_queue_env **envp, const char **error_r)
+{
+	struct smtp_queue_env *env = *envp;
+	int r = 0;
+
+	if (env->lock_fd < 0)
+		log_panic("smtp_queue_env_remove_later: %s is not locked",
+		    env->id);
+	if (unlinkat(q->fd[SMTP_QUEUE_DIR_ENV], env->id, 0) < 0) {
+		*error_r = errno == ENOENT ?
+		    smtp_queue_fail("queue: %s was removed meanwhile",
+		    env->id) : smtp_queue_sysfail("unlink",
+		    SMTP_QUEUE_DIR_ENV, env->id);
+		r = -1;
+	} else {
+		if (q->ngone == q->gone_alloc) {
+			q->gone_alloc = q->gone_alloc == 0 ? 16 :
+			    q->gone_alloc * 2;
+			q->gone = xreallocarray(q->gone, q->gone_alloc,
+			    sizeof(*q->gone));
+		}
+		strlcpy(q->gone[q->ngone++], env->id, sizeof(*q->gone));
+	}
+	smtp_queue_env_free(envp);
+	return r;
+}
+
+int
+smtp_queue_removals_flush(struct smtp_queue *q, const char **error_r)
+{
+	size_t n = q->ngone;
+
+	if (n == 0)
+		return 0;
+	q->ngone = 0;
+	if (fsync(q->fd[SMTP_QUEUE_DIR_ENV]) < 0) {
+		*error_r = smtp_queue_sysfail("fsync", SMTP_QUEUE_DIR_ENV, "");
+		return -1;
+	}
+	/* Contents whose envelope is durably gone; one left by a crash
+	 * before this point is cleanup's, as in smtp_queue_unlink_locked. */
+	for (size_t i = 0; i < n; i++)
+		if (unlinkat(q->fd[SMTP_QUEUE_DIR_DATA], q->gone[i], 0) < 0 &&
+		    errno != ENOENT) {
+			*error_r = smtp_queue_sysfail("unlink",
+			    SMTP_QUEUE_DIR_DATA, q->gone[i]);
+			return -1;
+		}
+	return 0;
 }
 
 int

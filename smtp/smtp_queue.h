@@ -334,6 +334,15 @@ int smtp_queue_remove(struct smtp_queue *q, const char *id,
  * (delivery done); frees *env and sets it to NULL either way. 0 or -1. */
 int smtp_queue_env_remove(struct smtp_queue *q, struct smtp_queue_env **env,
     const char **error_r);
+/* smtp_queue_env_remove_later: smtp_queue_env_remove in two steps, so
+ * that the removals of a while share one fsync of env/: the envelope is
+ * unlinked now, and smtp_queue_removals_flush fsyncs env/ once and then
+ * removes the contents. Until the flush a crash of the machine may bring
+ * the envelope back (the message is delivered again: a duplicate, never
+ * a loss); the order of the two removals is kept. Frees *env. 0 or -1. */
+int smtp_queue_env_remove_later(struct smtp_queue *q,
+    struct smtp_queue_env **env, const char **error_r);
+int smtp_queue_removals_flush(struct smtp_queue *q, const char **error_r);
 /* smtp_queue_hold: put message id on hold (hold) or release it; as
  * smtp_queue_remove for the return values. */
 int smtp_queue_hold(struct smtp_queue *q, const char *id, bool hold,

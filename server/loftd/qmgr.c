@@ -1114,7 +1114,10 @@ qmgr_finish(struct qmgr_msg *m)
 	m->active = false;
 	qmgr.nactive--;
 	if (!due) {
-		if (smtp_queue_env_remove(qmgr.queue, &m->env, &error) < 0)
+		/* The fsync of env/ waits for the loop turn's other
+		 * removals (qmgr_schedule). */
+		if (smtp_queue_env_remove_later(qmgr.queue, &m->env,
+		    &error) < 0)
 			log_error("%s", error);
 		else
 			log_info("%s: removed", m->id);
@@ -1163,8 +1166,12 @@ qmgr_schedule(void)
 {
 	struct qmgr_msg *m, *best;
 	time_t now = time(NULL), earliest = 0;
+	const char *error;
 	unsigned ms;
 
+	/* The removals since the last turn: one fsync of env/ for all. */
+	if (smtp_queue_removals_flush(qmgr.queue, &error) < 0)
+		log_error("%s", error);
 	if (qmgr.retired) {
 		/* Finish the runs under way: their requests still go. */
 		qmgr_dispatch();
@@ -1414,6 +1421,7 @@ qmgr_settings(void)
 static void
 qmgr_free(void)
 {
+	const char *error;
 	struct qmgr_req *r;
 
 	while ((r = qmgr.sendq) != NULL) {
@@ -1435,6 +1443,9 @@ qmgr_free(void)
 	chan_free(&qmgr.master);
 	smtp_alias_close(&qmgr.aliases);
 	smtp_relay_free(&qmgr.relay);
+	if (qmgr.queue != NULL &&
+	    smtp_queue_removals_flush(qmgr.queue, &error) < 0)
+		log_error("%s", error);
 	smtp_queue_close(&qmgr.queue);
 	ioloop_free(&qmgr.loop);
 }

@@ -1583,6 +1583,46 @@ test_locks(void)
 
 	is_int(smtp_queue_remove(q, id, &error), 1, "remove by ID");
 	ok(queue_empty(path), "removed");
+
+	/* Removals that share one fsync of env/: the envelopes go at once,
+	 * the contents at the flush, after it. */
+	{
+		char id_b[SMTP_QUEUE_ID_MAX], p2[PATH_MAX + 64];
+		struct smtp_queue_env *env_b;
+
+		is_int(smtp_queue_removals_flush(q, &error), 0,
+		    "flush with nothing to flush");
+		put(q, "s@x", (const unsigned char *)"abc", 3, 1, id);
+		put(q, "s@x", (const unsigned char *)"def", 3, 1, id_b);
+		smtp_queue_load(q, id, SMTP_QUEUE_LOCK, &env, &error);
+		smtp_queue_load(q, id_b, SMTP_QUEUE_LOCK, &env_b, &error);
+		is_int(smtp_queue_env_remove_later(q, &env, &error), 0,
+		    "remove later: the first");
+		is_int(smtp_queue_env_remove_later(q, &env_b, &error), 0,
+		    "remove later: the second");
+		ok(env == NULL && env_b == NULL, "both envelopes freed");
+		is_int(count(path, "env"), 0, "the envelopes are gone");
+		is_int(count(path, "data"), 2, "the contents wait for the flush");
+		is_int(smtp_queue_removals_flush(q, &error), 0, "flush");
+		ok(queue_empty(path), "then the contents are gone too");
+		is_int(smtp_queue_removals_flush(q, &error), 0,
+		    "a second flush has nothing to do");
+
+		put(q, "s@x", (const unsigned char *)"abc", 3, 1, id);
+		smtp_queue_load(q, id, SMTP_QUEUE_LOCK, &env, &error);
+		snprintf(p2, sizeof(p2), "%s/env/%s", path, id);
+		unlink(p2);
+		is_int(smtp_queue_env_remove_later(q, &env, &error), -1,
+		    "remove later of an envelope gone meanwhile: -1");
+		ok(env == NULL && has(error, "removed meanwhile"),
+		    "freed, and said: %s", error);
+		is_int(smtp_queue_removals_flush(q, &error), 0,
+		    "nothing of it to flush");
+		is_int(count(path, "data"), 1,
+		    "its content is cleanup's, not the flush's");
+		snprintf(p2, sizeof(p2), "%s/data/%s", path, id);
+		unlink(p2);
+	}
 	smtp_queue_close(&q);
 }
 
