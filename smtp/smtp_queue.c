@@ -1654,7 +1654,7 @@ struct smtp_queue_job {
 struct smtp_queue_committer {
 	pthread_mutex_t mutex;
 	pthread_cond_t cond;		/* a job to run, or stopping */
-	struct smtp_queue_job *todo, **todo_tail;	/* owned, FIFO */
+	struct smtp_queue_job *waiting, **waiting_tail;	/* owned, FIFO */
 	struct smtp_queue_job *done, **done_tail;	/* owned, FIFO */
 	unsigned int outstanding;	/* submitted, not reaped */
 	bool stopping;
@@ -1690,14 +1690,14 @@ smtp_queue_committer_run(void *arg)
 
 	for (;;) {
 		smtp_queue_committer_lock(c);
-		while (c->todo == NULL && !c->stopping)
+		while (c->waiting == NULL && !c->stopping)
 			(void)pthread_cond_wait(&c->cond, &c->mutex);
-		if ((job = c->todo) == NULL) {
+		if ((job = c->waiting) == NULL) {
 			smtp_queue_committer_unlock(c);
 			return NULL;
 		}
-		if ((c->todo = job->next) == NULL)
-			c->todo_tail = &c->todo;
+		if ((c->waiting = job->next) == NULL)
+			c->waiting_tail = &c->waiting;
 		smtp_queue_committer_unlock(c);
 
 		job->result = smtp_queue_commit(&job->msg, job->id, &error);
@@ -1731,7 +1731,7 @@ smtp_queue_committer_new(unsigned int threads,
 		return -1;
 	}
 	c = xcalloc(1, sizeof(*c));
-	c->todo_tail = &c->todo;
+	c->waiting_tail = &c->waiting;
 	c->done_tail = &c->done;
 	c->threads = xreallocarray(NULL, threads, sizeof(*c->threads));
 	if ((c->event_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {
@@ -1785,8 +1785,8 @@ smtp_queue_commit_submit(struct smtp_queue_committer *c,
 	smtp_queue_committer_lock(c);
 	if (c->stopping)
 		log_panic("smtp_queue_commit_submit: the committer stops");
-	*c->todo_tail = job;
-	c->todo_tail = &job->next;
+	*c->waiting_tail = job;
+	c->waiting_tail = &job->next;
 	c->outstanding++;
 	(void)pthread_cond_signal(&c->cond);
 	smtp_queue_committer_unlock(c);
